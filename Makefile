@@ -1,0 +1,19 @@
+# The two commands: `make run` and `make test`. Both set up what they need first (scripts/setup.sh).
+.PHONY: run test setup token clean
+
+run:
+	bash scripts/run.sh
+
+test:
+	bash scripts/test.sh
+
+setup:
+	bash scripts/setup.sh --with-postgres
+
+# make token SUB=alice EMAIL=alice@example.com NAME=Alice
+token:
+	@PYTHONPATH=. PYTHONWARNINGS=ignore .venv/bin/python -m gateway.tokens --sub "$(or $(SUB),alice)" \
+	  --email "$(or $(EMAIL),alice@example.com)" --name "$(or $(NAME),Alice)"
+
+clean:
+	rm -rf data .pytest_cache

@@ -1,0 +1,62 @@
+"""Who is asking: the identity that travels with every RPC call and event.
+
+The gateway authenticates the bearer token and puts the user into Nameko's worker context data;
+Nameko copies context data into the headers of every RPC request it makes, so the identity reaches
+each downstream service, and onwards from there. Services read it through the `Auth` dependency.
+"""
+from dataclasses import dataclass
+
+from nameko.extensions import DependencyProvider
+
+from common.errors import Unauthenticated
+
+USER_ID_KEY = "user_id"
+USER_EMAIL_KEY = "user_email"
+USER_NAME_KEY = "user_name"
+
+SYSTEM_ACTOR = {"id": "system"}
+
+
+@dataclass(frozen=True)
+class Identity:
+    id: str
+    email: str
+    name: str
+
+    def as_actor(self):
+        """The actor of a change event made by this user."""
+        return {"id": self.id, "email": self.email}
+
+
+class AuthContext:
+    """Per-worker view of the caller's identity."""
+
+    def __init__(self, worker_ctx):
+        self._worker_ctx = worker_ctx
+
+    @property
+    def identity(self):
+        data = self._worker_ctx.data
+        if not data.get(USER_ID_KEY):
+            return None
+        return Identity(data[USER_ID_KEY], data.get(USER_EMAIL_KEY) or "", data.get(USER_NAME_KEY) or "")
+
+    def require(self):
+        """The caller's identity; an RPC call made without one is refused."""
+        identity = self.identity
+        if identity is None:
+            raise Unauthenticated("This call needs a signed-in user.")
+        return identity
+
+    def sign_in(self, identity):
+        """Used by the gateway once the token is verified: every RPC call made by this worker from
+        now on carries the identity."""
+        data = self._worker_ctx.data
+        data[USER_ID_KEY] = identity.id
+        data[USER_EMAIL_KEY] = identity.email
+        data[USER_NAME_KEY] = identity.name
+
+
+class Auth(DependencyProvider):
+    def get_dependency(self, worker_ctx):
+        return AuthContext(worker_ctx)

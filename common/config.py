@@ -1,0 +1,20 @@
+"""Configuration from environment variables, with working defaults for a local run.
+
+DATA_DIR      SQLite files, broker data and logs (default: ./data)
+<SERVICE>_DATABASE_URL   e.g. ORGS_DATABASE_URL=postgresql+psycopg2://...; default: SQLite under DATA_DIR
+"""
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_dir():
+    path = Path(os.environ.get("DATA_DIR") or PROJECT_ROOT / "data").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def database_url(service_name):
+    url = os.environ.get(f"{service_name.upper()}_DATABASE_URL")
+    return url or f"sqlite:///{data_dir() / (service_name + '.sqlite')}"

@@ -1,0 +1,104 @@
+"""Database access for services: one engine per process and database, sessions per worker.
+
+SQLite (the default) and PostgreSQL behave differently under concurrency, and this module hides it:
+- PostgreSQL goes through psycopg2 with psycogreen's eventlet patch, so a query waits without blocking
+  the other green threads of the process (a plain C driver would block them all).
+- SQLite allows one writer at a time and its busy-wait blocks the whole process. Write transactions
+  therefore start with BEGIN IMMEDIATE (the write lock is taken at the start, not half-way through,
+  so two transactions cannot deadlock on upgrading), and green threads of one process queue for it
+  on a green lock instead of inside SQLite. Rule for callers: never make an RPC call while a write
+  transaction is open.
+"""
+import threading
+from contextlib import contextmanager
+
+import psycogreen.eventlet
+from nameko.extensions import DependencyProvider
+from sqlalchemy import create_engine, event
+from sqlalchemy.orm import Session
+
+from common.config import database_url
+
+# Idempotent; makes psycopg2 yield to the eventlet hub while waiting on the server.
+psycogreen.eventlet.patch_psycopg()
+
+_engines = {}
+_engines_lock = threading.Lock()
+_sqlite_write_locks = {}
+
+
+def get_engine(url):
+    """The process-wide engine for `url` (engines hold connection pools: share them)."""
+    with _engines_lock:
+        if url not in _engines:
+            _engines[url] = _create_engine(url)
+        return _engines[url]
+
+
+def _create_engine(url):
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection, _record):
+            # Take over transaction control from the sqlite3 module (see SQLAlchemy's pysqlite docs).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection):
+            mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+            connection.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def is_sqlite(engine):
+    return engine.dialect.name == "sqlite"
+
+
+class Store:
+    """A service's database: `read()` and `write()` give sessions that commit or roll back as a unit."""
+
+    def __init__(self, url):
+        self.url = url
+        self.engine = get_engine(url)
+        self._sqlite = is_sqlite(self.engine)
+        if self._sqlite:
+            import eventlet.semaphore
+            self._write_lock = _sqlite_write_locks.setdefault(url, eventlet.semaphore.Semaphore())
+
+    @contextmanager
+    def read(self):
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    @contextmanager
+    def write(self):
+        """A write transaction; committed when the block ends, rolled back on an exception."""
+        if not self._sqlite:
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                yield session
+            return
+        with self._write_lock:
+            connection = self.engine.connect().execution_options(sqlite_begin="IMMEDIATE")
+            try:
+                with Session(bind=connection, expire_on_commit=False) as session, session.begin():
+                    yield session
+            finally:
+                connection.close()
+
+
+class Database(DependencyProvider):
+    """Gives each worker the service's `Store`, built from `<SERVICE>_DATABASE_URL` or the SQLite default."""
+
+    def setup(self):
+        self.store = Store(database_url(self.container.service_name))
+
+    def get_dependency(self, worker_ctx):
+        return self.store

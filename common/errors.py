@@ -1,0 +1,87 @@
+"""Application errors: one class per HTTP status, each carrying a stable `code`, a message and the field.
+
+They cross RPC boundaries intact: every class is registered with Nameko's exception registry, so a
+`NotFound` raised in the members service is raised again as `NotFound` in the caller (Nameko would
+otherwise turn it into a generic RemoteError), and the gateway renders it as
+`{"error": {"code", "message", "field"}}` with the class's status.
+"""
+from nameko.exceptions import deserialize_to_instance
+
+
+class AppError(Exception):
+    status = 500
+    default_code = "internal_error"
+
+    def __init__(self, message, code=None, field=None, details=None):
+        # All four go into `args`, which is what Nameko serializes and rebuilds on the other side.
+        # Nameko stringifies None on the way (None -> "None"), hence "" and {} for "absent".
+        super().__init__(message, code or self.default_code, field or "", details or {})
+
+    message = property(lambda self: self.args[0])
+    code = property(lambda self: self.args[1])
+    field = property(lambda self: self.args[2] or None)
+    details = property(lambda self: self.args[3] or None)
+
+    def to_dict(self):
+        body = {"code": self.code, "message": self.message, "field": self.field}
+        if self.details:
+            body["details"] = self.details
+        return {"error": body}
+
+
+def _registered(cls):
+    return deserialize_to_instance(cls)
+
+
+@_registered
+class BadRequest(AppError):            # malformed request: not JSON, wrong shape
+    status = 400
+    default_code = "bad_request"
+
+
+@_registered
+class Unauthenticated(AppError):
+    status = 401
+    default_code = "unauthenticated"
+
+
+@_registered
+class PaymentRequired(AppError):       # not enough credit or budget
+    status = 402
+    default_code = "payment_required"
+
+
+@_registered
+class Forbidden(AppError):             # a member, but their roles do not allow the action
+    status = 403
+    default_code = "forbidden"
+
+
+@_registered
+class NotFound(AppError):              # also what a non-member gets for an organization's ids
+    status = 404
+    default_code = "not_found"
+
+
+@_registered
+class Conflict(AppError):
+    status = 409
+    default_code = "conflict"
+
+
+@_registered
+class ValidationFailed(AppError):      # well-formed request whose values break a rule
+    status = 422
+    default_code = "validation_error"
+
+
+@_registered
+class ServiceUnavailable(AppError):    # a service did not answer in time
+    status = 503
+    default_code = "service_unavailable"
+
+
+_registered(AppError)
+
+# Every RPC entrypoint declares these as expected, so Nameko does not log them as crashes.
+EXPECTED_ERRORS = (AppError,)

@@ -1,0 +1,53 @@
+"""Change events: one envelope for every service, one topic exchange, the queues that consume it.
+
+Envelope (ARCHITECTURE.md "Events and the audit trail"):
+    event_id, type ("organization.renamed"), action (create|update|delete), occurred_at (ISO UTC),
+    organization_id, actor ({"id", "email"} or {"id": "system"}), target ({"type", "id"}),
+    before, after (only the changed fields; secrets never included), correlation_id (optional)
+
+Every service publishes to the `change-events` exchange with the event type as routing key. Each
+consumer has one durable queue bound to it. The relay declares those queues before it publishes, so an
+event is never dropped for lack of a bound queue, even if the consumer has never started.
+"""
+import uuid
+
+from kombu import Exchange, Queue
+
+from common.timeutil import iso, utcnow
+
+CHANGE_EXCHANGE = Exchange("change-events", type="topic", durable=True)
+
+# The audit service stores every change event.
+AUDIT_QUEUE = Queue("audit.change-events", exchange=CHANGE_EXCHANGE, routing_key="#", durable=True)
+# The members service forgets the memberships of a deleted organization.
+MEMBERS_QUEUE = Queue(
+    "members.change-events", exchange=CHANGE_EXCHANGE, routing_key="organization.deleted", durable=True
+)
+CONSUMER_QUEUES = (AUDIT_QUEUE, MEMBERS_QUEUE)
+
+ACTIONS = ("create", "update", "delete")
+
+
+def change_event(type, action, organization_id, actor, target_type, target_id,
+                 before=None, after=None, correlation_id=None, occurred_at=None):
+    """Build one change event envelope (a plain dict, ready for JSON)."""
+    if action not in ACTIONS:
+        raise ValueError(f"action must be one of {ACTIONS}, not {action!r}")
+    return {
+        "event_id": str(uuid.uuid4()),
+        "type": type,
+        "action": action,
+        "occurred_at": iso(occurred_at or utcnow()),
+        "organization_id": organization_id,
+        "actor": dict(actor),
+        "target": {"type": target_type, "id": target_id},
+        "before": before or {},
+        "after": after or {},
+        "correlation_id": correlation_id,
+    }
+
+
+def changed_fields(before, after):
+    """Keep only the keys whose values differ: what `before`/`after` of an update event carry."""
+    keys = [k for k in after if before.get(k) != after.get(k)]
+    return {k: before.get(k) for k in keys}, {k: after[k] for k in keys}

@@ -1,0 +1,52 @@
+"""Cursor paging: every list answers {"items": [...], "next_cursor": "..." | null}.
+
+A cursor is opaque to clients (base64 of a small JSON object); a tampered one is a 400, not a 500.
+"""
+import base64
+import binascii
+import json
+
+from common.errors import BadRequest, ValidationFailed
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+def encode_cursor(position):
+    return base64.urlsafe_b64encode(json.dumps(position, separators=(",", ":")).encode()).decode()
+
+
+def decode_cursor(cursor):
+    """The position a cursor stands for, or None for the first page."""
+    if cursor in (None, ""):
+        return None
+    try:
+        position = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (binascii.Error, ValueError, AttributeError):
+        raise BadRequest("The cursor is not valid; use next_cursor from a previous page.",
+                         code="invalid_cursor", field="cursor")
+    if not isinstance(position, dict):
+        raise BadRequest("The cursor is not valid; use next_cursor from a previous page.",
+                         code="invalid_cursor", field="cursor")
+    return position
+
+
+def check_limit(limit, default=DEFAULT_LIMIT, maximum=MAX_LIMIT):
+    if limit is None:
+        return default
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= maximum:
+        raise ValidationFailed(f"limit must be a whole number from 1 to {maximum}.", field="limit")
+    return limit
+
+
+def page_of_list(items, cursor, limit):
+    """Page through a list already held in memory (short lists such as a user's organizations)."""
+    limit = check_limit(limit)
+    position = decode_cursor(cursor) or {"offset": 0}
+    offset = position.get("offset")
+    if not isinstance(offset, int) or offset < 0:
+        raise BadRequest("The cursor is not valid; use next_cursor from a previous page.",
+                         code="invalid_cursor", field="cursor")
+    page = items[offset:offset + limit]
+    more = offset + limit < len(items)
+    return {"items": page, "next_cursor": encode_cursor({"offset": offset + limit}) if more else None}

@@ -1,0 +1,62 @@
+"""The permission matrix of SPEC §2, in one place, used by every service and by the gateway."""
+from enum import Enum
+
+
+class Role(str, Enum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    BUILDER = "builder"
+    MEMBER = "member"
+    BILLING = "billing"
+
+
+ALL_ROLES = tuple(r.value for r in Role)
+# Order used when showing a member's roles.
+ROLE_ORDER = {r.value: i for i, r in enumerate(Role)}
+
+
+class Action(str, Enum):
+    RENAME_ORGANIZATION = "rename_organization"
+    DELETE_ORGANIZATION = "delete_organization"
+    MANAGE_INVITATIONS = "manage_invitations"
+    EDIT_MEMBER_ROLES = "edit_member_roles"
+    REMOVE_MEMBERS = "remove_members"
+    MANAGE_BUDGET_GROUPS = "manage_budget_groups"
+    CREATE_AGENTS = "create_agents"
+    EDIT_ANY_AGENT = "edit_any_agent"
+    EDIT_CONTRIBUTED_AGENTS = "edit_contributed_agents"
+    USE_ANY_AGENT = "use_any_agent"
+    USE_GRANTED_AGENTS = "use_granted_agents"     # assigned (any role) or contributor (Builder)
+    VIEW_BILLING = "view_billing"
+    VIEW_AUDIT = "view_audit"
+    VIEW_MEMBERS = "view_members"
+
+
+_O, _A, _B, _M, _BI = Role.OWNER, Role.ADMIN, Role.BUILDER, Role.MEMBER, Role.BILLING
+
+MATRIX = {
+    Action.RENAME_ORGANIZATION: {_O, _A},
+    Action.DELETE_ORGANIZATION: {_O, _A},
+    Action.MANAGE_INVITATIONS: {_O, _A},
+    Action.EDIT_MEMBER_ROLES: {_O, _A},
+    Action.REMOVE_MEMBERS: {_O, _A},
+    Action.MANAGE_BUDGET_GROUPS: {_O, _A},
+    Action.CREATE_AGENTS: {_O, _A, _B},
+    Action.EDIT_ANY_AGENT: {_O, _A},
+    Action.EDIT_CONTRIBUTED_AGENTS: {_B},
+    Action.USE_ANY_AGENT: {_O, _A},
+    Action.USE_GRANTED_AGENTS: {_B, _M},
+    Action.VIEW_BILLING: {_O, _BI},
+    Action.VIEW_AUDIT: {_O, _A},
+    Action.VIEW_MEMBERS: {_O, _A, _B, _M, _BI},
+}
+
+
+def allows(roles, action):
+    """True when any of `roles` (strings or Role) grants `action`."""
+    granted = MATRIX[Action(action)]
+    return any(Role(r) in granted for r in roles)
+
+
+def sort_roles(roles):
+    return sorted(set(roles), key=ROLE_ORDER.__getitem__)

@@ -1,0 +1,134 @@
+"""Starts and stops the whole system as local processes: a private RabbitMQ node, every service and
+the gateway. `make run` (devtools/run.py) and the test fixtures (tests/conftest.py) both use it, so the
+tests exercise exactly what a developer runs."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = ("members", "orgs", "credits", "audit")
+MODULES = {name: f"services.{name}.service" for name in SERVICES}
+MODULES["gateway"] = "gateway.service"
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_broker_port():
+    """A free AMQP port whose Erlang distribution port (+20000, see rabbitmq.sh) is free too."""
+    import random
+    for _ in range(200):
+        port = random.randrange(20000, 45000)
+        if all(_is_free(p) for p in (port, port + 20000)):
+            return port
+    raise RuntimeError("no free port pair for RabbitMQ")
+
+
+def _is_free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+class Broker:
+    """A private RabbitMQ node (scripts/rabbitmq.sh) with its files under `directory`."""
+
+    def __init__(self, directory, port, node_name):
+        self.directory, self.port, self.node_name = Path(directory), port, node_name
+        self.amqp_uri = f"amqp://guest:guest@127.0.0.1:{port}/"
+
+    def start(self):
+        subprocess.run(["bash", str(ROOT / "scripts/rabbitmq.sh"), "start", str(self.directory), str(self.port),
+                        self.node_name], check=True)
+        return self
+
+    def stop(self):
+        subprocess.run(["bash", str(ROOT / "scripts/rabbitmq.sh"), "stop", str(self.directory)], check=False)
+
+
+class System:
+    """Every service and the gateway as `nameko run` processes sharing one environment."""
+
+    def __init__(self, data_dir, amqp_uri, gateway_port, env=None):
+        self.data_dir = Path(data_dir)
+        self.log_dir = self.data_dir / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.gateway_port = gateway_port
+        self.url = f"http://127.0.0.1:{gateway_port}"
+        self.env = dict(os.environ, DATA_DIR=str(self.data_dir), AMQP_URI=amqp_uri, PYTHONPATH=str(ROOT),
+                        WEB_SERVER_ADDRESS=f"0.0.0.0:{gateway_port}", PYTHONWARNINGS="ignore",
+                        **(env or {}))
+        self.processes = {}
+
+    def migrate(self):
+        subprocess.run([str(VENV_BIN / "python"), "-m", "common.migrate", *SERVICES], env=self.env, cwd=ROOT,
+                       check=True, stdout=subprocess.DEVNULL)
+
+    def start(self, name):
+        log = open(self.log_dir / f"{name}.log", "ab")
+        self.processes[name] = subprocess.Popen(
+            [str(VENV_BIN / "nameko"), "run", "--config", str(ROOT / "config.yaml"), MODULES[name]],
+            env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+
+    def stop(self, name, kill=False):
+        """Stop one process: gracefully (SIGTERM) or like a crash (SIGKILL)."""
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def start_all(self, timeout=90):
+        self.migrate()
+        for name in (*SERVICES, "gateway"):
+            self.start(name)
+        self.wait_healthy(timeout)
+        return self
+
+    def stop_all(self):
+        # Signal everyone first, then wait: graceful stops take a few seconds each.
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for name in list(self.processes):
+            self.stop(name)
+
+    def health(self):
+        try:
+            with urllib.request.urlopen(self.url + "/health", timeout=5) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as exc:
+            return json.load(exc)
+        except OSError:
+            return None
+
+    def wait_healthy(self, timeout=90):
+        deadline = time.monotonic() + timeout
+        report = None
+        while time.monotonic() < deadline:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {process.returncode}; see {self.log_dir / name}.log")
+            report = self.health()
+            if report and report.get("status") == "ok":
+                return report
+            time.sleep(0.3)
+        raise RuntimeError(f"the system is not healthy after {timeout} s: {report}; logs in {self.log_dir}")

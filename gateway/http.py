@@ -1,0 +1,90 @@
+"""HTTP plumbing of the gateway: the JSON entrypoint, request parsing, and the route registry that the
+OpenAPI document is generated from (so the document cannot drift from the routes)."""
+import json
+import logging
+from dataclasses import dataclass, field
+
+from marshmallow import ValidationError
+from nameko.web.handlers import HttpRequestHandler
+from werkzeug.wrappers import Response
+
+from common.errors import AppError, BadRequest, ValidationFailed
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class JsonHttpEntrypoint(HttpRequestHandler):
+    """Nameko's @http, answering every error as {"error": {"code", "message", "field"}}."""
+
+    def response_from_exception(self, exc):
+        if isinstance(exc, AppError):
+            return json_response(exc.to_dict(), exc.status)
+        log.error("unhandled error in %s %s", self.method, self.url, exc_info=exc)
+        return json_response({"error": {"code": "internal_error", "field": None,
+                                        "message": "Something went wrong on our side; it has been logged."}}, 500)
+
+
+http = JsonHttpEntrypoint.decorator
+
+
+def json_response(body, status=200, headers=None):
+    return Response(json.dumps(body), status=status, headers=headers, mimetype="application/json")
+
+
+def read_json(request, schema):
+    """The request body, loaded and validated by a marshmallow schema; 400 or 422 otherwise."""
+    if request.content_length and request.content_length > MAX_BODY_BYTES:
+        raise BadRequest(f"The body is larger than {MAX_BODY_BYTES} bytes.", code="body_too_large")
+    raw = request.get_data(cache=False, as_text=False)
+    if len(raw) > MAX_BODY_BYTES:
+        raise BadRequest(f"The body is larger than {MAX_BODY_BYTES} bytes.", code="body_too_large")
+    try:
+        data = json.loads(raw.decode("utf-8")) if raw.strip() else {}
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("The body is not valid JSON.", code="invalid_json")
+    if not isinstance(data, dict):
+        raise BadRequest("The body must be a JSON object.", code="invalid_json")
+    return load(schema, data)
+
+
+def load(schema, data):
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        name, message = _first_error(exc.messages)
+        raise ValidationFailed(message, code="validation_error", field=name)
+
+
+def _first_error(messages, prefix=""):
+    name, value = next(iter(messages.items()))
+    path = f"{prefix}{name}"
+    if isinstance(value, dict):
+        return _first_error(value, f"{path}.")
+    return path, value[0] if isinstance(value, list) else str(value)
+
+
+@dataclass
+class Route:
+    method: str
+    path: str                 # werkzeug syntax: /v1/organizations/<org_id>
+    summary: str
+    handler: str
+    body: object = None       # marshmallow schema of the request body
+    response: object = None   # marshmallow schema of the answer (many=True for lists)
+    status: int = 200
+    query: dict = field(default_factory=dict)   # name -> description
+    public: bool = False
+    errors: tuple = ()
+
+
+ROUTES = []
+
+
+def route(method, path, summary, **spec):
+    """@http plus an entry in ROUTES, from which /openapi.json is generated."""
+    def decorator(fn):
+        ROUTES.append(Route(method, path, summary, fn.__name__, **spec))
+        return http(method, path)(fn)
+    return decorator

@@ -1,0 +1,112 @@
+"""Marshmallow schemas of the HTTP API: what requests may contain and what answers look like."""
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+
+class Strict(Schema):
+    """Requests: unknown fields are refused with a 422 naming them."""
+
+
+# ---- requests -------------------------------------------------------------------------------------
+class OrganizationNameBody(Strict):
+    # The orgs service owns the name rules and their exact messages (missing, empty, too long, not a
+    # string), so the gateway passes whatever came, None when absent.
+    name = fields.Raw(load_default=None, allow_none=True,
+                      metadata={"type": "string", "description": "trimmed; 1 to 200 characters"})
+
+
+class ActiveOrganizationBody(Strict):
+    organization_id = fields.String(required=True, validate=validate.Length(max=64))
+
+
+class ListQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+    cursor = fields.String(load_default=None)
+    limit = fields.Integer(load_default=None, strict=False)
+
+
+class AuditQuery(ListQuery):
+    entity_type = fields.String(load_default=None)
+    action = fields.String(load_default=None, validate=validate.OneOf(["create", "update", "delete"]))
+    actor = fields.String(load_default=None)
+    field = fields.String(load_default=None)
+    target = fields.String(load_default=None)
+    since = fields.String(load_default=None)
+    until = fields.String(load_default=None)
+    format = fields.String(load_default=None, validate=validate.OneOf(["json", "csv"]))
+
+
+# ---- responses ------------------------------------------------------------------------------------
+class ErrorDetail(Schema):
+    code = fields.String()
+    message = fields.String()
+    field = fields.String(allow_none=True)
+
+
+class ErrorBody(Schema):
+    error = fields.Nested(ErrorDetail)
+
+
+class Membership(Schema):
+    organization_id = fields.String()
+    roles = fields.List(fields.String())
+
+
+class Me(Schema):
+    id = fields.String()
+    email = fields.String()
+    name = fields.String()
+    active_organization_id = fields.String()
+    memberships = fields.List(fields.Nested(Membership))
+
+
+class OrganizationCard(Schema):
+    id = fields.String()
+    name = fields.String()
+    type = fields.String(metadata={"enum": ["individual", "collective"]})
+    roles = fields.List(fields.String())
+    member_count = fields.Integer()
+    active = fields.Boolean()
+    created_at = fields.String()
+    updated_at = fields.String()
+    created_by = fields.String()
+
+
+class OrganizationPage(Schema):
+    items = fields.List(fields.Nested(OrganizationCard))
+    next_cursor = fields.String(allow_none=True)
+
+
+class Change(Schema):
+    field = fields.String()
+    old_value = fields.Raw(allow_none=True)
+    new_value = fields.Raw(allow_none=True)
+
+
+class Actor(Schema):
+    id = fields.String()
+    email = fields.String()
+
+
+class AuditEntry(Schema):
+    event_id = fields.String()
+    type = fields.String()
+    entity_type = fields.String()
+    entity_id = fields.String()
+    action = fields.String(metadata={"enum": ["create", "update", "delete"]})
+    actor = fields.Nested(Actor)
+    organization_id = fields.String(allow_none=True)
+    correlation_id = fields.String(allow_none=True)
+    changes = fields.List(fields.Nested(Change))
+    occurred_at = fields.String()
+
+
+class AuditPage(Schema):
+    items = fields.List(fields.Nested(AuditEntry))
+    next_cursor = fields.String(allow_none=True)
+
+
+class Health(Schema):
+    status = fields.String(metadata={"enum": ["ok", "degraded"]})
+    rabbitmq = fields.String()
+    services = fields.Dict(keys=fields.String(), values=fields.String())

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Starts or stops a private RabbitMQ node: loopback only, its own node name and ports, all its files
+# under one folder. `make run` and the test suite each start their own, so they never collide.
+#   rabbitmq.sh start DIR PORT NODENAME     (returns once the AMQP port accepts connections)
+#   rabbitmq.sh stop DIR
+# Debian's /usr/sbin/rabbitmq-server wrapper re-runs the node as the `rabbitmq` user, which cannot
+# write to a project folder; we call the real script under /usr/lib/rabbitmq/bin as ourselves instead.
+set -euo pipefail
+cmd=${1:?start|stop}; dir=${2:?data folder}
+mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
+pidfile=$dir/rabbitmq.pid
+
+is_running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+
+case "$cmd" in
+start)
+  port=${3:?port}; node=${4:?node name}
+  if is_running; then echo "rabbitmq: already running (pid $(cat "$pidfile"))"; exit 0; fi
+  mkdir -p "$dir/mnesia" "$dir/log" "$dir/home"
+  echo '[].' > "$dir/enabled_plugins"
+  cat > "$dir/rabbitmq.conf" <<CONF
+listeners.tcp.default = 127.0.0.1:$port
+loopback_users = none
+disk_free_limit.absolute = 50MB
+CONF
+  # HOME holds the Erlang cookie; the distribution port is derived from the AMQP port (+20000).
+  env HOME="$dir/home" \
+      RABBITMQ_NODENAME="$node@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$port" \
+      RABBITMQ_DIST_PORT=$((port + 20000)) RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" \
+      RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log" \
+      RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" RABBITMQ_PID_FILE="$dir/beam.pid" \
+      RABBITMQ_LOGS="$dir/log/rabbit.log" \
+      setsid /usr/lib/rabbitmq/bin/rabbitmq-server >"$dir/log/console.log" 2>&1 &
+  echo $! > "$pidfile"
+  for _ in $(seq 1 240); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "rabbitmq: node $node@localhost listening on 127.0.0.1:$port (data in $dir)"; exit 0
+    fi
+    is_running || { echo "rabbitmq: failed to start, see $dir/log" >&2; tail -n 30 "$dir/log/console.log" >&2; exit 1; }
+    sleep 0.25
+  done
+  echo "rabbitmq: not listening after 60 s, see $dir/log" >&2; exit 1 ;;
+stop)
+  if is_running; then
+    pid=$(cat "$pidfile")
+    # The script runs under setsid: signalling its process group stops the beam VM too.
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
+    for _ in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"; echo "rabbitmq: stopped" ;;
+*) echo "usage: $0 start DIR PORT NODENAME | stop DIR" >&2; exit 2 ;;
+esac

@@ -1,0 +1,45 @@
+"""Tables of the audit service: one immutable entry per change event, and its changed fields."""
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from common.outbox import OutboxMixin
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_entries"
+    __table_args__ = (Index("ix_audit_org_time", "organization_id", "occurred_at", "seq"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)   # a redelivered event is stored once
+    type: Mapped[str] = mapped_column(String(100))
+    entity_type: Mapped[str] = mapped_column(String(50))
+    entity_id: Mapped[str] = mapped_column(String(128), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[str] = mapped_column(String(128))
+    actor_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    organization_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    correlation_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    occurred_at = mapped_column(DateTime(timezone=True), nullable=False)
+    received_at = mapped_column(DateTime(timezone=True), nullable=False)
+
+    changes = relationship("AuditChange", order_by="AuditChange.id", lazy="selectin")
+
+
+class AuditChange(Base):
+    """One changed field of an entry: makes `?field=` a plain indexed query."""
+    __tablename__ = "audit_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    entry_seq: Mapped[int] = mapped_column(ForeignKey("audit_entries.seq"), index=True)
+    field: Mapped[str] = mapped_column(String(100), index=True)
+    old_value = mapped_column(JSON, nullable=True)
+    new_value = mapped_column(JSON, nullable=True)
+
+
+class OutboxEvent(OutboxMixin, Base):
+    """Unused today (the audit service changes nothing but its own trail); kept so that every service
+    has the same layout and can emit events without a migration."""

@@ -1,0 +1,220 @@
+"""Domain logic of the orgs service: plain functions over a `Store`, callable without a broker.
+
+Membership facts (roles, member counts) belong to the members service; the functions here receive
+them as arguments, fetched by the entrypoints over RPC before any write transaction opens.
+"""
+import uuid
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from common import outbox
+from common.errors import Conflict, NotFound, ValidationFailed
+from common.events import change_event
+from common.timeutil import iso, utcnow
+from services.orgs.models import ActiveOrganization, IdempotentRequest, Organization, OutboxEvent
+
+NAME_MAX_LENGTH = 200
+NAME_REQUIRED = "Organization name is required."
+NAME_TOO_LONG = "Name must be 200 characters or fewer."
+INDIVIDUAL, COLLECTIVE = "individual", "collective"
+
+
+def clean_name(name):
+    """The trimmed organization name, or ValidationFailed with the product's exact messages."""
+    if name is None or (isinstance(name, str) and not name.strip()):
+        raise ValidationFailed(NAME_REQUIRED, code="name_required", field="name")
+    if not isinstance(name, str):
+        raise ValidationFailed("Organization name must be a string.", code="invalid_type", field="name")
+    name = name.strip()
+    if len(name) > NAME_MAX_LENGTH:
+        raise ValidationFailed(NAME_TOO_LONG, code="name_too_long", field="name")
+    return name
+
+
+def organization_not_found():
+    return NotFound("Organization not found.", code="organization_not_found", field="organization_id")
+
+
+def get_live(session, organization_id):
+    org = session.get(Organization, organization_id) if isinstance(organization_id, str) else None
+    if org is None or org.deleted_at is not None:
+        raise organization_not_found()
+    return org
+
+
+def ensure_individual(store, identity):
+    """The user's Individual organization, created (and made active) the first time. Race-safe."""
+    with store.read() as session:
+        org = session.scalar(select(Organization).where(Organization.individual_user_id == identity.id))
+        if org is not None:
+            return org_dict(org)
+    name = (identity.name or identity.email or "Personal").strip()[:NAME_MAX_LENGTH]
+    try:
+        with store.write() as session:
+            now = utcnow()
+            org = Organization(id=str(uuid.uuid4()), name=name, type=INDIVIDUAL, individual_user_id=identity.id,
+                               created_by=identity.id, created_at=now, updated_at=now)
+            session.add(org)
+            if session.get(ActiveOrganization, identity.id) is None:
+                session.add(ActiveOrganization(user_id=identity.id, organization_id=org.id, updated_at=now))
+            outbox.record(session, OutboxEvent, change_event(
+                "organization.created", "create", org.id, identity.as_actor(), "organization", org.id,
+                after={"name": name, "type": INDIVIDUAL}))
+            session.flush()
+            return org_dict(org)
+    except IntegrityError:  # created concurrently by another request of the same user
+        with store.read() as session:
+            return org_dict(session.scalar(
+                select(Organization).where(Organization.individual_user_id == identity.id)))
+
+
+def find_idempotent(store, identity, key, operation):
+    """The stored answer of an earlier request with this Idempotency-Key, or None."""
+    if not key:
+        return None
+    with store.read() as session:
+        record = session.get(IdempotentRequest, (identity.id, key))
+        if record is None:
+            return None
+        if record.operation != operation:
+            raise Conflict("This Idempotency-Key was already used for another request.",
+                           code="idempotency_key_reused", field="Idempotency-Key")
+        return record.response
+
+
+def create_collective(store, identity, name, idempotency_key=None):
+    """Create a Collective organization; the caller is recorded as its creator.
+
+    With an Idempotency-Key, a retry returns the first answer instead of creating a second one.
+    """
+    name = clean_name(name)
+    try:
+        with store.write() as session:
+            now = utcnow()
+            org = Organization(id=str(uuid.uuid4()), name=name, type=COLLECTIVE, created_by=identity.id,
+                               created_at=now, updated_at=now)
+            session.add(org)
+            outbox.record(session, OutboxEvent, change_event(
+                "organization.created", "create", org.id, identity.as_actor(), "organization", org.id,
+                after={"name": name, "type": COLLECTIVE}))
+            result = org_dict(org)
+            if idempotency_key:
+                session.add(IdempotentRequest(user_id=identity.id, key=idempotency_key,
+                                              operation="create_organization", response=result, created_at=now))
+            session.flush()
+            return result
+    except IntegrityError:
+        # Only the idempotency record can collide: a concurrent request with the same key won.
+        replay = find_idempotent(store, identity, idempotency_key, "create_organization")
+        if replay is None:
+            raise
+        return replay
+
+
+def rename(store, identity, organization_id, name):
+    name = clean_name(name)
+    with store.write() as session:
+        org = get_live(session, organization_id)
+        if org.name == name:
+            return org_dict(org)          # nothing changed, so no event
+        before = org.name
+        org.name, org.updated_at = name, utcnow()
+        outbox.record(session, OutboxEvent, change_event(
+            "organization.renamed", "update", org.id, identity.as_actor(), "organization", org.id,
+            before={"name": before}, after={"name": name}))
+        return org_dict(org)
+
+
+def delete(store, identity, organization_id):
+    """Delete a Collective organization; whoever had it active falls back to their Individual one."""
+    with store.write() as session:
+        org = get_live(session, organization_id)
+        if org.type == INDIVIDUAL:
+            raise Conflict("An Individual organization cannot be deleted.", code="individual_organization")
+        now = utcnow()
+        org.deleted_at = now
+        fallen_back = _fall_back_to_individual(session, org.id, now)
+        outbox.record(session, OutboxEvent, change_event(
+            "organization.deleted", "delete", org.id, identity.as_actor(), "organization", org.id,
+            before={"name": org.name, "type": org.type}))
+        return {"id": org.id, "deleted_at": iso(now), "active_organization_reset_for": fallen_back}
+
+
+def _fall_back_to_individual(session, organization_id, now):
+    rows = session.scalars(select(ActiveOrganization).where(ActiveOrganization.organization_id == organization_id)).all()
+    for row in rows:
+        individual = session.scalar(select(Organization.id).where(Organization.individual_user_id == row.user_id))
+        row.organization_id, row.updated_at = individual, now
+    return [row.user_id for row in rows]
+
+
+def set_active(store, identity, organization_id):
+    """Switch the caller's active organization (membership already checked by the caller)."""
+    with store.write() as session:
+        org = get_live(session, organization_id)
+        row = session.get(ActiveOrganization, identity.id)
+        now = utcnow()
+        if row is None:
+            row = ActiveOrganization(user_id=identity.id, organization_id=org.id, updated_at=now)
+            session.add(row)
+            before = None
+        elif row.organization_id == org.id:
+            return org.id
+        else:
+            before, row.organization_id, row.updated_at = row.organization_id, org.id, now
+        outbox.record(session, OutboxEvent, change_event(
+            "user.active_organization_changed", "update", org.id, identity.as_actor(), "user", identity.id,
+            before={"active_organization_id": before}, after={"active_organization_id": org.id}))
+        return org.id
+
+
+def live_organizations(store, organization_ids):
+    with store.read() as session:
+        if not organization_ids:
+            return {}
+        rows = session.scalars(select(Organization).where(
+            Organization.id.in_(list(organization_ids)), Organization.deleted_at.is_(None))).all()
+        return {org.id: org for org in rows}
+
+
+def active_organization_id(store, user_id, member_of):
+    """The user's active organization: the stored one while it is alive and they belong to it,
+    otherwise their Individual one (the fall-back rule of SPEC §1)."""
+    with store.read() as session:
+        row = session.get(ActiveOrganization, user_id)
+        individual = session.scalar(select(Organization.id).where(Organization.individual_user_id == user_id))
+        if row is not None and row.organization_id in member_of:
+            org = session.get(Organization, row.organization_id)
+            if org is not None and org.deleted_at is None:
+                return org.id
+        return individual
+
+
+def cards(store, user_id, memberships):
+    """Organization cards for the list: name, type, my roles, member count, active flag.
+
+    Individual first, then oldest first. Memberships of organizations deleted a moment ago (before
+    the members service heard of it) are skipped."""
+    by_org = {m["organization_id"]: m for m in memberships}
+    orgs = live_organizations(store, by_org)
+    active = active_organization_id(store, user_id, set(orgs))
+    ordered = sorted(orgs.values(), key=lambda o: (o.type != INDIVIDUAL, o.created_at, o.id))
+    return [card(org_dict(org), by_org[org.id], active) for org in ordered]
+
+
+def card(org, membership, active_id):
+    """An organization card from the org's dict and the caller's membership of it."""
+    return dict(org, roles=membership["roles"], member_count=membership["member_count"],
+                active=org["id"] == active_id)
+
+
+def stored_active_id(store, user_id):
+    with store.read() as session:
+        row = session.get(ActiveOrganization, user_id)
+        return row.organization_id if row else None
+
+
+def org_dict(org):
+    return {"id": org.id, "name": org.name, "type": org.type, "created_by": org.created_by,
+            "created_at": iso(org.created_at), "updated_at": iso(org.updated_at)}
