@@ -12,7 +12,7 @@ import jwt
 from common.auth import Identity
 from common.errors import Unauthenticated
 
-DEV_SECRET = "dev-only-secret-change-me"   # the documented default; set JWT_SECRET anywhere else
+DEV_SECRET = "dev-only-secret-change-me-in-production"   # the documented default; set JWT_SECRET anywhere else
 ALGORITHM = "HS256"
 
 

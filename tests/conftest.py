@@ -1,0 +1,147 @@
+# Nameko runs on eventlet: patch before anything else is imported (or in-process containers hang).
+import eventlet
+eventlet.monkey_patch()  # noqa: E402
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from devtools.system import Broker, System, free_broker_port, free_port
+from gateway import tokens
+
+
+@pytest.fixture(scope="session")
+def broker():
+    """A private RabbitMQ node for the whole session, on free ports, stopped at the end."""
+    directory = tempfile.mkdtemp(prefix="orgplatform-rabbit-")
+    node = Broker(directory, free_broker_port(), f"orgplatform-test-{os.getpid()}").start()
+    yield node
+    node.stop()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster from the installed binaries (initdb + pg_ctl), trust auth on
+    loopback. PostgreSQL refuses to run as root, so as root it runs as the `postgres` user."""
+
+    def __init__(self):
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not found:
+            raise RuntimeError("PostgreSQL server binaries not found; run scripts/setup.sh --with-postgres")
+        self.bin = Path(found[-1]).parent
+        self.dir = Path(tempfile.mkdtemp(prefix="orgplatform-pg-"))
+        self.port = free_port()
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_user:
+            shutil.chown(self.dir, "postgres")
+        os.chmod(self.dir, 0o755)
+
+    def run(self, *args, **kwargs):
+        return subprocess.run([*self.as_user, *args], check=True, stdout=subprocess.DEVNULL, **kwargs)
+
+    def start(self):
+        data = self.dir / "data"
+        self.run(str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self.run(str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.dir / "server.log"), "-w", "-o",
+                 f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=300 "
+                 f"-c fsync=off", "start")
+        return self
+
+    def create_database(self, name):
+        self.run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self):
+        subprocess.run([*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast",
+                        "-w", "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+SERVICES = ("orgs", "members", "credits", "audit")
+
+
+def database_env(backend, request, label):
+    """Environment variables giving each service its own, fresh database on `backend`."""
+    if backend == "sqlite":
+        return {}   # the default: one SQLite file per service under DATA_DIR
+    cluster = request.getfixturevalue("postgres")
+    suffix = uuid.uuid4().hex[:8]
+    return {f"{s.upper()}_DATABASE_URL": cluster.create_database(f"{s}_{label}_{suffix}") for s in SERVICES}
+
+
+class Api:
+    """A signed-in HTTP client of the gateway."""
+
+    def __init__(self, base_url, sub, email, name):
+        self.base_url, self.id, self.email, self.name = base_url, sub, email, name
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {tokens.mint(sub, email, name)}"
+
+    def request(self, method, path, **kwargs):
+        return self.session.request(method, self.base_url + path, timeout=30, **kwargs)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, json=None, **kw):
+        return self.request("POST", path, json=json, **kw)
+
+    def patch(self, path, json=None, **kw):
+        return self.request("PATCH", path, json=json, **kw)
+
+    def put(self, path, json=None, **kw):
+        return self.request("PUT", path, json=json, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+
+class RunningSystem(System):
+    def user(self, label="user"):
+        """A brand-new user (unique id and email) with a client."""
+        sub = f"{label}-{uuid.uuid4().hex[:10]}"
+        return Api(self.url, sub, f"{sub}@example.com", label.title())
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def system(request, broker, tmp_path_factory):
+    """The whole system (every service and the gateway) on a real broker, once per database backend.
+
+    Tests share it within a module and keep apart by using fresh users."""
+    backend = request.param
+    data_dir = tmp_path_factory.mktemp(f"system-{backend}")
+    env = dict(database_env(backend, request, request.module.__name__.rsplit(".", 1)[-1]),
+               JWT_SECRET=tokens.secret())
+    running = RunningSystem(data_dir, broker.amqp_uri, free_port(), env)
+    running.backend = backend
+    # Consumer queues are shared per broker: empty them so one module's leftovers do not leak in.
+    _purge_queues(broker)
+    try:
+        running.start_all()
+        yield running
+    finally:
+        running.stop_all()
+
+
+def _purge_queues(broker):
+    from kombu import Connection
+    from common.events import CONSUMER_QUEUES
+    with Connection(broker.amqp_uri) as connection:
+        channel = connection.channel()
+        for queue in CONSUMER_QUEUES:
+            queue(channel).declare()
+            queue(channel).purge()
