@@ -1,0 +1,118 @@
+"""No change event is lost or stored twice: the audit service down, a service dying between its
+commit and its publish, an event delivered twice. Real broker, real databases, both backends."""
+import json
+import time
+
+from kombu import Connection
+from nameko.containers import ServiceContainer
+from sqlalchemy import select
+
+from common.db import Store
+from common.events import CHANGE_EXCHANGE, change_event
+from common.outbox import OutboxRelay
+from services.orgs.models import OutboxEvent
+from services.orgs.service import OrgsService
+from tests.e2e.helpers import audit_entries, stored_entries, wait_for
+
+
+def collective(api, name):
+    response = api.post("/v1/organizations", json={"name": name})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def entries_once(api, org_id, count):
+    """Wait until the trail holds `count` entries; then check that no event is there twice."""
+    entries = wait_for(lambda: (lambda e: e if len(e) >= count else None)(audit_entries(api, org_id)),
+                       timeout=30, message=f"{count} audit entries")
+    time.sleep(1.5)   # a late duplicate would show up by now
+    entries = audit_entries(api, org_id)
+    assert len(entries) == count
+    assert len({e["event_id"] for e in entries}) == count
+    return entries
+
+
+def test_changes_made_while_the_audit_service_is_down_appear_once_it_is_back(system):
+    alice = system.user("alice")
+    org = collective(alice, "Resilient")
+    entries_once(alice, org["id"], 2)
+
+    system.stop("audit")
+    for i in range(5):
+        assert alice.patch(f"/v1/organizations/{org['id']}", json={"name": f"Renamed {i}"}).status_code == 200
+    assert alice.put("/v1/me/active-organization", json={"organization_id": org["id"]}).status_code == 200
+    health = alice.get("/health").json()
+    assert health["status"] == "degraded" and health["services"]["audit"] != "ok"
+
+    system.start("audit")
+    system.wait_healthy()
+    entries = entries_once(alice, org["id"], 2 + 5 + 1)
+    assert [e["changes"][0]["new_value"] for e in entries if e["type"] == "organization.renamed"] == \
+        [f"Renamed {i}" for i in reversed(range(5))]
+
+
+def test_audit_killed_while_consuming_stores_every_event_once(system):
+    alice = system.user("alice")
+    org = collective(alice, "Crashy")
+    system.stop("audit")
+    for i in range(30):
+        alice.patch(f"/v1/organizations/{org['id']}", json={"name": f"Name {i}"})
+    system.start("audit")
+    time.sleep(1.0)
+    system.stop("audit", kill=True)   # unacknowledged messages are redelivered to the next consumer
+    system.start("audit")
+    system.wait_healthy()
+    entries_once(alice, org["id"], 2 + 30)
+
+
+def test_an_event_delivered_twice_is_stored_once(system, broker):
+    alice = system.user("alice")
+    org = collective(alice, "Twice")
+    entries_once(alice, org["id"], 2)
+    event = change_event("organization.renamed", "update", org["id"], alice_actor(alice), "organization",
+                         org["id"], before={"name": "Twice"}, after={"name": "Thrice"})
+    with Connection(broker.amqp_uri, transport_options={"confirm_publish": True}) as connection:
+        producer = connection.Producer()
+        for _ in range(3):
+            producer.publish(json.dumps(event), exchange=CHANGE_EXCHANGE, routing_key=event["type"],
+                             content_type="application/json", delivery_mode=2)
+    entries = entries_once(alice, org["id"], 3)
+    assert [e["event_id"] for e in entries].count(event["event_id"]) == 1
+
+
+def alice_actor(api):
+    return {"id": api.id, "email": api.email}
+
+
+def test_a_service_dying_between_commit_and_publish_loses_no_event(system, monkeypatch):
+    """The orgs service commits the change and its outbox row, then cannot publish (the relay fails
+    after the commit) and dies. The next orgs process relays the row: the audit trail gets it once."""
+    alice = system.user("alice")
+    alice.get("/v1/me")                     # signed in (Individual organization) beforehand
+    orgs_url = system.env.get("ORGS_DATABASE_URL") or f"sqlite:///{system.data_dir / 'orgs.sqlite'}"
+    monkeypatch.setenv("ORGS_DATABASE_URL", orgs_url)
+
+    def broker_unreachable(self, producer):
+        raise ConnectionError("simulated: the broker went away after the commit")
+    monkeypatch.setattr(OutboxRelay, "publish_once", broker_unreachable)
+
+    system.stop("orgs")
+    container = ServiceContainer(OrgsService, {"AMQP_URI": system.env["AMQP_URI"]})
+    container.start()
+    try:
+        response = alice.post("/v1/organizations", json={"name": "Survivor"})
+        assert response.status_code == 201, response.text      # acknowledged to the client
+        org_id = response.json()["id"]
+        time.sleep(1.5)                                          # the relay has tried (and failed)
+        with Store(orgs_url).read() as session:
+            pending = session.scalars(select(OutboxEvent).where(OutboxEvent.published_at.is_(None))).all()
+        assert [e.envelope["target"]["id"] for e in pending if e.type == "organization.created"] == [org_id]
+        assert "organization.created" not in [e["type"] for e in stored_entries(system, org_id)]
+    finally:
+        container.kill()                                         # dies without publishing
+    monkeypatch.undo()
+
+    system.start("orgs")
+    system.wait_healthy()
+    entries = entries_once(alice, org_id, 2)
+    assert sorted(e["type"] for e in entries) == ["member.added", "organization.created"]
