@@ -5,6 +5,8 @@ They cross RPC boundaries intact: every class is registered with Nameko's except
 otherwise turn it into a generic RemoteError), and the gateway renders it as
 `{"error": {"code", "message", "field"}}` with the class's status.
 """
+import json
+
 from nameko.exceptions import deserialize_to_instance
 
 
@@ -14,13 +16,16 @@ class AppError(Exception):
 
     def __init__(self, message, code=None, field=None, details=None):
         # All four go into `args`, which is what Nameko serializes and rebuilds on the other side.
-        # Nameko stringifies None on the way (None -> "None"), hence "" and {} for "absent".
-        super().__init__(message, code or self.default_code, field or "", details or {})
+        # Nameko stringifies every non-string on the way (None -> "None", 200 -> "200"), hence ""
+        # for "no field" and the details carried as a JSON string.
+        # (Rebuilt on the caller's side from those args, `details` arrives already encoded.)
+        encoded = details if isinstance(details, str) else json.dumps(details or {})
+        super().__init__(message, code or self.default_code, field or "", encoded)
 
     message = property(lambda self: self.args[0])
     code = property(lambda self: self.args[1])
     field = property(lambda self: self.args[2] or None)
-    details = property(lambda self: self.args[3] or None)
+    details = property(lambda self: json.loads(self.args[3]) or None)
 
     def to_dict(self):
         body = {"code": self.code, "message": self.message, "field": self.field}

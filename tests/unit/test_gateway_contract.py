@@ -1,0 +1,38 @@
+"""Gateway pieces that need no broker: tokens, errors across RPC, the OpenAPI document."""
+import pytest
+from nameko.exceptions import deserialize, serialize
+
+from common.errors import NotFound, Unauthenticated, ValidationFailed
+from gateway import tokens
+from gateway.openapi import document, openapi_path
+from gateway.service import GatewayService
+
+
+def test_token_round_trip_and_rejections():
+    identity = tokens.identity_from_header("Bearer " + tokens.mint("u1", "U1@Example.com", "U One"))
+    assert (identity.id, identity.email, identity.name) == ("u1", "u1@example.com", "U One")
+    for header, code in [(None, "missing_token"), ("Token abc", "invalid_token"), ("Bearer abc", "invalid_token"),
+                         ("Bearer " + tokens.mint("u1", "u1@example.com", ttl_seconds=-5), "token_expired"),
+                         ("Bearer " + tokens.mint("u1", "not-an-email"), "invalid_token")]:
+        with pytest.raises(Unauthenticated) as err:
+            tokens.identity_from_header(header)
+        assert err.value.code == code
+
+
+@pytest.mark.parametrize("error", [NotFound("gone", code="organization_not_found", field="organization_id"),
+                                   ValidationFailed("bad", field="name", details={"max": 200}),
+                                   NotFound("no field")])
+def test_errors_cross_rpc_as_themselves(error):
+    again = deserialize(serialize(error))
+    assert type(again) is type(error)
+    assert again.to_dict() == error.to_dict()
+
+
+def test_openapi_documents_exactly_the_routes():
+    routes = set()
+    for name in dir(GatewayService):
+        for entrypoint in getattr(getattr(GatewayService, name), "nameko_entrypoints", ()):
+            if entrypoint.url != "/<path:path>":                      # the JSON 404 catch-all
+                routes.add((entrypoint.method.lower(), openapi_path(entrypoint.url)))
+    documented = {(m, p) for p, ops in document()["paths"].items() for m in ops}
+    assert documented == routes
