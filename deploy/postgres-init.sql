@@ -1,0 +1,5 @@
+-- One database and one login per service: no service can read another's tables.
+CREATE USER orgs PASSWORD 'orgs';         CREATE DATABASE orgs OWNER orgs;
+CREATE USER members PASSWORD 'members';   CREATE DATABASE members OWNER members;
+CREATE USER credits PASSWORD 'credits';   CREATE DATABASE credits OWNER credits;
+CREATE USER audit PASSWORD 'audit';       CREATE DATABASE audit OWNER audit;
