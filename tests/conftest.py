@@ -2,17 +2,15 @@
 import eventlet
 eventlet.monkey_patch()  # noqa: E402
 
-import glob
 import os
 import shutil
-import subprocess
 import tempfile
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
 
+from devtools.postgres import PostgresCluster
 from devtools.system import Broker, System, free_broker_port, free_port
 from gateway import tokens
 
@@ -25,43 +23,6 @@ def broker():
     yield node
     node.stop()
     shutil.rmtree(directory, ignore_errors=True)
-
-
-class PostgresCluster:
-    """A throwaway PostgreSQL cluster from the installed binaries (initdb + pg_ctl), trust auth on
-    loopback. PostgreSQL refuses to run as root, so as root it runs as the `postgres` user."""
-
-    def __init__(self):
-        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-        if not found:
-            raise RuntimeError("PostgreSQL server binaries not found; run scripts/setup.sh --with-postgres")
-        self.bin = Path(found[-1]).parent
-        self.dir = Path(tempfile.mkdtemp(prefix="orgplatform-pg-"))
-        self.port = free_port()
-        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        if self.as_user:
-            shutil.chown(self.dir, "postgres")
-        os.chmod(self.dir, 0o755)
-
-    def run(self, *args, **kwargs):
-        return subprocess.run([*self.as_user, *args], check=True, stdout=subprocess.DEVNULL, **kwargs)
-
-    def start(self):
-        data = self.dir / "data"
-        self.run(str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        self.run(str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.dir / "server.log"), "-w", "-o",
-                 f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=300 "
-                 f"-c fsync=off", "start")
-        return self
-
-    def create_database(self, name):
-        self.run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{name}"
-
-    def stop(self):
-        subprocess.run([*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast",
-                        "-w", "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
