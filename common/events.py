@@ -12,6 +12,7 @@ event is never dropped for lack of a bound queue, even if the consumer has never
 import uuid
 
 from kombu import Exchange, Queue
+from marshmallow import INCLUDE, Schema, fields, validate
 
 from common.timeutil import iso, utcnow
 
@@ -45,6 +46,33 @@ def change_event(type, action, organization_id, actor, target_type, target_id,
         "after": after or {},
         "correlation_id": correlation_id,
     }
+
+
+class ActorSchema(Schema):
+    id = fields.String(required=True)
+    email = fields.String(load_default=None)
+
+
+class TargetSchema(Schema):
+    type = fields.String(required=True)
+    id = fields.String(required=True)
+
+
+class ChangeEventSchema(Schema):
+    """What a consumer accepts as a change event (extra keys are kept, for forward compatibility)."""
+    class Meta:
+        unknown = INCLUDE
+
+    event_id = fields.UUID(required=True)
+    type = fields.String(required=True, validate=validate.Length(min=3, max=100))
+    action = fields.String(required=True, validate=validate.OneOf(ACTIONS))
+    occurred_at = fields.String(required=True)   # checked by the consumer when parsed
+    organization_id = fields.String(load_default=None, allow_none=True)
+    actor = fields.Nested(ActorSchema, required=True)
+    target = fields.Nested(TargetSchema, required=True)
+    before = fields.Dict(load_default=dict)
+    after = fields.Dict(load_default=dict)
+    correlation_id = fields.String(load_default=None, allow_none=True)
 
 
 def changed_fields(before, after):

@@ -29,13 +29,14 @@ class AuditService:
     def ping(self):
         return "pong"
 
-    # Acknowledged only after the entry is committed; on an error the event goes back to the queue.
+    # Acknowledged only after the entry is committed; on an error (database down) the event goes back
+    # to the queue. A message that is not a change event is logged and dropped: retrying cannot help.
     @consume(AUDIT_QUEUE, requeue_on_error=True)
-    def on_change_event(self, event):
-        if not isinstance(event, dict) or not event.get("event_id"):
-            log.error("dropping a message that is not a change event: %r", event)
-            return
-        domain.store_event(self.db, event)
+    def on_change_event(self, message):
+        try:
+            domain.store_event(self.db, message)
+        except domain.InvalidChangeEvent:
+            log.error("dropping a message that is not a change event", exc_info=True)
 
     @rpc
     def list_entries(self, organization_id, filters=None, cursor=None, limit=None):

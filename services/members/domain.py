@@ -5,9 +5,10 @@ from sqlalchemy.exc import IntegrityError
 from common import outbox
 from common.errors import Conflict, NotFound
 from common.events import change_event, changed_fields
-from common.permissions import Role, sort_roles
-from common.timeutil import iso, utcnow
+from common.permissions import Role
+from common.timeutil import utcnow
 from services.members.models import MemberRole, Membership, OutboxEvent, User
+from services.members.schemas import membership_schema, user_schema
 
 FOUNDER_ROLES = (Role.OWNER.value, Role.BILLING.value)
 
@@ -103,17 +104,11 @@ def forget_organization(store, organization_id):
 
 
 def user_dict(user):
-    return {"id": user.id, "email": user.email, "name": user.name, "created_at": iso(user.created_at)}
+    return user_schema.dump(user)
 
 
 def membership_dict(session, membership, member_count=None):
     if member_count is None:
         member_count = session.scalar(select(func.count()).select_from(Membership)
                                       .where(Membership.organization_id == membership.organization_id))
-    return {
-        "organization_id": membership.organization_id,
-        "user_id": membership.user_id,
-        "roles": sort_roles(membership.roles),
-        "member_count": member_count,
-        "joined_at": iso(membership.joined_at),
-    }
+    return dict(membership_schema.dump(membership), member_count=member_count)

@@ -13,6 +13,7 @@ from common.errors import Conflict, NotFound, ValidationFailed
 from common.events import change_event
 from common.timeutil import iso, utcnow
 from services.orgs.models import ActiveOrganization, IdempotentRequest, Organization, OutboxEvent
+from services.orgs.schemas import organization_schema
 
 NAME_MAX_LENGTH = 200
 NAME_REQUIRED = "Organization name is required."
@@ -216,5 +217,4 @@ def stored_active_id(store, user_id):
 
 
 def org_dict(org):
-    return {"id": org.id, "name": org.name, "type": org.type, "created_by": org.created_by,
-            "created_at": iso(org.created_at), "updated_at": iso(org.updated_at)}
+    return organization_schema.dump(org)

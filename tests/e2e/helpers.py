@@ -33,8 +33,6 @@ def audit_entries(api, org_id, **filters):
 def stored_entries(system, org_id):
     """Entries straight from the audit service's database (for trails nobody can read any more,
     such as a deleted organization's)."""
-    from common.config import database_url
-    import os
     url = system.env.get("AUDIT_DATABASE_URL") or f"sqlite:///{system.data_dir / 'audit.sqlite'}"
     store = Store(url)
     entries, cursor = [], None

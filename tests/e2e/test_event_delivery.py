@@ -80,6 +80,20 @@ def test_an_event_delivered_twice_is_stored_once(system, broker):
     assert [e["event_id"] for e in entries].count(event["event_id"]) == 1
 
 
+def test_a_malformed_message_is_dropped_without_blocking_the_queue(system, broker):
+    alice = system.user("alice")
+    org = collective(alice, "Poison")
+    entries_once(alice, org["id"], 2)
+    with Connection(broker.amqp_uri, transport_options={"confirm_publish": True}) as connection:
+        producer = connection.Producer()
+        for body in ('{"event_id": "nope"}', '"just a string"', "{broken json"):
+            producer.publish(body, exchange=CHANGE_EXCHANGE, routing_key="organization.renamed",
+                             content_type="application/json", delivery_mode=2)
+    assert alice.patch(f"/v1/organizations/{org['id']}", json={"name": "After poison"}).status_code == 200
+    entries = entries_once(alice, org["id"], 3)
+    assert entries[0]["changes"][0]["new_value"] == "After poison"
+
+
 def alice_actor(api):
     return {"id": api.id, "email": api.email}
 

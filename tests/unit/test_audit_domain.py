@@ -25,9 +25,19 @@ def test_an_event_is_stored_once(make_store):
     assert entry["actor"] == ACTOR and entry["action"] == "update"
 
 
-def test_incomplete_event_is_rejected(make_store):
-    with pytest.raises(ValueError):
-        domain.store_event(make_store("audit"), {"event_id": "x"})
+@pytest.mark.parametrize("broken", [
+    {"event_id": "x"},
+    {"type": "organization.renamed"},
+    dict(renamed("o1", "a", "b"), action="explode"),
+    dict(renamed("o1", "a", "b"), occurred_at="yesterday"),
+    dict(renamed("o1", "a", "b"), event_id="not-a-uuid"),
+    "not even a dict",
+])
+def test_a_message_that_is_not_a_change_event_is_rejected_as_such(make_store, broken):
+    store = make_store("audit")
+    with pytest.raises(domain.InvalidChangeEvent):
+        domain.store_event(store, broken)
+    assert domain.query_entries(store, "o1")["items"] == []
 
 
 def test_filters_and_cursor_paging_newest_first(make_store):
