@@ -1,15 +1,17 @@
 """RPC helpers shared by services and the gateway."""
-from functools import partial
-
 import eventlet
 from nameko.exceptions import UnknownService
 from nameko.rpc import rpc as nameko_rpc
 
 from common.errors import EXPECTED_ERRORS, ServiceUnavailable
 
-# Our errors are answers, not crashes: declared expected, Nameko neither logs them as errors nor
-# wraps them; the caller gets the same exception class back (see common.errors).
-rpc = partial(nameko_rpc, expected_exceptions=EXPECTED_ERRORS)
+def rpc(fn):
+    """@rpc with our errors declared expected: they are answers, not crashes, so Nameko does not log
+    them as errors; the caller gets the same exception class back (see common.errors).
+
+    (Not `partial(nameko_rpc, expected_exceptions=...)`: used bare, Nameko's decorator takes the
+    "no arguments" path and silently drops keyword arguments.)"""
+    return nameko_rpc(expected_exceptions=EXPECTED_ERRORS)(fn)
 
 RPC_TIMEOUT_SECONDS = 10
 

@@ -8,7 +8,7 @@ from marshmallow import ValidationError
 from nameko.web.handlers import HttpRequestHandler
 from werkzeug.wrappers import Response
 
-from common.errors import AppError, BadRequest, ValidationFailed
+from common.errors import EXPECTED_ERRORS, AppError, BadRequest, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,9 @@ class JsonHttpEntrypoint(HttpRequestHandler):
                                         "message": "Something went wrong on our side; it has been logged."}}, 500)
 
 
-http = JsonHttpEntrypoint.decorator
+def http(method, url):
+    """Nameko's @http with JSON errors; our errors are declared expected (answers, not crashes)."""
+    return JsonHttpEntrypoint.decorator(method, url, expected_exceptions=EXPECTED_ERRORS)
 
 
 def json_response(body, status=200, headers=None):

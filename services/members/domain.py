@@ -51,12 +51,13 @@ def add_founder(store, identity, organization_id):
     """
     try:
         with store.write() as session:
+            # Others first: a concurrent retry of this very call may have made the caller a member.
+            if session.scalar(select(func.count()).select_from(Membership).where(
+                    Membership.organization_id == organization_id, Membership.user_id != identity.id)):
+                raise Conflict("This organization already has members.", code="organization_has_members")
             existing = session.get(Membership, (organization_id, identity.id))
             if existing is not None:
                 return membership_dict(session, existing)
-            if session.scalar(select(func.count()).select_from(Membership)
-                              .where(Membership.organization_id == organization_id)):
-                raise Conflict("This organization already has members.", code="organization_has_members")
             membership = Membership(organization_id=organization_id, user_id=identity.id, joined_at=utcnow())
             membership.role_rows = [MemberRole(organization_id=organization_id, user_id=identity.id, role=r)
                                     for r in FOUNDER_ROLES]

@@ -244,3 +244,25 @@ def test_audit_trail_filters_and_paging(system):
     assert csv_export.text.count("organization.renamed") == 3
     json_export = alice.get(f"/v1/organizations/{org['id']}/audit", params={"format": "json"}).json()
     assert len(json_export) == 5
+
+
+def test_concurrent_first_requests_create_one_individual_organization(system):
+    import eventlet
+    newcomer = system.user("newcomer")
+    pool = eventlet.GreenPool(10)
+    statuses = list(pool.imap(lambda _: newcomer.get("/v1/organizations").status_code, range(10)))
+    assert statuses == [200] * 10
+    assert [c["type"] for c in cards(newcomer)] == ["individual"]
+
+
+def test_concurrent_creates_with_one_idempotency_key_create_one_organization(system):
+    import eventlet
+    alice = system.user("alice")
+    alice.get("/v1/me")
+    key = str(uuid.uuid4())
+    pool = eventlet.GreenPool(8)
+    responses = list(pool.imap(lambda _: alice.post("/v1/organizations", json={"name": "Raced"},
+                                                    headers={"Idempotency-Key": key}), range(8)))
+    assert {r.status_code for r in responses} == {201}
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert [c["name"] for c in cards(alice)].count("Raced") == 1
