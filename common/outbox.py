@@ -9,12 +9,15 @@ consumers store events by `event_id`, so that is harmless.
 """
 import json
 import logging
+import time
 
 import eventlet
 import eventlet.event
 from kombu import Connection
 from nameko.extensions import DependencyProvider
-from sqlalchemy import JSON, DateTime, Integer, String, select
+from datetime import timedelta
+
+from sqlalchemy import JSON, DateTime, Integer, String, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.db import Store
@@ -70,6 +73,13 @@ def publish_batch(store, outbox_model, producer, batch_size=100):
         return len(rows)
 
 
+def prune_published(store, outbox_model, keep=timedelta(days=7)):
+    """Delete rows published more than `keep` ago (kept a while for inspection); returns how many."""
+    with store.write() as session:
+        return session.execute(delete(outbox_model).where(
+            outbox_model.published_at.is_not(None), outbox_model.published_at < utcnow() - keep)).rowcount
+
+
 class OutboxRelay(DependencyProvider):
     """Relays this service's outbox; a worker that ends wakes it, a timer sweeps every second anyway.
 
@@ -77,6 +87,8 @@ class OutboxRelay(DependencyProvider):
     while writing" rule of common.db. It is safe only because the relay is the one writer that does it
     and the green write lock makes other writers of the process wait rather than spin in SQLite.
     """
+
+    PRUNE_EVERY_SECONDS = 3600
 
     def __init__(self, outbox_model, interval=1.0):
         self.outbox_model = outbox_model
@@ -117,6 +129,7 @@ class OutboxRelay(DependencyProvider):
 
     def _run(self):
         connection = None
+        next_prune = 0
         while self._running:
             # A fresh event before publishing: a wake-up that arrives while we publish is kept.
             self._wakeup = eventlet.event.Event()
@@ -126,6 +139,9 @@ class OutboxRelay(DependencyProvider):
                     producer = connection.Producer()
                 while self._running and self.publish_once(producer) > 0:
                     pass
+                if time.monotonic() >= next_prune:
+                    prune_published(self.store, self.outbox_model)
+                    next_prune = time.monotonic() + self.PRUNE_EVERY_SECONDS
             except Exception:  # broker or database down: keep the rows, retry on the next round
                 log.warning("outbox relay of %s failed; will retry", self.container.service_name,
                             exc_info=True)

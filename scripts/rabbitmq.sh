@@ -16,6 +16,11 @@ case "$cmd" in
 start)
   port=${3:?port}; node=${4:?node name}
   if is_running; then echo "rabbitmq: already running (pid $(cat "$pidfile"))"; exit 0; fi
+  # Someone else on the port would pass the readiness check below and take our traffic.
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "rabbitmq: port $port is already in use by another program; set RABBITMQ_PORT (or AMQP_URI)" >&2
+    exit 1
+  fi
   mkdir -p "$dir/mnesia" "$dir/log" "$dir/home"
   echo '[].' > "$dir/enabled_plugins"
   cat > "$dir/rabbitmq.conf" <<CONF

@@ -5,7 +5,7 @@ them as arguments, fetched by the entrypoints over RPC before any write transact
 """
 import uuid
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from common import outbox

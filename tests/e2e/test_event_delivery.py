@@ -130,3 +130,22 @@ def test_a_service_dying_between_commit_and_publish_loses_no_event(system, monke
     system.wait_healthy()
     entries = entries_once(alice, org_id, 2)
     assert sorted(e["type"] for e in entries) == ["member.added", "organization.created"]
+
+
+def test_acknowledged_changes_survive_a_broker_restart(system, broker):
+    """Events waiting in the audit queue are persistent: a broker restart loses none of them, and the
+    services reconnect by themselves."""
+    alice = system.user("alice")
+    org = collective(alice, "Before restart")
+    entries_once(alice, org["id"], 2)
+    system.stop("audit")
+    for i in range(3):
+        assert alice.patch(f"/v1/organizations/{org['id']}", json={"name": f"Kept {i}"}).status_code == 200
+    time.sleep(1.5)                       # relayed into the durable queue
+    broker.stop()
+    broker.start()
+    system.start("audit")
+    system.wait_healthy(timeout=120)
+    entries = entries_once(alice, org["id"], 2 + 3)
+    assert alice.patch(f"/v1/organizations/{org['id']}", json={"name": "After restart"}).status_code == 200
+    entries_once(alice, org["id"], 2 + 3 + 1)

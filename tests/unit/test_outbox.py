@@ -50,3 +50,14 @@ def test_a_rolled_back_change_leaves_no_event(make_store):
             outbox.record(session, OutboxEvent, change_event("x.y", "create", None, {"id": "a"}, "x", "1"))
             raise RuntimeError("the change failed")
     assert unpublished(store) == 0
+
+
+def test_published_rows_are_pruned_after_a_while(make_store):
+    from datetime import timedelta
+    store = make_store("orgs")
+    add_events(store, 3)
+    outbox.publish_batch(store, OutboxEvent, FlakyProducer(fail_after=100))
+    add_events(store, 1)                                   # not yet published: never pruned
+    assert outbox.prune_published(store, OutboxEvent) == 0  # published just now: kept
+    assert outbox.prune_published(store, OutboxEvent, keep=timedelta(0)) == 3
+    assert unpublished(store) == 1
