@@ -77,15 +77,17 @@ class System:
         subprocess.run([str(VENV_BIN / "python"), "-m", "common.migrate", *SERVICES], env=self.env, cwd=ROOT,
                        check=True, stdout=subprocess.DEVNULL)
 
-    def start(self, name):
-        log = open(self.log_dir / f"{name}.log", "ab")
-        self.processes[name] = subprocess.Popen(
+    def start(self, name, replica=None):
+        """Start a service (or, with `replica`, one more process of it: replicas share its queues)."""
+        key = name if replica is None else f"{name}-{replica}"
+        log = open(self.log_dir / f"{key}.log", "ab")
+        self.processes[key] = subprocess.Popen(
             [str(VENV_BIN / "nameko"), "run", "--config", str(ROOT / "config.yaml"), MODULES[name]],
             env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
 
     def stop(self, name, kill=False):
-        """Stop one process: gracefully (SIGTERM) or like a crash (SIGKILL)."""
+        """Stop one process (a service, or a replica: "orgs-2"): gracefully (SIGTERM) or like a crash (SIGKILL)."""
         process = self.processes.pop(name, None)
         if process is None or process.poll() is not None:
             return

@@ -37,8 +37,11 @@ def organization_not_found():
     return NotFound("Organization not found.", code="organization_not_found", field="organization_id")
 
 
-def get_live(session, organization_id):
-    org = session.get(Organization, organization_id) if isinstance(organization_id, str) else None
+def get_live(session, organization_id, for_update=False):
+    """The organization unless deleted. `for_update` locks the row (PostgreSQL) so that concurrent
+    changes queue and each event's `before` is what the change really replaced."""
+    org = (session.get(Organization, organization_id, with_for_update=for_update)
+           if isinstance(organization_id, str) else None)
     if org is None or org.deleted_at is not None:
         raise organization_not_found()
     return org
@@ -116,7 +119,7 @@ def create_collective(store, identity, name, idempotency_key=None):
 def rename(store, identity, organization_id, name):
     name = clean_name(name)
     with store.write() as session:
-        org = get_live(session, organization_id)
+        org = get_live(session, organization_id, for_update=True)
         if org.name == name:
             return org_dict(org)          # nothing changed, so no event
         before = org.name
@@ -130,7 +133,7 @@ def rename(store, identity, organization_id, name):
 def delete(store, identity, organization_id):
     """Delete a Collective organization; whoever had it active falls back to their Individual one."""
     with store.write() as session:
-        org = get_live(session, organization_id)
+        org = get_live(session, organization_id, for_update=True)
         if org.type == INDIVIDUAL:
             raise Conflict("An Individual organization cannot be deleted.", code="individual_organization")
         now = utcnow()
@@ -153,8 +156,8 @@ def _fall_back_to_individual(session, organization_id, now):
 def set_active(store, identity, organization_id):
     """Switch the caller's active organization (membership already checked by the caller)."""
     with store.write() as session:
-        org = get_live(session, organization_id)
-        row = session.get(ActiveOrganization, identity.id)
+        org = get_live(session, organization_id, for_update=True)   # not deleted meanwhile
+        row = session.get(ActiveOrganization, identity.id, with_for_update=True)
         now = utcnow()
         if row is None:
             row = ActiveOrganization(user_id=identity.id, organization_id=org.id, updated_at=now)

@@ -149,3 +149,30 @@ def test_acknowledged_changes_survive_a_broker_restart(system, broker):
     entries = entries_once(alice, org["id"], 2 + 3)
     assert alice.patch(f"/v1/organizations/{org['id']}", json={"name": "After restart"}).status_code == 200
     entries_once(alice, org["id"], 2 + 3 + 1)
+
+
+def test_replicas_share_the_work_and_every_change_is_audited_once(system):
+    """Scale-out without code change: a second orgs and a second audit process join the same queues
+    (and, on PostgreSQL, the relays claim outbox rows with SKIP LOCKED)."""
+    import eventlet
+    system.start("orgs", replica=2)
+    system.start("audit", replica=2)
+    try:
+        time.sleep(3)                                   # the replicas are consuming
+        alice = system.user("alice")
+        org = collective(alice, "Scaled")
+        pool = eventlet.GreenPool(10)
+        statuses = list(pool.imap(
+            lambda i: alice.patch(f"/v1/organizations/{org['id']}", json={"name": f"Scaled {i}"}).status_code,
+            range(40)))
+        assert statuses == [200] * 40
+        entries = entries_once(alice, org["id"], 2 + 40)
+        # Each rename replaced exactly what the previous one wrote: no stale `before` under concurrency.
+        renames = sorted((e for e in entries if e["type"] == "organization.renamed"), key=lambda e: e["occurred_at"])
+        chain = ["Scaled"] + [e["changes"][0]["new_value"] for e in renames]
+        assert [e["changes"][0]["old_value"] for e in renames] == chain[:-1]
+    finally:
+        system.stop("orgs-2")
+        system.stop("audit-2")
+    orgs_log = (system.log_dir / "orgs-2.log").read_text()
+    assert "Traceback" not in orgs_log, orgs_log[-3000:]
