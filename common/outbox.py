@@ -40,13 +40,21 @@ class OutboxMixin:
     published_at = mapped_column(DateTime(timezone=True), nullable=True, index=True)
 
 
+# Outbox models with rows recorded in this process since their relay last looked. A hint only: the
+# relay's periodic sweep finds every row regardless.
+_recorded = {}
+
+
 def record(session, outbox_model, envelope):
     """Add `envelope` to the outbox in the session's transaction; returns it."""
     session.add(outbox_model(
         event_id=envelope["event_id"], type=envelope["type"], envelope=envelope,
         created_at=parse_iso(envelope["occurred_at"]),
     ))
+    # Tells this process's relay that a worker wrote something (see OutboxRelay.worker_teardown).
+    _recorded[outbox_model] = True
     return envelope
+
 
 
 def publish_batch(store, outbox_model, producer, batch_size=100):
@@ -56,6 +64,9 @@ def publish_batch(store, outbox_model, producer, batch_size=100):
     disjoint batches. The transaction is held while publishing; that is the price of never marking an
     event published before the broker confirmed it.
     """
+    with store.read() as session:      # the common case, nothing to send, costs no write lock
+        if session.scalar(select(outbox_model.id).where(outbox_model.published_at.is_(None)).limit(1)) is None:
+            return 0
     with store.write() as session:
         query = (select(outbox_model).where(outbox_model.published_at.is_(None))
                  .order_by(outbox_model.id).limit(batch_size))
@@ -121,8 +132,10 @@ class OutboxRelay(DependencyProvider):
             self._wakeup.send(True)
 
     def worker_teardown(self, worker_ctx):
-        # The worker's transaction (if any) has committed by now: relay its events right away.
-        self.wake()
+        # The worker's transaction has committed by now: relay its events right away. Workers that
+        # recorded nothing (reads) leave the relay asleep.
+        if _recorded.pop(self.outbox_model, False):
+            self.wake()
 
     def get_dependency(self, worker_ctx):
         return self

@@ -77,6 +77,7 @@ class Route:
     response: object = None   # marshmallow schema of the answer (many=True for lists)
     status: int = 200
     query: dict = field(default_factory=dict)   # name -> description
+    headers: dict = field(default_factory=dict)  # name -> description
     public: bool = False
     errors: tuple = ()
 

@@ -68,6 +68,8 @@ def document():
                   for n in re.findall(r"<(?:[a-z]+:)?([a-z_]+)>", r.path)]
         params += [{"name": n, "in": "query", "required": False, "description": d, "schema": {"type": "string"}}
                    for n, d in r.query.items()]
+        params += [{"name": n, "in": "header", "required": False, "description": d, "schema": {"type": "string"}}
+                   for n, d in r.headers.items()]
         op = {"summary": r.summary, "operationId": r.handler, "parameters": params, "responses": {}}
         if not r.public:
             op["security"] = [{"bearer": []}]

@@ -55,13 +55,13 @@ class GatewayService:
     @route("GET", "/health", "Whether RabbitMQ and every service answer", public=True,
            response=schemas.Health(), errors=(503,))
     def health(self, request):
-        report = {"rabbitmq": _broker_status(self.config["AMQP_URI"]), "services": {}}
+        # Asked in parallel: a hung service costs its time-out once, not once per service after it.
+        pile = eventlet.GreenPile()
+        pile.spawn(_broker_status, self.config["AMQP_URI"])
         for name in SERVICES:
-            try:
-                call(getattr(self, name).ping, timeout=3)
-                report["services"][name] = "ok"
-            except AppError as exc:
-                report["services"][name] = exc.code
+            pile.spawn(_ping, getattr(self, name))
+        broker, *services = list(pile)
+        report = {"rabbitmq": broker, "services": dict(zip(SERVICES, services))}
         healthy = report["rabbitmq"] == "ok" and all(v == "ok" for v in report["services"].values())
         report["status"] = "ok" if healthy else "degraded"
         return json_response(schemas.Health().dump(report), 200 if healthy else 503)
@@ -94,7 +94,8 @@ class GatewayService:
         return json_response(schemas.OrganizationPage().dump(page))
 
     @route("POST", "/v1/organizations", "Create a Collective organization (Idempotency-Key optional)",
-           body=schemas.OrganizationNameBody(), response=schemas.OrganizationCard(), status=201)
+           body=schemas.OrganizationNameBody(), response=schemas.OrganizationCard(), status=201,
+           headers={"Idempotency-Key": "optional; a retry with the same key returns the first answer"})
     def create_organization(self, request):
         self._authenticate(request)
         body = read_json(request, schemas.OrganizationNameBody())
@@ -161,6 +162,14 @@ def _idempotency_key(request):
         raise BadRequest("Idempotency-Key must be at most 200 printable characters.",
                          code="invalid_idempotency_key", field="Idempotency-Key")
     return key
+
+
+def _ping(service):
+    try:
+        call(service.ping, timeout=3)
+        return "ok"
+    except AppError as exc:
+        return exc.code
 
 
 def _broker_status(amqp_uri):

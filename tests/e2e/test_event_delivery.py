@@ -15,6 +15,15 @@ from services.orgs.service import OrgsService
 from tests.e2e.helpers import audit_entries, stored_entries, wait_for
 
 
+def publish_raw(broker, bodies, routing_key="organization.renamed"):
+    """Publish message bodies straight to the change exchange, as a misbehaving producer would."""
+    with Connection(broker.amqp_uri, transport_options={"confirm_publish": True}) as connection:
+        producer = connection.Producer()
+        for body in bodies:
+            producer.publish(body, exchange=CHANGE_EXCHANGE, routing_key=routing_key,
+                             content_type="application/json", delivery_mode=2)
+
+
 def collective(api, name):
     response = api.post("/v1/organizations", json={"name": name})
     assert response.status_code == 201, response.text
@@ -71,11 +80,7 @@ def test_an_event_delivered_twice_is_stored_once(system, broker):
     entries_once(alice, org["id"], 2)
     event = change_event("organization.renamed", "update", org["id"], alice_actor(alice), "organization",
                          org["id"], before={"name": "Twice"}, after={"name": "Thrice"})
-    with Connection(broker.amqp_uri, transport_options={"confirm_publish": True}) as connection:
-        producer = connection.Producer()
-        for _ in range(3):
-            producer.publish(json.dumps(event), exchange=CHANGE_EXCHANGE, routing_key=event["type"],
-                             content_type="application/json", delivery_mode=2)
+    publish_raw(broker, [json.dumps(event)] * 3)
     entries = entries_once(alice, org["id"], 3)
     assert [e["event_id"] for e in entries].count(event["event_id"]) == 1
 
@@ -84,11 +89,7 @@ def test_a_malformed_message_is_dropped_without_blocking_the_queue(system, broke
     alice = system.user("alice")
     org = collective(alice, "Poison")
     entries_once(alice, org["id"], 2)
-    with Connection(broker.amqp_uri, transport_options={"confirm_publish": True}) as connection:
-        producer = connection.Producer()
-        for body in ('{"event_id": "nope"}', '"just a string"', "{broken json"):
-            producer.publish(body, exchange=CHANGE_EXCHANGE, routing_key="organization.renamed",
-                             content_type="application/json", delivery_mode=2)
+    publish_raw(broker, ['{"event_id": "nope"}', '"just a string"', "{broken json"])
     assert alice.patch(f"/v1/organizations/{org['id']}", json={"name": "After poison"}).status_code == 200
     entries = entries_once(alice, org["id"], 3)
     assert entries[0]["changes"][0]["new_value"] == "After poison"
@@ -147,6 +148,8 @@ def test_acknowledged_changes_survive_a_broker_restart(system, broker):
     system.start("audit")
     system.wait_healthy(timeout=120)
     entries = entries_once(alice, org["id"], 2 + 3)
+    assert sorted(e["changes"][0]["new_value"] for e in entries if e["type"] == "organization.renamed") == \
+        ["Kept 0", "Kept 1", "Kept 2"]
     assert alice.patch(f"/v1/organizations/{org['id']}", json={"name": "After restart"}).status_code == 200
     entries_once(alice, org["id"], 2 + 3 + 1)
 

@@ -1,0 +1,86 @@
+"""Throughput and latency through the gateway, beside a bare Nameko RPC round trip measured in the
+same run, so the overhead of a path is a ratio rather than a number from another day. Prints figures;
+asserts nothing. Starts its own broker and system (SQLite, or PostgreSQL with --postgres).
+
+    PYTHONPATH=. .venv/bin/python bench/gateway_latency.py [--requests 2000] [--concurrency 20] [--postgres]
+"""
+import eventlet
+eventlet.monkey_patch()  # noqa: E402
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import requests
+from nameko.standalone.rpc import ClusterRpcProxy
+
+from devtools.system import Broker, System, free_broker_port, free_port
+from gateway import tokens
+
+
+def timed(fn, count, concurrency):
+    """Run fn `count` times on `concurrency` green threads; (calls per second, latencies in ms)."""
+    latencies = []
+
+    def one(_):
+        started = time.perf_counter()
+        fn()
+        latencies.append((time.perf_counter() - started) * 1000)
+
+    pool = eventlet.GreenPool(concurrency)
+    started = time.perf_counter()
+    for _ in pool.imap(one, range(count)):
+        pass
+    return count / (time.perf_counter() - started), latencies
+
+
+def report(label, rate, latencies):
+    q = statistics.quantiles(latencies, n=100)
+    print(f"  {label:44s} {rate:8.1f}/s   p50 {q[49]:7.2f} ms   p99 {q[98]:7.2f} ms")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--postgres", action="store_true")
+    args = parser.parse_args()
+
+    workdir = tempfile.mkdtemp(prefix="orgplatform-bench-")
+    broker = Broker(f"{workdir}/rabbitmq", free_broker_port(), "orgplatform-bench").start()
+    cluster, env = None, {}
+    if args.postgres:
+        from devtools.postgres import PostgresCluster
+        cluster = PostgresCluster().start()
+        env = {f"{s.upper()}_DATABASE_URL": cluster.create_database(s) for s in ("orgs", "members", "credits", "audit")}
+    system = System(workdir, broker.amqp_uri, free_port(), env).start_all()
+    try:
+        session = requests.Session()
+        session.headers["Authorization"] = "Bearer " + tokens.mint("bench", "bench@example.com", "Bench")
+        session.post(system.url + "/v1/organizations", json={"name": "Bench"}).raise_for_status()
+        n, c = args.requests, args.concurrency
+        backend = "PostgreSQL" if args.postgres else "SQLite"
+        print(f"{n} calls each, {c} concurrent, one process per service, {backend}, 2-core machine")
+
+        with ClusterRpcProxy({"AMQP_URI": broker.amqp_uri}) as rpc:
+            rpc.orgs.ping()
+            report("bare RPC orgs.ping (sequential, reused proxy)", *timed(rpc.orgs.ping, n // 4, 1))
+        health = lambda: session.get(system.url + "/openapi.json").raise_for_status()   # noqa: E731
+        report("HTTP GET /openapi.json (no RPC)", *timed(health, n, c))
+        listing = lambda: session.get(system.url + "/v1/organizations").raise_for_status()  # noqa: E731
+        report("HTTP GET /v1/organizations (2 RPC hops)", *timed(listing, n, c))
+        rename_count = iter(range(10 ** 9))
+        org_id = session.get(system.url + "/v1/organizations").json()["items"][1]["id"]
+        rename = lambda: session.patch(system.url + f"/v1/organizations/{org_id}",  # noqa: E731
+                                       json={"name": f"Bench {next(rename_count)}"}).raise_for_status()
+        report("HTTP PATCH rename (write + outbox + audit)", *timed(rename, n // 2, c))
+    finally:
+        system.stop_all()
+        broker.stop()
+        if cluster:
+            cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
