@@ -18,6 +18,12 @@ MAX_BODY_BYTES = 64 * 1024
 class JsonHttpEntrypoint(HttpRequestHandler):
     """Nameko's @http, answering every error as {"error": {"code", "message", "field"}}."""
 
+    def get_entrypoint_parameters(self, request):
+        args, kwargs = super().get_entrypoint_parameters(request)
+        for name, value in kwargs.items():
+            reject_nul(value, name)
+        return args, kwargs
+
     def response_from_exception(self, exc):
         if isinstance(exc, AppError):
             return json_response(exc.to_dict(), exc.status)
@@ -51,7 +57,23 @@ def read_json(request, schema):
     return load(schema, data)
 
 
+def reject_nul(value, field):
+    """No NUL characters anywhere in input: PostgreSQL cannot store them in text (it would be a 500)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise BadRequest("Text must not contain NUL characters.", code="nul_character", field=field)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            reject_nul(key, field)
+            reject_nul(item, f"{field}.{key}" if field else key)
+    elif isinstance(value, list):
+        for item in value:
+            reject_nul(item, field)
+
+
 def load(schema, data):
+    """Validate request data (a body or a query string) with a marshmallow schema; 400 or 422 otherwise."""
+    reject_nul(data, None)
     try:
         return schema.load(data)
     except ValidationError as exc:

@@ -42,7 +42,8 @@ def identity_from_header(header):
         raise Unauthenticated("The token is not valid.", code="invalid_token")
     sub, email, name = claims.get("sub"), claims.get("email"), claims.get("name") or ""
     if not all(isinstance(v, str) for v in (sub, email, name)) or not sub or len(sub) > 128 \
-            or "@" not in email or len(email) > 320 or len(name) > 200:
+            or "@" not in email or len(email) > 320 or len(name) > 200 \
+            or any("\x00" in value for value in (sub, email, name)):
         raise Unauthenticated("The token's sub, email or name claim is not valid.", code="invalid_token")
     return Identity(sub, email.strip().lower(), name.strip())
 

@@ -13,7 +13,8 @@ def test_token_round_trip_and_rejections():
     assert (identity.id, identity.email, identity.name) == ("u1", "u1@example.com", "U One")
     for header, code in [(None, "missing_token"), ("Token abc", "invalid_token"), ("Bearer abc", "invalid_token"),
                          ("Bearer " + tokens.mint("u1", "u1@example.com", ttl_seconds=-5), "token_expired"),
-                         ("Bearer " + tokens.mint("u1", "not-an-email"), "invalid_token")]:
+                         ("Bearer " + tokens.mint("u1", "not-an-email"), "invalid_token"),
+                         ("Bearer " + tokens.mint("u\x001", "u1@example.com"), "invalid_token")]:
         with pytest.raises(Unauthenticated) as err:
             tokens.identity_from_header(header)
         assert err.value.code == code
