@@ -40,6 +40,24 @@ def report(label, rate, latencies):
     print(f"  {label:44s} {rate:8.1f}/s   p50 {q[49]:7.2f} ms   p99 {q[98]:7.2f} ms")
 
 
+def report_audit_delay(session, url, org_id, count):
+    """Time from a rename's 200 until its entry is readable in the audit trail (outbox -> relay ->
+    broker -> audit -> database), one change at a time."""
+    delays = []
+    for i in range(count):
+        name = f"Traced {i}"
+        session.patch(f"{url}/v1/organizations/{org_id}", json={"name": name}).raise_for_status()
+        acknowledged = time.perf_counter()
+        while True:
+            page = session.get(f"{url}/v1/organizations/{org_id}/audit", params={"limit": 1}).json()
+            if page["items"] and page["items"][0]["changes"][0]["new_value"] == name:
+                break
+            eventlet.sleep(0.002)
+        delays.append((time.perf_counter() - acknowledged) * 1000)
+    q = statistics.quantiles(delays, n=100)
+    print(f"  {'change acknowledged -> in the audit trail':44s} {'':10s} p50 {q[49]:7.2f} ms   p99 {q[98]:7.2f} ms")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
@@ -75,6 +93,7 @@ def main():
         rename = lambda: session.patch(system.url + f"/v1/organizations/{org_id}",  # noqa: E731
                                        json={"name": f"Bench {next(rename_count)}"}).raise_for_status()
         report("HTTP PATCH rename (write + outbox + audit)", *timed(rename, n // 2, c))
+        report_audit_delay(session, system.url, org_id, count=50)
     finally:
         system.stop_all()
         broker.stop()

@@ -9,6 +9,7 @@ consumers store events by `event_id`, so that is harmless.
 """
 import json
 import logging
+import threading
 import time
 
 import eventlet
@@ -40,9 +41,10 @@ class OutboxMixin:
     published_at = mapped_column(DateTime(timezone=True), nullable=True, index=True)
 
 
-# Outbox models with rows recorded in this process since their relay last looked. A hint only: the
-# relay's periodic sweep finds every row regardless.
-_recorded = {}
+# Which outbox models the current worker recorded events in. Thread-local is green-thread-local under
+# eventlet, and Nameko runs a worker and its teardown in one green thread, so the flag belongs to
+# exactly that worker. A hint only: the relay's periodic sweep finds every row regardless.
+_worker = threading.local()
 
 
 def record(session, outbox_model, envelope):
@@ -51,8 +53,10 @@ def record(session, outbox_model, envelope):
         event_id=envelope["event_id"], type=envelope["type"], envelope=envelope,
         created_at=parse_iso(envelope["occurred_at"]),
     ))
-    # Tells this process's relay that a worker wrote something (see OutboxRelay.worker_teardown).
-    _recorded[outbox_model] = True
+    # Tells this process's relay to wake when the worker ends (see OutboxRelay.worker_teardown).
+    if not hasattr(_worker, "recorded"):
+        _worker.recorded = set()
+    _worker.recorded.add(outbox_model)
     return envelope
 
 
@@ -134,7 +138,9 @@ class OutboxRelay(DependencyProvider):
     def worker_teardown(self, worker_ctx):
         # The worker's transaction has committed by now: relay its events right away. Workers that
         # recorded nothing (reads) leave the relay asleep.
-        if _recorded.pop(self.outbox_model, False):
+        recorded = getattr(_worker, "recorded", set())
+        if self.outbox_model in recorded:
+            recorded.discard(self.outbox_model)
             self.wake()
 
     def get_dependency(self, worker_ctx):
