@@ -12,6 +12,11 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
 
+def invalid_cursor():
+    return BadRequest("The cursor is not valid; use next_cursor from a previous page.",
+                      code="invalid_cursor", field="cursor")
+
+
 def encode_cursor(position):
     return base64.urlsafe_b64encode(json.dumps(position, separators=(",", ":")).encode()).decode()
 
@@ -23,11 +28,9 @@ def decode_cursor(cursor):
     try:
         position = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (binascii.Error, ValueError, AttributeError):
-        raise BadRequest("The cursor is not valid; use next_cursor from a previous page.",
-                         code="invalid_cursor", field="cursor")
+        raise invalid_cursor()
     if not isinstance(position, dict):
-        raise BadRequest("The cursor is not valid; use next_cursor from a previous page.",
-                         code="invalid_cursor", field="cursor")
+        raise invalid_cursor()
     return position
 
 
@@ -45,8 +48,7 @@ def page_of_list(items, cursor, limit):
     position = decode_cursor(cursor) or {"offset": 0}
     offset = position.get("offset")
     if not isinstance(offset, int) or offset < 0:
-        raise BadRequest("The cursor is not valid; use next_cursor from a previous page.",
-                         code="invalid_cursor", field="cursor")
+        raise invalid_cursor()
     page = items[offset:offset + limit]
     more = offset + limit < len(items)
     return {"items": page, "next_cursor": encode_cursor({"offset": offset + limit}) if more else None}

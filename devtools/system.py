@@ -11,6 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from common.config import database_url
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("members", "orgs", "credits", "audit")
 MODULES = {name: f"services.{name}.service" for name in SERVICES}
@@ -72,6 +74,10 @@ class System:
                         WEB_SERVER_ADDRESS=f"0.0.0.0:{gateway_port}", PYTHONWARNINGS="ignore",
                         **(env or {}))
         self.processes = {}
+
+    def database_url(self, service_name):
+        """The database the system's `service_name` processes use."""
+        return database_url(service_name, self.env)
 
     def migrate(self):
         subprocess.run([str(VENV_BIN / "python"), "-m", "common.migrate", *SERVICES], env=self.env, cwd=ROOT,

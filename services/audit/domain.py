@@ -3,9 +3,8 @@ from marshmallow import ValidationError
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from common.errors import ValidationFailed
 from common.events import ChangeEventSchema
-from common.paging import check_limit, decode_cursor, encode_cursor
+from common.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor
 from common.schemas import load_or_fail
 from common.timeutil import iso, parse_iso, utcnow
 from services.audit.models import AuditChange, AuditEntry
@@ -78,8 +77,7 @@ def query_entries(store, organization_id, filters=None, cursor=None, limit=None)
         try:
             at, seq = parse_iso(position["at"]), int(position["seq"])
         except (KeyError, TypeError, ValueError):
-            raise ValidationFailed("The cursor is not valid; use next_cursor from a previous page.",
-                                   code="invalid_cursor", field="cursor")
+            raise invalid_cursor()
         conditions.append(or_(AuditEntry.occurred_at < at,
                               and_(AuditEntry.occurred_at == at, AuditEntry.seq < seq)))
     with store.read() as session:

@@ -182,17 +182,15 @@ def live_organizations(store, organization_ids):
         return {org.id: org for org in rows}
 
 
-def active_organization_id(store, user_id, member_of):
-    """The user's active organization: the stored one while it is alive and they belong to it,
-    otherwise their Individual one (the fall-back rule of SPEC §1)."""
+def active_organization_id(store, user_id, live_member_of):
+    """The user's active organization: the stored one while it is among `live_member_of` (ids of the
+    live organizations they belong to, as live_organizations() gives), otherwise their Individual
+    one (the fall-back rule of SPEC §1)."""
     with store.read() as session:
         row = session.get(ActiveOrganization, user_id)
-        individual = session.scalar(select(Organization.id).where(Organization.individual_user_id == user_id))
-        if row is not None and row.organization_id in member_of:
-            org = session.get(Organization, row.organization_id)
-            if org is not None and org.deleted_at is None:
-                return org.id
-        return individual
+        if row is not None and row.organization_id in live_member_of:
+            return row.organization_id
+        return session.scalar(select(Organization.id).where(Organization.individual_user_id == user_id))
 
 
 def cards(store, user_id, memberships):

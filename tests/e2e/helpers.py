@@ -33,8 +33,7 @@ def audit_entries(api, org_id, **filters):
 def stored_entries(system, org_id):
     """Entries straight from the audit service's database (for trails nobody can read any more,
     such as a deleted organization's)."""
-    url = system.env.get("AUDIT_DATABASE_URL") or f"sqlite:///{system.data_dir / 'audit.sqlite'}"
-    store = Store(url)
+    store = Store(system.database_url("audit"))
     entries, cursor = [], None
     while True:
         page = audit_domain.query_entries(store, org_id, cursor=cursor, limit=200)

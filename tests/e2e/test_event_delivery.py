@@ -104,7 +104,7 @@ def test_a_service_dying_between_commit_and_publish_loses_no_event(system, monke
     after the commit) and dies. The next orgs process relays the row: the audit trail gets it once."""
     alice = system.user("alice")
     alice.get("/v1/me")                     # signed in (Individual organization) beforehand
-    orgs_url = system.env.get("ORGS_DATABASE_URL") or f"sqlite:///{system.data_dir / 'orgs.sqlite'}"
+    orgs_url = system.database_url("orgs")
     monkeypatch.setenv("ORGS_DATABASE_URL", orgs_url)
 
     def broker_unreachable(self, producer):
