@@ -1,7 +1,18 @@
-"""Permission checks for services other than members (which owns memberships and checks locally)."""
+"""Permission checks: the matrix (common.permissions) applied to a caller's membership.
+
+The members service owns memberships and checks with `check_allowed` on its own data; every other
+service asks members for the caller's membership with `authorize`.
+"""
 from common.errors import Forbidden
 from common.permissions import allows
 from common.rpc import call
+
+
+def check_allowed(roles, action):
+    """Forbidden unless `roles` grant `action` (see common.permissions.MATRIX)."""
+    if not allows(roles, action):
+        raise Forbidden("Your roles in this organization do not allow this action.",
+                        code="forbidden", details={"action": str(getattr(action, "value", action))})
 
 
 def authorize(members_rpc, organization_id, action):
@@ -11,7 +22,5 @@ def authorize(members_rpc, organization_id, action):
     organization ids cannot be probed.
     """
     membership = call(members_rpc.my_membership, organization_id)
-    if not allows(membership["roles"], action):
-        raise Forbidden("Your roles in this organization do not allow this action.",
-                        code="forbidden", details={"action": str(getattr(action, "value", action))})
+    check_allowed(membership["roles"], action)
     return membership

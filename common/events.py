@@ -11,7 +11,7 @@ event is never dropped for lack of a bound queue, even if the consumer has never
 """
 import uuid
 
-from kombu import Exchange, Queue
+from kombu import Exchange, Queue, binding
 from marshmallow import INCLUDE, Schema, fields, validate
 
 from common.timeutil import iso, utcnow
@@ -24,7 +24,12 @@ AUDIT_QUEUE = Queue("audit.change-events", exchange=CHANGE_EXCHANGE, routing_key
 MEMBERS_QUEUE = Queue(
     "members.change-events", exchange=CHANGE_EXCHANGE, routing_key="organization.deleted", durable=True
 )
-CONSUMER_QUEUES = (AUDIT_QUEUE, MEMBERS_QUEUE)
+# The orgs service moves a member who left or was removed back to their Individual organization.
+ORGS_QUEUE = Queue("orgs.change-events", exchange=CHANGE_EXCHANGE, durable=True, bindings=[
+    binding(CHANGE_EXCHANGE, routing_key="member.removed"),
+    binding(CHANGE_EXCHANGE, routing_key="member.left"),
+])
+CONSUMER_QUEUES = (AUDIT_QUEUE, MEMBERS_QUEUE, ORGS_QUEUE)
 
 ACTIONS = ("create", "update", "delete")
 

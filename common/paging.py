@@ -47,8 +47,20 @@ def page_of_list(items, cursor, limit):
     limit = check_limit(limit)
     position = decode_cursor(cursor) or {"offset": 0}
     offset = position.get("offset")
-    if not isinstance(offset, int) or offset < 0:
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
         raise invalid_cursor()
     page = items[offset:offset + limit]
     more = offset + limit < len(items)
     return {"items": page, "next_cursor": encode_cursor({"offset": offset + limit}) if more else None}
+
+
+def page_of_query(session, query, cursor, limit):
+    """Page through a SQLAlchemy select (ordered by the caller) by offset; returns ORM rows."""
+    limit = check_limit(limit)
+    position = decode_cursor(cursor) or {"offset": 0}
+    offset = position.get("offset")
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise invalid_cursor()
+    rows = session.scalars(query.offset(offset).limit(limit + 1)).all()
+    more = len(rows) > limit
+    return {"items": rows[:limit], "next_cursor": encode_cursor({"offset": offset + limit}) if more else None}

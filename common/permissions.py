@@ -58,5 +58,10 @@ def allows(roles, action):
     return any(Role(r) in granted for r in roles)
 
 
+def permitted_actions(roles):
+    """Every action `roles` grant, as names (what a client may offer the user)."""
+    return [action.value for action in Action if allows(roles, action)]
+
+
 def sort_roles(roles):
     return sorted(set(roles), key=ROLE_ORDER.__getitem__)

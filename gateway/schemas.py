@@ -1,6 +1,8 @@
 """Marshmallow schemas of the HTTP API: what requests may contain and what answers look like."""
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from common.permissions import permitted_actions
+
 
 class Strict(Schema):
     """Requests: unknown fields are refused with a 422 naming them."""
@@ -34,6 +36,38 @@ class AuditQuery(ListQuery):
     since = fields.String(load_default=None)
     until = fields.String(load_default=None)
     format = fields.String(load_default=None, validate=validate.OneOf(["json", "csv"]))
+
+
+class MembersQuery(ListQuery):
+    q = fields.String(load_default=None, metadata={"description": "search in name or email"})
+    role = fields.String(load_default=None)
+    sort = fields.String(load_default=None)
+    format = fields.String(load_default=None, validate=validate.OneOf(["csv"]))
+
+
+class StatusQuery(ListQuery):
+    status = fields.String(load_default=None)
+
+
+class InvitationsQuery(StatusQuery):
+    q = fields.String(load_default=None, metadata={"description": "search in email"})
+
+
+class RolesBody(Strict):
+    roles = fields.List(fields.String(), required=True,
+                        metadata={"description": "owner, admin, builder, member (Billing only by transfer)"})
+
+
+class InvitationBody(Strict):
+    # The members service owns the email rules and their messages; absent arrives as None.
+    email = fields.Raw(load_default=None, allow_none=True, metadata={"type": "string"})
+    roles = fields.List(fields.String(), required=True)
+    agent_ids = fields.List(fields.String(), load_default=None,
+                            metadata={"description": "agents to assign on acceptance"})
+
+
+class BillingTransferBody(Strict):
+    to_user_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
 
 
 # ---- responses ------------------------------------------------------------------------------------
@@ -70,11 +104,70 @@ class OrganizationCard(Schema):
     created_at = fields.String()
     updated_at = fields.String()
     created_by = fields.String()
+    permissions = fields.Function(lambda card: permitted_actions(card["roles"]),
+                                  metadata={"type": "array", "description": "actions the caller's roles allow"})
 
 
 class OrganizationPage(Schema):
     items = fields.List(fields.Nested(OrganizationCard))
     next_cursor = fields.String(allow_none=True)
+
+
+class Member(Schema):
+    user_id = fields.String()
+    name = fields.String()
+    email = fields.String()
+    roles = fields.List(fields.String())
+    budget_group_id = fields.String(allow_none=True)
+    joined_at = fields.String()
+
+
+class MemberPage(Schema):
+    items = fields.List(fields.Nested(Member))
+    next_cursor = fields.String(allow_none=True)
+
+
+class Invitation(Schema):
+    id = fields.String()
+    organization_id = fields.String()
+    organization_name = fields.String()
+    email = fields.String()
+    roles = fields.List(fields.String())
+    agent_ids = fields.List(fields.String())
+    status = fields.String(metadata={"enum": ["pending", "accepted", "rejected", "revoked", "expired"]})
+    created_at = fields.String()
+    last_sent_at = fields.String()
+    expires_at = fields.String()
+    ended_at = fields.String(allow_none=True)
+    invited_by = fields.String()
+    invited_by_email = fields.String()
+    send_count = fields.Integer()
+
+
+class InvitationPage(Schema):
+    items = fields.List(fields.Nested(Invitation))
+    next_cursor = fields.String(allow_none=True)
+
+
+class BillingTransfer(Schema):
+    id = fields.String()
+    organization_id = fields.String()
+    from_user_id = fields.String()
+    to_user_id = fields.String()
+    status = fields.String(metadata={"enum": ["pending", "accepted", "declined", "cancelled"]})
+    created_at = fields.String()
+    ended_at = fields.String(allow_none=True)
+
+
+class BillingTransferPage(Schema):
+    items = fields.List(fields.Nested(BillingTransfer))
+    next_cursor = fields.String(allow_none=True)
+
+
+class Credits(Schema):
+    organization_id = fields.String()
+    balance = fields.String(metadata={"description": "exact decimal"})
+    grants = fields.List(fields.Dict())
 
 
 class Change(Schema):

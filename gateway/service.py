@@ -14,8 +14,9 @@ from kombu import Connection
 from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy
 
+from common import idempotency
 from common.auth import Auth
-from common.errors import AppError, BadRequest, NotFound
+from common.errors import AppError, NotFound
 from common.rpc import call
 from gateway import schemas, tokens
 from gateway.http import http, json_response, load, read_json, route
@@ -122,6 +123,145 @@ class GatewayService:
         call(self.orgs.delete_organization, org_id)
         return Response(status=204)
 
+    # ---- members -----------------------------------------------------------------------------------
+    @route("GET", "/v1/organizations/<org_id>/members", "Members (any member); CSV with format=csv",
+           response=schemas.MemberPage(), query={
+               "q": "search in name or email", "role": "owner | admin | builder | member | billing",
+               "sort": "name | joined_at | role; prefix - for descending", "cursor": "from next_cursor",
+               "limit": "1-200, default 50", "format": "csv: download every matching member"})
+    def list_members(self, request, org_id):
+        self._authenticate(request)
+        query = load(schemas.MembersQuery(), request.args.to_dict())
+        filters = (org_id, query["q"], query["role"], query["sort"])
+        if query["format"] != "csv":
+            page = call(self.members.list_members, *filters, query["cursor"], query["limit"])
+            return json_response(schemas.MemberPage().dump(page))
+        members = _every_page(lambda cursor: call(self.members.list_members, *filters, cursor, 200))
+        return _csv_download(f"members-{org_id}.csv", ["user_id", "name", "email", "roles", "budget_group_id",
+                                                       "joined_at"],
+                             ([m["user_id"], m["name"], m["email"], " ".join(m["roles"]), m["budget_group_id"] or "",
+                               m["joined_at"]] for m in schemas.Member(many=True).dump(members)))
+
+    @route("PATCH", "/v1/organizations/<org_id>/members/<user_id>", "Edit a member's roles (Owner/Admin)",
+           body=schemas.RolesBody(), response=schemas.Member(), errors=(403, 409))
+    def edit_member_roles(self, request, org_id, user_id):
+        self._authenticate(request)
+        body = read_json(request, schemas.RolesBody())
+        return json_response(schemas.Member().dump(call(self.members.edit_roles, org_id, user_id, body["roles"])))
+
+    @route("DELETE", "/v1/organizations/<org_id>/members/<user_id>",
+           "Remove a member (Owner/Admin), or leave when user_id is your own", status=204, errors=(403, 409))
+    def remove_member(self, request, org_id, user_id):
+        self._authenticate(request)
+        call(self.members.remove_member, org_id, user_id)
+        return Response(status=204)
+
+    # ---- invitations -------------------------------------------------------------------------------
+    @route("POST", "/v1/organizations/<org_id>/invitations", "Invite by email (Owner/Admin)",
+           body=schemas.InvitationBody(), response=schemas.Invitation(), status=201, errors=(403, 409),
+           headers={"Idempotency-Key": "optional; a retry with the same key returns the first answer"})
+    def invite(self, request, org_id):
+        self._authenticate(request)
+        body = read_json(request, schemas.InvitationBody())
+        invitation = call(self.members.invite, org_id, body["email"], body["roles"], body["agent_ids"],
+                          _idempotency_key(request))
+        return json_response(schemas.Invitation().dump(invitation), 201)
+
+    @route("GET", "/v1/organizations/<org_id>/invitations", "The organization's invitations (Owner/Admin)",
+           response=schemas.InvitationPage(), errors=(403,), query={
+               "status": "pending | accepted | rejected | revoked | expired", "q": "search in email",
+               "cursor": "from next_cursor", "limit": "1-200, default 50"})
+    def list_invitations(self, request, org_id):
+        self._authenticate(request)
+        query = load(schemas.InvitationsQuery(), request.args.to_dict())
+        page = call(self.members.list_invitations, org_id, query["status"], query["q"], query["cursor"],
+                    query["limit"])
+        return json_response(schemas.InvitationPage().dump(page))
+
+    @route("POST", "/v1/organizations/<org_id>/invitations/<invitation_id>/resend",
+           "Send again, renewing the expiry (Owner/Admin; 10 minutes after the last send)",
+           response=schemas.Invitation(), errors=(403, 409))
+    def resend_invitation(self, request, org_id, invitation_id):
+        self._authenticate(request)
+        return json_response(schemas.Invitation().dump(
+            call(self.members.resend_invitation, org_id, invitation_id)))
+
+    @route("POST", "/v1/organizations/<org_id>/invitations/<invitation_id>/revoke",
+           "End a pending invitation (Owner/Admin)", response=schemas.Invitation(), errors=(403, 409))
+    def revoke_invitation(self, request, org_id, invitation_id):
+        self._authenticate(request)
+        return json_response(schemas.Invitation().dump(
+            call(self.members.revoke_invitation, org_id, invitation_id)))
+
+    @route("GET", "/v1/invitations", "Invitations addressed to the signed-in user's email",
+           response=schemas.InvitationPage(), query={
+               "status": "pending | accepted | rejected | revoked | expired", "cursor": "from next_cursor",
+               "limit": "1-200, default 50"})
+    def my_invitations(self, request):
+        self._authenticate(request)
+        query = load(schemas.StatusQuery(), request.args.to_dict())
+        page = call(self.members.my_invitations, query["status"], query["cursor"], query["limit"])
+        return json_response(schemas.InvitationPage().dump(page))
+
+    @route("POST", "/v1/invitations/<invitation_id>/accept", "Join with the invitation's roles (invitee only)",
+           response=schemas.Invitation(), errors=(403, 409))
+    def accept_invitation(self, request, invitation_id):
+        self._authenticate(request)
+        return json_response(schemas.Invitation().dump(call(self.members.accept_invitation, invitation_id)))
+
+    @route("POST", "/v1/invitations/<invitation_id>/reject", "Turn the invitation down (invitee only)",
+           response=schemas.Invitation(), errors=(403, 409))
+    def reject_invitation(self, request, invitation_id):
+        self._authenticate(request)
+        return json_response(schemas.Invitation().dump(call(self.members.reject_invitation, invitation_id)))
+
+    # ---- billing transfers -------------------------------------------------------------------------
+    @route("GET", "/v1/organizations/<org_id>/billing-transfers",
+           "Billing transfers (Owners and the Billing holder: all; others: their own)",
+           response=schemas.BillingTransferPage(), query={
+               "status": "pending | accepted | declined | cancelled", "cursor": "from next_cursor",
+               "limit": "1-200, default 50"})
+    def list_billing_transfers(self, request, org_id):
+        self._authenticate(request)
+        query = load(schemas.StatusQuery(), request.args.to_dict())
+        page = call(self.members.list_billing_transfers, org_id, query["status"], query["cursor"], query["limit"])
+        return json_response(schemas.BillingTransferPage().dump(page))
+
+    @route("POST", "/v1/organizations/<org_id>/billing-transfers",
+           "Offer Billing to another member (an Owner holding Billing)", body=schemas.BillingTransferBody(),
+           response=schemas.BillingTransfer(), status=201, errors=(403, 409))
+    def start_billing_transfer(self, request, org_id):
+        self._authenticate(request)
+        body = read_json(request, schemas.BillingTransferBody())
+        transfer = call(self.members.start_billing_transfer, org_id, body["to_user_id"])
+        return json_response(schemas.BillingTransfer().dump(transfer), 201)
+
+    @route("POST", "/v1/organizations/<org_id>/billing-transfers/<transfer_id>/accept",
+           "Take Billing over (the recipient)", response=schemas.BillingTransfer(), errors=(403, 409))
+    def accept_billing_transfer(self, request, org_id, transfer_id):
+        return self._answer_transfer(request, self.members.accept_billing_transfer, org_id, transfer_id)
+
+    @route("POST", "/v1/organizations/<org_id>/billing-transfers/<transfer_id>/decline",
+           "Turn the transfer down (the recipient)", response=schemas.BillingTransfer(), errors=(403, 409))
+    def decline_billing_transfer(self, request, org_id, transfer_id):
+        return self._answer_transfer(request, self.members.decline_billing_transfer, org_id, transfer_id)
+
+    @route("POST", "/v1/organizations/<org_id>/billing-transfers/<transfer_id>/cancel",
+           "Withdraw the transfer (its initiator)", response=schemas.BillingTransfer(), errors=(403, 409))
+    def cancel_billing_transfer(self, request, org_id, transfer_id):
+        return self._answer_transfer(request, self.members.cancel_billing_transfer, org_id, transfer_id)
+
+    def _answer_transfer(self, request, method, org_id, transfer_id):
+        self._authenticate(request)
+        return json_response(schemas.BillingTransfer().dump(call(method, org_id, transfer_id)))
+
+    # ---- credits -----------------------------------------------------------------------------------
+    @route("GET", "/v1/organizations/<org_id>/credits", "Balance and grants (Owner/Billing)",
+           response=schemas.Credits(), errors=(403,))
+    def get_credits(self, request, org_id):
+        self._authenticate(request)
+        return json_response(schemas.Credits().dump(call(self.credits.get_credits, org_id)))
+
     # ---- audit -------------------------------------------------------------------------------------
     @route("GET", "/v1/organizations/<org_id>/audit", "The organization's audit trail (Owner/Admin)",
            response=schemas.AuditPage(), errors=(403,), query={
@@ -136,19 +276,12 @@ class GatewayService:
         if export is None:
             page = call(self.audit.list_entries, org_id, query, cursor, limit)
             return json_response(schemas.AuditPage().dump(page))
-        entries = []
-        while len(entries) < EXPORT_MAX_ROWS:
-            page = call(self.audit.list_entries, org_id, query, cursor, 200)
-            entries += page["items"]
-            cursor = page["next_cursor"]
-            if cursor is None:
-                break
-        entries = schemas.AuditEntry(many=True).dump(entries[:EXPORT_MAX_ROWS])
+        entries = _every_page(lambda cursor: call(self.audit.list_entries, org_id, query, cursor, 200))
+        entries = schemas.AuditEntry(many=True).dump(entries)
         filename = f"audit-{org_id}.{export}"
-        headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
         if export == "json":
-            return json_response(entries, headers=headers)
-        return Response(_audit_csv(entries), headers=headers, mimetype="text/csv")
+            return json_response(entries, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+        return _csv_download(filename, AUDIT_CSV_COLUMNS, _audit_rows(entries))
 
     # ---- anything else: JSON 404 instead of werkzeug's HTML page ------------------------------------
     @http("GET,POST,PUT,PATCH,DELETE", "/<path:path>")
@@ -157,11 +290,7 @@ class GatewayService:
 
 
 def _idempotency_key(request):
-    key = request.headers.get("Idempotency-Key") or None
-    if key is not None and (len(key) > 200 or not key.isprintable()):
-        raise BadRequest("Idempotency-Key must be at most 200 printable characters.",
-                         code="invalid_idempotency_key", field="Idempotency-Key")
-    return key
+    return idempotency.check_key(request.headers.get("Idempotency-Key"))
 
 
 def _ping(service):
@@ -182,14 +311,34 @@ def _broker_status(amqp_uri):
         return "unreachable"
 
 
-def _audit_csv(entries):
+def _every_page(fetch):
+    """Follow next_cursor from the first page; at most EXPORT_MAX_ROWS items (downloads)."""
+    items, cursor = [], None
+    while len(items) < EXPORT_MAX_ROWS:
+        page = fetch(cursor)
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    return items[:EXPORT_MAX_ROWS]
+
+
+def _csv_download(filename, header, rows):
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["occurred_at", "event_id", "type", "entity_type", "entity_id", "action",
-                     "actor_id", "actor_email", "field", "old_value", "new_value"])
+    writer.writerow(header)
+    writer.writerows(rows)
+    return Response(out.getvalue(), headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+                    mimetype="text/csv")
+
+
+AUDIT_CSV_COLUMNS = ["occurred_at", "event_id", "type", "entity_type", "entity_id", "action", "actor_id",
+                     "actor_email", "field", "old_value", "new_value"]
+
+
+def _audit_rows(entries):
     for e in entries:
         for change in e["changes"] or [{"field": "", "old_value": None, "new_value": None}]:
-            writer.writerow([e["occurred_at"], e["event_id"], e["type"], e["entity_type"], e["entity_id"],
-                             e["action"], e["actor"].get("id"), e["actor"].get("email", ""), change["field"],
-                             json.dumps(change["old_value"]), json.dumps(change["new_value"])])
-    return out.getvalue()
+            yield [e["occurred_at"], e["event_id"], e["type"], e["entity_type"], e["entity_id"], e["action"],
+                   e["actor"].get("id"), e["actor"].get("email", ""), change["field"],
+                   json.dumps(change["old_value"]), json.dumps(change["new_value"])]

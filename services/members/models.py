@@ -1,8 +1,12 @@
-"""Tables of the members service: users as the gateway saw them, memberships with their roles."""
-from sqlalchemy import DateTime, ForeignKeyConstraint, String
+"""Tables of the members service: users as the gateway saw them, memberships with their roles,
+invitations and billing transfers."""
+from sqlalchemy import JSON, DateTime, ForeignKeyConstraint, Index, Integer, String, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from common.idempotency import IdempotencyMixin
 from common.outbox import OutboxMixin
+
+PENDING = "pending"
 
 
 class Base(DeclarativeBase):
@@ -44,6 +48,54 @@ class MemberRole(Base):
     organization_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     role: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+
+class Invitation(Base):
+    """pending -> accepted | rejected | revoked | expired. The partial unique index is what makes
+    "one pending invitation per organization and email" hold when two admins invite at once."""
+    __tablename__ = "invitations"
+    __table_args__ = (
+        Index("uq_invitations_one_pending", "organization_id", "email", unique=True,
+              sqlite_where=text("status = 'pending'"), postgresql_where=text("status = 'pending'")),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(36), index=True)
+    # Copied at invite time: the invitee is no member yet, so cannot ask orgs for the name.
+    organization_name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320), index=True)           # stored lower-case
+    roles: Mapped[list] = mapped_column(JSON)
+    agent_ids: Mapped[list] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    invited_by: Mapped[str] = mapped_column(String(128))
+    invited_by_email: Mapped[str] = mapped_column(String(320))
+    send_count: Mapped[int] = mapped_column(Integer)
+    created_at = mapped_column(DateTime(timezone=True), nullable=False)
+    last_sent_at = mapped_column(DateTime(timezone=True), nullable=False)
+    expires_at = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+    ended_at = mapped_column(DateTime(timezone=True), nullable=True)
+    accepted_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class BillingTransfer(Base):
+    """pending -> accepted | declined | cancelled; at most one pending per organization."""
+    __tablename__ = "billing_transfers"
+    __table_args__ = (
+        Index("uq_billing_transfers_one_pending", "organization_id", unique=True,
+              sqlite_where=text("status = 'pending'"), postgresql_where=text("status = 'pending'")),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(36), index=True)
+    from_user_id: Mapped[str] = mapped_column(String(128))
+    to_user_id: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    created_at = mapped_column(DateTime(timezone=True), nullable=False)
+    ended_at = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class IdempotentRequest(IdempotencyMixin, Base):
+    pass
 
 
 class OutboxEvent(OutboxMixin, Base):

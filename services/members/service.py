@@ -1,13 +1,34 @@
-"""Nameko entrypoints of the members service: thin; the rules live in domain.py."""
+"""Nameko entrypoints of the members service: thin; the rules live in domain.py.
+
+The members service owns memberships, so it checks permissions on its own data (domain._caller);
+it asks orgs only for an organization's type and name when inviting (orgs, in turn, asks members
+whether the caller belongs to it, so a non-member gets 404 either way).
+"""
+import logging
+import os
+
 from nameko.messaging import consume
+from nameko.rpc import RpcProxy
+from nameko.timer import timer
 
 from common.auth import Auth
 from common.db import Database
 from common.events import MEMBERS_QUEUE
+from common.mail import MailerProvider
 from common.outbox import OutboxRelay
-from common.rpc import rpc
+from common.rpc import call, rpc
 from services.members import domain
 from services.members.models import OutboxEvent
+
+log = logging.getLogger(__name__)
+
+# How often the expiry job looks for invitations past their date (tests shorten it).
+INVITATION_SWEEP_SECONDS = float(os.environ.get("INVITATION_SWEEP_SECONDS") or 60)
+
+
+def app_url():
+    """Where people open the accept link: APP_URL, or the local gateway."""
+    return os.environ.get("APP_URL") or f"http://127.0.0.1:{os.environ.get('GATEWAY_PORT') or 8000}"
 
 
 class MembersService:
@@ -16,11 +37,14 @@ class MembersService:
     auth = Auth()
     db = Database()
     outbox = OutboxRelay(OutboxEvent)
+    mailer = MailerProvider()
+    orgs = RpcProxy("orgs")
 
     @rpc
     def ping(self):
         return "pong"
 
+    # ---- users and founders (called by orgs) ---------------------------------------------------------
     @rpc
     def register_user(self):
         """Create or refresh the caller's user record from their token's claims."""
@@ -41,6 +65,92 @@ class MembersService:
     def my_memberships(self):
         return domain.memberships_of_user(self.db, self.auth.require().id)
 
+    # ---- members -------------------------------------------------------------------------------------
+    @rpc
+    def list_members(self, organization_id, q=None, role=None, sort=None, cursor=None, limit=None):
+        return domain.list_members(self.db, self.auth.require(), organization_id, q, role, sort, cursor, limit)
+
+    @rpc
+    def edit_roles(self, organization_id, user_id, roles):
+        return domain.edit_roles(self.db, self.auth.require(), organization_id, user_id, roles)
+
+    @rpc
+    def remove_member(self, organization_id, user_id):
+        """Remove a member, or leave when `user_id` is the caller."""
+        return domain.remove_member(self.db, self.auth.require(), organization_id, user_id)
+
+    # ---- invitations ---------------------------------------------------------------------------------
+    @rpc
+    def invite(self, organization_id, email, roles, agent_ids=None, idempotency_key=None):
+        identity = self.auth.require()
+        # Type and name of the organization; NotFound if it is gone or the caller is no member.
+        organization = call(self.orgs.get_organization, organization_id)
+        invitation, created = domain.invite(self.db, identity, organization, email, roles, agent_ids,
+                                            idempotency_key)
+        if created:
+            self._send(invitation)
+        return invitation
+
+    @rpc
+    def resend_invitation(self, organization_id, invitation_id):
+        invitation = domain.resend_invitation(self.db, self.auth.require(), organization_id, invitation_id)
+        self._send(invitation)
+        return invitation
+
+    @rpc
+    def revoke_invitation(self, organization_id, invitation_id):
+        return domain.revoke_invitation(self.db, self.auth.require(), organization_id, invitation_id)
+
+    @rpc
+    def list_invitations(self, organization_id, status=None, q=None, cursor=None, limit=None):
+        return domain.list_invitations(self.db, self.auth.require(), organization_id, status, q, cursor, limit)
+
+    @rpc
+    def my_invitations(self, status=None, cursor=None, limit=None):
+        return domain.my_invitations(self.db, self.auth.require(), status, cursor, limit)
+
+    @rpc
+    def accept_invitation(self, invitation_id):
+        return domain.accept_invitation(self.db, self.auth.require(), invitation_id)
+
+    @rpc
+    def reject_invitation(self, invitation_id):
+        return domain.reject_invitation(self.db, self.auth.require(), invitation_id)
+
+    @timer(interval=INVITATION_SWEEP_SECONDS)
+    def expire_invitations(self):
+        expired = domain.expire_due_invitations(self.db)
+        if expired:
+            log.info("expired %d invitation(s)", expired)
+
+    def _send(self, invitation):
+        # After the commit, outside the transaction: a failed send is logged; the invitation stands
+        # and can be resent.
+        subject, body = domain.invitation_email(invitation, app_url())
+        self.mailer.send(invitation["email"], subject, body)
+
+    # ---- billing transfers ---------------------------------------------------------------------------
+    @rpc
+    def start_billing_transfer(self, organization_id, to_user_id):
+        return domain.start_billing_transfer(self.db, self.auth.require(), organization_id, to_user_id)
+
+    @rpc
+    def accept_billing_transfer(self, organization_id, transfer_id):
+        return domain.accept_billing_transfer(self.db, self.auth.require(), organization_id, transfer_id)
+
+    @rpc
+    def decline_billing_transfer(self, organization_id, transfer_id):
+        return domain.decline_billing_transfer(self.db, self.auth.require(), organization_id, transfer_id)
+
+    @rpc
+    def cancel_billing_transfer(self, organization_id, transfer_id):
+        return domain.cancel_billing_transfer(self.db, self.auth.require(), organization_id, transfer_id)
+
+    @rpc
+    def list_billing_transfers(self, organization_id, status=None, cursor=None, limit=None):
+        return domain.list_billing_transfers(self.db, self.auth.require(), organization_id, status, cursor, limit)
+
+    # ---- events --------------------------------------------------------------------------------------
     @consume(MEMBERS_QUEUE, requeue_on_error=True)
     def on_change_event(self, event):
         if event.get("type") == "organization.deleted":

@@ -8,7 +8,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from common import outbox
+from common import idempotency, outbox
 from common.errors import Conflict, NotFound, ValidationFailed
 from common.events import change_event
 from common.timeutil import iso, utcnow
@@ -75,16 +75,8 @@ def ensure_individual(store, identity):
 
 def find_idempotent(store, identity, key, operation):
     """The stored answer of an earlier request with this Idempotency-Key, or None."""
-    if not key:
-        return None
     with store.read() as session:
-        record = session.get(IdempotentRequest, (identity.id, key))
-        if record is None:
-            return None
-        if record.operation != operation:
-            raise Conflict("This Idempotency-Key was already used for another request.",
-                           code="idempotency_key_reused", field="Idempotency-Key")
-        return record.response
+        return idempotency.find_replay(session, IdempotentRequest, identity.id, key, operation)
 
 
 def create_collective(store, identity, name, idempotency_key=None):
@@ -103,9 +95,8 @@ def create_collective(store, identity, name, idempotency_key=None):
                 "organization.created", "create", org.id, identity.as_actor(), "organization", org.id,
                 after={"name": name, "type": COLLECTIVE}))
             result = org_dict(org)
-            if idempotency_key:
-                session.add(IdempotentRequest(user_id=identity.id, key=idempotency_key,
-                                              operation="create_organization", response=result, created_at=now))
+            idempotency.remember(session, IdempotentRequest, identity.id, idempotency_key,
+                                 "create_organization", result, now)
             session.flush()
             return result
     except IntegrityError:
@@ -151,6 +142,18 @@ def _fall_back_to_individual(session, organization_id, now):
         individual = session.scalar(select(Organization.id).where(Organization.individual_user_id == row.user_id))
         row.organization_id, row.updated_at = individual, now
     return [row.user_id for row in rows]
+
+
+def forget_active_membership(store, user_id, organization_id):
+    """The user left or was removed from the organization: if it was their active one, they fall back
+    to their Individual organization (SPEC §1). Idempotent; the removal is the audited change."""
+    with store.write() as session:
+        row = session.get(ActiveOrganization, user_id, with_for_update=True)
+        if row is None or row.organization_id != organization_id:
+            return False
+        individual = session.scalar(select(Organization.id).where(Organization.individual_user_id == user_id))
+        row.organization_id, row.updated_at = individual, utcnow()
+        return True
 
 
 def set_active(store, identity, organization_id):

@@ -1,7 +1,8 @@
 """Tables of the orgs service: organizations, each user's active organization, idempotent requests."""
-from sqlalchemy import JSON, DateTime, String
+from sqlalchemy import DateTime, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from common.idempotency import IdempotencyMixin
 from common.outbox import OutboxMixin
 
 
@@ -32,15 +33,8 @@ class ActiveOrganization(Base):
     updated_at = mapped_column(DateTime(timezone=True), nullable=False)
 
 
-class IdempotentRequest(Base):
-    """The first answer to a create that carried an Idempotency-Key, replayed to retries."""
-    __tablename__ = "idempotent_requests"
-
-    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    operation: Mapped[str] = mapped_column(String(64))
-    response: Mapped[dict] = mapped_column(JSON)
-    created_at = mapped_column(DateTime(timezone=True), nullable=False)
+class IdempotentRequest(IdempotencyMixin, Base):
+    pass
 
 
 class OutboxEvent(OutboxMixin, Base):

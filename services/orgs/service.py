@@ -3,11 +3,13 @@
 Order inside each entrypoint: check permissions and fetch membership facts over RPC first, then open
 the write transaction (common.db: no RPC call while a write transaction is open).
 """
+from nameko.messaging import consume
 from nameko.rpc import RpcProxy
 
 from common.auth import Auth
 from common.authz import authorize
 from common.db import Database
+from common.events import ORGS_QUEUE
 from common.outbox import OutboxRelay
 from common.paging import page_of_list
 from common.permissions import Action
@@ -89,6 +91,11 @@ class OrgsService:
         call(self.members.my_membership, organization_id)   # NotFound unless the caller belongs to it
         domain.set_active(self.db, identity, organization_id)
         return self.get_me()
+
+    @consume(ORGS_QUEUE, requeue_on_error=True)
+    def on_change_event(self, event):
+        if event.get("type") in ("member.removed", "member.left"):
+            domain.forget_active_membership(self.db, event["target"]["id"], event["organization_id"])
 
     def _card(self, identity, membership):
         org_id = membership["organization_id"]

@@ -1,0 +1,52 @@
+"""Idempotency-Key support for creates: the first answer is stored with the change and replayed to
+retries, so a client that lost a response can safely send the request again.
+
+Each service that accepts keys declares `class IdempotentRequest(IdempotencyMixin, Base)`.
+"""
+from sqlalchemy import JSON, DateTime, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from common.errors import BadRequest, Conflict
+
+KEY_MAX_LENGTH = 200
+
+
+class IdempotencyMixin:
+    """The first answer to a request that carried an Idempotency-Key (per user and key)."""
+    __tablename__ = "idempotent_requests"
+
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key: Mapped[str] = mapped_column(String(KEY_MAX_LENGTH), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(64))
+    response: Mapped[dict] = mapped_column(JSON)
+    created_at = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+def check_key(key):
+    """The key as given, None when absent; 400 when it is not a short printable string."""
+    if key in (None, ""):
+        return None
+    if not isinstance(key, str) or len(key) > KEY_MAX_LENGTH or not key.isprintable():
+        raise BadRequest(f"Idempotency-Key must be at most {KEY_MAX_LENGTH} printable characters.",
+                         code="invalid_idempotency_key", field="Idempotency-Key")
+    return key
+
+
+def find_replay(session, model, user_id, key, operation):
+    """The stored answer of an earlier request with this key, or None. A key reused for another kind
+    of request is a 409: replaying an unrelated answer would mislead the client."""
+    if not key:
+        return None
+    record = session.get(model, (user_id, key))
+    if record is None:
+        return None
+    if record.operation != operation:
+        raise Conflict("This Idempotency-Key was already used for another request.",
+                       code="idempotency_key_reused", field="Idempotency-Key")
+    return record.response
+
+
+def remember(session, model, user_id, key, operation, response, now):
+    """Store the answer in the same transaction as the change it describes (no-op without a key)."""
+    if key:
+        session.add(model(user_id=user_id, key=key, operation=operation, response=response, created_at=now))

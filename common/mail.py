@@ -1,0 +1,56 @@
+"""Outgoing email: through SMTP when `SMTP_HOST` is set, otherwise written to the service log (local
+runs print invitation links there). Sending is best effort after the change committed: a failure is
+logged and the change stands (an invitation can be resent)."""
+import logging
+import os
+import smtplib
+from email.message import EmailMessage
+
+from nameko.extensions import DependencyProvider
+
+log = logging.getLogger(__name__)
+
+
+class SmtpSettings:
+    def __init__(self, environ):
+        self.host = environ.get("SMTP_HOST") or None
+        self.port = int(environ.get("SMTP_PORT") or 587)
+        self.user = environ.get("SMTP_USER") or None
+        self.password = environ.get("SMTP_PASSWORD") or None
+        self.sender = environ.get("SMTP_FROM") or "no-reply@localhost"
+        self.starttls = (environ.get("SMTP_STARTTLS") or "true").lower() not in ("0", "false", "no")
+
+
+class Mailer:
+    def __init__(self, settings):
+        self.settings = settings
+
+    def send(self, to, subject, body):
+        """Send (or log) one plain-text email; returns "sent", "logged" or "failed"."""
+        s = self.settings
+        if s.host is None:
+            log.info("email (SMTP_HOST not set, so logged instead of sent) to %s: %s\n%s", to, subject, body)
+            return "logged"
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = s.sender, to, subject
+        message.set_content(body)
+        try:
+            with smtplib.SMTP(s.host, s.port, timeout=10) as smtp:
+                if s.starttls:
+                    smtp.starttls()
+                if s.user:
+                    smtp.login(s.user, s.password or "")
+                smtp.send_message(message)
+            log.info("email sent to %s: %s", to, subject)
+            return "sent"
+        except (OSError, smtplib.SMTPException):
+            log.error("could not send email to %s: %s", to, subject, exc_info=True)
+            return "failed"
+
+
+class MailerProvider(DependencyProvider):
+    def setup(self):
+        self.mailer = Mailer(SmtpSettings(os.environ))
+
+    def get_dependency(self, worker_ctx):
+        return self.mailer
