@@ -86,7 +86,7 @@ def system(request, broker, tmp_path_factory):
     backend = request.param
     data_dir = tmp_path_factory.mktemp(f"system-{backend}")
     env = dict(database_env(backend, request, request.module.__name__.rsplit(".", 1)[-1]),
-               JWT_SECRET=tokens.secret())
+               JWT_SECRET=tokens.secret(), INVITATION_SWEEP_SECONDS="1")
     running = RunningSystem(data_dir, broker.amqp_uri, free_port(), env)
     running.backend = backend
     # Consumer queues are shared per broker: empty them so one module's leftovers do not leak in.

@@ -45,3 +45,39 @@ def stored_entries(system, org_id):
 
 def types_of(entries):
     return sorted(e["type"] for e in entries)
+
+
+def ok(response, status=200):
+    """The JSON body of a response that must have `status`."""
+    assert response.status_code == status, f"{response.request.method} {response.url}: {response.text}"
+    return response.json() if response.content else None
+
+
+def error_code(response, status):
+    assert response.status_code == status, f"{response.request.method} {response.url}: {response.text}"
+    return response.json()["error"]["code"]
+
+
+def create_organization(api, name="Sehat Clinic"):
+    return ok(api.post("/v1/organizations", json={"name": name}), 201)
+
+
+def invite(api, org_id, email, roles, **extra):
+    return ok(api.post(f"/v1/organizations/{org_id}/invitations", json=dict(email=email, roles=roles, **extra)), 201)
+
+
+def join(system, inviter, org_id, roles, label="member"):
+    """A brand-new user who joins the organization through an invitation from `inviter`."""
+    newcomer = system.user(label)
+    invitation = invite(inviter, org_id, newcomer.email, roles)
+    ok(newcomer.post(f"/v1/invitations/{invitation['id']}/accept"))
+    return newcomer
+
+
+def hand_billing_to(holder, org_id, recipient):
+    transfer = ok(holder.post(f"/v1/organizations/{org_id}/billing-transfers", json={"to_user_id": recipient.id}), 201)
+    return ok(recipient.post(f"/v1/organizations/{org_id}/billing-transfers/{transfer['id']}/accept"))
+
+
+def card_of(api, org_id):
+    return next((c for c in ok(api.get("/v1/organizations"))["items"] if c["id"] == org_id), None)

@@ -1,0 +1,232 @@
+"""Members, invitations and the billing hand-over end to end: through the gateway, every service
+running, a real RabbitMQ, on SQLite and on PostgreSQL."""
+from datetime import timedelta
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import update
+
+from common.db import Store
+from common.timeutil import utcnow
+from services.members.models import Invitation
+from services.orgs.models import ActiveOrganization
+from tests.e2e.helpers import (audit_entries, card_of, create_organization, error_code, hand_billing_to, invite,
+                               join, ok, types_of, wait_for)
+
+
+def test_the_dina_story(system):
+    """SPEC's walk-through: Dina founds Sehat Clinic, invites Budi as Builder and Sari, hands Billing
+    to Sari; Sari sees the credits page, Budi cannot manage members, everyone sees the right roles."""
+    dina, budi, sari = system.user("dina"), system.user("budi"), system.user("sari")
+    clinic = create_organization(dina, "Sehat Clinic")
+    org = clinic["id"]
+    invite(dina, org, budi.email, ["builder"])
+    invite(dina, org, sari.email.upper(), ["member"])          # emails match case-insensitively
+    for person in (budi, sari):
+        [pending] = ok(person.get("/v1/invitations", params={"status": "pending"}))["items"]
+        assert pending["organization_name"] == "Sehat Clinic" and pending["invited_by"] == dina.id
+        ok(person.post(f"/v1/invitations/{pending['id']}/accept"))
+
+    transfer = ok(dina.post(f"/v1/organizations/{org}/billing-transfers", json={"to_user_id": sari.id}), 201)
+    assert transfer["status"] == "pending"
+    assert ok(sari.post(f"/v1/organizations/{org}/billing-transfers/{transfer['id']}/accept"))["status"] == "accepted"
+
+    credits = ok(sari.get(f"/v1/organizations/{org}/credits"))
+    assert credits["organization_id"] == org and credits["balance"] == "0"
+    assert error_code(budi.get(f"/v1/organizations/{org}/credits"), 403) == "forbidden"
+
+    assert error_code(budi.post(f"/v1/organizations/{org}/invitations",
+                                json={"email": "x@example.com", "roles": ["member"]}), 403) == "forbidden"
+    assert error_code(budi.patch(f"/v1/organizations/{org}/members/{sari.id}", json={"roles": ["admin"]}), 403)
+    assert error_code(budi.delete(f"/v1/organizations/{org}/members/{sari.id}"), 403)
+
+    expected = {dina.id: ["owner"], budi.id: ["builder"], sari.id: ["member", "billing"]}
+    for person in (dina, budi, sari):
+        card = card_of(person, org)
+        assert card["name"] == "Sehat Clinic" and card["member_count"] == 3
+        assert card["roles"] == expected[person.id]
+    members = ok(budi.get(f"/v1/organizations/{org}/members"))["items"]
+    assert {m["user_id"]: m["roles"] for m in members} == expected
+
+    trail = wait_for(lambda: (lambda e: e if len(e) >= 7 else None)(audit_entries(dina, org)),
+                     message="the story's audit entries")
+    assert types_of(trail) == sorted([
+        "organization.created", "member.added", "invitation.created", "invitation.created",
+        "invitation.accepted", "invitation.accepted", "billing_transfer.started", "billing_transfer.accepted"])
+
+
+def test_invitation_edge_cases(system):
+    owner = system.user("owner")
+    org = create_organization(owner)["id"]
+    admin = join(system, owner, org, ["admin"], "admin")
+    guest, stranger = system.user("guest"), system.user("stranger")
+    invitations = f"/v1/organizations/{org}/invitations"
+
+    first = invite(owner, org, guest.email, ["member"])
+    # Double invite (by anyone) of a pending address.
+    response = admin.post(invitations, json={"email": guest.email, "roles": ["builder"]})
+    assert error_code(response, 409) == "invitation_pending"
+    assert response.json()["error"]["details"] == {"invitation_id": first["id"]}
+    # Resend too early: says when it becomes possible.
+    response = owner.post(f"{invitations}/{first['id']}/resend")
+    assert error_code(response, 409) == "resend_too_early"
+    assert "resent from" in response.json()["error"]["message"] and response.json()["error"]["details"]["retry_at"]
+    # Wrong email accepting.
+    assert error_code(stranger.post(f"/v1/invitations/{first['id']}/accept"), 403) == "invitation_not_for_you"
+    # Revoked, then re-invited.
+    assert ok(owner.post(f"{invitations}/{first['id']}/revoke"))["status"] == "revoked"
+    assert error_code(guest.post(f"/v1/invitations/{first['id']}/accept"), 409) == "invitation_not_pending"
+    second = invite(admin, org, guest.email, ["builder"])
+    # Accepting twice.
+    assert ok(guest.post(f"/v1/invitations/{second['id']}/accept"))["status"] == "accepted"
+    assert error_code(guest.post(f"/v1/invitations/{second['id']}/accept"), 409) == "invitation_not_pending"
+    assert card_of(guest, org)["roles"] == ["builder"]
+    # Already a member.
+    assert error_code(owner.post(invitations, json={"email": guest.email, "roles": ["member"]}), 409) == "already_member"
+    # Bad input changes nothing.
+    for body, field in [({"email": "not-an-email", "roles": ["member"]}, "email"),
+                        ({"email": "a@example.com", "roles": []}, "roles"),
+                        ({"email": "a@example.com", "roles": ["billing"]}, "roles"),
+                        ({"email": "a@example.com", "roles": ["boss"]}, "roles"),
+                        ({"email": "a@example.com"}, "roles")]:
+        response = owner.post(invitations, json=body)
+        assert response.status_code == 422 and response.json()["error"]["field"] == field, response.text
+    listed = ok(owner.get(invitations, params={"q": guest.email}))["items"]
+    assert [(i["email"], i["status"]) for i in listed] == [(guest.email, "accepted"), (guest.email, "revoked")]
+
+
+def test_resend_after_ten_minutes_renews_and_the_expiry_job_records_expiry(system):
+    owner = system.user("owner")
+    org = create_organization(owner)["id"]
+    invitations = f"/v1/organizations/{org}/invitations"
+    never = system.user("never")
+    resendable = invite(owner, org, "later@example.com", ["member"])
+    expiring = invite(owner, org, never.email, ["member"])
+    members_db = Store(system.database_url("members"))
+    past = utcnow() - timedelta(minutes=11)
+    with members_db.write() as session:   # time moves on: no sleeping for 10 minutes or 7 days
+        session.execute(update(Invitation).where(Invitation.id == resendable["id"]).values(last_sent_at=past))
+        session.execute(update(Invitation).where(Invitation.id == expiring["id"]).values(expires_at=past))
+    resent = ok(owner.post(f"{invitations}/{resendable['id']}/resend"))
+    assert resent["send_count"] == 2 and resent["expires_at"] > resendable["expires_at"]
+
+    # The job (every second in tests) records the expiry as the system.
+    def expiry_entry():
+        entries = audit_entries(owner, org, target=expiring["id"], action="update")
+        return [e for e in entries if e["type"] == "invitation.expired"]
+    [entry] = wait_for(expiry_entry, message="the expiry job's audit entry")
+    assert entry["actor"] == {"id": "system"}
+    assert entry["changes"] == [{"field": "status", "old_value": "pending", "new_value": "expired"}]
+    assert ok(owner.get(invitations, params={"status": "expired"}))["items"][0]["id"] == expiring["id"]
+    assert error_code(never.post(f"/v1/invitations/{expiring['id']}/accept"), 409) == "invitation_expired"
+    # The accept link was written to the members service's log (no SMTP configured).
+    log = system.log_dir / "members.log"
+    wait_for(lambda: f"/v1/invitations/{resendable['id']}/accept" in log.read_text(), message="the logged email")
+
+
+def test_two_admins_inviting_one_email_at_once_make_one_invitation(system):
+    owner = system.user("owner")
+    org = create_organization(owner)["id"]
+    admin = join(system, owner, org, ["admin"], "admin")
+    body = {"email": "popular@example.com", "roles": ["member"]}
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda api: api.post(f"/v1/organizations/{org}/invitations", json=body),
+                                  [owner, admin] * 4))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] + [409] * 7, [r.text for r in responses]
+    assert all(r.json()["error"]["code"] == "invitation_pending" for r in responses if r.status_code == 409)
+    pending = ok(owner.get(f"/v1/organizations/{org}/invitations", params={"status": "pending"}))["items"]
+    assert len(pending) == 1
+
+
+def test_an_idempotency_key_makes_a_retried_invitation_one(system):
+    owner = system.user("owner")
+    org = create_organization(owner)["id"]
+    body = {"email": "retry@example.com", "roles": ["member"]}
+    headers = {"Idempotency-Key": "invite-retry-1"}
+    first = ok(owner.post(f"/v1/organizations/{org}/invitations", json=body, headers=headers), 201)
+    again = ok(owner.post(f"/v1/organizations/{org}/invitations", json=body, headers=headers), 201)
+    assert again == first
+    assert len(ok(owner.get(f"/v1/organizations/{org}/invitations"))["items"]) == 1
+
+
+def test_member_list_search_filter_sort_and_csv(system):
+    owner = system.user("owner")
+    org = create_organization(owner)["id"]
+    builder = join(system, owner, org, ["builder"], "zed")
+    member = join(system, owner, org, ["member"], "amy")
+    members = f"/v1/organizations/{org}/members"
+    by_name = [m["name"] for m in ok(member.get(members, params={"sort": "name"}))["items"]]
+    assert by_name == sorted(by_name, key=str.casefold)
+    by_role = [m["user_id"] for m in ok(member.get(members, params={"sort": "role"}))["items"]]
+    assert by_role == [owner.id, builder.id, member.id]
+    assert [m["user_id"] for m in ok(member.get(members, params={"role": "builder"}))["items"]] == [builder.id]
+    assert [m["user_id"] for m in ok(member.get(members, params={"q": member.email[:8]}))["items"]] == [member.id]
+    page = ok(member.get(members, params={"limit": 2}))
+    assert len(page["items"]) == 2 and page["next_cursor"]
+    rest = ok(member.get(members, params={"limit": 2, "cursor": page["next_cursor"]}))
+    assert len(rest["items"]) == 1 and rest["next_cursor"] is None
+    csv_response = member.get(members, params={"format": "csv", "role": "builder"})
+    assert csv_response.status_code == 200 and csv_response.headers["Content-Type"].startswith("text/csv")
+    lines = csv_response.text.strip().splitlines()
+    assert lines[0] == "user_id,name,email,roles,budget_group_id,joined_at" and len(lines) == 2
+    assert lines[1].startswith(f"{builder.id},Zed,{builder.email},builder,,")
+    assert error_code(member.get(members, params={"sort": "salary"}), 422) == "invalid_sort"
+
+
+def test_leaving_and_removal_move_the_active_organization_back_and_are_audited(system):
+    owner = system.user("owner")
+    org = create_organization(owner)["id"]
+    leaver, removed = join(system, owner, org, ["member"], "leaver"), join(system, owner, org, ["builder"], "removed")
+    individual = ok(leaver.get("/v1/me"))["active_organization_id"]
+    ok(leaver.put("/v1/me/active-organization", json={"organization_id": org}))
+    assert ok(leaver.delete(f"/v1/organizations/{org}/members/{leaver.id}"), 204) is None
+    assert ok(leaver.get("/v1/me"))["active_organization_id"] == individual
+    assert error_code(leaver.get(f"/v1/organizations/{org}"), 404) == "organization_not_found"
+    # The stored choice is reset too (by the orgs service, from the member.left event), so joining
+    # again does not silently make the organization active again.
+    orgs_db = Store(system.database_url("orgs"))
+
+    def stored_active():
+        with orgs_db.read() as session:
+            return session.get(ActiveOrganization, leaver.id).organization_id
+    wait_for(lambda: stored_active() == individual, message="the orgs service resetting the active organization")
+
+    assert ok(owner.delete(f"/v1/organizations/{org}/members/{removed.id}"), 204) is None
+    assert error_code(owner.delete(f"/v1/organizations/{org}/members/{removed.id}"), 404) == "member_not_found"
+    assert card_of(removed, org) is None
+    # The only Owner, who also holds Billing, can neither leave nor be left without an Owner.
+    assert error_code(owner.delete(f"/v1/organizations/{org}/members/{owner.id}"), 409) == "billing_holder_cannot_leave"
+    assert error_code(owner.patch(f"/v1/organizations/{org}/members/{owner.id}", json={"roles": ["admin"]}),
+                      409) == "last_owner"
+    entries = wait_for(lambda: [e for e in audit_entries(owner, org, entity_type="member") if e["action"] == "delete"]
+                       if len([e for e in audit_entries(owner, org, entity_type="member")
+                               if e["action"] == "delete"]) == 2 else None, message="two member deletions")
+    assert sorted((e["type"], e["entity_id"], e["actor"]["id"]) for e in entries) == sorted([
+        ("member.left", leaver.id, leaver.id), ("member.removed", removed.id, owner.id)])
+
+
+def test_billing_transfer_decline_cancel_and_rules(system):
+    owner = system.user("owner")
+    org = create_organization(owner)["id"]
+    second_owner = join(system, owner, org, ["owner"], "second")
+    member = join(system, owner, org, ["member"], "member")
+    transfers = f"/v1/organizations/{org}/billing-transfers"
+    # Only an Owner holding Billing starts one; not to oneself; only to a member.
+    assert error_code(second_owner.post(transfers, json={"to_user_id": member.id}), 403) == "not_billing_owner"
+    assert error_code(owner.post(transfers, json={"to_user_id": owner.id}), 422) == "already_billing_holder"
+    assert error_code(owner.post(transfers, json={"to_user_id": "nobody"}), 404) == "member_not_found"
+    first = ok(owner.post(transfers, json={"to_user_id": member.id}), 201)
+    assert error_code(owner.post(transfers, json={"to_user_id": second_owner.id}), 409) == "billing_transfer_pending"
+    assert error_code(owner.post(f"{transfers}/{first['id']}/accept"), 403) == "not_transfer_recipient"
+    assert error_code(member.post(f"{transfers}/{first['id']}/cancel"), 403) == "not_transfer_initiator"
+    assert ok(member.post(f"{transfers}/{first['id']}/decline"))["status"] == "declined"
+    assert card_of(owner, org)["roles"] == ["owner", "billing"]
+    second = ok(owner.post(transfers, json={"to_user_id": second_owner.id}), 201)
+    assert ok(owner.post(f"{transfers}/{second['id']}/cancel"))["status"] == "cancelled"
+    assert error_code(second_owner.post(f"{transfers}/{second['id']}/accept"), 409) == "billing_transfer_not_pending"
+    assert card_of(second_owner, org)["roles"] == ["owner"]
+    listed = ok(owner.get(transfers))["items"]
+    assert [(t["id"], t["status"]) for t in listed] == [(second["id"], "cancelled"), (first["id"], "declined")]
+    assert [t["id"] for t in ok(member.get(transfers))["items"]] == [first["id"]]   # only their own
+    hand_billing_to(owner, org, second_owner)
+    assert card_of(second_owner, org)["roles"] == ["owner", "billing"]
