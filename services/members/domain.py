@@ -380,9 +380,15 @@ def effective_status(invitation, now):
     return invitation.status
 
 
+def check_may_invite(store, identity, organization_id):
+    """404 for non-members, 403 for members whose roles do not allow inviting."""
+    with store.read() as session:
+        _caller(session, organization_id, identity, Action.MANAGE_INVITATIONS)
+
+
 def invite(store, identity, organization, email, roles, agent_ids=None, idempotency_key=None, now=None):
-    """Invite an email address (Owner/Admin). `organization` is the orgs service's card of it, fetched
-    by the entrypoint (type and name). Returns (invitation, created?) — False for a replayed key."""
+    """Invite an email address (Owner/Admin). `organization` is {"id", "name", "type"} as the orgs
+    service described it to the entrypoint. Returns (invitation, created?) — False for a replayed key."""
     now = now or utcnow()
     email, wanted, agent_ids = clean_email(email), parse_roles(roles), clean_agent_ids(agent_ids)
     _check_billing_not_granted(wanted, set())

@@ -1,8 +1,7 @@
 """Nameko entrypoints of the members service: thin; the rules live in domain.py.
 
 The members service owns memberships, so it checks permissions on its own data (domain._caller);
-it asks orgs only for an organization's type and name when inviting (orgs, in turn, asks members
-whether the caller belongs to it, so a non-member gets 404 either way).
+it asks orgs only for an organization's type and name when inviting.
 """
 import logging
 import os
@@ -83,8 +82,10 @@ class MembersService:
     @rpc
     def invite(self, organization_id, email, roles, agent_ids=None, idempotency_key=None):
         identity = self.auth.require()
-        # Type and name of the organization; NotFound if it is gone or the caller is no member.
-        organization = call(self.orgs.get_organization, organization_id)
+        # Membership and permission first (404 / 403 from our own data), then the organization's
+        # type and name from orgs (404 if it was deleted a moment ago).
+        domain.check_may_invite(self.db, identity, organization_id)
+        organization = call(self.orgs.organization_profile, organization_id)
         invitation, created = domain.invite(self.db, identity, organization, email, roles, agent_ids,
                                             idempotency_key)
         if created:

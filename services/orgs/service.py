@@ -72,6 +72,18 @@ class OrgsService:
         return self._card(identity, membership)
 
     @rpc
+    def organization_profile(self, organization_id):
+        """Name and type of a live organization, for services that have checked the caller's membership
+        themselves (members, when inviting). It does not ask members back: a call cycle
+        members -> orgs -> members can exhaust the members workers under load and deadlock."""
+        self.auth.require()
+        org = domain.live_organizations(self.db, [organization_id] if isinstance(organization_id, str) else []
+                                        ).get(organization_id)
+        if org is None:
+            raise domain.organization_not_found()
+        return {"id": org.id, "name": org.name, "type": org.type}
+
+    @rpc
     def rename_organization(self, organization_id, name):
         identity = self.auth.require()
         domain.clean_name(name)   # bad input is refused before any permission lookup is spent on it

@@ -8,7 +8,10 @@ NASTY_IDS = ["x" * 5000, "%00", "..%2F..%2Fetc", "ünïcødé-☃", "1 OR 1=1", 
 NASTY_BODIES = ['', 'null', '[]', '"text"', '{"name": {"nested": true}}', '{"name": ["a"]}',
                 '{"name": "' + "x" * 70000 + '"}', '{"organization_id": 12}', '{"organization_id": null}',
                 '{"name": 1e400}', '\xff\xfe', '{"name": "nul\\u0000inside"}',
-                '{"organization_id": "nul\\u0000inside"}', '{"a": ' * 200 + '1' + '}' * 200]
+                '{"organization_id": "nul\\u0000inside"}', '{"a": ' * 200 + '1' + '}' * 200,
+                '{"email": 12, "roles": "owner"}', '{"email": "a@example.com", "roles": [null]}',
+                '{"email": "a@example.com", "roles": ["member"], "agent_ids": [1, {}]}',
+                '{"roles": ["owner", "owner", "x"]}', '{"to_user_id": 5}', '{"to_user_id": ""}']
 NASTY_QUERIES = [{"limit": "-1"}, {"limit": "abc"}, {"limit": "100000"}, {"cursor": "!!!"},
                  {"cursor": "eyJvZmZzZXQiOiAiYSJ9"}, {"since": "2026-13-45"}, {"action": "explode"},
                  {"format": "xml"}, {"field": "x" * 3000}]

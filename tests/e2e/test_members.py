@@ -44,10 +44,13 @@ def test_the_dina_story(system):
         card = card_of(person, org)
         assert card["name"] == "Sehat Clinic" and card["member_count"] == 3
         assert card["roles"] == expected[person.id]
+    assert "view_billing" in card_of(sari, org)["permissions"]
+    assert "manage_invitations" not in card_of(budi, org)["permissions"]
+    assert "edit_contributed_agents" in card_of(budi, org)["permissions"]
     members = ok(budi.get(f"/v1/organizations/{org}/members"))["items"]
     assert {m["user_id"]: m["roles"] for m in members} == expected
 
-    trail = wait_for(lambda: (lambda e: e if len(e) >= 7 else None)(audit_entries(dina, org)),
+    trail = wait_for(lambda: (lambda e: e if len(e) >= 8 else None)(audit_entries(dina, org)),
                      message="the story's audit entries")
     assert types_of(trail) == sorted([
         "organization.created", "member.added", "invitation.created", "invitation.created",
@@ -230,3 +233,24 @@ def test_billing_transfer_decline_cancel_and_rules(system):
     assert [t["id"] for t in ok(member.get(transfers))["items"]] == [first["id"]]   # only their own
     hand_billing_to(owner, org, second_owner)
     assert card_of(second_owner, org)["roles"] == ["owner", "billing"]
+
+
+def test_two_owners_stepping_down_at_once_leave_one_owner(system):
+    """Each sees two Owners and steps down; without the per-organization lock both would succeed on
+    PostgreSQL and the organization would have none."""
+    rounds = []
+    for _ in range(4):
+        founder = system.user("founder")
+        org = create_organization(founder)["id"]
+        rounds.append((org, founder, join(system, founder, org, ["owner"], "co-owner")))
+
+    def step_down(case):
+        org, api = case
+        return api.patch(f"/v1/organizations/{org}/members/{api.id}", json={"roles": ["member"]})
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(step_down, [(org, api) for org, a, b in rounds for api in (a, b)]))
+    for i, (org, founder, co_owner) in enumerate(rounds):
+        pair = responses[2 * i: 2 * i + 2]
+        assert sorted(r.status_code for r in pair) == [200, 409], [r.text for r in pair]
+        members = ok(founder.get(f"/v1/organizations/{org}/members", params={"role": "owner"}))["items"]
+        assert len(members) == 1

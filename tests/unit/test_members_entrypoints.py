@@ -1,0 +1,110 @@
+"""The members service's entrypoints with Nameko's worker_factory (orgs and the mailer are mocks, the
+database is real), and the mailer against a tiny local SMTP server."""
+import socket
+import threading
+
+import pytest
+from nameko.testing.services import worker_factory
+
+from common.errors import Forbidden
+from common.mail import Mailer, SmtpSettings
+from services.members import domain
+from services.members.service import MembersService
+
+ORG = {"id": "org-1", "name": "Sehat Clinic", "type": "collective"}
+
+
+def members_worker(store, identity):
+    service = worker_factory(MembersService, db=store)
+    service.auth.require.return_value = identity
+    service.orgs.organization_profile.call_async.return_value.result.return_value = ORG
+    return service
+
+
+def test_invite_sends_one_email_with_the_accept_link_and_a_replay_sends_none(make_store, alice):
+    store = make_store("members")
+    domain.add_founder(store, alice, ORG["id"])
+    service = members_worker(store, alice)
+    first = service.invite(ORG["id"], "budi@example.com", ["builder"], None, "key-1")
+    again = service.invite(ORG["id"], "budi@example.com", ["builder"], None, "key-1")
+    assert again == first
+    service.mailer.send.assert_called_once()
+    to, subject, body = service.mailer.send.call_args.args
+    assert to == "budi@example.com" and "Sehat Clinic" in subject
+    assert f"/v1/invitations/{first['id']}/accept" in body
+
+
+def test_invite_refused_by_the_matrix_sends_nothing(make_store, alice, bob):
+    store = make_store("members")
+    domain.add_founder(store, alice, ORG["id"])
+    invitation, _ = domain.invite(store, alice, ORG, bob.email, ["member"])
+    domain.accept_invitation(store, bob, invitation["id"])
+    service = members_worker(store, bob)
+    with pytest.raises(Forbidden):
+        service.invite(ORG["id"], "someone@example.com", ["member"])
+    service.orgs.organization_profile.call_async.assert_not_called()   # refused before asking orgs
+    service.mailer.send.assert_not_called()
+
+
+class FakeSmtpServer:
+    """Just enough SMTP to receive one message (no TLS)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.port = self.sock.getsockname()[1]
+        self.received = []
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        conn, _ = self.sock.accept()
+        stream = conn.makefile("rwb")
+
+        def say(line):
+            stream.write(line.encode() + b"\r\n")
+            stream.flush()
+        say("220 fake")
+        data = None
+        for raw in stream:
+            line = raw.decode().rstrip("\r\n")
+            if data is not None:
+                if line == ".":
+                    self.received.append("\n".join(data))
+                    data = None
+                    say("250 queued")
+                else:
+                    data.append(line)
+            elif line.upper().startswith(("EHLO", "HELO")):
+                say("250 fake")
+            elif line.upper() == "DATA":
+                data = []
+                say("354 go on")
+            elif line.upper() == "QUIT":
+                say("221 bye")
+                break
+            else:
+                say("250 ok")
+        conn.close()
+
+
+def test_mailer_sends_through_smtp_when_configured():
+    server = FakeSmtpServer()
+    mailer = Mailer(SmtpSettings({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(server.port),
+                                  "SMTP_STARTTLS": "false", "SMTP_FROM": "team@example.com"}))
+    assert mailer.send("budi@example.com", "Hello", "Accept: POST http://x/v1/invitations/1/accept") == "sent"
+    server.thread.join(5)
+    [message] = server.received
+    assert "To: budi@example.com" in message and "/v1/invitations/1/accept" in message
+
+
+def test_mailer_logs_when_smtp_is_not_configured_and_survives_a_dead_server(caplog):
+    caplog.set_level("INFO")
+    assert Mailer(SmtpSettings({})).send("a@example.com", "Hi", "link") == "logged"
+    assert "link" in caplog.text
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    mailer = Mailer(SmtpSettings({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(dead_port)}))
+    assert mailer.send("a@example.com", "Hi", "link") == "failed"
