@@ -58,6 +58,25 @@ def report_audit_delay(session, url, org_id, count):
     print(f"  {'change acknowledged -> in the audit trail':44s} {'':10s} p50 {q[49]:7.2f} ms   p99 {q[98]:7.2f} ms")
 
 
+def start_system(postgres=False):
+    """A private broker and the whole system (PostgreSQL databases with `postgres`); (system, stop)."""
+    workdir = tempfile.mkdtemp(prefix="orgplatform-bench-")
+    broker = Broker(f"{workdir}/rabbitmq", free_broker_port(), "orgplatform-bench").start()
+    cluster, env = None, {}
+    if postgres:
+        from devtools.postgres import PostgresCluster
+        cluster = PostgresCluster().start()
+        env = {f"{s.upper()}_DATABASE_URL": cluster.create_database(s) for s in ("orgs", "members", "credits", "audit")}
+    system = System(workdir, broker.amqp_uri, free_port(), env).start_all()
+
+    def stop():
+        system.stop_all()
+        broker.stop()
+        if cluster:
+            cluster.stop()
+    return system, stop
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
@@ -65,14 +84,7 @@ def main():
     parser.add_argument("--postgres", action="store_true")
     args = parser.parse_args()
 
-    workdir = tempfile.mkdtemp(prefix="orgplatform-bench-")
-    broker = Broker(f"{workdir}/rabbitmq", free_broker_port(), "orgplatform-bench").start()
-    cluster, env = None, {}
-    if args.postgres:
-        from devtools.postgres import PostgresCluster
-        cluster = PostgresCluster().start()
-        env = {f"{s.upper()}_DATABASE_URL": cluster.create_database(s) for s in ("orgs", "members", "credits", "audit")}
-    system = System(workdir, broker.amqp_uri, free_port(), env).start_all()
+    system, stop = start_system(args.postgres)
     try:
         session = requests.Session()
         session.headers["Authorization"] = "Bearer " + tokens.mint("bench", "bench@example.com", "Bench")
@@ -81,7 +93,7 @@ def main():
         backend = "PostgreSQL" if args.postgres else "SQLite"
         print(f"{n} calls each, {c} concurrent, one process per service, {backend}, 2-core machine")
 
-        with ClusterRpcProxy({"AMQP_URI": broker.amqp_uri}) as rpc:
+        with ClusterRpcProxy({"AMQP_URI": system.env["AMQP_URI"]}) as rpc:
             rpc.orgs.ping()
             report("bare RPC orgs.ping (sequential, reused proxy)", *timed(rpc.orgs.ping, n // 4, 1))
         health = lambda: session.get(system.url + "/openapi.json").raise_for_status()   # noqa: E731
@@ -95,10 +107,7 @@ def main():
         report("HTTP PATCH rename (write + outbox + audit)", *timed(rename, n // 2, c))
         report_audit_delay(session, system.url, org_id, count=50)
     finally:
-        system.stop_all()
-        broker.stop()
-        if cluster:
-            cluster.stop()
+        stop()
 
 
 if __name__ == "__main__":

@@ -178,9 +178,9 @@ def _caller(session, organization_id, identity, action=None):
 
 def _lock_organization(session, organization_id):
     """Serialize membership changes of one organization (PostgreSQL row locks; a no-op on SQLite,
-    whose writers are serialized already)."""
+    whose writers are serialized already). Always in one order, so two lockers cannot deadlock."""
     session.execute(select(Membership.user_id).where(Membership.organization_id == organization_id)
-                    .with_for_update())
+                    .order_by(Membership.user_id).with_for_update())
 
 
 def _owner_count(session, organization_id):
