@@ -71,6 +71,12 @@ class BillingTransferBody(Strict):
 
 
 # ---- responses ------------------------------------------------------------------------------------
+def page_of(item_schema, name):
+    """The schema of a list answer: {"items": [...], "next_cursor": "..." | null}."""
+    return type(name, (Schema,), {
+        "items": fields.List(fields.Nested(item_schema)), "next_cursor": fields.String(allow_none=True)})
+
+
 class ErrorDetail(Schema):
     code = fields.String()
     message = fields.String()
@@ -108,9 +114,7 @@ class OrganizationCard(Schema):
                                   metadata={"type": "array", "description": "actions the caller's roles allow"})
 
 
-class OrganizationPage(Schema):
-    items = fields.List(fields.Nested(OrganizationCard))
-    next_cursor = fields.String(allow_none=True)
+OrganizationPage = page_of(OrganizationCard, "OrganizationPage")
 
 
 class Member(Schema):
@@ -122,9 +126,7 @@ class Member(Schema):
     joined_at = fields.String()
 
 
-class MemberPage(Schema):
-    items = fields.List(fields.Nested(Member))
-    next_cursor = fields.String(allow_none=True)
+MemberPage = page_of(Member, "MemberPage")
 
 
 class Invitation(Schema):
@@ -144,9 +146,7 @@ class Invitation(Schema):
     send_count = fields.Integer()
 
 
-class InvitationPage(Schema):
-    items = fields.List(fields.Nested(Invitation))
-    next_cursor = fields.String(allow_none=True)
+InvitationPage = page_of(Invitation, "InvitationPage")
 
 
 class BillingTransfer(Schema):
@@ -159,9 +159,7 @@ class BillingTransfer(Schema):
     ended_at = fields.String(allow_none=True)
 
 
-class BillingTransferPage(Schema):
-    items = fields.List(fields.Nested(BillingTransfer))
-    next_cursor = fields.String(allow_none=True)
+BillingTransferPage = page_of(BillingTransfer, "BillingTransferPage")
 
 
 class Credits(Schema):
@@ -194,9 +192,7 @@ class AuditEntry(Schema):
     occurred_at = fields.String()
 
 
-class AuditPage(Schema):
-    items = fields.List(fields.Nested(AuditEntry))
-    next_cursor = fields.String(allow_none=True)
+AuditPage = page_of(AuditEntry, "AuditPage")
 
 
 class Health(Schema):
