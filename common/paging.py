@@ -42,13 +42,16 @@ def check_limit(limit, default=DEFAULT_LIMIT, maximum=MAX_LIMIT):
     return limit
 
 
-def page_of_list(items, cursor, limit):
-    """Page through a list already held in memory (short lists such as a user's organizations)."""
-    limit = check_limit(limit)
-    position = decode_cursor(cursor) or {"offset": 0}
-    offset = position.get("offset")
+def _offset(cursor):
+    offset = (decode_cursor(cursor) or {"offset": 0}).get("offset")
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
         raise invalid_cursor()
+    return offset
+
+
+def page_of_list(items, cursor, limit):
+    """Page through a list already held in memory (short lists such as a user's organizations)."""
+    limit, offset = check_limit(limit), _offset(cursor)
     page = items[offset:offset + limit]
     more = offset + limit < len(items)
     return {"items": page, "next_cursor": encode_cursor({"offset": offset + limit}) if more else None}
@@ -56,11 +59,7 @@ def page_of_list(items, cursor, limit):
 
 def page_of_query(session, query, cursor, limit):
     """Page through a SQLAlchemy select (ordered by the caller) by offset; returns ORM rows."""
-    limit = check_limit(limit)
-    position = decode_cursor(cursor) or {"offset": 0}
-    offset = position.get("offset")
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise invalid_cursor()
+    limit, offset = check_limit(limit), _offset(cursor)
     rows = session.scalars(query.offset(offset).limit(limit + 1)).all()
     more = len(rows) > limit
     return {"items": rows[:limit], "next_cursor": encode_cursor({"offset": offset + limit}) if more else None}
