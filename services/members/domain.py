@@ -327,7 +327,7 @@ def remove_member(store, identity, organization_id, user_id, now=None):
             if membership is None:
                 raise member_not_found()
             roles = set(membership.roles)
-            _check_grant(set(caller.roles), roles, roles, False)
+            _check_grant(set(caller.roles), roles, roles, False)   # an Admin may not remove an Owner/Admin
             if BILLING in roles:
                 raise Conflict("This member holds Billing: it must be handed over with a billing transfer "
                                "before they can be removed.", code="billing_holder")
@@ -485,11 +485,12 @@ def revoke_invitation(store, identity, organization_id, invitation_id, now=None)
     with store.write() as session:
         _caller(session, organization_id, identity, Action.MANAGE_INVITATIONS)
         invitation = _invitation_in(session, organization_id, invitation_id, lock=True)
+        _check_pending(invitation, now)
         return _end_invitation(session, invitation, "revoked", identity.as_actor(), now)
 
 
 def _end_invitation(session, invitation, status, actor, now, **after):
-    _check_pending(invitation, now)
+    """Move a pending invitation (callers have checked it is) to its final status, audited."""
     invitation.status, invitation.ended_at = status, now
     outbox.record(session, OutboxEvent, change_event(
         f"invitation.{status}", "update", invitation.organization_id, actor, "invitation", invitation.id,
@@ -531,6 +532,7 @@ def reject_invitation(store, identity, invitation_id, now=None):
     now = now or utcnow()
     with store.write() as session:
         invitation = _addressed_invitation(session, identity, invitation_id)
+        _check_pending(invitation, now)
         return _end_invitation(session, invitation, "rejected", identity.as_actor(), now)
 
 
@@ -548,15 +550,8 @@ def _expire_due(session, now, *conditions, batch=500):
         query = query.with_for_update(skip_locked=True)   # replicas running the job split the work
     invitations = session.scalars(query).all()
     for invitation in invitations:
-        _end_invitation_as_expired(session, invitation, now)
+        _end_invitation(session, invitation, "expired", SYSTEM_ACTOR, now)
     return len(invitations)
-
-
-def _end_invitation_as_expired(session, invitation, now):
-    invitation.status, invitation.ended_at = "expired", now
-    outbox.record(session, OutboxEvent, change_event(
-        "invitation.expired", "update", invitation.organization_id, SYSTEM_ACTOR, "invitation", invitation.id,
-        before={"status": PENDING}, after={"status": "expired"}))
 
 
 def _status_condition(status, now):
