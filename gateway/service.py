@@ -136,11 +136,11 @@ class GatewayService:
         if query["format"] != "csv":
             page = call(self.members.list_members, *filters, query["cursor"], query["limit"])
             return json_response(schemas.MemberPage().dump(page))
-        members = _every_page(lambda cursor: call(self.members.list_members, *filters, cursor, 200))
-        return _csv_download(f"members-{org_id}.csv", ["user_id", "name", "email", "roles", "budget_group_id",
-                                                       "joined_at"],
-                             ([m["user_id"], m["name"], m["email"], " ".join(m["roles"]), m["budget_group_id"] or "",
-                               m["joined_at"]] for m in schemas.Member(many=True).dump(members)))
+        members = schemas.Member(many=True).dump(
+            _every_page(lambda cursor: call(self.members.list_members, *filters, cursor, 200)))
+        rows = ([m["user_id"], m["name"], m["email"], " ".join(m["roles"]), m["budget_group_id"] or "", m["joined_at"]]
+                for m in members)
+        return _csv_download(f"members-{org_id}.csv", MEMBER_CSV_COLUMNS, rows)
 
     @route("PATCH", "/v1/organizations/<org_id>/members/<user_id>", "Edit a member's roles (Owner/Admin)",
            body=schemas.RolesBody(), response=schemas.Member(), errors=(403, 409))
@@ -332,6 +332,7 @@ def _csv_download(filename, header, rows):
                     mimetype="text/csv")
 
 
+MEMBER_CSV_COLUMNS = ["user_id", "name", "email", "roles", "budget_group_id", "joined_at"]
 AUDIT_CSV_COLUMNS = ["occurred_at", "event_id", "type", "entity_type", "entity_id", "action", "actor_id",
                      "actor_email", "field", "old_value", "new_value"]
 
