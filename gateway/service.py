@@ -327,9 +327,17 @@ def _csv_download(filename, header, rows):
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerows([_spreadsheet_safe(cell) for cell in row] for row in rows)
     return Response(out.getvalue(), headers={"Content-Disposition": f'attachment; filename="{filename}"'},
                     mimetype="text/csv")
+
+
+def _spreadsheet_safe(cell):
+    """Text a spreadsheet would run as a formula (a member named "=HYPERLINK(...)") gets a leading
+    apostrophe, so opening a download cannot execute what a user typed into their name."""
+    if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + cell
+    return cell
 
 
 MEMBER_CSV_COLUMNS = ["user_id", "name", "email", "roles", "budget_group_id", "joined_at"]

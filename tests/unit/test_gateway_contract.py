@@ -37,3 +37,11 @@ def test_openapi_documents_exactly_the_routes():
                 routes.add((entrypoint.method.lower(), openapi_path(entrypoint.url)))
     documented = {(m, p) for p, ops in document()["paths"].items() for m in ops}
     assert documented == routes
+
+
+def test_csv_downloads_defuse_spreadsheet_formulas():
+    from gateway.service import _csv_download
+    response = _csv_download("x.csv", ["name", "email"], [["=HYPERLINK(\"http://evil\")", "a@example.com"],
+                                                           ["Dina", "@cmd"], ["Budi", "b@example.com"]])
+    lines = response.get_data(as_text=True).splitlines()
+    assert lines[1].startswith('"\'=HYPERLINK(') and lines[2] == "Dina,'@cmd" and lines[3] == "Budi,b@example.com"
