@@ -78,18 +78,18 @@ class RunningSystem(System):
         return Api(self.url, sub, f"{sub}@example.com", label.title())
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def system(request, broker, tmp_path_factory):
-    """The whole system (every service and the gateway) on a real broker, once per database backend.
+    """The whole system (every service and the gateway) on a real broker, once per database backend
+    for the whole session (pytest runs every SQLite test, then every PostgreSQL one).
 
-    Tests share it within a module and keep apart by using fresh users."""
+    Tests keep apart by using fresh users; a test that stops or kills a service starts it again."""
     backend = request.param
     data_dir = tmp_path_factory.mktemp(f"system-{backend}")
-    env = dict(database_env(backend, request, request.module.__name__.rsplit(".", 1)[-1]),
-               JWT_SECRET=tokens.secret(), INVITATION_SWEEP_SECONDS="1")
+    env = dict(database_env(backend, request, "e2e"), JWT_SECRET=tokens.secret(), INVITATION_SWEEP_SECONDS="1")
     running = RunningSystem(data_dir, broker.amqp_uri, free_port(), env)
     running.backend = backend
-    # Consumer queues are shared per broker: empty them so one module's leftovers do not leak in.
+    # Consumer queues are shared per broker: empty them so the other backend's leftovers do not leak in.
     _purge_queues(broker)
     try:
         running.start_all()
