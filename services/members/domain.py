@@ -459,13 +459,19 @@ def _check_pending(invitation, now):
                        details={"status": status})
 
 
+def _pending_invitation_to_manage(session, identity, organization_id, invitation_id, now):
+    """A pending invitation of the organization, locked, for an Owner/Admin to resend or revoke."""
+    _caller(session, organization_id, identity, Action.MANAGE_INVITATIONS)
+    invitation = _invitation_in(session, organization_id, invitation_id, lock=True)
+    _check_pending(invitation, now)
+    return invitation
+
+
 def resend_invitation(store, identity, organization_id, invitation_id, now=None):
     """Send again and renew the expiry (Owner/Admin); only 10 minutes or more after the last send."""
     now = now or utcnow()
     with store.write() as session:
-        _caller(session, organization_id, identity, Action.MANAGE_INVITATIONS)
-        invitation = _invitation_in(session, organization_id, invitation_id, lock=True)
-        _check_pending(invitation, now)
+        invitation = _pending_invitation_to_manage(session, identity, organization_id, invitation_id, now)
         retry_at = as_utc(invitation.last_sent_at) + RESEND_AFTER
         if now < retry_at:
             raise Conflict(f"This invitation was last sent at {iso(invitation.last_sent_at)}; it can be resent "
@@ -483,9 +489,7 @@ def resend_invitation(store, identity, organization_id, invitation_id, now=None)
 def revoke_invitation(store, identity, organization_id, invitation_id, now=None):
     now = now or utcnow()
     with store.write() as session:
-        _caller(session, organization_id, identity, Action.MANAGE_INVITATIONS)
-        invitation = _invitation_in(session, organization_id, invitation_id, lock=True)
-        _check_pending(invitation, now)
+        invitation = _pending_invitation_to_manage(session, identity, organization_id, invitation_id, now)
         return _end_invitation(session, invitation, "revoked", identity.as_actor(), now)
 
 
