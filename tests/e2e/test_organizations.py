@@ -5,12 +5,7 @@ import uuid
 import pytest
 
 from tests.e2e.helpers import audit_entries, stored_entries, types_of, wait_for
-
-
-def collective(api, name="Sehat Clinic"):
-    response = api.post("/v1/organizations", json={"name": name})
-    assert response.status_code == 201, response.text
-    return response.json()
+from tests.e2e.helpers import create_organization as collective
 
 
 def cards(api):
