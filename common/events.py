@@ -24,10 +24,14 @@ AUDIT_QUEUE = Queue("audit.change-events", exchange=CHANGE_EXCHANGE, routing_key
 MEMBERS_QUEUE = Queue(
     "members.change-events", exchange=CHANGE_EXCHANGE, routing_key="organization.deleted", durable=True
 )
-# The orgs service moves a member who left or was removed back to their Individual organization.
+# The orgs service moves a member who left or was removed back to their Individual organization and
+# takes away their access to agents (also a contributor's, on losing Builder); it assigns an accepted
+# invitation's agents.
 ORGS_QUEUE = Queue("orgs.change-events", exchange=CHANGE_EXCHANGE, durable=True, bindings=[
     binding(CHANGE_EXCHANGE, routing_key="member.removed"),
     binding(CHANGE_EXCHANGE, routing_key="member.left"),
+    binding(CHANGE_EXCHANGE, routing_key="member.roles_changed"),
+    binding(CHANGE_EXCHANGE, routing_key="invitation.accepted"),
 ])
 CONSUMER_QUEUES = (AUDIT_QUEUE, MEMBERS_QUEUE, ORGS_QUEUE)
 

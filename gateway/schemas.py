@@ -70,6 +70,54 @@ class BillingTransferBody(Strict):
     to_user_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
 
 
+def _agent_text(description):
+    # The orgs service owns the agent field rules and their messages (it is the line every caller
+    # meets); absent fields stay absent, so that PATCH changes only what it names.
+    return fields.Raw(allow_none=True, metadata={"type": "string", "description": description})
+
+
+class AgentBody(Strict):
+    name = _agent_text("required on create; trimmed; 1 to 200 characters")
+    code = _agent_text("up to 100 characters")
+    mission = _agent_text("up to 2,000 characters")
+    welcome_message = _agent_text("up to 2,000 characters")
+    instructions = _agent_text("up to 20,000 characters")
+    avatar_url = _agent_text("an http(s) URL, up to 2,048 characters; empty or null for none")
+
+
+class AgentsQuery(ListQuery):
+    q = fields.String(load_default=None, metadata={"description": "search in name"})
+
+
+class UserIdBody(Strict):
+    user_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+
+
+class StrictBoolean(fields.Boolean):
+    """true or false only (marshmallow's Boolean also takes 1, "yes", "on"...)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class TransferBody(Strict):
+    destination_organization_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    dry_run = StrictBoolean(required=True, metadata={"description": "true: only report who keeps access"})
+
+
+class AgentTrailQuery(ListQuery):
+    entity_type = fields.String(load_default=None)
+    action = fields.String(load_default=None, validate=validate.OneOf(["create", "update", "delete"]))
+    actor = fields.String(load_default=None)
+    field = fields.String(load_default=None)
+    old_value = fields.String(load_default=None)
+    new_value = fields.String(load_default=None)
+    since = fields.String(load_default=None)
+    until = fields.String(load_default=None)
+
+
 # ---- responses ------------------------------------------------------------------------------------
 def page_of(item_schema, name):
     """The schema of a list answer: {"items": [...], "next_cursor": "..." | null}."""
@@ -168,6 +216,55 @@ class Credits(Schema):
     grants = fields.List(fields.Dict())
 
 
+class Agent(Schema):
+    id = fields.String()
+    organization_id = fields.String()
+    name = fields.String()
+    code = fields.String()
+    mission = fields.String()
+    welcome_message = fields.String()
+    instructions = fields.String()
+    avatar_url = fields.String(allow_none=True)
+    contributors = fields.List(fields.String(), metadata={"description": "user ids of contributing Builders"})
+    assignees = fields.List(fields.String(), metadata={"description": "user ids of members assigned to it"})
+    created_by = fields.String()
+    created_at = fields.String()
+    updated_at = fields.String()
+    permissions = fields.List(fields.String(), metadata={
+        "description": "what the caller may do: edit, delete, manage_access, transfer, view_audit, use"})
+
+
+AgentPage = page_of(Agent, "AgentPage")
+
+
+class AgentPerson(Schema):
+    user_id = fields.String()
+    added_by = fields.String()
+    added_at = fields.String()
+
+
+AgentPersonPage = page_of(AgentPerson, "AgentPersonPage")
+
+
+class TransferOutcome(Schema):
+    user_id = fields.String()
+    destination_roles = fields.List(fields.String())
+    outcome = fields.String(metadata={"enum": ["will retain access", "will be removed", "will be added",
+                                               "retained access", "removed", "added"]})
+
+
+class TransferReport(Schema):
+    agent_id = fields.String()
+    name = fields.String()
+    source_organization_id = fields.String()
+    destination_organization_id = fields.String()
+    dry_run = fields.Boolean()
+    contributors = fields.List(fields.Nested(TransferOutcome))
+    assignees = fields.List(fields.Nested(TransferOutcome))
+    correlation_id = fields.String(allow_none=True, metadata={"description": "shared by both organizations' trails"})
+    transferred_at = fields.String()
+
+
 class Change(Schema):
     field = fields.String()
     old_value = fields.Raw(allow_none=True)
@@ -199,3 +296,21 @@ class Health(Schema):
     status = fields.String(metadata={"enum": ["ok", "degraded"]})
     rabbitmq = fields.String()
     services = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class AgentTrailRow(Schema):
+    event_id = fields.String()
+    type = fields.String()
+    entity_type = fields.String()
+    entity_id = fields.String()
+    action = fields.String(metadata={"enum": ["create", "update", "delete"]})
+    actor = fields.Nested(Actor)
+    organization_id = fields.String(allow_none=True)
+    correlation_id = fields.String(allow_none=True)
+    field = fields.String()
+    old_value = fields.Raw(allow_none=True)
+    new_value = fields.Raw(allow_none=True)
+    occurred_at = fields.String()
+
+
+AgentTrailPage = page_of(AgentTrailRow, "AgentTrailPage")

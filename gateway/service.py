@@ -262,6 +262,110 @@ class GatewayService:
         self._authenticate(request)
         return json_response(schemas.Credits().dump(call(self.credits.get_credits, org_id)))
 
+    # ---- agents ------------------------------------------------------------------------------------
+    @route("GET", "/v1/organizations/<org_id>/agents",
+           "Agents the caller can see (Owner/Admin: all; Builder: contributed or assigned; others: assigned)",
+           response=schemas.AgentPage(), query={"q": "search in name", "cursor": "from next_cursor",
+                                                "limit": "1-200, default 50"})
+    def list_agents(self, request, org_id):
+        self._authenticate(request)
+        query = load(schemas.AgentsQuery(), request.args.to_dict())
+        page = call(self.orgs.list_agents, org_id, query["q"], query["cursor"], query["limit"])
+        return json_response(schemas.AgentPage().dump(page))
+
+    @route("POST", "/v1/organizations/<org_id>/agents",
+           "Create an agent (Owner/Admin/Builder; a Builder becomes its first contributor)",
+           body=schemas.AgentBody(), response=schemas.Agent(), status=201, errors=(403,),
+           headers={"Idempotency-Key": "optional; a retry with the same key returns the first answer"})
+    def create_agent(self, request, org_id):
+        self._authenticate(request)
+        body = read_json(request, schemas.AgentBody())
+        agent = call(self.orgs.create_agent, org_id, body, _idempotency_key(request))
+        return json_response(schemas.Agent().dump(agent), 201)
+
+    @route("GET", "/v1/organizations/<org_id>/agents/<agent_id>", "One agent (if the caller can see it)",
+           response=schemas.Agent())
+    def get_agent(self, request, org_id, agent_id):
+        self._authenticate(request)
+        return json_response(schemas.Agent().dump(call(self.orgs.get_agent, org_id, agent_id)))
+
+    @route("PATCH", "/v1/organizations/<org_id>/agents/<agent_id>",
+           "Edit an agent's configuration (Owner/Admin; Builders: agents they contribute to)",
+           body=schemas.AgentBody(), response=schemas.Agent(), errors=(403,))
+    def update_agent(self, request, org_id, agent_id):
+        self._authenticate(request)
+        body = read_json(request, schemas.AgentBody())
+        return json_response(schemas.Agent().dump(call(self.orgs.update_agent, org_id, agent_id, body)))
+
+    @route("DELETE", "/v1/organizations/<org_id>/agents/<agent_id>", "Delete an agent (Owner/Admin)",
+           status=204, errors=(403,))
+    def delete_agent(self, request, org_id, agent_id):
+        self._authenticate(request)
+        call(self.orgs.delete_agent, org_id, agent_id)
+        return Response(status=204)
+
+    @route("GET", "/v1/organizations/<org_id>/agents/<agent_id>/contributors", "The agent's contributors",
+           response=schemas.AgentPersonPage())
+    def list_contributors(self, request, org_id, agent_id):
+        self._authenticate(request)
+        return json_response(schemas.AgentPersonPage().dump(call(self.orgs.list_contributors, org_id, agent_id)))
+
+    @route("POST", "/v1/organizations/<org_id>/agents/<agent_id>/contributors",
+           "Add a contributor (Owner/Admin; the member must hold Builder); 200 if already one",
+           body=schemas.UserIdBody(), response=schemas.AgentPerson(), status=201, errors=(403,))
+    def add_contributor(self, request, org_id, agent_id):
+        self._authenticate(request)
+        body = read_json(request, schemas.UserIdBody())
+        answer = call(self.orgs.add_contributor, org_id, agent_id, body["user_id"])
+        return json_response(schemas.AgentPerson().dump(answer["contributor"]), 201 if answer["created"] else 200)
+
+    @route("DELETE", "/v1/organizations/<org_id>/agents/<agent_id>/contributors/<user_id>",
+           "Remove a contributor (Owner/Admin; never the last one)", status=204, errors=(403, 409))
+    def remove_contributor(self, request, org_id, agent_id, user_id):
+        self._authenticate(request)
+        call(self.orgs.remove_contributor, org_id, agent_id, user_id)
+        return Response(status=204)
+
+    @route("PUT", "/v1/organizations/<org_id>/agents/<agent_id>/assignees/<user_id>",
+           "Assign the agent to a member (Owner/Admin); 201 when new, 200 if already assigned",
+           response=schemas.AgentPerson(), status=201, errors=(403,))
+    def assign_agent(self, request, org_id, agent_id, user_id):
+        self._authenticate(request)
+        answer = call(self.orgs.assign_agent, org_id, agent_id, user_id)
+        return json_response(schemas.AgentPerson().dump(answer["assignee"]), 201 if answer["created"] else 200)
+
+    @route("DELETE", "/v1/organizations/<org_id>/agents/<agent_id>/assignees/<user_id>",
+           "Take the agent away from a member (Owner/Admin)", status=204, errors=(403,))
+    def unassign_agent(self, request, org_id, agent_id, user_id):
+        self._authenticate(request)
+        call(self.orgs.unassign_agent, org_id, agent_id, user_id)
+        return Response(status=204)
+
+    @route("POST", "/v1/organizations/<org_id>/agents/<agent_id>/transfer",
+           "Move the agent to another organization (Owner/Admin here; Owner/Admin/Builder there); "
+           "dry_run true reports per contributor whether they keep access",
+           body=schemas.TransferBody(), response=schemas.TransferReport(), errors=(403,))
+    def transfer_agent(self, request, org_id, agent_id):
+        self._authenticate(request)
+        body = read_json(request, schemas.TransferBody())
+        report = call(self.orgs.transfer_agent, org_id, agent_id, body["destination_organization_id"],
+                      body["dry_run"])
+        return json_response(schemas.TransferReport().dump(report))
+
+    @route("GET", "/v1/organizations/<org_id>/agents/<agent_id>/audit",
+           "The agent's trail in this organization, a row per changed field (Owner/Admin)",
+           response=schemas.AgentTrailPage(), errors=(403,), query={
+               "entity_type": "agent", "action": "create | update | delete", "actor": "user id or email",
+               "field": "e.g. instructions", "old_value": "contained in the old value",
+               "new_value": "contained in the new value", "since": "ISO 8601, inclusive",
+               "until": "ISO 8601, exclusive", "cursor": "from next_cursor", "limit": "1-200, default 20"})
+    def agent_audit(self, request, org_id, agent_id):
+        self._authenticate(request)
+        query = load(schemas.AgentTrailQuery(), request.args.to_dict())
+        cursor, limit = query.pop("cursor"), query.pop("limit")
+        page = call(self.audit.list_agent_entries, org_id, agent_id, query, cursor, limit)
+        return json_response(schemas.AgentTrailPage().dump(page))
+
     # ---- audit -------------------------------------------------------------------------------------
     @route("GET", "/v1/organizations/<org_id>/audit", "The organization's audit trail (Owner/Admin)",
            response=schemas.AuditPage(), errors=(403,), query={

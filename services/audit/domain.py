@@ -1,14 +1,18 @@
 """Domain logic of the audit service: store change events once, answer filtered, paged queries."""
+import json
+
 from marshmallow import ValidationError
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from common.errors import NotFound
 from common.events import ChangeEventSchema
 from common.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor
 from common.schemas import load_or_fail
 from common.timeutil import iso, parse_iso, utcnow
 from services.audit.models import AuditChange, AuditEntry
-from services.audit.schemas import audit_entry_schema, audit_filters_schema
+from services.audit.schemas import agent_trail_filters_schema, agent_trail_row_schema, audit_entry_schema, \
+    audit_filters_schema
 
 change_event_schema = ChangeEventSchema()
 
@@ -45,11 +49,19 @@ def store_event(store, message):
             session.add(entry)
             session.flush()
             for field in list(before) + [k for k in after if k not in before]:
-                session.add(AuditChange(entry_seq=entry.seq, field=field,
-                                        old_value=before.get(field), new_value=after.get(field)))
+                old, new = before.get(field), after.get(field)
+                session.add(AuditChange(entry_seq=entry.seq, field=field, old_value=old, new_value=new,
+                                        old_text=as_text(old), new_text=as_text(new)))
         return True
     except IntegrityError:   # the same event stored concurrently by another consumer
         return False
+
+
+def as_text(value):
+    """A changed value as searchable text: strings as they are, anything else as JSON."""
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
 def query_entries(store, organization_id, filters=None, cursor=None, limit=None):
@@ -89,4 +101,64 @@ def query_entries(store, organization_id, filters=None, cursor=None, limit=None)
     if len(rows) > limit:
         last = rows[limit - 1]
         next_cursor = encode_cursor({"at": iso(last.occurred_at), "seq": last.seq})
+    return {"items": items, "next_cursor": next_cursor}
+
+
+AGENT_TRAIL_DEFAULT_LIMIT = 20
+
+
+def agent_not_found():
+    return NotFound("Agent not found.", code="agent_not_found", field="agent_id")
+
+
+def query_agent_trail(store, organization_id, agent_id, filters=None, cursor=None, limit=None):
+    """The agent's trail in this organization: one row per changed field, newest first, 20 per page
+    unless `limit` says otherwise (SPEC §6). Filters: see AgentTrailFiltersSchema.
+
+    Only what happened to the agent while it belonged to this organization is shown: after a transfer
+    each organization keeps its own part of the history (like spend made before a transfer)."""
+    filters = load_or_fail(agent_trail_filters_schema,
+                           {k: v for k, v in (filters or {}).items() if v not in (None, "")})
+    limit = check_limit(limit, default=AGENT_TRAIL_DEFAULT_LIMIT)
+    of_agent = [AuditEntry.organization_id == organization_id, AuditEntry.entity_type == "agent",
+                AuditEntry.entity_id == agent_id]
+    conditions = list(of_agent)
+    if "entity_type" in filters:
+        conditions.append(AuditEntry.entity_type == filters["entity_type"])
+    if "action" in filters:
+        conditions.append(AuditEntry.action == filters["action"])
+    if "actor" in filters:
+        actor = filters["actor"]
+        conditions.append(or_(AuditEntry.actor_id == actor, AuditEntry.actor_email == actor.lower()))
+    if "field" in filters:
+        conditions.append(AuditChange.field == filters["field"])
+    for name, column in (("old_value", AuditChange.old_text), ("new_value", AuditChange.new_text)):
+        if name in filters:
+            conditions.append(column.icontains(filters[name], autoescape=True))
+    if "since" in filters:
+        conditions.append(AuditEntry.occurred_at >= filters["since"])
+    if "until" in filters:
+        conditions.append(AuditEntry.occurred_at < filters["until"])
+    position = decode_cursor(cursor)
+    if position is not None:
+        try:
+            at, seq, change = parse_iso(position["at"]), int(position["seq"]), int(position["change"])
+        except (KeyError, TypeError, ValueError):
+            raise invalid_cursor()
+        conditions.append(or_(AuditEntry.occurred_at < at,
+                              and_(AuditEntry.occurred_at == at, AuditEntry.seq < seq),
+                              and_(AuditEntry.seq == seq, AuditChange.id < change)))
+    with store.read() as session:
+        if session.scalar(select(AuditEntry.seq).where(*of_agent).limit(1)) is None:
+            raise agent_not_found()   # no agent of this organization ever had this id
+        rows = session.execute(
+            select(AuditEntry, AuditChange).join(AuditChange, AuditChange.entry_seq == AuditEntry.seq)
+            .where(*conditions)
+            .order_by(AuditEntry.occurred_at.desc(), AuditEntry.seq.desc(), AuditChange.id.desc())
+            .limit(limit + 1)).all()
+        items = [agent_trail_row_schema.dump({"entry": entry, "change": change}) for entry, change in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        entry, change = rows[limit - 1]
+        next_cursor = encode_cursor({"at": iso(entry.occurred_at), "seq": entry.seq, "change": change.id})
     return {"items": items, "next_cursor": next_cursor}

@@ -1,5 +1,5 @@
 """Tables of the audit service: one immutable entry per change event, and its changed fields."""
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from common.outbox import OutboxMixin
@@ -38,6 +38,10 @@ class AuditChange(Base):
     field: Mapped[str] = mapped_column(String(100), index=True)
     old_value = mapped_column(JSON, nullable=True)
     new_value = mapped_column(JSON, nullable=True)
+    # The values as plain text (strings as they are, anything else as JSON), so that the agent trail
+    # can search them (`?old_value=` / `?new_value=`) the same way on SQLite and PostgreSQL.
+    old_text = mapped_column(Text, nullable=True)
+    new_text = mapped_column(Text, nullable=True)
 
 
 class OutboxEvent(OutboxMixin, Base):

@@ -44,3 +44,10 @@ class AuditService:
         self.auth.require()
         authorize(self.members, organization_id, Action.VIEW_AUDIT)
         return domain.query_entries(self.db, organization_id, filters, cursor, limit)
+
+    @rpc
+    def list_agent_entries(self, organization_id, agent_id, filters=None, cursor=None, limit=None):
+        """One agent's trail in the organization, a row per changed field (Owner/Admin only)."""
+        self.auth.require()
+        authorize(self.members, organization_id, Action.VIEW_AUDIT)
+        return domain.query_agent_trail(self.db, organization_id, agent_id, filters, cursor, limit)

@@ -113,6 +113,26 @@ def membership_of(store, organization_id, user_id):
         return membership_dict(session, membership)
 
 
+MAX_ROLES_LOOKUP = 500
+
+
+def roles_of_members(store, identity, organization_id, user_ids):
+    """{user_id: roles} for those of `user_ids` who are members; the caller must be a member too
+    (NotFound otherwise, like every organization lookup). Other services use it to check a person
+    they are about to name (an agent's contributor must hold Builder)."""
+    if (not isinstance(user_ids, list) or len(user_ids) > MAX_ROLES_LOOKUP
+            or not all(isinstance(u, str) for u in user_ids)):
+        raise ValidationFailed(f"user_ids must be a list of at most {MAX_ROLES_LOOKUP} user ids.",
+                               code="invalid_type", field="user_ids")
+    with store.read() as session:
+        _caller(session, organization_id, identity)
+        if not user_ids:
+            return {}
+        rows = session.scalars(select(Membership).where(
+            Membership.organization_id == organization_id, Membership.user_id.in_(user_ids))).all()
+        return {m.user_id: sort_roles(m.roles) for m in rows}
+
+
 def memberships_of_user(store, user_id):
     """Every membership of the user, with each organization's member count."""
     with store.read() as session:

@@ -61,6 +61,11 @@ class MembersService:
         return domain.membership_of(self.db, organization_id, self.auth.require().id)
 
     @rpc
+    def member_roles(self, organization_id, user_ids):
+        """{user_id: roles} of those among `user_ids` who are members (the caller must be one too)."""
+        return domain.roles_of_members(self.db, self.auth.require(), organization_id, user_ids)
+
+    @rpc
     def my_memberships(self):
         return domain.memberships_of_user(self.db, self.auth.require().id)
 
@@ -86,6 +91,9 @@ class MembersService:
         # type and name from orgs (404 if it was deleted a moment ago).
         domain.check_may_invite(self.db, identity, organization_id)
         organization = call(self.orgs.organization_profile, organization_id)
+        agent_ids = domain.clean_agent_ids(agent_ids)
+        if agent_ids:
+            call(self.orgs.check_agent_ids, organization_id, agent_ids)   # 422 unknown_agent
         invitation, created = domain.invite(self.db, identity, organization, email, roles, agent_ids,
                                             idempotency_key)
         if created:

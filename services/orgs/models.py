@@ -1,6 +1,7 @@
-"""Tables of the orgs service: organizations, each user's active organization, idempotent requests."""
-from sqlalchemy import DateTime, String
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+"""Tables of the orgs service: organizations, each user's active organization, agents (with their
+contributors and assignees), idempotent requests."""
+from sqlalchemy import DateTime, ForeignKey, Index, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from common.idempotency import IdempotencyMixin
 from common.outbox import OutboxMixin
@@ -31,6 +32,52 @@ class ActiveOrganization(Base):
     user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     organization_id: Mapped[str] = mapped_column(String(36), index=True)
     updated_at = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class Agent(Base):
+    """An agent belongs to an organization, not to a person (SPEC §6): it stays when its builder leaves,
+    and a transfer changes `organization_id` (a move, not a copy)."""
+    __tablename__ = "agents"
+    __table_args__ = (Index("ix_agents_organization", "organization_id", "deleted_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(36))
+    name: Mapped[str] = mapped_column(String(200))
+    code: Mapped[str] = mapped_column(String(100), default="")
+    mission: Mapped[str] = mapped_column(Text, default="")
+    welcome_message: Mapped[str] = mapped_column(Text, default="")
+    instructions: Mapped[str] = mapped_column(Text, default="")
+    avatar_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at = mapped_column(DateTime(timezone=True), nullable=False)
+    updated_at = mapped_column(DateTime(timezone=True), nullable=False)
+    # Deleted agents are kept so that their id stays taken and their trail keeps its subject.
+    deleted_at = mapped_column(DateTime(timezone=True), nullable=True)
+
+    contributors = relationship("AgentContributor", order_by="AgentContributor.added_at", lazy="selectin",
+                                cascade="all, delete-orphan")
+    assignees = relationship("AgentAssignee", order_by="AgentAssignee.added_at", lazy="selectin",
+                             cascade="all, delete-orphan")
+
+
+class AgentContributor(Base):
+    """A Builder allowed to edit one agent."""
+    __tablename__ = "agent_contributors"
+
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
+    added_by: Mapped[str] = mapped_column(String(128))
+    added_at = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class AgentAssignee(Base):
+    """A member allowed to use one agent."""
+    __tablename__ = "agent_assignees"
+
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
+    added_by: Mapped[str] = mapped_column(String(128))
+    added_at = mapped_column(DateTime(timezone=True), nullable=False)
 
 
 class IdempotentRequest(IdempotencyMixin, Base):

@@ -9,12 +9,13 @@ from nameko.rpc import RpcProxy
 from common.auth import Auth
 from common.authz import authorize
 from common.db import Database
+from common.errors import NotFound
 from common.events import ORGS_QUEUE
 from common.outbox import OutboxRelay
 from common.paging import page_of_list
 from common.permissions import Action
 from common.rpc import call, rpc
-from services.orgs import domain
+from services.orgs import agents, domain
 from services.orgs.models import OutboxEvent
 
 
@@ -104,10 +105,122 @@ class OrgsService:
         domain.set_active(self.db, identity, organization_id)
         return self.get_me()
 
+    # ---- agents (rules in agents.py) -------------------------------------------------------------------
+    @rpc
+    def create_agent(self, organization_id, fields, idempotency_key=None):
+        identity = self.auth.require()
+        replay = agents.find_idempotent(self.db, identity, idempotency_key)
+        if replay is not None:
+            return replay
+        return agents.create_agent(self.db, identity, self._roles(organization_id), organization_id, fields,
+                                   idempotency_key)
+
+    @rpc
+    def list_agents(self, organization_id, q=None, cursor=None, limit=None):
+        identity = self.auth.require()
+        return agents.list_agents(self.db, identity, self._roles(organization_id), organization_id, q, cursor, limit)
+
+    @rpc
+    def get_agent(self, organization_id, agent_id):
+        identity = self.auth.require()
+        return agents.get_agent(self.db, identity, self._roles(organization_id), organization_id, agent_id)
+
+    @rpc
+    def update_agent(self, organization_id, agent_id, fields):
+        identity = self.auth.require()
+        agents.clean_fields(fields, creating=False)   # bad input first, before any lookup is spent on it
+        return agents.update_agent(self.db, identity, self._roles(organization_id), organization_id, agent_id,
+                                   fields)
+
+    @rpc
+    def delete_agent(self, organization_id, agent_id):
+        identity = self.auth.require()
+        return agents.delete_agent(self.db, identity, self._roles(organization_id), organization_id, agent_id)
+
+    @rpc
+    def list_contributors(self, organization_id, agent_id):
+        identity = self.auth.require()
+        return agents.list_contributors(self.db, identity, self._roles(organization_id), organization_id, agent_id)
+
+    @rpc
+    def add_contributor(self, organization_id, agent_id, user_id):
+        """Returns {"contributor", "created"} (created False when they already were one)."""
+        identity = self.auth.require()
+        roles = self._roles(organization_id)
+        user_roles = self._roles_of(organization_id, agents.clean_user_id(user_id))
+        contributor, created = agents.add_contributor(self.db, identity, roles, organization_id, agent_id,
+                                                      user_id, user_roles)
+        return {"contributor": contributor, "created": created}
+
+    @rpc
+    def remove_contributor(self, organization_id, agent_id, user_id):
+        identity = self.auth.require()
+        return agents.remove_contributor(self.db, identity, self._roles(organization_id), organization_id,
+                                         agent_id, user_id)
+
+    @rpc
+    def assign_agent(self, organization_id, agent_id, user_id):
+        """Returns {"assignee", "created"} (created False when they already were assigned)."""
+        identity = self.auth.require()
+        roles = self._roles(organization_id)
+        user_roles = self._roles_of(organization_id, agents.clean_user_id(user_id))
+        assignee, created = agents.assign(self.db, identity, roles, organization_id, agent_id, user_id, user_roles)
+        return {"assignee": assignee, "created": created}
+
+    @rpc
+    def unassign_agent(self, organization_id, agent_id, user_id):
+        identity = self.auth.require()
+        return agents.unassign(self.db, identity, self._roles(organization_id), organization_id, agent_id, user_id)
+
+    @rpc
+    def transfer_agent(self, organization_id, agent_id, destination_organization_id, dry_run):
+        """Dry run: the report (who keeps access); otherwise the move. Membership facts of both
+        organizations are fetched first; the move re-reads the agent under a row lock."""
+        identity = self.auth.require()
+        source_roles = self._roles(organization_id)
+        destination_roles = None
+        if isinstance(destination_organization_id, str) and destination_organization_id != organization_id:
+            destination_roles = self._roles_of_caller_in(destination_organization_id)
+        agents.check_transfer(source_roles, destination_roles, organization_id, destination_organization_id,
+                              dry_run)
+        people = agents.people_of(self.db, identity, source_roles, organization_id, agent_id)
+        people_roles = call(self.members.member_roles, destination_organization_id, people) if people else {}
+        return agents.transfer_agent(self.db, identity, source_roles, destination_roles, organization_id,
+                                     agent_id, destination_organization_id, dry_run, people_roles)
+
+    @rpc
+    def check_agent_ids(self, organization_id, agent_ids):
+        """The ids if all are live agents of the organization, 422 unknown_agent otherwise. For members
+        (invitations name agents), which has checked the caller's rights itself; like
+        organization_profile it does not ask members back (no call cycle)."""
+        self.auth.require()
+        return agents.check_agent_ids(self.db, organization_id, agent_ids)
+
+    def _roles(self, organization_id):
+        """The caller's roles in the organization; NotFound (from members) if they are not a member."""
+        return call(self.members.my_membership, organization_id)["roles"]
+
+    def _roles_of_caller_in(self, organization_id):
+        try:
+            return self._roles(organization_id)
+        except NotFound:
+            return None
+
+    def _roles_of(self, organization_id, user_id):
+        """Another person's roles in the organization, None if they are not a member."""
+        return call(self.members.member_roles, organization_id, [user_id]).get(user_id)
+
+    # ---- events of other services ---------------------------------------------------------------------
     @consume(ORGS_QUEUE, requeue_on_error=True)
     def on_change_event(self, event):
-        if event.get("type") in ("member.removed", "member.left"):
+        kind = event.get("type")
+        if kind in ("member.removed", "member.left"):
             domain.forget_active_membership(self.db, event["target"]["id"], event["organization_id"])
+            agents.forget_member_access(self.db, event)
+        elif kind == "member.roles_changed" and "builder" not in (event.get("after") or {}).get("roles", []):
+            agents.forget_member_access(self.db, event, contributors_only=True)
+        elif kind == "invitation.accepted":
+            agents.apply_invitation_agents(self.db, event)
 
     def _card(self, identity, membership):
         org_id = membership["organization_id"]

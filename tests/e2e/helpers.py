@@ -81,3 +81,11 @@ def hand_billing_to(holder, org_id, recipient):
 
 def card_of(api, org_id):
     return next((c for c in ok(api.get("/v1/organizations"))["items"] if c["id"] == org_id), None)
+
+
+def create_agent(api, org_id, name="Triage nurse", **fields):
+    return ok(api.post(f"/v1/organizations/{org_id}/agents", json=dict(name=name, **fields)), 201)
+
+
+def agent_names(api, org_id, **params):
+    return sorted(a["name"] for a in ok(api.get(f"/v1/organizations/{org_id}/agents", params=params))["items"])

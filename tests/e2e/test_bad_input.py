@@ -11,7 +11,10 @@ NASTY_BODIES = ['', 'null', '[]', '"text"', '{"name": {"nested": true}}', '{"nam
                 '{"organization_id": "nul\\u0000inside"}', '{"a": ' * 200 + '1' + '}' * 200,
                 '{"email": 12, "roles": "owner"}', '{"email": "a@example.com", "roles": [null]}',
                 '{"email": "a@example.com", "roles": ["member"], "agent_ids": [1, {}]}',
-                '{"roles": ["owner", "owner", "x"]}', '{"to_user_id": 5}', '{"to_user_id": ""}']
+                '{"roles": ["owner", "owner", "x"]}', '{"to_user_id": 5}', '{"to_user_id": ""}',
+                '{"name": "a", "instructions": ["x"]}', '{"name": "a", "avatar_url": "javascript:alert(1)"}',
+                '{"name": "a", "unknown": 1}', '{"name": "a", "mission": "' + "m" * 2001 + '"}', '{"user_id": 7}',
+                '{"destination_organization_id": 5, "dry_run": "yes"}', '{"destination_organization_id": "x"}']
 NASTY_QUERIES = [{"limit": "-1"}, {"limit": "abc"}, {"limit": "100000"}, {"cursor": "!!!"},
                  {"cursor": "eyJvZmZzZXQiOiAiYSJ9"}, {"since": "2026-13-45"}, {"action": "explode"},
                  {"format": "xml"}, {"field": "x" * 3000}]
@@ -27,11 +30,16 @@ def check(response, context):
 def test_no_route_answers_500_to_hostile_input(system):
     alice = system.user("alice")
     own_org = alice.post("/v1/organizations", json={"name": "Target"}).json()["id"]
+    # Real ids of the organization's things, so hostile bodies reach the services' own checks.
+    real_ids = {"{agent_id}": alice.post(f"/v1/organizations/{own_org}/agents", json={"name": "Agent"}).json()["id"],
+                "{user_id}": alice.id}
     document = requests.get(system.url + "/openapi.json").json()
     for template, operations in document["paths"].items():
         for method in operations:
             for org_id in [own_org, *NASTY_IDS]:
                 path = template.replace("{org_id}", requests.utils.quote(org_id, safe=""))
+                for placeholder, real_id in real_ids.items():
+                    path = path.replace(placeholder, real_id)
                 if method in ("post", "put", "patch"):
                     for body in NASTY_BODIES:
                         response = alice.request(method.upper(), path, data=body.encode("utf-8", "surrogateescape"),
@@ -42,6 +50,8 @@ def test_no_route_answers_500_to_hostile_input(system):
                         check(alice.get(path, params=query), f"get {path[:80]} {query}")
     # Nothing of the above changed the organization.
     assert alice.get(f"/v1/organizations/{own_org}").json()["name"] == "Target"
+    agent = alice.get(f"/v1/organizations/{own_org}/agents/{real_ids['{agent_id}']}").json()
+    assert (agent["name"], agent["organization_id"], agent["instructions"]) == ("Agent", own_org, "")
 
 
 def test_oversized_and_odd_headers(system):

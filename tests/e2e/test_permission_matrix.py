@@ -3,12 +3,17 @@ that has a route today, as a holder of each single role and as a non-member.
 
 The table below is written from SPEC §2 by hand, not imported from common.permissions, so that a
 wrong matrix in the code fails here. Rows whose routes arrive with later issues (budget groups,
-agents, using agents) join this table with those issues; common.permissions covers them in
+using agents) join this table with those issues; common.permissions covers them in
 tests/unit/test_permissions.py meanwhile.
+
+Agent rows: the agent is assigned to the actor (so a Member or Builder sees it and a refusal is a 403,
+not a 404), and a Builder is made a contributor for "edit an agent one contributes to". A Billing-only
+member cannot see agents at all, so where seeing decides (editing) they get 404 agent_not_found; where
+the role alone decides (Owner/Admin-only actions) they get the 403 without the agent being looked up.
 """
 import pytest
 
-from tests.e2e.helpers import create_organization, hand_billing_to, invite, join, ok
+from tests.e2e.helpers import agent_names, create_agent, create_organization, hand_billing_to, invite, join, ok
 
 ROLES = ("owner", "admin", "builder", "member", "billing", "non-member")
 
@@ -22,7 +27,17 @@ ALLOWED = {   # action -> roles that may do it (SPEC §2)
     "view billing and credits": {"owner", "billing"},
     "view the audit trail": {"owner", "admin"},
     "view the member list": {"owner", "admin", "builder", "member", "billing"},
+    "create an agent": {"owner", "admin", "builder"},
+    "edit an agent one contributes to": {"owner", "admin", "builder"},
+    "edit an agent one does not contribute to": {"owner", "admin"},
+    "delete an agent": {"owner", "admin"},
+    "manage an agent's contributors": {"owner", "admin"},
+    "assign an agent": {"owner", "admin"},
+    "transfer an agent": {"owner", "admin"},
+    "view an agent's audit trail": {"owner", "admin"},
 }
+EDIT_AGENT = {"edit an agent one contributes to", "edit an agent one does not contribute to"}
+REFUSAL_CODE = {"transfer an agent": "source_role_required"}
 
 
 def organization_with(system, role):
@@ -30,7 +45,9 @@ def organization_with(system, role):
     founder = system.user("founder")
     org = create_organization(founder, "Matrix")["id"]
     if role == "non-member":
-        return founder, org, system.user("outsider")
+        outsider = system.user("outsider")
+        outsider.outsider = True
+        return founder, org, outsider
     actor = join(system, founder, org, ["member" if role == "billing" else role], role)
     if role == "billing":
         hand_billing_to(founder, org, actor)
@@ -69,6 +86,38 @@ def attempt(system, action, founder, org, actor):
         return actor.get(f"{base}/audit"), None
     if action == "view the member list":
         return actor.get(f"{base}/members"), None
+    if action == "create an agent":
+        response = actor.post(f"{base}/agents", json={"name": "By the actor"})
+        return response, lambda: agent_names(founder, org) == ["By the actor"]
+    agent = create_agent(founder, org, "The agent")
+    path = f"{base}/agents/{agent['id']}"
+    if not hasattr(actor, "outsider"):
+        ok(founder.put(f"{path}/assignees/{actor.id}"), 201)
+    if action == "edit an agent one contributes to":
+        if not hasattr(actor, "outsider") and "builder" in ok(actor.get(base))["roles"]:
+            ok(founder.post(f"{path}/contributors", json={"user_id": actor.id}), 201)
+        response = actor.patch(path, json={"mission": "Changed"})
+        return response, lambda: ok(founder.get(path))["mission"] == "Changed"
+    if action == "edit an agent one does not contribute to":
+        response = actor.patch(path, json={"mission": "Changed"})
+        return response, lambda: ok(founder.get(path))["mission"] == "Changed"
+    if action == "delete an agent":
+        response = actor.delete(path)
+        return response, lambda: founder.get(path).status_code == 404
+    if action == "manage an agent's contributors":
+        target = join(system, founder, org, ["builder"], "target")
+        response = actor.post(f"{path}/contributors", json={"user_id": target.id})
+        return response, lambda: target.id in ok(founder.get(path))["contributors"]
+    if action == "assign an agent":
+        target = join(system, founder, org, ["member"], "target")
+        response = actor.put(f"{path}/assignees/{target.id}")
+        return response, lambda: target.id in ok(founder.get(path))["assignees"]
+    if action == "transfer an agent":
+        own = create_organization(actor, "The actor's own")["id"]
+        response = actor.post(f"{path}/transfer", json={"destination_organization_id": own, "dry_run": False})
+        return response, lambda: founder.get(path).status_code == 404
+    if action == "view an agent's audit trail":
+        return actor.get(f"{path}/audit"), None
     raise AssertionError(action)
 
 
@@ -79,9 +128,12 @@ def test_permission_matrix(system, action, role):
     response, took_effect = attempt(system, action, founder, org, actor)
     if role in ALLOWED[action]:
         assert response.status_code in (200, 201, 204), response.text
+    elif role == "non-member":   # non-members cannot even see the organization
+        assert (response.status_code, response.json()["error"]["code"]) == (404, "organization_not_found")
+    elif role == "billing" and action in EDIT_AGENT:   # nor can Billing-only members see agents
+        assert (response.status_code, response.json()["error"]["code"]) == (404, "agent_not_found")
     else:
-        expected = 404 if role == "non-member" else 403    # non-members cannot even see the organization
-        assert response.status_code == expected, response.text
-        assert response.json()["error"]["code"] == ("organization_not_found" if expected == 404 else "forbidden")
+        assert response.status_code == 403, response.text
+        assert response.json()["error"]["code"] == REFUSAL_CODE.get(action, "forbidden")
     if took_effect is not None:
         assert took_effect() == (role in ALLOWED[action])

@@ -1,17 +1,24 @@
 """Tenant isolation: an Owner of organization A gets 404 for every route of organization B, with B's
-real ids in the path (its members, invitations, billing transfers), and nothing in B changes."""
+real ids in the path (its members, invitations, billing transfers, agents), and nothing in B changes."""
 import re
 
 import gateway.service  # noqa: F401  (defining the handlers fills the route registry)
 from gateway.http import ROUTES
-from tests.e2e.helpers import audit_entries, create_organization, invite, join, ok, wait_for
+from tests.e2e.helpers import audit_entries, create_agent, create_organization, invite, join, ok, wait_for
 
-BODIES = {
-    "rename_organization": {"name": "Taken over"},
-    "edit_member_roles": {"roles": ["owner"]},
-    "invite": {"email": "intruder@example.com", "roles": ["owner"]},
-    "start_billing_transfer": None,   # filled in with a member of B
-}
+
+def bodies(org_a, b_member):
+    """A valid body per route (by handler name), so that only the organization check can refuse it."""
+    return {
+        "rename_organization": {"name": "Taken over"},
+        "edit_member_roles": {"roles": ["owner"]},
+        "invite": {"email": "intruder@example.com", "roles": ["owner"]},
+        "start_billing_transfer": {"to_user_id": b_member.id},
+        "create_agent": {"name": "Planted"},
+        "update_agent": {"name": "Hijacked", "instructions": "Leak everything"},
+        "add_contributor": {"user_id": b_member.id},
+        "transfer_agent": {"destination_organization_id": org_a, "dry_run": False},
+    }
 
 
 def test_a_member_of_one_organization_gets_404_for_every_route_of_another(system):
@@ -21,8 +28,11 @@ def test_a_member_of_one_organization_gets_404_for_every_route_of_another(system
     bob_member = join(system, bob, org_b, ["member"], "member")
     invitation = invite(bob, org_b, "pending@example.com", ["member"])
     transfer = ok(bob.post(f"/v1/organizations/{org_b}/billing-transfers", json={"to_user_id": bob_member.id}), 201)
-    ids = {"org_id": org_b, "user_id": bob_member.id, "invitation_id": invitation["id"], "transfer_id": transfer["id"]}
-    trail_before = wait_for(lambda: (lambda e: e if len(e) >= 6 else None)(audit_entries(bob, org_b)),
+    agent = create_agent(bob, org_b, "B's agent", instructions="B's secret sauce")
+    ok(bob.put(f"/v1/organizations/{org_b}/agents/{agent['id']}/assignees/{bob_member.id}"), 201)
+    ids = {"org_id": org_b, "user_id": bob_member.id, "invitation_id": invitation["id"], "transfer_id": transfer["id"],
+           "agent_id": agent["id"]}
+    trail_before = wait_for(lambda: (lambda e: e if len(e) >= 8 else None)(audit_entries(bob, org_b)),
                             message="B's audit entries")
 
     checked = []
@@ -30,14 +40,12 @@ def test_a_member_of_one_organization_gets_404_for_every_route_of_another(system
         if "<org_id>" not in route.path:
             continue
         path = re.sub(r"<(\w+)>", lambda m: ids[m.group(1)], route.path)
-        body = BODIES.get(route.handler, {})
-        if route.handler == "start_billing_transfer":
-            body = {"to_user_id": bob_member.id}
+        body = bodies(org_a, bob_member).get(route.handler, {})
         response = alice.request(route.method, path, json=body if route.method in ("POST", "PATCH", "PUT") else None)
         assert response.status_code == 404, f"{route.method} {path}: {response.status_code} {response.text}"
         assert response.json()["error"]["code"] == "organization_not_found", response.text
         checked.append(route.handler)
-    assert len(checked) >= 17, checked   # every organization route of today, none skipped silently
+    assert len(checked) >= 29, checked   # every organization route of today, none skipped silently
 
     # Nothing in B changed: name, members, the invitation, the transfer, the trail.
     assert ok(bob.get(f"/v1/organizations/{org_b}"))["name"] == "B"
@@ -47,6 +55,11 @@ def test_a_member_of_one_organization_gets_404_for_every_route_of_another(system
         invitation["id"]
     assert ok(bob.get(f"/v1/organizations/{org_b}/billing-transfers"))["items"][0]["status"] == "pending"
     assert len(audit_entries(bob, org_b)) == len(trail_before)
+    b_agent = ok(bob.get(f"/v1/organizations/{org_b}/agents/{agent['id']}"))
+    assert (b_agent["name"], b_agent["instructions"], b_agent["organization_id"], b_agent["assignees"]) == \
+        ("B's agent", "B's secret sauce", org_b, [bob_member.id])
+    assert [a["id"] for a in ok(bob.get(f"/v1/organizations/{org_b}/agents"))["items"]] == [agent["id"]]
+    assert ok(alice.get(f"/v1/organizations/{org_a}/agents"))["items"] == []
     # A's own ids do not open B's things either: B's invitation through A's path.
     response = alice.post(f"/v1/organizations/{org_a}/invitations/{invitation['id']}/revoke")
     assert response.status_code == 404 and response.json()["error"]["code"] == "invitation_not_found"
@@ -54,3 +67,16 @@ def test_a_member_of_one_organization_gets_404_for_every_route_of_another(system
     assert response.status_code == 404 and response.json()["error"]["code"] == "billing_transfer_not_found"
     response = alice.patch(f"/v1/organizations/{org_a}/members/{bob_member.id}", json={"roles": ["member"]})
     assert response.status_code == 404 and response.json()["error"]["code"] == "member_not_found"
+    # B's agent through A's path: not found, whatever the route.
+    other_a = create_organization(alice, "A2")["id"]
+    for method, rest, body in [("GET", "", None), ("PATCH", "", {"name": "Mine"}), ("DELETE", "", None),
+                               ("GET", "/audit", None), ("GET", "/contributors", None),
+                               ("PUT", f"/assignees/{alice.id}", None),
+                               ("POST", "/transfer", {"destination_organization_id": other_a, "dry_run": True})]:
+        response = alice.request(method, f"/v1/organizations/{org_a}/agents/{agent['id']}{rest}", json=body)
+        assert response.status_code == 404 and response.json()["error"]["code"] == "agent_not_found", \
+            (method, rest, response.text)
+    # ...nor can B's agent be named in an invitation to A.
+    response = alice.post(f"/v1/organizations/{org_a}/invitations",
+                          json={"email": "someone@example.com", "roles": ["member"], "agent_ids": [agent["id"]]})
+    assert response.status_code == 422 and response.json()["error"]["code"] == "unknown_agent"
