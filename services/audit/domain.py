@@ -64,11 +64,9 @@ def as_text(value):
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
-def query_entries(store, organization_id, filters=None, cursor=None, limit=None):
-    """A page of the organization's trail, newest first (filters: see AuditFiltersSchema)."""
-    filters = load_or_fail(audit_filters_schema, {k: v for k, v in (filters or {}).items() if v not in (None, "")})
-    limit = check_limit(limit)
-    conditions = [AuditEntry.organization_id == organization_id]
+def _entry_conditions(filters):
+    """Conditions on an entry's own columns, common to the organization's and an agent's trail."""
+    conditions = []
     if "entity_type" in filters:
         conditions.append(AuditEntry.entity_type == filters["entity_type"])
     if "action" in filters:
@@ -76,14 +74,22 @@ def query_entries(store, organization_id, filters=None, cursor=None, limit=None)
     if "actor" in filters:
         actor = filters["actor"]
         conditions.append(or_(AuditEntry.actor_id == actor, AuditEntry.actor_email == actor.lower()))
-    if "target" in filters:
-        conditions.append(AuditEntry.entity_id == filters["target"])
-    if "field" in filters:
-        conditions.append(AuditEntry.changes.any(AuditChange.field == filters["field"]))
     if "since" in filters:
         conditions.append(AuditEntry.occurred_at >= filters["since"])
     if "until" in filters:
         conditions.append(AuditEntry.occurred_at < filters["until"])
+    return conditions
+
+
+def query_entries(store, organization_id, filters=None, cursor=None, limit=None):
+    """A page of the organization's trail, newest first (filters: see AuditFiltersSchema)."""
+    filters = load_or_fail(audit_filters_schema, {k: v for k, v in (filters or {}).items() if v not in (None, "")})
+    limit = check_limit(limit)
+    conditions = [AuditEntry.organization_id == organization_id, *_entry_conditions(filters)]
+    if "target" in filters:
+        conditions.append(AuditEntry.entity_id == filters["target"])
+    if "field" in filters:
+        conditions.append(AuditEntry.changes.any(AuditChange.field == filters["field"]))
     position = decode_cursor(cursor)
     if position is not None:
         try:
@@ -122,23 +128,12 @@ def query_agent_trail(store, organization_id, agent_id, filters=None, cursor=Non
     limit = check_limit(limit, default=AGENT_TRAIL_DEFAULT_LIMIT)
     of_agent = [AuditEntry.organization_id == organization_id, AuditEntry.entity_type == "agent",
                 AuditEntry.entity_id == agent_id]
-    conditions = list(of_agent)
-    if "entity_type" in filters:
-        conditions.append(AuditEntry.entity_type == filters["entity_type"])
-    if "action" in filters:
-        conditions.append(AuditEntry.action == filters["action"])
-    if "actor" in filters:
-        actor = filters["actor"]
-        conditions.append(or_(AuditEntry.actor_id == actor, AuditEntry.actor_email == actor.lower()))
+    conditions = [*of_agent, *_entry_conditions(filters)]
     if "field" in filters:
         conditions.append(AuditChange.field == filters["field"])
     for name, column in (("old_value", AuditChange.old_text), ("new_value", AuditChange.new_text)):
         if name in filters:
             conditions.append(column.icontains(filters[name], autoescape=True))
-    if "since" in filters:
-        conditions.append(AuditEntry.occurred_at >= filters["since"])
-    if "until" in filters:
-        conditions.append(AuditEntry.occurred_at < filters["until"])
     position = decode_cursor(cursor)
     if position is not None:
         try:

@@ -364,11 +364,7 @@ def remove_contributor(store, identity, roles, organization_id, agent_id, user_i
         if len(agent.contributors) == 1:
             raise Conflict("The last contributor of an agent cannot be removed; add another one first.",
                            code="last_contributor", field="user_id")
-        before = access_of(agent)["contributors"]
-        agent.contributors.remove(row)
-        _record(session, identity, agent, "agent.contributor_removed", "update", {"contributors": before},
-                {"contributors": [u for u in before if u != user_id]})
-        return {"agent_id": agent.id, "user_id": user_id}
+        return _remove_person(session, identity, agent, "contributors", row, "agent.contributor_removed")
 
 
 def assign(store, identity, roles, organization_id, agent_id, user_id, user_roles, now=None):
@@ -401,11 +397,16 @@ def unassign(store, identity, roles, organization_id, agent_id, user_id):
         row = next((a for a in agent.assignees if a.user_id == user_id), None)
         if row is None:
             raise NotFound("This member is not assigned to the agent.", code="assignee_not_found", field="user_id")
-        before = access_of(agent)["assignees"]
-        agent.assignees.remove(row)
-        _record(session, identity, agent, "agent.assignee_removed", "update", {"assignees": before},
-                {"assignees": [u for u in before if u != user_id]})
-        return {"agent_id": agent.id, "user_id": user_id}
+        return _remove_person(session, identity, agent, "assignees", row, "agent.assignee_removed")
+
+
+def _remove_person(session, identity, agent, kind, row, event_type):
+    """Take one contributor or assignee row (`kind`) off the agent, with its event."""
+    before = access_of(agent)[kind]
+    getattr(agent, kind).remove(row)
+    _record(session, identity, agent, event_type, "update", {kind: before},
+            {kind: [u for u in before if u != row.user_id]})
+    return {"agent_id": agent.id, "user_id": row.user_id}
 
 
 def people_of(store, identity, roles, organization_id, agent_id):

@@ -60,24 +60,22 @@ class Agent(Base):
                              cascade="all, delete-orphan")
 
 
-class AgentContributor(Base):
+class AgentPersonMixin:
+    """A person with a place on one agent, who gave it to them and when."""
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
+    added_by: Mapped[str] = mapped_column(String(128))
+    added_at = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class AgentContributor(AgentPersonMixin, Base):
     """A Builder allowed to edit one agent."""
     __tablename__ = "agent_contributors"
 
-    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id"), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
-    added_by: Mapped[str] = mapped_column(String(128))
-    added_at = mapped_column(DateTime(timezone=True), nullable=False)
 
-
-class AgentAssignee(Base):
+class AgentAssignee(AgentPersonMixin, Base):
     """A member allowed to use one agent."""
     __tablename__ = "agent_assignees"
-
-    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id"), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
-    added_by: Mapped[str] = mapped_column(String(128))
-    added_at = mapped_column(DateTime(timezone=True), nullable=False)
 
 
 class IdempotentRequest(IdempotencyMixin, Base):

@@ -1,5 +1,7 @@
 """Agents in an organization (SPEC §6), end to end through the gateway against the running system:
 who sees what, contributor rules, assignments from invitations, transfer, the agent's audit trail."""
+from concurrent.futures import ThreadPoolExecutor
+
 from tests.e2e.helpers import (agent_names, audit_entries, create_agent, create_organization, error_code, invite,
                                join, ok, wait_for)
 
@@ -103,6 +105,31 @@ def test_contributors_are_builders_managed_by_owners_and_admins_and_never_zero(s
     types = [r["type"] for r in trail(owner, org, agent["id"], field="contributors")["items"]]
     assert types == ["agent.access_revoked", "agent.contributor_removed", "agent.contributor_added",
                      "agent.created"]
+
+
+def test_two_admins_removing_the_last_two_contributors_at_once_leave_one(system):
+    """The last-contributor rule holds under races: removals of one agent's contributors queue on the
+    agent's row (PostgreSQL) or the write lock (SQLite), so one of two concurrent removals sees the
+    other's result. Several agents at once, so a race would show."""
+    owner = system.user("owner")
+    org = create_organization(owner)["id"]
+    admin = join(system, owner, org, ["admin"], "admin")
+    one, two = (join(system, owner, org, ["builder"], label) for label in ("one", "two"))
+    cases = []
+    for n in range(4):
+        agent = create_agent(one, org, f"Raced {n}")
+        ok(owner.post(agents_path(org, agent["id"], "/contributors"), json={"user_id": two.id}), 201)
+        cases += [(owner, agent["id"], one.id), (admin, agent["id"], two.id)]
+
+    def remove(case):
+        api, agent_id, user_id = case
+        return api.delete(agents_path(org, agent_id, f"/contributors/{user_id}"))
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(remove, cases))
+    for i in range(0, len(cases), 2):
+        pair = responses[i:i + 2]
+        assert sorted(r.status_code for r in pair) == [204, 409], [r.text for r in pair]
+        assert len(ok(owner.get(agents_path(org, cases[i][1])))["contributors"]) == 1
 
 
 def test_an_invitation_assigns_its_agents_on_acceptance(system):
