@@ -12,9 +12,9 @@ event is never dropped for lack of a bound queue, even if the consumer has never
 import uuid
 
 from kombu import Exchange, Queue, binding
-from marshmallow import INCLUDE, Schema, fields, validate
+from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
-from common.timeutil import iso, utcnow
+from common.timeutil import iso, parse_iso, utcnow
 
 CHANGE_EXCHANGE = Exchange("change-events", type="topic", durable=True)
 
@@ -82,6 +82,24 @@ class ChangeEventSchema(Schema):
     before = fields.Dict(load_default=dict)
     after = fields.Dict(load_default=dict)
     correlation_id = fields.String(load_default=None, allow_none=True)
+
+
+_change_event_schema = ChangeEventSchema()
+
+
+class InvalidChangeEvent(ValueError):
+    """A message that is not a change event: retrying it cannot help (consumers log and drop it)."""
+
+
+def parse_change_event(message):
+    """A received message as a checked change event (`occurred_at` parsed, `event_id` a string)."""
+    try:
+        event = _change_event_schema.load(message)
+        event["occurred_at"] = parse_iso(event["occurred_at"])
+    except (ValidationError, ValueError, TypeError) as exc:
+        raise InvalidChangeEvent(f"not a change event ({exc}): {message!r}")
+    event["event_id"] = str(event["event_id"])
+    return event
 
 
 def changed_fields(before, after):

@@ -1,12 +1,11 @@
 """Domain logic of the audit service: store change events once, answer filtered, paged queries."""
 import json
 
-from marshmallow import ValidationError
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from common.errors import NotFound
-from common.events import ChangeEventSchema
+from common.events import parse_change_event
 from common.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor
 from common.schemas import load_or_fail
 from common.timeutil import iso, parse_iso, utcnow
@@ -14,26 +13,9 @@ from services.audit.models import AuditChange, AuditEntry
 from services.audit.schemas import agent_trail_filters_schema, agent_trail_row_schema, audit_entry_schema, \
     audit_filters_schema
 
-change_event_schema = ChangeEventSchema()
-
-
-class InvalidChangeEvent(ValueError):
-    """A message that is not a change event: retrying it cannot help."""
-
-
-def parse_event(message):
-    try:
-        event = change_event_schema.load(message)
-        event["occurred_at"] = parse_iso(event["occurred_at"])
-    except (ValidationError, ValueError, TypeError) as exc:
-        raise InvalidChangeEvent(f"not a change event ({exc}): {message!r}")
-    event["event_id"] = str(event["event_id"])
-    return event
-
-
 def store_event(store, message):
     """Store one change event. Returns True if stored, False if it was already there (redelivery)."""
-    event = parse_event(message)
+    event = parse_change_event(message)
     with store.read() as session:
         if session.scalar(select(AuditEntry.seq).where(AuditEntry.event_id == event["event_id"])):
             return False

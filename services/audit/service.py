@@ -7,7 +7,7 @@ from nameko.rpc import RpcProxy
 from common.auth import Auth
 from common.authz import authorize
 from common.db import Database
-from common.events import AUDIT_QUEUE
+from common.events import AUDIT_QUEUE, InvalidChangeEvent
 from common.outbox import OutboxRelay
 from common.permissions import Action
 from common.rpc import rpc
@@ -35,7 +35,7 @@ class AuditService:
     def on_change_event(self, message):
         try:
             domain.store_event(self.db, message)
-        except domain.InvalidChangeEvent:
+        except InvalidChangeEvent:
             log.error("dropping a message that is not a change event", exc_info=True)
 
     @rpc

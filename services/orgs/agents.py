@@ -506,48 +506,45 @@ def transfer_agent(store, identity, source_roles, destination_roles, organizatio
         return dict(report, correlation_id=correlation_id, transferred_at=iso(now))
 
 
-# ---- reactions to other services' events ----------------------------------------------------------------
-def apply_invitation_agents(store, event, now=None):
+# ---- reactions to other services' events (called by domain.handle_change_event, in its transaction) -----
+def apply_invitation_agents(session, event, now=None):
     """An accepted invitation's agents are assigned to the newcomer (SPEC §3). Agents deleted or moved
-    away since the invitation are skipped. Idempotent: a redelivered event assigns nothing twice."""
+    away since the invitation are skipped, and so are assignments that exist already."""
     after = event.get("after") or {}
     user_id, agent_ids = after.get("user_id"), after.get("agent_ids") or []
-    if not user_id or not agent_ids:
+    if not isinstance(user_id, str) or not isinstance(agent_ids, list):
         return 0
     assigned = 0
-    with store.write() as session:
-        for agent_id in agent_ids:
-            agent = session.get(Agent, agent_id, with_for_update=True)
-            if (agent is None or agent.deleted_at is not None or agent.organization_id != event["organization_id"]
-                    or _is_assigned(agent, user_id)):
-                continue
-            _add_assignee(session, None, agent, user_id, now or utcnow(), actor=event["actor"],
-                          correlation_id=event["event_id"])
-            assigned += 1
+    for agent_id in sorted({a for a in agent_ids if isinstance(a, str)}):   # one lock order: no deadlocks
+        agent = session.get(Agent, agent_id, with_for_update=True)
+        if (agent is None or agent.deleted_at is not None or agent.organization_id != event["organization_id"]
+                or _is_assigned(agent, user_id)):
+            continue
+        _add_assignee(session, None, agent, user_id, now or utcnow(), actor=event["actor"],
+                      correlation_id=event["event_id"])
+        assigned += 1
     return assigned
 
 
-def forget_member_access(store, event, contributors_only=False):
+def forget_member_access(session, event, contributors_only=False):
     """A member left or was removed (or lost Builder, `contributors_only`): their contributor (and
-    assignee) rows on the organization's agents go, one event per agent, by the actor of the
+    assignee) places on the organization's agents go, one event per agent, by the actor of the
     membership change. The last contributor may go this way: the agent stays (SPEC §6)."""
     user_id, organization_id = event["target"]["id"], event["organization_id"]
     changed = 0
-    with store.write() as session:
-        agents = session.scalars(select(Agent).where(
-            Agent.organization_id == organization_id, Agent.deleted_at.is_(None),
-            or_(Agent.contributors.any(AgentContributor.user_id == user_id),
-                Agent.assignees.any(AgentAssignee.user_id == user_id))).with_for_update()).all()
-        for agent in agents:
-            before = access_of(agent)
-            agent.contributors = [c for c in agent.contributors if c.user_id != user_id]
-            if not contributors_only:
-                agent.assignees = [a for a in agent.assignees if a.user_id != user_id]
-            after = access_of(agent)
-            changed_before = {k: v for k, v in before.items() if after[k] != v}
-            if changed_before:
-                _record(session, None, agent, "agent.access_revoked", "update", changed_before,
-                        {k: after[k] for k in changed_before}, actor=event["actor"],
-                        correlation_id=event["event_id"])
-                changed += 1
+    agents = session.scalars(select(Agent).where(
+        Agent.organization_id == organization_id, Agent.deleted_at.is_(None),
+        or_(Agent.contributors.any(AgentContributor.user_id == user_id),
+            Agent.assignees.any(AgentAssignee.user_id == user_id))).order_by(Agent.id).with_for_update()).all()
+    for agent in agents:
+        before = access_of(agent)
+        agent.contributors = [c for c in agent.contributors if c.user_id != user_id]
+        if not contributors_only:
+            agent.assignees = [a for a in agent.assignees if a.user_id != user_id]
+        after = access_of(agent)
+        changed_before = {k: v for k, v in before.items() if after[k] != v}
+        if changed_before:
+            _record(session, None, agent, "agent.access_revoked", "update", changed_before,
+                    {k: after[k] for k in changed_before}, actor=event["actor"], correlation_id=event["event_id"])
+            changed += 1
     return changed

@@ -144,16 +144,15 @@ def _fall_back_to_individual(session, organization_id, now):
     return [row.user_id for row in rows]
 
 
-def forget_active_membership(store, user_id, organization_id):
-    """The user left or was removed from the organization: if it was their active one, they fall back
-    to their Individual organization (SPEC §1). Idempotent; the removal is the audited change."""
-    with store.write() as session:
-        row = session.get(ActiveOrganization, user_id, with_for_update=True)
-        if row is None or row.organization_id != organization_id:
-            return False
-        individual = session.scalar(select(Organization.id).where(Organization.individual_user_id == user_id))
-        row.organization_id, row.updated_at = individual, utcnow()
-        return True
+def forget_active_membership(session, user_id, organization_id):
+    """If the organization was the user's active one, they fall back to their Individual one.
+    The removal is the audited change; this follows from it."""
+    row = session.get(ActiveOrganization, user_id, with_for_update=True)
+    if row is None or row.organization_id != organization_id:
+        return False
+    individual = session.scalar(select(Organization.id).where(Organization.individual_user_id == user_id))
+    row.organization_id, row.updated_at = individual, utcnow()
+    return True
 
 
 def set_active(store, identity, organization_id):

@@ -1,9 +1,10 @@
 """Tables of the orgs service: organizations, each user's active organization, agents (with their
-contributors and assignees), idempotent requests."""
+contributors and assignees), idempotent requests, processed events, the outbox."""
 from sqlalchemy import DateTime, ForeignKey, Index, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from common.idempotency import IdempotencyMixin
+from common.inbox import ProcessedEventMixin
 from common.outbox import OutboxMixin
 
 
@@ -80,6 +81,10 @@ class AgentAssignee(AgentPersonMixin, Base):
 
 class IdempotentRequest(IdempotencyMixin, Base):
     pass
+
+
+class ProcessedEvent(ProcessedEventMixin, Base):
+    """Other services' change events this service has reacted to (common.inbox)."""
 
 
 class OutboxEvent(OutboxMixin, Base):

@@ -3,6 +3,8 @@
 Order inside each entrypoint: check permissions and fetch membership facts over RPC first, then open
 the write transaction (common.db: no RPC call while a write transaction is open).
 """
+import logging
+
 from nameko.messaging import consume
 from nameko.rpc import RpcProxy
 
@@ -10,13 +12,15 @@ from common.auth import Auth
 from common.authz import authorize
 from common.db import Database
 from common.errors import NotFound
-from common.events import ORGS_QUEUE
+from common.events import ORGS_QUEUE, InvalidChangeEvent, parse_change_event
 from common.outbox import OutboxRelay
 from common.paging import page_of_list
 from common.permissions import Action
 from common.rpc import call, rpc
-from services.orgs import agents, domain
+from services.orgs import agents, domain, reactions
 from services.orgs.models import OutboxEvent
+
+log = logging.getLogger(__name__)
 
 
 class OrgsService:
@@ -211,16 +215,16 @@ class OrgsService:
         return call(self.members.member_roles, organization_id, [user_id]).get(user_id)
 
     # ---- events of other services ---------------------------------------------------------------------
+    # Acknowledged after the effects commit; an error (database down) requeues the event. A message
+    # that is not a change event is logged and dropped: retrying cannot help.
     @consume(ORGS_QUEUE, requeue_on_error=True)
-    def on_change_event(self, event):
-        kind = event.get("type")
-        if kind in ("member.removed", "member.left"):
-            domain.forget_active_membership(self.db, event["target"]["id"], event["organization_id"])
-            agents.forget_member_access(self.db, event)
-        elif kind == "member.roles_changed" and "builder" not in (event.get("after") or {}).get("roles", []):
-            agents.forget_member_access(self.db, event, contributors_only=True)
-        elif kind == "invitation.accepted":
-            agents.apply_invitation_agents(self.db, event)
+    def on_change_event(self, message):
+        try:
+            event = parse_change_event(message)
+        except InvalidChangeEvent:
+            log.error("dropping a message that is not a change event", exc_info=True)
+            return
+        reactions.handle_change_event(self.db, event)
 
     def _card(self, identity, membership):
         org_id = membership["organization_id"]

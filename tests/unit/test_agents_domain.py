@@ -723,6 +723,18 @@ def test_transfer_checks_requirements_first(store, org, alice, move):
 
 
 # ---- reactions to other services' events -----------------------------------------------------------------
+# (services.orgs.reactions calls these inside its transaction; here each gets its own. That a
+# redelivered event is not handled twice at all is tested in test_orgs_reactions.py.)
+def apply_invitation_agents(store, event):
+    with store.write() as session:
+        return agents.apply_invitation_agents(session, event)
+
+
+def forget_member_access(store, event, contributors_only=False):
+    with store.write() as session:
+        return agents.forget_member_access(session, event, contributors_only)
+
+
 def accepted(org, agent_ids, user="u2", event_id="e1"):
     return {"event_id": event_id, "type": "invitation.accepted", "organization_id": org,
             "actor": {"id": user, "email": f"{user}@x"}, "after": {"user_id": user, "agent_ids": agent_ids}}
@@ -735,7 +747,7 @@ def test_invitation_agents_are_assigned_once(store, org, alice):
     foreign = new_agent(store, other, alice, name="Foreign")["id"]
     count = len(events(store))
 
-    assert agents.apply_invitation_agents(store, accepted(org, [a1, gone, foreign, "missing", a2])) == 2
+    assert apply_invitation_agents(store, accepted(org, [a1, gone, foreign, "missing", a2])) == 2
     assert stored(store, a1)["assignees"] == ["u2"] and stored(store, a2)["assignees"] == ["u2"]
     assert stored(store, gone)["assignees"] == [] and stored(store, foreign)["assignees"] == []
     new = events(store)[count:]
@@ -747,7 +759,7 @@ def test_invitation_agents_are_assigned_once(store, org, alice):
         assert (event["before"], event["after"]) == ({"assignees": []}, {"assignees": ["u2"]})
     assert names(agents.list_agents(store, Identity("u2", "u2@x", "U2"), MEMBER, org)) == ["A1", "A2"]
 
-    assert agents.apply_invitation_agents(store, accepted(org, [a1, a2])) == 0      # redelivery
+    assert apply_invitation_agents(store, accepted(org, [a1, a2])) == 0      # redelivery
     assert len(events(store)) == count + 2
     assert stored(store, a1)["assignees"] == ["u2"]
 
@@ -755,12 +767,12 @@ def test_invitation_agents_are_assigned_once(store, org, alice):
 def test_invitation_agents_skip_already_assigned_and_empty_lists(store, org, alice):
     a1, a2 = (new_agent(store, org, alice, name=n)["id"] for n in ("A1", "A2"))
     agents.assign(store, alice, OWNER, org, a1, "u2", MEMBER)
-    assert agents.apply_invitation_agents(store, accepted(org, [a1, a2, a2])) == 1
+    assert apply_invitation_agents(store, accepted(org, [a1, a2, a2])) == 1
     assert stored(store, a2)["assignees"] == ["u2"]
-    assert agents.apply_invitation_agents(store, accepted(org, [])) == 0
+    assert apply_invitation_agents(store, accepted(org, [])) == 0
     event = accepted(org, [a1])
     event["after"].pop("agent_ids")
-    assert agents.apply_invitation_agents(store, event) == 0
+    assert apply_invitation_agents(store, event) == 0
     assert [e["type"] for e in events(store)].count("agent.assignee_added") == 2
 
 
@@ -789,7 +801,7 @@ def access(store, org, alice, bob):
 
 def test_forgetting_a_member_removes_all_their_access(store, org, access):
     count = len(events(store))
-    assert agents.forget_member_access(store, left(org, "bob")) == 3
+    assert forget_member_access(store, left(org, "bob")) == 3
     assert stored(store, access["only"])["contributors"] == []          # even the last contributor
     assert stored(store, access["only"])["deleted"] is False            # the agent stays
     assert stored(store, access["shared"]) == {"organization_id": org, "deleted": False,
@@ -812,13 +824,13 @@ def test_forgetting_a_member_removes_all_their_access(store, org, access):
     assert (by_agent[access["used"]]["before"], by_agent[access["used"]]["after"]) == \
         ({"assignees": ["bob"]}, {"assignees": []})
 
-    assert agents.forget_member_access(store, left(org, "bob")) == 0     # redelivery
+    assert forget_member_access(store, left(org, "bob")) == 0     # redelivery
     assert len(events(store)) == count + 3
 
 
 def test_losing_builder_removes_only_contributions(store, org, access):
     count = len(events(store))
-    assert agents.forget_member_access(store, left(org, "bob"), contributors_only=True) == 2
+    assert forget_member_access(store, left(org, "bob"), contributors_only=True) == 2
     assert stored(store, access["only"])["contributors"] == []
     assert stored(store, access["shared"])["contributors"] == ["carl"]
     assert stored(store, access["shared"])["assignees"] == ["bob"]
@@ -828,11 +840,11 @@ def test_losing_builder_removes_only_contributions(store, org, access):
     assert all("assignees" not in e["before"] for e in new)
     # bob, assigned, still sees those as a Member
     assert names(agents.list_agents(store, person("bob"), MEMBER, org)) == ["shared", "used"]
-    assert agents.forget_member_access(store, left(org, "bob"), contributors_only=True) == 0
+    assert forget_member_access(store, left(org, "bob"), contributors_only=True) == 0
     assert len(events(store)) == count + 2
 
 
 def test_forgetting_someone_without_access_does_nothing(store, org, access):
     count = len(events(store))
-    assert agents.forget_member_access(store, left(org, "nobody")) == 0
+    assert forget_member_access(store, left(org, "nobody")) == 0
     assert len(events(store)) == count

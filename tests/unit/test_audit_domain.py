@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 
 from common.errors import BadRequest, ValidationFailed
-from common.events import change_event
+from common.events import InvalidChangeEvent, change_event
 from common.timeutil import utcnow
 from services.audit import domain
 
@@ -35,7 +35,7 @@ def test_an_event_is_stored_once(make_store):
 ])
 def test_a_message_that_is_not_a_change_event_is_rejected_as_such(make_store, broken):
     store = make_store("audit")
-    with pytest.raises(domain.InvalidChangeEvent):
+    with pytest.raises(InvalidChangeEvent):
         domain.store_event(store, broken)
     assert domain.query_entries(store, "o1")["items"] == []
 

@@ -2,7 +2,7 @@
 import pytest
 from nameko.testing.services import worker_factory
 
-from common.errors import Forbidden
+from common.errors import Forbidden, NotFound
 from services.orgs import domain
 from services.orgs.service import OrgsService
 
@@ -42,3 +42,26 @@ def test_bad_name_is_refused_before_asking_members(make_store, alice):
         service.rename_organization("whatever", "")
     assert err.value.code == "name_required"
     service.members.my_membership.call_async.assert_not_called()
+
+
+def test_orgs_drops_a_message_that_is_not_a_change_event(make_store, alice):
+    """Requeueing it could never help (it would loop forever): it is logged and acknowledged."""
+    store = make_store("orgs")
+    service = worker_factory(OrgsService, db=store)
+    for message in ({"type": "member.left"}, {"event_id": "not-a-uuid", "type": "member.left"}, "text", None):
+        assert service.on_change_event(message) is None
+
+
+def test_transfer_to_an_organization_the_caller_is_not_in_is_destination_not_found(make_store, alice):
+    """The members service answers organization_not_found for the destination; the caller hears
+    destination_not_found (naming the destination field), not a 404 about the source."""
+    store = make_store("orgs")
+    org = domain.create_collective(store, alice, "Source")["id"]
+    service = orgs_worker(store, alice, ["owner"], org)
+    agent = service.create_agent(org, {"name": "Mover"})["id"]
+    not_found = NotFound("Organization not found.", code="organization_not_found")
+    own = {"organization_id": org, "user_id": alice.id, "roles": ["owner"], "member_count": 1}
+    service.members.my_membership.call_async.return_value.result.side_effect = [own, not_found]
+    with pytest.raises(NotFound) as err:
+        service.transfer_agent(org, agent, "elsewhere", True)
+    assert (err.value.code, err.value.field) == ("destination_not_found", "destination_organization_id")

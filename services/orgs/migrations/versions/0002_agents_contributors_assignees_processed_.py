@@ -1,8 +1,8 @@
-"""agents, contributors, assignees
+"""agents, contributors, assignees, processed events
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-23 16:43:27.007378
+Create Date: 2026-11-23 17:02:48.480184
 
 """
 from typing import Sequence, Union
@@ -39,6 +39,12 @@ def upgrade() -> None:
     with op.batch_alter_table('agents', schema=None) as batch_op:
         batch_op.create_index('ix_agents_organization', ['organization_id', 'deleted_at'], unique=False)
 
+    op.create_table('processed_events',
+    sa.Column('event_id', sa.String(length=36), nullable=False),
+    sa.Column('type', sa.String(length=100), nullable=False),
+    sa.Column('processed_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('event_id')
+    )
     op.create_table('agent_assignees',
     sa.Column('agent_id', sa.String(length=36), nullable=False),
     sa.Column('user_id', sa.String(length=128), nullable=False),
@@ -75,6 +81,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_agent_assignees_user_id'))
 
     op.drop_table('agent_assignees')
+    op.drop_table('processed_events')
     with op.batch_alter_table('agents', schema=None) as batch_op:
         batch_op.drop_index('ix_agents_organization')
 
