@@ -2,6 +2,7 @@
 import json
 
 from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import noload
 from sqlalchemy.exc import IntegrityError
 
 from common.errors import NotFound
@@ -10,8 +11,9 @@ from common.paging import check_limit, decode_cursor, encode_cursor, invalid_cur
 from common.schemas import load_or_fail
 from common.timeutil import iso, parse_iso, utcnow
 from services.audit.models import AuditChange, AuditEntry
-from services.audit.schemas import agent_trail_filters_schema, agent_trail_row_schema, audit_entry_schema, \
+from services.audit.schemas import agent_trail_filters_schema, agent_trail_row, audit_entry_schema, \
     audit_filters_schema
+
 
 def store_event(store, message):
     """Store one change event. Returns True if stored, False if it was already there (redelivery)."""
@@ -63,6 +65,18 @@ def _entry_conditions(filters):
     return conditions
 
 
+def _position(cursor, with_change=False):
+    """(occurred_at, entry seq, change id or None) of the last row of the previous page, or None."""
+    position = decode_cursor(cursor)
+    if position is None:
+        return None
+    try:
+        return (parse_iso(position["at"]), int(position["seq"]),
+                int(position["change"]) if with_change else None)
+    except (KeyError, TypeError, ValueError):
+        raise invalid_cursor()
+
+
 def query_entries(store, organization_id, filters=None, cursor=None, limit=None):
     """A page of the organization's trail, newest first (filters: see AuditFiltersSchema)."""
     filters = load_or_fail(audit_filters_schema, {k: v for k, v in (filters or {}).items() if v not in (None, "")})
@@ -72,12 +86,9 @@ def query_entries(store, organization_id, filters=None, cursor=None, limit=None)
         conditions.append(AuditEntry.entity_id == filters["target"])
     if "field" in filters:
         conditions.append(AuditEntry.changes.any(AuditChange.field == filters["field"]))
-    position = decode_cursor(cursor)
+    position = _position(cursor)
     if position is not None:
-        try:
-            at, seq = parse_iso(position["at"]), int(position["seq"])
-        except (KeyError, TypeError, ValueError):
-            raise invalid_cursor()
+        at, seq, _ = position
         conditions.append(or_(AuditEntry.occurred_at < at,
                               and_(AuditEntry.occurred_at == at, AuditEntry.seq < seq)))
     with store.read() as session:
@@ -116,12 +127,9 @@ def query_agent_trail(store, organization_id, agent_id, filters=None, cursor=Non
     for name, column in (("old_value", AuditChange.old_text), ("new_value", AuditChange.new_text)):
         if name in filters:
             conditions.append(column.icontains(filters[name], autoescape=True))
-    position = decode_cursor(cursor)
+    position = _position(cursor, with_change=True)
     if position is not None:
-        try:
-            at, seq, change = parse_iso(position["at"]), int(position["seq"]), int(position["change"])
-        except (KeyError, TypeError, ValueError):
-            raise invalid_cursor()
+        at, seq, change = position
         conditions.append(or_(AuditEntry.occurred_at < at,
                               and_(AuditEntry.occurred_at == at, AuditEntry.seq < seq),
                               and_(AuditEntry.seq == seq, AuditChange.id < change)))
@@ -130,10 +138,10 @@ def query_agent_trail(store, organization_id, agent_id, filters=None, cursor=Non
             raise agent_not_found()   # no agent of this organization ever had this id
         rows = session.execute(
             select(AuditEntry, AuditChange).join(AuditChange, AuditChange.entry_seq == AuditEntry.seq)
-            .where(*conditions)
+            .options(noload(AuditEntry.changes)).where(*conditions)
             .order_by(AuditEntry.occurred_at.desc(), AuditEntry.seq.desc(), AuditChange.id.desc())
             .limit(limit + 1)).all()
-        items = [agent_trail_row_schema.dump({"entry": entry, "change": change}) for entry, change in rows[:limit]]
+        items = [agent_trail_row(entry, change) for entry, change in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:
         entry, change = rows[limit - 1]

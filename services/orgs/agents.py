@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from common import idempotency, outbox
 from common.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from common.events import change_event
+from common.events import change_event, changed_fields
 from common.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor
 from common.permissions import Action, Role, allows
 from common.timeutil import iso, utcnow
@@ -290,9 +290,8 @@ def update_agent(store, identity, roles, organization_id, agent_id, data, now=No
         agent = _visible_agent(session, identity, roles, organization_id, agent_id, for_update=True)
         if not can_edit(roles, agent, identity.id):
             raise _forbidden("Only an Owner, Admin or a contributing Builder can edit this agent.")
-        before = {k: getattr(agent, k) for k, v in fields.items() if getattr(agent, k) != v}
+        before, after = changed_fields({k: getattr(agent, k) for k in fields}, fields)
         if before:
-            after = {k: fields[k] for k in before}
             for name, value in after.items():
                 setattr(agent, name, value)
             agent.updated_at = now or utcnow()
@@ -470,8 +469,6 @@ def transfer_agent(store, identity, source_roles, destination_roles, organizatio
     check_transfer(source_roles, destination_roles, organization_id, destination_id, dry_run)
     with (store.read() if dry_run else store.write()) as session:
         agent = _visible_agent(session, identity, source_roles, organization_id, agent_id, for_update=not dry_run)
-        if not isinstance(destination_id, str):
-            raise destination_not_found()
         try:
             get_live(session, destination_id, for_update=not dry_run)
         except NotFound:
@@ -495,8 +492,7 @@ def transfer_agent(store, identity, source_roles, destination_roles, organizatio
         agent.organization_id, agent.updated_at = destination_id, now
         session.flush()
         after = dict(organization_id=destination_id, **access_of(agent))
-        changed_before = {k: v for k, v in before.items() if after[k] != v}
-        changed_after = {k: after[k] for k in changed_before}
+        changed_before, changed_after = changed_fields(before, after)
         correlation_id = str(uuid.uuid4())
         for org in (organization_id, destination_id):
             _record(session, identity, agent, "agent.transferred", "update", changed_before, changed_after,
@@ -541,10 +537,9 @@ def forget_member_access(session, event, contributors_only=False):
         agent.contributors = [c for c in agent.contributors if c.user_id != user_id]
         if not contributors_only:
             agent.assignees = [a for a in agent.assignees if a.user_id != user_id]
-        after = access_of(agent)
-        changed_before = {k: v for k, v in before.items() if after[k] != v}
+        changed_before, changed_after = changed_fields(before, access_of(agent))
         if changed_before:
-            _record(session, None, agent, "agent.access_revoked", "update", changed_before,
-                    {k: after[k] for k in changed_before}, actor=event["actor"], correlation_id=event["event_id"])
+            _record(session, None, agent, "agent.access_revoked", "update", changed_before, changed_after,
+                    actor=event["actor"], correlation_id=event["event_id"])
             changed += 1
     return changed

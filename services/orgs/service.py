@@ -113,9 +113,6 @@ class OrgsService:
     @rpc
     def create_agent(self, organization_id, fields, idempotency_key=None):
         identity = self.auth.require()
-        replay = agents.find_idempotent(self.db, identity, idempotency_key)
-        if replay is not None:
-            return replay
         return agents.create_agent(self.db, identity, self._roles(organization_id), organization_id, fields,
                                    idempotency_key)
 
