@@ -22,6 +22,8 @@ from services.orgs.models import OutboxEvent
 
 log = logging.getLogger(__name__)
 
+MEMBER_ROLES_BATCH = 500
+
 
 class OrgsService:
     name = "orgs"
@@ -185,7 +187,10 @@ class OrgsService:
         agents.check_transfer(source_roles, destination_roles, organization_id, destination_organization_id,
                               dry_run)
         people = agents.people_of(self.db, identity, source_roles, organization_id, agent_id)
-        people_roles = call(self.members.member_roles, destination_organization_id, people) if people else {}
+        people_roles = {}
+        for start in range(0, len(people), MEMBER_ROLES_BATCH):   # members answers for at most 500 at once
+            people_roles.update(call(self.members.member_roles, destination_organization_id,
+                                     people[start:start + MEMBER_ROLES_BATCH]))
         return agents.transfer_agent(self.db, identity, source_roles, destination_roles, organization_id,
                                      agent_id, destination_organization_id, dry_run, people_roles)
 

@@ -3,7 +3,9 @@ import pytest
 from nameko.testing.services import worker_factory
 
 from common.errors import Forbidden, NotFound
+from common.timeutil import utcnow
 from services.orgs import domain
+from services.orgs.models import AgentAssignee
 from services.orgs.service import OrgsService
 
 
@@ -65,3 +67,30 @@ def test_transfer_to_an_organization_the_caller_is_not_in_is_destination_not_fou
     with pytest.raises(NotFound) as err:
         service.transfer_agent(org, agent, "elsewhere", True)
     assert (err.value.code, err.value.field) == ("destination_not_found", "destination_organization_id")
+
+
+def test_transfer_asks_members_about_many_people_in_batches(make_store, alice):
+    """members.member_roles answers for at most 500 user ids (MAX_ROLES_LOOKUP); an agent assigned to
+    more people is asked about in batches, and every answer counts."""
+    from services.members.domain import MAX_ROLES_LOOKUP
+    from services.orgs.service import MEMBER_ROLES_BATCH
+    assert MEMBER_ROLES_BATCH <= MAX_ROLES_LOOKUP
+    store = make_store("orgs")
+    org = domain.create_collective(store, alice, "Source")["id"]
+    destination = domain.create_collective(store, alice, "Destination")["id"]
+    service = orgs_worker(store, alice, ["owner"], org)
+    agent = service.create_agent(org, {"name": "Popular"})["id"]
+    people = [f"user-{i:04d}" for i in range(1200)]
+    with store.write() as session:   # assigned in bulk: 1,200 audited assignments would be slow here
+        session.add_all(AgentAssignee(agent_id=agent, user_id=u, added_by=alice.id, added_at=utcnow()) for u in people)
+    batches = []
+
+    def member_roles(org_id, user_ids):
+        batches.append(len(user_ids))
+        return {u: ["member"] for u in user_ids}
+    service.members.member_roles.call_async.side_effect = \
+        lambda org_id, user_ids: type("Reply", (), {"result": lambda self: member_roles(org_id, user_ids)})()
+    report = service.transfer_agent(org, agent, destination, True)
+    assert batches == [500, 500, 200]
+    assert {a["outcome"] for a in report["assignees"]} == {"will retain access"}
+    assert len(report["assignees"]) == 1200
