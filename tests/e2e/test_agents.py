@@ -236,6 +236,13 @@ def test_transfer_moves_the_agent_and_drops_contributors_without_access_there(sy
     changes = {c["field"]: (c["old_value"], c["new_value"]) for c in in_entry["changes"]}
     assert changes["organization_id"] == (source, destination)
     assert changes["contributors"] == ([staying.id, leaving.id], [staying.id])
+    # Each side's agent trail keeps its own part: the destination's starts with the arrival, the
+    # source's still holds the agent's life there.
+    arrival = trail(owner, destination, agent["id"])["items"]
+    assert {r["field"] for r in arrival} == {"organization_id", "contributors", "assignees"}
+    assert {r["type"] for r in arrival} == {"agent.transferred"}
+    assert {r["type"] for r in trail(owner, source, agent["id"], limit=200)["items"]} == \
+        {"agent.created", "agent.contributor_added", "agent.assignee_added", "agent.transferred"}
     # Sent again after it happened: the agent is no longer in the source, nothing moves twice.
     again = owner.post(transfer, json={"destination_organization_id": destination, "dry_run": False})
     assert error_code(again, 404) == "agent_not_found"
