@@ -100,11 +100,11 @@ def sees_every_agent(roles):
 
 
 def _is_contributing_builder(roles, agent, user_id):
-    return Role.BUILDER.value in roles and any(c.user_id == user_id for c in agent.contributors)
+    return Role.BUILDER.value in roles and _place(agent, "contributors", user_id) is not None
 
 
 def _is_assigned(agent, user_id):
-    return any(a.user_id == user_id for a in agent.assignees)
+    return _place(agent, "assignees", user_id) is not None
 
 
 def can_see(roles, agent, user_id):
@@ -169,6 +169,11 @@ def agent_dict(agent, roles=None, user_id=None):
     if roles is not None:
         body["permissions"] = agent_permissions(roles, agent, user_id)
     return body
+
+
+def _place(agent, kind, user_id):
+    """The user's row among the agent's contributors or assignees (`kind`), or None."""
+    return next((row for row in getattr(agent, kind) if row.user_id == user_id), None)
 
 
 def _person(row):
@@ -341,7 +346,7 @@ def add_contributor(store, identity, roles, organization_id, agent_id, user_id, 
         if Role.BUILDER.value not in user_roles:
             raise ValidationFailed("Only members holding the Builder role can be contributors.",
                                    code="contributor_must_be_builder", field="user_id")
-        existing = next((c for c in agent.contributors if c.user_id == user_id), None)
+        existing = _place(agent, "contributors", user_id)
         if existing is not None:
             return _person(existing), False
         before = access_of(agent)["contributors"]
@@ -356,7 +361,7 @@ def remove_contributor(store, identity, roles, organization_id, agent_id, user_i
     with store.write() as session:
         _check_manage(roles, "manage an agent's contributors")
         agent = _visible_agent(session, identity, roles, organization_id, agent_id, for_update=True)
-        row = next((c for c in agent.contributors if c.user_id == user_id), None)
+        row = _place(agent, "contributors", user_id)
         if row is None:
             raise NotFound("This member is not a contributor of the agent.", code="contributor_not_found",
                            field="user_id")
@@ -373,7 +378,7 @@ def assign(store, identity, roles, organization_id, agent_id, user_id, user_role
         agent = _visible_agent(session, identity, roles, organization_id, agent_id, for_update=True)
         if user_roles is None:
             raise member_not_found()
-        existing = next((a for a in agent.assignees if a.user_id == user_id), None)
+        existing = _place(agent, "assignees", user_id)
         if existing is not None:
             return _person(existing), False
         row = _add_assignee(session, identity, agent, user_id, now or utcnow())
@@ -393,7 +398,7 @@ def unassign(store, identity, roles, organization_id, agent_id, user_id):
     with store.write() as session:
         _check_manage(roles, "assign agents")
         agent = _visible_agent(session, identity, roles, organization_id, agent_id, for_update=True)
-        row = next((a for a in agent.assignees if a.user_id == user_id), None)
+        row = _place(agent, "assignees", user_id)
         if row is None:
             raise NotFound("This member is not assigned to the agent.", code="assignee_not_found", field="user_id")
         return _remove_person(session, identity, agent, "assignees", row, "agent.assignee_removed")
