@@ -349,11 +349,8 @@ def add_contributor(store, identity, roles, organization_id, agent_id, user_id, 
         existing = _place(agent, "contributors", user_id)
         if existing is not None:
             return _person(existing), False
-        before = access_of(agent)["contributors"]
-        row = AgentContributor(user_id=user_id, added_by=identity.id, added_at=now or utcnow())
-        agent.contributors.append(row)
-        _record(session, identity, agent, "agent.contributor_added", "update", {"contributors": before},
-                {"contributors": before + [user_id]})
+        row = _add_person(session, identity.as_actor(), agent, "contributors", user_id, now or utcnow(),
+                          "agent.contributor_added")
         return _person(row), True
 
 
@@ -381,16 +378,19 @@ def assign(store, identity, roles, organization_id, agent_id, user_id, user_role
         existing = _place(agent, "assignees", user_id)
         if existing is not None:
             return _person(existing), False
-        row = _add_assignee(session, identity, agent, user_id, now or utcnow())
+        row = _add_person(session, identity.as_actor(), agent, "assignees", user_id, now or utcnow(),
+                          "agent.assignee_added")
         return _person(row), True
 
 
-def _add_assignee(session, identity, agent, user_id, now, actor=None, correlation_id=None):
-    before = access_of(agent)["assignees"]
-    row = AgentAssignee(user_id=user_id, added_by=(actor or identity.as_actor())["id"], added_at=now)
-    agent.assignees.append(row)
-    _record(session, identity, agent, "agent.assignee_added", "update", {"assignees": before},
-            {"assignees": before + [user_id]}, actor=actor, correlation_id=correlation_id)
+def _add_person(session, actor, agent, kind, user_id, now, event_type, correlation_id=None):
+    """Give the user a place among the agent's contributors or assignees (`kind`), with its event."""
+    before = access_of(agent)[kind]
+    row = (AgentContributor if kind == "contributors" else AgentAssignee)(
+        user_id=user_id, added_by=actor["id"], added_at=now)
+    getattr(agent, kind).append(row)
+    _record(session, None, agent, event_type, "update", {kind: before}, {kind: before + [user_id]},
+            actor=actor, correlation_id=correlation_id)
     return row
 
 
@@ -521,8 +521,8 @@ def apply_invitation_agents(session, event, now=None):
         if (agent is None or agent.deleted_at is not None or agent.organization_id != event["organization_id"]
                 or _is_assigned(agent, user_id)):
             continue
-        _add_assignee(session, None, agent, user_id, now or utcnow(), actor=event["actor"],
-                      correlation_id=event["event_id"])
+        _add_person(session, event["actor"], agent, "assignees", user_id, now or utcnow(), "agent.assignee_added",
+                    correlation_id=event["event_id"])
         assigned += 1
     return assigned
 
