@@ -24,3 +24,16 @@ def authorize(members_rpc, organization_id, action):
     membership = call(members_rpc.my_membership, organization_id)
     check_allowed(membership["roles"], action)
     return membership
+
+
+# The members service answers member_roles for at most this many ids at once.
+MEMBER_ROLES_BATCH = 500
+
+
+def roles_of_members(members_rpc, organization_id, user_ids):
+    """{user_id: roles} of those among `user_ids` who are members, asked in batches the members
+    service accepts (the caller must be a member: NotFound otherwise)."""
+    roles = {}
+    for start in range(0, len(user_ids), MEMBER_ROLES_BATCH):
+        roles.update(call(members_rpc.member_roles, organization_id, user_ids[start:start + MEMBER_ROLES_BATCH]))
+    return roles

@@ -33,7 +33,12 @@ ORGS_QUEUE = Queue("orgs.change-events", exchange=CHANGE_EXCHANGE, durable=True,
     binding(CHANGE_EXCHANGE, routing_key="member.roles_changed"),
     binding(CHANGE_EXCHANGE, routing_key="invitation.accepted"),
 ])
-CONSUMER_QUEUES = (AUDIT_QUEUE, MEMBERS_QUEUE, ORGS_QUEUE)
+# The credits service takes a member who left or was removed out of their budget group.
+CREDITS_QUEUE = Queue("credits.change-events", exchange=CHANGE_EXCHANGE, durable=True, bindings=[
+    binding(CHANGE_EXCHANGE, routing_key="member.removed"),
+    binding(CHANGE_EXCHANGE, routing_key="member.left"),
+])
+CONSUMER_QUEUES = (AUDIT_QUEUE, MEMBERS_QUEUE, ORGS_QUEUE, CREDITS_QUEUE)
 
 ACTIONS = ("create", "update", "delete")
 

@@ -57,9 +57,11 @@ def page_of_list(items, cursor, limit):
     return {"items": page, "next_cursor": encode_cursor({"offset": offset + limit}) if more else None}
 
 
-def page_of_query(session, query, cursor, limit):
-    """Page through a SQLAlchemy select (ordered by the caller) by offset; returns ORM rows."""
+def page_of_query(session, query, cursor, limit, scalars=True):
+    """Page through a SQLAlchemy select (ordered by the caller) by offset; returns ORM rows (or, with
+    scalars=False, result rows of several columns)."""
     limit, offset = check_limit(limit), _offset(cursor)
-    rows = session.scalars(query.offset(offset).limit(limit + 1)).all()
+    result = (session.scalars if scalars else session.execute)(query.offset(offset).limit(limit + 1))
+    rows = result.all()
     more = len(rows) > limit
     return {"items": rows[:limit], "next_cursor": encode_cursor({"offset": offset + limit}) if more else None}

@@ -28,6 +28,7 @@ class Action(str, Enum):
     USE_ANY_AGENT = "use_any_agent"
     USE_GRANTED_AGENTS = "use_granted_agents"     # assigned (any role) or contributor (Builder)
     VIEW_BILLING = "view_billing"
+    GRANT_CREDITS = "grant_credits"               # SPEC §8: POST .../credits/grants (Owner/Billing)
     VIEW_AUDIT = "view_audit"
     VIEW_MEMBERS = "view_members"
 
@@ -47,6 +48,7 @@ MATRIX = {
     Action.USE_ANY_AGENT: {_O, _A},
     Action.USE_GRANTED_AGENTS: {_B, _M},
     Action.VIEW_BILLING: {_O, _BI},
+    Action.GRANT_CREDITS: {_O, _BI},
     Action.VIEW_AUDIT: {_O, _A},
     Action.VIEW_MEMBERS: {_O, _A, _B, _M, _BI},
 }

@@ -2,6 +2,7 @@
 OpenAPI document is generated from (so the document cannot drift from the routes)."""
 import json
 import logging
+from decimal import Decimal
 from dataclasses import dataclass, field
 
 from marshmallow import ValidationError
@@ -49,7 +50,8 @@ def read_json(request, schema):
     if len(raw) > MAX_BODY_BYTES:
         raise BadRequest(f"The body is larger than {MAX_BODY_BYTES} bytes.", code="body_too_large")
     try:
-        data = json.loads(raw.decode("utf-8")) if raw.strip() else {}
+        # Numbers with a fraction become Decimal, never float: amounts must stay exact (common.money).
+        data = json.loads(raw.decode("utf-8"), parse_float=Decimal) if raw.strip() else {}
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("The body is not valid JSON.", code="invalid_json")
     if not isinstance(data, dict):

@@ -134,13 +134,21 @@ class GatewayService:
         query = load(schemas.MembersQuery(), request.args.to_dict())
         filters = (org_id, query["q"], query["role"], query["sort"])
         if query["format"] != "csv":
-            page = call(self.members.list_members, *filters, query["cursor"], query["limit"])
+            page = self._members_page(org_id, call(self.members.list_members, *filters, query["cursor"], query["limit"]))
             return json_response(schemas.MemberPage().dump(page))
-        members = schemas.Member(many=True).dump(
-            _every_page(lambda cursor: call(self.members.list_members, *filters, cursor, 200)))
+        members = schemas.Member(many=True).dump(_every_page(
+            lambda cursor: self._members_page(org_id, call(self.members.list_members, *filters, cursor, 200))))
         rows = ([m["user_id"], m["name"], m["email"], " ".join(m["roles"]), m["budget_group_id"] or "", m["joined_at"]]
                 for m in members)
         return _csv_download(f"members-{org_id}.csv", MEMBER_CSV_COLUMNS, rows)
+
+    def _members_page(self, org_id, page):
+        """Members come from the members service, their budget group from credits (which owns groups)."""
+        groups = call(self.credits.budget_groups_of_members, org_id, [m["user_id"] for m in page["items"]]) \
+            if page["items"] else {}
+        for member in page["items"]:
+            member["budget_group_id"] = groups.get(member["user_id"])
+        return page
 
     @route("PATCH", "/v1/organizations/<org_id>/members/<user_id>", "Edit a member's roles (Owner/Admin)",
            body=schemas.RolesBody(), response=schemas.Member(), errors=(403, 409))
@@ -255,12 +263,117 @@ class GatewayService:
         self._authenticate(request)
         return json_response(schemas.BillingTransfer().dump(call(method, org_id, transfer_id)))
 
-    # ---- credits -----------------------------------------------------------------------------------
-    @route("GET", "/v1/organizations/<org_id>/credits", "Balance and grants (Owner/Billing)",
-           response=schemas.Credits(), errors=(403,))
+    # ---- credits ----------------------------------------------------------------------------------
+    @route("GET", "/v1/organizations/<org_id>/credits", "Balance, this month's spend and the grants holding credit "
+           "(Owner/Billing)", response=schemas.Credits(), errors=(403,))
     def get_credits(self, request, org_id):
         self._authenticate(request)
         return json_response(schemas.Credits().dump(call(self.credits.get_credits, org_id)))
+
+    @route("GET", "/v1/organizations/<org_id>/credits/ledger",
+           "Every grant, spend and expiry with who, when and the balance after, newest first (Owner/Billing)",
+           response=schemas.LedgerPage(), errors=(403,), query={
+               "kind": "grant | spend | expiry", "cursor": "from next_cursor", "limit": "1-200, default 50"})
+    def list_ledger(self, request, org_id):
+        self._authenticate(request)
+        query = load(schemas.LedgerQuery(), request.args.to_dict())
+        page = call(self.credits.list_ledger, org_id, query["kind"], query["cursor"], query["limit"])
+        return json_response(schemas.LedgerPage().dump(page))
+
+    @route("POST", "/v1/organizations/<org_id>/credits/grants",
+           "Add credit: free (may expire) or paid (Owner/Billing)", body=schemas.GrantBody(),
+           response=schemas.Grant(), status=201, errors=(403,),
+           headers={"Idempotency-Key": "optional; a retry with the same key returns the first answer"})
+    def add_grant(self, request, org_id):
+        self._authenticate(request)
+        body = read_json(request, schemas.GrantBody())
+        grant = call(self.credits.add_grant, org_id, body["amount"], body["type"], body["expires_at"],
+                     _idempotency_key(request))
+        return json_response(schemas.Grant().dump(grant), 201)
+
+    @route("POST", "/v1/organizations/<org_id>/usage",
+           "Spend credit on the use of an agent (a member who may use it); dry_run true only evaluates",
+           body=schemas.SpendBody(), response=schemas.Spend(), status=201, errors=(402, 403),
+           headers={"Idempotency-Key": "required unless dry_run: a retry with the same key returns the first "
+                                       "answer (header Idempotent-Replayed: true) and charges nothing"})
+    def spend(self, request, org_id):
+        self._authenticate(request)
+        body = read_json(request, schemas.SpendBody())
+        if body["dry_run"]:
+            evaluation = call(self.credits.evaluate_spend, org_id, body["agent_id"], body["amount"])
+            return json_response(schemas.SpendEvaluation().dump(evaluation))
+        answer = call(self.credits.spend, org_id, body["agent_id"], body["amount"], _idempotency_key(request))
+        headers = {"Idempotent-Replayed": "true"} if answer["replayed"] else None
+        return json_response(schemas.Spend().dump(answer["spend"]), 201, headers=headers)
+
+    @route("GET", "/v1/me/usage", "My spend this month, what I can still spend and what binds, per organization",
+           response=schemas.OrganizationUsagePage())
+    def my_usage(self, request):
+        self._authenticate(request)
+        names = {card["id"]: card["name"]
+                 for card in _every_page(lambda cursor: call(self.orgs.list_organizations, cursor, 200))}
+        items = [dict(usage, organization_name=names[usage["organization_id"]])
+                 for usage in call(self.credits.my_usage, list(names))]
+        return json_response(schemas.OrganizationUsagePage().dump({"items": items, "next_cursor": None}))
+
+    # ---- budget groups -----------------------------------------------------------------------------
+    @route("GET", "/v1/organizations/<org_id>/budget-groups", "Budget groups with member counts (Owner/Admin)",
+           response=schemas.BudgetGroupPage(), errors=(403,),
+           query={"cursor": "from next_cursor", "limit": "1-200, default 50"})
+    def list_budget_groups(self, request, org_id):
+        self._authenticate(request)
+        query = load(schemas.ListQuery(), request.args.to_dict())
+        page = call(self.credits.list_budget_groups, org_id, query["cursor"], query["limit"])
+        return json_response(schemas.BudgetGroupPage().dump(page))
+
+    @route("POST", "/v1/organizations/<org_id>/budget-groups", "Create a budget group (Owner/Admin)",
+           body=schemas.BudgetGroupBody(), response=schemas.BudgetGroup(), status=201, errors=(403,))
+    def create_budget_group(self, request, org_id):
+        self._authenticate(request)
+        body = read_json(request, schemas.BudgetGroupBody())
+        return json_response(schemas.BudgetGroup().dump(call(self.credits.create_budget_group, org_id, body)), 201)
+
+    @route("GET", "/v1/organizations/<org_id>/budget-groups/<group_id>",
+           "A budget group with each member's usage this month against the limit (Owner/Admin)",
+           response=schemas.BudgetGroupDetail(), errors=(403,),
+           query={"cursor": "from members_next_cursor", "limit": "members per page, 1-200, default 50"})
+    def get_budget_group(self, request, org_id, group_id):
+        self._authenticate(request)
+        query = load(schemas.ListQuery(), request.args.to_dict())
+        group = call(self.credits.get_budget_group, org_id, group_id, query["cursor"], query["limit"])
+        return json_response(schemas.BudgetGroupDetail().dump(group))
+
+    @route("PATCH", "/v1/organizations/<org_id>/budget-groups/<group_id>",
+           "Rename or change limits (Owner/Admin); applies from the next spend on",
+           body=schemas.BudgetGroupBody(), response=schemas.BudgetGroup(), errors=(403,))
+    def update_budget_group(self, request, org_id, group_id):
+        self._authenticate(request)
+        body = read_json(request, schemas.BudgetGroupBody())
+        return json_response(schemas.BudgetGroup().dump(
+            call(self.credits.update_budget_group, org_id, group_id, body)))
+
+    @route("DELETE", "/v1/organizations/<org_id>/budget-groups/<group_id>",
+           "Delete a budget group; its members are no longer capped by it (Owner/Admin)", status=204, errors=(403,))
+    def delete_budget_group(self, request, org_id, group_id):
+        self._authenticate(request)
+        call(self.credits.delete_budget_group, org_id, group_id)
+        return Response(status=204)
+
+    @route("PUT", "/v1/organizations/<org_id>/budget-groups/<group_id>/members/<user_id>",
+           "Put a member in the group, out of any other (Owner/Admin); 201 when placed, 200 if already there",
+           response=schemas.BudgetGroupMembership(), status=201, errors=(403, 409))
+    def add_budget_group_member(self, request, org_id, group_id, user_id):
+        self._authenticate(request)
+        answer = call(self.credits.add_budget_group_member, org_id, group_id, user_id)
+        return json_response(schemas.BudgetGroupMembership().dump(answer["membership"]),
+                             201 if answer["created"] else 200)
+
+    @route("DELETE", "/v1/organizations/<org_id>/budget-groups/<group_id>/members/<user_id>",
+           "Take a member out of the group (Owner/Admin)", status=204, errors=(403,))
+    def remove_budget_group_member(self, request, org_id, group_id, user_id):
+        self._authenticate(request)
+        call(self.credits.remove_budget_group_member, org_id, group_id, user_id)
+        return Response(status=204)
 
     # ---- agents ------------------------------------------------------------------------------------
     @route("GET", "/v1/organizations/<org_id>/agents",

@@ -1,6 +1,429 @@
-"""Domain logic of the credits service. The ledger (grants, spends, expiries) arrives with the credits
-issue; until then no grant can exist, so every organization's account is empty."""
+"""Domain logic of the credits service: the ledger (grants, spends, expiries) and the spend decision.
+
+Plain functions over a `Store`, callable without a broker. Membership facts (may the caller use this
+agent?) are checked by the entrypoints over RPC before the write transaction opens; budget groups are
+in budgets.py.
+
+Concurrency: every change to an organization's money first locks its account row (`_locked_account`),
+then re-reads what it decides on. On PostgreSQL that is SELECT ... FOR UPDATE, so two spends of one
+organization run one after the other however many credits replicas there are; on SQLite every write
+transaction already holds the database's single write lock (common.db). So a spend sees every spend
+committed before it, and "balance suffices" and "budget allows" stay true until it commits.
+"""
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import case, func, or_, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+
+from common import idempotency, outbox
+from common.auth import SYSTEM_ACTOR
+from common.errors import BadRequest, PaymentRequired, ValidationFailed
+from common.events import change_event
+from common.money import MAX_BALANCE_UNITS, format_amount, parse_amount
+from common.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor
+from common.timeutil import as_utc, iso, parse_iso, utcnow
+from services.credits.models import (Account, BudgetGroup, BudgetGroupMember, Grant, IdempotentRequest, LedgerEntry,
+                                     MemberUsage, OutboxEvent)
+
+FREE, PAID = "free", "paid"
+GRANT_TYPES = (FREE, PAID)
+LEDGER_KINDS = ("grant", "spend", "expiry")
+BALANCE, BUDGET_GROUP = "balance", "budget_group"
+ACTIVE_GRANTS_SHOWN = 100
 
 
-def credits_page(organization_id):
-    return {"organization_id": organization_id, "balance": "0", "grants": []}
+# ---- time: budgets count per calendar month, UTC (SPEC §5) ------------------------------------------
+def period_of(now):
+    """The budget period `now` falls in, e.g. "2026-11"."""
+    now = as_utc(now)
+    return f"{now.year:04d}-{now.month:02d}"
+
+
+def period_bounds(now):
+    """(start, reset time) of the period `now` falls in: the first of this month and of the next, 00:00 UTC."""
+    now = as_utc(now)
+    start = datetime(now.year, now.month, 1, tzinfo=timezone.utc)
+    resets_at = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=timezone.utc)
+    return start, resets_at
+
+
+# ---- the account lock and the grants ---------------------------------------------------------------
+def _locked_account(session, organization_id, now):
+    """The organization's account, created on first use, locked until the transaction ends."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(insert(Account).values(organization_id=organization_id, balance=0, updated_at=now)
+                    .on_conflict_do_nothing())
+    return session.get(Account, organization_id, with_for_update=True, populate_existing=True)
+
+
+def _live(now):
+    """Grants whose credit still counts at `now` (SPEC §4: expired credit stops counting)."""
+    return or_(Grant.expires_at.is_(None), Grant.expires_at > now)
+
+
+# SPEC §4: free credit first, then the grant that expires soonest (decision: a free grant without an
+# expiry comes after the expiring ones; paid grants never expire and are used oldest first).
+SPEND_ORDER = (case((Grant.type == FREE, 0), else_=1), case((Grant.expires_at.is_(None), 1), else_=0),
+               Grant.expires_at, Grant.created_at, Grant.id)
+
+
+def _spendable_grants(session, organization_id, now, for_update=False):
+    query = (select(Grant).where(Grant.organization_id == organization_id, Grant.remaining > 0, _live(now))
+             .order_by(*SPEND_ORDER))
+    return session.scalars(query.with_for_update() if for_update else query).all()
+
+
+def _spendable_balance(session, organization_id, now):
+    """The balance without credit that expired and was not written off yet (for reads that take no lock)."""
+    return session.scalar(select(func.coalesce(func.sum(Grant.remaining), 0)).where(
+        Grant.organization_id == organization_id, Grant.remaining > 0, _live(now)))
+
+
+def _write_off_expired(session, account, now):
+    """Record the expiry of every grant of the (locked) account that has passed its date with credit left:
+    one ledger entry and one audit event each, actor `system`. Returns how many."""
+    due = session.scalars(select(Grant).where(
+        Grant.organization_id == account.organization_id, Grant.remaining > 0, Grant.expires_at.is_not(None),
+        Grant.expires_at <= now).order_by(Grant.expires_at, Grant.id).with_for_update()).all()
+    for grant in due:
+        written_off, grant.remaining, grant.expired_at = grant.remaining, 0, now
+        account.balance -= written_off
+        entry = _add_entry(session, account, "expiry", written_off, SYSTEM_ACTOR, now, grant=grant)
+        record_event(session, "credits.expired", "update", account.organization_id, SYSTEM_ACTOR, "grant", grant.id,
+                before={"remaining": format_amount(written_off)},
+                after={"remaining": format_amount(0), "ledger_entry_id": entry.id}, now=now)
+    if due:
+        account.updated_at = now
+    return len(due)
+
+
+def _add_entry(session, account, kind, amount, actor, now, grant=None, agent_id=None, allocations=None):
+    entry = LedgerEntry(id=str(uuid.uuid4()), organization_id=account.organization_id, kind=kind, amount=amount,
+                        balance_after=account.balance, actor_id=actor["id"], actor_email=actor.get("email"),
+                        agent_id=agent_id, grant_id=grant.id if grant else None,
+                        grant_type=grant.type if grant else None, allocations=allocations, occurred_at=now)
+    session.add(entry)
+    return entry
+
+
+def record_event(session, type, action, organization_id, actor, target_type, target_id, before=None, after=None,
+            now=None, correlation_id=None):
+    outbox.record(session, OutboxEvent, change_event(type, action, organization_id, actor, target_type, target_id,
+                                                     before=before, after=after, occurred_at=now,
+                                                     correlation_id=correlation_id))
+
+
+def _fingerprint(*parts):
+    """A request's identity for its Idempotency-Key: the same key with other values is refused (409)."""
+    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:32]
+
+
+def _with_key_race_retry(attempt):
+    """Run `attempt()`; if it lost a race on its Idempotency-Key's row (two requests with one key
+    committing at once, e.g. in two organizations), run it once more: it then finds the stored answer."""
+    try:
+        return attempt()
+    except IntegrityError:
+        return attempt()
+
+
+# ---- grants ----------------------------------------------------------------------------------------
+def clean_grant(amount, type, expires_at, now):
+    units = parse_amount(amount, "amount")
+    if type not in GRANT_TYPES:
+        raise ValidationFailed("type must be free or paid.", code="invalid_grant_type", field="type")
+    if expires_at is not None:
+        if type != FREE:
+            raise ValidationFailed("Only free credit can expire.", code="expiry_only_for_free", field="expires_at")
+        try:
+            expires_at = parse_iso(expires_at)
+        except (ValueError, TypeError):
+            raise ValidationFailed("expires_at must be an ISO 8601 time, e.g. 2026-12-31T00:00:00Z.",
+                                   code="invalid_time", field="expires_at")
+        if expires_at <= now:
+            raise ValidationFailed("expires_at must be in the future.", code="expiry_in_past", field="expires_at")
+    return units, type, expires_at
+
+
+def add_grant(store, identity, organization_id, amount, type, expires_at=None, idempotency_key=None, now=None):
+    """Credit comes in (Owner/Billing, checked by the entrypoint): a grant, its ledger entry, one event."""
+    now = now or utcnow()
+    units, type, expires_at = clean_grant(amount, type, expires_at, now)
+    operation = "grant:" + _fingerprint(organization_id, units, type, iso(expires_at))
+
+    def attempt():
+        with store.write() as session:
+            account = _locked_account(session, organization_id, now)
+            replay = idempotency.find_replay(session, IdempotentRequest, identity.id, idempotency_key, operation)
+            if replay is not None:
+                return replay
+            _write_off_expired(session, account, now)
+            if account.balance + units > MAX_BALANCE_UNITS:
+                raise ValidationFailed("This grant would take the balance over the most an account may hold.",
+                                       code="balance_limit", field="amount")
+            grant = Grant(id=str(uuid.uuid4()), organization_id=organization_id, type=type, amount=units,
+                          remaining=units, expires_at=expires_at, created_by=identity.id, created_at=now)
+            session.add(grant)
+            account.balance += units
+            account.updated_at = now
+            entry = _add_entry(session, account, "grant", units, identity.as_actor(), now, grant=grant)
+            answer = dict(grant_dict(grant, now), ledger_entry_id=entry.id)
+            record_event(session, "credits.granted", "create", organization_id, identity.as_actor(), "grant", grant.id,
+                    after={"type": type, "amount": answer["amount"], "expires_at": answer["expires_at"]}, now=now)
+            idempotency.remember(session, IdempotentRequest, identity.id, idempotency_key, operation, answer, now)
+            return answer
+    return _with_key_race_retry(attempt)
+
+
+def grant_dict(grant, now):
+    expired = grant.expired_at is not None or (grant.expires_at is not None and as_utc(grant.expires_at) <= now)
+    return {"id": grant.id, "organization_id": grant.organization_id, "type": grant.type,
+            "amount": format_amount(grant.amount), "remaining": format_amount(0 if expired else grant.remaining),
+            "expires_at": iso(grant.expires_at), "expired": expired, "created_by": grant.created_by,
+            "created_at": iso(grant.created_at)}
+
+
+# ---- what a member may still spend -----------------------------------------------------------------
+@dataclass
+class Allowance:
+    """What binds a member's next spend: the organization's balance and their group's monthly limit."""
+    balance: int
+    used: int                      # the member's spend this period
+    group: BudgetGroup | None
+    now: datetime
+
+    @property
+    def budget_left(self):
+        if self.group is None or self.group.monthly_limit is None:
+            return None
+        return max(0, self.group.monthly_limit - self.used)
+
+    @property
+    def can_spend(self):
+        return self.balance if self.budget_left is None else min(self.balance, self.budget_left)
+
+    @property
+    def binding_limit(self):
+        """Which limit `can_spend` comes from (the budget when both are equal: it is the member's own)."""
+        left = self.budget_left
+        return BUDGET_GROUP if left is not None and left <= self.balance else BALANCE
+
+    def refusal(self, amount):
+        """None if `amount` may be spent, else the 402 to answer (naming what binds)."""
+        if amount <= self.can_spend:
+            return None
+        left = self.budget_left
+        if left is not None and amount > left and (amount <= self.balance or left <= self.balance):
+            budget = self.budget()
+            return PaymentRequired(
+                f"This would take you over your monthly budget of {budget['limit']} in the group "
+                f"\"{budget['budget_group_name']}\" ({budget['used']} used); it resets at {budget['resets_at']}.",
+                code="budget_exceeded", field="amount", details=dict(budget, requested=format_amount(amount)))
+        return PaymentRequired("The organization does not have enough credit for this spend.",
+                               code="insufficient_credits", field="amount",
+                               details={"requested": format_amount(amount)})
+
+    def budget(self):
+        start, resets_at = period_bounds(self.now)
+        group = self.group
+        return {"budget_group_id": group.id if group else None, "budget_group_name": group.name if group else None,
+                "limit": format_amount(group.monthly_limit) if group else None,
+                "used": format_amount(self.used), "remaining": format_amount(self.budget_left),
+                "period": period_of(self.now), "period_start": iso(start), "resets_at": iso(resets_at)}
+
+    def as_dict(self):
+        """What the member is told (the balance itself is for Owner/Billing: only what they can spend)."""
+        return {"can_spend": format_amount(self.can_spend), "binding_limit": self.binding_limit,
+                "budget": self.budget()}
+
+
+def _allowance(session, organization_id, user_id, balance, now):
+    group = session.scalar(select(BudgetGroup).join(BudgetGroupMember, BudgetGroupMember.group_id == BudgetGroup.id)
+                           .where(BudgetGroupMember.organization_id == organization_id,
+                                  BudgetGroupMember.user_id == user_id))
+    usage = session.get(MemberUsage, (organization_id, user_id, period_of(now)))
+    return Allowance(balance=balance, used=usage.used if usage else 0, group=group, now=now)
+
+
+def allowance_of(store, organization_id, user_id, now=None):
+    """The member's allowance as a read (no lock): what they could spend now and which limit binds."""
+    now = now or utcnow()
+    with store.read() as session:
+        return _allowance(session, organization_id, user_id, _spendable_balance(session, organization_id, now), now)
+
+
+def evaluate_spend(store, identity, organization_id, agent_id, amount, now=None):
+    """The dry run of a spend: would it be accepted now, and if not, why (nothing is charged)."""
+    now = now or utcnow()
+    allowance = allowance_of(store, organization_id, identity.id, now)
+    answer = dict(allowance.as_dict(), dry_run=True, organization_id=organization_id, agent_id=agent_id,
+                  amount=None, allowed=None, refusal=None)
+    if amount is not None:
+        units = parse_amount(amount, "amount")
+        refusal = allowance.refusal(units)
+        answer.update(amount=format_amount(units), allowed=refusal is None,
+                      refusal=refusal.to_dict()["error"] if refusal else None)
+    return answer
+
+
+def usage_by_organization(store, user_id, organization_ids, now=None):
+    """The member's usage this period in each organization ("My Credit")."""
+    now = now or utcnow()
+    items = []
+    with store.read() as session:
+        for organization_id in organization_ids:
+            allowance = _allowance(session, organization_id, user_id,
+                                   _spendable_balance(session, organization_id, now), now)
+            items.append(dict(allowance.as_dict(), organization_id=organization_id,
+                              used=format_amount(allowance.used)))
+    return items
+
+
+# ---- spends ----------------------------------------------------------------------------------------
+def clean_spend(amount, idempotency_key):
+    units = parse_amount(amount, "amount")
+    if not idempotency_key:
+        raise BadRequest("A spend needs an Idempotency-Key header, so that a retry never charges twice.",
+                         code="idempotency_key_required", field="Idempotency-Key")
+    return units
+
+
+def spend(store, identity, organization_id, agent_id, amount, idempotency_key, now=None):
+    """Charge the organization for the caller's use of an agent (their right to use it was checked by the
+    entrypoint). In one transaction, under the account lock: a replayed key returns the first answer;
+    otherwise the balance and the caller's monthly budget must both allow the amount, or nothing changes
+    and a 402 names what binds. Returns {"spend", "replayed"}."""
+    now = now or utcnow()
+    units = clean_spend(amount, idempotency_key)
+    operation = "spend:" + _fingerprint(organization_id, agent_id, units)
+
+    def attempt():
+        with store.write() as session:
+            account = _locked_account(session, organization_id, now)
+            replay = idempotency.find_replay(session, IdempotentRequest, identity.id, idempotency_key, operation)
+            if replay is not None:
+                return {"spend": replay, "replayed": True}
+            _write_off_expired(session, account, now)
+            allowance = _allowance(session, organization_id, identity.id, account.balance, now)
+            refusal = allowance.refusal(units)
+            if refusal is not None:
+                raise refusal
+            allocations = _draw(session, organization_id, units, now)
+            account.balance -= units
+            account.updated_at = now
+            used = _add_usage(session, organization_id, identity.id, units, now)
+            entry = _add_entry(session, account, "spend", units, identity.as_actor(), now, agent_id=agent_id,
+                               allocations=allocations)
+            allowance.used = used
+            answer = {"id": entry.id, "organization_id": organization_id, "agent_id": agent_id,
+                      "user_id": identity.id, "amount": format_amount(units), "occurred_at": iso(now),
+                      "budget": allowance.budget()}
+            record_event(session, "credits.spent", "create", organization_id, identity.as_actor(), "spend", entry.id,
+                    after={"amount": answer["amount"], "agent_id": agent_id, "user_id": identity.id}, now=now)
+            idempotency.remember(session, IdempotentRequest, identity.id, idempotency_key, operation, answer, now)
+            return {"spend": answer, "replayed": False}
+    return _with_key_race_retry(attempt)
+
+
+def _draw(session, organization_id, units, now):
+    """Take `units` from the spendable grants in SPEC order; returns [{grant_id, type, amount}]."""
+    allocations, left = [], units
+    for grant in _spendable_grants(session, organization_id, now, for_update=True):
+        take = min(left, grant.remaining)
+        grant.remaining -= take
+        allocations.append({"grant_id": grant.id, "type": grant.type, "amount": format_amount(take)})
+        left -= take
+        if left == 0:
+            return allocations
+    # The balance was checked under the account lock and equals the grants' sum: unreachable unless
+    # the invariant is broken, and then charging must not go on.
+    raise RuntimeError(f"account {organization_id}: grants hold less than the balance")
+
+
+def _add_usage(session, organization_id, user_id, units, now):
+    key = (organization_id, user_id, period_of(now))
+    usage = session.get(MemberUsage, key)
+    if usage is None:
+        usage = MemberUsage(organization_id=organization_id, user_id=user_id, period=key[2], used=0, updated_at=now)
+        session.add(usage)
+    usage.used += units
+    usage.updated_at = now
+    return usage.used
+
+
+# ---- expiry job and the credits page ----------------------------------------------------------------
+def settle_expiries(store, organization_id, now=None):
+    """Write off the organization's expired credit, if any (a read first: usually nothing is due)."""
+    now = now or utcnow()
+    with store.read() as session:
+        if session.scalar(select(Grant.id).where(
+                Grant.organization_id == organization_id, Grant.remaining > 0, Grant.expires_at.is_not(None),
+                Grant.expires_at <= now).limit(1)) is None:
+            return 0
+    with store.write() as session:
+        return _write_off_expired(session, _locked_account(session, organization_id, now), now)
+
+
+def expire_due_grants(store, now=None, max_organizations=500):
+    """The periodic job: write off expired credit everywhere (each organization in its own transaction)."""
+    now = now or utcnow()
+    with store.read() as session:
+        organization_ids = session.scalars(select(Grant.organization_id).distinct().where(
+            Grant.remaining > 0, Grant.expires_at.is_not(None), Grant.expires_at <= now)
+            .limit(max_organizations)).all()
+    return sum(settle_expiries(store, organization_id, now) for organization_id in organization_ids)
+
+
+def credits_page(store, organization_id, now=None):
+    """Balance (free and paid), this period's spend and the grants still holding credit, in spend order."""
+    now = now or utcnow()
+    settle_expiries(store, organization_id, now)
+    with store.read() as session:
+        grants = _spendable_grants(session, organization_id, now)
+        spent = session.scalar(select(func.coalesce(func.sum(MemberUsage.used), 0)).where(
+            MemberUsage.organization_id == organization_id, MemberUsage.period == period_of(now)))
+    start, resets_at = period_bounds(now)
+    return {"organization_id": organization_id,
+            "balance": format_amount(sum(g.remaining for g in grants)),
+            "free_balance": format_amount(sum(g.remaining for g in grants if g.type == FREE)),
+            "paid_balance": format_amount(sum(g.remaining for g in grants if g.type == PAID)),
+            "spent_this_period": format_amount(spent), "period": period_of(now), "resets_at": iso(resets_at),
+            "active_grant_count": len(grants), "grants": [grant_dict(g, now) for g in grants[:ACTIVE_GRANTS_SHOWN]]}
+
+
+# ---- the ledger ------------------------------------------------------------------------------------
+def ledger_page(store, organization_id, kind=None, cursor=None, limit=None):
+    """Every grant, spend and expiry, newest first, keyset-paged."""
+    limit = check_limit(limit)
+    if kind is not None and kind not in LEDGER_KINDS:
+        raise ValidationFailed("kind must be grant, spend or expiry.", code="invalid_kind", field="kind")
+    conditions = [LedgerEntry.organization_id == organization_id]
+    if kind:
+        conditions.append(LedgerEntry.kind == kind)
+    position = decode_cursor(cursor)
+    if position is not None:
+        before = position.get("before")
+        if not isinstance(before, int) or isinstance(before, bool):
+            raise invalid_cursor()
+        conditions.append(LedgerEntry.seq < before)
+    with store.read() as session:
+        rows = session.scalars(select(LedgerEntry).where(*conditions).order_by(LedgerEntry.seq.desc())
+                               .limit(limit + 1)).all()
+    more = len(rows) > limit
+    return {"items": [ledger_entry_dict(e) for e in rows[:limit]],
+            "next_cursor": encode_cursor({"before": rows[limit - 1].seq}) if more else None}
+
+
+def ledger_entry_dict(entry):
+    actor = {"id": entry.actor_id} if entry.actor_email is None else {"id": entry.actor_id, "email": entry.actor_email}
+    return {"id": entry.id, "organization_id": entry.organization_id, "kind": entry.kind,
+            "amount": format_amount(entry.amount), "balance_after": format_amount(entry.balance_after),
+            "actor": actor, "user_id": entry.actor_id if entry.kind == "spend" else None,
+            "agent_id": entry.agent_id, "grant_id": entry.grant_id, "grant_type": entry.grant_type,
+            "allocations": entry.allocations, "occurred_at": iso(entry.occurred_at)}

@@ -1,11 +1,113 @@
-"""Tables of the credits service. Accounts, ledger and budget groups arrive with the credits issue;
-today it has the outbox every service has."""
-from sqlalchemy.orm import DeclarativeBase
+"""Tables of the credits service: each organization's account and ledger, its grants, budget groups and
+their members, each member's usage per month, idempotent requests, processed events, the outbox.
 
+Amounts are whole numbers of ten-thousandths of a credit ("units", common.money), never floats.
+Invariant, kept in every transaction that touches an account (tests check it):
+    account.balance == sum of live grants' remaining == sum of the ledger (grants - spends - expiries)
+"""
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from common.idempotency import IdempotencyMixin
+from common.inbox import ProcessedEventMixin
 from common.outbox import OutboxMixin
 
 
 class Base(DeclarativeBase):
+    pass
+
+
+class Account(Base):
+    """One per organization, created on first use. Its row is the lock that every change to the
+    organization's money takes first (SELECT ... FOR UPDATE on PostgreSQL; SQLite has one writer), so
+    spends, grants and expiries of one organization happen one after the other."""
+    __tablename__ = "accounts"
+
+    organization_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class Grant(Base):
+    """Credit that came in: `free` (may expire) or `paid`. Spends draw `remaining` down (SPEC §4 order:
+    free first, then the soonest expiring); an expiry writes what is left off."""
+    __tablename__ = "grants"
+    __table_args__ = (Index("ix_grants_spendable", "organization_id", "remaining"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(36))
+    type: Mapped[str] = mapped_column(String(8))                 # free | paid
+    amount: Mapped[int] = mapped_column(BigInteger)
+    remaining: Mapped[int] = mapped_column(BigInteger)
+    expires_at = mapped_column(DateTime(timezone=True), nullable=True)
+    expired_at = mapped_column(DateTime(timezone=True), nullable=True)   # when the rest was written off
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class LedgerEntry(Base):
+    """Every grant, spend and expiry, with who, when and the balance after (SPEC §4). Never changed."""
+    __tablename__ = "ledger_entries"
+    __table_args__ = (Index("ix_ledger_organization", "organization_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)   # order; never shown
+    id: Mapped[str] = mapped_column(String(36), unique=True)
+    organization_id: Mapped[str] = mapped_column(String(36))
+    kind: Mapped[str] = mapped_column(String(8))                 # grant | spend | expiry
+    amount: Mapped[int] = mapped_column(BigInteger)              # positive; `kind` says which way
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    actor_id: Mapped[str] = mapped_column(String(128))           # the member, or "system" for an expiry
+    actor_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    agent_id: Mapped[str | None] = mapped_column(String(36), nullable=True)       # spends
+    grant_id: Mapped[str | None] = mapped_column(String(36), nullable=True)       # grants and expiries
+    grant_type: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    allocations: Mapped[list | None] = mapped_column(JSON, nullable=True)         # spends: grants drawn
+    occurred_at = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class MemberUsage(Base):
+    """What a member spent in an organization in one calendar month (UTC), e.g. period "2026-11".
+    Kept whatever group they are in, so moving groups or changing a limit never rewrites the past."""
+    __tablename__ = "member_usage"
+
+    organization_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)
+    used: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class BudgetGroup(Base):
+    __tablename__ = "budget_groups"
+    __table_args__ = (Index("ix_budget_groups_organization", "organization_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(36))
+    name: Mapped[str] = mapped_column(String(200))
+    monthly_limit: Mapped[int | None] = mapped_column(BigInteger, nullable=True)   # None: no limit
+    builder_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)      # None: any number
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at = mapped_column(DateTime(timezone=True), nullable=False)
+    updated_at = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class BudgetGroupMember(Base):
+    """The primary key (organization, user) is what keeps a member in at most one group."""
+    __tablename__ = "budget_group_members"
+
+    organization_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(36), ForeignKey("budget_groups.id", ondelete="CASCADE"),
+                                          index=True)
+    added_by: Mapped[str] = mapped_column(String(128))
+    added_at = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class IdempotentRequest(IdempotencyMixin, Base):
+    pass
+
+
+class ProcessedEvent(ProcessedEventMixin, Base):
     pass
 
 

@@ -9,7 +9,7 @@ from nameko.messaging import consume
 from nameko.rpc import RpcProxy
 
 from common.auth import Auth
-from common.authz import authorize
+from common.authz import authorize, roles_of_members
 from common.db import Database
 from common.errors import NotFound
 from common.events import ORGS_QUEUE, InvalidChangeEvent, parse_change_event
@@ -21,9 +21,6 @@ from services.orgs import agents, domain, reactions
 from services.orgs.models import OutboxEvent
 
 log = logging.getLogger(__name__)
-
-MEMBER_ROLES_BATCH = 500
-
 
 class OrgsService:
     name = "orgs"
@@ -187,10 +184,7 @@ class OrgsService:
         agents.check_transfer(source_roles, destination_roles, organization_id, destination_organization_id,
                               dry_run)
         people = agents.people_of(self.db, identity, source_roles, organization_id, agent_id)
-        people_roles = {}
-        for start in range(0, len(people), MEMBER_ROLES_BATCH):   # members answers for at most 500 at once
-            people_roles.update(call(self.members.member_roles, destination_organization_id,
-                                     people[start:start + MEMBER_ROLES_BATCH]))
+        people_roles = roles_of_members(self.members, destination_organization_id, people)
         return agents.transfer_agent(self.db, identity, source_roles, destination_roles, organization_id,
                                      agent_id, destination_organization_id, dry_run, people_roles)
 
@@ -201,6 +195,12 @@ class OrgsService:
         organization_profile it does not ask members back (no call cycle)."""
         self.auth.require()
         return agents.check_agent_ids(self.db, organization_id, agent_ids)
+
+    @rpc
+    def check_agent_use(self, organization_id, agent_id):
+        """For credits, before a spend: the caller may use the agent (403/404 otherwise)."""
+        identity = self.auth.require()
+        return agents.check_agent_use(self.db, identity, self._roles(organization_id), organization_id, agent_id)
 
     def _roles(self, organization_id):
         """The caller's roles in the organization; NotFound (from members) if they are not a member."""

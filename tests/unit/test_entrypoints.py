@@ -73,7 +73,7 @@ def test_transfer_asks_members_about_many_people_in_batches(make_store, alice):
     """members.member_roles answers for at most 500 user ids (MAX_ROLES_LOOKUP); an agent assigned to
     more people is asked about in batches, and every answer counts."""
     from services.members.domain import MAX_ROLES_LOOKUP
-    from services.orgs.service import MEMBER_ROLES_BATCH
+    from common.authz import MEMBER_ROLES_BATCH
     assert MEMBER_ROLES_BATCH <= MAX_ROLES_LOOKUP
     store = make_store("orgs")
     org = domain.create_collective(store, alice, "Source")["id"]

@@ -13,6 +13,9 @@ SPEC = {
     "manage_budget_groups": "owner admin",
     "create_agents": "owner admin builder",
     "view_billing": "owner billing",
+    "grant_credits": "owner billing",
+    "use_any_agent": "owner admin",
+    "use_granted_agents": "builder member",
     "view_audit": "owner admin",
     "view_members": "owner admin builder member billing",
 }

@@ -1,0 +1,256 @@
+"""Budget groups (SPEC §5): a monthly limit per member and a limit on how many Builders a group holds.
+
+Plain functions over a `Store`. Who may manage groups (Owner/Admin) and members' roles are checked by
+the entrypoints over RPC first. A member is in at most one group: the primary key of
+budget_group_members is (organization, user).
+"""
+import uuid
+
+from sqlalchemy import func, select
+
+from common.errors import Conflict, NotFound, ValidationFailed
+from common.events import changed_fields
+from common.money import format_amount, parse_amount
+from common.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor, page_of_query
+from common.timeutil import iso, utcnow
+from services.credits.domain import record_event, period_bounds, period_of
+from services.credits.models import BudgetGroup, BudgetGroupMember, MemberUsage
+
+NAME_MAX_LENGTH = 200
+BUILDER_LIMIT_MAX = 100000
+GROUP_FIELDS = ("name", "monthly_limit", "builder_limit")
+
+
+def budget_group_not_found():
+    return NotFound("Budget group not found.", code="budget_group_not_found", field="budget_group_id")
+
+
+class GroupChanged(Exception):
+    """The group's members or builder limit changed between the roles lookup and the assignment."""
+
+
+def clean_fields(data, creating):
+    """The group fields in `data`, checked: name required on create (trimmed, at most 200 characters),
+    monthly_limit an amount >= 0 or null (no limit), builder_limit a whole number >= 0 or null."""
+    if not isinstance(data, dict):
+        raise ValidationFailed("The body must be an object.", code="invalid_body")
+    unknown = sorted(set(data) - set(GROUP_FIELDS))
+    if unknown:
+        raise ValidationFailed(f"Unknown field: {unknown[0]}.", code="unknown_field", field=unknown[0])
+    if creating and "name" not in data:
+        data = dict(data, name=None)
+    cleaned = {}
+    if "name" in data:
+        name = data["name"]
+        if name is None or (isinstance(name, str) and not name.strip()):
+            raise ValidationFailed("Budget group name is required.", code="name_required", field="name")
+        if not isinstance(name, str):
+            raise ValidationFailed("name must be a string.", code="invalid_type", field="name")
+        if len(name.strip()) > NAME_MAX_LENGTH:
+            raise ValidationFailed(f"Name must be {NAME_MAX_LENGTH} characters or fewer.", code="name_too_long",
+                                   field="name")
+        cleaned["name"] = name.strip()
+    if "monthly_limit" in data:
+        limit = data["monthly_limit"]
+        cleaned["monthly_limit"] = None if limit is None else parse_amount(limit, "monthly_limit", allow_zero=True)
+    if "builder_limit" in data:
+        limit = data["builder_limit"]
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or not 0 <= limit <= BUILDER_LIMIT_MAX):
+            raise ValidationFailed(f"builder_limit must be a whole number from 0 to {BUILDER_LIMIT_MAX}, or null.",
+                                   code="invalid_builder_limit", field="builder_limit")
+        cleaned["builder_limit"] = limit
+    return cleaned
+
+
+def _shown(fields):
+    """Field values as events and answers show them (amounts as strings)."""
+    return {k: format_amount(v) if k == "monthly_limit" else v for k, v in fields.items()}
+
+
+def _group(session, organization_id, group_id, for_update=False):
+    if not isinstance(group_id, str) or len(group_id) > 64:
+        raise budget_group_not_found()
+    group = session.get(BudgetGroup, group_id, with_for_update=for_update, populate_existing=for_update)
+    if group is None or group.organization_id != organization_id:
+        raise budget_group_not_found()
+    return group
+
+
+def _member_count(session, group_id):
+    return session.scalar(select(func.count()).where(BudgetGroupMember.group_id == group_id))
+
+
+def group_dict(group, member_count):
+    return {"id": group.id, "organization_id": group.organization_id, "name": group.name,
+            "monthly_limit": format_amount(group.monthly_limit),
+            "monthly_limit_label": "No limit" if group.monthly_limit is None else format_amount(group.monthly_limit),
+            "builder_limit": group.builder_limit, "member_count": member_count, "created_by": group.created_by,
+            "created_at": iso(group.created_at), "updated_at": iso(group.updated_at)}
+
+
+def create_group(store, identity, organization_id, data, now=None):
+    now = now or utcnow()
+    fields = dict({"monthly_limit": None, "builder_limit": None}, **clean_fields(data, creating=True))
+    with store.write() as session:
+        group = BudgetGroup(id=str(uuid.uuid4()), organization_id=organization_id, created_by=identity.id,
+                            created_at=now, updated_at=now, **fields)
+        session.add(group)
+        record_event(session, "budget_group.created", "create", organization_id, identity.as_actor(), "budget_group",
+                group.id, after=_shown(fields), now=now)
+        return group_dict(group, 0)
+
+
+def list_groups(store, organization_id, cursor=None, limit=None):
+    """Groups by name with their member count; a group without a monthly limit shows "No limit"."""
+    count = (select(func.count()).where(BudgetGroupMember.group_id == BudgetGroup.id)
+             .correlate(BudgetGroup).scalar_subquery())
+    query = (select(BudgetGroup, count).where(BudgetGroup.organization_id == organization_id)
+             .order_by(func.lower(BudgetGroup.name), BudgetGroup.id))
+    with store.read() as session:
+        page = page_of_query(session, query, cursor, limit, scalars=False)
+    return {"items": [group_dict(group, members) for group, members in page["items"]],
+            "next_cursor": page["next_cursor"]}
+
+
+def get_group(store, organization_id, group_id, cursor=None, limit=None, now=None):
+    """The group with each member's usage this period against its limit (members keyset-paged by id)."""
+    now = now or utcnow()
+    limit = check_limit(limit)
+    position = decode_cursor(cursor)
+    after_user = None
+    if position is not None:
+        after_user = position.get("user_id")
+        if not isinstance(after_user, str):
+            raise invalid_cursor()
+    with store.read() as session:
+        group = _group(session, organization_id, group_id)
+        query = (select(BudgetGroupMember, MemberUsage.used)
+                 .outerjoin(MemberUsage, (MemberUsage.organization_id == BudgetGroupMember.organization_id)
+                            & (MemberUsage.user_id == BudgetGroupMember.user_id)
+                            & (MemberUsage.period == period_of(now)))
+                 .where(BudgetGroupMember.group_id == group.id).order_by(BudgetGroupMember.user_id))
+        if after_user is not None:
+            query = query.where(BudgetGroupMember.user_id > after_user)
+        rows = session.execute(query.limit(limit + 1)).all()
+        answer = group_dict(group, _member_count(session, group.id))
+    start, resets_at = period_bounds(now)
+    members = []
+    for member, used in rows[:limit]:
+        used = used or 0
+        left = None if group.monthly_limit is None else max(0, group.monthly_limit - used)
+        members.append({"user_id": member.user_id, "used": format_amount(used), "limit": answer["monthly_limit"],
+                        "remaining": format_amount(left), "added_at": iso(member.added_at)})
+    more = len(rows) > limit
+    answer.update(period=period_of(now), period_start=iso(start), resets_at=iso(resets_at), members=members,
+                  members_next_cursor=encode_cursor({"user_id": rows[limit - 1][0].user_id}) if more else None)
+    return answer
+
+
+def update_group(store, identity, organization_id, group_id, data, now=None):
+    """Change name or limits. A new limit applies from the next spend on; past usage is kept as it was."""
+    now = now or utcnow()
+    fields = clean_fields(data, creating=False)
+    with store.write() as session:
+        group = _group(session, organization_id, group_id, for_update=True)
+        before, after = changed_fields({k: getattr(group, k) for k in fields}, fields)
+        if before:
+            for name, value in after.items():
+                setattr(group, name, value)
+            group.updated_at = now
+            record_event(session, "budget_group.updated", "update", organization_id, identity.as_actor(), "budget_group",
+                    group.id, before=_shown(before), after=_shown(after), now=now)
+        return group_dict(group, _member_count(session, group.id))
+
+
+def delete_group(store, identity, organization_id, group_id, now=None):
+    """Delete the group; its members are no longer capped by it."""
+    now = now or utcnow()
+    with store.write() as session:
+        group = _group(session, organization_id, group_id, for_update=True)
+        count = _member_count(session, group.id)
+        session.execute(BudgetGroupMember.__table__.delete().where(BudgetGroupMember.group_id == group.id))
+        session.delete(group)
+        record_event(session, "budget_group.deleted", "delete", organization_id, identity.as_actor(), "budget_group",
+                group.id, before=dict(_shown({k: getattr(group, k) for k in GROUP_FIELDS}), member_count=count),
+                now=now)
+
+
+# ---- members of groups -----------------------------------------------------------------------------
+def group_snapshot(store, organization_id, group_id):
+    """The group's builder limit and members: what the entrypoint needs the members' roles for."""
+    with store.read() as session:
+        group = _group(session, organization_id, group_id)
+        ids = session.scalars(select(BudgetGroupMember.user_id).where(BudgetGroupMember.group_id == group.id)).all()
+        return {"builder_limit": group.builder_limit, "member_ids": sorted(ids)}
+
+
+def assign_member(store, identity, organization_id, group_id, user_id, is_builder, builders_in_group, snapshot,
+                  now=None):
+    """Put a member in the group (moving them out of another one). A Builder is refused when the group
+    already holds `builder_limit` Builders. `builders_in_group` was counted from the members' roles in
+    `snapshot`; if the group changed since, GroupChanged (the entrypoint looks the roles up again).
+    Returns (membership, created)."""
+    now = now or utcnow()
+    with store.write() as session:
+        group = _group(session, organization_id, group_id, for_update=True)
+        current = session.get(BudgetGroupMember, (organization_id, user_id), with_for_update=True)
+        if current is not None and current.group_id == group.id:
+            return membership_dict(current), False
+        if is_builder and group.builder_limit is not None:
+            ids = session.scalars(select(BudgetGroupMember.user_id)
+                                  .where(BudgetGroupMember.group_id == group.id)).all()
+            if group.builder_limit != snapshot["builder_limit"] or sorted(ids) != snapshot["member_ids"]:
+                raise GroupChanged()
+            if builders_in_group >= group.builder_limit:
+                raise Conflict(f"The group \"{group.name}\" may hold at most {group.builder_limit} Builder(s) and "
+                               f"is full.", code="builder_limit_reached", field="user_id",
+                               details={"builder_limit": group.builder_limit, "builders": builders_in_group})
+        previous = current.group_id if current is not None else None
+        if current is None:
+            current = BudgetGroupMember(organization_id=organization_id, user_id=user_id)
+            session.add(current)
+        current.group_id, current.added_by, current.added_at = group.id, identity.id, now
+        record_event(session, "member.budget_group_changed", "update", organization_id, identity.as_actor(), "member",
+                user_id, before={"budget_group_id": previous}, after={"budget_group_id": group.id}, now=now)
+        return membership_dict(current), True
+
+
+def unassign_member(store, identity, organization_id, group_id, user_id, now=None):
+    """Take a member out of the group (they are then capped by no group)."""
+    now = now or utcnow()
+    with store.write() as session:
+        group = _group(session, organization_id, group_id, for_update=True)
+        current = session.get(BudgetGroupMember, (organization_id, user_id), with_for_update=True) \
+            if isinstance(user_id, str) else None
+        if current is None or current.group_id != group.id:
+            raise NotFound("This member is not in the budget group.", code="not_in_budget_group", field="user_id")
+        session.delete(current)
+        record_event(session, "member.budget_group_changed", "update", organization_id, identity.as_actor(), "member",
+                user_id, before={"budget_group_id": group.id}, after={"budget_group_id": None}, now=now)
+
+
+def forget_member(session, event):
+    """A member left or was removed (their event): out of their group, audited as a consequence of it."""
+    organization_id, user_id = event["organization_id"], event["target"]["id"]
+    current = session.get(BudgetGroupMember, (organization_id, user_id))
+    if current is None:
+        return False
+    session.delete(current)
+    record_event(session, "member.budget_group_changed", "update", organization_id, event["actor"], "member", user_id,
+            before={"budget_group_id": current.group_id}, after={"budget_group_id": None},
+            correlation_id=event["event_id"])
+    return True
+
+
+def groups_of_members(store, organization_id, user_ids):
+    """{user_id: budget_group_id} for those of `user_ids` who are in a group (the member list shows it)."""
+    with store.read() as session:
+        rows = session.execute(select(BudgetGroupMember.user_id, BudgetGroupMember.group_id).where(
+            BudgetGroupMember.organization_id == organization_id, BudgetGroupMember.user_id.in_(user_ids))).all()
+    return dict(rows)
+
+
+def membership_dict(membership):
+    return {"user_id": membership.user_id, "budget_group_id": membership.group_id,
+            "added_by": membership.added_by, "added_at": iso(membership.added_at)}
