@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import BigInteger, case, cast, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -79,9 +79,14 @@ def _spendable_grants(session, organization_id, now, for_update=False):
     return session.scalars(query.with_for_update() if for_update else query).all()
 
 
+def _sum(column):
+    """SUM of a units column as a whole number (PostgreSQL sums BIGINT into NUMERIC, i.e. a Decimal)."""
+    return cast(func.coalesce(func.sum(column), 0), BigInteger)
+
+
 def _spendable_balance(session, organization_id, now):
     """The balance without credit that expired and was not written off yet (for reads that take no lock)."""
-    return session.scalar(select(func.coalesce(func.sum(Grant.remaining), 0)).where(
+    return session.scalar(select(_sum(Grant.remaining)).where(
         Grant.organization_id == organization_id, Grant.remaining > 0, _live(now)))
 
 
@@ -386,7 +391,7 @@ def credits_page(store, organization_id, now=None):
     settle_expiries(store, organization_id, now)
     with store.read() as session:
         grants = _spendable_grants(session, organization_id, now)
-        spent = session.scalar(select(func.coalesce(func.sum(MemberUsage.used), 0)).where(
+        spent = session.scalar(select(_sum(MemberUsage.used)).where(
             MemberUsage.organization_id == organization_id, MemberUsage.period == period_of(now)))
     start, resets_at = period_bounds(now)
     return {"organization_id": organization_id,

@@ -1,15 +1,18 @@
 """SPEC §2's permission matrix, run through the gateway against the running system: every action
-that has a route today, as a holder of each single role and as a non-member.
+that has a route, as a holder of each single role and as a non-member.
 
 The table below is written from SPEC §2 by hand, not imported from common.permissions, so that a
-wrong matrix in the code fails here. Rows whose routes arrive with later issues (budget groups,
-using agents) join this table with those issues; common.permissions covers them in
-tests/unit/test_permissions.py meanwhile.
+wrong matrix in the code fails here.
 
 Agent rows: the agent is assigned to the actor (so a Member or Builder sees it and a refusal is a 403,
 not a 404), and a Builder is made a contributor for "edit an agent one contributes to". A Billing-only
 member cannot see agents at all, so where seeing decides (editing) they get 404 agent_not_found; where
-the role alone decides (Owner/Admin-only actions) they get the 403 without the agent being looked up.
+the role alone decides (Owner/Admin-only actions, using agents at all) they get the 403 without the
+agent being looked up.
+
+Using agents (spending credit through them, SPEC §2 "use agents"): Owner/Admin any agent, a Builder
+those they contribute to or are assigned, a Member those assigned to them. An agent a Builder or
+Member may not use is one they cannot see: 404 agent_not_found, like an unknown id.
 """
 import pytest
 
@@ -35,9 +38,21 @@ ALLOWED = {   # action -> roles that may do it (SPEC §2)
     "assign an agent": {"owner", "admin"},
     "transfer an agent": {"owner", "admin"},
     "view an agent's audit trail": {"owner", "admin"},
+    "add credit": {"owner", "billing"},
+    "view the ledger": {"owner", "billing"},
+    "use an agent assigned to one": {"owner", "admin", "builder", "member"},
+    "use an agent one contributes to": {"owner", "admin", "builder"},
+    "use an agent neither assigned nor contributed to": {"owner", "admin"},
+    "create a budget group": {"owner", "admin"},
+    "edit a budget group": {"owner", "admin"},
+    "delete a budget group": {"owner", "admin"},
+    "put a member in a budget group": {"owner", "admin"},
+    "view budget groups": {"owner", "admin"},
 }
 EDIT_AGENT = {"edit an agent one contributes to", "edit an agent one does not contribute to"}
 REFUSAL_CODE = {"transfer an agent": "source_role_required"}
+USE_AGENT = {"use an agent assigned to one", "use an agent one contributes to",
+             "use an agent neither assigned nor contributed to"}
 
 
 def organization_with(system, role):
@@ -86,6 +101,15 @@ def attempt(system, action, founder, org, actor):
         return actor.get(f"{base}/audit"), None
     if action == "view the member list":
         return actor.get(f"{base}/members"), None
+    if action == "add credit":
+        response = actor.post(f"{base}/credits/grants", json={"amount": "5", "type": "paid"})
+        return response, lambda: ok(founder.get(f"{base}/credits"))["balance"] == "5.0000"
+    if action == "view the ledger":
+        return actor.get(f"{base}/credits/ledger"), None
+    if action in BUDGET_GROUP_ACTIONS:
+        return budget_group_attempt(system, action, founder, org, actor)
+    if action in USE_AGENT:
+        return use_attempt(action, founder, org, actor)
     if action == "create an agent":
         response = actor.post(f"{base}/agents", json={"name": "By the actor"})
         return response, lambda: agent_names(founder, org) == ["By the actor"]
@@ -121,6 +145,46 @@ def attempt(system, action, founder, org, actor):
     raise AssertionError(action)
 
 
+BUDGET_GROUP_ACTIONS = {"create a budget group", "edit a budget group", "delete a budget group",
+                        "put a member in a budget group", "view budget groups"}
+
+
+def budget_group_attempt(system, action, founder, org, actor):
+    groups = f"/v1/organizations/{org}/budget-groups"
+    if action == "create a budget group":
+        response = actor.post(groups, json={"name": "By the actor", "monthly_limit": "10"})
+        return response, lambda: [g["name"] for g in ok(founder.get(groups))["items"]] == ["By the actor"]
+    group = ok(founder.post(groups, json={"name": "Team"}), 201)
+    path = f"{groups}/{group['id']}"
+    if action == "edit a budget group":
+        response = actor.patch(path, json={"monthly_limit": "3.5"})
+        return response, lambda: ok(founder.get(path))["monthly_limit"] == "3.5000"
+    if action == "delete a budget group":
+        response = actor.delete(path)
+        return response, lambda: founder.get(path).status_code == 404
+    if action == "put a member in a budget group":
+        target = join(system, founder, org, ["member"], "target")
+        response = actor.put(f"{path}/members/{target.id}")
+        return response, lambda: [m["user_id"] for m in ok(founder.get(path))["members"]] == [target.id]
+    return actor.get(groups), None
+
+
+def use_attempt(action, founder, org, actor):
+    """A spend through an agent the actor is assigned to, contributes to (Builders), or neither."""
+    base = f"/v1/organizations/{org}"
+    ok(founder.post(f"{base}/credits/grants", json={"amount": "10", "type": "paid"}), 201)
+    agent = create_agent(founder, org, "The agent")
+    path = f"{base}/agents/{agent['id']}"
+    member = not hasattr(actor, "outsider")
+    if member and action == "use an agent assigned to one":
+        ok(founder.put(f"{path}/assignees/{actor.id}"), 201)
+    if member and action == "use an agent one contributes to" and "builder" in ok(actor.get(base))["roles"]:
+        ok(founder.post(f"{path}/contributors", json={"user_id": actor.id}), 201)
+    response = actor.post(f"{base}/usage", json={"agent_id": agent["id"], "amount": "1.25"},
+                          headers={"Idempotency-Key": "matrix"})
+    return response, lambda: ok(founder.get(f"{base}/credits"))["balance"] == "8.7500"
+
+
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("action", list(ALLOWED))
 def test_permission_matrix(system, action, role):
@@ -131,6 +195,8 @@ def test_permission_matrix(system, action, role):
     elif role == "non-member":   # non-members cannot even see the organization
         assert (response.status_code, response.json()["error"]["code"]) == (404, "organization_not_found")
     elif role == "billing" and action in EDIT_AGENT:   # nor can Billing-only members see agents
+        assert (response.status_code, response.json()["error"]["code"]) == (404, "agent_not_found")
+    elif role in ("builder", "member") and action in USE_AGENT:   # an agent they may not use is one they cannot see
         assert (response.status_code, response.json()["error"]["code"]) == (404, "agent_not_found")
     else:
         assert response.status_code == 403, response.text
