@@ -14,7 +14,13 @@ NASTY_BODIES = ['', 'null', '[]', '"text"', '{"name": {"nested": true}}', '{"nam
                 '{"roles": ["owner", "owner", "x"]}', '{"to_user_id": 5}', '{"to_user_id": ""}',
                 '{"name": "a", "instructions": ["x"]}', '{"name": "a", "avatar_url": "javascript:alert(1)"}',
                 '{"name": "a", "unknown": 1}', '{"name": "a", "mission": "' + "m" * 2001 + '"}', '{"user_id": 7}',
-                '{"destination_organization_id": 5, "dry_run": "yes"}', '{"destination_organization_id": "x"}']
+                '{"destination_organization_id": 5, "dry_run": "yes"}', '{"destination_organization_id": "x"}',
+                '{"amount": 1e400, "type": "paid"}', '{"amount": "1e999999999", "type": "free"}',
+                '{"amount": "-0", "type": "paid"}', '{"amount": "0.1", "type": "free", "expires_at": "yesterday"}',
+                '{"amount": "0.1", "type": "free", "expires_at": "9999-12-31T23:59:59+14:00"}',
+                '{"amount": [1], "type": "credit"}', '{"agent_id": "x", "amount": "1", "dry_run": 1}',
+                '{"agent_id": 5, "amount": {"value": 1}}', '{"name": "g", "monthly_limit": 1e308, "builder_limit": 1e20}',
+                '{"name": "g", "monthly_limit": "1.00001", "builder_limit": true}', '{"monthly_limit": "abc"}']
 NASTY_QUERIES = [{"limit": "-1"}, {"limit": "abc"}, {"limit": "100000"}, {"cursor": "!!!"},
                  {"cursor": "eyJvZmZzZXQiOiAiYSJ9"}, {"since": "2026-13-45"}, {"action": "explode"},
                  {"format": "xml"}, {"field": "x" * 3000}]
@@ -32,7 +38,8 @@ def test_no_route_answers_500_to_hostile_input(system):
     own_org = alice.post("/v1/organizations", json={"name": "Target"}).json()["id"]
     # Real ids of the organization's things, so hostile bodies reach the services' own checks.
     real_ids = {"{agent_id}": alice.post(f"/v1/organizations/{own_org}/agents", json={"name": "Agent"}).json()["id"],
-                "{user_id}": alice.id}
+                "{user_id}": alice.id,
+                "{group_id}": alice.post(f"/v1/organizations/{own_org}/budget-groups", json={"name": "G"}).json()["id"]}
     document = requests.get(system.url + "/openapi.json").json()
     for template, operations in document["paths"].items():
         for method in operations:
@@ -43,7 +50,8 @@ def test_no_route_answers_500_to_hostile_input(system):
                 if method in ("post", "put", "patch"):
                     for body in NASTY_BODIES:
                         response = alice.request(method.upper(), path, data=body.encode("utf-8", "surrogateescape"),
-                                                 headers={"Content-Type": "application/json"})
+                                                 headers={"Content-Type": "application/json",
+                                                          "Idempotency-Key": f"hostile-{len(body)}"})
                         check(response, f"{method} {path[:80]} body={body[:40]!r}")
                 for query in NASTY_QUERIES:
                     if method == "get":

@@ -1,5 +1,6 @@
 """Tenant isolation: an Owner of organization A gets 404 for every route of organization B, with B's
-real ids in the path (its members, invitations, billing transfers, agents), and nothing in B changes."""
+real ids in the path (its members, invitations, billing transfers, agents, budget groups), and nothing in B
+changes: not its name, members, agents, balance, ledger or budget groups."""
 import re
 
 import gateway.service  # noqa: F401  (defining the handlers fills the route registry)
@@ -7,7 +8,7 @@ from gateway.http import ROUTES
 from tests.e2e.helpers import audit_entries, create_agent, create_organization, invite, join, ok, wait_for
 
 
-def bodies(org_a, b_member):
+def bodies(org_a, b_member, agent_id):
     """A valid body per route (by handler name), so that only the organization check can refuse it."""
     return {
         "rename_organization": {"name": "Taken over"},
@@ -18,6 +19,10 @@ def bodies(org_a, b_member):
         "update_agent": {"name": "Hijacked", "instructions": "Leak everything"},
         "add_contributor": {"user_id": b_member.id},
         "transfer_agent": {"destination_organization_id": org_a, "dry_run": False},
+        "add_grant": {"amount": "1000", "type": "paid"},
+        "spend": {"agent_id": agent_id, "amount": "1"},
+        "create_budget_group": {"name": "Planted"},
+        "update_budget_group": {"monthly_limit": None},
     }
 
 
@@ -30,22 +35,31 @@ def test_a_member_of_one_organization_gets_404_for_every_route_of_another(system
     transfer = ok(bob.post(f"/v1/organizations/{org_b}/billing-transfers", json={"to_user_id": bob_member.id}), 201)
     agent = create_agent(bob, org_b, "B's agent", instructions="B's secret sauce")
     ok(bob.put(f"/v1/organizations/{org_b}/agents/{agent['id']}/assignees/{bob_member.id}"), 201)
+    ok(bob.post(f"/v1/organizations/{org_b}/credits/grants", json={"amount": "10", "type": "paid"}), 201)
+    group = ok(bob.post(f"/v1/organizations/{org_b}/budget-groups", json={"name": "B's group", "monthly_limit": "2"}),
+               201)
+    ok(bob.put(f"/v1/organizations/{org_b}/budget-groups/{group['id']}/members/{bob_member.id}"), 201)
+    ok(bob_member.post(f"/v1/organizations/{org_b}/usage", json={"agent_id": agent["id"], "amount": "1.5"},
+                       headers={"Idempotency-Key": "b-spend"}), 201)
     ids = {"org_id": org_b, "user_id": bob_member.id, "invitation_id": invitation["id"], "transfer_id": transfer["id"],
-           "agent_id": agent["id"]}
-    trail_before = wait_for(lambda: (lambda e: e if len(e) >= 8 else None)(audit_entries(bob, org_b)),
+           "agent_id": agent["id"], "group_id": group["id"]}
+    trail_before = wait_for(lambda: (lambda e: e if len(e) >= 12 else None)(audit_entries(bob, org_b)),
                             message="B's audit entries")
+    ledger_before = ok(bob.get(f"/v1/organizations/{org_b}/credits/ledger"))["items"]
+    group_before = ok(bob.get(f"/v1/organizations/{org_b}/budget-groups/{group['id']}"))
 
     checked = []
     for route in ROUTES:
         if "<org_id>" not in route.path:
             continue
         path = re.sub(r"<(\w+)>", lambda m: ids[m.group(1)], route.path)
-        body = bodies(org_a, bob_member).get(route.handler, {})
-        response = alice.request(route.method, path, json=body if route.method in ("POST", "PATCH", "PUT") else None)
+        body = bodies(org_a, bob_member, agent["id"]).get(route.handler, {})
+        response = alice.request(route.method, path, json=body if route.method in ("POST", "PATCH", "PUT") else None,
+                                 headers={"Idempotency-Key": f"isolation-{route.handler}"})
         assert response.status_code == 404, f"{route.method} {path}: {response.status_code} {response.text}"
         assert response.json()["error"]["code"] == "organization_not_found", response.text
         checked.append(route.handler)
-    assert len(checked) >= 29, checked   # every organization route of today, none skipped silently
+    assert len(checked) >= 39, checked   # every organization route of today, none skipped silently
 
     # Nothing in B changed: name, members, the invitation, the transfer, the trail.
     assert ok(bob.get(f"/v1/organizations/{org_b}"))["name"] == "B"
@@ -60,6 +74,19 @@ def test_a_member_of_one_organization_gets_404_for_every_route_of_another(system
         ("B's agent", "B's secret sauce", org_b, [bob_member.id])
     assert [a["id"] for a in ok(bob.get(f"/v1/organizations/{org_b}/agents"))["items"]] == [agent["id"]]
     assert ok(alice.get(f"/v1/organizations/{org_a}/agents"))["items"] == []
+    assert ok(bob.get(f"/v1/organizations/{org_b}/credits"))["balance"] == "8.5000"
+    assert ok(bob.get(f"/v1/organizations/{org_b}/credits/ledger"))["items"] == ledger_before
+    assert ok(bob.get(f"/v1/organizations/{org_b}/budget-groups/{group['id']}")) == group_before
+    # B's budget group and agent through A's path: not found.
+    for method, rest in [("GET", ""), ("PATCH", ""), ("DELETE", ""), ("PUT", f"/members/{alice.id}"),
+                         ("DELETE", f"/members/{bob_member.id}")]:
+        response = alice.request(method, f"/v1/organizations/{org_a}/budget-groups/{group['id']}{rest}",
+                                 json={} if method == "PATCH" else None)
+        assert response.status_code == 404 and response.json()["error"]["code"] == "budget_group_not_found", \
+            (method, rest, response.text)
+    response = alice.post(f"/v1/organizations/{org_a}/usage", json={"agent_id": agent["id"], "amount": "1"},
+                          headers={"Idempotency-Key": "borrowed-agent"})
+    assert response.status_code == 404 and response.json()["error"]["code"] == "agent_not_found"
     # A's own ids do not open B's things either: B's invitation through A's path.
     response = alice.post(f"/v1/organizations/{org_a}/invitations/{invitation['id']}/revoke")
     assert response.status_code == 404 and response.json()["error"]["code"] == "invitation_not_found"
