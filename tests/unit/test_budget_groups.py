@@ -259,12 +259,12 @@ def test_get_pages_members_by_user_id(store, alice):
     assert [m["user_id"] for m in after_carl["members"]] == ["dave"]
 
 
-@pytest.mark.parametrize("cursor", [encode_cursor({"user_id": 5}), encode_cursor({"offset": 1}), "%%%"])
-def test_get_refuses_a_bad_members_cursor(store, alice, cursor):
+def test_get_refuses_a_bad_members_cursor(store, alice):
     group = new_group(store, alice)
-    with pytest.raises(BadRequest) as err:
-        budgets.get_group(store, ORG, group, cursor=cursor)
-    assert err.value.code == "invalid_cursor"
+    for cursor in (encode_cursor({"user_id": 5}), encode_cursor({"offset": 1}), encode_cursor(["bob"]), "%%%"):
+        with pytest.raises(BadRequest) as err:
+            budgets.get_group(store, ORG, group, cursor=cursor)
+        assert err.value.code == "invalid_cursor", cursor
 
 
 # ---- update / delete -----------------------------------------------------------------------------------
@@ -347,11 +347,12 @@ def test_another_organizations_group_is_not_found(store, alice):
     assert [e["type"] for e in events(store)] == ["budget_group.created", CHANGED]
 
 
-@pytest.mark.parametrize("group_id", ["no-such-group", None, 42, "x" * 65])
-def test_unknown_group_ids_are_not_found(store, alice, group_id):
-    with pytest.raises(NotFound) as err:
-        budgets.get_group(store, ORG, group_id)
-    assert err.value.code == "budget_group_not_found"
+def test_unknown_group_ids_are_not_found(store, alice):
+    new_group(store, alice)
+    for group_id in ("no-such-group", None, 42, "x" * 65):
+        with pytest.raises(NotFound) as err:
+            budgets.get_group(store, ORG, group_id)
+        assert err.value.code == "budget_group_not_found", group_id
 
 
 # ---- members of groups ---------------------------------------------------------------------------------
@@ -454,13 +455,13 @@ def test_a_member_removed_since_the_snapshot_is_group_changed(store, alice):
     assert member_rows(store) == []
 
 
-@pytest.mark.parametrize("before, after", [(1, 2), (None, 1), (3, 1)])
-def test_a_builder_limit_changed_since_the_snapshot_is_group_changed(store, alice, before, after):
-    group = new_group(store, alice, builder_limit=before)
-    snapshot = budgets.group_snapshot(store, ORG, group)
-    budgets.update_group(store, alice, ORG, group, {"builder_limit": after})
-    with pytest.raises(budgets.GroupChanged):
-        budgets.assign_member(store, alice, ORG, group, "dave", True, 0, snapshot)
+def test_a_builder_limit_changed_since_the_snapshot_is_group_changed(store, alice):
+    for before, after in ((1, 2), (None, 1), (3, 1)):
+        group = new_group(store, alice, f"{before} to {after}", builder_limit=before)
+        snapshot = budgets.group_snapshot(store, ORG, group)
+        budgets.update_group(store, alice, ORG, group, {"builder_limit": after})
+        with pytest.raises(budgets.GroupChanged):
+            budgets.assign_member(store, alice, ORG, group, "dave", True, 0, snapshot)
     assert member_rows(store) == []
 
 
@@ -483,14 +484,14 @@ def test_unassign_takes_the_member_out_with_one_event(store, alice, bob):
         (bob.as_actor(), {"type": "member", "id": "carl"}, {"budget_group_id": group}, {"budget_group_id": None})
 
 
-@pytest.mark.parametrize("user_id", ["carl", "dave", None, 7])
-def test_unassign_of_someone_not_in_this_group_is_not_found(store, alice, user_id):
+def test_unassign_of_someone_not_in_this_group_is_not_found(store, alice):
     group, other = new_group(store, alice, "A"), new_group(store, alice, "B")
     put(store, alice, other, "dave")
     before = events(store)
-    with pytest.raises(NotFound) as err:
-        budgets.unassign_member(store, alice, ORG, group, user_id)
-    assert (err.value.code, err.value.field) == ("not_in_budget_group", "user_id")
+    for user_id in ("carl", "dave", None, 7):      # nowhere, in the other group, malformed
+        with pytest.raises(NotFound) as err:
+            budgets.unassign_member(store, alice, ORG, group, user_id)
+        assert (err.value.code, err.value.field) == ("not_in_budget_group", "user_id"), user_id
     assert member_rows(store) == [("dave", other)]
     assert events(store) == before
 
