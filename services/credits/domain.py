@@ -160,6 +160,7 @@ def add_grant(store, identity, organization_id, amount, type, expires_at=None, i
     """Credit comes in (Owner/Billing, checked by the entrypoint): a grant, its ledger entry, one event."""
     now = now or utcnow()
     units, type, expires_at = clean_grant(amount, type, expires_at, now)
+    idempotency_key = idempotency.check_key(idempotency_key)
     operation = "grant:" + _fingerprint(organization_id, units, type, iso(expires_at))
 
     def attempt():
@@ -293,7 +294,7 @@ def usage_by_organization(store, user_id, organization_ids, now=None):
 # ---- spends ----------------------------------------------------------------------------------------
 def clean_spend(amount, idempotency_key):
     units = parse_amount(amount, "amount")
-    if not idempotency_key:
+    if not idempotency.check_key(idempotency_key):
         raise BadRequest("A spend needs an Idempotency-Key header, so that a retry never charges twice.",
                          code="idempotency_key_required", field="Idempotency-Key")
     return units

@@ -5,7 +5,6 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import func, select
 
-from common.auth import Identity
 from common.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from common.events import change_event
 from common.paging import encode_cursor
@@ -433,6 +432,30 @@ def test_non_builders_are_not_counted_against_the_builder_limit(store, alice):
     _, created = put(store, alice, group, "fay", is_builder=False, builders=1)
     assert created is True
     assert member_rows(store) == [("carl", group), ("erin", group), ("fay", group)]
+
+
+def test_a_builder_refused_by_a_full_group_stays_in_their_old_group(store, alice):
+    day, full = new_group(store, alice, "Day"), new_group(store, alice, "Full", builder_limit=1)
+    put(store, alice, day, "erin", is_builder=True)
+    put(store, alice, full, "carl", is_builder=True)
+    with pytest.raises(Conflict) as err:
+        put(store, alice, full, "erin", is_builder=True, builders=1)
+    assert err.value.code == "builder_limit_reached"
+    assert member_rows(store) == [("carl", full), ("erin", day)]
+    assert len(events(store, CHANGED)) == 2
+
+
+def test_lowering_the_builder_limit_evicts_nobody_and_refuses_the_next_builder(store, alice):
+    group = new_group(store, alice, builder_limit=2)
+    put(store, alice, group, "carl", is_builder=True)
+    put(store, alice, group, "dave", is_builder=True, builders=1)
+    budgets.update_group(store, alice, ORG, group, {"builder_limit": 1})
+    assert member_rows(store) == [("carl", group), ("dave", group)]
+    _, created = put(store, alice, group, "dave", is_builder=True, builders=1)   # already there: kept
+    assert created is False
+    with pytest.raises(Conflict) as err:
+        put(store, alice, group, "erin", is_builder=True, builders=2)
+    assert (err.value.code, err.value.details) == ("builder_limit_reached", {"builder_limit": 1, "builders": 2})
 
 
 def test_a_member_added_since_the_snapshot_is_group_changed(store, alice):

@@ -1,7 +1,5 @@
 """The credits service's entrypoints with Nameko's worker_factory (members and orgs are mocks, the
 database is real), and orgs' check_agent_use, which every spend asks first."""
-from datetime import datetime, timezone
-
 import pytest
 from nameko.testing.services import worker_factory
 from sqlalchemy import func, select
@@ -18,7 +16,6 @@ from services.orgs.service import OrgsService
 
 ORG = "org-clinic"
 AGENT = "agent-1"
-NOW = datetime(2026, 3, 15, 12, 0, tzinfo=timezone.utc)
 
 
 class Reply:
