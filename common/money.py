@@ -4,6 +4,7 @@ ten-thousandths ("units") so that sums in either database are exact and never fl
 Over the wire (HTTP and RPC) an amount is a string such as "12.5000"; requests may also send a JSON
 number without an exponent (the gateway parses JSON numbers as Decimal, never as float).
 """
+import re
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 from common.errors import ValidationFailed
@@ -12,6 +13,7 @@ PLACES = 4
 UNITS_PER_CREDIT = 10 ** PLACES
 MAX_AMOUNT = Decimal("1000000000")            # one grant, spend or monthly limit: at most a billion
 _SMALLEST = Decimal(1).scaleb(-PLACES)
+_PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
 MAX_BALANCE_UNITS = 10 ** 12 * UNITS_PER_CREDIT   # what one account may hold
 
 
@@ -22,8 +24,14 @@ def parse_amount(value, field="amount", allow_zero=False):
     if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
         raise ValidationFailed(f"{field} must be a decimal number written as a string, e.g. \"12.50\".",
                                code="invalid_amount", field=field)
+    if isinstance(value, str):
+        # Plain digits only: Decimal() would also take "1_0.5", "1e3" or full-width digits.
+        if not _PLAIN_DECIMAL.fullmatch(value.strip()):
+            raise ValidationFailed(f"{field} is not a decimal number such as \"12.50\".", code="invalid_amount",
+                                   field=field)
+        value = value.strip()
     try:
-        number = Decimal(value.strip() if isinstance(value, str) else value)
+        number = Decimal(value)
     except InvalidOperation:
         raise ValidationFailed(f"{field} is not a decimal number.", code="invalid_amount", field=field)
     if not number.is_finite():

@@ -139,7 +139,9 @@ def _with_key_race_retry(attempt):
 
 
 # ---- grants ----------------------------------------------------------------------------------------
-def clean_grant(amount, type, expires_at, now):
+def clean_grant(amount, type, expires_at):
+    """The grant's values checked (whether an expiry is still in the future is checked by add_grant,
+    after a retry's stored answer was looked for: a retry that comes after the expiry still replays)."""
     units = parse_amount(amount, "amount")
     if type not in GRANT_TYPES:
         raise ValidationFailed("type must be free or paid.", code="invalid_grant_type", field="type")
@@ -151,15 +153,13 @@ def clean_grant(amount, type, expires_at, now):
         except (ValueError, TypeError):
             raise ValidationFailed("expires_at must be an ISO 8601 time, e.g. 2026-12-31T00:00:00Z.",
                                    code="invalid_time", field="expires_at")
-        if expires_at <= now:
-            raise ValidationFailed("expires_at must be in the future.", code="expiry_in_past", field="expires_at")
     return units, type, expires_at
 
 
 def add_grant(store, identity, organization_id, amount, type, expires_at=None, idempotency_key=None, now=None):
     """Credit comes in (Owner/Billing, checked by the entrypoint): a grant, its ledger entry, one event."""
     now = now or utcnow()
-    units, type, expires_at = clean_grant(amount, type, expires_at, now)
+    units, type, expires_at = clean_grant(amount, type, expires_at)
     idempotency_key = idempotency.check_key(idempotency_key)
     operation = "grant:" + _fingerprint(organization_id, units, type, iso(expires_at))
 
@@ -169,6 +169,9 @@ def add_grant(store, identity, organization_id, amount, type, expires_at=None, i
             replay = idempotency.find_replay(session, IdempotentRequest, identity.id, idempotency_key, operation)
             if replay is not None:
                 return replay
+            if expires_at is not None and expires_at <= now:
+                raise ValidationFailed("expires_at must be in the future.", code="expiry_in_past",
+                                       field="expires_at")
             _write_off_expired(session, account, now)
             if account.balance + units > MAX_BALANCE_UNITS:
                 raise ValidationFailed("This grant would take the balance over the most an account may hold.",

@@ -20,7 +20,6 @@ from common.events import CREDITS_QUEUE, InvalidChangeEvent, parse_change_event
 from common.outbox import OutboxRelay
 from common.permissions import Action, Role
 from common.rpc import call, rpc
-from common.timeutil import utcnow
 from services.credits import budgets, domain, reactions
 from services.credits.models import OutboxEvent
 
@@ -62,7 +61,7 @@ class CreditsService:
     @rpc
     def add_grant(self, organization_id, amount, type, expires_at=None, idempotency_key=None):
         identity = self.auth.require()
-        domain.clean_grant(amount, type, expires_at, utcnow())   # bad input first
+        domain.clean_grant(amount, type, expires_at)   # bad input first
         authorize(self.members, organization_id, Action.GRANT_CREDITS)
         return domain.add_grant(self.db, identity, organization_id, amount, type, expires_at, idempotency_key)
 

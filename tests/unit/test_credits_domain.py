@@ -13,7 +13,7 @@ from common.errors import BadRequest, Conflict, PaymentRequired, ValidationFaile
 from common.migrate import upgrade
 from common.money import MAX_BALANCE_UNITS, UNITS_PER_CREDIT
 from common.paging import encode_cursor
-from common.timeutil import as_utc
+from common.timeutil import as_utc, iso
 from services.credits import budgets, domain
 from services.credits.models import Account, BudgetGroup, Grant, IdempotentRequest, LedgerEntry, MemberUsage, OutboxEvent
 
@@ -949,3 +949,23 @@ def test_ledger_limit_is_checked(store, limit):
     with pytest.raises(ValidationFailed) as err:
         domain.ledger_page(store, ORG, limit=limit)
     assert err.value.field == "limit"
+
+
+def test_a_retried_free_grant_replays_even_after_its_expiry_passed(store, alice):
+    """The expiry must be in the future when the grant is made; a retry of that same request, arriving
+    after the expiry, gets the stored answer, not a 422."""
+    first = grant(store, alice, "5", "free", expires_at=iso(T0 + timedelta(hours=1)), key="top-up")
+    again = grant(store, alice, "5", "free", expires_at=iso(T0 + timedelta(hours=1)), key="top-up",
+                  now=T0 + timedelta(hours=2))
+    assert again == first
+    assert [e.kind for e in entries(store)] == ["grant"]
+    with pytest.raises(ValidationFailed) as late:      # without the key it is a new grant, and too late
+        grant(store, alice, "5", "free", expires_at=iso(T0 + timedelta(hours=1)), now=T0 + timedelta(hours=2))
+    assert late.value.code == "expiry_in_past"
+
+
+def test_an_idempotency_key_is_checked_like_the_gateway_does(store, alice):
+    for key in ("k" * 201, "tab\tinside"):
+        with pytest.raises(BadRequest) as bad:
+            spend(store, alice, "1", key=key)
+        assert bad.value.code == "invalid_idempotency_key"

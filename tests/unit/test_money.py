@@ -113,9 +113,20 @@ def test_a_thirty_digit_value_is_not_rounded_into_acceptance():
     assert refusal("123456789.000000000000000000001") == ("too_many_decimal_places", "amount")
 
 
-@pytest.mark.parametrize("value", ["1000000000.0001", "1000000001", 10 ** 30, "1e10", Decimal("1E+30")])
+@pytest.mark.parametrize("value", ["1000000000.0001", "1000000001", 10 ** 30, Decimal("1E+30")])
 def test_above_the_maximum_is_too_large(value):
     assert refusal(value) == ("amount_too_large", "amount")
+
+
+@pytest.mark.parametrize("value", ["1e3", "1E+10", "1_0.5", "１２", "+1", ".5", "5.", "1.2.3", "0x10", "1 000"])
+def test_text_must_be_plain_digits(value):
+    """Decimal() would take most of these; an amount written as text is digits with an optional point."""
+    assert refusal(value) == ("invalid_amount", "amount")
+
+
+def test_a_json_number_in_exponent_form_is_exact():
+    """The gateway reads JSON numbers as Decimal: 1e3 arrives as Decimal("1E+3"), a plain 1000."""
+    assert parse_amount(Decimal("1E+3")) == 1000 * UNITS_PER_CREDIT
 
 
 def test_the_field_name_is_reported():
