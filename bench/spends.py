@@ -16,6 +16,8 @@ eventlet.monkey_patch()  # noqa: E402
 import argparse
 import sys
 import uuid
+from decimal import Decimal
+from statistics import median
 from contextlib import ExitStack, contextmanager
 
 import eventlet.queue
@@ -96,8 +98,10 @@ def main():
                          headers={"Idempotency-Key": uuid.uuid4().hex}).raise_for_status()
             return spend
 
+        sequential = timed(spend_as(member, org, agent), n // 2, 1)
+        report("HTTP POST usage, sequential", *sequential)
         gateway = timed(spend_as(member, org, agent), n, c)
-        report("HTTP POST usage, one org (member in a group)", *gateway)
+        report(f"HTTP POST usage, one org, {c} concurrent", *gateway)
 
         context = {USER_ID_KEY: member.user_id, USER_EMAIL_KEY: member.email, USER_NAME_KEY: "Member"}
         with proxy_pool(config, c, context) as checkout:
@@ -115,13 +119,12 @@ def main():
                                   json={"agent_id": agent, "amount": "1", "dry_run": True}).raise_for_status()
         report("HTTP POST usage dry_run", *timed(dry, n // 2, c))
 
-        print(f"  spend through the gateway / bare RPC ping, concurrent: "
-              f"{concurrent_ping[0] / gateway[0]:.1f}x fewer per second; sequential RPC p50 "
-              f"{sorted(rpc_latencies)[len(rpc_latencies) // 2]:.2f} ms vs spend p50 "
-              f"{sorted(gateway[1])[len(gateway[1]) // 2]:.2f} ms")
+        print(f"  overhead of the spend path: sequential p50 {median(sequential[1]) / median(rpc_latencies):.0f}x a "
+              f"bare RPC round trip; {c} concurrent: {concurrent_ping[0] / gateway[0]:.1f}x fewer per second")
+        spends = n // 2 + 2 * n
         balance = owner.get(f"{url}/v1/organizations/{org}/credits").json()["balance"]
-        print(f"  balance after {2 * n} spends of 0.0125 from 1000000: {balance} "
-              f"(expected {1000000 - 2 * n * 0.0125:.4f})")
+        print(f"  balance after {spends} spends of 0.0125 from 1000000: {balance} "
+              f"(expected {Decimal(1000000) - spends * Decimal('0.0125'):.4f})")
     finally:
         stop()
 
