@@ -9,12 +9,15 @@ Every service publishes to the `change-events` exchange with the event type as r
 consumer has one durable queue bound to it. The relay declares those queues before it publishes, so an
 event is never dropped for lack of a bound queue, even if the consumer has never started.
 """
+import logging
 import uuid
 
 from kombu import Exchange, Queue, binding
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
 from common.timeutil import iso, parse_iso, utcnow
+
+log = logging.getLogger(__name__)
 
 CHANGE_EXCHANGE = Exchange("change-events", type="topic", durable=True)
 
@@ -105,6 +108,16 @@ def parse_change_event(message):
         raise InvalidChangeEvent(f"not a change event ({exc}): {message!r}")
     event["event_id"] = str(event["event_id"])
     return event
+
+
+def change_event_or_none(message):
+    """The checked change event in a consumed message, or None for a message that is not one (logged:
+    retrying cannot help, so consumers acknowledge and drop it instead of requeueing it forever)."""
+    try:
+        return parse_change_event(message)
+    except InvalidChangeEvent:
+        log.error("dropping a message that is not a change event", exc_info=True)
+        return None
 
 
 def changed_fields(before, after):

@@ -16,7 +16,7 @@ from common.authz import authorize, roles_of_members
 from common.db import Database
 from common.errors import Conflict, NotFound, ValidationFailed
 from common.money import parse_amount
-from common.events import CREDITS_QUEUE, InvalidChangeEvent, parse_change_event
+from common.events import CREDITS_QUEUE, change_event_or_none
 from common.outbox import OutboxRelay
 from common.permissions import Action, Role
 from common.rpc import call, rpc
@@ -195,9 +195,6 @@ class CreditsService:
     # that is not a change event is logged and dropped: retrying cannot help.
     @consume(CREDITS_QUEUE, requeue_on_error=True)
     def on_change_event(self, message):
-        try:
-            event = parse_change_event(message)
-        except InvalidChangeEvent:
-            log.error("dropping a message that is not a change event", exc_info=True)
-            return
-        reactions.handle_change_event(self.db, event)
+        event = change_event_or_none(message)
+        if event is not None:
+            reactions.handle_change_event(self.db, event)

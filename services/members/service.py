@@ -12,7 +12,7 @@ from nameko.timer import timer
 
 from common.auth import Auth
 from common.db import Database
-from common.events import MEMBERS_QUEUE
+from common.events import MEMBERS_QUEUE, change_event_or_none
 from common.mail import MailerProvider
 from common.outbox import OutboxRelay
 from common.rpc import call, rpc
@@ -160,7 +160,10 @@ class MembersService:
         return domain.list_billing_transfers(self.db, self.auth.require(), organization_id, status, cursor, limit)
 
     # ---- events --------------------------------------------------------------------------------------
+    # Acknowledged after the effects commit; an error (database down) requeues the event. A message
+    # that is not a change event is logged and dropped (before, a malformed one was requeued forever).
     @consume(MEMBERS_QUEUE, requeue_on_error=True)
-    def on_change_event(self, event):
-        if event.get("type") == "organization.deleted":
+    def on_change_event(self, message):
+        event = change_event_or_none(message)
+        if event is not None and event["type"] == "organization.deleted":
             domain.forget_organization(self.db, event["target"]["id"])

@@ -3,8 +3,6 @@
 Order inside each entrypoint: check permissions and fetch membership facts over RPC first, then open
 the write transaction (common.db: no RPC call while a write transaction is open).
 """
-import logging
-
 from nameko.messaging import consume
 from nameko.rpc import RpcProxy
 
@@ -12,7 +10,7 @@ from common.auth import Auth
 from common.authz import authorize, roles_of_members
 from common.db import Database
 from common.errors import NotFound
-from common.events import ORGS_QUEUE, InvalidChangeEvent, parse_change_event
+from common.events import ORGS_QUEUE, change_event_or_none
 from common.outbox import OutboxRelay
 from common.paging import page_of_list
 from common.permissions import Action
@@ -20,7 +18,6 @@ from common.rpc import call, rpc
 from services.orgs import agents, domain, reactions
 from services.orgs.models import OutboxEvent
 
-log = logging.getLogger(__name__)
 
 class OrgsService:
     name = "orgs"
@@ -221,12 +218,9 @@ class OrgsService:
     # that is not a change event is logged and dropped: retrying cannot help.
     @consume(ORGS_QUEUE, requeue_on_error=True)
     def on_change_event(self, message):
-        try:
-            event = parse_change_event(message)
-        except InvalidChangeEvent:
-            log.error("dropping a message that is not a change event", exc_info=True)
-            return
-        reactions.handle_change_event(self.db, event)
+        event = change_event_or_none(message)
+        if event is not None:
+            reactions.handle_change_event(self.db, event)
 
     def _card(self, identity, membership):
         org_id = membership["organization_id"]

@@ -31,7 +31,7 @@ def test_the_dina_story(system):
     assert ok(sari.post(f"/v1/organizations/{org}/billing-transfers/{transfer['id']}/accept"))["status"] == "accepted"
 
     credits = ok(sari.get(f"/v1/organizations/{org}/credits"))
-    assert credits["organization_id"] == org and credits["balance"] == "0"
+    assert credits["organization_id"] == org and credits["balance"] == "0.0000"
     assert error_code(budi.get(f"/v1/organizations/{org}/credits"), 403) == "forbidden"
 
     assert error_code(budi.post(f"/v1/organizations/{org}/invitations",

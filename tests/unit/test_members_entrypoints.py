@@ -108,3 +108,15 @@ def test_mailer_logs_when_smtp_is_not_configured_and_survives_a_dead_server(capl
         dead_port = s.getsockname()[1]
     mailer = Mailer(SmtpSettings({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(dead_port)}))
     assert mailer.send("a@example.com", "Hi", "link") == "failed"
+
+
+def test_a_message_that_is_not_a_change_event_is_dropped_not_requeued(caplog):
+    """members consumes organization.deleted; a malformed message must be acknowledged and logged,
+    or RabbitMQ would hand it back forever."""
+    from nameko.testing.services import worker_factory
+    from services.members.service import MembersService
+    service = worker_factory(MembersService)
+    for message in ({"type": "organization.deleted"}, {"junk": True}, "text"):
+        service.on_change_event(message)        # no exception: nothing to requeue
+    assert service.db.write.call_count == 0
+    assert "dropping a message that is not a change event" in caplog.text
