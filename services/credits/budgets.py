@@ -15,6 +15,7 @@ from common.paging import check_limit, decode_cursor, encode_cursor, invalid_cur
 from common.timeutil import iso, utcnow
 from services.credits.domain import record_event, period_bounds, period_of
 from services.credits.models import BudgetGroup, BudgetGroupMember, MemberUsage
+from services.credits.schemas import budget_group_schema, group_membership_schema
 
 NAME_MAX_LENGTH = 200
 BUILDER_LIMIT_MAX = 100000
@@ -82,11 +83,8 @@ def _member_count(session, group_id):
 
 
 def group_dict(group, member_count):
-    return {"id": group.id, "organization_id": group.organization_id, "name": group.name,
-            "monthly_limit": format_amount(group.monthly_limit),
-            "monthly_limit_label": "No limit" if group.monthly_limit is None else format_amount(group.monthly_limit),
-            "builder_limit": group.builder_limit, "member_count": member_count, "created_by": group.created_by,
-            "created_at": iso(group.created_at), "updated_at": iso(group.updated_at)}
+    return budget_group_schema.dump({c.key: getattr(group, c.key) for c in BudgetGroup.__table__.columns}
+                                    | {"member_count": member_count})
 
 
 def create_group(store, identity, organization_id, data, now=None):
@@ -252,5 +250,4 @@ def groups_of_members(store, organization_id, user_ids):
 
 
 def membership_dict(membership):
-    return {"user_id": membership.user_id, "budget_group_id": membership.group_id,
-            "added_by": membership.added_by, "added_at": iso(membership.added_at)}
+    return group_membership_schema.dump(membership)

@@ -27,6 +27,7 @@ from common.events import change_event
 from common.money import MAX_BALANCE_UNITS, format_amount, parse_amount
 from common.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor
 from common.timeutil import as_utc, iso, parse_iso, utcnow
+from services.credits.schemas import grant_schema, ledger_entry_schema
 from services.credits.models import (Account, BudgetGroup, BudgetGroupMember, Grant, IdempotentRequest, LedgerEntry,
                                      MemberUsage, OutboxEvent)
 
@@ -192,10 +193,10 @@ def add_grant(store, identity, organization_id, amount, type, expires_at=None, i
 
 def grant_dict(grant, now):
     expired = grant.expired_at is not None or (grant.expires_at is not None and as_utc(grant.expires_at) <= now)
-    return {"id": grant.id, "organization_id": grant.organization_id, "type": grant.type,
-            "amount": format_amount(grant.amount), "remaining": format_amount(0 if expired else grant.remaining),
-            "expires_at": iso(grant.expires_at), "expired": expired, "created_by": grant.created_by,
-            "created_at": iso(grant.created_at)}
+    return grant_schema.dump({column: getattr(grant, column) for column in GRANT_COLUMNS} | {"expired": expired})
+
+
+GRANT_COLUMNS = ("id", "organization_id", "type", "amount", "remaining", "expires_at", "created_by", "created_at")
 
 
 # ---- what a member may still spend -----------------------------------------------------------------
@@ -430,9 +431,4 @@ def ledger_page(store, organization_id, kind=None, cursor=None, limit=None):
 
 
 def ledger_entry_dict(entry):
-    actor = {"id": entry.actor_id} if entry.actor_email is None else {"id": entry.actor_id, "email": entry.actor_email}
-    return {"id": entry.id, "organization_id": entry.organization_id, "kind": entry.kind,
-            "amount": format_amount(entry.amount), "balance_after": format_amount(entry.balance_after),
-            "actor": actor, "user_id": entry.actor_id if entry.kind == "spend" else None,
-            "agent_id": entry.agent_id, "grant_id": entry.grant_id, "grant_type": entry.grant_type,
-            "allocations": entry.allocations, "occurred_at": iso(entry.occurred_at)}
+    return ledger_entry_schema.dump(entry)
