@@ -95,7 +95,7 @@ def create_group(store, identity, organization_id, data, now=None):
                             created_at=now, updated_at=now, **fields)
         session.add(group)
         record_event(session, "budget_group.created", "create", organization_id, identity.as_actor(), "budget_group",
-                group.id, after=_shown(fields), now=now)
+                     group.id, after=_shown(fields), now=now)
         return group_dict(group, 0)
 
 
@@ -157,7 +157,7 @@ def update_group(store, identity, organization_id, group_id, data, now=None):
                 setattr(group, name, value)
             group.updated_at = now
             record_event(session, "budget_group.updated", "update", organization_id, identity.as_actor(), "budget_group",
-                    group.id, before=_shown(before), after=_shown(after), now=now)
+                         group.id, before=_shown(before), after=_shown(after), now=now)
         return group_dict(group, _member_count(session, group.id))
 
 
@@ -170,8 +170,8 @@ def delete_group(store, identity, organization_id, group_id, now=None):
         session.execute(BudgetGroupMember.__table__.delete().where(BudgetGroupMember.group_id == group.id))
         session.delete(group)
         record_event(session, "budget_group.deleted", "delete", organization_id, identity.as_actor(), "budget_group",
-                group.id, before=dict(_shown({k: getattr(group, k) for k in GROUP_FIELDS}), member_count=count),
-                now=now)
+                     group.id, before=dict(_shown({k: getattr(group, k) for k in GROUP_FIELDS}), member_count=count),
+                     now=now)
 
 
 # ---- members of groups -----------------------------------------------------------------------------
@@ -210,7 +210,7 @@ def assign_member(store, identity, organization_id, group_id, user_id, is_builde
             session.add(current)
         current.group_id, current.added_by, current.added_at = group.id, identity.id, now
         record_event(session, "member.budget_group_changed", "update", organization_id, identity.as_actor(), "member",
-                user_id, before={"budget_group_id": previous}, after={"budget_group_id": group.id}, now=now)
+                     user_id, before={"budget_group_id": previous}, after={"budget_group_id": group.id}, now=now)
         return membership_dict(current), True
 
 
@@ -225,7 +225,7 @@ def unassign_member(store, identity, organization_id, group_id, user_id, now=Non
             raise NotFound("This member is not in the budget group.", code="not_in_budget_group", field="user_id")
         session.delete(current)
         record_event(session, "member.budget_group_changed", "update", organization_id, identity.as_actor(), "member",
-                user_id, before={"budget_group_id": group.id}, after={"budget_group_id": None}, now=now)
+                     user_id, before={"budget_group_id": group.id}, after={"budget_group_id": None}, now=now)
 
 
 def forget_member(session, event):
@@ -236,8 +236,8 @@ def forget_member(session, event):
         return False
     session.delete(current)
     record_event(session, "member.budget_group_changed", "update", organization_id, event["actor"], "member", user_id,
-            before={"budget_group_id": current.group_id}, after={"budget_group_id": None},
-            correlation_id=event["event_id"])
+                 before={"budget_group_id": current.group_id}, after={"budget_group_id": None},
+                 correlation_id=event["event_id"])
     return True
 
 

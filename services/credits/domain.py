@@ -102,8 +102,8 @@ def _write_off_expired(session, account, now):
         account.balance -= written_off
         entry = _add_entry(session, account, "expiry", written_off, SYSTEM_ACTOR, now, grant=grant)
         record_event(session, "credits.expired", "update", account.organization_id, SYSTEM_ACTOR, "grant", grant.id,
-                before={"remaining": format_amount(written_off)},
-                after={"remaining": format_amount(0), "ledger_entry_id": entry.id}, now=now)
+                     before={"remaining": format_amount(written_off)},
+                     after={"remaining": format_amount(0), "ledger_entry_id": entry.id}, now=now)
     if due:
         account.updated_at = now
     return len(due)
@@ -119,7 +119,7 @@ def _add_entry(session, account, kind, amount, actor, now, grant=None, agent_id=
 
 
 def record_event(session, type, action, organization_id, actor, target_type, target_id, before=None, after=None,
-            now=None, correlation_id=None):
+                 now=None, correlation_id=None):
     outbox.record(session, OutboxEvent, change_event(type, action, organization_id, actor, target_type, target_id,
                                                      before=before, after=after, occurred_at=now,
                                                      correlation_id=correlation_id))
@@ -185,7 +185,7 @@ def add_grant(store, identity, organization_id, amount, type, expires_at=None, i
             entry = _add_entry(session, account, "grant", units, identity.as_actor(), now, grant=grant)
             answer = dict(grant_dict(grant, now), ledger_entry_id=entry.id)
             record_event(session, "credits.granted", "create", organization_id, identity.as_actor(), "grant", grant.id,
-                    after={"type": type, "amount": answer["amount"], "expires_at": answer["expires_at"]}, now=now)
+                         after={"type": type, "amount": answer["amount"], "expires_at": answer["expires_at"]}, now=now)
             idempotency.remember(session, IdempotentRequest, identity.id, idempotency_key, operation, answer, now)
             return answer
     return _with_key_race_retry(attempt)
@@ -335,7 +335,7 @@ def spend(store, identity, organization_id, agent_id, amount, idempotency_key, n
                       "user_id": identity.id, "amount": format_amount(units), "occurred_at": iso(now),
                       "budget": allowance.budget()}
             record_event(session, "credits.spent", "create", organization_id, identity.as_actor(), "spend", entry.id,
-                    after={"amount": answer["amount"], "agent_id": agent_id, "user_id": identity.id}, now=now)
+                         after={"amount": answer["amount"], "agent_id": agent_id, "user_id": identity.id}, now=now)
             idempotency.remember(session, IdempotentRequest, identity.id, idempotency_key, operation, answer, now)
             return {"spend": answer, "replayed": False}
     return _with_key_race_retry(attempt)
