@@ -45,6 +45,14 @@ def _is_free(port):
             return False
 
 
+def _wait_or_kill(process, timeout=20):
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class Broker:
     """A private RabbitMQ node (scripts/rabbitmq.sh) with its files under `directory`."""
 
@@ -98,11 +106,7 @@ class System:
         if process is None or process.poll() is not None:
             return
         process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _wait_or_kill(process)
 
     def start_all(self, timeout=90):
         self.migrate()
@@ -112,12 +116,14 @@ class System:
         return self
 
     def stop_all(self):
-        # Signal everyone first, then wait: graceful stops take a few seconds each.
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for name in list(self.processes):
-            self.stop(name)
+        # Signal everyone first, then wait: graceful stops take a few seconds each. Once only: a second
+        # SIGTERM makes `nameko run` stop its container again, and its timers fail with a traceback.
+        running = [process for process in self.processes.values() if process.poll() is None]
+        for process in running:
+            process.terminate()
+        for process in running:
+            _wait_or_kill(process)
+        self.processes.clear()
 
     def health(self):
         try:
