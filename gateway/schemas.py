@@ -326,25 +326,27 @@ class Spend(Schema):
     budget = fields.Nested(Budget)
 
 
-class SpendEvaluation(Schema):
+class Allowance(Schema):
+    """What the caller can still spend in an organization, and which limit binds (Allowance in
+    services/credits/domain.py)."""
+    can_spend = fields.String(metadata={"description": "the most the caller can spend now"})
+    binding_limit = fields.String(metadata={"description": "balance | budget_group: what can_spend comes from"})
+    budget = fields.Nested(Budget)
+
+
+class SpendEvaluation(Allowance):
     dry_run = fields.Boolean()
     organization_id = fields.String()
     agent_id = fields.String()
     amount = fields.String(allow_none=True)
     allowed = fields.Boolean(allow_none=True, metadata={"description": "null when no amount was given"})
     refusal = fields.Nested(ErrorDetail, allow_none=True)
-    can_spend = fields.String(metadata={"description": "the most the caller can spend now"})
-    binding_limit = fields.String(metadata={"description": "balance | budget_group: what can_spend comes from"})
-    budget = fields.Nested(Budget)
 
 
-class OrganizationUsage(Schema):
+class OrganizationUsage(Allowance):
     organization_id = fields.String()
     organization_name = fields.String()
-    used = fields.String()
-    can_spend = fields.String()
-    binding_limit = fields.String()
-    budget = fields.Nested(Budget)
+    used = fields.String(metadata={"description": "the caller's spend this period"})
 
 
 OrganizationUsagePage = page_of(OrganizationUsage, "OrganizationUsagePage")
