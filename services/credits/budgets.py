@@ -13,7 +13,7 @@ from common.events import changed_fields
 from common.money import format_amount, parse_amount
 from common.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor, page_of_query
 from common.timeutil import iso, utcnow
-from services.credits.domain import record_event, period_bounds, period_of
+from services.credits.domain import budget_left, period_bounds, period_of, record_event
 from services.credits.models import BudgetGroup, BudgetGroupMember, MemberUsage
 from services.credits.schemas import budget_group_schema, group_membership_schema
 
@@ -136,9 +136,9 @@ def get_group(store, organization_id, group_id, cursor=None, limit=None, now=Non
     members = []
     for member, used in rows[:limit]:
         used = used or 0
-        left = None if group.monthly_limit is None else max(0, group.monthly_limit - used)
         members.append({"user_id": member.user_id, "used": format_amount(used), "limit": answer["monthly_limit"],
-                        "remaining": format_amount(left), "added_at": iso(member.added_at)})
+                        "remaining": format_amount(budget_left(group.monthly_limit, used)),
+                        "added_at": iso(member.added_at)})
     more = len(rows) > limit
     answer.update(period=period_of(now), period_start=iso(start), resets_at=iso(resets_at), members=members,
                   members_next_cursor=encode_cursor({"user_id": rows[limit - 1][0].user_id}) if more else None)

@@ -200,6 +200,12 @@ GRANT_COLUMNS = ("id", "organization_id", "type", "amount", "remaining", "expire
 
 
 # ---- what a member may still spend -----------------------------------------------------------------
+def budget_left(monthly_limit, used):
+    """What a member may still spend this month under a group's limit: None without a limit, never
+    below 0 (a limit lowered under what was already spent leaves 0, the past is not rewritten)."""
+    return None if monthly_limit is None else max(0, monthly_limit - used)
+
+
 @dataclass
 class Allowance:
     """What binds a member's next spend: the organization's balance and their group's monthly limit."""
@@ -210,9 +216,7 @@ class Allowance:
 
     @property
     def budget_left(self):
-        if self.group is None or self.group.monthly_limit is None:
-            return None
-        return max(0, self.group.monthly_limit - self.used)
+        return budget_left(self.group.monthly_limit if self.group else None, self.used)
 
     @property
     def can_spend(self):
