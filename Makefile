@@ -12,7 +12,7 @@ setup:
 
 # make token SUB=alice EMAIL=alice@example.com NAME=Alice
 token:
-	@PYTHONPATH=. PYTHONWARNINGS=ignore .venv/bin/python -m gateway.tokens --sub "$(or $(SUB),alice)" \
+	@PYTHONWARNINGS=ignore .venv/bin/python -m gateway.tokens --sub "$(or $(SUB),alice)" \
 	  --email "$(or $(EMAIL),alice@example.com)" --name "$(or $(NAME),Alice)"
 
 clean:

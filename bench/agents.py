@@ -6,6 +6,7 @@ and transfers (dry run and move). Prints figures; asserts nothing. Starts its ow
     PYTHONPATH=. .venv/bin/python bench/agents.py [--agents 300] [--concurrency 20] [--postgres]
 """
 import eventlet
+
 eventlet.monkey_patch()  # noqa: E402
 
 import argparse

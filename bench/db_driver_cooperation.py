@@ -9,6 +9,7 @@ wall time is about D. If it blocks (plain psycopg2), they run one after another:
 import os
 
 import eventlet
+
 # As services run: everything patched (eventlet also greens psycopg2 itself). The "blocking" run
 # leaves psycopg2 alone to show what an uncooperative driver costs.
 eventlet.monkey_patch(psycopg=os.environ.get("BENCH_CHILD") != "blocking")  # noqa: E402

@@ -5,6 +5,7 @@ asserts nothing. Starts its own broker and system (SQLite, or PostgreSQL with --
     PYTHONPATH=. .venv/bin/python bench/gateway_latency.py [--requests 2000] [--concurrency 20] [--postgres]
 """
 import eventlet
+
 eventlet.monkey_patch()  # noqa: E402
 
 import argparse

@@ -5,6 +5,7 @@ figures; asserts nothing. Starts its own broker and system (SQLite, or PostgreSQ
     PYTHONPATH=. .venv/bin/python bench/invitations.py [--people 400] [--concurrency 30] [--postgres]
 """
 import eventlet
+
 eventlet.monkey_patch()  # noqa: E402
 
 import argparse

@@ -11,18 +11,18 @@ budget, grants drawn, ledger entry, usage, outbox event), then the audit event r
     PYTHONPATH=. .venv/bin/python bench/spends.py [--spends 1000] [--concurrency 20] [--postgres]
 """
 import eventlet
+
 eventlet.monkey_patch()  # noqa: E402
 
 import argparse
 import sys
 import uuid
-from decimal import Decimal
-from statistics import median
 from contextlib import ExitStack, contextmanager
+from decimal import Decimal
+from pathlib import Path
+from statistics import median
 
 import eventlet.queue
-from pathlib import Path
-
 from nameko.standalone.rpc import ClusterRpcProxy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -16,6 +16,14 @@ USER_NAME_KEY = "user_name"
 
 SYSTEM_ACTOR = {"id": "system"}
 
+# A user id is the `sub` of the token the gateway verified: 1 to 128 characters, no NUL (every
+# service stores it in String(128) columns). The one rule, used by the gateway and every service.
+USER_ID_MAX_LENGTH = 128
+
+
+def is_valid_user_id(value):
+    return isinstance(value, str) and 0 < len(value) <= USER_ID_MAX_LENGTH and "\x00" not in value
+
 
 @dataclass(frozen=True)
 class Identity:

@@ -90,3 +90,17 @@ _registered(AppError)
 
 # Every RPC entrypoint declares these as expected, so Nameko does not log them as crashes.
 EXPECTED_ERRORS = (AppError,)
+
+
+# ---- not-found answers that several services give (one code, one message each) ----------------------
+def organization_not_found():
+    """Also what a non-member gets for any of an organization's ids: ids cannot be probed."""
+    return NotFound("Organization not found.", code="organization_not_found", field="organization_id")
+
+
+def member_not_found(field="user_id"):
+    return NotFound("There is no such member in this organization.", code="member_not_found", field=field)
+
+
+def agent_not_found():
+    return NotFound("Agent not found.", code="agent_not_found", field="agent_id")

@@ -15,6 +15,7 @@ import uuid
 from kombu import Exchange, Queue, binding
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
+from common import event_types as types
 from common.timeutil import iso, parse_iso, utcnow
 
 log = logging.getLogger(__name__)
@@ -25,21 +26,18 @@ CHANGE_EXCHANGE = Exchange("change-events", type="topic", durable=True)
 AUDIT_QUEUE = Queue("audit.change-events", exchange=CHANGE_EXCHANGE, routing_key="#", durable=True)
 # The members service forgets the memberships of a deleted organization.
 MEMBERS_QUEUE = Queue(
-    "members.change-events", exchange=CHANGE_EXCHANGE, routing_key="organization.deleted", durable=True
+    "members.change-events", exchange=CHANGE_EXCHANGE, routing_key=types.ORGANIZATION_DELETED, durable=True
 )
 # The orgs service moves a member who left or was removed back to their Individual organization and
 # takes away their access to agents (also a contributor's, on losing Builder); it assigns an accepted
 # invitation's agents.
 ORGS_QUEUE = Queue("orgs.change-events", exchange=CHANGE_EXCHANGE, durable=True, bindings=[
-    binding(CHANGE_EXCHANGE, routing_key="member.removed"),
-    binding(CHANGE_EXCHANGE, routing_key="member.left"),
-    binding(CHANGE_EXCHANGE, routing_key="member.roles_changed"),
-    binding(CHANGE_EXCHANGE, routing_key="invitation.accepted"),
+    binding(CHANGE_EXCHANGE, routing_key=key) for key in (
+        *types.MEMBERSHIP_ENDED, types.MEMBER_ROLES_CHANGED, types.INVITATION_ACCEPTED)
 ])
 # The credits service takes a member who left or was removed out of their budget group.
 CREDITS_QUEUE = Queue("credits.change-events", exchange=CHANGE_EXCHANGE, durable=True, bindings=[
-    binding(CHANGE_EXCHANGE, routing_key="member.removed"),
-    binding(CHANGE_EXCHANGE, routing_key="member.left"),
+    binding(CHANGE_EXCHANGE, routing_key=key) for key in types.MEMBERSHIP_ENDED
 ])
 CONSUMER_QUEUES = (AUDIT_QUEUE, MEMBERS_QUEUE, ORGS_QUEUE, CREDITS_QUEUE)
 

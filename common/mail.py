@@ -2,28 +2,19 @@
 runs print invitation links there). Sending is best effort after the change committed: a failure is
 logged and the change stands (an invitation can be resent)."""
 import logging
-import os
 import smtplib
 from email.message import EmailMessage
 
 from nameko.extensions import DependencyProvider
 
+from common.config import settings
+
 log = logging.getLogger(__name__)
 
 
-class SmtpSettings:
-    def __init__(self, environ):
-        self.host = environ.get("SMTP_HOST") or None
-        self.port = int(environ.get("SMTP_PORT") or 587)
-        self.user = environ.get("SMTP_USER") or None
-        self.password = environ.get("SMTP_PASSWORD") or None
-        self.sender = environ.get("SMTP_FROM") or "no-reply@localhost"
-        self.starttls = (environ.get("SMTP_STARTTLS") or "true").lower() not in ("0", "false", "no")
-
-
 class Mailer:
-    def __init__(self, settings):
-        self.settings = settings
+    def __init__(self, smtp):
+        self.settings = smtp   # common.config.SmtpSettings
 
     def send(self, to, subject, body):
         """Send (or log) one plain-text email; returns "sent", "logged" or "failed"."""
@@ -50,7 +41,7 @@ class Mailer:
 
 class MailerProvider(DependencyProvider):
     def setup(self):
-        self.mailer = Mailer(SmtpSettings(os.environ))
+        self.mailer = Mailer(settings().smtp)
 
     def get_dependency(self, worker_ctx):
         return self.mailer

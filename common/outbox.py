@@ -11,20 +11,19 @@ import json
 import logging
 import threading
 import time
+from datetime import timedelta
 
 import eventlet
 import eventlet.event
 from kombu import Connection
 from nameko.extensions import DependencyProvider
-from datetime import timedelta
-
 from sqlalchemy import JSON, DateTime, Integer, String, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from common.db import Store
 from common.config import database_url
-from common.events import CHANGE_EXCHANGE, CONSUMER_QUEUES
-from common.timeutil import utcnow, parse_iso
+from common.db import Store
+from common.events import CHANGE_EXCHANGE, CONSUMER_QUEUES, change_event
+from common.timeutil import parse_iso, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +58,20 @@ def record(session, outbox_model, envelope):
     _worker.recorded.add(outbox_model)
     return envelope
 
+
+def emitter(outbox_model):
+    """The `emit()` of one service (its `events.py` binds it to the service's outbox table): builds one
+    change event (common.events.change_event) and records it in the session's transaction.
+
+    `actor` is an Identity (the caller) or an actor dict (SYSTEM_ACTOR, or an event's actor)."""
+    def emit(session, type, action, organization_id, actor, target_type, target_id,
+             before=None, after=None, correlation_id=None, occurred_at=None):
+        if hasattr(actor, "as_actor"):
+            actor = actor.as_actor()
+        return record(session, outbox_model, change_event(
+            type, action, organization_id, actor, target_type, target_id, before=before, after=after,
+            correlation_id=correlation_id, occurred_at=occurred_at))
+    return emit
 
 
 def publish_batch(store, outbox_model, producer, batch_size=100):

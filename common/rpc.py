@@ -5,6 +5,7 @@ from nameko.rpc import rpc as nameko_rpc
 
 from common.errors import EXPECTED_ERRORS, ServiceUnavailable
 
+
 def rpc(fn):
     """@rpc with our errors declared expected: they are answers, not crashes, so Nameko does not log
     them as errors; the caller gets the same exception class back (see common.errors).

@@ -1,6 +1,7 @@
 """Marshmallow pieces every service's schemas use."""
-from marshmallow import ValidationError, fields
+from marshmallow import ValidationError, fields, validate
 
+from common.auth import USER_ID_MAX_LENGTH
 from common.errors import ValidationFailed
 from common.timeutil import iso, parse_iso
 
@@ -16,6 +17,11 @@ class UtcDateTime(fields.Field):
             return parse_iso(value)
         except ValueError:
             raise ValidationError(f"{attr} must be an ISO 8601 time, e.g. 2026-11-23T14:00:00Z.")
+
+
+def UserId(**kwargs):
+    """A user id in a request (common.auth's rule: 1 to 128 characters)."""
+    return fields.String(validate=validate.Length(min=1, max=USER_ID_MAX_LENGTH), **kwargs)
 
 
 def load_or_fail(schema, data):

@@ -2,8 +2,8 @@
 OpenAPI document is generated from (so the document cannot drift from the routes)."""
 import json
 import logging
-from decimal import Decimal
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from marshmallow import ValidationError
 from nameko.web.handlers import HttpRequestHandler

@@ -78,7 +78,8 @@ def document():
                 "schema": {"$ref": f"#/components/schemas/{type(r.body).__name__}"}}}}
         ok = {"description": "success"}
         if r.response is not None:
-            ok["content"] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{type(r.response).__name__}"}}}
+            schema_ref = {"$ref": f"#/components/schemas/{type(r.response).__name__}"}
+            ok["content"] = {"application/json": {"schema": schema_ref}}
         op["responses"][str(r.status)] = ok
         error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
         statuses = ((400, 422) if r.body is not None or r.query else ()) + (() if r.public else (401, 404)) + r.errors

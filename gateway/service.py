@@ -13,6 +13,7 @@ import eventlet
 from kombu import Connection
 from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy
+from werkzeug.wrappers import Response
 
 from common import idempotency
 from common.auth import Auth
@@ -21,7 +22,6 @@ from common.rpc import call
 from gateway import schemas, tokens
 from gateway.http import http, json_response, load, read_json, route
 from gateway.openapi import document
-from werkzeug.wrappers import Response
 
 SERVICES = ("orgs", "members", "credits", "audit")
 EXPORT_MAX_ROWS = 10000
@@ -62,7 +62,7 @@ class GatewayService:
         for name in SERVICES:
             pile.spawn(_ping, getattr(self, name))
         broker, *services = list(pile)
-        report = {"rabbitmq": broker, "services": dict(zip(SERVICES, services))}
+        report = {"rabbitmq": broker, "services": dict(zip(SERVICES, services, strict=True))}
         healthy = report["rabbitmq"] == "ok" and all(v == "ok" for v in report["services"].values())
         report["status"] = "ok" if healthy else "degraded"
         return json_response(schemas.Health().dump(report), 200 if healthy else 503)
@@ -134,7 +134,8 @@ class GatewayService:
         query = load(schemas.MembersQuery(), request.args.to_dict())
         filters = (org_id, query["q"], query["role"], query["sort"])
         if query["format"] != "csv":
-            page = self._members_page(org_id, call(self.members.list_members, *filters, query["cursor"], query["limit"]))
+            answer = call(self.members.list_members, *filters, query["cursor"], query["limit"])
+            page = self._members_page(org_id, answer)
             return json_response(schemas.MemberPage().dump(page))
         members = schemas.Member(many=True).dump(_every_page(
             lambda cursor: self._members_page(org_id, call(self.members.list_members, *filters, cursor, 200))))

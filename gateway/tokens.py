@@ -4,20 +4,19 @@ Mint one for local use:
     .venv/bin/python -m gateway.tokens --sub alice --email alice@example.com --name "Alice"
 """
 import argparse
-import os
 import time
 
 import jwt
 
-from common.auth import Identity
+from common.auth import Identity, is_valid_user_id
+from common.config import settings
 from common.errors import Unauthenticated
 
-DEV_SECRET = "dev-only-secret-change-me-in-production"   # the documented default; set JWT_SECRET anywhere else
 ALGORITHM = "HS256"
 
 
 def secret():
-    return os.environ.get("JWT_SECRET") or DEV_SECRET
+    return settings().jwt_secret
 
 
 def mint(sub, email, name="", ttl_seconds=24 * 3600):
@@ -41,7 +40,7 @@ def identity_from_header(header):
     except jwt.InvalidTokenError:
         raise Unauthenticated("The token is not valid.", code="invalid_token")
     sub, email, name = claims.get("sub"), claims.get("email"), claims.get("name") or ""
-    if not all(isinstance(v, str) for v in (sub, email, name)) or not sub or len(sub) > 128 \
+    if not all(isinstance(v, str) for v in (sub, email, name)) or not is_valid_user_id(sub) \
             or "@" not in email or len(email) > 320 or len(name) > 200 \
             or any("\x00" in value for value in (sub, email, name)):
         raise Unauthenticated("The token's sub, email or name claim is not valid.", code="invalid_token")

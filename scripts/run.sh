@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-export PYTHONPATH="$PWD" PYTHONWARNINGS=ignore
+export PYTHONWARNINGS=ignore
 exec .venv/bin/python -m devtools.run

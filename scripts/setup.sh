@@ -2,7 +2,8 @@
 # Installs what the project needs on a fresh Debian machine, and nothing twice:
 #   - rabbitmq-server (Debian package), without letting the package start its own system node
 #   - PostgreSQL server binaries (only with --with-postgres: the test suite needs a throwaway cluster)
-#   - a virtualenv in .venv with the exact pins of requirements.txt
+#   - a virtualenv in .venv with the exact pins of requirements.txt, and the project itself installed
+#     editable (pyproject.toml), so no command needs PYTHONPATH
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,12 +36,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}"
 fi
 
-# The virtualenv is rebuilt only when requirements.txt changes (its hash is kept beside it).
+# The virtualenv is rebuilt only when requirements.txt or pyproject.toml change (their hash is kept beside it).
 stamp=.venv/.requirements.sha256
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
+want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: creating .venv from requirements.txt"
   python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
   echo "$want" > "$stamp"
 fi

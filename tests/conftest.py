@@ -1,5 +1,6 @@
 # Nameko runs on eventlet: patch before anything else is imported (or in-process containers hang).
 import eventlet
+
 eventlet.monkey_patch()  # noqa: E402
 
 import os
@@ -101,6 +102,7 @@ def system(request, broker, tmp_path_factory):
 
 def _purge_queues(broker):
     from kombu import Connection
+
     from common.events import CONSUMER_QUEUES
     with Connection(broker.amqp_uri) as connection:
         channel = connection.channel()

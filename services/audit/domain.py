@@ -2,8 +2,8 @@
 import json
 
 from sqlalchemy import and_, or_, select
-from sqlalchemy.orm import noload
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import noload
 
 from common.errors import NotFound
 from common.events import parse_change_event
@@ -11,8 +11,7 @@ from common.paging import check_limit, decode_cursor, encode_cursor, invalid_cur
 from common.schemas import load_or_fail
 from common.timeutil import iso, parse_iso, utcnow
 from services.audit.models import AuditChange, AuditEntry
-from services.audit.schemas import agent_trail_filters_schema, agent_trail_row, audit_entry_schema, \
-    audit_filters_schema
+from services.audit.schemas import agent_trail_filters_schema, agent_trail_row, audit_entry_schema, audit_filters_schema
 
 
 def store_event(store, message):

@@ -156,8 +156,8 @@ def update_group(store, identity, organization_id, group_id, data, now=None):
             for name, value in after.items():
                 setattr(group, name, value)
             group.updated_at = now
-            record_event(session, "budget_group.updated", "update", organization_id, identity.as_actor(), "budget_group",
-                         group.id, before=_shown(before), after=_shown(after), now=now)
+            record_event(session, "budget_group.updated", "update", organization_id, identity.as_actor(),
+                         "budget_group", group.id, before=_shown(before), after=_shown(after), now=now)
         return group_dict(group, _member_count(session, group.id))
 
 

@@ -13,7 +13,7 @@ committed before it, and "balance suffices" and "budget allows" stay true until 
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, case, cast, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -27,9 +27,17 @@ from common.events import change_event
 from common.money import MAX_BALANCE_UNITS, format_amount, parse_amount
 from common.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor
 from common.timeutil import as_utc, iso, parse_iso, utcnow
+from services.credits.models import (
+    Account,
+    BudgetGroup,
+    BudgetGroupMember,
+    Grant,
+    IdempotentRequest,
+    LedgerEntry,
+    MemberUsage,
+    OutboxEvent,
+)
 from services.credits.schemas import grant_schema, ledger_entry_schema
-from services.credits.models import (Account, BudgetGroup, BudgetGroupMember, Grant, IdempotentRequest, LedgerEntry,
-                                     MemberUsage, OutboxEvent)
 
 FREE, PAID = "free", "paid"
 GRANT_TYPES = (FREE, PAID)
@@ -48,8 +56,8 @@ def period_of(now):
 def period_bounds(now):
     """(start, reset time) of the period `now` falls in: the first of this month and of the next, 00:00 UTC."""
     now = as_utc(now)
-    start = datetime(now.year, now.month, 1, tzinfo=timezone.utc)
-    resets_at = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=timezone.utc)
+    start = datetime(now.year, now.month, 1, tzinfo=UTC)
+    resets_at = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
     return start, resets_at
 
 

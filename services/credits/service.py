@@ -15,8 +15,8 @@ from common.auth import Auth
 from common.authz import authorize, roles_of_members
 from common.db import Database
 from common.errors import Conflict, NotFound, ValidationFailed
-from common.money import parse_amount
 from common.events import CREDITS_QUEUE, change_event_or_none
+from common.money import parse_amount
 from common.outbox import OutboxRelay
 from common.permissions import Action, Role
 from common.rpc import call, rpc

@@ -23,10 +23,23 @@ from common.events import change_event, changed_fields
 from common.paging import page_of_list, page_of_query
 from common.permissions import ROLE_ORDER, Action, Role, sort_roles
 from common.timeutil import as_utc, iso, utcnow
-from services.members.models import (PENDING, BillingTransfer, IdempotentRequest, Invitation, MemberRole,
-                                     Membership, OutboxEvent, User)
-from services.members.schemas import (billing_transfer_schema, invitation_schema, member_schema,
-                                      membership_schema, user_schema)
+from services.members.models import (
+    PENDING,
+    BillingTransfer,
+    IdempotentRequest,
+    Invitation,
+    MemberRole,
+    Membership,
+    OutboxEvent,
+    User,
+)
+from services.members.schemas import (
+    billing_transfer_schema,
+    invitation_schema,
+    member_schema,
+    membership_schema,
+    user_schema,
+)
 
 OWNER, ADMIN, BUILDER, MEMBER, BILLING = (r.value for r in Role)
 FOUNDER_ROLES = (OWNER, BILLING)
@@ -524,7 +537,8 @@ def _end_invitation(session, invitation, status, actor, now, **after):
 
 def _addressed_invitation(session, identity, invitation_id):
     """An invitation the caller may answer: NotFound if unknown, Forbidden if sent to another email."""
-    invitation = session.get(Invitation, invitation_id, with_for_update=True) if isinstance(invitation_id, str) else None
+    invitation = (session.get(Invitation, invitation_id, with_for_update=True)
+                  if isinstance(invitation_id, str) else None)
     if invitation is None:
         raise NotFound("There is no such invitation.", code="invitation_not_found", field="invitation_id")
     if invitation.email != (identity.email or "").strip().lower():

@@ -137,7 +137,8 @@ def delete(store, identity, organization_id):
 
 
 def _fall_back_to_individual(session, organization_id, now):
-    rows = session.scalars(select(ActiveOrganization).where(ActiveOrganization.organization_id == organization_id)).all()
+    rows = session.scalars(select(ActiveOrganization)
+                           .where(ActiveOrganization.organization_id == organization_id)).all()
     for row in rows:
         individual = session.scalar(select(Organization.id).where(Organization.individual_user_id == row.user_id))
         row.organization_id, row.updated_at = individual, now

@@ -2,8 +2,17 @@
 who sees what, contributor rules, assignments from invitations, transfer, the agent's audit trail."""
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.e2e.helpers import (agent_names, audit_entries, create_agent, create_organization, error_code, invite,
-                               join, ok, wait_for)
+from tests.e2e.helpers import (
+    agent_names,
+    audit_entries,
+    create_agent,
+    create_organization,
+    error_code,
+    invite,
+    join,
+    ok,
+    wait_for,
+)
 
 
 def agents_path(org_id, agent_id=None, rest=""):

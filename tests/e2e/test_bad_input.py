@@ -19,7 +19,8 @@ NASTY_BODIES = ['', 'null', '[]', '"text"', '{"name": {"nested": true}}', '{"nam
                 '{"amount": "-0", "type": "paid"}', '{"amount": "0.1", "type": "free", "expires_at": "yesterday"}',
                 '{"amount": "0.1", "type": "free", "expires_at": "9999-12-31T23:59:59+14:00"}',
                 '{"amount": [1], "type": "credit"}', '{"agent_id": "x", "amount": "1", "dry_run": 1}',
-                '{"agent_id": 5, "amount": {"value": 1}}', '{"name": "g", "monthly_limit": 1e308, "builder_limit": 1e20}',
+                '{"agent_id": 5, "amount": {"value": 1}}',
+                '{"name": "g", "monthly_limit": 1e308, "builder_limit": 1e20}',
                 '{"name": "g", "monthly_limit": "1.00001", "builder_limit": true}', '{"monthly_limit": "abc"}']
 NASTY_QUERIES = [{"limit": "-1"}, {"limit": "abc"}, {"limit": "100000"}, {"cursor": "!!!"},
                  {"cursor": "eyJvZmZzZXQiOiAiYSJ9"}, {"since": "2026-13-45"}, {"action": "explode"},

@@ -4,15 +4,23 @@ groups, "My Credit", expiry; and many concurrent spends (gateway and RPC, two cr
 that never overdraw a balance or a budget."""
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from common.auth import USER_EMAIL_KEY, USER_ID_KEY, USER_NAME_KEY
 from common.errors import PaymentRequired
-from tests.e2e.helpers import (audit_entries, create_agent, create_organization, error_code, hand_billing_to, join,
-                               ok, wait_for)
+from tests.e2e.helpers import (
+    audit_entries,
+    create_agent,
+    create_organization,
+    error_code,
+    hand_billing_to,
+    join,
+    ok,
+    wait_for,
+)
 
 
 def path(org_id, rest=""):
@@ -70,8 +78,8 @@ def team(system, roles=("member",), label="member"):
 
 def test_grants_spends_and_the_ledger(system):
     owner, org, agent, (member,) = team(system)
-    soon = (datetime.now(timezone.utc) + timedelta(days=3)).isoformat()
-    later = (datetime.now(timezone.utc) + timedelta(days=30)).isoformat()
+    soon = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    later = (datetime.now(UTC) + timedelta(days=30)).isoformat()
     paid = grant(owner, org, "10", "paid")
     free_later = grant(owner, org, "3", "free", expires_at=later)
     free_soon = grant(owner, org, "2.5", "free", expires_at=soon)
@@ -118,10 +126,10 @@ def test_refusals_name_what_binds_and_change_nothing(system):
     refused = spend(member, org, agent, "1")
     assert error_code(refused, 402) == "budget_exceeded"
     details = refused.json()["error"]["details"]
-    first_of_next_month = datetime.now(timezone.utc).replace(day=28) + timedelta(days=4)
+    first_of_next_month = datetime.now(UTC).replace(day=28) + timedelta(days=4)
     assert details == {"budget_group_id": group["id"], "budget_group_name": "Interns", "limit": "2.0000",
                        "used": "1.5000", "remaining": "0.5000", "requested": "1.0000",
-                       "period": datetime.now(timezone.utc).strftime("%Y-%m"), "period_start": details["period_start"],
+                       "period": datetime.now(UTC).strftime("%Y-%m"), "period_start": details["period_start"],
                        "resets_at": first_of_next_month.strftime("%Y-%m-01T00:00:00.000000Z")}
     # Not in a group: only the balance binds.
     assert error_code(spend(builder, org, agent, "3.5001"), 402) == "insufficient_credits"
@@ -134,7 +142,8 @@ def test_refusals_name_what_binds_and_change_nothing(system):
     # Bad input: 4xx naming the field and nothing charged.
     grant(owner, org, "100")
     for amount, code in (("-1", "invalid_amount"), ("0", "invalid_amount"), ("1.00001", "too_many_decimal_places"),
-                         ("abc", "invalid_amount"), ("1e10", "invalid_amount"), ("1000000001", "amount_too_large"), ("NaN", "invalid_amount")):
+                         ("abc", "invalid_amount"), ("1e10", "invalid_amount"), ("1000000001", "amount_too_large"),
+                         ("NaN", "invalid_amount")):
         response = spend(member, org, agent, amount)
         assert (response.status_code, response.json()["error"]["code"], response.json()["error"]["field"]) == \
             (422, code, "amount"), amount
@@ -289,7 +298,7 @@ def test_budget_groups(system):
 def test_expired_free_credit_is_written_off_and_not_spendable(system):
     owner, org, agent, (member,) = team(system)
     expiring = grant(owner, org, "2", "free",
-                     expires_at=(datetime.now(timezone.utc) + timedelta(seconds=3)).isoformat())
+                     expires_at=(datetime.now(UTC) + timedelta(seconds=3)).isoformat())
     grant(owner, org, "1", "paid")
     assert error_code(owner.post(path(org, "/credits/grants"), json={
         "amount": "1", "type": "paid", "expires_at": "2030-01-01T00:00:00Z"}), 422) == "expiry_only_for_free"
@@ -339,7 +348,7 @@ def test_concurrent_spends_never_overdraw_balance_or_budget(system):
     group = ok(owner.post(path(org, "/budget-groups"), json={"name": "Small", "monthly_limit": "1.5"}), 201)
     for person in people:
         ok(owner.put(path(org, f"/budget-groups/{group['id']}/members/{person.id}")), 201)
-    grant(owner, org, "4", "free", expires_at=(datetime.now(timezone.utc) + timedelta(days=1)).isoformat())
+    grant(owner, org, "4", "free", expires_at=(datetime.now(UTC) + timedelta(days=1)).isoformat())
     grant(owner, org, "1", "paid")
     system.start("credits", replica=2)
     try:
@@ -349,7 +358,8 @@ def test_concurrent_spends_never_overdraw_balance_or_budget(system):
             person, n = args
             response = spend(person, org, agent, "0.25", key=f"http-{n}")
             assert response.status_code in (201, 402), response.text
-            results.append((person.id, Decimal("0.25"), response.status_code == 201 or response.json()["error"]["code"]))
+            outcome = response.status_code == 201 or response.json()["error"]["code"]
+            results.append((person.id, Decimal("0.25"), outcome))
 
         def over_rpc(person):
             accepted = 0
@@ -384,6 +394,7 @@ def test_concurrent_spends_never_overdraw_balance_or_budget(system):
     spends = [e for e in assert_ledger_adds_up(owner, org) if e["kind"] == "spend"]
     assert len(spends) == len(accepted)
     # Every member's usage as the group detail reports it matches what was accepted for them.
-    detail = {m["user_id"]: Decimal(m["used"]) for m in ok(owner.get(path(org, f"/budget-groups/{group['id']}")))["members"]}
+    group_detail = ok(owner.get(path(org, f"/budget-groups/{group['id']}")))
+    detail = {m["user_id"]: Decimal(m["used"]) for m in group_detail["members"]}
     for person in people:
         assert detail[person.id] == sum(amount for user, amount in accepted if user == person.id)

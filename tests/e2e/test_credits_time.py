@@ -5,7 +5,7 @@ never slept; the databases are the running system's own credits database (fresh 
 The dates are far in the future on purpose: the running system's expiry job writes off credit whose
 date has passed by the real clock, and must not race these tests."""
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -14,7 +14,7 @@ from common.db import Store
 from common.errors import PaymentRequired
 from services.credits import budgets, domain
 
-UTC = timezone.utc
+UTC = UTC
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Members, invitations and the billing hand-over end to end: through the gateway, every service
 running, a real RabbitMQ, on SQLite and on PostgreSQL."""
-from datetime import timedelta
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from sqlalchemy import update
 
@@ -9,8 +9,18 @@ from common.db import Store
 from common.timeutil import utcnow
 from services.members.models import Invitation
 from services.orgs.models import ActiveOrganization
-from tests.e2e.helpers import (audit_entries, card_of, create_organization, error_code, hand_billing_to, invite,
-                               join, ok, types_of, wait_for)
+from tests.e2e.helpers import (
+    audit_entries,
+    card_of,
+    create_organization,
+    error_code,
+    hand_billing_to,
+    invite,
+    join,
+    ok,
+    types_of,
+    wait_for,
+)
 
 
 def test_the_dina_story(system):
@@ -84,7 +94,8 @@ def test_invitation_edge_cases(system):
     assert error_code(guest.post(f"/v1/invitations/{second['id']}/accept"), 409) == "invitation_not_pending"
     assert card_of(guest, org)["roles"] == ["builder"]
     # Already a member.
-    assert error_code(owner.post(invitations, json={"email": guest.email, "roles": ["member"]}), 409) == "already_member"
+    again = owner.post(invitations, json={"email": guest.email, "roles": ["member"]})
+    assert error_code(again, 409) == "already_member"
     # Bad input changes nothing.
     for body, field in [({"email": "not-an-email", "roles": ["member"]}, "email"),
                         ({"email": "a@example.com", "roles": []}, "roles"),
@@ -249,7 +260,7 @@ def test_two_owners_stepping_down_at_once_leave_one_owner(system):
         return api.patch(f"/v1/organizations/{org}/members/{api.id}", json={"roles": ["member"]})
     with ThreadPoolExecutor(8) as pool:
         responses = list(pool.map(step_down, [(org, api) for org, a, b in rounds for api in (a, b)]))
-    for i, (org, founder, co_owner) in enumerate(rounds):
+    for i, (org, founder, _co_owner) in enumerate(rounds):
         pair = responses[2 * i: 2 * i + 2]
         assert sorted(r.status_code for r in pair) == [200, 409], [r.text for r in pair]
         members = ok(founder.get(f"/v1/organizations/{org}/members", params={"role": "owner"}))["items"]

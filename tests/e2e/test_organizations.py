@@ -144,6 +144,7 @@ def test_organizations_of_others_answer_404_to_everything(system):
 
 def test_requests_without_or_with_a_bad_token_are_401(system):
     import requests
+
     from gateway import tokens
     url = system.url + "/v1/organizations"
     assert requests.get(url).status_code == 401
@@ -229,7 +230,8 @@ def test_audit_trail_filters_and_paging(system):
     assert len(audit_entries(alice, org["id"], actor=alice.email)) == 5
     assert audit_entries(alice, org["id"], actor="somebody-else") == []
     first = alice.get(f"/v1/organizations/{org['id']}/audit", params={"limit": 2}).json()
-    second = alice.get(f"/v1/organizations/{org['id']}/audit", params={"limit": 2, "cursor": first["next_cursor"]}).json()
+    second = alice.get(f"/v1/organizations/{org['id']}/audit",
+                       params={"limit": 2, "cursor": first["next_cursor"]}).json()
     assert len(first["items"]) == len(second["items"]) == 2
     assert not {e["event_id"] for e in first["items"]} & {e["event_id"] for e in second["items"]}
     bad = alice.get(f"/v1/organizations/{org['id']}/audit", params={"since": "yesterday"})

@@ -38,7 +38,8 @@ def trail(store, agent="a1", org="o1", filters=None, cursor=None, limit=None):
 
 
 def rows(store, agent="a1", org="o1", filters=None, limit=200):
-    return [(r["field"], r["old_value"], r["new_value"]) for r in trail(store, agent, org, filters, None, limit)["items"]]
+    items = trail(store, agent, org, filters, None, limit)["items"]
+    return [(r["field"], r["old_value"], r["new_value"]) for r in items]
 
 
 def walk(store, limit, filters=None):

@@ -1,6 +1,6 @@
 """Budget groups (services/credits/budgets.py) and the credits service's reactions to member events,
 as plain functions over a migrated SQLite store of the credits service."""
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -13,8 +13,8 @@ from services.credits.models import BudgetGroup, BudgetGroupMember, MemberUsage,
 
 ORG = "org-clinic"
 OTHER_ORG = "org-elsewhere"
-NOW = datetime(2026, 3, 15, 12, 0, tzinfo=timezone.utc)
-LATER = datetime(2026, 3, 16, 9, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
+LATER = datetime(2026, 3, 16, 9, 30, tzinfo=UTC)
 NOW_ISO = "2026-03-15T12:00:00.000000Z"
 LATER_ISO = "2026-03-16T09:30:00.000000Z"
 CHANGED = "member.budget_group_changed"
@@ -217,7 +217,7 @@ def test_get_in_the_next_period_starts_from_zero(store, alice):
     group = new_group(store, alice, monthly_limit="10")
     put(store, alice, group, "bob")
     add_usage(store, "bob", "2026-03", 40000)
-    april = datetime(2026, 4, 1, 0, 0, tzinfo=timezone.utc)
+    april = datetime(2026, 4, 1, 0, 0, tzinfo=UTC)
     [member] = budgets.get_group(store, ORG, group, now=april)["members"]
     assert (member["used"], member["remaining"]) == ("0.0000", "10.0000")
 
@@ -234,7 +234,7 @@ def test_get_of_a_group_without_limit_shows_no_remaining(store, alice):
 
 def test_get_in_december_resets_on_the_first_of_january(store, alice):
     group = new_group(store, alice)
-    answer = budgets.get_group(store, ORG, group, now=datetime(2026, 12, 31, 23, 59, tzinfo=timezone.utc))
+    answer = budgets.get_group(store, ORG, group, now=datetime(2026, 12, 31, 23, 59, tzinfo=UTC))
     assert (answer["period"], answer["period_start"], answer["resets_at"]) == \
         ("2026-12", "2026-12-01T00:00:00.000000Z", "2027-01-01T00:00:00.000000Z")
 

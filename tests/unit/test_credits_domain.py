@@ -2,7 +2,7 @@
 spends, expiries, the monthly budget period and the ledger pages. Time is always passed in through `now=`."""
 import sqlite3
 from contextlib import closing
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
@@ -15,9 +15,17 @@ from common.money import MAX_BALANCE_UNITS, UNITS_PER_CREDIT
 from common.paging import encode_cursor
 from common.timeutil import as_utc, iso
 from services.credits import budgets, domain
-from services.credits.models import Account, BudgetGroup, Grant, IdempotentRequest, LedgerEntry, MemberUsage, OutboxEvent
+from services.credits.models import (
+    Account,
+    BudgetGroup,
+    Grant,
+    IdempotentRequest,
+    LedgerEntry,
+    MemberUsage,
+    OutboxEvent,
+)
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 ORG, OTHER_ORG, THIRD_ORG = "org-1", "org-2", "org-3"
 AGENT, OTHER_AGENT = "agent-1", "agent-2"

@@ -8,7 +8,7 @@ from common.auth import Identity
 from common.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
 from common.timeutil import utcnow
 from services.credits import budgets, domain
-from services.credits.models import (Account, IdempotentRequest, LedgerEntry, MemberUsage, OutboxEvent)
+from services.credits.models import Account, IdempotentRequest, LedgerEntry, MemberUsage, OutboxEvent
 from services.credits.service import ASSIGN_ATTEMPTS, CreditsService
 from services.orgs import agents
 from services.orgs import domain as orgs_domain
@@ -275,7 +275,7 @@ def test_a_refused_agent_use_writes_nothing(store, alice, bob):
     for refusal in REFUSALS:
         service = credits_worker(store, bob, ["member"])
 
-        def refuse(*args):
+        def refuse(*args, refusal=refusal):
             raise refusal
         answer_with(service.orgs.check_agent_use, refuse)
         with pytest.raises(type(refusal)) as err:

@@ -72,8 +72,8 @@ def test_transfer_to_an_organization_the_caller_is_not_in_is_destination_not_fou
 def test_transfer_asks_members_about_many_people_in_batches(make_store, alice):
     """members.member_roles answers for at most 500 user ids (MAX_ROLES_LOOKUP); an agent assigned to
     more people is asked about in batches, and every answer counts."""
-    from services.members.domain import MAX_ROLES_LOOKUP
     from common.authz import MEMBER_ROLES_BATCH
+    from services.members.domain import MAX_ROLES_LOOKUP
     assert MEMBER_ROLES_BATCH <= MAX_ROLES_LOOKUP
     store = make_store("orgs")
     org = domain.create_collective(store, alice, "Source")["id"]

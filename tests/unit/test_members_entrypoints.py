@@ -6,8 +6,9 @@ import threading
 import pytest
 from nameko.testing.services import worker_factory
 
+from common.config import settings
 from common.errors import Forbidden
-from common.mail import Mailer, SmtpSettings
+from common.mail import Mailer
 from services.members import domain
 from services.members.service import MembersService
 
@@ -91,8 +92,8 @@ class FakeSmtpServer:
 
 def test_mailer_sends_through_smtp_when_configured():
     server = FakeSmtpServer()
-    mailer = Mailer(SmtpSettings({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(server.port),
-                                  "SMTP_STARTTLS": "false", "SMTP_FROM": "team@example.com"}))
+    mailer = Mailer(settings({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(server.port),
+                                  "SMTP_STARTTLS": "false", "SMTP_FROM": "team@example.com"}).smtp)
     assert mailer.send("budi@example.com", "Hello", "Accept: POST http://x/v1/invitations/1/accept") == "sent"
     server.thread.join(5)
     [message] = server.received
@@ -101,12 +102,12 @@ def test_mailer_sends_through_smtp_when_configured():
 
 def test_mailer_logs_when_smtp_is_not_configured_and_survives_a_dead_server(caplog):
     caplog.set_level("INFO")
-    assert Mailer(SmtpSettings({})).send("a@example.com", "Hi", "link") == "logged"
+    assert Mailer(settings({}).smtp).send("a@example.com", "Hi", "link") == "logged"
     assert "link" in caplog.text
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead_port = s.getsockname()[1]
-    mailer = Mailer(SmtpSettings({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(dead_port)}))
+    mailer = Mailer(settings({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(dead_port)}).smtp)
     assert mailer.send("a@example.com", "Hi", "link") == "failed"
 
 
@@ -114,6 +115,7 @@ def test_a_message_that_is_not_a_change_event_is_dropped_not_requeued(caplog):
     """members consumes organization.deleted; a malformed message must be acknowledged and logged,
     or RabbitMQ would hand it back forever."""
     from nameko.testing.services import worker_factory
+
     from services.members.service import MembersService
     service = worker_factory(MembersService)
     for message in ({"type": "organization.deleted"}, {"junk": True}, "text"):

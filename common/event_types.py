@@ -1,0 +1,48 @@
+"""Every change event type, by the service that emits it: the names producers emit and consumers bind
+to. Each service's `events.py` re-exports the ones it emits; a consumer imports what it reacts to from
+here (services never import each other)."""
+
+# ---- members ------------------------------------------------------------------------------------------
+USER_REGISTERED = "user.registered"
+USER_UPDATED = "user.updated"
+MEMBER_ADDED = "member.added"
+MEMBER_ROLES_CHANGED = "member.roles_changed"
+MEMBER_REMOVED = "member.removed"
+MEMBER_LEFT = "member.left"
+INVITATION_CREATED = "invitation.created"
+INVITATION_RESENT = "invitation.resent"
+INVITATION_ACCEPTED = "invitation.accepted"
+INVITATION_REJECTED = "invitation.rejected"
+INVITATION_REVOKED = "invitation.revoked"
+INVITATION_EXPIRED = "invitation.expired"
+BILLING_TRANSFER_STARTED = "billing_transfer.started"
+BILLING_TRANSFER_ACCEPTED = "billing_transfer.accepted"
+BILLING_TRANSFER_DECLINED = "billing_transfer.declined"
+BILLING_TRANSFER_CANCELLED = "billing_transfer.cancelled"
+
+# ---- orgs ---------------------------------------------------------------------------------------------
+ORGANIZATION_CREATED = "organization.created"
+ORGANIZATION_RENAMED = "organization.renamed"
+ORGANIZATION_DELETED = "organization.deleted"
+ACTIVE_ORGANIZATION_CHANGED = "user.active_organization_changed"
+AGENT_CREATED = "agent.created"
+AGENT_UPDATED = "agent.updated"
+AGENT_DELETED = "agent.deleted"
+AGENT_TRANSFERRED = "agent.transferred"
+AGENT_ACCESS_REVOKED = "agent.access_revoked"
+AGENT_CONTRIBUTOR_ADDED = "agent.contributor_added"
+AGENT_CONTRIBUTOR_REMOVED = "agent.contributor_removed"
+AGENT_ASSIGNEE_ADDED = "agent.assignee_added"
+AGENT_ASSIGNEE_REMOVED = "agent.assignee_removed"
+
+# ---- credits ------------------------------------------------------------------------------------------
+CREDITS_GRANTED = "credits.granted"
+CREDITS_SPENT = "credits.spent"
+CREDITS_EXPIRED = "credits.expired"
+BUDGET_GROUP_CREATED = "budget_group.created"
+BUDGET_GROUP_UPDATED = "budget_group.updated"
+BUDGET_GROUP_DELETED = "budget_group.deleted"
+MEMBER_BUDGET_GROUP_CHANGED = "member.budget_group_changed"
+
+# Membership ended, however it happened: consumers that keep per-member state drop it on these.
+MEMBERSHIP_ENDED = (MEMBER_REMOVED, MEMBER_LEFT)
