@@ -3,8 +3,12 @@ FROM python:3.11-slim-bookworm
 WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
+COPY pyproject.toml config.yaml ./
 COPY common common
 COPY services services
 COPY gateway gateway
-COPY config.yaml .
-ENV PYTHONPATH=/app PYTHONWARNINGS=ignore PYTHONUNBUFFERED=1
+COPY devtools devtools
+# The project installed editable from /app (pyproject.toml), as `make run` does: no PYTHONPATH needed,
+# and the migrations folders, which are not Python packages, are read from /app.
+RUN pip install --no-cache-dir --no-deps -e .
+ENV PYTHONWARNINGS=ignore PYTHONUNBUFFERED=1

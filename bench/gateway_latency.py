@@ -62,7 +62,7 @@ def report_audit_delay(session, url, org_id, count):
 def start_system(postgres=False):
     """A private broker and the whole system (PostgreSQL databases with `postgres`); (system, stop)."""
     workdir = tempfile.mkdtemp(prefix="orgplatform-bench-")
-    broker = Broker(f"{workdir}/rabbitmq", free_broker_port(), "orgplatform-bench").start()
+    broker = Broker(f"{workdir}/rabbitmq", free_broker_port()).start()
     cluster, env = None, {}
     if postgres:
         from devtools.postgres import PostgresCluster

@@ -1,24 +1,31 @@
 """`make run`: RabbitMQ (unless AMQP_URI points elsewhere), every service and the gateway, in the
 foreground. Ctrl-C stops all of it, RabbitMQ included."""
-import os
 import signal
 import subprocess
 import sys
 import time
 
-from devtools.system import ROOT, Broker, System
+from common.config import ConfigError, settings
+from devtools.system import Broker, BrokerStartFailed, System, is_port_free
 from gateway import tokens
 
 
 def main():
-    data_dir = os.path.abspath(os.environ.get("DATA_DIR") or ROOT / "data")
-    gateway_port = int(os.environ.get("GATEWAY_PORT") or 8000)
+    try:
+        config = settings()
+    except ConfigError as exc:
+        sys.exit(f"run: {exc}")
+    data_dir, gateway_port, amqp_uri = config.data_dir, config.gateway_port, config.amqp_uri
+    if not 1 <= gateway_port <= 65535:
+        sys.exit(f"run: GATEWAY_PORT must be a port from 1 to 65535, not {gateway_port}")
+    if not is_port_free(gateway_port):
+        sys.exit(f"run: GATEWAY_PORT {gateway_port} is already in use by another program; choose another")
     broker = None
-    amqp_uri = os.environ.get("AMQP_URI")
-    if not amqp_uri:
-        broker = Broker(os.path.join(data_dir, "rabbitmq"), int(os.environ.get("RABBITMQ_PORT") or 5672),
-                        "orgplatform-run").start()
-        amqp_uri = broker.amqp_uri
+    if not config.amqp_uri_given:
+        try:
+            broker = Broker(data_dir / "rabbitmq", config.rabbitmq_port).start()
+        except BrokerStartFailed as exc:
+            sys.exit(f"run: {exc}")
     system = System(data_dir, amqp_uri, gateway_port)
     stopping = []
 

@@ -11,10 +11,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common.config import database_url
+from common.config import SERVICES, database_url
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("members", "orgs", "credits", "audit")
 MODULES = {name: f"services.{name}.service" for name in SERVICES}
 MODULES["gateway"] = "gateway.service"
 VENV_BIN = Path(sys.executable).parent
@@ -31,12 +30,12 @@ def free_broker_port():
     import random
     for _ in range(200):
         port = random.randrange(20000, 45000)
-        if all(_is_free(p) for p in (port, port + 20000)):
+        if all(is_port_free(p) for p in (port, port + 20000)):
             return port
     raise RuntimeError("no free port pair for RabbitMQ")
 
 
-def _is_free(port):
+def is_port_free(port):
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port))
@@ -53,16 +52,23 @@ def _wait_or_kill(process, timeout=20):
         process.wait()
 
 
-class Broker:
-    """A private RabbitMQ node (scripts/rabbitmq.sh) with its files under `directory`."""
+class BrokerStartFailed(RuntimeError):
+    """scripts/rabbitmq.sh could not start the node (it printed why: a port taken or out of range, ...)."""
 
-    def __init__(self, directory, port, node_name):
-        self.directory, self.port, self.node_name = Path(directory), port, node_name
+
+class Broker:
+    """A private RabbitMQ node (scripts/rabbitmq.sh) with its files under `directory`; its node name
+    derives from the port (orgplatform-PORT), so nodes on different ports never collide."""
+
+    def __init__(self, directory, port):
+        self.directory, self.port = Path(directory), port
         self.amqp_uri = f"amqp://guest:guest@127.0.0.1:{port}/"
 
     def start(self):
-        subprocess.run(["bash", str(ROOT / "scripts/rabbitmq.sh"), "start", str(self.directory), str(self.port),
-                        self.node_name], check=True)
+        result = subprocess.run(["bash", str(ROOT / "scripts/rabbitmq.sh"), "start", str(self.directory),
+                                 str(self.port)])
+        if result.returncode != 0:
+            raise BrokerStartFailed(f"RabbitMQ did not start on port {self.port} (see the message above)")
         return self
 
     def stop(self):

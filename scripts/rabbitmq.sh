@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Starts or stops a private RabbitMQ node: loopback only, its own node name and ports, all its files
-# under one folder. `make run` and the test suite each start their own, so they never collide.
-#   rabbitmq.sh start DIR PORT NODENAME     (returns once the AMQP port accepts connections)
+# (the Erlang crash dump included) under one folder. `make run` and the test suite each start their
+# own, so they never collide; two `make run`s with different RABBITMQ_PORTs neither.
+#   rabbitmq.sh start DIR PORT [NODENAME]   (returns once the AMQP port accepts connections)
 #   rabbitmq.sh stop DIR
+# The node name defaults to orgplatform-PORT: two nodes on one machine need different names (a second
+# node under the same name fails to start and leaves only an Erlang crash dump behind).
 # Debian's /usr/sbin/rabbitmq-server wrapper re-runs the node as the `rabbitmq` user, which cannot
 # write to a project folder; we call the real script under /usr/lib/rabbitmq/bin as ourselves instead.
 set -euo pipefail
@@ -14,13 +17,22 @@ is_running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 
 case "$cmd" in
 start)
-  port=${3:?port}; node=${4:?node name}
+  port=${3:?port}; node=${4:-orgplatform-$port}
   if is_running; then echo "rabbitmq: already running (pid $(cat "$pidfile"))"; exit 0; fi
-  # Someone else on the port would pass the readiness check below and take our traffic.
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "rabbitmq: port $port is already in use by another program; set RABBITMQ_PORT (or AMQP_URI)" >&2
+  # The Erlang distribution port is the AMQP port + 20000, so it must stay a valid port too.
+  if ! [[ "$port" =~ ^[0-9]+$ ]] || [ "$port" -lt 1 ] || [ "$port" -gt 45535 ]; then
+    echo "rabbitmq: RABBITMQ_PORT must be a number from 1 to 45535 (the node also listens on it + 20000), not '$port'" >&2
     exit 1
   fi
+  dist_port=$((port + 20000))
+  # Someone else on either port would take our traffic or make the node crash at start.
+  for p in "$port" "$dist_port"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      what=$([ "$p" = "$port" ] && echo "AMQP port" || echo "distribution port (RABBITMQ_PORT + 20000)")
+      echo "rabbitmq: $what $p is already in use by another program; choose another RABBITMQ_PORT (or set AMQP_URI)" >&2
+      exit 1
+    fi
+  done
   mkdir -p "$dir/mnesia" "$dir/log" "$dir/home"
   echo '[].' > "$dir/enabled_plugins"
   cat > "$dir/rabbitmq.conf" <<CONF
@@ -31,11 +43,12 @@ CONF
   # HOME holds the Erlang cookie; the distribution port is derived from the AMQP port (+20000).
   env HOME="$dir/home" \
       RABBITMQ_NODENAME="$node@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$port" \
-      RABBITMQ_DIST_PORT=$((port + 20000)) RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" \
+      RABBITMQ_DIST_PORT="$dist_port" RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" \
+      ERL_CRASH_DUMP="$dir/log/erl_crash.dump" \
       RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log" \
       RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" RABBITMQ_PID_FILE="$dir/beam.pid" \
       RABBITMQ_LOGS="$dir/log/rabbit.log" \
-      setsid /usr/lib/rabbitmq/bin/rabbitmq-server >"$dir/log/console.log" 2>&1 &
+      setsid bash -c 'cd "$1" && exec /usr/lib/rabbitmq/bin/rabbitmq-server' _ "$dir" >"$dir/log/console.log" 2>&1 &
   echo $! > "$pidfile"
   for _ in $(seq 1 240); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -54,5 +67,5 @@ stop)
     kill -KILL -- "-$pid" 2>/dev/null || true
   fi
   rm -f "$pidfile"; echo "rabbitmq: stopped" ;;
-*) echo "usage: $0 start DIR PORT NODENAME | stop DIR" >&2; exit 2 ;;
+*) echo "usage: $0 start DIR PORT [NODENAME] | stop DIR" >&2; exit 2 ;;
 esac

@@ -3,7 +3,6 @@ import eventlet
 
 eventlet.monkey_patch()  # noqa: E402
 
-import os
 import shutil
 import tempfile
 import uuid
@@ -20,7 +19,7 @@ from gateway import tokens
 def broker():
     """A private RabbitMQ node for the whole session, on free ports, stopped at the end."""
     directory = tempfile.mkdtemp(prefix="orgplatform-rabbit-")
-    node = Broker(directory, free_broker_port(), f"orgplatform-test-{os.getpid()}").start()
+    node = Broker(directory, free_broker_port()).start()
     yield node
     node.stop()
     shutil.rmtree(directory, ignore_errors=True)

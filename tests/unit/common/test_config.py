@@ -1,0 +1,64 @@
+"""Settings come from one place (common.config) with working defaults, and a bad value is a clear
+error naming the variable; the broker script refuses ports it cannot use before starting anything."""
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from common.config import DEV_JWT_SECRET, ConfigError, settings
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_defaults_work_for_a_local_run(tmp_path):
+    config = settings({"DATA_DIR": str(tmp_path)})
+    assert (config.gateway_port, config.rabbitmq_port, config.max_workers) == (8000, 5672, 10)
+    assert config.amqp_uri == "amqp://guest:guest@127.0.0.1:5672/" and not config.amqp_uri_given
+    assert config.jwt_secret == DEV_JWT_SECRET
+    assert config.app_url == "http://127.0.0.1:8000"
+    assert config.smtp.host is None and config.smtp.port == 587 and config.smtp.starttls
+    assert config.database_url("orgs") == f"sqlite:///{tmp_path / 'orgs.sqlite'}"
+
+
+def test_values_from_the_environment():
+    config = settings({"GATEWAY_PORT": "8100", "RABBITMQ_PORT": "5700", "INVITATION_SWEEP_SECONDS": "1",
+                       "CREDITS_DATABASE_URL": "postgresql+psycopg2://u@h/credits", "SMTP_STARTTLS": "no"})
+    assert config.amqp_uri == "amqp://guest:guest@127.0.0.1:5700/"
+    assert config.app_url == "http://127.0.0.1:8100"
+    assert config.invitation_sweep_seconds == 1.0
+    assert config.database_url("credits") == "postgresql+psycopg2://u@h/credits"
+    assert not config.smtp.starttls
+    assert settings({"AMQP_URI": "amqp://x@broker:5672/"}).amqp_uri_given
+
+
+@pytest.mark.parametrize("name, value", [("GATEWAY_PORT", "abc"), ("MAX_WORKERS", "0"),
+                                         ("CREDIT_EXPIRY_SWEEP_SECONDS", "soon"), ("SMTP_PORT", "1.5")])
+def test_a_bad_value_names_its_variable(name, value):
+    with pytest.raises(ConfigError, match=name):
+        settings({name: value})
+
+
+def start_broker(tmp_path, port):
+    return subprocess.run(["bash", str(ROOT / "scripts/rabbitmq.sh"), "start", str(tmp_path / "rabbit"), str(port)],
+                          capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize("port", ["45536", "0", "abc"])
+def test_the_broker_script_refuses_a_port_out_of_range(tmp_path, port):
+    result = start_broker(tmp_path, port)
+    assert result.returncode == 1
+    assert "RABBITMQ_PORT must be a number from 1 to 45535" in result.stderr
+    assert not (tmp_path / "rabbit" / "rabbitmq.pid").exists()
+
+
+def test_the_broker_script_refuses_a_taken_distribution_port(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        dist_port = taken.getsockname()[1]
+        if dist_port <= 20000:
+            pytest.skip("the free port the system gave has no AMQP twin below it")
+        result = start_broker(tmp_path, dist_port - 20000)
+    assert result.returncode == 1
+    assert "distribution port (RABBITMQ_PORT + 20000)" in result.stderr and str(dist_port) in result.stderr
