@@ -1,8 +1,7 @@
-"""Tables of the audit service: one immutable entry per change event, and its changed fields."""
+"""Tables of the audit service: one immutable entry per change event, and its changed fields. No outbox:
+the audit service emits no events (events.py)."""
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-
-from common.outbox import OutboxMixin
 
 
 class Base(DeclarativeBase):
@@ -43,7 +42,3 @@ class AuditChange(Base):
     old_text = mapped_column(Text, nullable=True)
     new_text = mapped_column(Text, nullable=True)
 
-
-class OutboxEvent(OutboxMixin, Base):
-    """Unused today (the audit service changes nothing but its own trail); kept so that every service
-    has the same layout and can emit events without a migration."""

@@ -1,20 +1,15 @@
-"""Nameko entrypoints of the audit service: thin; the rules live in domain.py."""
-import logging
-
+"""Nameko entrypoints of the audit service: thin; storing events is in reactions.py, the trail's
+storage and queries in trail.py."""
 from nameko.messaging import consume
 from nameko.rpc import RpcProxy
 
 from common.auth import Auth
 from common.authz import authorize
 from common.db import Database
-from common.events import AUDIT_QUEUE, InvalidChangeEvent
-from common.outbox import OutboxRelay
+from common.events import AUDIT_QUEUE, change_event_or_none
 from common.permissions import Action
 from common.rpc import rpc
-from services.audit import domain
-from services.audit.models import OutboxEvent
-
-log = logging.getLogger(__name__)
+from services.audit import reactions, trail
 
 
 class AuditService:
@@ -22,7 +17,6 @@ class AuditService:
 
     auth = Auth()
     db = Database()
-    outbox = OutboxRelay(OutboxEvent)
     members = RpcProxy("members")
 
     @rpc
@@ -33,21 +27,20 @@ class AuditService:
     # to the queue. A message that is not a change event is logged and dropped: retrying cannot help.
     @consume(AUDIT_QUEUE, requeue_on_error=True)
     def on_change_event(self, message):
-        try:
-            domain.store_event(self.db, message)
-        except InvalidChangeEvent:
-            log.error("dropping a message that is not a change event", exc_info=True)
+        event = change_event_or_none(message)
+        if event is not None:
+            reactions.handle_change_event(self.db, event)
 
     @rpc
     def list_entries(self, organization_id, filters=None, cursor=None, limit=None):
         """The organization's audit trail (Owner/Admin only)."""
         self.auth.require()
         authorize(self.members, organization_id, Action.VIEW_AUDIT)
-        return domain.query_entries(self.db, organization_id, filters, cursor, limit)
+        return trail.query_entries(self.db, organization_id, filters, cursor, limit)
 
     @rpc
     def list_agent_entries(self, organization_id, agent_id, filters=None, cursor=None, limit=None):
         """One agent's trail in the organization, a row per changed field (Owner/Admin only)."""
         self.auth.require()
         authorize(self.members, organization_id, Action.VIEW_AUDIT)
-        return domain.query_agent_trail(self.db, organization_id, agent_id, filters, cursor, limit)
+        return trail.query_agent_trail(self.db, organization_id, agent_id, filters, cursor, limit)

@@ -1,25 +1,40 @@
-"""Budget groups (SPEC §5): a monthly limit per member and a limit on how many Builders a group holds.
+"""Budget groups (SPEC §5): a monthly limit per member and a limit on how many Builders a group holds;
+the monthly budget period, and what a member may still spend (`Allowance`, which the ledger's spend
+decision asks).
 
-Plain functions over a `Store`. Who may manage groups (Owner/Admin) and members' roles are checked by
-the entrypoints over RPC first. A member is in at most one group: the primary key of
-budget_group_members is (organization, user).
+Plain functions over a `Store`. Who may manage groups (Owner/Admin) is checked by the entrypoints over
+RPC first; members' roles come from a lookup the entrypoint passes in (`add_member`). A member is in
+at most one group: the primary key of budget_group_members is (organization, user).
 """
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
-from common.errors import Conflict, NotFound, ValidationFailed
+from common.auth import is_valid_user_id
+from common.errors import Conflict, NotFound, PaymentRequired, ValidationFailed, member_not_found
 from common.events import changed_fields
 from common.money import format_amount, parse_amount
 from common.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor, page_of_query
-from common.timeutil import iso, utcnow
-from services.credits.domain import budget_left, period_bounds, period_of, record_event
+from common.permissions import Role
+from common.timeutil import as_utc, iso, utcnow
+from services.credits.events import (
+    BUDGET_GROUP_CREATED,
+    BUDGET_GROUP_DELETED,
+    BUDGET_GROUP_UPDATED,
+    MEMBER_BUDGET_GROUP_CHANGED,
+    emit,
+)
 from services.credits.models import BudgetGroup, BudgetGroupMember, MemberUsage
 from services.credits.schemas import budget_group_schema, group_membership_schema
 
 NAME_MAX_LENGTH = 200
 BUILDER_LIMIT_MAX = 100000
+MAX_GROUP_LOOKUP = 500      # user ids per groups_of_members lookup (a page of the member list)
 GROUP_FIELDS = ("name", "monthly_limit", "builder_limit")
+ASSIGN_ATTEMPTS = 3     # roles lookups per assignment before giving up on a group that keeps changing
+BALANCE, BUDGET_GROUP = "balance", "budget_group"    # what binds a spend (Allowance.binding_limit)
 
 
 def budget_group_not_found():
@@ -30,6 +45,22 @@ class GroupChanged(Exception):
     """The group's members or builder limit changed between the roles lookup and the assignment."""
 
 
+# ---- time: budgets count per calendar month, UTC (SPEC §5) ------------------------------------------
+def period_of(now):
+    """The budget period `now` falls in, e.g. "2026-11"."""
+    now = as_utc(now)
+    return f"{now.year:04d}-{now.month:02d}"
+
+
+def period_bounds(now):
+    """(start, reset time) of the period `now` falls in: the first of this month and of the next, 00:00 UTC."""
+    now = as_utc(now)
+    start = datetime(now.year, now.month, 1, tzinfo=UTC)
+    resets_at = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
+    return start, resets_at
+
+
+# ---- groups ----------------------------------------------------------------------------------------
 def clean_fields(data, creating):
     """The group fields in `data`, checked: name required on create (trimmed, at most 200 characters),
     monthly_limit an amount >= 0 or null (no limit), builder_limit a whole number >= 0 or null."""
@@ -94,8 +125,8 @@ def create_group(store, identity, organization_id, data, now=None):
         group = BudgetGroup(id=str(uuid.uuid4()), organization_id=organization_id, created_by=identity.id,
                             created_at=now, updated_at=now, **fields)
         session.add(group)
-        record_event(session, "budget_group.created", "create", organization_id, identity.as_actor(), "budget_group",
-                     group.id, after=_shown(fields), now=now)
+        emit(session, BUDGET_GROUP_CREATED, "create", organization_id, identity, "budget_group", group.id,
+             after=_shown(fields), occurred_at=now)
         return group_dict(group, 0)
 
 
@@ -156,8 +187,8 @@ def update_group(store, identity, organization_id, group_id, data, now=None):
             for name, value in after.items():
                 setattr(group, name, value)
             group.updated_at = now
-            record_event(session, "budget_group.updated", "update", organization_id, identity.as_actor(),
-                         "budget_group", group.id, before=_shown(before), after=_shown(after), now=now)
+            emit(session, BUDGET_GROUP_UPDATED, "update", organization_id, identity, "budget_group", group.id,
+                 before=_shown(before), after=_shown(after), occurred_at=now)
         return group_dict(group, _member_count(session, group.id))
 
 
@@ -169,14 +200,42 @@ def delete_group(store, identity, organization_id, group_id, now=None):
         count = _member_count(session, group.id)
         session.execute(BudgetGroupMember.__table__.delete().where(BudgetGroupMember.group_id == group.id))
         session.delete(group)
-        record_event(session, "budget_group.deleted", "delete", organization_id, identity.as_actor(), "budget_group",
-                     group.id, before=dict(_shown({k: getattr(group, k) for k in GROUP_FIELDS}), member_count=count),
-                     now=now)
+        emit(session, BUDGET_GROUP_DELETED, "delete", organization_id, identity, "budget_group", group.id,
+             before=dict(_shown({k: getattr(group, k) for k in GROUP_FIELDS}), member_count=count), occurred_at=now)
 
 
 # ---- members of groups -----------------------------------------------------------------------------
+def add_member(store, identity, organization_id, group_id, user_id, roles_of, now=None):
+    """Put a member in the group (out of any other); returns {"membership", "created"}.
+
+    `roles_of(user_ids)` answers {user_id: [role values]} for those of `user_ids` who are members of
+    the organization (the members service knows). The builder limit needs the roles of the group's
+    members: they are fetched first, and the assignment (under the group's lock) checks that the group
+    is still what they were fetched for; if another assignment slipped in, they are fetched again."""
+    if not is_valid_user_id(user_id):
+        raise member_not_found()
+    user_roles = roles_of([user_id]).get(user_id)
+    if user_roles is None:
+        raise member_not_found()
+    is_builder = Role.BUILDER.value in user_roles
+    for _ in range(ASSIGN_ATTEMPTS):
+        snapshot = group_snapshot(store, organization_id, group_id)
+        builders = 0
+        if is_builder and snapshot["builder_limit"] is not None:
+            others = [u for u in snapshot["member_ids"] if u != user_id]
+            builders = sum(Role.BUILDER.value in roles for roles in roles_of(others).values())
+        try:
+            membership, created = assign_member(store, identity, organization_id, group_id, user_id, is_builder,
+                                                builders, snapshot, now=now)
+            return {"membership": membership, "created": created}
+        except GroupChanged:
+            continue
+    raise Conflict("The budget group changed while this member was being added; try again.",
+                   code="budget_group_busy")
+
+
 def group_snapshot(store, organization_id, group_id):
-    """The group's builder limit and members: what the entrypoint needs the members' roles for."""
+    """The group's builder limit and members: what the members' roles are looked up for."""
     with store.read() as session:
         group = _group(session, organization_id, group_id)
         ids = session.scalars(select(BudgetGroupMember.user_id).where(BudgetGroupMember.group_id == group.id)).all()
@@ -187,7 +246,7 @@ def assign_member(store, identity, organization_id, group_id, user_id, is_builde
                   now=None):
     """Put a member in the group (moving them out of another one). A Builder is refused when the group
     already holds `builder_limit` Builders. `builders_in_group` was counted from the members' roles in
-    `snapshot`; if the group changed since, GroupChanged (the entrypoint looks the roles up again).
+    `snapshot`; if the group changed since, GroupChanged (add_member looks the roles up again).
     Returns (membership, created)."""
     now = now or utcnow()
     with store.write() as session:
@@ -209,8 +268,8 @@ def assign_member(store, identity, organization_id, group_id, user_id, is_builde
             current = BudgetGroupMember(organization_id=organization_id, user_id=user_id)
             session.add(current)
         current.group_id, current.added_by, current.added_at = group.id, identity.id, now
-        record_event(session, "member.budget_group_changed", "update", organization_id, identity.as_actor(), "member",
-                     user_id, before={"budget_group_id": previous}, after={"budget_group_id": group.id}, now=now)
+        emit(session, MEMBER_BUDGET_GROUP_CHANGED, "update", organization_id, identity, "member", user_id,
+             before={"budget_group_id": previous}, after={"budget_group_id": group.id}, occurred_at=now)
         return membership_dict(current), True
 
 
@@ -224,8 +283,8 @@ def unassign_member(store, identity, organization_id, group_id, user_id, now=Non
         if current is None or current.group_id != group.id:
             raise NotFound("This member is not in the budget group.", code="not_in_budget_group", field="user_id")
         session.delete(current)
-        record_event(session, "member.budget_group_changed", "update", organization_id, identity.as_actor(), "member",
-                     user_id, before={"budget_group_id": group.id}, after={"budget_group_id": None}, now=now)
+        emit(session, MEMBER_BUDGET_GROUP_CHANGED, "update", organization_id, identity, "member", user_id,
+             before={"budget_group_id": group.id}, after={"budget_group_id": None}, occurred_at=now)
 
 
 def forget_member(session, event):
@@ -235,10 +294,19 @@ def forget_member(session, event):
     if current is None:
         return False
     session.delete(current)
-    record_event(session, "member.budget_group_changed", "update", organization_id, event["actor"], "member", user_id,
-                 before={"budget_group_id": current.group_id}, after={"budget_group_id": None},
-                 correlation_id=event["event_id"])
+    emit(session, MEMBER_BUDGET_GROUP_CHANGED, "update", organization_id, event["actor"], "member", user_id,
+         before={"budget_group_id": current.group_id}, after={"budget_group_id": None},
+         correlation_id=event["event_id"])
     return True
+
+
+def clean_lookup_ids(user_ids):
+    """The user ids of a groups_of_members lookup, checked: a list of at most MAX_GROUP_LOOKUP strings."""
+    if (not isinstance(user_ids, list) or len(user_ids) > MAX_GROUP_LOOKUP
+            or not all(isinstance(u, str) for u in user_ids)):
+        raise ValidationFailed(f"user_ids must be a list of at most {MAX_GROUP_LOOKUP} user ids.",
+                               code="invalid_type", field="user_ids")
+    return user_ids
 
 
 def groups_of_members(store, organization_id, user_ids):
@@ -251,3 +319,70 @@ def groups_of_members(store, organization_id, user_ids):
 
 def membership_dict(membership):
     return group_membership_schema.dump(membership)
+
+
+# ---- what a member may still spend (the ledger's spend decision asks) ------------------------------
+def budget_left(monthly_limit, used):
+    """What a member may still spend this month under a group's limit: None without a limit, never
+    below 0 (a limit lowered under what was already spent leaves 0, the past is not rewritten)."""
+    return None if monthly_limit is None else max(0, monthly_limit - used)
+
+
+@dataclass
+class Allowance:
+    """What binds a member's next spend: the organization's balance and their group's monthly limit."""
+    balance: int
+    used: int                      # the member's spend this period
+    group: BudgetGroup | None
+    now: datetime
+
+    @property
+    def budget_left(self):
+        return budget_left(self.group.monthly_limit if self.group else None, self.used)
+
+    @property
+    def can_spend(self):
+        return self.balance if self.budget_left is None else min(self.balance, self.budget_left)
+
+    @property
+    def binding_limit(self):
+        """Which limit `can_spend` comes from (the budget when both are equal: it is the member's own)."""
+        left = self.budget_left
+        return BUDGET_GROUP if left is not None and left <= self.balance else BALANCE
+
+    def refusal(self, amount):
+        """None if `amount` may be spent, else the 402 to answer (naming what binds)."""
+        if amount <= self.can_spend:
+            return None
+        left = self.budget_left
+        if left is not None and amount > left and (amount <= self.balance or left <= self.balance):
+            budget = self.budget()
+            return PaymentRequired(
+                f"This would take you over your monthly budget of {budget['limit']} in the group "
+                f"\"{budget['budget_group_name']}\" ({budget['used']} used); it resets at {budget['resets_at']}.",
+                code="budget_exceeded", field="amount", details=dict(budget, requested=format_amount(amount)))
+        return PaymentRequired("The organization does not have enough credit for this spend.",
+                               code="insufficient_credits", field="amount",
+                               details={"requested": format_amount(amount)})
+
+    def budget(self):
+        start, resets_at = period_bounds(self.now)
+        group = self.group
+        return {"budget_group_id": group.id if group else None, "budget_group_name": group.name if group else None,
+                "limit": format_amount(group.monthly_limit) if group else None,
+                "used": format_amount(self.used), "remaining": format_amount(self.budget_left),
+                "period": period_of(self.now), "period_start": iso(start), "resets_at": iso(resets_at)}
+
+    def as_dict(self):
+        """What the member is told (the balance itself is for Owner/Billing: only what they can spend)."""
+        return {"can_spend": format_amount(self.can_spend), "binding_limit": self.binding_limit,
+                "budget": self.budget()}
+
+
+def allowance(session, organization_id, user_id, balance, now):
+    """The member's allowance when the organization holds `balance`: their group and their usage this period."""
+    group = session.scalar(select(BudgetGroup).join(BudgetGroupMember, BudgetGroupMember.group_id == BudgetGroup.id)
+                           .where(BudgetGroupMember.organization_id == organization_id,
+                                  BudgetGroupMember.user_id == user_id))
+    usage = session.get(MemberUsage, (organization_id, user_id, period_of(now)))
+    return Allowance(balance=balance, used=usage.used if usage else 0, group=group, now=now)

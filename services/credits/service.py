@@ -1,11 +1,12 @@
-"""Nameko entrypoints of the credits service: thin; the rules live in domain.py (ledger, spends) and
-budgets.py (budget groups).
+"""Nameko entrypoints of the credits service: thin; the rules live in ledger.py (grants, spends,
+expiries, the ledger) and budgets.py (budget groups, what a member may still spend), the reactions to
+other services' events in reactions.py.
 
 Order inside each entrypoint: check the input, then permissions and membership facts over RPC, then
 open the write transaction (common.db: no RPC call while a write transaction is open).
 """
 import logging
-import os
+from functools import partial
 
 from nameko.messaging import consume
 from nameko.rpc import RpcProxy
@@ -13,22 +14,20 @@ from nameko.timer import timer
 
 from common.auth import Auth
 from common.authz import authorize, roles_of_members
+from common.config import settings
 from common.db import Database
-from common.errors import Conflict, NotFound, ValidationFailed
 from common.events import CREDITS_QUEUE, change_event_or_none
 from common.money import parse_amount
 from common.outbox import OutboxRelay
-from common.permissions import Action, Role
+from common.permissions import Action
 from common.rpc import call, rpc
-from services.credits import budgets, domain, reactions
+from services.credits import budgets, ledger, reactions
 from services.credits.models import OutboxEvent
 
 log = logging.getLogger(__name__)
 
 # How often the expiry job writes off credit past its date (spends and reads never count it either way).
-CREDIT_EXPIRY_SWEEP_SECONDS = float(os.environ.get("CREDIT_EXPIRY_SWEEP_SECONDS") or 60)
-MAX_GROUP_LOOKUP = 500
-ASSIGN_ATTEMPTS = 3
+CREDIT_EXPIRY_SWEEP_SECONDS = settings().credit_expiry_sweep_seconds
 
 
 class CreditsService:
@@ -50,20 +49,20 @@ class CreditsService:
         """Balance, this period's spend and the grants holding credit."""
         self.auth.require()
         authorize(self.members, organization_id, Action.VIEW_BILLING)
-        return domain.credits_page(self.db, organization_id)
+        return ledger.credits_page(self.db, organization_id)
 
     @rpc
     def list_ledger(self, organization_id, kind=None, cursor=None, limit=None):
         self.auth.require()
         authorize(self.members, organization_id, Action.VIEW_BILLING)
-        return domain.ledger_page(self.db, organization_id, kind, cursor, limit)
+        return ledger.ledger_page(self.db, organization_id, kind, cursor, limit)
 
     @rpc
     def add_grant(self, organization_id, amount, type, expires_at=None, idempotency_key=None):
         identity = self.auth.require()
-        domain.clean_grant(amount, type, expires_at)   # bad input first
+        ledger.clean_grant(amount, type, expires_at)   # bad input first
         authorize(self.members, organization_id, Action.GRANT_CREDITS)
-        return domain.add_grant(self.db, identity, organization_id, amount, type, expires_at, idempotency_key)
+        return ledger.add_grant(self.db, identity, organization_id, amount, type, expires_at, idempotency_key)
 
     # ---- spending ----------------------------------------------------------------------------------
     @rpc
@@ -71,11 +70,11 @@ class CreditsService:
         """Charge the caller's use of an agent; returns {"spend", "replayed"}. 402 when the balance or the
         caller's budget does not allow it."""
         identity = self.auth.require()
-        domain.clean_spend(amount, idempotency_key)
+        ledger.clean_spend(amount, idempotency_key)
         # Membership and the right to use this agent, from orgs (which asks members) before the
         # transaction; the charge itself is decided under the account lock.
         call(self.orgs.check_agent_use, organization_id, agent_id)
-        return domain.spend(self.db, identity, organization_id, agent_id, amount, idempotency_key)
+        return ledger.spend(self.db, identity, organization_id, agent_id, amount, idempotency_key)
 
     @rpc
     def evaluate_spend(self, organization_id, agent_id, amount=None):
@@ -84,18 +83,15 @@ class CreditsService:
         if amount is not None:
             parse_amount(amount, "amount")
         call(self.orgs.check_agent_use, organization_id, agent_id)
-        return domain.evaluate_spend(self.db, identity, organization_id, agent_id, amount)
+        return ledger.evaluate_spend(self.db, identity, organization_id, agent_id, amount)
 
     @rpc
     def my_usage(self, organization_ids=None):
         """The caller's usage this period, what they can still spend and what binds, per organization they
         belong to (of `organization_ids`, when given)."""
         identity = self.auth.require()
-        mine = [m["organization_id"] for m in call(self.members.my_memberships)]
-        if organization_ids is not None:    # in the order asked for, only those the caller belongs to
-            member_of = set(mine)
-            mine = [org_id for org_id in organization_ids if org_id in member_of]
-        return domain.usage_by_organization(self.db, identity.id, mine)
+        member_of = [m["organization_id"] for m in call(self.members.my_memberships)]
+        return ledger.usage_by_organization(self.db, identity.id, member_of, organization_ids)
 
     # ---- budget groups (Owner/Admin) ---------------------------------------------------------------
     @rpc
@@ -130,34 +126,12 @@ class CreditsService:
 
     @rpc
     def add_budget_group_member(self, organization_id, group_id, user_id):
-        """Put a member in the group (out of any other); returns {"membership", "created"}.
-
-        The builder limit needs the roles of the group's members, which live in the members service:
-        they are fetched first, and the assignment (under the group's lock) checks that the group is
-        still what they were fetched for; if another assignment slipped in, the roles are fetched again."""
+        """Put a member in the group (out of any other); returns {"membership", "created"}. The members'
+        roles, which the builder limit needs, are asked from the members service (budgets.add_member)."""
         identity = self.auth.require()
         self._may_manage_groups(organization_id)
-        if not isinstance(user_id, str) or not 0 < len(user_id) <= 128:
-            raise self._member_not_found()
-        user_roles = roles_of_members(self.members, organization_id, [user_id]).get(user_id)
-        if user_roles is None:
-            raise self._member_not_found()
-        is_builder = Role.BUILDER.value in user_roles
-        for _ in range(ASSIGN_ATTEMPTS):
-            snapshot = budgets.group_snapshot(self.db, organization_id, group_id)
-            builders = 0
-            if is_builder and snapshot["builder_limit"] is not None:
-                others = [u for u in snapshot["member_ids"] if u != user_id]
-                builders = sum(Role.BUILDER.value in roles
-                               for roles in roles_of_members(self.members, organization_id, others).values())
-            try:
-                membership, created = budgets.assign_member(self.db, identity, organization_id, group_id, user_id,
-                                                            is_builder, builders, snapshot)
-                return {"membership": membership, "created": created}
-            except budgets.GroupChanged:
-                continue
-        raise Conflict("The budget group changed while this member was being added; try again.",
-                       code="budget_group_busy")
+        roles_of = partial(roles_of_members, self.members, organization_id)
+        return budgets.add_member(self.db, identity, organization_id, group_id, user_id, roles_of)
 
     @rpc
     def remove_budget_group_member(self, organization_id, group_id, user_id):
@@ -169,10 +143,7 @@ class CreditsService:
     def budget_groups_of_members(self, organization_id, user_ids):
         """{user_id: budget_group_id} for the member list (any member may see it)."""
         self.auth.require()
-        if (not isinstance(user_ids, list) or len(user_ids) > MAX_GROUP_LOOKUP
-                or not all(isinstance(u, str) for u in user_ids)):
-            raise ValidationFailed(f"user_ids must be a list of at most {MAX_GROUP_LOOKUP} user ids.",
-                                   code="invalid_type", field="user_ids")
+        budgets.clean_lookup_ids(user_ids)     # bad input first
         authorize(self.members, organization_id, Action.VIEW_MEMBERS)
         return budgets.groups_of_members(self.db, organization_id, user_ids)
 
@@ -180,14 +151,10 @@ class CreditsService:
         self.auth.require()
         authorize(self.members, organization_id, Action.MANAGE_BUDGET_GROUPS)
 
-    @staticmethod
-    def _member_not_found():
-        return NotFound("No such member in this organization.", code="member_not_found", field="user_id")
-
     # ---- jobs and events ---------------------------------------------------------------------------
     @timer(interval=CREDIT_EXPIRY_SWEEP_SECONDS)
     def expire_credits(self):
-        expired = domain.expire_due_grants(self.db)
+        expired = ledger.expire_due_grants(self.db)
         if expired:
             log.info("wrote off %d expired grant(s)", expired)
 

@@ -1,33 +1,30 @@
-"""Nameko entrypoints of the members service: thin; the rules live in domain.py.
+"""Nameko entrypoints of the members service: thin; the rules live in users.py, memberships.py,
+invitations.py and billing_transfers.py, the reaction to other services' events in reactions.py.
 
-The members service owns memberships, so it checks permissions on its own data (domain._caller);
-it asks orgs only for an organization's type and name when inviting.
+The members service owns memberships, so it checks permissions on its own data
+(memberships.caller_membership); it asks orgs only for an organization's type and name, and whether
+its agents exist, when inviting.
 """
 import logging
-import os
 
 from nameko.messaging import consume
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
 from common.auth import Auth
+from common.config import settings
 from common.db import Database
 from common.events import MEMBERS_QUEUE, change_event_or_none
 from common.mail import MailerProvider
 from common.outbox import OutboxRelay
 from common.rpc import call, rpc
-from services.members import domain
+from services.members import billing_transfers, invitations, memberships, reactions, users
 from services.members.models import OutboxEvent
 
 log = logging.getLogger(__name__)
 
 # How often the expiry job looks for invitations past their date (tests shorten it).
-INVITATION_SWEEP_SECONDS = float(os.environ.get("INVITATION_SWEEP_SECONDS") or 60)
-
-
-def app_url():
-    """Where people open the accept link: APP_URL, or the local gateway."""
-    return os.environ.get("APP_URL") or f"http://127.0.0.1:{os.environ.get('GATEWAY_PORT') or 8000}"
+INVITATION_SWEEP_SECONDS = settings().invitation_sweep_seconds
 
 
 class MembersService:
@@ -47,117 +44,121 @@ class MembersService:
     @rpc
     def register_user(self):
         """Create or refresh the caller's user record from their token's claims."""
-        user, created = domain.register_user(self.db, self.auth.require())
+        user, created = users.register_user(self.db, self.auth.require())
         return {"user": user, "created": created}
 
     @rpc
     def add_founder(self, organization_id):
         """The caller becomes Owner and Billing of a brand-new organization (called by orgs)."""
-        return domain.add_founder(self.db, self.auth.require(), organization_id)
+        return memberships.add_founder(self.db, self.auth.require(), organization_id)
 
     @rpc
     def my_membership(self, organization_id):
         """The caller's membership (roles, member count); NotFound if they are not a member."""
-        return domain.membership_of(self.db, organization_id, self.auth.require().id)
+        return memberships.membership_of(self.db, organization_id, self.auth.require().id)
 
     @rpc
     def member_roles(self, organization_id, user_ids):
         """{user_id: roles} of those among `user_ids` who are members (the caller must be one too)."""
-        return domain.roles_of_members(self.db, self.auth.require(), organization_id, user_ids)
+        return memberships.roles_of_members(self.db, self.auth.require(), organization_id, user_ids)
 
     @rpc
     def my_memberships(self):
-        return domain.memberships_of_user(self.db, self.auth.require().id)
+        return memberships.memberships_of_user(self.db, self.auth.require().id)
 
     # ---- members -------------------------------------------------------------------------------------
     @rpc
     def list_members(self, organization_id, q=None, role=None, sort=None, cursor=None, limit=None):
-        return domain.list_members(self.db, self.auth.require(), organization_id, q, role, sort, cursor, limit)
+        return memberships.list_members(self.db, self.auth.require(), organization_id, q, role, sort, cursor,
+                                        limit)
 
     @rpc
     def edit_roles(self, organization_id, user_id, roles):
-        return domain.edit_roles(self.db, self.auth.require(), organization_id, user_id, roles)
+        return memberships.edit_roles(self.db, self.auth.require(), organization_id, user_id, roles)
 
     @rpc
     def remove_member(self, organization_id, user_id):
         """Remove a member, or leave when `user_id` is the caller."""
-        return domain.remove_member(self.db, self.auth.require(), organization_id, user_id)
+        return memberships.remove_member(self.db, self.auth.require(), organization_id, user_id)
 
     # ---- invitations ---------------------------------------------------------------------------------
     @rpc
     def invite(self, organization_id, email, roles, agent_ids=None, idempotency_key=None):
         identity = self.auth.require()
         # Membership and permission first (404 / 403 from our own data), then the organization's
-        # type and name from orgs (404 if it was deleted a moment ago).
-        domain.check_may_invite(self.db, identity, organization_id)
+        # type and name from orgs (404 if it was deleted a moment ago) and its agents (422 unknown_agent).
+        invitations.check_may_invite(self.db, identity, organization_id)
         organization = call(self.orgs.organization_profile, organization_id)
-        agent_ids = domain.clean_agent_ids(agent_ids)
+        agent_ids = invitations.clean_agent_ids(agent_ids)
         if agent_ids:
-            call(self.orgs.check_agent_ids, organization_id, agent_ids)   # 422 unknown_agent
-        invitation, created = domain.invite(self.db, identity, organization, email, roles, agent_ids,
-                                            idempotency_key)
-        if created:
+            call(self.orgs.check_agent_ids, organization_id, agent_ids)
+        invitation, created = invitations.invite(self.db, identity, organization, email, roles, agent_ids,
+                                                 idempotency_key)
+        if created:   # a replayed idempotency key sent its email the first time
             self._send(invitation)
         return invitation
 
     @rpc
     def resend_invitation(self, organization_id, invitation_id):
-        invitation = domain.resend_invitation(self.db, self.auth.require(), organization_id, invitation_id)
+        invitation = invitations.resend_invitation(self.db, self.auth.require(), organization_id, invitation_id)
         self._send(invitation)
         return invitation
 
     @rpc
     def revoke_invitation(self, organization_id, invitation_id):
-        return domain.revoke_invitation(self.db, self.auth.require(), organization_id, invitation_id)
+        return invitations.revoke_invitation(self.db, self.auth.require(), organization_id, invitation_id)
 
     @rpc
     def list_invitations(self, organization_id, status=None, q=None, cursor=None, limit=None):
-        return domain.list_invitations(self.db, self.auth.require(), organization_id, status, q, cursor, limit)
+        return invitations.list_invitations(self.db, self.auth.require(), organization_id, status, q, cursor,
+                                            limit)
 
     @rpc
     def my_invitations(self, status=None, cursor=None, limit=None):
-        return domain.my_invitations(self.db, self.auth.require(), status, cursor, limit)
+        return invitations.my_invitations(self.db, self.auth.require(), status, cursor, limit)
 
     @rpc
     def accept_invitation(self, invitation_id):
-        return domain.accept_invitation(self.db, self.auth.require(), invitation_id)
+        return invitations.accept_invitation(self.db, self.auth.require(), invitation_id)
 
     @rpc
     def reject_invitation(self, invitation_id):
-        return domain.reject_invitation(self.db, self.auth.require(), invitation_id)
+        return invitations.reject_invitation(self.db, self.auth.require(), invitation_id)
 
     @timer(interval=INVITATION_SWEEP_SECONDS)
     def expire_invitations(self):
-        expired = domain.expire_due_invitations(self.db)
+        expired = invitations.expire_due_invitations(self.db)
         if expired:
             log.info("expired %d invitation(s)", expired)
 
     def _send(self, invitation):
         # After the commit, outside the transaction: a failed send is logged; the invitation stands
         # and can be resent.
-        subject, body = domain.invitation_email(invitation, app_url())
+        subject, body = invitations.invitation_email(invitation, settings().app_url)
         self.mailer.send(invitation["email"], subject, body)
 
     # ---- billing transfers ---------------------------------------------------------------------------
     @rpc
     def start_billing_transfer(self, organization_id, to_user_id):
-        return domain.start_billing_transfer(self.db, self.auth.require(), organization_id, to_user_id)
+        return billing_transfers.start_billing_transfer(self.db, self.auth.require(), organization_id, to_user_id)
 
     @rpc
     def accept_billing_transfer(self, organization_id, transfer_id):
-        return domain.accept_billing_transfer(self.db, self.auth.require(), organization_id, transfer_id)
+        return billing_transfers.accept_billing_transfer(self.db, self.auth.require(), organization_id, transfer_id)
 
     @rpc
     def decline_billing_transfer(self, organization_id, transfer_id):
-        return domain.decline_billing_transfer(self.db, self.auth.require(), organization_id, transfer_id)
+        return billing_transfers.decline_billing_transfer(self.db, self.auth.require(), organization_id,
+                                                          transfer_id)
 
     @rpc
     def cancel_billing_transfer(self, organization_id, transfer_id):
-        return domain.cancel_billing_transfer(self.db, self.auth.require(), organization_id, transfer_id)
+        return billing_transfers.cancel_billing_transfer(self.db, self.auth.require(), organization_id, transfer_id)
 
     @rpc
     def list_billing_transfers(self, organization_id, status=None, cursor=None, limit=None):
-        return domain.list_billing_transfers(self.db, self.auth.require(), organization_id, status, cursor, limit)
+        return billing_transfers.list_billing_transfers(self.db, self.auth.require(), organization_id, status,
+                                                        cursor, limit)
 
     # ---- events --------------------------------------------------------------------------------------
     # Acknowledged after the effects commit; an error (database down) requeues the event. A message
@@ -165,5 +166,5 @@ class MembersService:
     @consume(MEMBERS_QUEUE, requeue_on_error=True)
     def on_change_event(self, message):
         event = change_event_or_none(message)
-        if event is not None and event["type"] == "organization.deleted":
-            domain.forget_organization(self.db, event["target"]["id"])
+        if event is not None:
+            reactions.handle_change_event(self.db, event)

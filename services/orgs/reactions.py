@@ -2,7 +2,9 @@
 common.events.ORGS_QUEUE): each event once, its effects in one transaction with the record that it
 was handled (common.inbox)."""
 from common import inbox
-from services.orgs import agents, domain
+from common.event_types import INVITATION_ACCEPTED, MEMBER_ROLES_CHANGED, MEMBERSHIP_ENDED
+from common.permissions import Role
+from services.orgs import agent_people, organizations
 from services.orgs.models import ProcessedEvent
 
 
@@ -20,11 +22,15 @@ def handle_change_event(store, event):
         if not inbox.first_delivery(session, ProcessedEvent, event):
             return False
         kind = event["type"]
-        if kind in ("member.removed", "member.left"):
-            domain.forget_active_membership(session, event["target"]["id"], event["organization_id"])
-            agents.forget_member_access(session, event)
-        elif kind == "member.roles_changed" and "builder" not in (event.get("after") or {}).get("roles", []):
-            agents.forget_member_access(session, event, contributors_only=True)
-        elif kind == "invitation.accepted":
-            agents.apply_invitation_agents(session, event)
+        if kind in MEMBERSHIP_ENDED:
+            organizations.forget_active_membership(session, event["target"]["id"], event["organization_id"])
+            agent_people.forget_member_access(session, event)
+        elif kind == MEMBER_ROLES_CHANGED and not _still_builder(event):
+            agent_people.forget_member_access(session, event, contributors_only=True)
+        elif kind == INVITATION_ACCEPTED:
+            agent_people.apply_invitation_agents(session, event)
         return True
+
+
+def _still_builder(event):
+    return Role.BUILDER.value in (event.get("after") or {}).get("roles", [])

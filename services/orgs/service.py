@@ -1,4 +1,6 @@
-"""Nameko entrypoints of the orgs service: thin; the rules live in domain.py.
+"""Nameko entrypoints of the orgs service: thin; the rules live in organizations.py (organizations,
+the active organization, sign-in), agents.py, agent_people.py and agent_transfer.py; reactions to other
+services' events in reactions.py.
 
 Order inside each entrypoint: check permissions and fetch membership facts over RPC first, then open
 the write transaction (common.db: no RPC call while a write transaction is open).
@@ -15,7 +17,7 @@ from common.outbox import OutboxRelay
 from common.paging import page_of_list
 from common.permissions import Action
 from common.rpc import call, rpc
-from services.orgs import agents, domain, reactions
+from services.orgs import agent_people, agent_transfer, agents, organizations, reactions
 from services.orgs.models import OutboxEvent
 
 
@@ -37,40 +39,34 @@ class OrgsService:
         their Individual organization and their Owner+Billing membership of it exist. Idempotent."""
         identity = self.auth.require()
         call(self.members.register_user)
-        individual = domain.ensure_individual(self.db, identity)
+        individual = organizations.ensure_individual(self.db, identity)
         call(self.members.add_founder, individual["id"])
         return self.get_me()
 
     @rpc
     def get_me(self):
         identity = self.auth.require()
-        memberships = call(self.members.my_memberships)
-        live = domain.live_organizations(self.db, [m["organization_id"] for m in memberships])
-        return {"id": identity.id, "email": identity.email, "name": identity.name,
-                "active_organization_id": domain.active_organization_id(self.db, identity.id, set(live)),
-                "memberships": [{"organization_id": m["organization_id"], "roles": m["roles"]}
-                                for m in memberships if m["organization_id"] in live]}
+        return organizations.me(self.db, identity, call(self.members.my_memberships))
 
     @rpc
     def list_organizations(self, cursor=None, limit=None):
         identity = self.auth.require()
-        cards = domain.cards(self.db, identity.id, call(self.members.my_memberships))
+        cards = organizations.cards(self.db, identity.id, call(self.members.my_memberships))
         return page_of_list(cards, cursor, limit)
 
     @rpc
     def create_organization(self, name, idempotency_key=None):
         identity = self.auth.require()
-        org = (domain.find_idempotent(self.db, identity, idempotency_key, "create_organization")
-               or domain.create_collective(self.db, identity, name, idempotency_key))
+        org = organizations.create_collective(self.db, identity, name, idempotency_key)
         # Also on a replay: if the first attempt died before this call, the retry completes it.
         membership = call(self.members.add_founder, org["id"])
-        return domain.card(org, membership, active_id=None)
+        return organizations.card(org, membership, active_id=None)
 
     @rpc
     def get_organization(self, organization_id):
         identity = self.auth.require()
         membership = call(self.members.my_membership, organization_id)
-        return self._card(identity, membership)
+        return organizations.member_card(self.db, identity.id, membership)
 
     @rpc
     def organization_profile(self, organization_id):
@@ -78,34 +74,30 @@ class OrgsService:
         themselves (members, when inviting). It does not ask members back: a call cycle
         members -> orgs -> members can exhaust the members workers under load and deadlock."""
         self.auth.require()
-        org = domain.live_organizations(self.db, [organization_id] if isinstance(organization_id, str) else []
-                                        ).get(organization_id)
-        if org is None:
-            raise domain.organization_not_found()
-        return {"id": org.id, "name": org.name, "type": org.type}
+        return organizations.profile(self.db, organization_id)
 
     @rpc
     def rename_organization(self, organization_id, name):
         identity = self.auth.require()
-        domain.clean_name(name)   # bad input is refused before any permission lookup is spent on it
+        organizations.clean_name(name)   # bad input is refused before any permission lookup is spent on it
         membership = authorize(self.members, organization_id, Action.RENAME_ORGANIZATION)
-        domain.rename(self.db, identity, organization_id, name)
-        return self._card(identity, membership)
+        organizations.rename(self.db, identity, organization_id, name)
+        return organizations.member_card(self.db, identity.id, membership)
 
     @rpc
     def delete_organization(self, organization_id):
         identity = self.auth.require()
         authorize(self.members, organization_id, Action.DELETE_ORGANIZATION)
-        return domain.delete(self.db, identity, organization_id)
+        return organizations.delete(self.db, identity, organization_id)
 
     @rpc
     def set_active_organization(self, organization_id):
         identity = self.auth.require()
         call(self.members.my_membership, organization_id)   # NotFound unless the caller belongs to it
-        domain.set_active(self.db, identity, organization_id)
+        organizations.set_active(self.db, identity, organization_id)
         return self.get_me()
 
-    # ---- agents (rules in agents.py) -------------------------------------------------------------------
+    # ---- agents (rules in agents.py, agent_people.py, agent_transfer.py) -------------------------------
     @rpc
     def create_agent(self, organization_id, fields, idempotency_key=None):
         identity = self.auth.require()
@@ -137,37 +129,32 @@ class OrgsService:
     @rpc
     def list_contributors(self, organization_id, agent_id):
         identity = self.auth.require()
-        return agents.list_contributors(self.db, identity, self._roles(organization_id), organization_id, agent_id)
+        return agent_people.list_contributors(self.db, identity, self._roles(organization_id), organization_id,
+                                              agent_id)
 
     @rpc
     def add_contributor(self, organization_id, agent_id, user_id):
         """Returns {"contributor", "created"} (created False when they already were one)."""
-        identity = self.auth.require()
-        roles = self._roles(organization_id)
-        user_roles = self._roles_of(organization_id, agents.clean_user_id(user_id))
-        contributor, created = agents.add_contributor(self.db, identity, roles, organization_id, agent_id,
-                                                      user_id, user_roles)
+        contributor, created = self._give_place(agent_people.add_contributor, organization_id, agent_id, user_id)
         return {"contributor": contributor, "created": created}
 
     @rpc
     def remove_contributor(self, organization_id, agent_id, user_id):
         identity = self.auth.require()
-        return agents.remove_contributor(self.db, identity, self._roles(organization_id), organization_id,
-                                         agent_id, user_id)
+        return agent_people.remove_contributor(self.db, identity, self._roles(organization_id), organization_id,
+                                               agent_id, user_id)
 
     @rpc
     def assign_agent(self, organization_id, agent_id, user_id):
         """Returns {"assignee", "created"} (created False when they already were assigned)."""
-        identity = self.auth.require()
-        roles = self._roles(organization_id)
-        user_roles = self._roles_of(organization_id, agents.clean_user_id(user_id))
-        assignee, created = agents.assign(self.db, identity, roles, organization_id, agent_id, user_id, user_roles)
+        assignee, created = self._give_place(agent_people.assign, organization_id, agent_id, user_id)
         return {"assignee": assignee, "created": created}
 
     @rpc
     def unassign_agent(self, organization_id, agent_id, user_id):
         identity = self.auth.require()
-        return agents.unassign(self.db, identity, self._roles(organization_id), organization_id, agent_id, user_id)
+        return agent_people.unassign(self.db, identity, self._roles(organization_id), organization_id, agent_id,
+                                     user_id)
 
     @rpc
     def transfer_agent(self, organization_id, agent_id, destination_organization_id, dry_run):
@@ -175,15 +162,13 @@ class OrgsService:
         organizations are fetched first; the move re-reads the agent under a row lock."""
         identity = self.auth.require()
         source_roles = self._roles(organization_id)
-        destination_roles = None
-        if isinstance(destination_organization_id, str) and destination_organization_id != organization_id:
-            destination_roles = self._roles_of_caller_in(destination_organization_id)
-        agents.check_transfer(source_roles, destination_roles, organization_id, destination_organization_id,
-                              dry_run)
-        people = agents.people_of(self.db, identity, source_roles, organization_id, agent_id)
+        destination_roles = self._destination_roles(organization_id, destination_organization_id)
+        agent_transfer.check_transfer(source_roles, destination_roles, organization_id, destination_organization_id,
+                                      dry_run)
+        people = agent_transfer.people_of(self.db, identity, source_roles, organization_id, agent_id)
         people_roles = roles_of_members(self.members, destination_organization_id, people)
-        return agents.transfer_agent(self.db, identity, source_roles, destination_roles, organization_id,
-                                     agent_id, destination_organization_id, dry_run, people_roles)
+        return agent_transfer.transfer_agent(self.db, identity, source_roles, destination_roles, organization_id,
+                                             agent_id, destination_organization_id, dry_run, people_roles)
 
     @rpc
     def check_agent_ids(self, organization_id, agent_ids):
@@ -203,15 +188,26 @@ class OrgsService:
         """The caller's roles in the organization; NotFound (from members) if they are not a member."""
         return call(self.members.my_membership, organization_id)["roles"]
 
-    def _roles_of_caller_in(self, organization_id):
+    def _destination_roles(self, organization_id, destination_id):
+        """The caller's roles in a transfer's destination; None when they are not a member there or it
+        is no other organization (check_transfer refuses both, each with its own error)."""
+        if not agent_transfer.is_another_organization(organization_id, destination_id):
+            return None
         try:
-            return self._roles(organization_id)
+            return self._roles(destination_id)
         except NotFound:
             return None
 
     def _roles_of(self, organization_id, user_id):
         """Another person's roles in the organization, None if they are not a member."""
         return call(self.members.member_roles, organization_id, [user_id]).get(user_id)
+
+    def _give_place(self, give, organization_id, agent_id, user_id):
+        """Add a contributor or assignee (`give`, from agent_people): both people's roles are asked first."""
+        identity = self.auth.require()
+        roles = self._roles(organization_id)
+        user_roles = self._roles_of(organization_id, agent_people.clean_user_id(user_id))
+        return give(self.db, identity, roles, organization_id, agent_id, user_id, user_roles)
 
     # ---- events of other services ---------------------------------------------------------------------
     # Acknowledged after the effects commit; an error (database down) requeues the event. A message
@@ -221,12 +217,3 @@ class OrgsService:
         event = change_event_or_none(message)
         if event is not None:
             reactions.handle_change_event(self.db, event)
-
-    def _card(self, identity, membership):
-        org_id = membership["organization_id"]
-        org = domain.live_organizations(self.db, [org_id]).get(org_id)
-        if org is None:
-            raise domain.organization_not_found()
-        # The stored active organization is this one only if it is alive and the caller a member,
-        # both just established; so no fall-back computation is needed here.
-        return domain.card(domain.org_dict(org), membership, domain.stored_active_id(self.db, identity.id))

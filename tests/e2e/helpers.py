@@ -2,7 +2,7 @@
 import time
 
 from common.db import Store
-from services.audit import domain as audit_domain
+from services.audit import trail as audit_trail
 
 
 def wait_for(predicate, timeout=20, interval=0.2, message="condition"):
@@ -36,7 +36,7 @@ def stored_entries(system, org_id):
     store = Store(system.database_url("audit"))
     entries, cursor = [], None
     while True:
-        page = audit_domain.query_entries(store, org_id, cursor=cursor, limit=200)
+        page = audit_trail.query_entries(store, org_id, cursor=cursor, limit=200)
         entries += page["items"]
         cursor = page["next_cursor"]
         if not cursor:

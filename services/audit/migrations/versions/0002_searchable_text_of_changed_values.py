@@ -27,7 +27,7 @@ def upgrade() -> None:
 
     # ### end Alembic commands ###
     # Rows stored before this revision get their text too (a frozen copy of the rule in
-    # services/audit/domain.py: strings as they are, anything else as JSON).
+    # services/audit/trail.py: strings as they are, anything else as JSON).
     changes = sa.table('audit_changes', sa.column('id', sa.Integer), sa.column('old_value', sa.JSON),
                        sa.column('new_value', sa.JSON), sa.column('old_text', sa.Text),
                        sa.column('new_text', sa.Text))

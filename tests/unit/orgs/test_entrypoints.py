@@ -4,7 +4,7 @@ from nameko.testing.services import worker_factory
 
 from common.errors import Forbidden, NotFound
 from common.timeutil import utcnow
-from services.orgs import domain
+from services.orgs import organizations
 from services.orgs.models import AgentAssignee
 from services.orgs.service import OrgsService
 
@@ -20,18 +20,18 @@ def orgs_worker(store, identity, roles, org_id):
 @pytest.mark.parametrize("roles", [["member"], ["builder"], ["billing"], ["member", "billing"]])
 def test_rename_is_refused_without_owner_or_admin(make_store, alice, roles):
     store = make_store("orgs")
-    org = domain.create_collective(store, alice, "Before")
+    org = organizations.create_collective(store, alice, "Before")
     service = orgs_worker(store, alice, roles, org["id"])
     with pytest.raises(Forbidden):
         service.rename_organization(org["id"], "After")
     with store.read() as session:
-        assert domain.get_live(session, org["id"]).name == "Before"
+        assert organizations.get_live(session, org["id"]).name == "Before"
 
 
 @pytest.mark.parametrize("roles", [["owner"], ["admin"]])
 def test_owner_or_admin_may_rename(make_store, alice, roles):
     store = make_store("orgs")
-    org = domain.create_collective(store, alice, "Before")
+    org = organizations.create_collective(store, alice, "Before")
     service = orgs_worker(store, alice, roles, org["id"])
     card = service.rename_organization(org["id"], " After ")
     assert card["name"] == "After" and card["roles"] == roles
@@ -58,7 +58,7 @@ def test_transfer_to_an_organization_the_caller_is_not_in_is_destination_not_fou
     """The members service answers organization_not_found for the destination; the caller hears
     destination_not_found (naming the destination field), not a 404 about the source."""
     store = make_store("orgs")
-    org = domain.create_collective(store, alice, "Source")["id"]
+    org = organizations.create_collective(store, alice, "Source")["id"]
     service = orgs_worker(store, alice, ["owner"], org)
     agent = service.create_agent(org, {"name": "Mover"})["id"]
     not_found = NotFound("Organization not found.", code="organization_not_found")
@@ -73,11 +73,11 @@ def test_transfer_asks_members_about_many_people_in_batches(make_store, alice):
     """members.member_roles answers for at most 500 user ids (MAX_ROLES_LOOKUP); an agent assigned to
     more people is asked about in batches, and every answer counts."""
     from common.authz import MEMBER_ROLES_BATCH
-    from services.members.domain import MAX_ROLES_LOOKUP
+    from services.members.memberships import MAX_ROLES_LOOKUP
     assert MEMBER_ROLES_BATCH <= MAX_ROLES_LOOKUP
     store = make_store("orgs")
-    org = domain.create_collective(store, alice, "Source")["id"]
-    destination = domain.create_collective(store, alice, "Destination")["id"]
+    org = organizations.create_collective(store, alice, "Source")["id"]
+    destination = organizations.create_collective(store, alice, "Destination")["id"]
     service = orgs_worker(store, alice, ["owner"], org)
     agent = service.create_agent(org, {"name": "Popular"})["id"]
     people = [f"user-{i:04d}" for i in range(1200)]

@@ -1,12 +1,12 @@
-"""Domain logic of the audit service: store change events once, answer filtered, paged queries."""
+"""The audit trail: every change event stored once as an entry with its changed fields, and the two
+queries over it (the organization's trail, one agent's trail), filtered and cursor-paged, newest first."""
 import json
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import noload
 
-from common.errors import NotFound
-from common.events import parse_change_event
+from common.errors import agent_not_found
 from common.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor
 from common.schemas import load_or_fail
 from common.timeutil import iso, parse_iso, utcnow
@@ -14,9 +14,9 @@ from services.audit.models import AuditChange, AuditEntry
 from services.audit.schemas import agent_trail_filters_schema, agent_trail_row, audit_entry_schema, audit_filters_schema
 
 
-def store_event(store, message):
-    """Store one change event. Returns True if stored, False if it was already there (redelivery)."""
-    event = parse_change_event(message)
+def store_event(store, event):
+    """Store one checked change event (common.events.parse_change_event) as an entry.
+    Returns True if stored, False if it was already there (a redelivery)."""
     with store.read() as session:
         if session.scalar(select(AuditEntry.seq).where(AuditEntry.event_id == event["event_id"])):
             return False
@@ -45,6 +45,11 @@ def as_text(value):
     if value is None:
         return None
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _checked_filters(schema, filters):
+    """The filters that have a value (an empty query parameter means no filter), checked by `schema`."""
+    return load_or_fail(schema, {k: v for k, v in (filters or {}).items() if v not in (None, "")})
 
 
 def _entry_conditions(filters):
@@ -78,7 +83,7 @@ def _position(cursor, with_change=False):
 
 def query_entries(store, organization_id, filters=None, cursor=None, limit=None):
     """A page of the organization's trail, newest first (filters: see AuditFiltersSchema)."""
-    filters = load_or_fail(audit_filters_schema, {k: v for k, v in (filters or {}).items() if v not in (None, "")})
+    filters = _checked_filters(audit_filters_schema, filters)
     limit = check_limit(limit)
     conditions = [AuditEntry.organization_id == organization_id, *_entry_conditions(filters)]
     if "target" in filters:
@@ -105,18 +110,13 @@ def query_entries(store, organization_id, filters=None, cursor=None, limit=None)
 AGENT_TRAIL_DEFAULT_LIMIT = 20
 
 
-def agent_not_found():
-    return NotFound("Agent not found.", code="agent_not_found", field="agent_id")
-
-
 def query_agent_trail(store, organization_id, agent_id, filters=None, cursor=None, limit=None):
     """The agent's trail in this organization: one row per changed field, newest first, 20 per page
     unless `limit` says otherwise (SPEC §6). Filters: see AgentTrailFiltersSchema.
 
     Only what happened to the agent while it belonged to this organization is shown: after a transfer
     each organization keeps its own part of the history (like spend made before a transfer)."""
-    filters = load_or_fail(agent_trail_filters_schema,
-                           {k: v for k, v in (filters or {}).items() if v not in (None, "")})
+    filters = _checked_filters(agent_trail_filters_schema, filters)
     limit = check_limit(limit, default=AGENT_TRAIL_DEFAULT_LIMIT)
     of_agent = [AuditEntry.organization_id == organization_id, AuditEntry.entity_type == "agent",
                 AuditEntry.entity_id == agent_id]

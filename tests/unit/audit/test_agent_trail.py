@@ -1,4 +1,4 @@
-"""An agent's audit trail (services/audit/domain.py: store_event, query_agent_trail): one row per changed
+"""An agent's audit trail (services/audit/trail.py: store_event, query_agent_trail): one row per changed
 field, newest first, filtered and cursor-paged, over a migrated SQLite store."""
 from datetime import timedelta, timezone
 
@@ -6,11 +6,12 @@ import pytest
 from sqlalchemy import select
 
 from common.errors import BadRequest, NotFound, ValidationFailed
-from common.events import change_event
+from common.events import change_event, parse_change_event
 from common.paging import encode_cursor
 from common.timeutil import utcnow
-from services.audit import domain
 from services.audit.models import AuditChange
+from services.audit.trail import as_text, query_agent_trail, store_event
+from tests.unit.paging import walk_pages
 
 ALICE = {"id": "alice", "email": "alice@example.com"}
 BOB = {"id": "bob", "email": "bob@example.com"}
@@ -27,14 +28,19 @@ def agent_event(before=None, after=None, agent="a1", org="o1", minute=0, actor=A
                         correlation_id=correlation_id, occurred_at=at(minute))
 
 
+def stored(store, event):
+    """Store a built event as the service does: checked (common.events) first."""
+    return store_event(store, parse_change_event(event))
+
+
 def put(store, *events):
     for event in events:
-        assert domain.store_event(store, event) is True
+        assert stored(store, event) is True
     return events
 
 
 def trail(store, agent="a1", org="o1", filters=None, cursor=None, limit=None):
-    return domain.query_agent_trail(store, org, agent, filters, cursor, limit)
+    return query_agent_trail(store, org, agent, filters, cursor, limit)
 
 
 def rows(store, agent="a1", org="o1", filters=None, limit=200):
@@ -43,16 +49,7 @@ def rows(store, agent="a1", org="o1", filters=None, limit=200):
 
 
 def walk(store, limit, filters=None):
-    seen, cursor, pages = [], None, 0
-    while True:
-        page = trail(store, filters=filters, cursor=cursor, limit=limit)
-        assert len(page["items"]) <= limit
-        seen += page["items"]
-        pages += 1
-        cursor = page["next_cursor"]
-        if not cursor:
-            return seen, pages
-        assert pages < 100, "paging does not end"
+    return walk_pages(lambda cursor: trail(store, filters=filters, cursor=cursor, limit=limit), limit)
 
 
 @pytest.fixture
@@ -82,8 +79,8 @@ def test_one_row_per_changed_field_newest_first(store):
 
 def test_a_redelivered_event_adds_no_rows(store):
     event = agent_event({"name": "a"}, {"name": "b"})
-    assert domain.store_event(store, event) is True
-    assert domain.store_event(store, event) is False
+    assert stored(store, event) is True
+    assert stored(store, event) is False
     assert rows(store) == [("name", "a", "b")]
 
 
@@ -256,5 +253,5 @@ def test_changed_values_are_stored_as_searchable_text(store):
         "avatar_url": ("https://e.com/a", None, "https://e.com/a", None),
         "code": (None, "c", None, "c"),
     }
-    assert domain.as_text("") == ""
-    assert domain.as_text(None) is None
+    assert as_text("") == ""
+    assert as_text(None) is None

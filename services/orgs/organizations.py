@@ -1,4 +1,5 @@
-"""Domain logic of the orgs service: plain functions over a `Store`, callable without a broker.
+"""Organizations, each user's active organization and sign-in (the Individual organization made on first
+sight): plain functions over a `Store`, callable without a broker.
 
 Membership facts (roles, member counts) belong to the members service; the functions here receive
 them as arguments, fetched by the entrypoints over RPC before any write transaction opens.
@@ -8,17 +9,24 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from common import idempotency, outbox
-from common.errors import Conflict, NotFound, ValidationFailed
-from common.events import change_event
+from common import idempotency
+from common.errors import Conflict, ValidationFailed, organization_not_found
 from common.timeutil import iso, utcnow
-from services.orgs.models import ActiveOrganization, IdempotentRequest, Organization, OutboxEvent
+from services.orgs.events import (
+    ACTIVE_ORGANIZATION_CHANGED,
+    ORGANIZATION_CREATED,
+    ORGANIZATION_DELETED,
+    ORGANIZATION_RENAMED,
+    emit,
+)
+from services.orgs.models import ActiveOrganization, IdempotentRequest, Organization
 from services.orgs.schemas import organization_schema
 
 NAME_MAX_LENGTH = 200
 NAME_REQUIRED = "Organization name is required."
 NAME_TOO_LONG = "Name must be 200 characters or fewer."
 INDIVIDUAL, COLLECTIVE = "individual", "collective"
+CREATE_ORGANIZATION = "create_organization"     # the operation its Idempotency-Keys are stored under
 
 
 def clean_name(name):
@@ -33,10 +41,6 @@ def clean_name(name):
     return name
 
 
-def organization_not_found():
-    return NotFound("Organization not found.", code="organization_not_found", field="organization_id")
-
-
 def get_live(session, organization_id, for_update=False):
     """The organization unless deleted. `for_update` locks the row (PostgreSQL) so that concurrent
     changes queue and each event's `before` is what the change really replaced."""
@@ -47,10 +51,19 @@ def get_live(session, organization_id, for_update=False):
     return org
 
 
+def _individual_of(session, user_id):
+    return session.scalar(select(Organization).where(Organization.individual_user_id == user_id))
+
+
+def _individual_id(session, user_id):
+    return session.scalar(select(Organization.id).where(Organization.individual_user_id == user_id))
+
+
+# ---- sign-in ---------------------------------------------------------------------------------------------
 def ensure_individual(store, identity):
     """The user's Individual organization, created (and made active) the first time. Race-safe."""
     with store.read() as session:
-        org = session.scalar(select(Organization).where(Organization.individual_user_id == identity.id))
+        org = _individual_of(session, identity.id)
         if org is not None:
             return org_dict(org)
     name = (identity.name or identity.email or "Personal").strip()[:NAME_MAX_LENGTH]
@@ -62,17 +75,26 @@ def ensure_individual(store, identity):
             session.add(org)
             if session.get(ActiveOrganization, identity.id) is None:
                 session.add(ActiveOrganization(user_id=identity.id, organization_id=org.id, updated_at=now))
-            outbox.record(session, OutboxEvent, change_event(
-                "organization.created", "create", org.id, identity.as_actor(), "organization", org.id,
-                after={"name": name, "type": INDIVIDUAL}))
+            emit(session, ORGANIZATION_CREATED, "create", org.id, identity, "organization", org.id,
+                 after={"name": name, "type": INDIVIDUAL})
             session.flush()
             return org_dict(org)
     except IntegrityError:  # created concurrently by another request of the same user
         with store.read() as session:
-            return org_dict(session.scalar(
-                select(Organization).where(Organization.individual_user_id == identity.id)))
+            return org_dict(_individual_of(session, identity.id))
 
 
+def me(store, identity, memberships):
+    """The caller as the product shows them: who they are, their active organization and their
+    memberships (`memberships` from the members service), live organizations only."""
+    live = live_organizations(store, [m["organization_id"] for m in memberships])
+    return {"id": identity.id, "email": identity.email, "name": identity.name,
+            "active_organization_id": active_organization_id(store, identity.id, set(live)),
+            "memberships": [{"organization_id": m["organization_id"], "roles": m["roles"]}
+                            for m in memberships if m["organization_id"] in live]}
+
+
+# ---- organizations ---------------------------------------------------------------------------------------
 def find_idempotent(store, identity, key, operation):
     """The stored answer of an earlier request with this Idempotency-Key, or None."""
     with store.read() as session:
@@ -82,8 +104,12 @@ def find_idempotent(store, identity, key, operation):
 def create_collective(store, identity, name, idempotency_key=None):
     """Create a Collective organization; the caller is recorded as its creator.
 
-    With an Idempotency-Key, a retry returns the first answer instead of creating a second one.
+    With an Idempotency-Key, a retry returns the first answer (before its name is even looked at)
+    instead of creating a second one.
     """
+    replay = find_idempotent(store, identity, idempotency_key, CREATE_ORGANIZATION)
+    if replay is not None:
+        return replay
     name = clean_name(name)
     try:
         with store.write() as session:
@@ -91,17 +117,16 @@ def create_collective(store, identity, name, idempotency_key=None):
             org = Organization(id=str(uuid.uuid4()), name=name, type=COLLECTIVE, created_by=identity.id,
                                created_at=now, updated_at=now)
             session.add(org)
-            outbox.record(session, OutboxEvent, change_event(
-                "organization.created", "create", org.id, identity.as_actor(), "organization", org.id,
-                after={"name": name, "type": COLLECTIVE}))
+            emit(session, ORGANIZATION_CREATED, "create", org.id, identity, "organization", org.id,
+                 after={"name": name, "type": COLLECTIVE})
             result = org_dict(org)
             idempotency.remember(session, IdempotentRequest, identity.id, idempotency_key,
-                                 "create_organization", result, now)
+                                 CREATE_ORGANIZATION, result, now)
             session.flush()
             return result
     except IntegrityError:
         # Only the idempotency record can collide: a concurrent request with the same key won.
-        replay = find_idempotent(store, identity, idempotency_key, "create_organization")
+        replay = find_idempotent(store, identity, idempotency_key, CREATE_ORGANIZATION)
         if replay is None:
             raise
         return replay
@@ -115,9 +140,8 @@ def rename(store, identity, organization_id, name):
             return org_dict(org)          # nothing changed, so no event
         before = org.name
         org.name, org.updated_at = name, utcnow()
-        outbox.record(session, OutboxEvent, change_event(
-            "organization.renamed", "update", org.id, identity.as_actor(), "organization", org.id,
-            before={"name": before}, after={"name": name}))
+        emit(session, ORGANIZATION_RENAMED, "update", org.id, identity, "organization", org.id,
+             before={"name": before}, after={"name": name})
         return org_dict(org)
 
 
@@ -130,18 +154,33 @@ def delete(store, identity, organization_id):
         now = utcnow()
         org.deleted_at = now
         fallen_back = _fall_back_to_individual(session, org.id, now)
-        outbox.record(session, OutboxEvent, change_event(
-            "organization.deleted", "delete", org.id, identity.as_actor(), "organization", org.id,
-            before={"name": org.name, "type": org.type}))
+        emit(session, ORGANIZATION_DELETED, "delete", org.id, identity, "organization", org.id,
+             before={"name": org.name, "type": org.type})
         return {"id": org.id, "deleted_at": iso(now), "active_organization_reset_for": fallen_back}
 
 
+def profile(store, organization_id):
+    """Name and type of a live organization (for services that checked the caller's membership)."""
+    with store.read() as session:
+        org = get_live(session, organization_id)
+        return {"id": org.id, "name": org.name, "type": org.type}
+
+
+def live_organizations(store, organization_ids):
+    with store.read() as session:
+        if not organization_ids:
+            return {}
+        rows = session.scalars(select(Organization).where(
+            Organization.id.in_(list(organization_ids)), Organization.deleted_at.is_(None))).all()
+        return {org.id: org for org in rows}
+
+
+# ---- the active organization -----------------------------------------------------------------------------
 def _fall_back_to_individual(session, organization_id, now):
     rows = session.scalars(select(ActiveOrganization)
                            .where(ActiveOrganization.organization_id == organization_id)).all()
     for row in rows:
-        individual = session.scalar(select(Organization.id).where(Organization.individual_user_id == row.user_id))
-        row.organization_id, row.updated_at = individual, now
+        row.organization_id, row.updated_at = _individual_id(session, row.user_id), now
     return [row.user_id for row in rows]
 
 
@@ -151,8 +190,7 @@ def forget_active_membership(session, user_id, organization_id):
     row = session.get(ActiveOrganization, user_id, with_for_update=True)
     if row is None or row.organization_id != organization_id:
         return False
-    individual = session.scalar(select(Organization.id).where(Organization.individual_user_id == user_id))
-    row.organization_id, row.updated_at = individual, utcnow()
+    row.organization_id, row.updated_at = _individual_id(session, user_id), utcnow()
     return True
 
 
@@ -170,19 +208,9 @@ def set_active(store, identity, organization_id):
             return org.id
         else:
             before, row.organization_id, row.updated_at = row.organization_id, org.id, now
-        outbox.record(session, OutboxEvent, change_event(
-            "user.active_organization_changed", "update", org.id, identity.as_actor(), "user", identity.id,
-            before={"active_organization_id": before}, after={"active_organization_id": org.id}))
+        emit(session, ACTIVE_ORGANIZATION_CHANGED, "update", org.id, identity, "user", identity.id,
+             before={"active_organization_id": before}, after={"active_organization_id": org.id})
         return org.id
-
-
-def live_organizations(store, organization_ids):
-    with store.read() as session:
-        if not organization_ids:
-            return {}
-        rows = session.scalars(select(Organization).where(
-            Organization.id.in_(list(organization_ids)), Organization.deleted_at.is_(None))).all()
-        return {org.id: org for org in rows}
 
 
 def active_organization_id(store, user_id, live_member_of):
@@ -193,9 +221,16 @@ def active_organization_id(store, user_id, live_member_of):
         row = session.get(ActiveOrganization, user_id)
         if row is not None and row.organization_id in live_member_of:
             return row.organization_id
-        return session.scalar(select(Organization.id).where(Organization.individual_user_id == user_id))
+        return _individual_id(session, user_id)
 
 
+def stored_active_id(store, user_id):
+    with store.read() as session:
+        row = session.get(ActiveOrganization, user_id)
+        return row.organization_id if row else None
+
+
+# ---- cards -----------------------------------------------------------------------------------------------
 def cards(store, user_id, memberships):
     """Organization cards for the list: name, type, my roles, member count, active flag.
 
@@ -208,16 +243,20 @@ def cards(store, user_id, memberships):
     return [card(org_dict(org), by_org[org.id], active) for org in ordered]
 
 
+def member_card(store, user_id, membership):
+    """The card of the organization of `membership` (the caller's, just fetched from members).
+
+    The stored active organization is this one only if it is alive and the caller a member, both just
+    established; so no fall-back computation is needed here."""
+    with store.read() as session:
+        org = org_dict(get_live(session, membership["organization_id"]))
+    return card(org, membership, stored_active_id(store, user_id))
+
+
 def card(org, membership, active_id):
     """An organization card from the org's dict and the caller's membership of it."""
     return dict(org, roles=membership["roles"], member_count=membership["member_count"],
                 active=org["id"] == active_id)
-
-
-def stored_active_id(store, user_id):
-    with store.read() as session:
-        row = session.get(ActiveOrganization, user_id)
-        return row.organization_id if row else None
 
 
 def org_dict(org):

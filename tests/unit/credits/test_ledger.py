@@ -1,5 +1,6 @@
-"""The credits ledger (services/credits/domain.py) as plain functions over a migrated SQLite store: grants,
-spends, expiries, the monthly budget period and the ledger pages. Time is always passed in through `now=`."""
+"""The credits ledger (services/credits/ledger.py) as plain functions over a migrated SQLite store: grants,
+spends, expiries and the ledger pages, with what a spend asks of budgets.py (the monthly budget period, the
+member's Allowance). Time is always passed in through `now=`."""
 import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
@@ -14,7 +15,7 @@ from common.migrate import upgrade
 from common.money import MAX_BALANCE_UNITS, UNITS_PER_CREDIT
 from common.paging import encode_cursor
 from common.timeutil import as_utc, iso
-from services.credits import budgets, domain
+from services.credits import budgets, ledger
 from services.credits.models import (
     Account,
     BudgetGroup,
@@ -59,14 +60,14 @@ def store(migrated_template, tmp_path):
 
 
 def grant(store, who, amount, type="free", expires_at=None, org=ORG, now=T0, key=None):
-    return domain.add_grant(store, who, org, amount, type, expires_at=expires_at, idempotency_key=key, now=now)
+    return ledger.add_grant(store, who, org, amount, type, expires_at=expires_at, idempotency_key=key, now=now)
 
 
 _keys = iter(range(10 ** 9))
 
 
 def spend(store, who, amount, org=ORG, agent=AGENT, key=None, now=T0):
-    return domain.spend(store, who, org, agent, amount, key or f"key-{next(_keys)}", now=now)
+    return ledger.spend(store, who, org, agent, amount, key or f"key-{next(_keys)}", now=now)
 
 
 def refused(call):
@@ -120,13 +121,13 @@ def assert_invariant(store, org=ORG, now=None):
     with store.read() as session:
         balance = session.get(Account, org).balance
         grants = session.scalars(select(Grant).where(Grant.organization_id == org)).all()
-        ledger = session.scalars(select(LedgerEntry).where(LedgerEntry.organization_id == org)
-                                 .order_by(LedgerEntry.seq)).all()
+        rows = session.scalars(select(LedgerEntry).where(LedgerEntry.organization_id == org)
+                               .order_by(LedgerEntry.seq)).all()
     live = [g for g in grants if now is None or g.expires_at is None or as_utc(g.expires_at) > now]
     assert balance == sum(g.remaining for g in live)
     sign = {"grant": 1, "spend": -1, "expiry": -1}
     running = 0
-    for entry in ledger:
+    for entry in rows:
         running += sign[entry.kind] * entry.amount
         assert entry.balance_after == running, (entry.kind, entry.amount)
     assert running == balance
@@ -144,21 +145,21 @@ def assert_invariant(store, org=ORG, now=None):
     (at(2028, 2, 29, 8), "2028-02", at(2028, 2, 1), at(2028, 3, 1)),
 ])
 def test_period_of_and_bounds(now, period, start, resets_at):
-    assert domain.period_of(now) == period
-    assert domain.period_bounds(now) == (start, resets_at)
+    assert budgets.period_of(now) == period
+    assert budgets.period_bounds(now) == (start, resets_at)
 
 
 def test_period_is_taken_in_utc_whatever_the_zone_of_now():
     """00:30 on the 1st in Jakarta (UTC+7) is still the previous month in UTC."""
     jakarta = timezone(timedelta(hours=7))
     now = datetime(2026, 4, 1, 0, 30, tzinfo=jakarta)
-    assert domain.period_of(now) == "2026-03"
-    assert domain.period_bounds(now) == (at(2026, 3, 1), at(2026, 4, 1))
+    assert budgets.period_of(now) == "2026-03"
+    assert budgets.period_bounds(now) == (at(2026, 3, 1), at(2026, 4, 1))
 
 
 def test_a_naive_now_is_taken_as_utc():
-    assert domain.period_of(datetime(2026, 12, 31, 23, 59)) == "2026-12"
-    assert domain.period_bounds(datetime(2026, 12, 31, 23, 59)) == (at(2026, 12, 1), at(2027, 1, 1))
+    assert budgets.period_of(datetime(2026, 12, 31, 23, 59)) == "2026-12"
+    assert budgets.period_bounds(datetime(2026, 12, 31, 23, 59)) == (at(2026, 12, 1), at(2027, 1, 1))
 
 
 # ---- grants ---------------------------------------------------------------------------------------------
@@ -186,8 +187,8 @@ def test_a_free_grant_keeps_its_expiry(store, alice):
 def test_an_expiry_with_an_offset_is_kept_in_utc(store, alice):
     answer = grant(store, alice, "5", "free", expires_at="2026-04-01T07:00:00+07:00")
     assert answer["expires_at"] == "2026-04-01T00:00:00.000000Z"
-    assert domain.allowance_of(store, ORG, "alice", now=at(2026, 3, 31, 23, 59)).can_spend == units(5)
-    assert domain.allowance_of(store, ORG, "alice", now=at(2026, 4, 1)).can_spend == 0
+    assert ledger.allowance_of(store, ORG, "alice", now=at(2026, 3, 31, 23, 59)).can_spend == units(5)
+    assert ledger.allowance_of(store, ORG, "alice", now=at(2026, 4, 1)).can_spend == 0
 
 
 def test_a_grant_with_the_same_key_is_replayed_not_doubled(store, alice):
@@ -290,37 +291,23 @@ def allocation_of(entry_id, store):
         return session.scalar(select(LedgerEntry.allocations).where(LedgerEntry.id == entry_id))
 
 
-def test_free_credit_is_spent_before_paid_credit(store, alice):
-    paid = grant(store, alice, "10", "paid", now=T0 - timedelta(days=2))     # older than the free grant
-    free = grant(store, alice, "10", "free", now=T0 - timedelta(days=1))
-    answer = spend(store, alice, "4")["spend"]
-    assert allocation_of(answer["id"], store) == [{"grant_id": free["id"], "type": "free", "amount": "4.0000"}]
-    assert grant_row(store, free["id"]).remaining == units(6)
-    assert grant_row(store, paid["id"]).remaining == units(10)
-
-
-def test_the_soonest_expiring_free_grant_is_spent_first(store, alice):
-    late = grant(store, alice, "5", "free", expires_at="2026-06-01T00:00:00Z")
-    soon = grant(store, alice, "5", "free", expires_at="2026-04-01T00:00:00Z")
-    answer = spend(store, alice, "2")["spend"]
-    assert allocation_of(answer["id"], store) == [{"grant_id": soon["id"], "type": "free", "amount": "2.0000"}]
-    assert grant_row(store, late["id"]).remaining == units(5)
-
-
-def test_free_credit_without_expiry_comes_after_expiring_free_credit(store, alice):
-    forever = grant(store, alice, "5", "free", now=T0 - timedelta(days=5))
-    expiring = grant(store, alice, "5", "free", expires_at="2027-01-01T00:00:00Z")
+# Each case: two grants of 5, `later` granted before `first`, which the spend order (SPEC §4) draws from first.
+@pytest.mark.parametrize("later, first", [
+    pytest.param(dict(type="paid", now=T0 - timedelta(days=2)), dict(type="free", now=T0 - timedelta(days=1)),
+                 id="free credit before paid credit, even older paid credit"),
+    pytest.param(dict(type="free", expires_at="2026-06-01T00:00:00Z"),
+                 dict(type="free", expires_at="2026-04-01T00:00:00Z"), id="the soonest expiring free grant first"),
+    pytest.param(dict(type="free", now=T0 - timedelta(days=5)), dict(type="free", expires_at="2027-01-01T00:00:00Z"),
+                 id="free credit without expiry after expiring free credit"),
+    pytest.param(dict(type="paid", now=T0 - timedelta(hours=1)), dict(type="paid", now=T0 - timedelta(hours=2)),
+                 id="paid credit oldest first"),
+])
+def test_a_spend_draws_first_from_the_grant_the_spend_order_puts_first(store, alice, later, first):
+    later, first = grant(store, alice, "5", **later), grant(store, alice, "5", **first)
     answer = spend(store, alice, "1")["spend"]
-    assert allocation_of(answer["id"], store) == [{"grant_id": expiring["id"], "type": "free", "amount": "1.0000"}]
-    assert grant_row(store, forever["id"]).remaining == units(5)
-
-
-def test_paid_credit_is_spent_oldest_first(store, alice):
-    newer = grant(store, alice, "5", "paid", now=T0 - timedelta(hours=1))
-    older = grant(store, alice, "5", "paid", now=T0 - timedelta(hours=2))
-    answer = spend(store, alice, "1")["spend"]
-    assert allocation_of(answer["id"], store) == [{"grant_id": older["id"], "type": "paid", "amount": "1.0000"}]
-    assert grant_row(store, newer["id"]).remaining == units(5)
+    assert allocation_of(answer["id"], store) == [{"grant_id": first["id"], "type": first["type"], "amount": "1.0000"}]
+    assert grant_row(store, first["id"]).remaining == units(4)
+    assert grant_row(store, later["id"]).remaining == units(5)
 
 
 def test_one_spend_across_several_grants_allocates_in_spend_order(store, alice):
@@ -374,7 +361,7 @@ def test_a_spend_needs_an_idempotency_key(store, alice):
     grant(store, alice, "5", "paid")
     for key in (None, ""):
         with pytest.raises(BadRequest) as err:
-            domain.spend(store, alice, ORG, AGENT, "1", key, now=T0)
+            ledger.spend(store, alice, ORG, AGENT, "1", key, now=T0)
         assert (err.value.code, err.value.field) == ("idempotency_key_required", "Idempotency-Key")
     assert account_balance(store) == units(5)
 
@@ -397,8 +384,8 @@ AFTER_EXPIRY = at(2026, 4, 1)          # expires_at itself: the credit no longer
 def test_credit_counts_until_just_before_its_expiry(store, alice):
     grant(store, alice, "5", "free", expires_at=EXPIRES)
     just_before = AFTER_EXPIRY - timedelta(microseconds=1)
-    assert domain.allowance_of(store, ORG, "alice", now=just_before).can_spend == units(5)
-    assert domain.allowance_of(store, ORG, "alice", now=AFTER_EXPIRY).can_spend == 0
+    assert ledger.allowance_of(store, ORG, "alice", now=just_before).can_spend == units(5)
+    assert ledger.allowance_of(store, ORG, "alice", now=AFTER_EXPIRY).can_spend == 0
     spend(store, alice, "5", now=just_before)
     assert account_balance(store) == 0
 
@@ -431,11 +418,11 @@ def test_expired_credit_is_written_off_once_by_the_system(store, alice):
     grant(store, alice, "2", "paid")
     spend(store, alice, "1.5")                        # drawn from the free grant: 3.5 left in it
     later = AFTER_EXPIRY + timedelta(hours=3)
-    assert domain.settle_expiries(store, ORG, now=later) == 1
-    assert domain.settle_expiries(store, ORG, now=later + timedelta(days=1)) == 0
+    assert ledger.settle_expiries(store, ORG, now=later) == 1
+    assert ledger.settle_expiries(store, ORG, now=later + timedelta(days=1)) == 0
     expiries = [e for e in entries(store) if e.kind == "expiry"]
     assert len(expiries) == 1
-    [item] = domain.ledger_page(store, ORG, kind="expiry")["items"]
+    [item] = ledger.ledger_page(store, ORG, kind="expiry")["items"]
     assert item == {"id": expiries[0].id, "organization_id": ORG, "kind": "expiry", "amount": "3.5000",
                     "balance_after": "2.0000", "actor": {"id": "system"}, "user_id": None, "agent_id": None,
                     "grant_id": free["id"], "grant_type": "free", "allocations": None,
@@ -452,7 +439,7 @@ def test_expired_credit_is_written_off_once_by_the_system(store, alice):
 
 def test_settling_before_the_expiry_does_nothing(store, alice):
     grant(store, alice, "5", "free", expires_at=EXPIRES)
-    assert domain.settle_expiries(store, ORG, now=AFTER_EXPIRY - timedelta(microseconds=1)) == 0
+    assert ledger.settle_expiries(store, ORG, now=AFTER_EXPIRY - timedelta(microseconds=1)) == 0
     assert [e.kind for e in entries(store)] == ["grant"]
     assert account_balance(store) == units(5)
 
@@ -462,15 +449,15 @@ def test_a_refused_spend_does_not_write_off_and_a_later_settle_does(store, alice
     records it exactly once."""
     grant(store, alice, "5", "free", expires_at=EXPIRES)
     refused(lambda: spend(store, alice, "1", now=AFTER_EXPIRY))
-    assert domain.settle_expiries(store, ORG, now=AFTER_EXPIRY) == 1
+    assert ledger.settle_expiries(store, ORG, now=AFTER_EXPIRY) == 1
     assert [(e.kind, e.balance_after) for e in entries(store)] == [("grant", units(5)), ("expiry", 0)]
 
 
 def test_fully_spent_grants_produce_no_expiry_entry(store, alice):
     free = grant(store, alice, "5", "free", expires_at=EXPIRES)
     spend(store, alice, "5")
-    assert domain.settle_expiries(store, ORG, now=AFTER_EXPIRY) == 0
-    assert domain.expire_due_grants(store, now=AFTER_EXPIRY) == 0
+    assert ledger.settle_expiries(store, ORG, now=AFTER_EXPIRY) == 0
+    assert ledger.expire_due_grants(store, now=AFTER_EXPIRY) == 0
     assert [e.kind for e in entries(store)] == ["grant", "spend"]
     assert grant_row(store, free["id"]).expired_at is None
     assert events(store, "credits.expired") == []
@@ -481,7 +468,7 @@ def test_several_expired_grants_are_written_off_in_expiry_order(store, alice):
     b = grant(store, alice, "2", "free", expires_at="2026-03-15T00:00:00Z")
     grant(store, alice, "4", "free", expires_at="2026-05-01T00:00:00Z")       # not due yet
     grant(store, alice, "8", "paid")
-    assert domain.settle_expiries(store, ORG, now=at(2026, 3, 25)) == 2
+    assert ledger.settle_expiries(store, ORG, now=at(2026, 3, 25)) == 2
     expiries = [(e.grant_id, e.amount, e.balance_after) for e in entries(store) if e.kind == "expiry"]
     assert expiries == [(b["id"], units(2), units(13)), (a["id"], units(1), units(12))]
     assert_invariant(store)
@@ -493,8 +480,8 @@ def test_expire_due_grants_covers_every_organization(store, alice):
     grant(store, alice, "3", "free", expires_at="2026-03-22T00:00:00Z", org=OTHER_ORG)
     grant(store, alice, "4", "free", expires_at="2026-06-01T00:00:00Z", org=THIRD_ORG)   # not due
     grant(store, alice, "5", "paid", org=THIRD_ORG)
-    assert domain.expire_due_grants(store, now=at(2026, 4, 1)) == 3
-    assert domain.expire_due_grants(store, now=at(2026, 4, 1)) == 0
+    assert ledger.expire_due_grants(store, now=at(2026, 4, 1)) == 3
+    assert ledger.expire_due_grants(store, now=at(2026, 4, 1)) == 0
     assert (account_balance(store, ORG), account_balance(store, OTHER_ORG), account_balance(store, THIRD_ORG)) \
         == (0, 0, units(9))
     assert [e.kind for e in entries(store, THIRD_ORG)] == ["grant", "grant"]
@@ -505,8 +492,8 @@ def test_expire_due_grants_covers_every_organization(store, alice):
 def test_expire_due_grants_caps_the_organizations_per_run(store, alice):
     for org in (ORG, OTHER_ORG, THIRD_ORG):
         grant(store, alice, "1", "free", expires_at="2026-03-20T00:00:00Z", org=org)
-    assert domain.expire_due_grants(store, now=at(2026, 4, 1), max_organizations=2) == 2
-    assert domain.expire_due_grants(store, now=at(2026, 4, 1), max_organizations=2) == 1
+    assert ledger.expire_due_grants(store, now=at(2026, 4, 1), max_organizations=2) == 2
+    assert ledger.expire_due_grants(store, now=at(2026, 4, 1), max_organizations=2) == 1
 
 
 def test_expiry_is_also_written_off_before_a_grant(store, alice):
@@ -521,7 +508,7 @@ def test_credits_page_settles_and_shows_live_grants(store, alice):
     soon = grant(store, alice, "1", "free", expires_at="2026-03-31T00:00:00Z")
     paid = grant(store, alice, "3", "paid")
     spend(store, alice, "0.5", now=T0 + timedelta(minutes=1))
-    page = domain.credits_page(store, ORG, now=AFTER_EXPIRY)
+    page = ledger.credits_page(store, ORG, now=AFTER_EXPIRY)
     assert {k: v for k, v in page.items() if k != "grants"} == {
         "organization_id": ORG, "balance": "3.0000", "free_balance": "0.0000", "paid_balance": "3.0000",
         "spent_this_period": "0.0000", "period": "2026-04", "resets_at": "2026-05-01T00:00:00.000000Z",
@@ -529,7 +516,7 @@ def test_credits_page_settles_and_shows_live_grants(store, alice):
     assert [g["id"] for g in page["grants"]] == [paid["id"]]
     assert [e.kind for e in entries(store)].count("expiry") == 2
     assert grant_row(store, soon["id"]).remaining == 0
-    march = domain.credits_page(store, ORG, now=at(2026, 3, 31, 23))
+    march = ledger.credits_page(store, ORG, now=at(2026, 3, 31, 23))
     assert (march["spent_this_period"], march["balance"]) == ("0.5000", "3.0000")
 
 
@@ -549,7 +536,7 @@ def test_usage_resets_exactly_at_the_first_of_the_month_utc(store, alice, bob):
     error = refused(lambda: spend(store, bob, "0.0001", now=LAST_INSTANT))
     assert error.code == "budget_exceeded"
 
-    assert domain.allowance_of(store, ORG, "bob", now=NEXT_MONTH).used == 0
+    assert ledger.allowance_of(store, ORG, "bob", now=NEXT_MONTH).used == 0
     answer = spend(store, bob, "10", now=NEXT_MONTH)["spend"]
     assert answer["budget"] == {"budget_group_id": answer["budget"]["budget_group_id"], "budget_group_name": "Team",
                                 "limit": "10.0000", "used": "10.0000", "remaining": "0.0000", "period": "2026-04",
@@ -564,7 +551,7 @@ def test_december_rolls_over_into_january_of_the_next_year(store, alice, bob):
     december = spend(store, bob, "5", now=at(2026, 12, 31, 23, 59, 59, 999999))["spend"]["budget"]
     assert (december["period"], december["period_start"], december["resets_at"]) \
         == ("2026-12", "2026-12-01T00:00:00.000000Z", "2027-01-01T00:00:00.000000Z")
-    allowance = domain.allowance_of(store, ORG, "bob", now=at(2027, 1, 1))
+    allowance = ledger.allowance_of(store, ORG, "bob", now=at(2027, 1, 1))
     assert (allowance.used, allowance.budget_left, allowance.can_spend) == (0, units(5), units(5))
     january = spend(store, bob, "5", now=at(2027, 1, 1))["spend"]["budget"]
     assert (january["period"], january["used"], january["resets_at"]) \
@@ -700,7 +687,7 @@ def test_balance_equals_grants_and_ledger_after_a_mixed_sequence(store, alice, b
         lambda: spend(store, bob, "3.0001", now=at(2026, 3, 3)),
         lambda: grant(store, alice, "2.5", "free", now=at(2026, 3, 4)),
         lambda: spend(store, alice, "1.9999", now=at(2026, 3, 5)),
-        lambda: domain.settle_expiries(store, ORG, now=at(2026, 3, 16)),     # 5 of the first grant expire
+        lambda: ledger.settle_expiries(store, ORG, now=at(2026, 3, 16)),     # 5 of the first grant expire
         lambda: spend(store, bob, "4", now=at(2026, 3, 17)),                  # 2.5 free + 1.5 paid
         lambda: grant(store, alice, "1", "free", expires_at="2026-04-10T00:00:00Z", now=at(2026, 3, 18)),
         lambda: spend(store, alice, "0.1234", now=at(2026, 3, 19)),
@@ -731,7 +718,7 @@ def test_spends_never_overdraw(store, alice, bob):
 # ---- allowance and refusals ----------------------------------------------------------------------------
 def allowance(balance, used=0, limit=None, grouped=True):
     group = BudgetGroup(id="g", organization_id=ORG, name="Team", monthly_limit=limit) if grouped else None
-    return domain.Allowance(balance=balance, used=used, group=group, now=T0)
+    return budgets.Allowance(balance=balance, used=used, group=group, now=T0)
 
 
 def test_allowance_without_a_group_is_the_balance():
@@ -793,7 +780,7 @@ def test_allowance_of_reads_the_store(store, alice, bob):
     grant(store, alice, "30", "paid")
     group = budget_group(store, alice, "10", ["bob"])
     spend(store, bob, "4")
-    a = domain.allowance_of(store, ORG, "bob", now=T0)
+    a = ledger.allowance_of(store, ORG, "bob", now=T0)
     assert (a.balance, a.used, a.group.id, a.budget_left, a.can_spend, a.binding_limit) \
         == (units(26), units(4), group["id"], units(6), units(6), "budget_group")
     assert a.as_dict() == {"can_spend": "6.0000", "binding_limit": "budget_group", "budget": {
@@ -804,7 +791,7 @@ def test_allowance_of_reads_the_store(store, alice, bob):
 
 def test_evaluate_spend_without_amount_only_tells_the_allowance(store, alice):
     grant(store, alice, "8", "paid")
-    answer = domain.evaluate_spend(store, alice, ORG, AGENT, None, now=T0)
+    answer = ledger.evaluate_spend(store, alice, ORG, AGENT, None, now=T0)
     assert answer == {"can_spend": "8.0000", "binding_limit": "balance", "budget": {
         "budget_group_id": None, "budget_group_name": None, "limit": None, "used": "0.0000", "remaining": None,
         "period": "2026-03", "period_start": "2026-03-01T00:00:00.000000Z",
@@ -816,29 +803,29 @@ def test_evaluate_spend_without_amount_only_tells_the_allowance(store, alice):
 def test_evaluate_spend_with_an_amount_says_allowed_or_why_not_and_charges_nothing(store, alice, bob):
     grant(store, alice, "8", "paid")
     budget_group(store, alice, "5", ["bob"])
-    ok = domain.evaluate_spend(store, bob, ORG, AGENT, "5", now=T0)
+    ok = ledger.evaluate_spend(store, bob, ORG, AGENT, "5", now=T0)
     assert (ok["amount"], ok["allowed"], ok["refusal"]) == ("5.0000", True, None)
-    no = domain.evaluate_spend(store, bob, ORG, AGENT, "5.0001", now=T0)
+    no = ledger.evaluate_spend(store, bob, ORG, AGENT, "5.0001", now=T0)
     assert (no["allowed"], no["refusal"]["code"], no["refusal"]["field"]) == (False, "budget_exceeded", "amount")
     assert no["refusal"]["details"]["requested"] == "5.0001"
-    broke = domain.evaluate_spend(store, alice, ORG, AGENT, "9", now=T0)
+    broke = ledger.evaluate_spend(store, alice, ORG, AGENT, "9", now=T0)
     assert (broke["allowed"], broke["refusal"]["code"]) == (False, "insufficient_credits")
     assert account_balance(store) == units(8)
     assert [e.kind for e in entries(store)] == ["grant"]
     with pytest.raises(ValidationFailed):
-        domain.evaluate_spend(store, bob, ORG, AGENT, "-1", now=T0)
+        ledger.evaluate_spend(store, bob, ORG, AGENT, "-1", now=T0)
 
 
 def test_evaluate_spend_ignores_expired_credit_without_writing_it_off(store, alice):
     grant(store, alice, "5", "free", expires_at=EXPIRES)
-    answer = domain.evaluate_spend(store, alice, ORG, AGENT, "1", now=AFTER_EXPIRY)
+    answer = ledger.evaluate_spend(store, alice, ORG, AGENT, "1", now=AFTER_EXPIRY)
     assert (answer["can_spend"], answer["allowed"], answer["refusal"]["code"]) \
         == ("0.0000", False, "insufficient_credits")
     assert [e.kind for e in entries(store)] == ["grant"]
 
 
 def test_usage_by_organization_for_an_org_without_account(store):
-    [item] = domain.usage_by_organization(store, "bob", ["nowhere"], now=T0)
+    [item] = ledger.usage_by_organization(store, "bob", ["nowhere"], now=T0)
     assert item == {"organization_id": "nowhere", "can_spend": "0.0000", "binding_limit": "balance",
                     "used": "0.0000", "budget": {
                         "budget_group_id": None, "budget_group_name": None, "limit": None, "used": "0.0000",
@@ -854,7 +841,7 @@ def test_usage_by_organization_lists_each_organization_in_order(store, alice, bo
     spend(store, bob, "3", org=ORG, now=at(2026, 3, 2))
     spend(store, bob, "1", org=OTHER_ORG, now=at(2026, 3, 2))
     spend(store, bob, "9", org=ORG, now=at(2026, 2, 27))         # last month: not counted
-    items = domain.usage_by_organization(store, "bob", [OTHER_ORG, ORG, "nowhere"], now=T0)
+    items = ledger.usage_by_organization(store, "bob", [OTHER_ORG, ORG, "nowhere"], now=T0)
     assert [(i["organization_id"], i["used"], i["can_spend"], i["binding_limit"]) for i in items] == [
         (OTHER_ORG, "1.0000", "1.0000", "balance"), (ORG, "3.0000", "7.0000", "budget_group"),
         ("nowhere", "0.0000", "0.0000", "balance")]
@@ -873,7 +860,7 @@ def five_entries(store, alice):
 
 def test_ledger_is_newest_first(store, alice):
     ids = five_entries(store, alice)
-    page = domain.ledger_page(store, ORG)
+    page = ledger.ledger_page(store, ORG)
     assert [i["id"] for i in page["items"]] == ids[::-1]
     assert [(i["kind"], i["amount"], i["balance_after"]) for i in page["items"]] == [
         ("grant", "3.0000", "15.0000"), ("spend", "2.0000", "12.0000"), ("spend", "1.0000", "14.0000"),
@@ -883,7 +870,7 @@ def test_ledger_is_newest_first(store, alice):
 
 def test_ledger_spend_item_shows_who_and_what(store, alice):
     five_entries(store, alice)
-    item = domain.ledger_page(store, ORG, kind="spend")["items"][0]
+    item = ledger.ledger_page(store, ORG, kind="spend")["items"][0]
     assert {k: item[k] for k in ("actor", "user_id", "agent_id", "grant_id", "grant_type", "occurred_at")} == {
         "actor": {"id": "alice", "email": "alice@example.com"}, "user_id": "alice", "agent_id": AGENT,
         "grant_id": None, "grant_type": None, "occurred_at": "2026-03-10T12:03:00.000000Z"}
@@ -894,7 +881,7 @@ def test_ledger_spend_item_shows_who_and_what(store, alice):
                                             ("spend", ["2.0000", "1.0000"]), ("expiry", [])])
 def test_ledger_kind_filter(store, alice, kind, expected):
     five_entries(store, alice)
-    page = domain.ledger_page(store, ORG, kind=kind)
+    page = ledger.ledger_page(store, ORG, kind=kind)
     assert [i["amount"] for i in page["items"]] == expected
     assert {i["kind"] for i in page["items"]} <= {kind}
 
@@ -902,7 +889,7 @@ def test_ledger_kind_filter(store, alice, kind, expected):
 @pytest.mark.parametrize("kind", ["grants", "Spend", "refund", ""])
 def test_ledger_invalid_kind(store, alice, kind):
     with pytest.raises(ValidationFailed) as err:
-        domain.ledger_page(store, ORG, kind=kind)
+        ledger.ledger_page(store, ORG, kind=kind)
     assert (err.value.status, err.value.code, err.value.field) == (422, "invalid_kind", "kind")
 
 
@@ -910,7 +897,7 @@ def test_ledger_keyset_paging_with_limit_two(store, alice):
     ids = five_entries(store, alice)
     seen, cursor, pages = [], None, 0
     while True:
-        page = domain.ledger_page(store, ORG, cursor=cursor, limit=2)
+        page = ledger.ledger_page(store, ORG, cursor=cursor, limit=2)
         pages += 1
         seen += [i["id"] for i in page["items"]]
         cursor = page["next_cursor"]
@@ -922,16 +909,16 @@ def test_ledger_keyset_paging_with_limit_two(store, alice):
 
 def test_ledger_paging_is_stable_when_entries_arrive_between_pages(store, alice):
     ids = five_entries(store, alice)
-    first = domain.ledger_page(store, ORG, limit=2)
+    first = ledger.ledger_page(store, ORG, limit=2)
     spend(store, alice, "0.5", now=T0 + timedelta(minutes=10))      # newer than everything on the first page
-    second = domain.ledger_page(store, ORG, cursor=first["next_cursor"], limit=2)
+    second = ledger.ledger_page(store, ORG, cursor=first["next_cursor"], limit=2)
     assert [i["id"] for i in second["items"]] == [ids[2], ids[1]]
 
 
 def test_ledger_paging_with_a_kind_filter(store, alice):
     five_entries(store, alice)
-    first = domain.ledger_page(store, ORG, kind="grant", limit=2)
-    second = domain.ledger_page(store, ORG, kind="grant", cursor=first["next_cursor"], limit=2)
+    first = ledger.ledger_page(store, ORG, kind="grant", limit=2)
+    second = ledger.ledger_page(store, ORG, kind="grant", cursor=first["next_cursor"], limit=2)
     assert [i["amount"] for i in first["items"]] == ["3.0000", "5.0000"]
     assert [i["amount"] for i in second["items"]] == ["10.0000"]
     assert second["next_cursor"] is None
@@ -939,7 +926,7 @@ def test_ledger_paging_with_a_kind_filter(store, alice):
 
 def test_ledger_of_another_organization_is_separate(store, alice):
     five_entries(store, alice)
-    assert domain.ledger_page(store, OTHER_ORG) == {"items": [], "next_cursor": None}
+    assert ledger.ledger_page(store, OTHER_ORG) == {"items": [], "next_cursor": None}
 
 
 @pytest.mark.parametrize("cursor", [
@@ -948,14 +935,14 @@ def test_ledger_of_another_organization_is_separate(store, alice):
 def test_a_tampered_cursor_is_a_bad_request(store, alice, cursor):
     five_entries(store, alice)
     with pytest.raises(BadRequest) as err:
-        domain.ledger_page(store, ORG, cursor=cursor)
+        ledger.ledger_page(store, ORG, cursor=cursor)
     assert (err.value.status, err.value.code, err.value.field) == (400, "invalid_cursor", "cursor")
 
 
 @pytest.mark.parametrize("limit", [0, -1, 201, "2", True, 1.0])
 def test_ledger_limit_is_checked(store, limit):
     with pytest.raises(ValidationFailed) as err:
-        domain.ledger_page(store, ORG, limit=limit)
+        ledger.ledger_page(store, ORG, limit=limit)
     assert err.value.field == "limit"
 
 

@@ -9,7 +9,7 @@ from nameko.testing.services import worker_factory
 from common.config import settings
 from common.errors import Forbidden
 from common.mail import Mailer
-from services.members import domain
+from services.members import invitations, memberships
 from services.members.service import MembersService
 
 ORG = {"id": "org-1", "name": "Sehat Clinic", "type": "collective"}
@@ -24,7 +24,7 @@ def members_worker(store, identity):
 
 def test_invite_sends_one_email_with_the_accept_link_and_a_replay_sends_none(make_store, alice):
     store = make_store("members")
-    domain.add_founder(store, alice, ORG["id"])
+    memberships.add_founder(store, alice, ORG["id"])
     service = members_worker(store, alice)
     first = service.invite(ORG["id"], "budi@example.com", ["builder"], None, "key-1")
     again = service.invite(ORG["id"], "budi@example.com", ["builder"], None, "key-1")
@@ -37,9 +37,9 @@ def test_invite_sends_one_email_with_the_accept_link_and_a_replay_sends_none(mak
 
 def test_invite_refused_by_the_matrix_sends_nothing(make_store, alice, bob):
     store = make_store("members")
-    domain.add_founder(store, alice, ORG["id"])
-    invitation, _ = domain.invite(store, alice, ORG, bob.email, ["member"])
-    domain.accept_invitation(store, bob, invitation["id"])
+    memberships.add_founder(store, alice, ORG["id"])
+    invitation, _ = invitations.invite(store, alice, ORG, bob.email, ["member"])
+    invitations.accept_invitation(store, bob, invitation["id"])
     service = members_worker(store, bob)
     with pytest.raises(Forbidden):
         service.invite(ORG["id"], "someone@example.com", ["member"])

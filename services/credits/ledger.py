@@ -1,8 +1,9 @@
-"""Domain logic of the credits service: the ledger (grants, spends, expiries) and the spend decision.
+"""The credits ledger: grants, spends and expiries of each organization's credit, its balance and the
+ledger listing.
 
 Plain functions over a `Store`, callable without a broker. Membership facts (may the caller use this
-agent?) are checked by the entrypoints over RPC before the write transaction opens; budget groups are
-in budgets.py.
+agent?) are checked by the entrypoints over RPC before the write transaction opens; budget groups,
+the monthly period and what a member may still spend (`Allowance`) are in budgets.py.
 
 Concurrency: every change to an organization's money first locks its account row (`_locked_account`),
 then re-reads what it decides on. On PostgreSQL that is SELECT ... FOR UPDATE, so two spends of one
@@ -12,53 +13,27 @@ committed before it, and "balance suffices" and "budget allows" stay true until 
 """
 import hashlib
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, case, cast, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from common import idempotency, outbox
+from common import idempotency
 from common.auth import SYSTEM_ACTOR
-from common.errors import BadRequest, PaymentRequired, ValidationFailed
-from common.events import change_event
+from common.errors import BadRequest, ValidationFailed
 from common.money import MAX_BALANCE_UNITS, format_amount, parse_amount
 from common.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor
 from common.timeutil import as_utc, iso, parse_iso, utcnow
-from services.credits.models import (
-    Account,
-    BudgetGroup,
-    BudgetGroupMember,
-    Grant,
-    IdempotentRequest,
-    LedgerEntry,
-    MemberUsage,
-    OutboxEvent,
-)
+from services.credits import budgets
+from services.credits.events import CREDITS_EXPIRED, CREDITS_GRANTED, CREDITS_SPENT, emit
+from services.credits.models import Account, Grant, IdempotentRequest, LedgerEntry, MemberUsage
 from services.credits.schemas import grant_schema, ledger_entry_schema
 
 FREE, PAID = "free", "paid"
 GRANT_TYPES = (FREE, PAID)
 LEDGER_KINDS = ("grant", "spend", "expiry")
-BALANCE, BUDGET_GROUP = "balance", "budget_group"
 ACTIVE_GRANTS_SHOWN = 100
-
-
-# ---- time: budgets count per calendar month, UTC (SPEC §5) ------------------------------------------
-def period_of(now):
-    """The budget period `now` falls in, e.g. "2026-11"."""
-    now = as_utc(now)
-    return f"{now.year:04d}-{now.month:02d}"
-
-
-def period_bounds(now):
-    """(start, reset time) of the period `now` falls in: the first of this month and of the next, 00:00 UTC."""
-    now = as_utc(now)
-    start = datetime(now.year, now.month, 1, tzinfo=UTC)
-    resets_at = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
-    return start, resets_at
 
 
 # ---- the account lock and the grants ---------------------------------------------------------------
@@ -109,9 +84,9 @@ def _write_off_expired(session, account, now):
         written_off, grant.remaining, grant.expired_at = grant.remaining, 0, now
         account.balance -= written_off
         entry = _add_entry(session, account, "expiry", written_off, SYSTEM_ACTOR, now, grant=grant)
-        record_event(session, "credits.expired", "update", account.organization_id, SYSTEM_ACTOR, "grant", grant.id,
-                     before={"remaining": format_amount(written_off)},
-                     after={"remaining": format_amount(0), "ledger_entry_id": entry.id}, now=now)
+        emit(session, CREDITS_EXPIRED, "update", account.organization_id, SYSTEM_ACTOR, "grant", grant.id,
+             before={"remaining": format_amount(written_off)},
+             after={"remaining": format_amount(0), "ledger_entry_id": entry.id}, occurred_at=now)
     if due:
         account.updated_at = now
     return len(due)
@@ -124,13 +99,6 @@ def _add_entry(session, account, kind, amount, actor, now, grant=None, agent_id=
                         grant_type=grant.type if grant else None, allocations=allocations, occurred_at=now)
     session.add(entry)
     return entry
-
-
-def record_event(session, type, action, organization_id, actor, target_type, target_id, before=None, after=None,
-                 now=None, correlation_id=None):
-    outbox.record(session, OutboxEvent, change_event(type, action, organization_id, actor, target_type, target_id,
-                                                     before=before, after=after, occurred_at=now,
-                                                     correlation_id=correlation_id))
 
 
 def _fingerprint(*parts):
@@ -192,8 +160,8 @@ def add_grant(store, identity, organization_id, amount, type, expires_at=None, i
             account.updated_at = now
             entry = _add_entry(session, account, "grant", units, identity.as_actor(), now, grant=grant)
             answer = dict(grant_dict(grant, now), ledger_entry_id=entry.id)
-            record_event(session, "credits.granted", "create", organization_id, identity.as_actor(), "grant", grant.id,
-                         after={"type": type, "amount": answer["amount"], "expires_at": answer["expires_at"]}, now=now)
+            emit(session, CREDITS_GRANTED, "create", organization_id, identity, "grant", grant.id,
+                 after={"type": type, "amount": answer["amount"], "expires_at": answer["expires_at"]}, occurred_at=now)
             idempotency.remember(session, IdempotentRequest, identity.id, idempotency_key, operation, answer, now)
             return answer
     return _with_key_race_retry(attempt)
@@ -208,76 +176,12 @@ GRANT_COLUMNS = ("id", "organization_id", "type", "amount", "remaining", "expire
 
 
 # ---- what a member may still spend -----------------------------------------------------------------
-def budget_left(monthly_limit, used):
-    """What a member may still spend this month under a group's limit: None without a limit, never
-    below 0 (a limit lowered under what was already spent leaves 0, the past is not rewritten)."""
-    return None if monthly_limit is None else max(0, monthly_limit - used)
-
-
-@dataclass
-class Allowance:
-    """What binds a member's next spend: the organization's balance and their group's monthly limit."""
-    balance: int
-    used: int                      # the member's spend this period
-    group: BudgetGroup | None
-    now: datetime
-
-    @property
-    def budget_left(self):
-        return budget_left(self.group.monthly_limit if self.group else None, self.used)
-
-    @property
-    def can_spend(self):
-        return self.balance if self.budget_left is None else min(self.balance, self.budget_left)
-
-    @property
-    def binding_limit(self):
-        """Which limit `can_spend` comes from (the budget when both are equal: it is the member's own)."""
-        left = self.budget_left
-        return BUDGET_GROUP if left is not None and left <= self.balance else BALANCE
-
-    def refusal(self, amount):
-        """None if `amount` may be spent, else the 402 to answer (naming what binds)."""
-        if amount <= self.can_spend:
-            return None
-        left = self.budget_left
-        if left is not None and amount > left and (amount <= self.balance or left <= self.balance):
-            budget = self.budget()
-            return PaymentRequired(
-                f"This would take you over your monthly budget of {budget['limit']} in the group "
-                f"\"{budget['budget_group_name']}\" ({budget['used']} used); it resets at {budget['resets_at']}.",
-                code="budget_exceeded", field="amount", details=dict(budget, requested=format_amount(amount)))
-        return PaymentRequired("The organization does not have enough credit for this spend.",
-                               code="insufficient_credits", field="amount",
-                               details={"requested": format_amount(amount)})
-
-    def budget(self):
-        start, resets_at = period_bounds(self.now)
-        group = self.group
-        return {"budget_group_id": group.id if group else None, "budget_group_name": group.name if group else None,
-                "limit": format_amount(group.monthly_limit) if group else None,
-                "used": format_amount(self.used), "remaining": format_amount(self.budget_left),
-                "period": period_of(self.now), "period_start": iso(start), "resets_at": iso(resets_at)}
-
-    def as_dict(self):
-        """What the member is told (the balance itself is for Owner/Billing: only what they can spend)."""
-        return {"can_spend": format_amount(self.can_spend), "binding_limit": self.binding_limit,
-                "budget": self.budget()}
-
-
-def _allowance(session, organization_id, user_id, balance, now):
-    group = session.scalar(select(BudgetGroup).join(BudgetGroupMember, BudgetGroupMember.group_id == BudgetGroup.id)
-                           .where(BudgetGroupMember.organization_id == organization_id,
-                                  BudgetGroupMember.user_id == user_id))
-    usage = session.get(MemberUsage, (organization_id, user_id, period_of(now)))
-    return Allowance(balance=balance, used=usage.used if usage else 0, group=group, now=now)
-
-
 def allowance_of(store, organization_id, user_id, now=None):
     """The member's allowance as a read (no lock): what they could spend now and which limit binds."""
     now = now or utcnow()
     with store.read() as session:
-        return _allowance(session, organization_id, user_id, _spendable_balance(session, organization_id, now), now)
+        balance = _spendable_balance(session, organization_id, now)
+        return budgets.allowance(session, organization_id, user_id, balance, now)
 
 
 def evaluate_spend(store, identity, organization_id, agent_id, amount, now=None):
@@ -294,14 +198,18 @@ def evaluate_spend(store, identity, organization_id, agent_id, amount, now=None)
     return answer
 
 
-def usage_by_organization(store, user_id, organization_ids, now=None):
-    """The member's usage this period in each organization ("My Credit")."""
+def usage_by_organization(store, user_id, member_of, organization_ids=None, now=None):
+    """The member's usage this period in each organization they belong to ("My Credit"): those of
+    `member_of`, or, when `organization_ids` is given, those of them the member belongs to, in that order."""
     now = now or utcnow()
+    if organization_ids is not None:
+        belongs = set(member_of)
+        member_of = [organization_id for organization_id in organization_ids if organization_id in belongs]
     items = []
     with store.read() as session:
-        for organization_id in organization_ids:
-            allowance = _allowance(session, organization_id, user_id,
-                                   _spendable_balance(session, organization_id, now), now)
+        for organization_id in member_of:
+            allowance = budgets.allowance(session, organization_id, user_id,
+                                          _spendable_balance(session, organization_id, now), now)
             items.append(dict(allowance.as_dict(), organization_id=organization_id,
                               used=format_amount(allowance.used)))
     return items
@@ -332,7 +240,7 @@ def spend(store, identity, organization_id, agent_id, amount, idempotency_key, n
             if replay is not None:
                 return {"spend": replay, "replayed": True}
             _write_off_expired(session, account, now)
-            allowance = _allowance(session, organization_id, identity.id, account.balance, now)
+            allowance = budgets.allowance(session, organization_id, identity.id, account.balance, now)
             refusal = allowance.refusal(units)
             if refusal is not None:
                 raise refusal
@@ -346,8 +254,8 @@ def spend(store, identity, organization_id, agent_id, amount, idempotency_key, n
             answer = {"id": entry.id, "organization_id": organization_id, "agent_id": agent_id,
                       "user_id": identity.id, "amount": format_amount(units), "occurred_at": iso(now),
                       "budget": allowance.budget()}
-            record_event(session, "credits.spent", "create", organization_id, identity.as_actor(), "spend", entry.id,
-                         after={"amount": answer["amount"], "agent_id": agent_id, "user_id": identity.id}, now=now)
+            emit(session, CREDITS_SPENT, "create", organization_id, identity, "spend", entry.id,
+                 after={"amount": answer["amount"], "agent_id": agent_id, "user_id": identity.id}, occurred_at=now)
             idempotency.remember(session, IdempotentRequest, identity.id, idempotency_key, operation, answer, now)
             return {"spend": answer, "replayed": False}
     return _with_key_race_retry(attempt)
@@ -369,7 +277,7 @@ def _draw(session, organization_id, units, now):
 
 
 def _add_usage(session, organization_id, user_id, units, now):
-    key = (organization_id, user_id, period_of(now))
+    key = (organization_id, user_id, budgets.period_of(now))
     usage = session.get(MemberUsage, key)
     if usage is None:
         usage = MemberUsage(organization_id=organization_id, user_id=user_id, period=key[2], used=0, updated_at=now)
@@ -409,13 +317,13 @@ def credits_page(store, organization_id, now=None):
     with store.read() as session:
         grants = _spendable_grants(session, organization_id, now)
         spent = session.scalar(select(_sum(MemberUsage.used)).where(
-            MemberUsage.organization_id == organization_id, MemberUsage.period == period_of(now)))
-    start, resets_at = period_bounds(now)
+            MemberUsage.organization_id == organization_id, MemberUsage.period == budgets.period_of(now)))
+    resets_at = budgets.period_bounds(now)[1]
     return {"organization_id": organization_id,
             "balance": format_amount(sum(g.remaining for g in grants)),
             "free_balance": format_amount(sum(g.remaining for g in grants if g.type == FREE)),
             "paid_balance": format_amount(sum(g.remaining for g in grants if g.type == PAID)),
-            "spent_this_period": format_amount(spent), "period": period_of(now), "resets_at": iso(resets_at),
+            "spent_this_period": format_amount(spent), "period": budgets.period_of(now), "resets_at": iso(resets_at),
             "active_grant_count": len(grants), "grants": [grant_dict(g, now) for g in grants[:ACTIVE_GRANTS_SHOWN]]}
 
 

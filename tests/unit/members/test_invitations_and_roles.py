@@ -7,8 +7,8 @@ from sqlalchemy import select
 
 from common.auth import Identity
 from common.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from common.timeutil import utcnow
-from services.members import domain
+from common.timeutil import iso, utcnow
+from services.members import billing_transfers, invitations, memberships, users
 from services.members.models import OutboxEvent
 
 ORG = {"id": "org-1", "name": "Sehat Clinic", "type": "collective"}
@@ -29,8 +29,8 @@ def team(make_store):
     store = make_store("members")
     dina = person("dina")
     for who in (dina,):
-        domain.register_user(store, who)
-    domain.add_founder(store, dina, ORG["id"])
+        users.register_user(store, who)
+    memberships.add_founder(store, dina, ORG["id"])
     people = {"dina": dina}
     for name, role in [("olga", "owner"), ("adam", "admin"), ("budi", "builder"), ("mira", "member")]:
         people[name] = join(store, dina, name, [role])
@@ -39,14 +39,14 @@ def team(make_store):
 
 def join(store, inviter, name, roles):
     who = person(name)
-    domain.register_user(store, who)
-    invitation, _ = domain.invite(store, inviter, ORG, who.email, roles)
-    domain.accept_invitation(store, who, invitation["id"])
+    users.register_user(store, who)
+    invitation, _ = invitations.invite(store, inviter, ORG, who.email, roles)
+    invitations.accept_invitation(store, who, invitation["id"])
     return who
 
 
 def roles_of(store, name, org=ORG["id"]):
-    return domain.membership_of(store, org, name)["roles"]
+    return memberships.membership_of(store, org, name)["roles"]
 
 
 def test_accepting_joins_with_the_preset_roles_and_one_event_per_change(team):
@@ -60,7 +60,7 @@ def test_accepting_joins_with_the_preset_roles_and_one_event_per_change(team):
 def test_billing_is_never_granted_by_invitation(team, roles):
     store, p = team
     with pytest.raises(ValidationFailed) as err:
-        domain.invite(store, p["dina"], ORG, "new@example.com", roles)
+        invitations.invite(store, p["dina"], ORG, "new@example.com", roles)
     assert err.value.code == "billing_by_transfer_only"
 
 
@@ -68,9 +68,9 @@ def test_billing_is_never_granted_by_invitation(team, roles):
 def test_an_admin_grants_only_builder_or_member(team, roles):
     store, p = team
     with pytest.raises(Forbidden) as err:
-        domain.invite(store, p["adam"], ORG, "new@example.com", roles)
+        invitations.invite(store, p["adam"], ORG, "new@example.com", roles)
     assert err.value.code == "role_not_grantable"
-    domain.invite(store, p["adam"], ORG, "new@example.com", ["builder", "member"])
+    invitations.invite(store, p["adam"], ORG, "new@example.com", ["builder", "member"])
 
 
 def test_an_admin_cannot_touch_owners_or_other_admins(team):
@@ -78,21 +78,21 @@ def test_an_admin_cannot_touch_owners_or_other_admins(team):
     other_admin = join(store, p["dina"], "anna", ["admin"])
     for target in ("olga", other_admin.id):
         with pytest.raises(Forbidden):
-            domain.edit_roles(store, p["adam"], ORG["id"], target, ["member"])
+            memberships.edit_roles(store, p["adam"], ORG["id"], target, ["member"])
         with pytest.raises(Forbidden):
-            domain.remove_member(store, p["adam"], ORG["id"], target)
+            memberships.remove_member(store, p["adam"], ORG["id"], target)
     with pytest.raises(Forbidden):   # nor make someone an Admin
-        domain.edit_roles(store, p["adam"], ORG["id"], "mira", ["admin"])
-    assert domain.edit_roles(store, p["adam"], ORG["id"], "mira", ["builder"])["roles"] == ["builder"]
+        memberships.edit_roles(store, p["adam"], ORG["id"], "mira", ["admin"])
+    assert memberships.edit_roles(store, p["adam"], ORG["id"], "mira", ["builder"])["roles"] == ["builder"]
 
 
 def test_the_last_owner_cannot_be_demoted_or_leave(make_store):
     store = make_store("members")
     dina = person("dina")
-    domain.register_user(store, dina)
-    domain.add_founder(store, dina, ORG["id"])
+    users.register_user(store, dina)
+    memberships.add_founder(store, dina, ORG["id"])
     with pytest.raises(Conflict) as err:
-        domain.edit_roles(store, dina, ORG["id"], "dina", ["admin"])
+        memberships.edit_roles(store, dina, ORG["id"], "dina", ["admin"])
     assert err.value.code == "last_owner"
     assert roles_of(store, "dina") == ["owner", "billing"]
 
@@ -100,26 +100,26 @@ def test_the_last_owner_cannot_be_demoted_or_leave(make_store):
 def test_role_edits_keep_billing_and_need_one_role(team):
     store, p = team
     with pytest.raises(ValidationFailed) as err:
-        domain.edit_roles(store, p["dina"], ORG["id"], "mira", [])
+        memberships.edit_roles(store, p["dina"], ORG["id"], "mira", [])
     assert err.value.code == "roles_required"
     # Dina holds Billing: an edit without it keeps it; she is not the only Owner (Olga is one too).
-    assert domain.edit_roles(store, p["dina"], ORG["id"], "dina", ["member"])["roles"] == ["member", "billing"]
-    assert domain.edit_roles(store, p["olga"], ORG["id"], "dina", ["billing"])["roles"] == ["billing"]
+    assert memberships.edit_roles(store, p["dina"], ORG["id"], "dina", ["member"])["roles"] == ["member", "billing"]
+    assert memberships.edit_roles(store, p["olga"], ORG["id"], "dina", ["billing"])["roles"] == ["billing"]
     with pytest.raises(Forbidden):                 # Billing alone grants no member management
-        domain.edit_roles(store, p["dina"], ORG["id"], "mira", ["builder"])
+        memberships.edit_roles(store, p["dina"], ORG["id"], "mira", ["builder"])
     with pytest.raises(ValidationFailed):
-        domain.edit_roles(store, p["olga"], ORG["id"], "mira", ["member", "billing"])
+        memberships.edit_roles(store, p["olga"], ORG["id"], "mira", ["member", "billing"])
 
 
 def test_leave_is_refused_for_the_billing_holder_and_removal_too(team):
     store, p = team
     with pytest.raises(Conflict) as err:
-        domain.remove_member(store, p["dina"], ORG["id"], "dina")
+        memberships.remove_member(store, p["dina"], ORG["id"], "dina")
     assert err.value.code == "billing_holder_cannot_leave"
     with pytest.raises(Conflict) as err:
-        domain.remove_member(store, p["olga"], ORG["id"], "dina")
+        memberships.remove_member(store, p["olga"], ORG["id"], "dina")
     assert err.value.code == "billing_holder"
-    domain.remove_member(store, p["mira"], ORG["id"], "mira")
+    memberships.remove_member(store, p["mira"], ORG["id"], "mira")
     with pytest.raises(NotFound):
         roles_of(store, "mira")
     assert events(store)[-1]["type"] == "member.left"
@@ -128,88 +128,88 @@ def test_leave_is_refused_for_the_billing_holder_and_removal_too(team):
 def test_invitation_life_cycle_rules(team):
     store, p = team
     now = utcnow()
-    invitation, created = domain.invite(store, p["dina"], ORG, "  New@Example.com ", ["member"], now=now)
+    invitation, created = invitations.invite(store, p["dina"], ORG, "  New@Example.com ", ["member"], now=now)
     assert created and invitation["email"] == "new@example.com" and invitation["status"] == "pending"
     with pytest.raises(Conflict) as err:                       # one pending per organization and email
-        domain.invite(store, p["adam"], ORG, "new@example.com", ["builder"], now=now)
+        invitations.invite(store, p["adam"], ORG, "new@example.com", ["builder"], now=now)
     assert err.value.code == "invitation_pending" and err.value.details == {"invitation_id": invitation["id"]}
     with pytest.raises(Conflict) as err:                       # members are not invited
-        domain.invite(store, p["dina"], ORG, "budi@example.com", ["member"], now=now)
+        invitations.invite(store, p["dina"], ORG, "budi@example.com", ["member"], now=now)
     assert err.value.code == "already_member"
     with pytest.raises(Conflict) as err:                       # resend too early says when
-        domain.resend_invitation(store, p["dina"], ORG["id"], invitation["id"], now=now + timedelta(minutes=9))
+        invitations.resend_invitation(store, p["dina"], ORG["id"], invitation["id"], now=now + timedelta(minutes=9))
     assert err.value.code == "resend_too_early"
-    assert err.value.details["retry_at"] == domain.iso(now + timedelta(minutes=10))
+    assert err.value.details["retry_at"] == iso(now + timedelta(minutes=10))
     later = now + timedelta(minutes=10)
-    resent = domain.resend_invitation(store, p["dina"], ORG["id"], invitation["id"], now=later)
-    assert resent["last_sent_at"] == domain.iso(later) and resent["expires_at"] == domain.iso(later + timedelta(days=7))
+    resent = invitations.resend_invitation(store, p["dina"], ORG["id"], invitation["id"], now=later)
+    assert resent["last_sent_at"] == iso(later) and resent["expires_at"] == iso(later + timedelta(days=7))
     with pytest.raises(Forbidden) as err:                      # only the invited email answers
-        domain.accept_invitation(store, person("eve"), invitation["id"], now=later)
+        invitations.accept_invitation(store, person("eve"), invitation["id"], now=later)
     assert err.value.code == "invitation_not_for_you"
-    domain.revoke_invitation(store, p["dina"], ORG["id"], invitation["id"], now=later)
+    invitations.revoke_invitation(store, p["dina"], ORG["id"], invitation["id"], now=later)
     newcomer = Identity("new", "NEW@example.com", "New")
     with pytest.raises(Conflict) as err:
-        domain.accept_invitation(store, newcomer, invitation["id"], now=later)
+        invitations.accept_invitation(store, newcomer, invitation["id"], now=later)
     assert err.value.code == "invitation_not_pending"
-    again, _ = domain.invite(store, p["dina"], ORG, "new@example.com", ["member"], now=later)   # re-invite
-    domain.accept_invitation(store, newcomer, again["id"], now=later)
+    again, _ = invitations.invite(store, p["dina"], ORG, "new@example.com", ["member"], now=later)   # re-invite
+    invitations.accept_invitation(store, newcomer, again["id"], now=later)
     with pytest.raises(Conflict):
-        domain.accept_invitation(store, newcomer, again["id"], now=later)
+        invitations.accept_invitation(store, newcomer, again["id"], now=later)
     assert roles_of(store, "new") == ["member"]
 
 
 def test_the_expiry_job_records_each_expiry_once_as_the_system(team):
     store, p = team
     now = utcnow()
-    invitation, _ = domain.invite(store, p["dina"], ORG, "late@example.com", ["member"], now=now)
-    assert domain.expire_due_invitations(store, now + timedelta(days=6)) == 0
-    assert domain.expire_due_invitations(store, now + timedelta(days=7)) == 1
-    assert domain.expire_due_invitations(store, now + timedelta(days=8)) == 0
+    invitation, _ = invitations.invite(store, p["dina"], ORG, "late@example.com", ["member"], now=now)
+    assert invitations.expire_due_invitations(store, now + timedelta(days=6)) == 0
+    assert invitations.expire_due_invitations(store, now + timedelta(days=7)) == 1
+    assert invitations.expire_due_invitations(store, now + timedelta(days=8)) == 0
     expired = [e for e in events(store) if e["type"] == "invitation.expired"]
     assert len(expired) == 1 and expired[0]["actor"] == {"id": "system"}
     with pytest.raises(Conflict) as err:
-        domain.accept_invitation(store, person("late"), invitation["id"], now=now + timedelta(days=8))
+        invitations.accept_invitation(store, person("late"), invitation["id"], now=now + timedelta(days=8))
     assert err.value.code == "invitation_expired"
 
 
 def test_an_invitation_past_its_date_is_expired_before_the_job_runs(team):
     store, p = team
     now = utcnow()
-    invitation, _ = domain.invite(store, p["dina"], ORG, "late@example.com", ["member"], now=now)
+    invitation, _ = invitations.invite(store, p["dina"], ORG, "late@example.com", ["member"], now=now)
     with pytest.raises(Conflict) as err:
-        domain.accept_invitation(store, person("late"), invitation["id"], now=now + timedelta(days=7, seconds=1))
+        invitations.accept_invitation(store, person("late"), invitation["id"], now=now + timedelta(days=7, seconds=1))
     assert err.value.code == "invitation_expired"
-    page = domain.list_invitations(store, p["dina"], ORG["id"], status="expired", now=now + timedelta(days=8))
+    page = invitations.list_invitations(store, p["dina"], ORG["id"], status="expired", now=now + timedelta(days=8))
     assert [i["id"] for i in page["items"]] == [invitation["id"]]
     # Inviting the address again records the expiry first, then invites.
-    domain.invite(store, p["dina"], ORG, "late@example.com", ["member"], now=now + timedelta(days=8))
+    invitations.invite(store, p["dina"], ORG, "late@example.com", ["member"], now=now + timedelta(days=8))
     assert [e["type"] for e in events(store)][-2:] == ["invitation.expired", "invitation.created"]
 
 
 def test_individual_organizations_receive_no_invitations(team):
     store, p = team
     with pytest.raises(Conflict) as err:
-        domain.invite(store, p["dina"], dict(ORG, type="individual"), "x@example.com", ["member"])
+        invitations.invite(store, p["dina"], dict(ORG, type="individual"), "x@example.com", ["member"])
     assert err.value.code == "individual_organization"
 
 
 def test_billing_transfer_moves_the_role(team):
     store, p = team
     with pytest.raises(Forbidden) as err:          # an Owner without Billing cannot start one
-        domain.start_billing_transfer(store, p["olga"], ORG["id"], "mira")
+        billing_transfers.start_billing_transfer(store, p["olga"], ORG["id"], "mira")
     assert err.value.code == "not_billing_owner"
-    transfer = domain.start_billing_transfer(store, p["dina"], ORG["id"], "mira")
+    transfer = billing_transfers.start_billing_transfer(store, p["dina"], ORG["id"], "mira")
     with pytest.raises(Conflict):                   # at most one pending
-        domain.start_billing_transfer(store, p["dina"], ORG["id"], "budi")
+        billing_transfers.start_billing_transfer(store, p["dina"], ORG["id"], "budi")
     with pytest.raises(Forbidden):                  # only the recipient answers
-        domain.accept_billing_transfer(store, p["budi"], ORG["id"], transfer["id"])
+        billing_transfers.accept_billing_transfer(store, p["budi"], ORG["id"], transfer["id"])
     with pytest.raises(Forbidden):                  # only the initiator cancels
-        domain.cancel_billing_transfer(store, p["mira"], ORG["id"], transfer["id"])
-    accepted = domain.accept_billing_transfer(store, p["mira"], ORG["id"], transfer["id"])
+        billing_transfers.cancel_billing_transfer(store, p["mira"], ORG["id"], transfer["id"])
+    accepted = billing_transfers.accept_billing_transfer(store, p["mira"], ORG["id"], transfer["id"])
     assert accepted["status"] == "accepted"
     assert roles_of(store, "dina") == ["owner"] and roles_of(store, "mira") == ["member", "billing"]
     with pytest.raises(Conflict):
-        domain.decline_billing_transfer(store, p["mira"], ORG["id"], transfer["id"])
+        billing_transfers.decline_billing_transfer(store, p["mira"], ORG["id"], transfer["id"])
     event = events(store)[-1]
     assert event["type"] == "billing_transfer.accepted"
     assert event["before"]["billing_holder"] == "dina" and event["after"]["billing_holder"] == "mira"
@@ -217,23 +217,25 @@ def test_billing_transfer_moves_the_role(team):
 
 def test_a_recipient_who_leaves_ends_the_pending_transfer(team):
     store, p = team
-    transfer = domain.start_billing_transfer(store, p["dina"], ORG["id"], "mira")
-    domain.remove_member(store, p["mira"], ORG["id"], "mira")
-    page = domain.list_billing_transfers(store, p["dina"], ORG["id"])
+    transfer = billing_transfers.start_billing_transfer(store, p["dina"], ORG["id"], "mira")
+    memberships.remove_member(store, p["mira"], ORG["id"], "mira")
+    page = billing_transfers.list_billing_transfers(store, p["dina"], ORG["id"])
     assert [(t["id"], t["status"]) for t in page["items"]] == [(transfer["id"], "cancelled")]
-    domain.start_billing_transfer(store, p["dina"], ORG["id"], "budi")   # the slot is free again
+    billing_transfers.start_billing_transfer(store, p["dina"], ORG["id"], "budi")   # the slot is free again
 
 
 def test_member_list_search_filter_sort(team):
     store, p = team
-    page = domain.list_members(store, p["mira"], ORG["id"], sort="role")
-    assert [m["user_id"] for m in page["items"]] == ["dina", "olga", "adam", "budi", "mira"]
-    assert [m["user_id"] for m in domain.list_members(store, p["mira"], ORG["id"], q="BU")["items"]] == ["budi"]
-    assert [m["user_id"] for m in domain.list_members(store, p["mira"], ORG["id"], role="billing")["items"]] == ["dina"]
-    names = [m["name"] for m in domain.list_members(store, p["mira"], ORG["id"], sort="-name")["items"]]
+
+    def listed(field="user_id", **options):
+        return [m[field] for m in memberships.list_members(store, p["mira"], ORG["id"], **options)["items"]]
+    assert listed(sort="role") == ["dina", "olga", "adam", "budi", "mira"]
+    assert listed(q="BU") == ["budi"]
+    assert listed(role="billing") == ["dina"]
+    names = listed("name", sort="-name")
     assert names == sorted(names, key=str.casefold, reverse=True)
-    assert [m["user_id"] for m in domain.list_members(store, p["mira"], ORG["id"], q="%")["items"]] == []
+    assert listed(q="%") == []
     with pytest.raises(ValidationFailed):
-        domain.list_members(store, p["mira"], ORG["id"], sort="email")
+        memberships.list_members(store, p["mira"], ORG["id"], sort="email")
     with pytest.raises(NotFound):
-        domain.list_members(store, person("eve"), ORG["id"])
+        memberships.list_members(store, person("eve"), ORG["id"])

@@ -2,7 +2,7 @@
 from sqlalchemy import select
 
 from common.events import change_event
-from services.orgs import agents, domain, reactions
+from services.orgs import agent_people, agents, organizations, reactions
 from services.orgs.models import OutboxEvent
 
 OWNER = ["owner", "billing"]
@@ -21,13 +21,13 @@ def accepted(org, user_id, agent_ids):
 
 def test_a_redelivered_event_does_not_redo_what_was_undone_since(make_store, alice):
     store = make_store("orgs")
-    org = domain.create_collective(store, alice, "Clinic")["id"]
+    org = organizations.create_collective(store, alice, "Clinic")["id"]
     agent = agents.create_agent(store, alice, OWNER, org, {"name": "Front desk"})["id"]
     event = accepted(org, "bob", [agent])
 
     assert reactions.handle_change_event(store, event) is True
     assert agents.get_agent(store, alice, OWNER, org, agent)["assignees"] == ["bob"]
-    agents.unassign(store, alice, OWNER, org, agent, "bob")         # an Admin takes it back on purpose
+    agent_people.unassign(store, alice, OWNER, org, agent, "bob")         # an Admin takes it back on purpose
     assert reactions.handle_change_event(store, event) is False      # the broker delivers it again
     assert agents.get_agent(store, alice, OWNER, org, agent)["assignees"] == []
     assert event_types(store).count("agent.assignee_added") == 1
@@ -35,21 +35,21 @@ def test_a_redelivered_event_does_not_redo_what_was_undone_since(make_store, ali
 
 def test_leaving_resets_the_active_organization_and_access_in_one_go(make_store, alice, bob):
     store = make_store("orgs")
-    domain.ensure_individual(store, bob)
-    org = domain.create_collective(store, alice, "Clinic")["id"]
-    domain.set_active(store, bob, org)
+    organizations.ensure_individual(store, bob)
+    org = organizations.create_collective(store, alice, "Clinic")["id"]
+    organizations.set_active(store, bob, org)
     agent = agents.create_agent(store, bob, ["builder"], org, {"name": "Scribe"})["id"]
     left = change_event("member.left", "delete", org, bob.as_actor(), "member", bob.id, before={"roles": ["builder"]})
 
     assert reactions.handle_change_event(store, left) is True
-    assert domain.stored_active_id(store, bob.id) != org
+    assert organizations.stored_active_id(store, bob.id) != org
     assert agents.get_agent(store, alice, OWNER, org, agent)["contributors"] == []
     assert reactions.handle_change_event(store, left) is False
 
 
 def test_a_role_change_keeping_builder_changes_nothing(make_store, alice, bob):
     store = make_store("orgs")
-    org = domain.create_collective(store, alice, "Clinic")["id"]
+    org = organizations.create_collective(store, alice, "Clinic")["id"]
     agent = agents.create_agent(store, bob, ["builder"], org, {"name": "Scribe"})["id"]
     kept = change_event("member.roles_changed", "update", org, alice.as_actor(), "member", bob.id,
                         before={"roles": ["builder"]}, after={"roles": ["builder", "member"]})

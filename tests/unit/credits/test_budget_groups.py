@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from common.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from common.events import change_event
 from common.paging import encode_cursor
-from services.credits import budgets, domain, reactions
+from services.credits import budgets, ledger, reactions
 from services.credits.models import BudgetGroup, BudgetGroupMember, MemberUsage, OutboxEvent, ProcessedEvent
 
 ORG = "org-clinic"
@@ -314,7 +314,7 @@ def test_delete_removes_the_members_and_emits_one_event(store, alice, bob):
     assert member_rows(store) == [("dave", keep)]
     assert budgets.groups_of_members(store, ORG, ["bob", "carl", "dave"]) == {"dave": keep}
     # Uncapped: no group binds bob's spending any more.
-    assert domain.allowance_of(store, ORG, "bob", now=LATER).group is None
+    assert ledger.allowance_of(store, ORG, "bob", now=LATER).group is None
     with pytest.raises(NotFound):
         budgets.get_group(store, ORG, group)
     [event] = events(store, "budget_group.deleted")
@@ -494,6 +494,138 @@ def test_a_stale_snapshot_does_not_matter_once_the_builder_limit_is_lifted(store
     budgets.update_group(store, alice, ORG, group, {"builder_limit": None})
     _, created = budgets.assign_member(store, alice, ORG, group, "dave", True, 5, snapshot)
     assert created is True
+
+
+# ---- add_member: the roles lookup, and again when the group changed meanwhile ---------------------------
+def roles_lookup(roles, meanwhile=None):
+    """The members' roles lookup add_member takes, answering from `roles` ({user_id: [roles]}) for those
+    who are members; `meanwhile(n)` runs before the n-th call answers. Returns (lookup, the ids asked
+    about per call)."""
+    asked = []
+
+    def roles_of(user_ids):
+        asked.append(list(user_ids))
+        if meanwhile is not None:
+            meanwhile(len(asked))
+        return {u: roles[u] for u in user_ids if u in roles}
+    return roles_of, asked
+
+
+def members_of(store, group_id):
+    return budgets.group_snapshot(store, ORG, group_id)["member_ids"]
+
+
+def test_add_member_counts_the_builders_among_the_other_members(store, alice):
+    group = new_group(store, alice, builder_limit=2)
+    put(store, alice, group, "carl", is_builder=True)
+    put(store, alice, group, "dave")
+    put(store, alice, group, "gone")      # left the organization: the lookup does not answer for them
+    roles_of, asked = roles_lookup({"carl": ["builder", "member"], "dave": ["member"], "erin": ["builder"],
+                                    "fay": ["builder"]})
+
+    answer = budgets.add_member(store, alice, ORG, group, "erin", roles_of, now=LATER)
+    assert answer == {"membership": {"user_id": "erin", "budget_group_id": group, "added_by": "alice",
+                                     "added_at": LATER_ISO}, "created": True}
+    assert asked == [["erin"], ["carl", "dave", "gone"]]
+
+    with pytest.raises(Conflict) as err:
+        budgets.add_member(store, alice, ORG, group, "fay", roles_of)
+    assert (err.value.code, err.value.details) == ("builder_limit_reached", {"builder_limit": 2, "builders": 2})
+    assert asked[2:] == [["fay"], ["carl", "dave", "erin", "gone"]]
+    assert members_of(store, group) == ["carl", "dave", "erin", "gone"]
+
+
+def test_add_member_asks_only_the_members_roles_for_a_non_builder_or_a_group_without_builder_limit(store, alice):
+    capped, open_ = new_group(store, alice, "Capped", builder_limit=1), new_group(store, alice, "Open")
+    put(store, alice, capped, "carl", is_builder=True)
+    put(store, alice, open_, "carl", is_builder=True)
+    roles_of, asked = roles_lookup({"bob": ["member"], "erin": ["builder"]})
+    assert budgets.add_member(store, alice, ORG, capped, "bob", roles_of)["created"] is True
+    assert budgets.add_member(store, alice, ORG, open_, "erin", roles_of)["created"] is True
+    assert asked == [["bob"], ["erin"]]
+
+
+def test_a_builder_already_in_the_group_is_not_counted_against_themselves(store, alice):
+    group = new_group(store, alice, builder_limit=1)
+    put(store, alice, group, "erin", is_builder=True)
+    roles_of, asked = roles_lookup({"erin": ["builder"]})
+    assert budgets.add_member(store, alice, ORG, group, "erin", roles_of)["created"] is False
+    assert asked == [["erin"], []]      # no other member: nobody else to ask about
+
+
+def test_add_member_retries_when_the_group_changed(store, alice, monkeypatch):
+    group = new_group(store, alice, builder_limit=3)
+    roles_of, _ = roles_lookup({"bob": ["builder"]})
+    real, attempts = budgets.assign_member, []
+
+    def assign_member(*args, **kwargs):
+        attempts.append(args)
+        if len(attempts) == 1:
+            raise budgets.GroupChanged()
+        return real(*args, **kwargs)
+    monkeypatch.setattr(budgets, "assign_member", assign_member)
+
+    answer = budgets.add_member(store, alice, ORG, group, "bob", roles_of)
+    assert answer["created"] is True and answer["membership"]["budget_group_id"] == group
+    assert len(attempts) == 2
+    assert members_of(store, group) == ["bob"]
+
+
+def test_add_member_gives_up_after_three_changes(store, alice, monkeypatch):
+    group = new_group(store, alice, builder_limit=3)
+    roles_of, _ = roles_lookup({"bob": ["builder"]})
+    attempts = []
+
+    def assign_member(*args, **kwargs):
+        attempts.append(args)
+        raise budgets.GroupChanged()
+    monkeypatch.setattr(budgets, "assign_member", assign_member)
+
+    with pytest.raises(Conflict) as err:
+        budgets.add_member(store, alice, ORG, group, "bob", roles_of)
+    assert err.value.code == "budget_group_busy"
+    assert len(attempts) == budgets.ASSIGN_ATTEMPTS == 3
+    assert members_of(store, group) == []
+
+
+def test_a_builder_who_slips_in_during_the_roles_lookup_is_counted_on_the_retry(store, alice):
+    """No mock of assign_member: another assignment commits between the snapshot and the assignment;
+    the assignment notices (GroupChanged), add_member looks the roles up again and refuses."""
+    group = new_group(store, alice, builder_limit=1)
+    put(store, alice, group, "carl")                      # not a Builder
+
+    def meanwhile(call):
+        if call == 2:                                     # the first lookup of the others
+            put(store, alice, group, "dave", is_builder=True)
+    roles_of, asked = roles_lookup({"carl": ["member"], "dave": ["builder"], "erin": ["builder"]}, meanwhile)
+
+    with pytest.raises(Conflict) as err:
+        budgets.add_member(store, alice, ORG, group, "erin", roles_of)
+    assert (err.value.code, err.value.details) == ("builder_limit_reached", {"builder_limit": 1, "builders": 1})
+    assert asked == [["erin"], ["carl"], ["carl", "dave"]]
+    assert members_of(store, group) == ["carl", "dave"]
+
+
+def test_add_someone_who_is_not_a_member_is_member_not_found(store, alice):
+    group = new_group(store, alice)
+    roles_of, asked = roles_lookup({"bob": ["member"]})
+    with pytest.raises(NotFound) as err:
+        budgets.add_member(store, alice, ORG, group, "stranger", roles_of)
+    assert (err.value.code, err.value.field, err.value.message) == \
+        ("member_not_found", "user_id", "There is no such member in this organization.")
+    assert asked == [["stranger"]]
+    assert members_of(store, group) == []
+
+
+def test_add_a_malformed_user_id_is_member_not_found_without_a_lookup(store, alice):
+    group = new_group(store, alice)
+    roles_of, asked = roles_lookup({"bob": ["member"]})
+    for user_id in (None, 7, "", "u" * 129, "b\x00b", ["bob"]):
+        with pytest.raises(NotFound) as err:
+            budgets.add_member(store, alice, ORG, group, user_id, roles_of)
+        assert err.value.code == "member_not_found", user_id
+    assert asked == []
+    assert members_of(store, group) == []
 
 
 def test_unassign_takes_the_member_out_with_one_event(store, alice, bob):

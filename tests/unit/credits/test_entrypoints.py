@@ -7,11 +7,10 @@ from sqlalchemy import func, select
 from common.auth import Identity
 from common.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
 from common.timeutil import utcnow
-from services.credits import budgets, domain
+from services.credits import budgets, ledger
 from services.credits.models import Account, IdempotentRequest, LedgerEntry, MemberUsage, OutboxEvent
-from services.credits.service import ASSIGN_ATTEMPTS, CreditsService
-from services.orgs import agents
-from services.orgs import domain as orgs_domain
+from services.credits.service import CreditsService
+from services.orgs import agent_people, agents, organizations
 from services.orgs.service import OrgsService
 
 ORG = "org-clinic"
@@ -100,114 +99,16 @@ def test_add_member_puts_them_in_the_group(store, alice):
     assert again["created"] is False
 
 
-def test_add_member_counts_the_builders_among_the_other_members(store, alice):
-    group = new_group(store, alice, builder_limit=2)
+def test_adding_a_builder_asks_members_for_the_roles_of_the_groups_other_members(store, alice):
+    group = new_group(store, alice, builder_limit=1)
     seat(store, alice, group, "carl", is_builder=True)
-    seat(store, alice, group, "dave")
-    seat(store, alice, group, "gone")      # left the organization: the lookup does not answer for them
     service = credits_worker(store, alice)
-    asked = roles_lookup(service, {"carl": ["builder", "member"], "dave": ["member"], "erin": ["builder"],
-                                   "fay": ["builder"]})
-
-    assert service.add_budget_group_member(ORG, group, "erin")["created"] is True
-    assert asked == [["erin"], ["carl", "dave", "gone"]]
-
-    with pytest.raises(Conflict) as err:
-        service.add_budget_group_member(ORG, group, "fay")
-    assert (err.value.code, err.value.details) == ("builder_limit_reached", {"builder_limit": 2, "builders": 2})
-    assert asked[2:] == [["fay"], ["carl", "dave", "erin", "gone"]]
-    assert members_of(store, group) == ["carl", "dave", "erin", "gone"]
-
-
-def test_a_builder_already_in_the_group_is_not_counted_against_themselves(store, alice):
-    group = new_group(store, alice, builder_limit=1)
-    seat(store, alice, group, "erin", is_builder=True)
-    service = credits_worker(store, alice)
-    asked = roles_lookup(service, {"erin": ["builder"]})
-    assert service.add_budget_group_member(ORG, group, "erin")["created"] is False
-    assert asked == [["erin"]]      # no other member: nobody else to ask about
-
-
-def test_add_member_retries_when_the_group_changed(store, alice, monkeypatch):
-    group = new_group(store, alice, builder_limit=3)
-    service = credits_worker(store, alice)
-    roles_lookup(service, {"bob": ["builder"]})
-    real, attempts = budgets.assign_member, []
-
-    def assign_member(*args, **kwargs):
-        attempts.append(args)
-        if len(attempts) == 1:
-            raise budgets.GroupChanged()
-        return real(*args, **kwargs)
-    monkeypatch.setattr(budgets, "assign_member", assign_member)
-
-    answer = service.add_budget_group_member(ORG, group, "bob")
-    assert answer["created"] is True and answer["membership"]["budget_group_id"] == group
-    assert len(attempts) == 2
-    assert members_of(store, group) == ["bob"]
-
-
-def test_add_member_gives_up_after_three_changes(store, alice, monkeypatch):
-    group = new_group(store, alice, builder_limit=3)
-    service = credits_worker(store, alice)
-    roles_lookup(service, {"bob": ["builder"]})
-    attempts = []
-
-    def assign_member(*args, **kwargs):
-        attempts.append(args)
-        raise budgets.GroupChanged()
-    monkeypatch.setattr(budgets, "assign_member", assign_member)
-
-    with pytest.raises(Conflict) as err:
-        service.add_budget_group_member(ORG, group, "bob")
-    assert err.value.code == "budget_group_busy"
-    assert len(attempts) == ASSIGN_ATTEMPTS == 3
-    assert members_of(store, group) == []
-
-
-def test_a_builder_who_slips_in_during_the_roles_lookup_is_counted_on_the_retry(store, alice):
-    """No mock of the domain: another assignment commits between the snapshot and the assignment; the
-    assignment notices (GroupChanged), the entrypoint looks the roles up again and refuses."""
-    group = new_group(store, alice, builder_limit=1)
-    seat(store, alice, group, "carl")                     # not a Builder
-    service = credits_worker(store, alice)
-    roles = {"carl": ["member"], "dave": ["builder"], "erin": ["builder"]}
-    asked = []
-
-    def member_roles(org_id, user_ids):
-        asked.append(list(user_ids))
-        if len(asked) == 2:                                # the first lookup of the others
-            seat(store, alice, group, "dave", is_builder=True)
-        return {u: roles[u] for u in user_ids if u in roles}
-    answer_with(service.members.member_roles, member_roles)
-
+    asked = roles_lookup(service, {"carl": ["builder"], "erin": ["builder"]})
     with pytest.raises(Conflict) as err:
         service.add_budget_group_member(ORG, group, "erin")
     assert (err.value.code, err.value.details) == ("builder_limit_reached", {"builder_limit": 1, "builders": 1})
-    assert asked == [["erin"], ["carl"], ["carl", "dave"]]
-    assert members_of(store, group) == ["carl", "dave"]
-
-
-def test_add_someone_who_is_not_a_member_is_member_not_found(store, alice):
-    group = new_group(store, alice)
-    service = credits_worker(store, alice)
-    asked = roles_lookup(service, {"bob": ["member"]})
-    with pytest.raises(NotFound) as err:
-        service.add_budget_group_member(ORG, group, "stranger")
-    assert (err.value.code, err.value.field) == ("member_not_found", "user_id")
-    assert asked == [["stranger"]]
-    assert members_of(store, group) == []
-
-
-def test_add_a_malformed_user_id_is_member_not_found_without_a_lookup(store, alice):
-    group = new_group(store, alice)
-    service = credits_worker(store, alice)
-    for user_id in (None, 7, "", "u" * 129, ["bob"]):
-        with pytest.raises(NotFound) as err:
-            service.add_budget_group_member(ORG, group, user_id)
-        assert err.value.code == "member_not_found", user_id
-    service.members.member_roles.call_async.assert_not_called()
-    assert members_of(store, group) == []
+    assert asked == [["erin"], ["carl"]]
+    assert members_of(store, group) == ["carl"]
 
 
 def test_only_owner_or_admin_manage_group_members(store, alice):
@@ -239,7 +140,7 @@ def test_create_group_refuses_bad_fields_before_asking_members(store, alice):
 
 # ---- spend ---------------------------------------------------------------------------------------------
 def funded(store, alice):
-    domain.add_grant(store, alice, ORG, "100", "paid")
+    ledger.add_grant(store, alice, ORG, "100", "paid")
 
 
 def nothing_spent(store):
@@ -258,7 +159,7 @@ def test_spend_asks_orgs_first_and_charges(store, alice, bob):
         ("2.5000", "bob", AGENT)
     service.orgs.check_agent_use.call_async.assert_called_once_with(ORG, AGENT)
     assert nothing_spent(store) == (1, 1, 1, 1)     # the grant was key-less: only the spend's key is stored
-    assert domain.credits_page(store, ORG)["balance"] == "97.5000"
+    assert ledger.credits_page(store, ORG)["balance"] == "97.5000"
 
 
 REFUSALS = [
@@ -283,7 +184,7 @@ def test_a_refused_agent_use_writes_nothing(store, alice, bob):
         assert err.value.code == refusal.code
         service.orgs.check_agent_use.call_async.assert_called_once_with(ORG, AGENT)
     assert nothing_spent(store) == before
-    assert domain.credits_page(store, ORG)["balance"] == "100.0000"
+    assert ledger.credits_page(store, ORG)["balance"] == "100.0000"
 
 
 def test_a_bad_amount_or_missing_key_is_refused_before_any_rpc_call(store, bob):
@@ -312,7 +213,7 @@ def usage_worker(store, identity, member_of):
 
 
 def test_my_usage_keeps_the_order_asked_for_and_drops_organizations_the_caller_is_not_in(store, bob):
-    period = domain.period_of(utcnow())
+    period = budgets.period_of(utcnow())
     with store.write() as session:
         session.add(MemberUsage(organization_id="org-c", user_id="bob", period=period, used=25000,
                                 updated_at=utcnow()))
@@ -363,7 +264,7 @@ def orgs_store(make_store):
 
 @pytest.fixture
 def org(orgs_store):
-    return orgs_domain.create_collective(orgs_store, OWNER_ID, "Clinic")["id"]
+    return organizations.create_collective(orgs_store, OWNER_ID, "Clinic")["id"]
 
 
 def new_agent(orgs_store, org, who=OWNER_ID, roles=("owner",), name="Helper"):
@@ -384,7 +285,7 @@ def test_owner_or_admin_use_any_agent(orgs_store, org, roles):
 def test_a_member_uses_only_assigned_agents(orgs_store, org, roles):
     bob = person("bob")
     assigned, other = new_agent(orgs_store, org, name="Assigned"), new_agent(orgs_store, org, name="Other")
-    agents.assign(orgs_store, OWNER_ID, ["owner"], org, assigned, bob.id, roles)
+    agent_people.assign(orgs_store, OWNER_ID, ["owner"], org, assigned, bob.id, roles)
     assert uses(orgs_store, bob, roles, org, assigned) == {"organization_id": org, "agent_id": assigned}
     with pytest.raises(NotFound) as err:
         uses(orgs_store, bob, roles, org, other)
@@ -395,7 +296,7 @@ def test_a_builder_uses_agents_assigned_or_contributed_to(orgs_store, org):
     bob = person("bob")
     mine = new_agent(orgs_store, org, who=bob, roles=["builder"], name="Mine")
     assigned, other = new_agent(orgs_store, org, name="Assigned"), new_agent(orgs_store, org, name="Other")
-    agents.assign(orgs_store, OWNER_ID, ["owner"], org, assigned, bob.id, ["builder"])
+    agent_people.assign(orgs_store, OWNER_ID, ["owner"], org, assigned, bob.id, ["builder"])
     assert uses(orgs_store, bob, ["builder"], org, mine)["agent_id"] == mine
     assert uses(orgs_store, bob, ["builder"], org, assigned)["agent_id"] == assigned
     with pytest.raises(NotFound) as err:
@@ -415,14 +316,14 @@ def test_a_contributor_who_lost_builder_no_longer_uses_the_agent(orgs_store, org
 def test_billing_only_is_forbidden_before_any_lookup(orgs_store, org, agent):
     bob = person("bob")
     assigned = new_agent(orgs_store, org)
-    agents.assign(orgs_store, OWNER_ID, ["owner"], org, assigned, bob.id, ["billing"])
+    agent_people.assign(orgs_store, OWNER_ID, ["owner"], org, assigned, bob.id, ["billing"])
     with pytest.raises(Forbidden) as err:
         uses(orgs_store, bob, ["billing"], org, assigned if agent == "assigned" else agent)
     assert err.value.code == "forbidden"
 
 
 def test_unknown_deleted_or_another_organizations_agent_is_not_found(orgs_store, org):
-    elsewhere = orgs_domain.create_collective(orgs_store, OWNER_ID, "Elsewhere")["id"]
+    elsewhere = organizations.create_collective(orgs_store, OWNER_ID, "Elsewhere")["id"]
     theirs = new_agent(orgs_store, elsewhere, name="Theirs")
     gone = new_agent(orgs_store, org, name="Gone")
     agents.delete_agent(orgs_store, OWNER_ID, ["owner"], org, gone)
@@ -443,5 +344,5 @@ def test_orgs_entrypoint_checks_use_with_the_callers_roles_from_members(orgs_sto
         service.check_agent_use(org, agent)
     assert err.value.code == "agent_not_found"
     service.members.my_membership.call_async.assert_called_once_with(org)
-    agents.assign(orgs_store, OWNER_ID, ["owner"], org, agent, bob.id, ["member"])
+    agent_people.assign(orgs_store, OWNER_ID, ["owner"], org, agent, bob.id, ["member"])
     assert service.check_agent_use(org, agent) == {"organization_id": org, "agent_id": agent}

@@ -1,0 +1,334 @@
+"""Memberships and their roles: the founder, membership lookups, the member list, role edits,
+removing a member and leaving (SPEC.md §2 roles and ownership, §3 members). Also the checks the
+invitations and billing-transfer modules share with these: who the caller is in an organization and
+what their roles allow, the organization lock, the ownership rules for granting roles, the status that
+ends a billing transfer (a member who leaves ends the transfers offered to them).
+
+Every function that changes memberships first locks the organization's membership rows
+(`lock_organization`), so that invariants counted across rows (at least one Owner, exactly one
+Billing holder, one pending transfer) hold when two requests race on PostgreSQL; SQLite's
+BEGIN IMMEDIATE already serializes writers.
+"""
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from common.auth import is_valid_user_id
+from common.authz import check_allowed
+from common.errors import Conflict, Forbidden, ValidationFailed, member_not_found, organization_not_found
+from common.paging import page_of_list
+from common.permissions import ROLE_ORDER, Action, Role, sort_roles
+from common.timeutil import utcnow
+from services.members.events import (
+    BILLING_TRANSFER_ENDED,
+    MEMBER_ADDED,
+    MEMBER_LEFT,
+    MEMBER_REMOVED,
+    MEMBER_ROLES_CHANGED,
+    emit,
+)
+from services.members.models import PENDING, BillingTransfer, MemberRole, Membership, User
+from services.members.schemas import billing_transfer_schema, member_schema, membership_schema
+
+OWNER, ADMIN, BUILDER, MEMBER, BILLING = (r.value for r in Role)
+FOUNDER_ROLES = (OWNER, BILLING)
+GRANTABLE_ROLES = (OWNER, ADMIN, BUILDER, MEMBER)   # Billing moves only by transfer
+ADMIN_GRANTABLE_ROLES = {BUILDER, MEMBER}           # "ultimate ownership stays with Owners"
+MEMBER_SORTS = ("name", "joined_at", "role")
+MAX_ROLES_LOOKUP = 500
+
+
+# ---- founders and lookups ----------------------------------------------------------------------------
+def add_founder(store, identity, organization_id):
+    """Make the caller the first member of a new organization, holding Owner and Billing.
+
+    Idempotent for the founder; refused once the organization has any other member, so this cannot be
+    used to join an existing organization.
+    """
+    try:
+        with store.write() as session:
+            # Others first: a concurrent retry of this very call may have made the caller a member.
+            if session.scalar(select(func.count()).select_from(Membership).where(
+                    Membership.organization_id == organization_id, Membership.user_id != identity.id)):
+                raise Conflict("This organization already has members.", code="organization_has_members")
+            existing = session.get(Membership, (organization_id, identity.id))
+            if existing is not None:
+                return membership_dict(session, existing)
+            membership = Membership(organization_id=organization_id, user_id=identity.id, joined_at=utcnow())
+            membership.role_rows = [MemberRole(organization_id=organization_id, user_id=identity.id, role=r)
+                                    for r in FOUNDER_ROLES]
+            session.add(membership)
+            session.flush()
+            emit(session, MEMBER_ADDED, "create", organization_id, identity, "member", identity.id,
+                 after={"user_id": identity.id, "email": identity.email, "roles": list(FOUNDER_ROLES)})
+            return membership_dict(session, membership)
+    except IntegrityError:
+        # A concurrent retry of the same call inserted it first.
+        with store.read() as session:
+            existing = session.get(Membership, (organization_id, identity.id))
+            if existing is None:
+                raise
+            return membership_dict(session, existing)
+
+
+def membership_of(store, organization_id, user_id):
+    """The user's membership in the organization; NotFound when there is none."""
+    with store.read() as session:
+        membership = session.get(Membership, (organization_id, user_id))
+        if membership is None:
+            raise organization_not_found()
+        return membership_dict(session, membership)
+
+
+def roles_of_members(store, identity, organization_id, user_ids):
+    """{user_id: roles} for those of `user_ids` who are members; the caller must be a member too
+    (NotFound otherwise, like every organization lookup). Other services use it to check a person
+    they are about to name (an agent's contributor must hold Builder)."""
+    if (not isinstance(user_ids, list) or len(user_ids) > MAX_ROLES_LOOKUP
+            or not all(is_valid_user_id(u) for u in user_ids)):
+        raise ValidationFailed(f"user_ids must be a list of at most {MAX_ROLES_LOOKUP} user ids.",
+                               code="invalid_type", field="user_ids")
+    with store.read() as session:
+        caller_membership(session, organization_id, identity)
+        if not user_ids:
+            return {}
+        rows = session.scalars(select(Membership).where(
+            Membership.organization_id == organization_id, Membership.user_id.in_(user_ids))).all()
+        return {m.user_id: sort_roles(m.roles) for m in rows}
+
+
+def memberships_of_user(store, user_id):
+    """Every membership of the user, with each organization's member count."""
+    with store.read() as session:
+        memberships = session.scalars(select(Membership).where(Membership.user_id == user_id)).all()
+        org_ids = [m.organization_id for m in memberships]
+        counts = dict(session.execute(
+            select(Membership.organization_id, func.count()).where(Membership.organization_id.in_(org_ids))
+            .group_by(Membership.organization_id)).all()) if org_ids else {}
+        return [membership_dict(session, m, counts.get(m.organization_id, 1)) for m in memberships]
+
+
+def membership_dict(session, membership, member_count=None):
+    if member_count is None:
+        member_count = session.scalar(select(func.count()).select_from(Membership)
+                                      .where(Membership.organization_id == membership.organization_id))
+    return dict(membership_schema.dump(membership), member_count=member_count)
+
+
+# ---- members -----------------------------------------------------------------------------------------
+def list_members(store, identity, organization_id, q=None, role=None, sort=None, cursor=None, limit=None):
+    """Members with name, email, roles, joined date: searched by name or email, filtered by role,
+    sorted by name, joined_at or role (`-` in front for descending). Any member may list."""
+    q = check_query_text(q)
+    if role not in (None, "") and role not in ROLE_ORDER:
+        raise ValidationFailed(f"role must be one of {', '.join(ROLE_ORDER)}.", code="unknown_role", field="role")
+    sort = sort or "name"
+    if not isinstance(sort, str) or sort.lstrip("-") not in MEMBER_SORTS:
+        raise ValidationFailed(f"sort must be one of {', '.join(MEMBER_SORTS)} (prefix - for descending).",
+                               code="invalid_sort", field="sort")
+    descending, key = sort.startswith("-"), sort.lstrip("-")
+    with store.read() as session:
+        caller_membership(session, organization_id, identity, Action.VIEW_MEMBERS)
+        query = (select(Membership, User).join(User, User.id == Membership.user_id)
+                 .where(Membership.organization_id == organization_id))
+        if q:
+            pattern = like_pattern(q)
+            query = query.where(or_(func.lower(User.name).like(pattern, escape="\\"),
+                                    User.email.like(pattern, escape="\\")))
+        if role:
+            query = query.where(Membership.role_rows.any(MemberRole.role == role))
+        members = [member_dict(m, u) for m, u in session.execute(query).all()]
+    by_name = lambda m: (m["name"].casefold(), m["email"], m["user_id"])  # noqa: E731
+    sort_keys = {
+        "name": by_name,
+        "joined_at": lambda m: (m["joined_at"], by_name(m)),
+        "role": lambda m: (min(ROLE_ORDER[r] for r in m["roles"]), by_name(m)),
+    }
+    members.sort(key=sort_keys[key], reverse=descending)
+    return page_of_list(members, cursor, limit)
+
+
+def edit_roles(store, identity, organization_id, user_id, roles):
+    """Set a member's roles (Owner/Admin). Billing is kept if held and never granted here."""
+    wanted = parse_roles(roles)
+    with store.write() as session:
+        lock_organization(session, organization_id)
+        caller = caller_membership(session, organization_id, identity, Action.EDIT_MEMBER_ROLES)
+        target = find_member(session, organization_id, user_id)
+        if target is None:
+            raise member_not_found()
+        before = set(target.roles)
+        check_billing_not_granted(wanted, before)
+        after = wanted | (before & {BILLING})
+        check_grant(set(caller.roles), before, after, target.user_id == identity.id)
+        if OWNER in before and OWNER not in after and _owner_count(session, organization_id) == 1:
+            raise _last_owner()
+        if after != before:
+            set_roles(session, target, after)
+            emit(session, MEMBER_ROLES_CHANGED, "update", organization_id, identity, "member", target.user_id,
+                 before={"roles": sort_roles(before)}, after={"roles": sort_roles(after)})
+        return member_dict(target, session.get(User, target.user_id))
+
+
+def remove_member(store, identity, organization_id, user_id, now=None):
+    """Remove a member (Owner/Admin), or leave when `user_id` is the caller's own id."""
+    now = now or utcnow()
+    with store.write() as session:
+        lock_organization(session, organization_id)
+        if user_id == identity.id:
+            membership = caller_membership(session, organization_id, identity)
+            roles = set(membership.roles)
+            if BILLING in roles:
+                raise Conflict("You hold Billing: hand it over with a billing transfer before leaving.",
+                               code="billing_holder_cannot_leave")
+            if OWNER in roles and _owner_count(session, organization_id) == 1:
+                raise Conflict("You are the only Owner: make another member Owner before leaving.",
+                               code="last_owner")
+            event_type = MEMBER_LEFT
+        else:
+            caller = caller_membership(session, organization_id, identity, Action.REMOVE_MEMBERS)
+            membership = find_member(session, organization_id, user_id)
+            if membership is None:
+                raise member_not_found()
+            roles = set(membership.roles)
+            check_grant(set(caller.roles), roles, roles, False)   # an Admin may not remove an Owner/Admin
+            if BILLING in roles:
+                raise Conflict("This member holds Billing: it must be handed over with a billing transfer "
+                               "before they can be removed.", code="billing_holder")
+            if OWNER in roles and _owner_count(session, organization_id) == 1:
+                raise _last_owner()
+            event_type = MEMBER_REMOVED
+        _cancel_transfers_to(session, identity, organization_id, membership.user_id, now)
+        user = session.get(User, membership.user_id)
+        session.delete(membership)
+        emit(session, event_type, "delete", organization_id, identity, "member", membership.user_id,
+             before={"email": user.email, "name": user.name, "roles": sort_roles(roles)})
+        return {"organization_id": organization_id, "user_id": membership.user_id, "left": event_type == MEMBER_LEFT}
+
+
+def set_roles(session, membership, roles):
+    for row in list(membership.role_rows):
+        if row.role not in roles:
+            membership.role_rows.remove(row)
+    held = set(membership.roles)
+    for role in sort_roles(roles):
+        if role not in held:
+            membership.role_rows.append(MemberRole(organization_id=membership.organization_id,
+                                                   user_id=membership.user_id, role=role))
+    session.flush()
+
+
+def member_dict(membership, user):
+    return member_schema.dump({
+        "user_id": membership.user_id, "name": user.name, "email": user.email, "roles": membership.roles,
+        # Budget groups belong to the credits service; the gateway fills this in from there.
+        "budget_group_id": None, "joined_at": membership.joined_at})
+
+
+def _owner_count(session, organization_id):
+    return session.scalar(select(func.count()).select_from(MemberRole).where(
+        MemberRole.organization_id == organization_id, MemberRole.role == OWNER))
+
+
+def _last_owner():
+    return Conflict("An organization must keep at least one Owner.", code="last_owner")
+
+
+def _cancel_transfers_to(session, identity, organization_id, user_id, now):
+    """A member who leaves or is removed cannot receive Billing any more: their pending offer ends."""
+    transfers = session.scalars(select(BillingTransfer).where(
+        BillingTransfer.organization_id == organization_id, BillingTransfer.to_user_id == user_id,
+        BillingTransfer.status == PENDING)).all()
+    for transfer in transfers:
+        end_transfer(session, transfer, "cancelled", identity, now, after={"reason": "recipient_no_longer_a_member"})
+
+
+# ---- checks shared with invitations.py and billing_transfers.py ---------------------------------------
+def find_member(session, organization_id, user_id):
+    """The membership, or None (also for ids that cannot be one)."""
+    if not (isinstance(organization_id, str) and is_valid_user_id(user_id)):
+        return None
+    return session.get(Membership, (organization_id, user_id))
+
+
+def caller_membership(session, organization_id, identity, action=None):
+    """The caller's membership; NotFound for non-members (ids cannot be probed), Forbidden when their
+    roles do not allow `action`."""
+    membership = find_member(session, organization_id, identity.id)
+    if membership is None:
+        raise organization_not_found()
+    if action is not None:
+        check_allowed(membership.roles, action)
+    return membership
+
+
+def lock_organization(session, organization_id):
+    """Serialize membership changes of one organization (PostgreSQL row locks; a no-op on SQLite,
+    whose writers are serialized already). Always in one order, so two lockers cannot deadlock."""
+    session.execute(select(Membership.user_id).where(Membership.organization_id == organization_id)
+                    .order_by(Membership.user_id).with_for_update())
+
+
+def parse_roles(roles):
+    """The requested roles as a set; 422 for anything but a non-empty list of known role names."""
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise ValidationFailed("roles must be a list of role names.", code="invalid_type", field="roles")
+    wanted = set(roles)
+    if not wanted:
+        raise ValidationFailed("At least one role is required.", code="roles_required", field="roles")
+    unknown = sorted(wanted - set(ROLE_ORDER))
+    if unknown:
+        raise ValidationFailed(f"Unknown role {unknown[0]!r}; roles are {', '.join(GRANTABLE_ROLES)}.",
+                               code="unknown_role", field="roles")
+    return wanted
+
+
+def check_billing_not_granted(wanted, held):
+    if BILLING in wanted and BILLING not in held:
+        raise ValidationFailed("Billing cannot be granted; it moves only by a billing transfer.",
+                               code="billing_by_transfer_only", field="roles")
+
+
+def check_grant(caller_roles, before, after, target_is_caller):
+    """Ownership rules (SPEC §2): an Admin grants only Builder or Member and does not touch the roles
+    of an Owner or another Admin; Owners may do anything (the last-Owner rule is checked apart)."""
+    if OWNER in caller_roles:
+        return
+    if not target_is_caller and before & {OWNER, ADMIN}:
+        raise Forbidden("Only an Owner can change or remove an Owner or an Admin.",
+                        code="owner_or_admin_protected", field="user_id")
+    if (after - before) - ADMIN_GRANTABLE_ROLES - {BILLING}:
+        raise Forbidden("An Admin can grant only the Builder and Member roles.",
+                        code="role_not_grantable", field="roles")
+
+
+def like_pattern(text):
+    """A case-insensitive LIKE pattern (escape character `\\`) that finds `text` anywhere."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def check_query_text(q, field="q"):
+    if q in (None, ""):
+        return None
+    if not isinstance(q, str) or len(q) > 200:
+        raise ValidationFailed(f"{field} must be text of at most 200 characters.", code="invalid_query", field=field)
+    return q
+
+
+def check_status_filter(status, allowed):
+    if status in (None, ""):
+        return None
+    if status not in allowed:
+        raise ValidationFailed(f"status must be one of {', '.join(allowed)}.", code="invalid_status", field="status")
+    return status
+
+
+def end_transfer(session, transfer, status, actor, now, before=None, after=None):
+    """Move a pending billing transfer to its final status, audited. Here rather than in
+    billing_transfers.py because leaving and removal end transfers too, and billing_transfers.py builds
+    on this module (one direction of import)."""
+    transfer.status, transfer.ended_at = status, now
+    emit(session, BILLING_TRANSFER_ENDED[status], "update", transfer.organization_id, actor, "billing_transfer",
+         transfer.id, before=dict({"status": PENDING}, **(before or {})),
+         after=dict({"status": status}, **(after or {})))
+    return billing_transfer_schema.dump(transfer)

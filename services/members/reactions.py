@@ -1,0 +1,24 @@
+"""How the members service reacts to other services' change events (the binding of
+common.events.MEMBERS_QUEUE). Its one reaction is idempotent by itself (deleting what is already gone
+deletes nothing), so it keeps no record of handled events."""
+from sqlalchemy import delete
+
+from common.event_types import ORGANIZATION_DELETED
+from services.members.models import BillingTransfer, Invitation, MemberRole, Membership
+
+
+def handle_change_event(store, event):
+    """organization.deleted: the organization's memberships, invitations and billing transfers go."""
+    if event["type"] == ORGANIZATION_DELETED:
+        forget_organization(store, event["target"]["id"])
+
+
+def forget_organization(store, organization_id):
+    """Delete everything the members service holds about a deleted organization; returns how many
+    memberships went (idempotent; the deletion itself is the audited change, so no event here)."""
+    with store.write() as session:
+        session.execute(delete(Invitation).where(Invitation.organization_id == organization_id))
+        session.execute(delete(BillingTransfer).where(BillingTransfer.organization_id == organization_id))
+        session.execute(delete(MemberRole).where(MemberRole.organization_id == organization_id))
+        result = session.execute(delete(Membership).where(Membership.organization_id == organization_id))
+        return result.rowcount

@@ -1,0 +1,40 @@
+"""Users as the gateway saw them in a token: created on first sight, refreshed when the token's email
+or name changes."""
+from sqlalchemy.exc import IntegrityError
+
+from common.events import changed_fields
+from common.timeutil import utcnow
+from services.members.events import USER_REGISTERED, USER_UPDATED, emit
+from services.members.models import User
+from services.members.schemas import user_schema
+
+
+def register_user(store, identity):
+    """Create or refresh the user the gateway saw in a token. Returns (user dict, created?)."""
+    try:
+        return _register_user(store, identity)
+    except IntegrityError:  # two first requests of a new user raced; the other one created the row
+        return _register_user(store, identity)
+
+
+def _register_user(store, identity):
+    email = identity.email.strip().lower()
+    with store.write() as session:
+        user = session.get(User, identity.id)
+        now = utcnow()
+        if user is None:
+            user = User(id=identity.id, email=email, name=identity.name, created_at=now, updated_at=now)
+            session.add(user)
+            emit(session, USER_REGISTERED, "create", None, identity, "user", identity.id,
+                 after={"email": email, "name": identity.name})
+            return user_dict(user), True
+        before, after = changed_fields({"email": user.email, "name": user.name},
+                                       {"email": email, "name": identity.name})
+        if after:
+            user.email, user.name, user.updated_at = email, identity.name, now
+            emit(session, USER_UPDATED, "update", None, identity, "user", identity.id, before=before, after=after)
+        return user_dict(user), False
+
+
+def user_dict(user):
+    return user_schema.dump(user)

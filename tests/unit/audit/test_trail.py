@@ -1,0 +1,96 @@
+"""The organization's audit trail (services/audit/trail.py, reached through reactions.py as the service
+does): each change event stored once, filtered and cursor-paged newest first, over a migrated SQLite store."""
+from datetime import timedelta
+
+import pytest
+from nameko.testing.services import worker_factory
+
+from common.errors import BadRequest, ValidationFailed
+from common.events import change_event, parse_change_event
+from common.timeutil import utcnow
+from services.audit import reactions, trail
+from services.audit.service import AuditService
+
+ACTOR = {"id": "alice", "email": "alice@example.com"}
+
+
+def renamed(org, old, new, at=None, actor=ACTOR):
+    return change_event("organization.renamed", "update", org, actor, "organization", org,
+                        before={"name": old}, after={"name": new}, occurred_at=at)
+
+
+def put(store, message):
+    """What the service does with a consumed change event: check it, then react (store it)."""
+    return reactions.handle_change_event(store, parse_change_event(message))
+
+
+def test_an_event_is_stored_once(make_store):
+    store = make_store("audit")
+    event = renamed("o1", "a", "b")
+    assert put(store, event) is True
+    assert put(store, event) is False
+    [entry] = trail.query_entries(store, "o1")["items"]
+    assert entry["changes"] == [{"field": "name", "old_value": "a", "new_value": "b"}]
+    assert entry["actor"] == ACTOR and entry["action"] == "update"
+
+
+def test_the_consumer_checks_the_message_and_stores_it_once(make_store):
+    store = make_store("audit")
+    service = worker_factory(AuditService, db=store)
+    event = renamed("o1", "a", "b")
+    assert service.on_change_event(event) is None
+    service.on_change_event(event)                  # a redelivery
+    [entry] = trail.query_entries(store, "o1")["items"]
+    assert entry["event_id"] == event["event_id"] and entry["occurred_at"] == event["occurred_at"]
+
+
+@pytest.mark.parametrize("broken", [
+    {"event_id": "x"},
+    {"type": "organization.renamed"},
+    dict(renamed("o1", "a", "b"), action="explode"),
+    dict(renamed("o1", "a", "b"), occurred_at="yesterday"),
+    dict(renamed("o1", "a", "b"), event_id="not-a-uuid"),
+    "not even a dict",
+])
+def test_a_message_that_is_not_a_change_event_is_dropped_not_requeued(make_store, caplog, broken):
+    """Logged and acknowledged (no exception), or RabbitMQ would hand it back forever."""
+    store = make_store("audit")
+    assert worker_factory(AuditService, db=store).on_change_event(broken) is None
+    assert "dropping a message that is not a change event" in caplog.text
+    assert trail.query_entries(store, "o1")["items"] == []
+
+
+def test_filters_and_cursor_paging_newest_first(make_store):
+    store = make_store("audit")
+    start = utcnow() - timedelta(hours=1)
+    for i in range(7):
+        put(store, renamed("o1", f"n{i}", f"n{i + 1}", at=start + timedelta(minutes=i)))
+    put(store, renamed("o2", "x", "y"))
+    put(store, change_event("organization.created", "create", "o1", {"id": "system"},
+                            "organization", "o1", after={"name": "n0"}, occurred_at=start))
+    seen, cursor = [], None
+    while True:
+        page = trail.query_entries(store, "o1", {"action": "update"}, cursor, 3)
+        seen += [e["changes"][0]["new_value"] for e in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == [f"n{i}" for i in range(7, 0, -1)]
+    assert len(trail.query_entries(store, "o1", {"actor": "system"})["items"]) == 1
+    assert len(trail.query_entries(store, "o1", {"actor": "ALICE@example.com"})["items"]) == 7
+    assert len(trail.query_entries(store, "o1", {"field": "name"})["items"]) == 8
+    assert len(trail.query_entries(store, "o1", {"since": (start + timedelta(minutes=5)).isoformat()})["items"]) == 2
+    assert trail.query_entries(store, "o1", {"until": start.isoformat()})["items"] == []
+
+
+@pytest.mark.parametrize("filters, error", [({"since": "yesterday"}, ValidationFailed),
+                                            ({"action": "explode"}, ValidationFailed),
+                                            ({"colour": "red"}, ValidationFailed)])
+def test_bad_filters_are_validation_errors(make_store, filters, error):
+    with pytest.raises(error):
+        trail.query_entries(make_store("audit"), "o1", filters)
+
+
+def test_tampered_cursor_is_a_bad_request(make_store):
+    with pytest.raises(BadRequest):
+        trail.query_entries(make_store("audit"), "o1", cursor="%%%")
