@@ -56,13 +56,11 @@ class AuthContext:
             raise Unauthenticated("This call needs a signed-in user.")
         return identity
 
-    def sign_in(self, identity):
-        """Used by the gateway once the token is verified: every RPC call made by this worker from
-        now on carries the identity."""
-        data = self._worker_ctx.data
-        data[USER_ID_KEY] = identity.id
-        data[USER_EMAIL_KEY] = identity.email
-        data[USER_NAME_KEY] = identity.name
+
+def context_data(identity):
+    """The worker context data that carries `identity` (what the gateway sets for a verified token;
+    Nameko copies it into every RPC call the worker makes, and `AuthContext` reads it back)."""
+    return {USER_ID_KEY: identity.id, USER_EMAIL_KEY: identity.email, USER_NAME_KEY: identity.name}
 
 
 class Auth(DependencyProvider):

@@ -1,15 +1,20 @@
-"""HTTP plumbing of the gateway: the JSON entrypoint, request parsing, and the route registry that the
-OpenAPI document is generated from (so the document cannot drift from the routes)."""
+"""HTTP plumbing of the gateway: the JSON entrypoint (which authenticates every route not marked public),
+request parsing, and the route registry that the OpenAPI document is generated from (so the document cannot
+drift from the routes)."""
 import json
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 
+from eventlet.event import Event
 from marshmallow import ValidationError
 from nameko.web.handlers import HttpRequestHandler
 from werkzeug.wrappers import Response
 
+from common import idempotency
 from common.errors import EXPECTED_ERRORS, AppError, BadRequest, ValidationFailed
+from gateway import authentication
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +22,31 @@ MAX_BODY_BYTES = 64 * 1024
 
 
 class JsonHttpEntrypoint(HttpRequestHandler):
-    """Nameko's @http, answering every error as {"error": {"code", "message", "field"}}."""
+    """Nameko's @http, answering every error as {"error": {"code", "message", "field"}}, and authenticating
+    the caller of every route not marked public before a worker is spawned for it."""
+
+    def __init__(self, method, url, public=False, **kwargs):
+        self.public = public
+        super().__init__(method, url, **kwargs)
+
+    def handle_request(self, request):
+        # Nameko's handle_request with one step added: once the path is checked (a NUL in it is a 400
+        # even without a token), the token is; the worker starts with the identity in its context data.
+        request.shallow = False
+        try:
+            context_data = self.server.context_data_from_headers(request)
+            args, kwargs = self.get_entrypoint_parameters(request)
+            self.check_signature(args, kwargs)
+            if not self.public:
+                context_data.update(authentication.context_data(request))
+            event = Event()
+            self.container.spawn_worker(self, args, kwargs, context_data=context_data,
+                                        handle_result=partial(self.handle_result, event))
+            result = event.wait()
+            response = self.response_from_result(result)
+        except Exception as exc:
+            response = self.response_from_exception(exc)
+        return response
 
     def get_entrypoint_parameters(self, request):
         args, kwargs = super().get_entrypoint_parameters(request)
@@ -33,9 +62,13 @@ class JsonHttpEntrypoint(HttpRequestHandler):
                                         "message": "Something went wrong on our side; it has been logged."}}, 500)
 
 
-def http(method, url):
-    """Nameko's @http with JSON errors; our errors are declared expected (answers, not crashes)."""
-    return JsonHttpEntrypoint.decorator(method, url, expected_exceptions=EXPECTED_ERRORS)
+def http(method, url, public=False):
+    """Nameko's @http with JSON errors and authentication; our errors are declared expected (answers, not
+    crashes). Unless public, the handler runs after the caller's first sign-in (gateway.authentication)."""
+    def decorator(fn):
+        handler = fn if public else authentication.signed_in_first(fn)
+        return JsonHttpEntrypoint.decorator(method, url, public=public, expected_exceptions=EXPECTED_ERRORS)(handler)
+    return decorator
 
 
 def json_response(body, status=200, headers=None):
@@ -108,10 +141,18 @@ class Route:
 
 ROUTES = []
 
+# `headers` of a create that a retry may repeat safely.
+OPTIONAL_IDEMPOTENCY_KEY = {"Idempotency-Key": "optional; a retry with the same key returns the first answer"}
+
 
 def route(method, path, summary, **spec):
     """@http plus an entry in ROUTES, from which /openapi.json is generated."""
     def decorator(fn):
         ROUTES.append(Route(method, path, summary, fn.__name__, **spec))
-        return http(method, path)(fn)
+        return http(method, path, public=spec.get("public", False))(fn)
     return decorator
+
+
+def idempotency_key(request):
+    """The request's Idempotency-Key header: None when absent, 400 when malformed."""
+    return idempotency.check_key(request.headers.get("Idempotency-Key"))

@@ -3,8 +3,8 @@ import re
 
 from marshmallow import fields
 
-from gateway import schemas
 from gateway.http import ROUTES
+from gateway.schemas.common import ErrorBody
 
 _TYPES = {fields.String: "string", fields.Integer: "integer", fields.Boolean: "boolean",
           fields.Float: "number", fields.Decimal: "string", fields.DateTime: "string"}
@@ -49,7 +49,7 @@ def _components():
             if isinstance(inner, fields.Nested):
                 walk(inner.schema)
 
-    walk(schemas.ErrorBody())
+    walk(ErrorBody())
     for r in ROUTES:
         for s in (r.body, r.response):
             if s is not None:

@@ -4,6 +4,7 @@ from nameko.exceptions import deserialize, serialize
 
 from common.errors import NotFound, Unauthenticated, ValidationFailed
 from gateway import tokens
+from gateway.export import csv_download
 from gateway.openapi import document, openapi_path
 from gateway.service import GatewayService
 
@@ -40,8 +41,7 @@ def test_openapi_documents_exactly_the_routes():
 
 
 def test_csv_downloads_defuse_spreadsheet_formulas():
-    from gateway.service import _csv_download
-    response = _csv_download("x.csv", ["name", "email"], [["=HYPERLINK(\"http://evil\")", "a@example.com"],
-                                                           ["Dina", "@cmd"], ["Budi", "b@example.com"]])
+    response = csv_download("x.csv", ["name", "email"], [["=HYPERLINK(\"http://evil\")", "a@example.com"],
+                                                          ["Dina", "@cmd"], ["Budi", "b@example.com"]])
     lines = response.get_data(as_text=True).splitlines()
     assert lines[1].startswith('"\'=HYPERLINK(') and lines[2] == "Dina,'@cmd" and lines[3] == "Budi,b@example.com"

@@ -1,0 +1,71 @@
+"""Downloads: a list followed page by page to its end, written as CSV (members, the audit trail) or JSON
+(the audit trail)."""
+import csv
+import io
+import json
+
+from werkzeug.wrappers import Response
+
+from gateway.http import json_response
+
+EXPORT_MAX_ROWS = 10000
+
+MEMBER_CSV_COLUMNS = ["user_id", "name", "email", "roles", "budget_group_id", "joined_at"]
+AUDIT_CSV_COLUMNS = ["occurred_at", "event_id", "type", "entity_type", "entity_id", "action", "actor_id",
+                     "actor_email", "field", "old_value", "new_value"]
+
+
+def every_page(fetch):
+    """Follow next_cursor from the first page; at most EXPORT_MAX_ROWS items (downloads)."""
+    items, cursor = [], None
+    while len(items) < EXPORT_MAX_ROWS:
+        page = fetch(cursor)
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    return items[:EXPORT_MAX_ROWS]
+
+
+def members_csv(org_id, members):
+    """The members download: `members` as dumped by the Member schema."""
+    rows = ([m["user_id"], m["name"], m["email"], " ".join(m["roles"]), m["budget_group_id"] or "", m["joined_at"]]
+            for m in members)
+    return csv_download(f"members-{org_id}.csv", MEMBER_CSV_COLUMNS, rows)
+
+
+def audit_download(org_id, export, entries):
+    """The audit trail download, `export` "json" or "csv": `entries` as dumped by the AuditEntry schema."""
+    filename = f"audit-{org_id}.{export}"
+    if export == "json":
+        return json_response(entries, headers=_attachment(filename))
+    return csv_download(filename, AUDIT_CSV_COLUMNS, audit_rows(entries))
+
+
+def audit_rows(entries):
+    """A CSV row per changed field (one, with an empty field, for an entry without changes)."""
+    for e in entries:
+        for change in e["changes"] or [{"field": "", "old_value": None, "new_value": None}]:
+            yield [e["occurred_at"], e["event_id"], e["type"], e["entity_type"], e["entity_id"], e["action"],
+                   e["actor"].get("id"), e["actor"].get("email", ""), change["field"],
+                   json.dumps(change["old_value"]), json.dumps(change["new_value"])]
+
+
+def csv_download(filename, header, rows):
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    writer.writerows([spreadsheet_safe(cell) for cell in row] for row in rows)
+    return Response(out.getvalue(), headers=_attachment(filename), mimetype="text/csv")
+
+
+def spreadsheet_safe(cell):
+    """Text a spreadsheet would run as a formula (a member named "=HYPERLINK(...)") gets a leading
+    apostrophe, so opening a download cannot execute what a user typed into their name."""
+    if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + cell
+    return cell
+
+
+def _attachment(filename):
+    return {"Content-Disposition": f'attachment; filename="{filename}"'}

@@ -1,0 +1,122 @@
+"""Credits: the balance and ledger, adding credit, spending it, the caller's usage, and budget groups."""
+from werkzeug.wrappers import Response
+
+from common.rpc import call
+from gateway import export
+from gateway.http import OPTIONAL_IDEMPOTENCY_KEY, idempotency_key, json_response, load, read_json, route
+from gateway.schemas.common import ListQuery
+from gateway.schemas.credits import (
+    BudgetGroup,
+    BudgetGroupBody,
+    BudgetGroupDetail,
+    BudgetGroupMembership,
+    BudgetGroupPage,
+    Credits,
+    Grant,
+    GrantBody,
+    LedgerPage,
+    LedgerQuery,
+    OrganizationUsagePage,
+    Spend,
+    SpendBody,
+    SpendEvaluation,
+)
+
+
+class CreditRoutes:
+    # ---- credits ----------------------------------------------------------------------------------
+    @route("GET", "/v1/organizations/<org_id>/credits", "Balance, this month's spend and the grants holding credit "
+           "(Owner/Billing)", response=Credits(), errors=(403,))
+    def get_credits(self, request, org_id):
+        return json_response(Credits().dump(call(self.credits.get_credits, org_id)))
+
+    @route("GET", "/v1/organizations/<org_id>/credits/ledger",
+           "Every grant, spend and expiry with who, when and the balance after, newest first (Owner/Billing)",
+           response=LedgerPage(), errors=(403,), query={
+               "kind": "grant | spend | expiry", "cursor": "from next_cursor", "limit": "1-200, default 50"})
+    def list_ledger(self, request, org_id):
+        query = load(LedgerQuery(), request.args.to_dict())
+        page = call(self.credits.list_ledger, org_id, query["kind"], query["cursor"], query["limit"])
+        return json_response(LedgerPage().dump(page))
+
+    @route("POST", "/v1/organizations/<org_id>/credits/grants",
+           "Add credit: free (may expire) or paid (Owner/Billing)", body=GrantBody(),
+           response=Grant(), status=201, errors=(403,), headers=OPTIONAL_IDEMPOTENCY_KEY)
+    def add_grant(self, request, org_id):
+        body = read_json(request, GrantBody())
+        grant = call(self.credits.add_grant, org_id, body["amount"], body["type"], body["expires_at"],
+                     idempotency_key(request))
+        return json_response(Grant().dump(grant), 201)
+
+    @route("POST", "/v1/organizations/<org_id>/usage",
+           "Spend credit on the use of an agent (a member who may use it); dry_run true only evaluates",
+           body=SpendBody(), response=Spend(), status=201, errors=(402, 403),
+           headers={"Idempotency-Key": "required unless dry_run: a retry with the same key returns the first "
+                                       "answer (header Idempotent-Replayed: true) and charges nothing"})
+    def spend(self, request, org_id):
+        body = read_json(request, SpendBody())
+        if body["dry_run"]:
+            evaluation = call(self.credits.evaluate_spend, org_id, body["agent_id"], body["amount"])
+            return json_response(SpendEvaluation().dump(evaluation))
+        answer = call(self.credits.spend, org_id, body["agent_id"], body["amount"], idempotency_key(request))
+        headers = {"Idempotent-Replayed": "true"} if answer["replayed"] else None
+        return json_response(Spend().dump(answer["spend"]), 201, headers=headers)
+
+    @route("GET", "/v1/me/usage", "My spend this month, what I can still spend and what binds, per organization",
+           response=OrganizationUsagePage())
+    def my_usage(self, request):
+        names = {card["id"]: card["name"]
+                 for card in export.every_page(lambda cursor: call(self.orgs.list_organizations, cursor, 200))}
+        items = [dict(usage, organization_name=names[usage["organization_id"]])
+                 for usage in call(self.credits.my_usage, list(names))]
+        return json_response(OrganizationUsagePage().dump({"items": items, "next_cursor": None}))
+
+    # ---- budget groups -----------------------------------------------------------------------------
+    @route("GET", "/v1/organizations/<org_id>/budget-groups", "Budget groups with member counts (Owner/Admin)",
+           response=BudgetGroupPage(), errors=(403,),
+           query={"cursor": "from next_cursor", "limit": "1-200, default 50"})
+    def list_budget_groups(self, request, org_id):
+        query = load(ListQuery(), request.args.to_dict())
+        page = call(self.credits.list_budget_groups, org_id, query["cursor"], query["limit"])
+        return json_response(BudgetGroupPage().dump(page))
+
+    @route("POST", "/v1/organizations/<org_id>/budget-groups", "Create a budget group (Owner/Admin)",
+           body=BudgetGroupBody(), response=BudgetGroup(), status=201, errors=(403,))
+    def create_budget_group(self, request, org_id):
+        body = read_json(request, BudgetGroupBody())
+        return json_response(BudgetGroup().dump(call(self.credits.create_budget_group, org_id, body)), 201)
+
+    @route("GET", "/v1/organizations/<org_id>/budget-groups/<group_id>",
+           "A budget group with each member's usage this month against the limit (Owner/Admin)",
+           response=BudgetGroupDetail(), errors=(403,),
+           query={"cursor": "from members_next_cursor", "limit": "members per page, 1-200, default 50"})
+    def get_budget_group(self, request, org_id, group_id):
+        query = load(ListQuery(), request.args.to_dict())
+        group = call(self.credits.get_budget_group, org_id, group_id, query["cursor"], query["limit"])
+        return json_response(BudgetGroupDetail().dump(group))
+
+    @route("PATCH", "/v1/organizations/<org_id>/budget-groups/<group_id>",
+           "Rename or change limits (Owner/Admin); applies from the next spend on",
+           body=BudgetGroupBody(), response=BudgetGroup(), errors=(403,))
+    def update_budget_group(self, request, org_id, group_id):
+        body = read_json(request, BudgetGroupBody())
+        return json_response(BudgetGroup().dump(call(self.credits.update_budget_group, org_id, group_id, body)))
+
+    @route("DELETE", "/v1/organizations/<org_id>/budget-groups/<group_id>",
+           "Delete a budget group; its members are no longer capped by it (Owner/Admin)", status=204, errors=(403,))
+    def delete_budget_group(self, request, org_id, group_id):
+        call(self.credits.delete_budget_group, org_id, group_id)
+        return Response(status=204)
+
+    @route("PUT", "/v1/organizations/<org_id>/budget-groups/<group_id>/members/<user_id>",
+           "Put a member in the group, out of any other (Owner/Admin); 201 when placed, 200 if already there",
+           response=BudgetGroupMembership(), status=201, errors=(403, 409))
+    def add_budget_group_member(self, request, org_id, group_id, user_id):
+        answer = call(self.credits.add_budget_group_member, org_id, group_id, user_id)
+        return json_response(BudgetGroupMembership().dump(answer["membership"]), 201 if answer["created"] else 200)
+
+    @route("DELETE", "/v1/organizations/<org_id>/budget-groups/<group_id>/members/<user_id>",
+           "Take a member out of the group (Owner/Admin)", status=204, errors=(403,))
+    def remove_budget_group_member(self, request, org_id, group_id, user_id):
+        call(self.credits.remove_budget_group_member, org_id, group_id, user_id)
+        return Response(status=204)

@@ -1,0 +1,84 @@
+"""Agents, their contributors and assignees, and moving an agent to another organization."""
+from marshmallow import Schema, fields, validate
+
+from common.schemas import UserId
+from gateway.schemas.common import ListQuery, Strict, StrictBoolean, page_of
+
+
+# ---- requests -------------------------------------------------------------------------------------
+def _agent_text(description):
+    # The orgs service owns the agent field rules and their messages (it is the line every caller
+    # meets); absent fields stay absent, so that PATCH changes only what it names.
+    return fields.Raw(allow_none=True, metadata={"type": "string", "description": description})
+
+
+class AgentBody(Strict):
+    name = _agent_text("required on create; trimmed; 1 to 200 characters")
+    code = _agent_text("up to 100 characters")
+    mission = _agent_text("up to 2,000 characters")
+    welcome_message = _agent_text("up to 2,000 characters")
+    instructions = _agent_text("up to 20,000 characters")
+    avatar_url = _agent_text("an http(s) URL, up to 2,048 characters; empty or null for none")
+
+
+class AgentsQuery(ListQuery):
+    q = fields.String(load_default=None, metadata={"description": "search in name"})
+
+
+class UserIdBody(Strict):
+    user_id = UserId(required=True)
+
+
+class TransferBody(Strict):
+    destination_organization_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    dry_run = StrictBoolean(required=True, metadata={"description": "true: only report who keeps access"})
+
+
+# ---- responses ------------------------------------------------------------------------------------
+class Agent(Schema):
+    id = fields.String()
+    organization_id = fields.String()
+    name = fields.String()
+    code = fields.String()
+    mission = fields.String()
+    welcome_message = fields.String()
+    instructions = fields.String()
+    avatar_url = fields.String(allow_none=True)
+    contributors = fields.List(fields.String(), metadata={"description": "user ids of contributing Builders"})
+    assignees = fields.List(fields.String(), metadata={"description": "user ids of members assigned to it"})
+    created_by = fields.String()
+    created_at = fields.String()
+    updated_at = fields.String()
+    permissions = fields.List(fields.String(), metadata={
+        "description": "what the caller may do: edit, delete, manage_access, transfer, view_audit, use"})
+
+
+AgentPage = page_of(Agent, "AgentPage")
+
+
+class AgentPerson(Schema):
+    user_id = fields.String()
+    added_by = fields.String()
+    added_at = fields.String()
+
+
+AgentPersonPage = page_of(AgentPerson, "AgentPersonPage")
+
+
+class TransferOutcome(Schema):
+    user_id = fields.String()
+    destination_roles = fields.List(fields.String())
+    outcome = fields.String(metadata={"enum": ["will retain access", "will be removed", "will be added",
+                                               "retained access", "removed", "added"]})
+
+
+class TransferReport(Schema):
+    agent_id = fields.String()
+    name = fields.String()
+    source_organization_id = fields.String()
+    destination_organization_id = fields.String()
+    dry_run = fields.Boolean()
+    contributors = fields.List(fields.Nested(TransferOutcome))
+    assignees = fields.List(fields.Nested(TransferOutcome))
+    correlation_id = fields.String(allow_none=True, metadata={"description": "shared by both organizations' trails"})
+    transferred_at = fields.String()

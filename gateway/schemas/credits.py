@@ -1,0 +1,186 @@
+"""Credits: the balance and its grants, the ledger, spending (and what one may still spend), budget groups."""
+from decimal import Decimal
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from gateway.schemas.common import ErrorDetail, ListQuery, Strict, StrictBoolean, page_of
+
+
+# ---- requests -------------------------------------------------------------------------------------
+class Amount(fields.Field):
+    """An exact amount: a string such as "12.50", or a JSON number (read as a Decimal, never a float).
+    Passed on as a string; the credits service owns the rules (positive, at most 4 places) and their
+    error codes."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
+            raise ValidationError(f"{attr} must be a decimal number written as a string, e.g. \"12.50\".")
+        return str(value)
+
+
+def _amount(description, **kwargs):
+    return Amount(metadata={"type": "string", "description": description}, **kwargs)
+
+
+class GrantBody(Strict):
+    amount = _amount("credits, more than 0, at most 4 decimal places", required=True)
+    type = fields.String(required=True, validate=validate.OneOf(["free", "paid"]))
+    expires_at = fields.String(load_default=None, allow_none=True,
+                               metadata={"description": "free credit only: ISO 8601 time in the future"})
+
+
+class SpendBody(Strict):
+    agent_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    amount = _amount("credits, more than 0, at most 4 decimal places (optional in a dry run)", load_default=None)
+    dry_run = StrictBoolean(load_default=False, metadata={
+        "description": "true: only evaluate (nothing charged, no Idempotency-Key needed)"})
+
+
+class BudgetGroupBody(Strict):
+    name = fields.Raw(allow_none=True, metadata={"type": "string",
+                                                 "description": "required on create; trimmed; 1 to 200 characters"})
+    monthly_limit = _amount("credits each member may spend per calendar month (UTC); null: no limit",
+                            allow_none=True)
+    builder_limit = fields.Integer(strict=True, allow_none=True, metadata={
+        "description": "how many members holding Builder the group may contain; null: any number"})
+
+
+class LedgerQuery(ListQuery):
+    kind = fields.String(load_default=None, validate=validate.OneOf(["grant", "spend", "expiry"]))
+
+
+# ---- responses: balance, ledger, spends -----------------------------------------------------------
+class Grant(Schema):
+    id = fields.String()
+    organization_id = fields.String()
+    type = fields.String(metadata={"description": "free | paid"})
+    amount = fields.String()
+    remaining = fields.String()
+    expires_at = fields.String(allow_none=True)
+    expired = fields.Boolean()
+    created_by = fields.String()
+    created_at = fields.String()
+
+
+class Credits(Schema):
+    organization_id = fields.String()
+    balance = fields.String(metadata={"description": "exact decimal: credit that can be spent now"})
+    free_balance = fields.String()
+    paid_balance = fields.String()
+    spent_this_period = fields.String()
+    period = fields.String(metadata={"description": "calendar month, UTC, e.g. 2026-11"})
+    resets_at = fields.String()
+    active_grant_count = fields.Integer()
+    grants = fields.List(fields.Nested(Grant), metadata={
+        "description": "grants still holding credit, in the order spends use them (at most 100)"})
+
+
+class Allocation(Schema):
+    grant_id = fields.String()
+    type = fields.String()
+    amount = fields.String()
+
+
+class LedgerEntry(Schema):
+    id = fields.String()
+    organization_id = fields.String()
+    kind = fields.String(metadata={"description": "grant | spend | expiry"})
+    amount = fields.String(metadata={"description": "positive; kind says which way"})
+    balance_after = fields.String()
+    actor = fields.Dict(metadata={"description": '{"id", "email"} or {"id": "system"}'})
+    user_id = fields.String(allow_none=True, metadata={"description": "spends: the member who used the agent"})
+    agent_id = fields.String(allow_none=True)
+    grant_id = fields.String(allow_none=True)
+    grant_type = fields.String(allow_none=True)
+    allocations = fields.List(fields.Nested(Allocation), allow_none=True)
+    occurred_at = fields.String()
+
+
+LedgerPage = page_of(LedgerEntry, "LedgerPage")
+
+
+class Budget(Schema):
+    budget_group_id = fields.String(allow_none=True)
+    budget_group_name = fields.String(allow_none=True)
+    limit = fields.String(allow_none=True, metadata={"description": "monthly limit; null: no limit"})
+    used = fields.String(metadata={"description": "spent this period"})
+    remaining = fields.String(allow_none=True)
+    period = fields.String()
+    period_start = fields.String()
+    resets_at = fields.String()
+
+
+class Spend(Schema):
+    id = fields.String()
+    organization_id = fields.String()
+    agent_id = fields.String()
+    user_id = fields.String()
+    amount = fields.String()
+    occurred_at = fields.String()
+    budget = fields.Nested(Budget)
+
+
+class Allowance(Schema):
+    """What the caller can still spend in an organization, and which limit binds (Allowance in
+    services/credits/budgets.py)."""
+    can_spend = fields.String(metadata={"description": "the most the caller can spend now"})
+    binding_limit = fields.String(metadata={"description": "balance | budget_group: what can_spend comes from"})
+    budget = fields.Nested(Budget)
+
+
+class SpendEvaluation(Allowance):
+    dry_run = fields.Boolean()
+    organization_id = fields.String()
+    agent_id = fields.String()
+    amount = fields.String(allow_none=True)
+    allowed = fields.Boolean(allow_none=True, metadata={"description": "null when no amount was given"})
+    refusal = fields.Nested(ErrorDetail, allow_none=True)
+
+
+class OrganizationUsage(Allowance):
+    organization_id = fields.String()
+    organization_name = fields.String()
+    used = fields.String(metadata={"description": "the caller's spend this period"})
+
+
+OrganizationUsagePage = page_of(OrganizationUsage, "OrganizationUsagePage")
+
+
+# ---- responses: budget groups ---------------------------------------------------------------------
+class BudgetGroup(Schema):
+    id = fields.String()
+    organization_id = fields.String()
+    name = fields.String()
+    monthly_limit = fields.String(allow_none=True)
+    monthly_limit_label = fields.String(metadata={"description": 'the limit, or "No limit"'})
+    builder_limit = fields.Integer(allow_none=True)
+    member_count = fields.Integer()
+    created_by = fields.String()
+    created_at = fields.String()
+    updated_at = fields.String()
+
+
+BudgetGroupPage = page_of(BudgetGroup, "BudgetGroupPage")
+
+
+class BudgetGroupMemberUsage(Schema):
+    user_id = fields.String()
+    used = fields.String()
+    limit = fields.String(allow_none=True)
+    remaining = fields.String(allow_none=True)
+    added_at = fields.String()
+
+
+class BudgetGroupDetail(BudgetGroup):
+    period = fields.String()
+    period_start = fields.String()
+    resets_at = fields.String()
+    members = fields.List(fields.Nested(BudgetGroupMemberUsage))
+    members_next_cursor = fields.String(allow_none=True)
+
+
+class BudgetGroupMembership(Schema):
+    user_id = fields.String()
+    budget_group_id = fields.String()
+    added_by = fields.String()
+    added_at = fields.String()

@@ -1,0 +1,8 @@
+"""The answer of GET /health."""
+from marshmallow import Schema, fields
+
+
+class Health(Schema):
+    status = fields.String(metadata={"enum": ["ok", "degraded"]})
+    rabbitmq = fields.String()
+    services = fields.Dict(keys=fields.String(), values=fields.String())

@@ -1,0 +1,48 @@
+"""Organizations and the signed-in user (/v1/me): both answered by the orgs service."""
+from marshmallow import Schema, fields, validate
+
+from common.permissions import permitted_actions
+from gateway.schemas.common import Strict, page_of
+
+
+# ---- requests -------------------------------------------------------------------------------------
+class OrganizationNameBody(Strict):
+    # The orgs service owns the name rules and their exact messages (missing, empty, too long, not a
+    # string), so the gateway passes whatever came, None when absent.
+    name = fields.Raw(load_default=None, allow_none=True,
+                      metadata={"type": "string", "description": "trimmed; 1 to 200 characters"})
+
+
+class ActiveOrganizationBody(Strict):
+    organization_id = fields.String(required=True, validate=validate.Length(max=64))
+
+
+# ---- responses ------------------------------------------------------------------------------------
+class Membership(Schema):
+    organization_id = fields.String()
+    roles = fields.List(fields.String())
+
+
+class Me(Schema):
+    id = fields.String()
+    email = fields.String()
+    name = fields.String()
+    active_organization_id = fields.String()
+    memberships = fields.List(fields.Nested(Membership))
+
+
+class OrganizationCard(Schema):
+    id = fields.String()
+    name = fields.String()
+    type = fields.String(metadata={"enum": ["individual", "collective"]})
+    roles = fields.List(fields.String())
+    member_count = fields.Integer()
+    active = fields.Boolean()
+    created_at = fields.String()
+    updated_at = fields.String()
+    created_by = fields.String()
+    permissions = fields.Function(lambda card: permitted_actions(card["roles"]),
+                                  metadata={"type": "array", "description": "actions the caller's roles allow"})
+
+
+OrganizationPage = page_of(OrganizationCard, "OrganizationPage")
