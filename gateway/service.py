@@ -14,19 +14,15 @@ from common.auth import Auth
 
 # Each @route registers its route when its module is imported, and /openapi.json lists the paths in that
 # order: the route modules are imported in the order of the API's sections, not alphabetically.
+# Modules, not their classes: `nameko run gateway.service` runs every class in this module that has
+# entrypoints, and a mixin imported here by name would be one (with no `name`, so the run would fail).
 # isort: off
-from gateway.routes.operations import OperationRoutes
-from gateway.routes.me import MeRoutes
-from gateway.routes.organizations import OrganizationRoutes
-from gateway.routes.members import MemberRoutes
-from gateway.routes.credits import CreditRoutes
-from gateway.routes.agents import AgentRoutes
-from gateway.routes.audit import AuditRoutes
+from gateway.routes import operations, me, organizations, members, credits, agents, audit
 # isort: on
 
 
-class GatewayService(OperationRoutes, MeRoutes, OrganizationRoutes, MemberRoutes, CreditRoutes, AgentRoutes,
-                     AuditRoutes):
+class GatewayService(operations.OperationRoutes, me.MeRoutes, organizations.OrganizationRoutes,
+                     members.MemberRoutes, credits.CreditRoutes, agents.AgentRoutes, audit.AuditRoutes):
     name = "gateway"
 
     auth = Auth()
