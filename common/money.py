@@ -1,4 +1,4 @@
-"""Credit amounts: exact decimals with at most 4 places (SPEC §4), stored as whole numbers of
+"""Credit amounts: exact decimals with at most 4 places (product rules §4), stored as whole numbers of
 ten-thousandths ("units") so that sums in either database are exact and never floats.
 
 Over the wire (HTTP and RPC) an amount is a string such as "12.5000"; requests may also send a JSON

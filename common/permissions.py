@@ -1,4 +1,4 @@
-"""The permission matrix of SPEC §2, in one place, used by every service and by the gateway."""
+"""The permission matrix of product rules §2, in one place, used by every service and by the gateway."""
 from enum import Enum
 
 
@@ -28,7 +28,7 @@ class Action(str, Enum):
     USE_ANY_AGENT = "use_any_agent"
     USE_GRANTED_AGENTS = "use_granted_agents"     # assigned (any role) or contributor (Builder)
     VIEW_BILLING = "view_billing"
-    GRANT_CREDITS = "grant_credits"               # SPEC §8: POST .../credits/grants (Owner/Billing)
+    GRANT_CREDITS = "grant_credits"               # product rules §8: POST .../credits/grants (Owner/Billing)
     VIEW_AUDIT = "view_audit"
     VIEW_MEMBERS = "view_members"
 

@@ -21,7 +21,7 @@ class AuditFiltersSchema(_TrailFilters):
 
 
 class AgentTrailFiltersSchema(_TrailFilters):
-    """An agent's trail: each column of a row, and a time range (SPEC §6)."""
+    """An agent's trail: each column of a row, and a time range (product rules §6)."""
     old_value = fields.String()             # contained in the old value (case-insensitive)
     new_value = fields.String()             # contained in the new value (case-insensitive)
 

@@ -112,7 +112,7 @@ AGENT_TRAIL_DEFAULT_LIMIT = 20
 
 def query_agent_trail(store, organization_id, agent_id, filters=None, cursor=None, limit=None):
     """The agent's trail in this organization: one row per changed field, newest first, 20 per page
-    unless `limit` says otherwise (SPEC §6). Filters: see AgentTrailFiltersSchema.
+    unless `limit` says otherwise (product rules §6). Filters: see AgentTrailFiltersSchema.
 
     Only what happened to the agent while it belonged to this organization is shown: after a transfer
     each organization keeps its own part of the history (like spend made before a transfer)."""

@@ -1,4 +1,4 @@
-"""Budget groups (SPEC §5): a monthly limit per member and a limit on how many Builders a group holds;
+"""Budget groups (product rules §5): a monthly limit per member and a limit on how many Builders a group holds;
 the monthly budget period, and what a member may still spend (`Allowance`, which the ledger's spend
 decision asks).
 
@@ -45,7 +45,7 @@ class GroupChanged(Exception):
     """The group's members or builder limit changed between the roles lookup and the assignment."""
 
 
-# ---- time: budgets count per calendar month, UTC (SPEC §5) ------------------------------------------
+# ---- time: budgets count per calendar month, UTC (product rules §5) ------------------------------------------
 def period_of(now):
     """The budget period `now` falls in, e.g. "2026-11"."""
     now = as_utc(now)

@@ -47,11 +47,11 @@ def _locked_account(session, organization_id, now):
 
 
 def _live(now):
-    """Grants whose credit still counts at `now` (SPEC §4: expired credit stops counting)."""
+    """Grants whose credit still counts at `now` (product rules §4: expired credit stops counting)."""
     return or_(Grant.expires_at.is_(None), Grant.expires_at > now)
 
 
-# SPEC §4: free credit first, then the grant that expires soonest (decision: a free grant without an
+# product rules §4: free credit first, then the grant that expires soonest (decision: a free grant without an
 # expiry comes after the expiring ones; paid grants never expire and are used oldest first).
 SPEND_ORDER = (case((Grant.type == FREE, 0), else_=1), case((Grant.expires_at.is_(None), 1), else_=0),
                Grant.expires_at, Grant.created_at, Grant.id)
@@ -262,7 +262,7 @@ def spend(store, identity, organization_id, agent_id, amount, idempotency_key, n
 
 
 def _draw(session, organization_id, units, now):
-    """Take `units` from the spendable grants in SPEC order; returns [{grant_id, type, amount}]."""
+    """Take `units` from the spendable grants in spend order (product rules §4); returns [{grant_id, type, amount}]."""
     allocations, left = [], units
     for grant in _spendable_grants(session, organization_id, now, for_update=True):
         take = min(left, grant.remaining)

@@ -29,7 +29,7 @@ class Account(Base):
 
 
 class Grant(Base):
-    """Credit that came in: `free` (may expire) or `paid`. Spends draw `remaining` down (SPEC §4 order:
+    """Credit that came in: `free` (may expire) or `paid`. Spends draw `remaining` down (product rules §4 order:
     free first, then the soonest expiring); an expiry writes what is left off."""
     __tablename__ = "grants"
     __table_args__ = (Index("ix_grants_spendable", "organization_id", "remaining"),)
@@ -46,7 +46,7 @@ class Grant(Base):
 
 
 class LedgerEntry(Base):
-    """Every grant, spend and expiry, with who, when and the balance after (SPEC §4). Never changed."""
+    """Every grant, spend and expiry, with who, when and the balance after (product rules §4). Never changed."""
     __tablename__ = "ledger_entries"
     __table_args__ = (Index("ix_ledger_organization", "organization_id", "seq"),)
 

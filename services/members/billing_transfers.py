@@ -1,4 +1,4 @@
-"""Billing transfers (SPEC.md §4): Billing is never granted; an Owner who holds it offers it to another
+"""Billing transfers (product rules §4): Billing is never granted; an Owner who holds it offers it to another
 member, who accepts (taking it over) or declines; the initiator may cancel. At most one transfer is
 pending per organization.
 

@@ -1,4 +1,4 @@
-"""Invitations (SPEC.md §3): an Owner or Admin invites an email address with preset roles and agents;
+"""Invitations (product rules §3): an Owner or Admin invites an email address with preset roles and agents;
 the person signed in with that address accepts (joining the organization) or rejects; the inviter
 resends or revokes; a periodic job records the expiry of those left pending past their date.
 

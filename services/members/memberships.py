@@ -1,5 +1,5 @@
 """Memberships and their roles: the founder, membership lookups, the member list, role edits,
-removing a member and leaving (SPEC.md §2 roles and ownership, §3 members). Also the checks the
+removing a member and leaving (product rules §2 roles and ownership, §3 members). Also the checks the
 invitations and billing-transfer modules share with these: who the caller is in an organization and
 what their roles allow, the organization lock, the ownership rules for granting roles, the status that
 ends a billing transfer (a member who leaves ends the transfers offered to them).
@@ -289,7 +289,7 @@ def check_billing_not_granted(wanted, held):
 
 
 def check_grant(caller_roles, before, after, target_is_caller):
-    """Ownership rules (SPEC §2): an Admin grants only Builder or Member and does not touch the roles
+    """Ownership rules (product rules §2): an Admin grants only Builder or Member and does not touch the roles
     of an Owner or another Admin; Owners may do anything (the last-Owner rule is checked apart)."""
     if OWNER in caller_roles:
         return

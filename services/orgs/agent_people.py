@@ -1,4 +1,4 @@
-"""The people on an agent (SPEC §6): contributors (Builders who may edit it) and assignees (members who
+"""The people on an agent (product rules §6): contributors (Builders who may edit it) and assignees (members who
 may use it). Owners and Admins add and remove them; an accepted invitation assigns its agents; a
 member who leaves, is removed or loses Builder loses their places (reactions.py calls these two in
 its transaction). Who may do what is in agents.py.
@@ -128,7 +128,7 @@ def _take(store, identity, roles, organization_id, agent_id, place, user_id):
 
 # ---- following other services' events (called by reactions.handle_change_event, in its transaction) -----
 def apply_invitation_agents(session, event, now=None):
-    """An accepted invitation's agents are assigned to the newcomer (SPEC §3). Agents deleted or moved
+    """An accepted invitation's agents are assigned to the newcomer (product rules §3). Agents deleted or moved
     away since the invitation are skipped, and so are assignments that exist already."""
     after = event.get("after") or {}
     user_id, agent_ids = after.get("user_id"), after.get("agent_ids") or []
@@ -149,7 +149,7 @@ def apply_invitation_agents(session, event, now=None):
 def forget_member_access(session, event, contributors_only=False):
     """A member left or was removed (or lost Builder, `contributors_only`): their contributor (and
     assignee) places on the organization's agents go, one event per agent, by the actor of the
-    membership change. The last contributor may go this way: the agent stays (SPEC §6)."""
+    membership change. The last contributor may go this way: the agent stays (product rules §6)."""
     user_id, organization_id = event["target"]["id"], event["organization_id"]
     changed = 0
     agents = session.scalars(select(Agent).where(

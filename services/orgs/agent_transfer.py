@@ -1,4 +1,4 @@
-"""Moving an agent to another organization (SPEC §6): a move, not a copy, with a dry run that reports
+"""Moving an agent to another organization (product rules §6): a move, not a copy, with a dry run that reports
 per contributor and assignee whether they keep access. Contributors keep their place if they hold
 Owner, Admin or Builder in the destination, assignees if they are members there at all.
 
@@ -35,7 +35,7 @@ def is_another_organization(organization_id, destination_id):
 
 
 def check_transfer(source_roles, destination_roles, organization_id, destination_id, dry_run):
-    """The requirements of SPEC §6 that do not need the database, each with its own error.
+    """The requirements of product rules §6 that do not need the database, each with its own error.
     `destination_roles` is None when the caller is not a member of the destination."""
     if not isinstance(dry_run, bool):
         raise ValidationFailed("dry_run must be true or false.", code="invalid_type", field="dry_run")

@@ -1,4 +1,4 @@
-"""Agents (SPEC §6): create, edit, delete, list and use, and the access rules everything about agents
+"""Agents (product rules §6): create, edit, delete, list and use, and the access rules everything about agents
 goes by. The orgs service owns agents because an agent belongs to an organization, not to a person;
 contributors and assignees are in agent_people.py, the transfer in agent_transfer.py.
 
@@ -255,7 +255,7 @@ def get_agent(store, identity, roles, organization_id, agent_id):
 
 
 def check_agent_use(store, identity, roles, organization_id, agent_id):
-    """Before a spend (asked by credits): may the caller use this agent (SPEC §2 "use agents")?
+    """Before a spend (asked by credits): may the caller use this agent (product rules §2 "use agents")?
     A role that uses no agents at all is a 403 before any lookup; an agent they cannot see is a 404."""
     if not (allows(roles, Action.USE_ANY_AGENT) or allows(roles, Action.USE_GRANTED_AGENTS)):
         raise Forbidden("Your roles in this organization do not allow using agents.")

@@ -36,7 +36,7 @@ class ActiveOrganization(Base):
 
 
 class Agent(Base):
-    """An agent belongs to an organization, not to a person (SPEC §6): it stays when its builder leaves,
+    """An agent belongs to an organization, not to a person (product rules §6): it stays when its builder leaves,
     and a transfer changes `organization_id` (a move, not a copy)."""
     __tablename__ = "agents"
     __table_args__ = (Index("ix_agents_organization", "organization_id", "deleted_at"),)

@@ -216,7 +216,7 @@ def set_active(store, identity, organization_id):
 def active_organization_id(store, user_id, live_member_of):
     """The user's active organization: the stored one while it is among `live_member_of` (ids of the
     live organizations they belong to, as live_organizations() gives), otherwise their Individual
-    one (the fall-back rule of SPEC §1)."""
+    one (the fall-back rule of product rules §1)."""
     with store.read() as session:
         row = session.get(ActiveOrganization, user_id)
         if row is not None and row.organization_id in live_member_of:

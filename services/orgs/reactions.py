@@ -12,7 +12,7 @@ def handle_change_event(store, event):
     """React once to another service's change event (see common.events.ORGS_QUEUE for which):
 
     - member.removed / member.left: the user's active organization falls back to their Individual one
-      if it was this one (SPEC §1), and their places on the organization's agents go;
+      if it was this one (product rules §1), and their places on the organization's agents go;
     - member.roles_changed without Builder: their contributions go (only Builders contribute);
     - invitation.accepted: the invitation's agents are assigned to the newcomer.
 

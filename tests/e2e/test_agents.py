@@ -1,4 +1,4 @@
-"""Agents in an organization (SPEC §6), end to end through the gateway against the running system:
+"""Agents in an organization (product rules §6), end to end through the gateway against the running system:
 who sees what, contributor rules, assignments from invitations, transfer, the agent's audit trail."""
 from concurrent.futures import ThreadPoolExecutor
 

@@ -1,4 +1,4 @@
-"""Credits and budget groups (SPEC §4, §5), end to end through the gateway against the running system:
+"""Credits and budget groups (product rules §4, §5), end to end through the gateway against the running system:
 grants, spends and the ledger, refusals that name what binds, idempotent spends, the dry run, budget
 groups, "My Credit", expiry; and many concurrent spends (gateway and RPC, two credits processes)
 that never overdraw a balance or a budget."""

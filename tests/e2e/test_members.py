@@ -24,7 +24,7 @@ from tests.e2e.helpers import (
 
 
 def test_the_dina_story(system):
-    """SPEC's walk-through: Dina founds Sehat Clinic, invites Budi as Builder and Sari, hands Billing
+    """The product rules' walk-through: Dina founds Sehat Clinic, invites Budi as Builder and Sari, hands Billing
     to Sari; Sari sees the credits page, Budi cannot manage members, everyone sees the right roles."""
     dina, budi, sari = system.user("dina"), system.user("budi"), system.user("sari")
     clinic = create_organization(dina, "Sehat Clinic")

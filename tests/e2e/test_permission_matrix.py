@@ -1,7 +1,7 @@
-"""SPEC §2's permission matrix, run through the gateway against the running system: every action
+"""product rules §2's permission matrix, run through the gateway against the running system: every action
 that has a route, as a holder of each single role and as a non-member.
 
-The table below is written from SPEC §2 by hand, not imported from common.permissions, so that a
+The table below is written from product rules §2 by hand, not imported from common.permissions, so that a
 wrong matrix in the code fails here.
 
 Agent rows: the agent is assigned to the actor (so a Member or Builder sees it and a refusal is a 403,
@@ -10,7 +10,7 @@ member cannot see agents at all, so where seeing decides (editing) they get 404 
 the role alone decides (Owner/Admin-only actions, using agents at all) they get the 403 without the
 agent being looked up.
 
-Using agents (spending credit through them, SPEC §2 "use agents"): Owner/Admin any agent, a Builder
+Using agents (spending credit through them, product rules §2 "use agents"): Owner/Admin any agent, a Builder
 those they contribute to or are assigned, a Member those assigned to them. An agent a Builder or
 Member may not use is one they cannot see: 404 agent_not_found, like an unknown id.
 """
@@ -20,7 +20,7 @@ from tests.e2e.helpers import agent_names, create_agent, create_organization, ha
 
 ROLES = ("owner", "admin", "builder", "member", "billing", "non-member")
 
-ALLOWED = {   # action -> roles that may do it (SPEC §2)
+ALLOWED = {   # action -> roles that may do it (product rules §2)
     "rename the organization": {"owner", "admin"},
     "delete the organization": {"owner", "admin"},
     "invite": {"owner", "admin"},

@@ -2,7 +2,7 @@ import pytest
 
 from common.permissions import MATRIX, Action, Role, allows, sort_roles
 
-# SPEC §2, row by row: which roles may do what. Written out again on purpose: the matrix in
+# product rules §2, row by row: which roles may do what. Written out again on purpose: the matrix in
 # common.permissions must match the product's table, not itself.
 SPEC = {
     "rename_organization": "owner admin",

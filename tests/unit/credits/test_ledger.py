@@ -117,7 +117,7 @@ def budget_group(store, owner, limit, members, org=ORG, now=T0, name="Team"):
 
 def assert_invariant(store, org=ORG, now=None):
     """account.balance == sum of live grants' remaining == grants - spends - expiries over the ledger, and
-    each entry's balance_after is the running sum (SPEC §4, models.py)."""
+    each entry's balance_after is the running sum (product rules §4, models.py)."""
     with store.read() as session:
         balance = session.get(Account, org).balance
         grants = session.scalars(select(Grant).where(Grant.organization_id == org)).all()
@@ -291,7 +291,7 @@ def allocation_of(entry_id, store):
         return session.scalar(select(LedgerEntry.allocations).where(LedgerEntry.id == entry_id))
 
 
-# Each case: two grants of 5, `later` granted before `first`, which the spend order (SPEC §4) draws from first.
+# Each case: two grants of 5, `later` granted before `first`, which the spend order (product rules §4) draws from first.
 @pytest.mark.parametrize("later, first", [
     pytest.param(dict(type="paid", now=T0 - timedelta(days=2)), dict(type="free", now=T0 - timedelta(days=1)),
                  id="free credit before paid credit, even older paid credit"),
