@@ -3,29 +3,19 @@
 and transfers (dry run and move). Prints figures; asserts nothing. Starts its own broker and system
 (SQLite, or PostgreSQL with --postgres).
 
-    PYTHONPATH=. .venv/bin/python bench/agents.py [--agents 300] [--concurrency 20] [--postgres]
+    .venv/bin/python bench/agents.py [--agents 300] [--concurrency 20] [--postgres]
 """
 import eventlet
 
 eventlet.monkey_patch()  # noqa: E402
 
-import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gateway_latency import report, start_system, timed  # noqa: E402
-from invitations import client  # noqa: E402
+from harness import arguments, backend_name, client, report, running_system, timed  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--agents", type=int, default=300)
-    parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--postgres", action="store_true")
-    args = parser.parse_args()
-    system, stop = start_system(args.postgres)
-    try:
+    args = arguments("agents", 300, 20)
+    with running_system(args.postgres) as system:
         url, n, c = system.url, args.agents, args.concurrency
         owner, builder = client("owner"), client("builder")
         org = owner.post(f"{url}/v1/organizations", json={"name": "Bench"}).json()["id"]
@@ -34,8 +24,7 @@ def main():
         invitation = owner.post(f"{url}/v1/organizations/{org}/invitations",
                                 json={"email": "builder@example.com", "roles": ["builder"]}).json()
         builder.post(f"{url}/v1/invitations/{invitation['id']}/accept").raise_for_status()
-        backend = "PostgreSQL" if args.postgres else "SQLite"
-        print(f"{n} agents, {c} concurrent, one process per service, {backend}, 2-core machine")
+        print(f"{n} agents, {c} concurrent, one process per service, {backend_name(args)}, 2-core machine")
 
         numbers, ids = iter(range(n)), []
 
@@ -76,8 +65,6 @@ def main():
             owner.post(f"{url}/v1/organizations/{org}/agents/{next(to_move)}/transfer",
                        json={"destination_organization_id": other, "dry_run": False}).raise_for_status()
         report("POST transfer (the move, two trail entries)", *timed(move, min(100, n - 2), c))
-    finally:
-        stop()
 
 
 if __name__ == "__main__":

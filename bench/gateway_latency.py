@@ -2,43 +2,17 @@
 same run, so the overhead of a path is a ratio rather than a number from another day. Prints figures;
 asserts nothing. Starts its own broker and system (SQLite, or PostgreSQL with --postgres).
 
-    PYTHONPATH=. .venv/bin/python bench/gateway_latency.py [--requests 2000] [--concurrency 20] [--postgres]
+    .venv/bin/python bench/gateway_latency.py [--requests 2000] [--concurrency 20] [--postgres]
 """
 import eventlet
 
 eventlet.monkey_patch()  # noqa: E402
 
-import argparse
 import statistics
-import tempfile
 import time
 
-import requests
-from nameko.standalone.rpc import ClusterRpcProxy
-
-from devtools.system import Broker, System, free_broker_port, free_port
-from gateway import tokens
-
-
-def timed(fn, count, concurrency):
-    """Run fn `count` times on `concurrency` green threads; (calls per second, latencies in ms)."""
-    latencies = []
-
-    def one(_):
-        started = time.perf_counter()
-        fn()
-        latencies.append((time.perf_counter() - started) * 1000)
-
-    pool = eventlet.GreenPool(concurrency)
-    started = time.perf_counter()
-    for _ in pool.imap(one, range(count)):
-        pass
-    return count / (time.perf_counter() - started), latencies
-
-
-def report(label, rate, latencies):
-    q = statistics.quantiles(latencies, n=100)
-    print(f"  {label:44s} {rate:8.1f}/s   p50 {q[49]:7.2f} ms   p99 {q[98]:7.2f} ms")
+from harness import arguments, backend_name, client, report, running_system, timed  # noqa: E402
+from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 
 
 def report_audit_delay(session, url, org_id, count):
@@ -59,40 +33,13 @@ def report_audit_delay(session, url, org_id, count):
     print(f"  {'change acknowledged -> in the audit trail':44s} {'':10s} p50 {q[49]:7.2f} ms   p99 {q[98]:7.2f} ms")
 
 
-def start_system(postgres=False):
-    """A private broker and the whole system (PostgreSQL databases with `postgres`); (system, stop)."""
-    workdir = tempfile.mkdtemp(prefix="orgplatform-bench-")
-    broker = Broker(f"{workdir}/rabbitmq", free_broker_port()).start()
-    cluster, env = None, {}
-    if postgres:
-        from devtools.postgres import PostgresCluster
-        cluster = PostgresCluster().start()
-        env = {f"{s.upper()}_DATABASE_URL": cluster.create_database(s) for s in ("orgs", "members", "credits", "audit")}
-    system = System(workdir, broker.amqp_uri, free_port(), env).start_all()
-
-    def stop():
-        system.stop_all()
-        broker.stop()
-        if cluster:
-            cluster.stop()
-    return system, stop
-
-
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--postgres", action="store_true")
-    args = parser.parse_args()
-
-    system, stop = start_system(args.postgres)
-    try:
-        session = requests.Session()
-        session.headers["Authorization"] = "Bearer " + tokens.mint("bench", "bench@example.com", "Bench")
+    args = arguments("requests", 2000, 20)
+    with running_system(args.postgres) as system:
+        session = client("bench")
         session.post(system.url + "/v1/organizations", json={"name": "Bench"}).raise_for_status()
         n, c = args.requests, args.concurrency
-        backend = "PostgreSQL" if args.postgres else "SQLite"
-        print(f"{n} calls each, {c} concurrent, one process per service, {backend}, 2-core machine")
+        print(f"{n} calls each, {c} concurrent, one process per service, {backend_name(args)}, 2-core machine")
 
         with ClusterRpcProxy({"AMQP_URI": system.env["AMQP_URI"]}) as rpc:
             rpc.orgs.ping()
@@ -107,8 +54,6 @@ def main():
                                        json={"name": f"Bench {next(rename_count)}"}).raise_for_status()
         report("HTTP PATCH rename (write + outbox + audit)", *timed(rename, n // 2, c))
         report_audit_delay(session, system.url, org_id, count=50)
-    finally:
-        stop()
 
 
 if __name__ == "__main__":

@@ -2,43 +2,23 @@
 concurrent accepts by distinct users, then listing and downloading the grown member list. Prints
 figures; asserts nothing. Starts its own broker and system (SQLite, or PostgreSQL with --postgres).
 
-    PYTHONPATH=. .venv/bin/python bench/invitations.py [--people 400] [--concurrency 30] [--postgres]
+    .venv/bin/python bench/invitations.py [--people 400] [--concurrency 30] [--postgres]
 """
 import eventlet
 
 eventlet.monkey_patch()  # noqa: E402
 
-import argparse
-import sys
-from pathlib import Path
 
-import requests
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gateway_latency import report, start_system, timed  # noqa: E402
-
-from gateway import tokens  # noqa: E402
-
-
-def client(sub):
-    session = requests.Session()
-    session.headers["Authorization"] = "Bearer " + tokens.mint(sub, f"{sub}@example.com", sub.title())
-    return session
+from harness import arguments, backend_name, client, report, running_system, timed  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--people", type=int, default=400)
-    parser.add_argument("--concurrency", type=int, default=30)
-    parser.add_argument("--postgres", action="store_true")
-    args = parser.parse_args()
-    system, stop = start_system(args.postgres)
-    try:
+    args = arguments("people", 400, 30)
+    with running_system(args.postgres) as system:
         url, n, c = system.url, args.people, args.concurrency
         owner = client("owner")
         org = owner.post(f"{url}/v1/organizations", json={"name": "Bench"}).json()["id"]
-        backend = "PostgreSQL" if args.postgres else "SQLite"
-        print(f"{n} people, {c} concurrent, one process per service, {backend}, 2-core machine")
+        print(f"{n} people, {c} concurrent, one process per service, {backend_name(args)}, 2-core machine")
 
         people = iter(range(n))
 
@@ -71,8 +51,6 @@ def main():
         csv = lambda: owner.get(f"{url}/v1/organizations/{org}/members",  # noqa: E731
                                 params={"format": "csv"}).raise_for_status()
         report(f"GET members CSV ({n + 1} rows)", *timed(csv, 40, 4))
-    finally:
-        stop()
 
 
 if __name__ == "__main__":

@@ -8,28 +8,22 @@ A spend is: gateway -> credits -> orgs (may the caller use the agent?) -> member
 one write transaction in credits under the organization's account lock (replay check, expiries,
 budget, grants drawn, ledger entry, usage, outbox event), then the audit event relayed afterwards.
 
-    PYTHONPATH=. .venv/bin/python bench/spends.py [--spends 1000] [--concurrency 20] [--postgres]
+    .venv/bin/python bench/spends.py [--spends 1000] [--concurrency 20] [--postgres]
 """
 import eventlet
 
 eventlet.monkey_patch()  # noqa: E402
 
-import argparse
-import sys
 import uuid
 from contextlib import ExitStack, contextmanager
 from decimal import Decimal
-from pathlib import Path
 from statistics import median
 
 import eventlet.queue
+from harness import arguments, backend_name, client, report, running_system, timed  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gateway_latency import report, start_system, timed  # noqa: E402
-from invitations import client  # noqa: E402
-
-from common.auth import USER_EMAIL_KEY, USER_ID_KEY, USER_NAME_KEY  # noqa: E402
+from common.auth import Identity, context_data  # noqa: E402
 
 
 def organization_with_credit(url, owner, name, member=None):
@@ -68,20 +62,14 @@ def proxy_pool(config, size, context=None):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--spends", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--postgres", action="store_true")
-    args = parser.parse_args()
-    system, stop = start_system(args.postgres)
-    try:
+    args = arguments("spends", 1000, 20)
+    with running_system(args.postgres) as system:
         url, n, c = system.url, args.spends, args.concurrency
         owner, member = client("owner"), client("member")
         member.user_id, member.email = "member", "member@example.com"     # what client() puts in the token
         member.get(f"{url}/v1/me").raise_for_status()
         org, agent = organization_with_credit(url, owner, "Bench", member)
-        backend = "PostgreSQL" if args.postgres else "SQLite"
-        print(f"{n} spends per figure, {c} concurrent, one process per service, {backend}, 2-core machine")
+        print(f"{n} spends per figure, {c} concurrent, one process per service, {backend_name(args)}, 2-core machine")
 
         config = {"AMQP_URI": system.env["AMQP_URI"]}
         with ClusterRpcProxy(config) as rpc:
@@ -103,7 +91,7 @@ def main():
         gateway = timed(spend_as(member, org, agent), n, c)
         report(f"HTTP POST usage, one org, {c} concurrent", *gateway)
 
-        context = {USER_ID_KEY: member.user_id, USER_EMAIL_KEY: member.email, USER_NAME_KEY: "Member"}
+        context = context_data(Identity(member.user_id, member.email, "Member"))
         with proxy_pool(config, c, context) as checkout:
             direct = timed(lambda: checkout(lambda rpc: rpc.credits.spend(org, agent, "0.0125", uuid.uuid4().hex)),
                            n, c)
@@ -125,8 +113,6 @@ def main():
         balance = owner.get(f"{url}/v1/organizations/{org}/credits").json()["balance"]
         print(f"  balance after {spends} spends of 0.0125 from 1000000: {balance} "
               f"(expected {Decimal(1000000) - spends * Decimal('0.0125'):.4f})")
-    finally:
-        stop()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@
 #     editable (pyproject.toml), so no command needs PYTHONPATH
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Two `make run`s (or a run and a test) started together would build .venv at the same time.
+exec 9>.setup.lock
+flock 9
 
 with_postgres=0
 [ "${1:-}" = "--with-postgres" ] && with_postgres=1
@@ -36,13 +39,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}"
 fi
 
-# The virtualenv is rebuilt only when requirements.txt or pyproject.toml change (their hash is kept beside it).
-stamp=.venv/.requirements.sha256
-want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
-if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+# The virtualenv is rebuilt only when requirements.txt changes, and the project reinstalled (editable)
+# when pyproject.toml does; their hashes are kept beside them.
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then
   echo "setup: creating .venv from requirements.txt"
   python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+  echo "$want" > .venv/.requirements.sha256
+fi
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat .venv/.project.sha256 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing the project into .venv (editable)"
   .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
-  echo "$want" > "$stamp"
+  echo "$want" > .venv/.project.sha256
 fi

@@ -1,0 +1,77 @@
+"""What every benchmark shares: its arguments, a private system to measure, signed-in clients, timing
+and the printed figures. Benchmarks print figures and assert nothing."""
+import argparse
+import statistics
+import tempfile
+import time
+from contextlib import contextmanager
+
+import eventlet
+import requests
+
+from common.config import SERVICES
+from devtools.system import Broker, System, free_broker_port, free_port
+from gateway import tokens
+
+
+def arguments(count_flag, count, concurrency, description=None):
+    """--<count_flag> N --concurrency C --postgres, parsed."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(f"--{count_flag}", type=int, default=count)
+    parser.add_argument("--concurrency", type=int, default=concurrency)
+    parser.add_argument("--postgres", action="store_true", help="PostgreSQL databases instead of SQLite")
+    return parser.parse_args()
+
+
+@contextmanager
+def running_system(postgres=False):
+    """A private broker and the whole system (PostgreSQL databases with `postgres`), stopped afterwards."""
+    workdir = tempfile.mkdtemp(prefix="orgplatform-bench-")
+    broker = Broker(f"{workdir}/rabbitmq", free_broker_port()).start()
+    cluster, env = None, {}
+    try:
+        if postgres:
+            from devtools.postgres import PostgresCluster
+            cluster = PostgresCluster().start()
+            env = {f"{s.upper()}_DATABASE_URL": cluster.create_database(s) for s in SERVICES}
+        system = System(workdir, broker.amqp_uri, free_port(), env)
+        try:
+            yield system.start_all()
+        finally:
+            system.stop_all()
+    finally:
+        broker.stop()
+        if cluster:
+            cluster.stop()
+
+
+def backend_name(args):
+    return "PostgreSQL" if args.postgres else "SQLite"
+
+
+def client(sub):
+    """An HTTP session signed in as user `sub` (email sub@example.com)."""
+    session = requests.Session()
+    session.headers["Authorization"] = "Bearer " + tokens.mint(sub, f"{sub}@example.com", sub.title())
+    return session
+
+
+def timed(fn, count, concurrency):
+    """Run fn `count` times on `concurrency` green threads; (calls per second, latencies in ms)."""
+    latencies = []
+
+    def one(_):
+        started = time.perf_counter()
+        fn()
+        latencies.append((time.perf_counter() - started) * 1000)
+
+    pool = eventlet.GreenPool(concurrency)
+    started = time.perf_counter()
+    for _ in pool.imap(one, range(count)):
+        pass
+    return count / (time.perf_counter() - started), latencies
+
+
+def report(label, rate, latencies):
+    q = statistics.quantiles(latencies, n=100)
+    print(f"  {label:44s} {rate:8.1f}/s   p50 {q[49]:7.2f} ms   p99 {q[98]:7.2f} ms")
