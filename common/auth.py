@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from nameko.extensions import DependencyProvider
 
-from common.errors import Unauthenticated
+from common.errors import Forbidden, Unauthenticated
 
 USER_ID_KEY = "user_id"
 USER_EMAIL_KEY = "user_email"
@@ -23,6 +23,11 @@ USER_ID_MAX_LENGTH = 128
 
 def is_valid_user_id(value):
     return isinstance(value, str) and 0 < len(value) <= USER_ID_MAX_LENGTH and "\x00" not in value
+
+
+def is_reserved_user_id(value):
+    """`system` names the platform's own actions (and may call snapshot RPCs): no token may claim it."""
+    return value == SYSTEM_ACTOR["id"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,14 @@ class AuthContext:
         identity = self.identity
         if identity is None:
             raise Unauthenticated("This call needs a signed-in user.")
+        return identity
+
+    def require_system(self):
+        """Only the platform itself may call this (read models filled or rebuilt from a snapshot,
+        common.readmodels); the gateway never forwards such a call, and refuses tokens naming `system`."""
+        identity = self.identity
+        if identity is None or identity.id != SYSTEM_ACTOR["id"]:
+            raise Forbidden("Only the platform itself may call this.", code="system_only")
         return identity
 
 

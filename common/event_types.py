@@ -46,3 +46,11 @@ MEMBER_BUDGET_GROUP_CHANGED = "member.budget_group_changed"
 
 # Membership ended, however it happened: consumers that keep per-member state drop it on these.
 MEMBERSHIP_ENDED = (MEMBER_REMOVED, MEMBER_LEFT)
+
+# The events that carry memberships' full state (common.readmodels): every change of who is a member
+# with which roles. (A billing transfer accepted moves Billing between two members.)
+MEMBERSHIP_STATE_CARRIERS = (MEMBER_ADDED, MEMBER_ROLES_CHANGED, MEMBER_REMOVED, MEMBER_LEFT, INVITATION_ACCEPTED,
+                             BILLING_TRANSFER_ACCEPTED)
+# The events that carry an agent's access state: its organization, contributors and assignees.
+AGENT_STATE_CARRIERS = (AGENT_CREATED, AGENT_DELETED, AGENT_TRANSFERRED, AGENT_ACCESS_REVOKED, AGENT_CONTRIBUTOR_ADDED,
+                        AGENT_CONTRIBUTOR_REMOVED, AGENT_ASSIGNEE_ADDED, AGENT_ASSIGNEE_REMOVED)

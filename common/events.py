@@ -3,7 +3,9 @@
 Envelope (ARCHITECTURE.md "Events and the audit trail"):
     event_id, type ("organization.renamed"), action (create|update|delete), occurred_at (ISO UTC),
     organization_id, actor ({"id", "email"} or {"id": "system"}), target ({"type", "id"}),
-    before, after (only the changed fields; secrets never included), correlation_id (optional)
+    before, after (only the changed fields; secrets never included), correlation_id (optional),
+    state (optional: the whole current state of the memberships or agents the change touched, with
+    their versions, for other services' read models; see common.readmodels)
 
 Every service publishes to the `change-events` exchange with the event type as routing key. Each
 consumer has one durable queue bound to it. The relay declares those queues before it publishes, so an
@@ -24,6 +26,7 @@ CHANGE_EXCHANGE = Exchange("change-events", type="topic", durable=True)
 
 # The audit service stores every change event.
 AUDIT_QUEUE = Queue("audit.change-events", exchange=CHANGE_EXCHANGE, routing_key="#", durable=True)
+# Every queue below that feeds a read model (common.readmodels) binds the events that carry its state.
 # The members service forgets the memberships of a deleted organization.
 MEMBERS_QUEUE = Queue(
     "members.change-events", exchange=CHANGE_EXCHANGE, routing_key=types.ORGANIZATION_DELETED, durable=True
@@ -31,13 +34,15 @@ MEMBERS_QUEUE = Queue(
 # The orgs service moves a member who left or was removed back to their Individual organization and
 # takes away their access to agents (also a contributor's, on losing Builder); it assigns an accepted
 # invitation's agents.
+# Orgs also keeps the memberships it decides on (its read model).
 ORGS_QUEUE = Queue("orgs.change-events", exchange=CHANGE_EXCHANGE, durable=True, bindings=[
-    binding(CHANGE_EXCHANGE, routing_key=key) for key in (
-        *types.MEMBERSHIP_ENDED, types.MEMBER_ROLES_CHANGED, types.INVITATION_ACCEPTED)
+    binding(CHANGE_EXCHANGE, routing_key=key) for key in types.MEMBERSHIP_STATE_CARRIERS
 ])
-# The credits service takes a member who left or was removed out of their budget group.
+# The credits service takes a member who left or was removed out of their budget group, and keeps the
+# memberships and agents' access a spend is decided on (its read models).
 CREDITS_QUEUE = Queue("credits.change-events", exchange=CHANGE_EXCHANGE, durable=True, bindings=[
-    binding(CHANGE_EXCHANGE, routing_key=key) for key in types.MEMBERSHIP_ENDED
+    binding(CHANGE_EXCHANGE, routing_key=key)
+    for key in (*types.MEMBERSHIP_STATE_CARRIERS, types.ORGANIZATION_DELETED, *types.AGENT_STATE_CARRIERS)
 ])
 CONSUMER_QUEUES = (AUDIT_QUEUE, MEMBERS_QUEUE, ORGS_QUEUE, CREDITS_QUEUE)
 
@@ -45,7 +50,7 @@ ACTIONS = ("create", "update", "delete")
 
 
 def change_event(type, action, organization_id, actor, target_type, target_id,
-                 before=None, after=None, correlation_id=None, occurred_at=None):
+                 before=None, after=None, correlation_id=None, occurred_at=None, state=None):
     """Build one change event envelope (a plain dict, ready for JSON)."""
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {ACTIONS}, not {action!r}")
@@ -60,6 +65,7 @@ def change_event(type, action, organization_id, actor, target_type, target_id,
         "before": before or {},
         "after": after or {},
         "correlation_id": correlation_id,
+        **({"state": state} if state else {}),
     }
 
 
@@ -88,6 +94,7 @@ class ChangeEventSchema(Schema):
     before = fields.Dict(load_default=dict)
     after = fields.Dict(load_default=dict)
     correlation_id = fields.String(load_default=None, allow_none=True)
+    state = fields.Dict(load_default=dict)
 
 
 _change_event_schema = ChangeEventSchema()

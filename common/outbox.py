@@ -63,14 +63,15 @@ def emitter(outbox_model):
     """The `emit()` of one service (its `events.py` binds it to the service's outbox table): builds one
     change event (common.events.change_event) and records it in the session's transaction.
 
-    `actor` is an Identity (the caller) or an actor dict (SYSTEM_ACTOR, or an event's actor)."""
+    `actor` is an Identity (the caller) or an actor dict (SYSTEM_ACTOR, or an event's actor); `state`
+    carries the full state of what changed for other services' read models (common.readmodels)."""
     def emit(session, type, action, organization_id, actor, target_type, target_id,
-             before=None, after=None, correlation_id=None, occurred_at=None):
+             before=None, after=None, correlation_id=None, occurred_at=None, state=None):
         if hasattr(actor, "as_actor"):
             actor = actor.as_actor()
         return record(session, outbox_model, change_event(
             type, action, organization_id, actor, target_type, target_id, before=before, after=after,
-            correlation_id=correlation_id, occurred_at=occurred_at))
+            correlation_id=correlation_id, occurred_at=occurred_at, state=state))
     return emit
 
 

@@ -8,7 +8,7 @@ import time
 
 import jwt
 
-from common.auth import Identity, is_valid_user_id
+from common.auth import Identity, is_reserved_user_id, is_valid_user_id
 from common.config import settings
 from common.errors import Unauthenticated
 
@@ -40,7 +40,8 @@ def identity_from_header(header):
     except jwt.InvalidTokenError:
         raise Unauthenticated("The token is not valid.", code="invalid_token")
     sub, email, name = claims.get("sub"), claims.get("email"), claims.get("name") or ""
-    if not all(isinstance(v, str) for v in (sub, email, name)) or not is_valid_user_id(sub) \
+    if not all(isinstance(v, str) for v in (sub, email, name)) \
+            or not is_valid_user_id(sub) or is_reserved_user_id(sub) \
             or "@" not in email or len(email) > 320 or len(name) > 200 \
             or any("\x00" in value for value in (sub, email, name)):
         raise Unauthenticated("The token's sub, email or name claim is not valid.", code="invalid_token")
