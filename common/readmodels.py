@@ -100,6 +100,7 @@ class ReadModels:
 
 # ---- applying states ---------------------------------------------------------------------------------
 def _apply(session, model, key, state, columns):
+    """Write `state` into the row of `key` (a tuple of primary-key values) unless the row is as new."""
     row = session.get(model, key, with_for_update=True)
     if row is not None and row.version >= state["version"]:
         return False                    # what we hold is as new or newer: a redelivery or a late event
@@ -118,7 +119,7 @@ def apply_membership(session, models, state):
 
 
 def apply_agent(session, models, state):
-    return _apply(session, models.agents, state["agent_id"], state,
+    return _apply(session, models.agents, (state["agent_id"],), state,
                   ("organization_id", "contributors", "assignees", "active"))
 
 
