@@ -72,6 +72,40 @@ def timed(fn, count, concurrency):
     return count / (time.perf_counter() - started), latencies
 
 
+@contextmanager
+def background_load(fn, concurrency):
+    """`concurrency` green threads calling fn over and over while the block runs (a call that fails ends
+    the block with its error). Yields a dict that holds, afterwards, "calls" and "rate" (calls per second)."""
+    figures, stopping = {"calls": 0}, []
+
+    def loop():
+        while not stopping:
+            fn()
+            figures["calls"] += 1
+
+    threads = [eventlet.spawn(loop) for _ in range(concurrency)]
+    started = time.perf_counter()
+    try:
+        yield figures
+    finally:
+        stopping.append(True)
+        for thread in threads:
+            thread.wait()
+        figures["rate"] = figures["calls"] / (time.perf_counter() - started)
+
+
+def percentile(latencies, p, method="exclusive"):
+    """The p-th percentile (1-99) of `latencies` ("inclusive": never beyond the extremes of few samples)."""
+    return statistics.quantiles(latencies, n=100, method=method)[p - 1]
+
+
 def report(label, rate, latencies):
-    q = statistics.quantiles(latencies, n=100)
-    print(f"  {label:44s} {rate:8.1f}/s   p50 {q[49]:7.2f} ms   p99 {q[98]:7.2f} ms")
+    print(f"  {label:44s} {rate:8.1f}/s   p50 {percentile(latencies, 50):7.2f} ms   "
+          f"p99 {percentile(latencies, 99):7.2f} ms")
+
+
+def report_lag(label, lags):
+    """A line of delays (ms) with no rate: p50, p99 and the worst."""
+    p50, p99 = percentile(lags, 50, "inclusive"), percentile(lags, 99, "inclusive")
+    print(f"  {label:44s} {'':10s} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   max {max(lags):7.2f} ms   "
+          f"({len(lags)} samples)")

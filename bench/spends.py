@@ -1,8 +1,10 @@
 """The spend path (POST /v1/organizations/{org}/usage) through the gateway, beside a bare Nameko RPC
-round trip measured in the same run, so its overhead is a ratio. Also: spends straight over RPC
-(credits.spend: the path minus HTTP), spends spread over many organizations (no shared account
-lock) and the dry run. Prints figures; asserts nothing. Starts its own broker and system (SQLite, or
-PostgreSQL with --postgres).
+round trip and the framework ceiling (bench/ceiling.py: a bare HTTP -> RPC -> event -> consumer pipeline)
+measured on the same broker in the same run, so its overhead is a ratio. Also: spends straight over RPC
+(credits.spend: the path minus HTTP), spends spread over many organizations (no shared account lock),
+the dry run, and two delays measured under the concurrent spend load: from a spend's 201 to its entry in
+the audit trail, and from an agent's unassignment to the member's first refused spend. Prints figures;
+asserts nothing. Starts its own broker and system (SQLite, or PostgreSQL with --postgres).
 
 A spend is: gateway -> credits -> orgs (may the caller use the agent?) -> members (their roles), then
 one write transaction in credits under the organization's account lock (replay check, expiries,
@@ -14,33 +16,116 @@ import eventlet
 
 eventlet.monkey_patch()  # noqa: E402
 
+import time
 import uuid
 from contextlib import ExitStack, contextmanager
 from decimal import Decimal
 from statistics import median
 
 import eventlet.queue
-from harness import arguments, backend_name, client, report, running_system, timed  # noqa: E402
+from ceiling import report_ceiling, run_ceiling
+from harness import (  # noqa: E402
+    arguments,
+    backend_name,
+    background_load,
+    client,
+    percentile,
+    report,
+    report_lag,
+    running_system,
+    timed,
+)
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from common.auth import Identity, context_data  # noqa: E402
 
+AUDIT_PROBES = 50     # spends traced into the audit trail under load
+REVOCATIONS = 10      # unassignments timed under load
+GIVE_UP = 30          # seconds: a trace or a revocation this late is a failure, not a figure
 
-def organization_with_credit(url, owner, name, member=None):
-    """An organization with plenty of credit and an agent (assigned to `member`, who joins)."""
+
+def member_client(url, sub):
+    """A signed-in session for user `sub`, who has called the API once (so members knows them)."""
+    api = client(sub)
+    api.user_id, api.email = sub, f"{sub}@example.com"     # what client() puts in the token
+    api.get(f"{url}/v1/me").raise_for_status()
+    return api
+
+
+def organization_with_credit(url, owner, name, members=()):
+    """An organization with plenty of credit and an agent assigned to each of `members` (who join, in a
+    budget group with a limit that never binds)."""
     org = owner.post(f"{url}/v1/organizations", json={"name": name}).json()["id"]
     owner.post(f"{url}/v1/organizations/{org}/credits/grants", json={"amount": "1000000", "type": "paid"}
                ).raise_for_status()
     agent = owner.post(f"{url}/v1/organizations/{org}/agents", json={"name": "Bench agent"}).json()["id"]
-    if member is not None:
+    if members:
+        group = owner.post(f"{url}/v1/organizations/{org}/budget-groups",
+                           json={"name": "Bench", "monthly_limit": "1000000"}).json()["id"]
+    for member in members:
         invitation = owner.post(f"{url}/v1/organizations/{org}/invitations",
                                 json={"email": member.email, "roles": ["member"]}).json()
         member.post(f"{url}/v1/invitations/{invitation['id']}/accept").raise_for_status()
         owner.put(f"{url}/v1/organizations/{org}/agents/{agent}/assignees/{member.user_id}").raise_for_status()
-        group = owner.post(f"{url}/v1/organizations/{org}/budget-groups",
-                           json={"name": "Bench", "monthly_limit": "1000000"}).json()["id"]
         owner.put(f"{url}/v1/organizations/{org}/budget-groups/{group}/members/{member.user_id}").raise_for_status()
     return org, agent
+
+
+def post_spend(api, url, org_id, agent_id):
+    """One spend of 0.0125 with a fresh Idempotency-Key; the response, whatever its status."""
+    return api.post(f"{url}/v1/organizations/{org_id}/usage", json={"agent_id": agent_id, "amount": "0.0125"},
+                    headers={"Idempotency-Key": uuid.uuid4().hex})
+
+
+def since(started):
+    return (time.perf_counter() - started) * 1000
+
+
+def audit_lags(url, spender, owner, org, agent, count):
+    """Time from a spend's 201 until the owner finds its entry in the organization's audit trail (outbox ->
+    relay -> broker -> audit -> database), a traced spend every ~50 ms. The figure includes up to one poll
+    of the trail (a few ms, more under load)."""
+    lags = []
+    for _ in range(count):
+        answer = post_spend(spender, url, org, agent)
+        answer.raise_for_status()
+        acknowledged = time.perf_counter()
+        query = {"entity_type": "spend", "target": answer.json()["id"], "limit": 1}
+        while not owner.get(f"{url}/v1/organizations/{org}/audit", params=query).json()["items"]:
+            if since(acknowledged) > GIVE_UP * 1000:
+                raise RuntimeError(f"spend {query['target']} not in the audit trail after {GIVE_UP} s")
+            eventlet.sleep(0.005)
+        lags.append(since(acknowledged))
+        eventlet.sleep(0.05)
+    return lags
+
+
+def revocation_lags(url, owner, member, org, agent, times):
+    """The owner unassigns the agent from `member`, who spends until refused (403/404); then it is assigned
+    again and `member` spends until accepted. Returns the times from the DELETE's answer to the first
+    refusal's answer (ms), how long each refused request itself took (ms) and, per revocation, how many
+    spends were still accepted after the DELETE had answered."""
+    assignee = f"{url}/v1/organizations/{org}/agents/{agent}/assignees/{member.user_id}"
+    lags, refusals, accepted_after = [], [], []
+    for _ in range(times):
+        owner.delete(assignee).raise_for_status()
+        revoked, accepted = time.perf_counter(), 0
+        while (status := (answer := post_spend(member, url, org, agent)).status_code) == 201:
+            accepted += 1
+            if since(revoked) > GIVE_UP * 1000:
+                raise RuntimeError(f"{member.user_id} still spends {GIVE_UP} s after the unassignment")
+        if status not in (403, 404):
+            raise RuntimeError(f"a spend after the unassignment answered {status}, not 403/404")
+        lags.append(since(revoked))
+        refusals.append(answer.elapsed.total_seconds() * 1000)
+        accepted_after.append(accepted)
+        owner.put(assignee).raise_for_status()
+        assigned = time.perf_counter()
+        while (status := post_spend(member, url, org, agent).status_code) != 201:
+            if status not in (403, 404) or since(assigned) > GIVE_UP * 1000:
+                raise RuntimeError(f"{member.user_id} cannot spend after the assignment again: {status}")
+            eventlet.sleep(0.01)
+    return lags, refusals, accepted_after
 
 
 @contextmanager
@@ -65,10 +150,8 @@ def main():
     args = arguments("spends", 1000, 20)
     with running_system(args.postgres) as system:
         url, n, c = system.url, args.spends, args.concurrency
-        owner, member = client("owner"), client("member")
-        member.user_id, member.email = "member", "member@example.com"     # what client() puts in the token
-        member.get(f"{url}/v1/me").raise_for_status()
-        org, agent = organization_with_credit(url, owner, "Bench", member)
+        owner, member, revoked = client("owner"), member_client(url, "member"), member_client(url, "revoked")
+        org, agent = organization_with_credit(url, owner, "Bench", [member, revoked])
         print(f"{n} spends per figure, {c} concurrent, one process per service, {backend_name(args)}, 2-core machine")
 
         config = {"AMQP_URI": system.env["AMQP_URI"]}
@@ -81,10 +164,7 @@ def main():
         report(f"bare RPC credits.ping ({c} concurrent, a proxy each)", *concurrent_ping)
 
         def spend_as(api, org_id, agent_id):
-            def spend():
-                api.post(f"{url}/v1/organizations/{org_id}/usage", json={"agent_id": agent_id, "amount": "0.0125"},
-                         headers={"Idempotency-Key": uuid.uuid4().hex}).raise_for_status()
-            return spend
+            return lambda: post_spend(api, url, org_id, agent_id).raise_for_status()
 
         sequential = timed(spend_as(member, org, agent), n // 2, 1)
         report("HTTP POST usage, sequential", *sequential)
@@ -113,6 +193,27 @@ def main():
         balance = owner.get(f"{url}/v1/organizations/{org}/credits").json()["balance"]
         print(f"  balance after {spends} spends of 0.0125 from 1000000: {balance} "
               f"(expected {Decimal(1000000) - spends * Decimal('0.0125'):.4f})")
+
+        # Under load: `c` clients spend in the organization while one spend at a time is traced into the
+        # audit trail, then while the owner takes the agent away from a second member and gives it back.
+        with background_load(spend_as(member, org, agent), c) as load:
+            audit = audit_lags(url, client("member"), owner, org, agent, AUDIT_PROBES)
+            revocation, refusals, accepted_after = revocation_lags(url, owner, revoked, org, agent, REVOCATIONS)
+        print(f"  under a load of {c} concurrent spenders ({load['rate']:.0f} spends/s while measured):")
+        report_lag("spend 201 -> its entry in the audit trail", audit)
+        report_lag("agent unassigned (204) -> spend refused", revocation)
+        print(f"    of which the refused request itself: p50 {median(refusals):.2f} ms; spends still accepted after "
+              f"the 204: {sum(accepted_after)} in {len(accepted_after)} revocations (at most {max(accepted_after)})")
+
+        # The framework ceiling on the same broker, the system idle beside it.
+        ceiling = run_ceiling(system.env["AMQP_URI"], n, c)
+        report_ceiling(ceiling, c)
+        (ceiling_rate, ceiling_latencies), ceiling_sequential = ceiling["concurrent"], ceiling["sequential"][1]
+        print(f"  spend against the ceiling: {c} concurrent {gateway[0] / ceiling_rate:.2f}x its throughput "
+              f"(goal >= 0.5x);\n    p99 {percentile(gateway[1], 99):.0f} ms, the ceiling's "
+              f"{percentile(ceiling_latencies, 99):.0f} ms (goal <= 100 ms); sequential p50 "
+              f"{median(sequential[1]):.1f} ms, {median(sequential[1]) / median(ceiling_sequential):.1f}x the "
+              f"ceiling's (goal <= 3x)")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
-"""Tables of the audit service: one immutable entry per change event, and its changed fields. No outbox:
-the audit service emits no events (events.py)."""
+"""Tables of the audit service: one immutable entry per change event, and its changed fields; and the
+read model of memberships (common.readmodels) its permission checks are decided on. No outbox: the audit
+service emits no events (events.py)."""
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from common.readmodels import MembershipFactMixin, ReadModelFilledMixin, ReadModels, RetiredOrganizationMixin
 
 
 class Base(DeclarativeBase):
@@ -42,3 +45,18 @@ class AuditChange(Base):
     old_text = mapped_column(Text, nullable=True)
     new_text = mapped_column(Text, nullable=True)
 
+
+# ---- the read model: members' facts, fed by the same events the trail stores (reactions.py) ----------
+class MembershipFact(MembershipFactMixin, Base):
+    pass
+
+
+class RetiredOrganization(RetiredOrganizationMixin, Base):
+    pass
+
+
+class ReadModelFilled(ReadModelFilledMixin, Base):
+    pass
+
+
+READ_MODELS = ReadModels(filled=ReadModelFilled, memberships=MembershipFact, retired=RetiredOrganization)

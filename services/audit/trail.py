@@ -1,9 +1,9 @@
-"""The audit trail: every change event stored once as an entry with its changed fields, and the two
-queries over it (the organization's trail, one agent's trail), filtered and cursor-paged, newest first."""
+"""The audit trail: every change event as an entry with its changed fields (added once, by reactions.py),
+and the two queries over it (the organization's trail, one agent's trail), filtered and cursor-paged,
+newest first."""
 import json
 
 from sqlalchemy import and_, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import noload
 
 from common.errors import agent_not_found
@@ -14,30 +14,27 @@ from services.audit.models import AuditChange, AuditEntry
 from services.audit.schemas import agent_trail_filters_schema, agent_trail_row, audit_entry_schema, audit_filters_schema
 
 
-def store_event(store, event):
-    """Store one checked change event (common.events.parse_change_event) as an entry.
-    Returns True if stored, False if it was already there (a redelivery)."""
-    with store.read() as session:
-        if session.scalar(select(AuditEntry.seq).where(AuditEntry.event_id == event["event_id"])):
-            return False
+def is_stored(session, event_id):
+    return session.scalar(select(AuditEntry.seq).where(AuditEntry.event_id == event_id)) is not None
+
+
+def add_entry(session, event):
+    """Add one checked change event (common.events.parse_change_event) as an entry, in the caller's
+    transaction (reactions.py decides whether it is new). Its unique `event_id` makes a concurrent
+    second copy fail at the flush with IntegrityError."""
     before, after = event["before"], event["after"]
-    try:
-        with store.write() as session:
-            entry = AuditEntry(
-                event_id=event["event_id"], type=event["type"], action=event["action"],
-                entity_type=event["target"]["type"], entity_id=event["target"]["id"],
-                actor_id=event["actor"]["id"], actor_email=event["actor"].get("email"),
-                organization_id=event["organization_id"], correlation_id=event["correlation_id"],
-                occurred_at=event["occurred_at"], received_at=utcnow())
-            session.add(entry)
-            session.flush()
-            for field in list(before) + [k for k in after if k not in before]:
-                old, new = before.get(field), after.get(field)
-                session.add(AuditChange(entry_seq=entry.seq, field=field, old_value=old, new_value=new,
-                                        old_text=as_text(old), new_text=as_text(new)))
-        return True
-    except IntegrityError:   # the same event stored concurrently by another consumer
-        return False
+    entry = AuditEntry(
+        event_id=event["event_id"], type=event["type"], action=event["action"],
+        entity_type=event["target"]["type"], entity_id=event["target"]["id"],
+        actor_id=event["actor"]["id"], actor_email=event["actor"].get("email"),
+        organization_id=event["organization_id"], correlation_id=event["correlation_id"],
+        occurred_at=event["occurred_at"], received_at=utcnow())
+    session.add(entry)
+    session.flush()
+    for field in list(before) + [k for k in after if k not in before]:
+        old, new = before.get(field), after.get(field)
+        session.add(AuditChange(entry_seq=entry.seq, field=field, old_value=old, new_value=new,
+                                old_text=as_text(old), new_text=as_text(new)))
 
 
 def as_text(value):

@@ -2,8 +2,8 @@
 the monthly budget period, and what a member may still spend (`Allowance`, which the ledger's spend
 decision asks).
 
-Plain functions over a `Store`. Who may manage groups (Owner/Admin) is checked by the entrypoints over
-RPC first; members' roles come from a lookup the entrypoint passes in (`add_member`). A member is in
+Plain functions over a `Store`. Who may manage groups (Owner/Admin) is checked by the entrypoints first;
+members' roles come from a lookup the entrypoint passes in (`add_member`: the memberships read model). A member is in
 at most one group: the primary key of budget_group_members is (organization, user).
 """
 import uuid
@@ -209,7 +209,7 @@ def add_member(store, identity, organization_id, group_id, user_id, roles_of, no
     """Put a member in the group (out of any other); returns {"membership", "created"}.
 
     `roles_of(user_ids)` answers {user_id: [role values]} for those of `user_ids` who are members of
-    the organization (the members service knows). The builder limit needs the roles of the group's
+    the organization (from the memberships read model). The builder limit needs the roles of the group's
     members: they are fetched first, and the assignment (under the group's lock) checks that the group
     is still what they were fetched for; if another assignment slipped in, they are fetched again."""
     if not is_valid_user_id(user_id):

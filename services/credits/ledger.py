@@ -1,9 +1,10 @@
 """The credits ledger: grants, spends and expiries of each organization's credit, its balance and the
 ledger listing.
 
-Plain functions over a `Store`, callable without a broker. Membership facts (may the caller use this
-agent?) are checked by the entrypoints over RPC before the write transaction opens; budget groups,
-the monthly period and what a member may still spend (`Allowance`) are in budgets.py.
+Plain functions over a `Store`, callable without a broker. May the caller use this agent? A spend and
+its dry run take a `check_access(session)` (agent_access.AgentUse.guarded) that decides from the read
+models inside their own transaction, the spend's under the account lock; budget groups, the monthly
+period and what a member may still spend (`Allowance`) are in budgets.py.
 
 Concurrency: every change to an organization's money first locks its account row (`_locked_account`),
 then re-reads what it decides on. On PostgreSQL that is SELECT ... FOR UPDATE, so two spends of one
@@ -184,10 +185,15 @@ def allowance_of(store, organization_id, user_id, now=None):
         return budgets.allowance(session, organization_id, user_id, balance, now)
 
 
-def evaluate_spend(store, identity, organization_id, agent_id, amount, now=None):
-    """The dry run of a spend: would it be accepted now, and if not, why (nothing is charged)."""
+def evaluate_spend(store, identity, organization_id, agent_id, amount, now=None, check_access=None):
+    """The dry run of a spend: would it be accepted now, and if not, why (nothing is charged).
+    `check_access(session)`, when given, raises if the caller may not use the agent."""
     now = now or utcnow()
-    allowance = allowance_of(store, organization_id, identity.id, now)
+    with store.read() as session:
+        if check_access is not None:
+            check_access(session)
+        allowance = budgets.allowance(session, organization_id, identity.id,
+                                      _spendable_balance(session, organization_id, now), now)
     answer = dict(allowance.as_dict(), dry_run=True, organization_id=organization_id, agent_id=agent_id,
                   amount=None, allowed=None, refusal=None)
     if amount is not None:
@@ -224,11 +230,12 @@ def clean_spend(amount, idempotency_key):
     return units
 
 
-def spend(store, identity, organization_id, agent_id, amount, idempotency_key, now=None):
-    """Charge the organization for the caller's use of an agent (their right to use it was checked by the
-    entrypoint). In one transaction, under the account lock: a replayed key returns the first answer;
-    otherwise the balance and the caller's monthly budget must both allow the amount, or nothing changes
-    and a 402 names what binds. Returns {"spend", "replayed"}."""
+def spend(store, identity, organization_id, agent_id, amount, idempotency_key, now=None, check_access=None):
+    """Charge the organization for the caller's use of an agent. In one transaction, under the account
+    lock: `check_access(session)`, when given, raises if the caller may not use the agent (a revocation
+    applied a moment ago included); a replayed key returns the first answer; otherwise the balance and
+    the caller's monthly budget must both allow the amount, or nothing changes and a 402 names what
+    binds. Returns {"spend", "replayed"}."""
     now = now or utcnow()
     units = clean_spend(amount, idempotency_key)
     operation = "spend:" + _fingerprint(organization_id, agent_id, units)
@@ -236,6 +243,8 @@ def spend(store, identity, organization_id, agent_id, amount, idempotency_key, n
     def attempt():
         with store.write() as session:
             account = _locked_account(session, organization_id, now)
+            if check_access is not None:
+                check_access(session)
             replay = idempotency.find_replay(session, IdempotentRequest, identity.id, idempotency_key, operation)
             if replay is not None:
                 return {"spend": replay, "replayed": True}

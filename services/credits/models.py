@@ -1,5 +1,7 @@
 """Tables of the credits service: each organization's account and ledger, its grants, budget groups and
-their members, each member's usage per month, idempotent requests, processed events, the outbox.
+their members, each member's usage per month, idempotent requests, processed events, the outbox, and
+the read models a spend is decided on (memberships from members, agents' access from orgs:
+common.readmodels).
 
 Amounts are whole numbers of ten-thousandths of a credit ("units", common.money), never floats.
 Invariant, kept in every transaction that touches an account (tests check it):
@@ -11,6 +13,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from common.idempotency import IdempotencyMixin
 from common.inbox import ProcessedEventMixin
 from common.outbox import OutboxMixin
+from common.readmodels import (
+    AgentAccessMixin,
+    MembershipFactMixin,
+    ReadModelFilledMixin,
+    ReadModels,
+    RetiredOrganizationMixin,
+)
 
 
 class Base(DeclarativeBase):
@@ -113,3 +122,24 @@ class ProcessedEvent(ProcessedEventMixin, Base):
 
 class OutboxEvent(OutboxMixin, Base):
     pass
+
+
+# ---- read models (common.readmodels): fed by members' and orgs' change events ----------------------
+class MembershipFact(MembershipFactMixin, Base):
+    """Who is a member of which organization with which roles (owned by members)."""
+
+
+class RetiredOrganization(RetiredOrganizationMixin, Base):
+    pass
+
+
+class AgentAccess(AgentAccessMixin, Base):
+    """Each agent's organization, contributors and assignees (owned by orgs): who may use it."""
+
+
+class ReadModelFilled(ReadModelFilledMixin, Base):
+    pass
+
+
+READ_MODELS = ReadModels(filled=ReadModelFilled, memberships=MembershipFact, retired=RetiredOrganization,
+                         agents=AgentAccess)

@@ -1,9 +1,11 @@
 """Nameko entrypoints of the credits service: thin; the rules live in ledger.py (grants, spends,
 expiries, the ledger) and budgets.py (budget groups, what a member may still spend), the reactions to
-other services' events in reactions.py.
+other services' events in reactions.py, the right to use an agent in agent_access.py.
 
-Order inside each entrypoint: check the input, then permissions and membership facts over RPC, then
-open the write transaction (common.db: no RPC call while a write transaction is open).
+A request is decided here alone: permissions and memberships come from the service's own read models
+(`self.memberships`, common.readmodels), the right to use an agent too (agent_access.py). Members and
+orgs are asked only to confirm a refusal, never inside a write transaction (common.db). Order inside
+each entrypoint: check the input, then permissions, then the write transaction.
 """
 import logging
 from functools import partial
@@ -13,16 +15,18 @@ from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
 from common.auth import Auth
-from common.authz import authorize, roles_of_members
 from common.config import settings
 from common.db import Database
 from common.events import CREDITS_QUEUE, change_event_or_none
+from common.membership_facts import MembershipFacts
 from common.money import parse_amount
 from common.outbox import OutboxRelay
 from common.permissions import Action
-from common.rpc import call, rpc
+from common.readmodels import ReadModelFill
+from common.rpc import rpc
 from services.credits import budgets, ledger, reactions
-from services.credits.models import OutboxEvent
+from services.credits.agent_access import AgentUse
+from services.credits.models import READ_MODELS, OutboxEvent
 
 log = logging.getLogger(__name__)
 
@@ -36,32 +40,39 @@ class CreditsService:
     auth = Auth()
     db = Database()
     outbox = OutboxRelay(OutboxEvent)
-    members = RpcProxy("members")
-    orgs = RpcProxy("orgs")
+    members = RpcProxy("members")       # only to confirm refusals (memberships)
+    orgs = RpcProxy("orgs")             # only to confirm refusals (agent_access.py)
+    memberships = MembershipFacts(READ_MODELS, owner="members")
+    fill = ReadModelFill(READ_MODELS)
 
     @rpc
     def ping(self):
+        self.fill.check()       # degraded until the read models were first filled
         return "pong"
+
+    @property
+    def agent_use(self):
+        return AgentUse(self.db, READ_MODELS, self.memberships, lambda: self.orgs)
 
     # ---- balance, grants, ledger (Owner/Billing) ---------------------------------------------------
     @rpc
     def get_credits(self, organization_id):
         """Balance, this period's spend and the grants holding credit."""
-        self.auth.require()
-        authorize(self.members, organization_id, Action.VIEW_BILLING)
+        identity = self.auth.require()
+        self.memberships.authorize(identity, organization_id, Action.VIEW_BILLING)
         return ledger.credits_page(self.db, organization_id)
 
     @rpc
     def list_ledger(self, organization_id, kind=None, cursor=None, limit=None):
-        self.auth.require()
-        authorize(self.members, organization_id, Action.VIEW_BILLING)
+        identity = self.auth.require()
+        self.memberships.authorize(identity, organization_id, Action.VIEW_BILLING)
         return ledger.ledger_page(self.db, organization_id, kind, cursor, limit)
 
     @rpc
     def add_grant(self, organization_id, amount, type, expires_at=None, idempotency_key=None):
         identity = self.auth.require()
         ledger.clean_grant(amount, type, expires_at)   # bad input first
-        authorize(self.members, organization_id, Action.GRANT_CREDITS)
+        self.memberships.authorize(identity, organization_id, Action.GRANT_CREDITS)
         return ledger.add_grant(self.db, identity, organization_id, amount, type, expires_at, idempotency_key)
 
     # ---- spending ----------------------------------------------------------------------------------
@@ -71,10 +82,9 @@ class CreditsService:
         caller's budget does not allow it."""
         identity = self.auth.require()
         ledger.clean_spend(amount, idempotency_key)
-        # Membership and the right to use this agent, from orgs (which asks members) before the
-        # transaction; the charge itself is decided under the account lock.
-        call(self.orgs.check_agent_use, organization_id, agent_id)
-        return ledger.spend(self.db, identity, organization_id, agent_id, amount, idempotency_key)
+        # The right to use the agent is decided in the spend's transaction, under the account lock.
+        return self.agent_use.guarded(identity.id, organization_id, agent_id, partial(
+            ledger.spend, self.db, identity, organization_id, agent_id, amount, idempotency_key))
 
     @rpc
     def evaluate_spend(self, organization_id, agent_id, amount=None):
@@ -82,15 +92,15 @@ class CreditsService:
         identity = self.auth.require()
         if amount is not None:
             parse_amount(amount, "amount")
-        call(self.orgs.check_agent_use, organization_id, agent_id)
-        return ledger.evaluate_spend(self.db, identity, organization_id, agent_id, amount)
+        return self.agent_use.guarded(identity.id, organization_id, agent_id, partial(
+            ledger.evaluate_spend, self.db, identity, organization_id, agent_id, amount))
 
     @rpc
     def my_usage(self, organization_ids=None):
         """The caller's usage this period, what they can still spend and what binds, per organization they
         belong to (of `organization_ids`, when given)."""
         identity = self.auth.require()
-        member_of = [m["organization_id"] for m in call(self.members.my_memberships)]
+        member_of = [m["organization_id"] for m in self.memberships.memberships_of(identity.id)]
         return ledger.usage_by_organization(self.db, identity.id, member_of, organization_ids)
 
     # ---- budget groups (Owner/Admin) ---------------------------------------------------------------
@@ -127,10 +137,10 @@ class CreditsService:
     @rpc
     def add_budget_group_member(self, organization_id, group_id, user_id):
         """Put a member in the group (out of any other); returns {"membership", "created"}. The members'
-        roles, which the builder limit needs, are asked from the members service (budgets.add_member)."""
+        roles, which the builder limit needs, come from the memberships read model (budgets.add_member)."""
         identity = self.auth.require()
         self._may_manage_groups(organization_id)
-        roles_of = partial(roles_of_members, self.members, organization_id)
+        roles_of = partial(self.memberships.roles_of, organization_id)
         return budgets.add_member(self.db, identity, organization_id, group_id, user_id, roles_of)
 
     @rpc
@@ -142,14 +152,14 @@ class CreditsService:
     @rpc
     def budget_groups_of_members(self, organization_id, user_ids):
         """{user_id: budget_group_id} for the member list (any member may see it)."""
-        self.auth.require()
+        identity = self.auth.require()
         budgets.clean_lookup_ids(user_ids)     # bad input first
-        authorize(self.members, organization_id, Action.VIEW_MEMBERS)
+        self.memberships.authorize(identity, organization_id, Action.VIEW_MEMBERS)
         return budgets.groups_of_members(self.db, organization_id, user_ids)
 
     def _may_manage_groups(self, organization_id):
-        self.auth.require()
-        authorize(self.members, organization_id, Action.MANAGE_BUDGET_GROUPS)
+        identity = self.auth.require()
+        self.memberships.authorize(identity, organization_id, Action.MANAGE_BUDGET_GROUPS)
 
     # ---- jobs and events ---------------------------------------------------------------------------
     @timer(interval=CREDIT_EXPIRY_SWEEP_SECONDS)

@@ -1,6 +1,6 @@
 """Billing transfers (product rules §4): Billing is never granted; an Owner who holds it offers it to another
 member, who accepts (taking it over) or declines; the initiator may cancel. At most one transfer is
-pending per organization.
+pending per organization. An accepted transfer's event carries both members' new membership states.
 
 pending -> accepted | declined | cancelled; each move is one change event. A recipient who leaves or is
 removed ends the offer too (memberships.remove_member), which is why `end_transfer` lives there.
@@ -14,6 +14,7 @@ from common.errors import Conflict, Forbidden, NotFound, ValidationFailed, membe
 from common.paging import page_of_query
 from common.timeutil import utcnow
 from services.members.events import BILLING_TRANSFER_STARTED, emit
+from services.members.membership_states import carried
 from services.members.memberships import (
     BILLING,
     OWNER,
@@ -68,10 +69,11 @@ def accept_billing_transfer(store, identity, organization_id, transfer_id, now=N
         transfer = _pending_transfer(session, identity, organization_id, transfer_id, "recipient")
         giver = find_member(session, organization_id, transfer.from_user_id)
         receiver = find_member(session, organization_id, identity.id)
-        set_roles(session, giver, set(giver.roles) - {BILLING})
-        set_roles(session, receiver, set(receiver.roles) | {BILLING})
+        states = (set_roles(session, giver, set(giver.roles) - {BILLING}),
+                  set_roles(session, receiver, set(receiver.roles) | {BILLING}))
         return end_transfer(session, transfer, "accepted", identity, now,
-                            before={"billing_holder": giver.user_id}, after={"billing_holder": receiver.user_id})
+                            before={"billing_holder": giver.user_id}, after={"billing_holder": receiver.user_id},
+                            state=carried(*states))
 
 
 def decline_billing_transfer(store, identity, organization_id, transfer_id, now=None):

@@ -18,6 +18,7 @@ from common.paging import page_of_query
 from common.permissions import Action, sort_roles
 from common.timeutil import as_utc, iso, utcnow
 from services.members.events import INVITATION_CREATED, INVITATION_ENDED, INVITATION_RESENT, emit
+from services.members.membership_states import carried, changed_state
 from services.members.memberships import (
     caller_membership,
     check_billing_not_granted,
@@ -185,7 +186,8 @@ def accept_invitation(store, identity, invitation_id, now=None):
                                 for r in invitation.roles]
         session.add(membership)
         invitation.accepted_by = identity.id
-        return _end_invitation(session, invitation, "accepted", identity, now, user_id=identity.id,
+        return _end_invitation(session, invitation, "accepted", identity, now,
+                               state=carried(changed_state(session, membership)), user_id=identity.id,
                                roles=invitation.roles, agent_ids=invitation.agent_ids)
 
 
@@ -227,11 +229,12 @@ def _check_pending(invitation, now):
                        details={"status": status})
 
 
-def _end_invitation(session, invitation, status, actor, now, **after):
-    """Move a pending invitation (callers have checked it is) to its final status, audited."""
+def _end_invitation(session, invitation, status, actor, now, state=None, **after):
+    """Move a pending invitation (callers have checked it is) to its final status, audited (`state`: the
+    membership an accepted invitation made)."""
     invitation.status, invitation.ended_at = status, now
     emit(session, INVITATION_ENDED[status], "update", invitation.organization_id, actor, "invitation",
-         invitation.id, before={"status": PENDING}, after=dict({"status": status}, **after))
+         invitation.id, before={"status": PENDING}, after=dict({"status": status}, **after), state=state)
     return invitation_dict(invitation, now)
 
 

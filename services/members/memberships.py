@@ -7,7 +7,8 @@ ends a billing transfer (a member who leaves ends the transfers offered to them)
 Every function that changes memberships first locks the organization's membership rows
 (`lock_organization`), so that invariants counted across rows (at least one Owner, exactly one
 Billing holder, one pending transfer) hold when two requests race on PostgreSQL; SQLite's
-BEGIN IMMEDIATE already serializes writers.
+BEGIN IMMEDIATE already serializes writers. The lock also orders the versions of the memberships it
+changes: each change attaches the membership's new state to its event (membership_states.py).
 """
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +27,7 @@ from services.members.events import (
     MEMBER_ROLES_CHANGED,
     emit,
 )
+from services.members.membership_states import carried, changed_state, current_state, removed_state
 from services.members.models import PENDING, BillingTransfer, MemberRole, Membership, User
 from services.members.schemas import billing_transfer_schema, member_schema, membership_schema
 
@@ -42,32 +44,40 @@ def add_founder(store, identity, organization_id):
     """Make the caller the first member of a new organization, holding Owner and Billing.
 
     Idempotent for the founder; refused once the organization has any other member, so this cannot be
-    used to join an existing organization.
+    used to join an existing organization. The answer carries the founder's membership state too, so
+    orgs can apply it to its read model at once (the new organization is readable by its founder).
     """
     try:
         with store.write() as session:
+            lock_organization(session, organization_id)
             # Others first: a concurrent retry of this very call may have made the caller a member.
             if session.scalar(select(func.count()).select_from(Membership).where(
                     Membership.organization_id == organization_id, Membership.user_id != identity.id)):
                 raise Conflict("This organization already has members.", code="organization_has_members")
             existing = session.get(Membership, (organization_id, identity.id))
             if existing is not None:
-                return membership_dict(session, existing)
+                return _founder_answer(session, existing, current_state(session, existing))
             membership = Membership(organization_id=organization_id, user_id=identity.id, joined_at=utcnow())
             membership.role_rows = [MemberRole(organization_id=organization_id, user_id=identity.id, role=r)
                                     for r in FOUNDER_ROLES]
             session.add(membership)
             session.flush()
+            state = changed_state(session, membership)
             emit(session, MEMBER_ADDED, "create", organization_id, identity, "member", identity.id,
-                 after={"user_id": identity.id, "email": identity.email, "roles": list(FOUNDER_ROLES)})
-            return membership_dict(session, membership)
+                 after={"user_id": identity.id, "email": identity.email, "roles": list(FOUNDER_ROLES)},
+                 state=carried(state))
+            return _founder_answer(session, membership, state)
     except IntegrityError:
         # A concurrent retry of the same call inserted it first.
         with store.read() as session:
             existing = session.get(Membership, (organization_id, identity.id))
             if existing is None:
                 raise
-            return membership_dict(session, existing)
+            return _founder_answer(session, existing, current_state(session, existing))
+
+
+def _founder_answer(session, membership, state):
+    return dict(membership_dict(session, membership), state=state)
 
 
 def membership_of(store, organization_id, user_id):
@@ -163,9 +173,9 @@ def edit_roles(store, identity, organization_id, user_id, roles):
         if OWNER in before and OWNER not in after and _owner_count(session, organization_id) == 1:
             raise _last_owner()
         if after != before:
-            set_roles(session, target, after)
+            state = set_roles(session, target, after)
             emit(session, MEMBER_ROLES_CHANGED, "update", organization_id, identity, "member", target.user_id,
-                 before={"roles": sort_roles(before)}, after={"roles": sort_roles(after)})
+                 before={"roles": sort_roles(before)}, after={"roles": sort_roles(after)}, state=carried(state))
         return member_dict(target, session.get(User, target.user_id))
 
 
@@ -200,12 +210,15 @@ def remove_member(store, identity, organization_id, user_id, now=None):
         _cancel_transfers_to(session, identity, organization_id, membership.user_id, now)
         user = session.get(User, membership.user_id)
         session.delete(membership)
+        state = removed_state(session, organization_id, membership.user_id)
         emit(session, event_type, "delete", organization_id, identity, "member", membership.user_id,
-             before={"email": user.email, "name": user.name, "roles": sort_roles(roles)})
+             before={"email": user.email, "name": user.name, "roles": sort_roles(roles)}, state=carried(state))
         return {"organization_id": organization_id, "user_id": membership.user_id, "left": event_type == MEMBER_LEFT}
 
 
 def set_roles(session, membership, roles):
+    """Give the membership exactly `roles` (the caller holds the organization lock); returns its new
+    state, for the event that records the change."""
     for row in list(membership.role_rows):
         if row.role not in roles:
             membership.role_rows.remove(row)
@@ -215,6 +228,7 @@ def set_roles(session, membership, roles):
             membership.role_rows.append(MemberRole(organization_id=membership.organization_id,
                                                    user_id=membership.user_id, role=role))
     session.flush()
+    return changed_state(session, membership)
 
 
 def member_dict(membership, user):
@@ -323,12 +337,12 @@ def check_status_filter(status, allowed):
     return status
 
 
-def end_transfer(session, transfer, status, actor, now, before=None, after=None):
-    """Move a pending billing transfer to its final status, audited. Here rather than in
-    billing_transfers.py because leaving and removal end transfers too, and billing_transfers.py builds
-    on this module (one direction of import)."""
+def end_transfer(session, transfer, status, actor, now, before=None, after=None, state=None):
+    """Move a pending billing transfer to its final status, audited (`state`: the memberships an
+    accepted transfer changed). Here rather than in billing_transfers.py because leaving and removal
+    end transfers too, and billing_transfers.py builds on this module (one direction of import)."""
     transfer.status, transfer.ended_at = status, now
     emit(session, BILLING_TRANSFER_ENDED[status], "update", transfer.organization_id, actor, "billing_transfer",
          transfer.id, before=dict({"status": PENDING}, **(before or {})),
-         after=dict({"status": status}, **(after or {})))
+         after=dict({"status": status}, **(after or {})), state=state)
     return billing_transfer_schema.dump(transfer)

@@ -1,5 +1,5 @@
-"""Tables of the members service: users as the gateway saw them, memberships with their roles,
-invitations and billing transfers."""
+"""Tables of the members service: users as the gateway saw them, memberships with their roles and
+versions, invitations and billing transfers."""
 from sqlalchemy import JSON, DateTime, ForeignKeyConstraint, Index, Integer, String, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -48,6 +48,19 @@ class MemberRole(Base):
     organization_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     role: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+
+class MembershipVersion(Base):
+    """The version of one person's membership of one organization, raised by every change to it (other
+    services' read models apply a membership's state only if its version is newer). Never deleted, also
+    not when the membership or the organization goes: a membership removed and added again continues its
+    count, so a late state from before the removal cannot bring the old roles back. A membership from
+    before versions existed has no row: version 0."""
+    __tablename__ = "membership_versions"
+
+    organization_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
 
 
 class Invitation(Base):

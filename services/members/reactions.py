@@ -15,7 +15,9 @@ def handle_change_event(store, event):
 
 def forget_organization(store, organization_id):
     """Delete everything the members service holds about a deleted organization; returns how many
-    memberships went (idempotent; the deletion itself is the audited change, so no event here)."""
+    memberships went (idempotent; the deletion itself is the audited change, so no event here: read
+    models retire the organization's memberships on organization.deleted). The membership versions stay
+    (models.MembershipVersion: versions only grow)."""
     with store.write() as session:
         session.execute(delete(Invitation).where(Invitation.organization_id == organization_id))
         session.execute(delete(BillingTransfer).where(BillingTransfer.organization_id == organization_id))

@@ -17,8 +17,9 @@ from common.db import Database
 from common.events import MEMBERS_QUEUE, change_event_or_none
 from common.mail import MailerProvider
 from common.outbox import OutboxRelay
+from common.readmodels import SNAPSHOT_PAGE
 from common.rpc import call, rpc
-from services.members import billing_transfers, invitations, memberships, reactions, users
+from services.members import billing_transfers, invitations, membership_states, memberships, reactions, users
 from services.members.models import OutboxEvent
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,20 @@ class MembersService:
     @rpc
     def my_memberships(self):
         return memberships.memberships_of_user(self.db, self.auth.require().id)
+
+    # ---- membership states for other services' read models (common.readmodels) ----------------------
+    @rpc
+    def snapshot_memberships(self, after=None, limit=SNAPSHOT_PAGE):
+        """A page of every current membership's state, to fill or rebuild a read model (the system only)."""
+        self.auth.require_system()
+        return membership_states.snapshot_memberships(self.db, after, limit)
+
+    @rpc
+    def membership_states(self, organization_id, user_ids):
+        """The current states of those among `user_ids` who are members: a read model confirms a refusal
+        with these before giving it. Any caller; it learns only about people its service already names."""
+        self.auth.require()
+        return membership_states.membership_states(self.db, organization_id, user_ids)
 
     # ---- members -------------------------------------------------------------------------------------
     @rpc

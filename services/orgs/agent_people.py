@@ -4,7 +4,8 @@ member who leaves, is removed or loses Builder loses their places (reactions.py 
 its transaction). Who may do what is in agents.py.
 
 Each change is one change event whose before/after is the whole list that changed (`contributors` or
-`assignees`), so the agent's trail shows it as one row.
+`assignees`), so the agent's trail shows it as one row; it carries the agent's access state with its
+next version (agents.access_changed).
 """
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ from common.errors import Conflict, NotFound, ValidationFailed, member_not_found
 from common.events import changed_fields
 from common.permissions import Role
 from common.timeutil import iso, utcnow
-from services.orgs.agents import access_of, check_manage, is_assigned, place_of, visible_agent
+from services.orgs.agents import access_changed, access_of, check_manage, is_assigned, place_of, visible_agent
 from services.orgs.events import (
     AGENT_ACCESS_REVOKED,
     AGENT_ASSIGNEE_ADDED,
@@ -104,7 +105,8 @@ def _add_person(session, actor, agent, place, user_id, now, correlation_id=None)
     row = place.model(user_id=user_id, added_by=actor["id"], added_at=now)
     getattr(agent, place.kind).append(row)
     emit(session, place.added, "update", agent.organization_id, actor, "agent", agent.id,
-         before={place.kind: before}, after={place.kind: before + [user_id]}, correlation_id=correlation_id)
+         before={place.kind: before}, after={place.kind: before + [user_id]}, correlation_id=correlation_id,
+         state=access_changed(agent))
     return row
 
 
@@ -122,7 +124,8 @@ def _take(store, identity, roles, organization_id, agent_id, place, user_id):
         before = access_of(agent)[place.kind]
         getattr(agent, place.kind).remove(row)
         emit(session, place.removed, "update", agent.organization_id, identity, "agent", agent.id,
-             before={place.kind: before}, after={place.kind: [u for u in before if u != row.user_id]})
+             before={place.kind: before}, after={place.kind: [u for u in before if u != row.user_id]},
+             state=access_changed(agent))
         return {"agent_id": agent.id, "user_id": row.user_id}
 
 
@@ -164,6 +167,7 @@ def forget_member_access(session, event, contributors_only=False):
         changed_before, changed_after = changed_fields(before, access_of(agent))
         if changed_before:
             emit(session, AGENT_ACCESS_REVOKED, "update", agent.organization_id, event["actor"], "agent", agent.id,
-                 before=changed_before, after=changed_after, correlation_id=event["event_id"])
+                 before=changed_before, after=changed_after, correlation_id=event["event_id"],
+                 state=access_changed(agent))
             changed += 1
     return changed

@@ -2,9 +2,9 @@
 per contributor and assignee whether they keep access. Contributors keep their place if they hold
 Owner, Admin or Builder in the destination, assignees if they are members there at all.
 
-The entrypoint fetches the membership facts of both organizations over RPC first (the caller's roles
-there, then the roles of the agent's people, from people_of()); the move re-reads the agent under a
-row lock.
+The entrypoint reads the membership facts of both organizations first (the caller's roles there, then
+the roles of the agent's people, from people_of()), from orgs' read model; the move re-reads the agent
+under a row lock.
 """
 import uuid
 
@@ -12,7 +12,7 @@ from common.errors import Forbidden, NotFound, ValidationFailed
 from common.events import changed_fields
 from common.permissions import Role
 from common.timeutil import iso, utcnow
-from services.orgs.agents import access_of, sees_every_agent, visible_agent
+from services.orgs.agents import access_changed, access_of, sees_every_agent, visible_agent
 from services.orgs.events import AGENT_TRANSFERRED, emit
 from services.orgs.models import AgentContributor
 from services.orgs.organizations import get_live
@@ -114,9 +114,10 @@ def transfer_agent(store, identity, source_roles, destination_roles, organizatio
         after = dict(organization_id=destination_id, **access_of(agent))
         changed_before, changed_after = changed_fields(before, after)
         correlation_id = str(uuid.uuid4())
+        state = access_changed(agent)        # one change, told to both organizations' trails
         for org in (organization_id, destination_id):
             emit(session, AGENT_TRANSFERRED, "update", org, identity, "agent", agent.id,
-                 before=changed_before, after=changed_after, correlation_id=correlation_id)
+                 before=changed_before, after=changed_after, correlation_id=correlation_id, state=state)
         for person in contributors + assignees:
             person["outcome"] = PAST_TENSE[person["outcome"]]
         return dict(report, correlation_id=correlation_id, transferred_at=iso(now))

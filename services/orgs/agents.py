@@ -3,8 +3,8 @@ goes by. The orgs service owns agents because an agent belongs to an organizatio
 contributors and assignees are in agent_people.py, the transfer in agent_transfer.py.
 
 Plain functions over a `Store`, callable without a broker. Membership facts belong to the members
-service: the entrypoints fetch them over RPC first (the caller's roles, other people's roles) and
-pass them in; no RPC call happens inside a write transaction.
+service: the entrypoints read them from orgs' read model first (the caller's roles, other people's
+roles) and pass them in; no RPC call happens inside a write transaction.
 
 Who may do what, from the caller's roles in the agent's organization (common.permissions):
 - see: Owner/Admin every agent; a Builder the agents they contribute to or are assigned; a Member the
@@ -17,7 +17,10 @@ Who may do what, from the caller's roles in the agent's organization (common.per
   assigned.
 
 Every change is one change event (target: the agent), so the agent's trail lists configuration
-fields, `contributors` and `assignees` alike, one row per changed field.
+fields, `contributors` and `assignees` alike, one row per changed field. A change of the agent's access
+(its creation and deletion, its organization, contributors, assignees) also counts one more `version`
+and its event carries the agent's whole access `state` (access_changed()): other services keep it in
+their read models (common.readmodels), and rebuild them from snapshot_agents().
 """
 import uuid
 from urllib.parse import urlsplit
@@ -30,6 +33,7 @@ from common.errors import Forbidden, ValidationFailed, agent_not_found
 from common.events import changed_fields
 from common.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor
 from common.permissions import Action, Role, allows
+from common.readmodels import AGENTS, SNAPSHOT_PAGE, agent_state
 from common.timeutil import iso, utcnow
 from services.orgs.events import AGENT_CREATED, AGENT_DELETED, AGENT_UPDATED, emit
 from services.orgs.models import Agent, AgentAssignee, AgentContributor, IdempotentRequest
@@ -144,6 +148,20 @@ def access_of(agent):
             "assignees": [a.user_id for a in agent.assignees]}
 
 
+def access_state(agent):
+    """The agent's access as other services' read models keep it; a deleted agent is a tombstone."""
+    people = access_of(agent)
+    return agent_state(agent.id, agent.organization_id, people["contributors"], people["assignees"],
+                       agent.version or 0, active=agent.deleted_at is None)
+
+
+def access_changed(agent):
+    """Count one more change of the agent's access (made under its row lock, or on its insert) and
+    return the `state` its event carries."""
+    agent.version = (agent.version or 0) + 1
+    return {AGENTS: [access_state(agent)]}
+
+
 def agent_dict(agent, roles=None, user_id=None):
     body = dict(id=agent.id, organization_id=agent.organization_id, **config_of(agent), **access_of(agent),
                 created_by=agent.created_by, created_at=iso(agent.created_at), updated_at=iso(agent.updated_at))
@@ -205,12 +223,13 @@ def _insert_agent(store, identity, roles, organization_id, fields, idempotency_k
         agent.avatar_url = fields.get("avatar_url")
         if Role.BUILDER.value in roles:
             agent.contributors.append(AgentContributor(user_id=identity.id, added_by=identity.id, added_at=now))
+        state = access_changed(agent)          # version 1, inserted with the agent
         session.add(agent)
         session.flush()
         # Fields left empty are not "changed" by the creation: they would be noise rows in the trail.
         initial = {k: v for k, v in config_of(agent).items() if v not in ("", None)}
         emit(session, AGENT_CREATED, "create", agent.organization_id, identity, "agent", agent.id,
-             after=dict(initial, contributors=access_of(agent)["contributors"]))
+             after=dict(initial, contributors=access_of(agent)["contributors"]), state=state)
         result = agent_dict(agent, roles, identity.id)
         idempotency.remember(session, IdempotentRequest, identity.id, idempotency_key, CREATE_AGENT, result, now)
         session.flush()
@@ -290,7 +309,7 @@ def delete_agent(store, identity, roles, organization_id, agent_id, now=None):
         now = now or utcnow()
         agent.deleted_at = agent.updated_at = now
         emit(session, AGENT_DELETED, "delete", agent.organization_id, identity, "agent", agent.id,
-             before=dict(config_of(agent), **access_of(agent)))
+             before=dict(config_of(agent), **access_of(agent)), state=access_changed(agent))
         return {"id": agent.id, "deleted_at": iso(now)}
 
 
@@ -306,3 +325,42 @@ def check_agent_ids(store, organization_id, agent_ids):
         raise ValidationFailed(f"No agent {unknown[0]} in this organization.", code="unknown_agent",
                                field="agent_ids", details={"unknown_agent_ids": unknown})
     return list(agent_ids)
+
+
+# ---- for other services' read models (common.readmodels) --------------------------------------------
+SNAPSHOT_LIMIT_MAX = 1000
+STATES_LOOKUP_MAX = 500
+
+
+def snapshot(store, after=None, limit=SNAPSHOT_PAGE):
+    """One page of every agent's access state, deleted ones as tombstones, by agent id: {"items",
+    "next_after"} (the last id when there may be more, else None). For fills and rebuilds."""
+    limit = check_limit(limit, default=SNAPSHOT_PAGE, maximum=SNAPSHOT_LIMIT_MAX)
+    if after is not None and not isinstance(after, str):
+        raise ValidationFailed("after must be an agent id.", code="invalid_type", field="after")
+    query = select(Agent).order_by(Agent.id).limit(limit + 1)
+    if after is not None:
+        query = query.where(Agent.id > after)
+    with store.read() as session:
+        rows = session.scalars(query).all()
+        items = [access_state(agent) for agent in rows[:limit]]
+    return {"items": items, "next_after": items[-1]["agent_id"] if len(rows) > limit else None}
+
+
+def access_states(store, organization_id, agent_ids):
+    """The access states of those of `agent_ids` that are agents of the organization now (deleted ones
+    as tombstones), with their current versions: a consumer confirms a refusal with them."""
+    if (not isinstance(organization_id, str) or not isinstance(agent_ids, list)
+            or len(agent_ids) > STATES_LOOKUP_MAX or not all(_is_agent_id(a) for a in agent_ids)):
+        raise ValidationFailed(f"agent_ids must be a list of at most {STATES_LOOKUP_MAX} agent ids.",
+                               code="invalid_type", field="agent_ids")
+    if not agent_ids:
+        return []
+    with store.read() as session:
+        rows = session.scalars(select(Agent).where(Agent.id.in_(agent_ids), Agent.organization_id == organization_id)
+                               .order_by(Agent.id)).all()
+        return [access_state(agent) for agent in rows]
+
+
+def _is_agent_id(value):
+    return isinstance(value, str) and 0 < len(value) <= 64

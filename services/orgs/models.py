@@ -1,11 +1,13 @@
 """Tables of the orgs service: organizations, each user's active organization, agents (with their
-contributors and assignees), idempotent requests, processed events, the outbox."""
-from sqlalchemy import DateTime, ForeignKey, Index, String, Text
+contributors and assignees), idempotent requests, processed events, the outbox; and the read model of
+memberships (common.readmodels) its permission checks are decided on."""
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from common.idempotency import IdempotencyMixin
 from common.inbox import ProcessedEventMixin
 from common.outbox import OutboxMixin
+from common.readmodels import MembershipFactMixin, ReadModelFilledMixin, ReadModels
 
 
 class Base(DeclarativeBase):
@@ -54,6 +56,9 @@ class Agent(Base):
     updated_at = mapped_column(DateTime(timezone=True), nullable=False)
     # Deleted agents are kept so that their id stays taken and their trail keeps its subject.
     deleted_at = mapped_column(DateTime(timezone=True), nullable=True)
+    # Counts the changes of the agent's access (organization, contributors, assignees, deletion): the
+    # version its events' `state` carries, so other services' read models keep only the newest.
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     contributors = relationship("AgentContributor", order_by="AgentContributor.added_at", lazy="selectin",
                                 cascade="all, delete-orphan")
@@ -89,3 +94,17 @@ class ProcessedEvent(ProcessedEventMixin, Base):
 
 class OutboxEvent(OutboxMixin, Base):
     pass
+
+
+# ---- the read model: members' facts, fed by members' events (reactions.py) ------------------------------
+# No table of retired organizations: orgs deletes organizations itself, and its lookups of memberships
+# skip those of deleted organizations (organizations.LiveMemberships).
+class MembershipFact(MembershipFactMixin, Base):
+    pass
+
+
+class ReadModelFilled(ReadModelFilledMixin, Base):
+    pass
+
+
+READ_MODELS = ReadModels(filled=ReadModelFilled, memberships=MembershipFact)

@@ -1,8 +1,9 @@
 """Organizations, each user's active organization and sign-in (the Individual organization made on first
 sight): plain functions over a `Store`, callable without a broker.
 
-Membership facts (roles, member counts) belong to the members service; the functions here receive
-them as arguments, fetched by the entrypoints over RPC before any write transaction opens.
+Membership facts (roles, member counts) belong to the members service; orgs keeps the ones it needs
+in its read model (common.readmodels, fed by members' events in reactions.py), read through
+LiveMemberships, and the functions here receive them as arguments.
 """
 import uuid
 
@@ -11,6 +12,8 @@ from sqlalchemy.exc import IntegrityError
 
 from common import idempotency
 from common.errors import Conflict, ValidationFailed, organization_not_found
+from common.membership_facts import MembershipFacts, Memberships
+from common.readmodels import apply_membership
 from common.timeutil import iso, utcnow
 from services.orgs.events import (
     ACTIVE_ORGANIZATION_CHANGED,
@@ -19,7 +22,7 @@ from services.orgs.events import (
     ORGANIZATION_RENAMED,
     emit,
 )
-from services.orgs.models import ActiveOrganization, IdempotentRequest, Organization
+from services.orgs.models import READ_MODELS, ActiveOrganization, IdempotentRequest, MembershipFact, Organization
 from services.orgs.schemas import organization_schema
 
 NAME_MAX_LENGTH = 200
@@ -86,7 +89,7 @@ def ensure_individual(store, identity):
 
 def me(store, identity, memberships):
     """The caller as the product shows them: who they are, their active organization and their
-    memberships (`memberships` from the members service), live organizations only."""
+    memberships (`memberships` from the read model of members' facts), live organizations only."""
     live = live_organizations(store, [m["organization_id"] for m in memberships])
     return {"id": identity.id, "email": identity.email, "name": identity.name,
             "active_organization_id": active_organization_id(store, identity.id, set(live)),
@@ -230,12 +233,43 @@ def stored_active_id(store, user_id):
         return row.organization_id if row else None
 
 
+# ---- memberships (the read model of members' facts) -------------------------------------------------------
+class LiveMemberships(Memberships):
+    """Memberships as members would answer for them, from orgs' read model: those of a deleted
+    organization count for nothing. Members forgets them when it hears of the deletion; orgs knows of it
+    first (its own `deleted_at`), so they are skipped here from the moment of the deletion, and every
+    lookup of one answers as for any organization one does not belong to (404), never 403."""
+
+    def _live(self):
+        deleted = select(Organization.id).where(Organization.deleted_at.is_not(None))
+        return super()._live().where(MembershipFact.organization_id.not_in(deleted))
+
+
+class LiveMembershipFacts(MembershipFacts):
+    """Gives workers LiveMemberships (refusals are confirmed with `owner`, as common.readmodels does)."""
+
+    def get_dependency(self, worker_ctx):
+        # As MembershipFacts does: the owner's proxy is another dependency of the same worker.
+        owner = (lambda: getattr(worker_ctx.service, self.owner)) if self.owner else None
+        return LiveMemberships(self.store, self.models, owner)
+
+
+def remember_founder(store, founder):
+    """Apply the membership state of members' add_founder answer at once, so that the new organization
+    is listed right away (its member.added event arrives a moment later and changes nothing then)."""
+    state = founder.get("state") if isinstance(founder, dict) else None
+    if not state:
+        return False
+    with store.write() as session:
+        return apply_membership(session, READ_MODELS, state)
+
+
 # ---- cards -----------------------------------------------------------------------------------------------
 def cards(store, user_id, memberships):
     """Organization cards for the list: name, type, my roles, member count, active flag.
 
-    Individual first, then oldest first. Memberships of organizations deleted a moment ago (before
-    the members service heard of it) are skipped."""
+    Individual first, then oldest first. Memberships of deleted organizations are skipped (also
+    here, should a lookup other than LiveMemberships give them)."""
     by_org = {m["organization_id"]: m for m in memberships}
     orgs = live_organizations(store, by_org)
     active = active_organization_id(store, user_id, set(orgs))
@@ -244,7 +278,7 @@ def cards(store, user_id, memberships):
 
 
 def member_card(store, user_id, membership):
-    """The card of the organization of `membership` (the caller's, just fetched from members).
+    """The card of the organization of `membership` (the caller's, just looked up).
 
     The stored active organization is this one only if it is alive and the caller a member, both just
     established; so no fall-back computation is needed here."""

@@ -2,23 +2,26 @@
 the active organization, sign-in), agents.py, agent_people.py and agent_transfer.py; reactions to other
 services' events in reactions.py.
 
-Order inside each entrypoint: check permissions and fetch membership facts over RPC first, then open
-the write transaction (common.db: no RPC call while a write transaction is open).
+Permissions and membership facts come from orgs' own read model of memberships (`self.memberships`,
+common.readmodels), not from calls to members: a request is the gateway and this service. RPC to
+members stays for the commands that change its data (register_user, add_founder), made before any write
+transaction opens (common.db: no RPC call while a write transaction is open). Other services' read
+models of agents' access are filled from snapshot_agents and confirmed with agent_states.
 """
 from nameko.messaging import consume
 from nameko.rpc import RpcProxy
 
 from common.auth import Auth
-from common.authz import authorize, roles_of_members
 from common.db import Database
 from common.errors import NotFound
 from common.events import ORGS_QUEUE, change_event_or_none
 from common.outbox import OutboxRelay
 from common.paging import page_of_list
 from common.permissions import Action
+from common.readmodels import SNAPSHOT_PAGE, ReadModelFill
 from common.rpc import call, rpc
 from services.orgs import agent_people, agent_transfer, agents, organizations, reactions
-from services.orgs.models import OutboxEvent
+from services.orgs.models import READ_MODELS, OutboxEvent
 
 
 class OrgsService:
@@ -28,9 +31,12 @@ class OrgsService:
     db = Database()
     outbox = OutboxRelay(OutboxEvent)
     members = RpcProxy("members")
+    memberships = organizations.LiveMembershipFacts(READ_MODELS, owner="members")
+    fill = ReadModelFill(READ_MODELS)
 
     @rpc
     def ping(self):
+        self.fill.check()       # degraded until the read model was first filled from members' snapshot
         return "pong"
 
     @rpc
@@ -40,18 +46,18 @@ class OrgsService:
         identity = self.auth.require()
         call(self.members.register_user)
         individual = organizations.ensure_individual(self.db, identity)
-        call(self.members.add_founder, individual["id"])
+        organizations.remember_founder(self.db, call(self.members.add_founder, individual["id"]))
         return self.get_me()
 
     @rpc
     def get_me(self):
         identity = self.auth.require()
-        return organizations.me(self.db, identity, call(self.members.my_memberships))
+        return organizations.me(self.db, identity, self.memberships.memberships_of(identity.id))
 
     @rpc
     def list_organizations(self, cursor=None, limit=None):
         identity = self.auth.require()
-        cards = organizations.cards(self.db, identity.id, call(self.members.my_memberships))
+        cards = organizations.cards(self.db, identity.id, self.memberships.memberships_of(identity.id))
         return page_of_list(cards, cursor, limit)
 
     @rpc
@@ -60,12 +66,13 @@ class OrgsService:
         org = organizations.create_collective(self.db, identity, name, idempotency_key)
         # Also on a replay: if the first attempt died before this call, the retry completes it.
         membership = call(self.members.add_founder, org["id"])
+        organizations.remember_founder(self.db, membership)
         return organizations.card(org, membership, active_id=None)
 
     @rpc
     def get_organization(self, organization_id):
         identity = self.auth.require()
-        membership = call(self.members.my_membership, organization_id)
+        membership = self.memberships.membership(organization_id, identity.id)
         return organizations.member_card(self.db, identity.id, membership)
 
     @rpc
@@ -80,20 +87,20 @@ class OrgsService:
     def rename_organization(self, organization_id, name):
         identity = self.auth.require()
         organizations.clean_name(name)   # bad input is refused before any permission lookup is spent on it
-        membership = authorize(self.members, organization_id, Action.RENAME_ORGANIZATION)
+        membership = self.memberships.authorize(identity, organization_id, Action.RENAME_ORGANIZATION)
         organizations.rename(self.db, identity, organization_id, name)
         return organizations.member_card(self.db, identity.id, membership)
 
     @rpc
     def delete_organization(self, organization_id):
         identity = self.auth.require()
-        authorize(self.members, organization_id, Action.DELETE_ORGANIZATION)
+        self.memberships.authorize(identity, organization_id, Action.DELETE_ORGANIZATION)
         return organizations.delete(self.db, identity, organization_id)
 
     @rpc
     def set_active_organization(self, organization_id):
         identity = self.auth.require()
-        call(self.members.my_membership, organization_id)   # NotFound unless the caller belongs to it
+        self.memberships.membership(organization_id, identity.id)   # NotFound unless the caller belongs to it
         organizations.set_active(self.db, identity, organization_id)
         return self.get_me()
 
@@ -159,14 +166,14 @@ class OrgsService:
     @rpc
     def transfer_agent(self, organization_id, agent_id, destination_organization_id, dry_run):
         """Dry run: the report (who keeps access); otherwise the move. Membership facts of both
-        organizations are fetched first; the move re-reads the agent under a row lock."""
+        organizations are read first; the move re-reads the agent under a row lock."""
         identity = self.auth.require()
         source_roles = self._roles(organization_id)
         destination_roles = self._destination_roles(organization_id, destination_organization_id)
         agent_transfer.check_transfer(source_roles, destination_roles, organization_id, destination_organization_id,
                                       dry_run)
         people = agent_transfer.people_of(self.db, identity, source_roles, organization_id, agent_id)
-        people_roles = roles_of_members(self.members, destination_organization_id, people)
+        people_roles = self.memberships.roles_of(destination_organization_id, people)
         return agent_transfer.transfer_agent(self.db, identity, source_roles, destination_roles, organization_id,
                                              agent_id, destination_organization_id, dry_run, people_roles)
 
@@ -185,8 +192,8 @@ class OrgsService:
         return agents.check_agent_use(self.db, identity, self._roles(organization_id), organization_id, agent_id)
 
     def _roles(self, organization_id):
-        """The caller's roles in the organization; NotFound (from members) if they are not a member."""
-        return call(self.members.my_membership, organization_id)["roles"]
+        """The caller's roles in the organization; NotFound if they are not a member."""
+        return self.memberships.membership(organization_id, self.auth.require().id)["roles"]
 
     def _destination_roles(self, organization_id, destination_id):
         """The caller's roles in a transfer's destination; None when they are not a member there or it
@@ -200,7 +207,7 @@ class OrgsService:
 
     def _roles_of(self, organization_id, user_id):
         """Another person's roles in the organization, None if they are not a member."""
-        return call(self.members.member_roles, organization_id, [user_id]).get(user_id)
+        return self.memberships.roles_of(organization_id, [user_id]).get(user_id)
 
     def _give_place(self, give, organization_id, agent_id, user_id):
         """Add a contributor or assignee (`give`, from agent_people): both people's roles are asked first."""
@@ -208,6 +215,20 @@ class OrgsService:
         roles = self._roles(organization_id)
         user_roles = self._roles_of(organization_id, agent_people.clean_user_id(user_id))
         return give(self.db, identity, roles, organization_id, agent_id, user_id, user_roles)
+
+    # ---- agents' access for other services' read models (common.readmodels) --------------------------
+    @rpc
+    def snapshot_agents(self, after=None, limit=SNAPSHOT_PAGE):
+        """One page of every agent's access state (deleted ones as tombstones), for fills and rebuilds."""
+        self.auth.require_system()
+        return agents.snapshot(self.db, after, limit)
+
+    @rpc
+    def agent_states(self, organization_id, agent_ids):
+        """The current access states of those agents that are the organization's, for a consumer that
+        confirms a refusal; no membership check: it tells only what the caller's service may know."""
+        self.auth.require()
+        return agents.access_states(self.db, organization_id, agent_ids)
 
     # ---- events of other services ---------------------------------------------------------------------
     # Acknowledged after the effects commit; an error (database down) requeues the event. A message

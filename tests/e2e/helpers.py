@@ -83,6 +83,15 @@ def card_of(api, org_id):
     return next((c for c in ok(api.get("/v1/organizations"))["items"] if c["id"] == org_id), None)
 
 
+def card_becomes(api, org_id, **expected):
+    """The organization card in `api`'s list once it shows `expected`: the list is answered by orgs from
+    its read model of memberships, which follows members' changes within the event lag."""
+    def settled():
+        card = card_of(api, org_id)
+        return card if card and all(card[key] == value for key, value in expected.items()) else None
+    return wait_for(settled, message=f"the card of {org_id} showing {expected}")
+
+
 def create_agent(api, org_id, name="Triage nurse", **fields):
     return ok(api.post(f"/v1/organizations/{org_id}/agents", json=dict(name=name, **fields)), 201)
 

@@ -1,5 +1,6 @@
-"""An agent's audit trail (services/audit/trail.py: store_event, query_agent_trail): one row per changed
-field, newest first, filtered and cursor-paged, over a migrated SQLite store."""
+"""An agent's audit trail (services/audit/trail.py: query_agent_trail, over entries stored through
+reactions.py as the service does): one row per changed field, newest first, filtered and cursor-paged,
+over a migrated SQLite store."""
 from datetime import timedelta, timezone
 
 import pytest
@@ -9,8 +10,9 @@ from common.errors import BadRequest, NotFound, ValidationFailed
 from common.events import change_event, parse_change_event
 from common.paging import encode_cursor
 from common.timeutil import utcnow
+from services.audit import reactions
 from services.audit.models import AuditChange
-from services.audit.trail import as_text, query_agent_trail, store_event
+from services.audit.trail import as_text, query_agent_trail
 from tests.unit.paging import walk_pages
 
 ALICE = {"id": "alice", "email": "alice@example.com"}
@@ -30,7 +32,7 @@ def agent_event(before=None, after=None, agent="a1", org="o1", minute=0, actor=A
 
 def stored(store, event):
     """Store a built event as the service does: checked (common.events) first."""
-    return store_event(store, parse_change_event(event))
+    return reactions.handle_change_event(store, parse_change_event(event))
 
 
 def put(store, *events):

@@ -7,11 +7,11 @@ from common import readmodels
 from common.auth import Identity
 from common.db import Store
 from common.errors import Forbidden, NotFound, ServiceUnavailable
+from common.membership_facts import Memberships
 from common.permissions import Action
 from common.readmodels import (
     AgentAccessMixin,
     MembershipFactMixin,
-    Memberships,
     ReadModelFilledMixin,
     ReadModels,
     RetiredOrganizationMixin,

@@ -1,0 +1,151 @@
+"""May the caller use this agent (product rules §2 "use agents", §6)? Decided from credits' own read
+models (common.readmodels: memberships from members, agents' access from orgs), so a spend waits on no
+other service.
+
+The rules are orgs' (services/orgs/agents.py check_agent_use), with its codes and messages:
+- not a member (or the organization was deleted): 404 organization_not_found;
+- roles that use no agents at all (Billing only): 403 forbidden, before the agent is looked at;
+- Owner/Admin: any agent of the organization; a Builder: the agents they contribute to or are assigned;
+  a Member: the agents assigned to them; any other agent, or one not (or no longer) in the
+  organization: 404 agent_not_found (agents one cannot see cannot be probed).
+
+A read model lags its owner by the time an event takes to arrive. A refusal is therefore confirmed with
+the owner before it is given (members.membership_states for the membership, orgs.agent_states for the
+agent): the states they answer are applied here and the decision is taken again. With the owner down
+the local answer stands. No RPC call happens inside a write transaction (common.db): a spend decides in
+its own transaction, under the account lock, and a refusal is confirmed after it rolled back.
+"""
+from common.errors import AppError, Forbidden, agent_not_found, organization_not_found
+from common.permissions import Action, Role, allows
+from common.readmodels import apply_agent
+from common.rpc import call
+
+CONFIRM_TIMEOUT_SECONDS = 3
+AGENT_REFUSALS = ("agent_not_found", "agent_use_forbidden")     # what orgs may know better
+
+
+# ---- plain functions over a session ---------------------------------------------------------------
+def roles_in(session, models, organization_id, user_id):
+    """The user's roles in the organization from the read model; None when they are not a member or
+    the organization was deleted."""
+    if not isinstance(organization_id, str) or not isinstance(user_id, str):
+        return None
+    if models.retired is not None and session.get(models.retired, organization_id) is not None:
+        return None
+    fact = session.get(models.memberships, (organization_id, user_id))
+    return fact.roles if fact is not None and fact.active else None
+
+
+def _valid_agent_id(agent_id):
+    return isinstance(agent_id, str) and 0 < len(agent_id) <= 64
+
+
+def live_agent(session, models, organization_id, agent_id):
+    """The agent's access facts if it is a live agent of the organization, else None."""
+    if not _valid_agent_id(agent_id):
+        return None
+    agent = session.get(models.agents, agent_id)
+    if agent is None or not agent.active or agent.organization_id != organization_id:
+        return None
+    return agent
+
+
+def is_contributing_builder(roles, agent, user_id):
+    return Role.BUILDER.value in roles and user_id in agent.contributors
+
+
+def can_see(roles, agent, user_id):
+    return (allows(roles, Action.EDIT_ANY_AGENT) or is_contributing_builder(roles, agent, user_id)
+            or (user_id in agent.assignees and allows(roles, Action.USE_GRANTED_AGENTS)))
+
+
+def can_use(roles, agent, user_id):
+    return allows(roles, Action.USE_ANY_AGENT) or (
+        allows(roles, Action.USE_GRANTED_AGENTS)
+        and (user_id in agent.assignees or is_contributing_builder(roles, agent, user_id)))
+
+
+def refusal_of(session, models, user_id, organization_id, agent_id):
+    """None if the user may use the agent, else the error to answer (not raised)."""
+    roles = roles_in(session, models, organization_id, user_id)
+    if roles is None:
+        return organization_not_found()
+    if not (allows(roles, Action.USE_ANY_AGENT) or allows(roles, Action.USE_GRANTED_AGENTS)):
+        return Forbidden("Your roles in this organization do not allow using agents.")
+    agent = live_agent(session, models, organization_id, agent_id)
+    if agent is None or not can_see(roles, agent, user_id):
+        return agent_not_found()
+    if not can_use(roles, agent, user_id):
+        return Forbidden("You may not use this agent.", code="agent_use_forbidden")
+    return None
+
+
+def is_agent_refusal(refusal):
+    """A refusal that rests on the agent's facts (orgs'), not only on the membership (members')."""
+    return refusal.code in AGENT_REFUSALS
+
+
+# ---- the workers' view: decide locally, confirm a refusal with the owners ---------------------------
+class AgentUse:
+    """The right to use agents, for one worker. `memberships` is the service's common.readmodels
+    Memberships (its `confirm` asks members); `orgs` a callable giving the orgs RPC proxy."""
+
+    def __init__(self, store, models, memberships, orgs):
+        self.store, self.models, self.memberships, self._orgs = store, models, memberships, orgs
+
+    def refusal(self, user_id, organization_id, agent_id):
+        with self.store.read() as session:
+            return refusal_of(session, self.models, user_id, organization_id, agent_id)
+
+    def confirm_agent(self, organization_id, agent_id):
+        """Ask orgs for the agent's current state and apply it; False if orgs cannot answer."""
+        if not isinstance(organization_id, str) or not _valid_agent_id(agent_id):
+            return False
+        try:
+            states = call(self._orgs().agent_states, organization_id, [agent_id], timeout=CONFIRM_TIMEOUT_SECONDS)
+        except AppError:
+            return False            # orgs down or refusing: the local answer stands
+        if states:
+            with self.store.write() as session:
+                for state in states:
+                    apply_agent(session, self.models, state)
+        return True
+
+    def confirmed_refusal(self, user_id, organization_id, agent_id, refusal):
+        """The refusal after asking the owners what it rests on (each at most once), or None when their
+        newer facts allow the use. Outside any write transaction: these are RPC calls."""
+        asked_members = False
+        if not is_agent_refusal(refusal):
+            asked_members = True
+            if self.memberships.confirm(organization_id, [user_id]):
+                refusal = self.refusal(user_id, organization_id, agent_id)
+        if refusal is not None and is_agent_refusal(refusal):
+            # The agent's facts, and the roles they are read with (a Builder role granted a moment ago).
+            answered = self.confirm_agent(organization_id, agent_id)
+            if not asked_members:
+                answered = self.memberships.confirm(organization_id, [user_id]) or answered
+            if answered:
+                refusal = self.refusal(user_id, organization_id, agent_id)
+        return refusal
+
+    def guarded(self, user_id, organization_id, agent_id, run):
+        """`run(check_access=...)` where `check_access(session)` decides inside run's own transaction and
+        raises a local refusal; that refusal is confirmed once the transaction rolled back, and `run`
+        runs once more if the owners' newer facts allow the use."""
+        refused = []
+
+        def check_access(session):
+            refusal = refusal_of(session, self.models, user_id, organization_id, agent_id)
+            if refusal is not None:
+                refused.append(refusal)
+                raise refusal
+
+        try:
+            return run(check_access=check_access)
+        except AppError as error:
+            if not refused or error is not refused[-1]:
+                raise
+        refusal = self.confirmed_refusal(user_id, organization_id, agent_id, refused[-1])
+        if refusal is not None:
+            raise refusal
+        return run(check_access=check_access)

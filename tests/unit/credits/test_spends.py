@@ -1,0 +1,282 @@
+"""A spend and its dry run through the credits entrypoints (Nameko's worker_factory, a real database,
+members and orgs as mocks: tests/unit/credits/facts.py). The right to use the agent is decided from the
+read models inside the spend's transaction; members and orgs are asked only to confirm a refusal, and
+the local answer stands when they cannot answer."""
+import pytest
+from sqlalchemy import func, select
+
+from common.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable, ValidationFailed
+from common.event_types import AGENT_ASSIGNEE_REMOVED, MEMBER_REMOVED, ORGANIZATION_DELETED
+from common.events import change_event
+from common.readmodels import agent_state
+from services.credits import ledger
+from services.credits.models import Account, AgentAccess, IdempotentRequest, LedgerEntry, MemberUsage, OutboxEvent
+from tests.unit.credits.facts import (
+    ADMIN_ACTOR,
+    AGENT,
+    ORG,
+    OTHER_ORG,
+    agent,
+    agent_event,
+    credits_worker,
+    deliver,
+    member,
+    membership_event,
+    next_version,
+    rpc_calls,
+)
+
+
+@pytest.fixture
+def store(make_store):
+    return make_store("credits")
+
+
+def count(store, model, *conditions):
+    with store.read() as session:
+        return session.scalar(select(func.count()).select_from(model).where(*conditions))
+# ---- spend: decided from the read models, in the spend's transaction -----------------------------------
+def funded(store, alice):
+    ledger.add_grant(store, alice, ORG, "100", "paid")
+
+
+def nothing_spent(store):
+    return (count(store, LedgerEntry, LedgerEntry.kind == "spend"), count(store, MemberUsage),
+            count(store, IdempotentRequest), count(store, OutboxEvent, OutboxEvent.type == "credits.spent"))
+
+
+def test_a_spend_asks_neither_orgs_nor_members_when_the_facts_are_here(store, alice, bob):
+    funded(store, alice)
+    service = credits_worker(store, bob, ["member"])
+    agent(store, assignees=["bob"])
+    answer = service.spend(ORG, AGENT, "2.5", "key-1")
+    assert answer["replayed"] is False
+    assert (answer["spend"]["amount"], answer["spend"]["user_id"], answer["spend"]["agent_id"]) == \
+        ("2.5000", "bob", AGENT)
+    assert nothing_spent(store) == (1, 1, 1, 1)     # the grant was key-less: only the spend's key is stored
+    assert ledger.credits_page(store, ORG)["balance"] == "97.5000"
+    assert service.spend(ORG, AGENT, "2.5", "key-1")["replayed"] is True
+    assert rpc_calls(service) == []
+
+
+def test_with_orgs_and_members_down_a_member_who_may_use_the_agent_still_spends(store, alice, bob):
+    funded(store, alice)
+    service = credits_worker(store, bob, ["builder"])
+    agent(store, contributors=["bob"])
+    service.owners.members_down = ServiceUnavailable("The members service is not running.")
+    service.owners.orgs_down = ServiceUnavailable("The orgs service is not running.")
+    assert service.spend(ORG, AGENT, "1", "key-1")["spend"]["amount"] == "1.0000"
+    assert service.owners.asked == []
+
+
+def not_a_member(store, owners):
+    pass
+
+
+def billing_only(store, owners):
+    member(store, "bob", ["billing"])
+    agent(store, assignees=["bob"])
+
+
+def organization_deleted(store, owners):
+    member(store, "bob", ["member"])
+    agent(store, assignees=["bob"])
+    deliver(store, change_event(ORGANIZATION_DELETED, "delete", ORG, ADMIN_ACTOR, "organization", ORG))
+
+
+def unknown_agent(store, owners):
+    member(store, "bob", ["member"])
+
+
+def not_assigned(store, owners):
+    member(store, "bob", ["member"])
+    agent(store, contributors=["bob"])      # a Member's contributions count for nothing
+    owners.knows_agent(contributors=["bob"])
+
+
+def another_organizations_agent(store, owners):
+    member(store, "bob", ["member"])
+    agent(store, org=OTHER_ORG, assignees=["bob"])
+    owners.knows_agent(org=OTHER_ORG, assignees=["bob"])
+
+
+def deleted_agent(store, owners):
+    member(store, "bob", ["member"])
+    agent(store, assignees=["bob"], active=False)
+
+
+MEMBERS = ("members", ORG, ["bob"])
+ORGS = ("orgs", ORG, [AGENT])
+REFUSALS = [  # the situation, the refusal (orgs' codes), the confirmations asked first
+    (not_a_member, NotFound, "organization_not_found", [MEMBERS]),
+    (organization_deleted, NotFound, "organization_not_found", [MEMBERS]),
+    (billing_only, Forbidden, "forbidden", [MEMBERS]),
+    (unknown_agent, NotFound, "agent_not_found", [ORGS, MEMBERS]),
+    (not_assigned, NotFound, "agent_not_found", [ORGS, MEMBERS]),
+    (another_organizations_agent, NotFound, "agent_not_found", [ORGS, MEMBERS]),
+    (deleted_agent, NotFound, "agent_not_found", [ORGS, MEMBERS]),
+]
+
+
+@pytest.mark.parametrize(("situation", "error", "code", "asked"), REFUSALS, ids=[r[0].__name__ for r in REFUSALS])
+def test_a_refusal_confirmed_by_the_owners_stands_and_writes_nothing(store, alice, bob, situation, error, code,
+                                                                     asked):
+    funded(store, alice)
+    service = credits_worker(store, bob, roles=None)
+    situation(store, service.owners)
+    with pytest.raises(error) as err:
+        service.spend(ORG, AGENT, "2.5", "key-1")
+    assert err.value.code == code
+    assert service.owners.asked == asked
+    assert nothing_spent(store) == (0, 0, 0, 0)
+    assert ledger.credits_page(store, ORG)["balance"] == "100.0000"
+    with pytest.raises(error) as err:
+        service.evaluate_spend(ORG, AGENT, "1")     # the dry run decides alike
+    assert err.value.code == code
+
+
+def test_a_refusal_is_confirmed_with_orgs_and_its_newer_state_allows_the_spend(store, alice, bob):
+    funded(store, alice)
+    service = credits_worker(store, bob, ["member"])
+    local = agent(store)                                     # bob not assigned here (yet)
+    service.owners.knows_agent(assignees=["bob"])             # assigned in orgs a moment ago
+    assert service.spend(ORG, AGENT, "2", "key-1")["replayed"] is False
+    assert service.owners.asked == [ORGS, MEMBERS]
+    with store.read() as session:
+        row = session.get(AgentAccess, AGENT)
+        assert (row.assignees, row.version > local["version"]) == (["bob"], True)
+    service.spend(ORG, AGENT, "2", "key-2")                  # now decided here alone
+    assert len(service.owners.asked) == 2
+    assert nothing_spent(store)[0] == 2
+
+
+def test_an_older_state_from_orgs_does_not_undo_a_newer_revocation(store, alice, bob):
+    funded(store, alice)
+    service = credits_worker(store, bob, ["member"])
+    stale = agent_state(AGENT, ORG, [], ["bob"], next_version())
+    agent(store)                                             # the unassignment, newer
+    service.owners.agents[AGENT] = stale
+    with pytest.raises(NotFound) as err:
+        service.spend(ORG, AGENT, "2", "key-1")
+    assert err.value.code == "agent_not_found"
+
+
+def test_a_member_added_a_moment_ago_is_confirmed_with_members(store, alice, bob):
+    funded(store, alice)
+    service = credits_worker(store, bob, roles=None)
+    agent(store, assignees=["bob"])
+    service.owners.knows_member("bob", ["member"])
+    assert service.spend(ORG, AGENT, "1", "key-1")["replayed"] is False
+    assert service.owners.asked == [MEMBERS]
+
+
+def test_a_builder_role_granted_a_moment_ago_lets_a_contributor_spend(store, alice, bob):
+    funded(store, alice)
+    service = credits_worker(store, bob, ["member"])
+    agent(store, contributors=["bob"])
+    service.owners.knows_agent(contributors=["bob"])
+    service.owners.knows_member("bob", ["builder"])
+    assert service.spend(ORG, AGENT, "1", "key-1")["replayed"] is False
+    assert service.owners.asked == [ORGS, MEMBERS]
+
+
+@pytest.mark.parametrize("down", ["orgs", "both"])
+def test_the_local_refusal_stands_when_orgs_cannot_answer(store, alice, bob, down):
+    funded(store, alice)
+    service = credits_worker(store, bob, ["member"])
+    agent(store)
+    service.owners.knows_agent(assignees=["bob"])            # orgs would have allowed it
+    if down in ("orgs", "both"):
+        service.owners.orgs_down = ServiceUnavailable("The orgs service is not running.", code="service_unavailable")
+    if down in ("members", "both"):
+        service.owners.members_down = ServiceUnavailable("The members service is not running.",
+                                                         code="service_unavailable")
+    with pytest.raises(NotFound) as err:
+        service.spend(ORG, AGENT, "2", "key-1")
+    assert err.value.code == "agent_not_found"
+    assert nothing_spent(store) == (0, 0, 0, 0)
+
+
+def test_a_non_members_refusal_stands_when_members_cannot_answer(store, alice, bob):
+    funded(store, alice)
+    service = credits_worker(store, bob, roles=None)
+    agent(store, assignees=["bob"])
+    service.owners.knows_member("bob", ["member"])           # members would have allowed it
+    service.owners.members_down = ServiceUnavailable("The members service is not running.",
+                                                     code="service_unavailable")
+    with pytest.raises(NotFound) as err:
+        service.spend(ORG, AGENT, "2", "key-1")
+    assert err.value.code == "organization_not_found"
+    assert service.owners.asked == [MEMBERS]
+
+
+def test_an_unassignment_applied_refuses_the_next_spend(store, alice, bob):
+    funded(store, alice)
+    service = credits_worker(store, bob, ["member"])
+    assigned = agent(store, assignees=["bob"])
+    service.spend(ORG, AGENT, "1", "key-1")
+    unassigned = dict(assigned, assignees=[], version=next_version())
+    assert deliver(store, agent_event(AGENT_ASSIGNEE_REMOVED, unassigned)) is True
+    service.owners.agents[AGENT] = unassigned                 # orgs confirms it
+    with pytest.raises(NotFound) as err:
+        service.spend(ORG, AGENT, "1", "key-2")
+    assert err.value.code == "agent_not_found"
+    assert nothing_spent(store)[0] == 1
+
+
+def test_a_removal_applied_refuses_the_next_spend(store, alice, bob):
+    funded(store, alice)
+    service = credits_worker(store, bob, roles=None)
+    membership = member(store, "bob", ["member"])
+    agent(store, assignees=["bob"])
+    service.spend(ORG, AGENT, "1", "key-1")
+    removed = dict(membership, active=False, version=next_version())
+    assert deliver(store, membership_event(MEMBER_REMOVED, removed, action="delete")) is True
+    with pytest.raises(NotFound) as err:
+        service.spend(ORG, AGENT, "1", "key-2")
+    assert err.value.code == "organization_not_found"
+    assert service.owners.asked == [MEMBERS]                 # members no longer knows bob either
+    with pytest.raises(NotFound):
+        service.spend(ORG, AGENT, "1", "key-1")              # not even a replay of an earlier spend
+    assert nothing_spent(store)[0] == 1
+
+
+def test_the_access_check_runs_inside_the_spends_transaction(store, alice, bob):
+    """A revocation applied between a first refusal and its confirmation is what the retry decides on."""
+    funded(store, alice)
+    checked = []
+
+    def check_access(session):
+        checked.append(session.in_transaction())
+        raise Forbidden("no")
+    with pytest.raises(Forbidden):
+        ledger.spend(store, bob, ORG, AGENT, "1", "key-1", check_access=check_access)
+    assert checked == [True]
+    assert (nothing_spent(store), count(store, Account)) == ((0, 0, 0, 0), 1)   # the grant's account only
+
+
+def test_a_bad_amount_or_missing_key_is_refused_before_any_check(store, bob):
+    service = credits_worker(store, bob, roles=None)
+    for amount, code in (("abc", "invalid_amount"), ("0", "invalid_amount"), ("-1", "invalid_amount"),
+                         (None, "amount_required"), (2.5, "invalid_amount"), (True, "invalid_amount"),
+                         ("1.00001", "too_many_decimal_places"), ("1000000001", "amount_too_large")):
+        with pytest.raises(ValidationFailed) as err:
+            service.spend(ORG, AGENT, amount, "key-1")
+        assert (err.value.code, err.value.field) == (code, "amount"), amount
+    for key in (None, ""):
+        with pytest.raises(BadRequest) as err:
+            service.spend(ORG, AGENT, "1", key)
+        assert (err.value.code, err.value.field) == ("idempotency_key_required", "Idempotency-Key")
+    assert rpc_calls(service) == []
+    assert count(store, Account) == 0
+
+
+def test_the_dry_run_is_decided_from_the_same_facts(store, alice, bob):
+    funded(store, alice)
+    service = credits_worker(store, bob, ["member"])
+    agent(store, assignees=["bob"])
+    answer = service.evaluate_spend(ORG, AGENT, "5")
+    assert (answer["allowed"], answer["dry_run"], answer["can_spend"]) == (True, True, "100.0000")
+    assert service.evaluate_spend(ORG, AGENT)["allowed"] is None
+    assert rpc_calls(service) == []
+    assert nothing_spent(store) == (0, 0, 0, 0)
