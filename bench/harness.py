@@ -1,7 +1,9 @@
 """What every benchmark shares: its arguments, a private system to measure, signed-in clients, timing
 and the printed figures. Benchmarks print figures and assert nothing."""
 import argparse
+import os
 import statistics
+import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
@@ -43,6 +45,31 @@ def running_system(postgres=False):
         broker.stop()
         if cluster:
             cluster.stop()
+
+
+def process_cpu(system):
+    """CPU seconds used so far by each process of the system and by its broker's Erlang VM (from /proc)."""
+    pids = {name: process.pid for name, process in system.processes.items()}
+    beam = subprocess.run(["pgrep", "-f", f"beam.smp.*{system.data_dir}"], capture_output=True, text=True)
+    if beam.stdout.split():
+        pids["rabbitmq"] = int(beam.stdout.split()[0])
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for name, pid in pids.items():
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            used[name] = (int(fields[11]) + int(fields[12])) / ticks     # utime + stime
+        except OSError:
+            pass
+    return used
+
+
+def report_cpu(label, before, after, count):
+    """Milliseconds of CPU per operation in each process between two process_cpu() readings."""
+    per = {name: (after[name] - before[name]) * 1000 / count for name in after if name in before}
+    parts = ", ".join(f"{name} {ms:.1f}" for name, ms in sorted(per.items(), key=lambda item: -item[1]))
+    print(f"  {label}: {sum(per.values()):.1f} ms CPU each ({parts})")
 
 
 def backend_name(args):

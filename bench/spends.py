@@ -6,9 +6,10 @@ the dry run, and two delays measured under the concurrent spend load: from a spe
 the audit trail, and from an agent's unassignment to the member's first refused spend. Prints figures;
 asserts nothing. Starts its own broker and system (SQLite, or PostgreSQL with --postgres).
 
-A spend is: gateway -> credits -> orgs (may the caller use the agent?) -> members (their roles), then
-one write transaction in credits under the organization's account lock (replay check, expiries,
-budget, grants drawn, ledger entry, usage, outbox event), then the audit event relayed afterwards.
+A spend is: gateway -> credits, then one write transaction in credits under the organization's account
+lock (the right to use the agent from credits' read models of memberships and agents' access, replay
+check, expiries, budget, grants drawn, ledger entry, usage, outbox event), then the audit event relayed
+afterwards. The CPU each process spends per spend is printed too (from /proc).
 
     .venv/bin/python bench/spends.py [--spends 1000] [--concurrency 20] [--postgres]
 """
@@ -30,7 +31,9 @@ from harness import (  # noqa: E402
     background_load,
     client,
     percentile,
+    process_cpu,
     report,
+    report_cpu,
     report_lag,
     running_system,
     timed,
@@ -168,8 +171,11 @@ def main():
 
         sequential = timed(spend_as(member, org, agent), n // 2, 1)
         report("HTTP POST usage, sequential", *sequential)
+        cpu_before = process_cpu(system)
         gateway = timed(spend_as(member, org, agent), n, c)
+        cpu_after = process_cpu(system)
         report(f"HTTP POST usage, one org, {c} concurrent", *gateway)
+        report_cpu(f"CPU per spend at {c} concurrent, by process", cpu_before, cpu_after, n)
 
         context = context_data(Identity(member.user_id, member.email, "Member"))
         with proxy_pool(config, c, context) as checkout:

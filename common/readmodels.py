@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import eventlet
 from nameko.extensions import DependencyProvider
 from sqlalchemy import JSON, Boolean, DateTime, Integer, String, delete
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.auth import SYSTEM_ACTOR, USER_ID_KEY
@@ -100,14 +102,25 @@ class ReadModels:
 
 
 # ---- applying states ---------------------------------------------------------------------------------
+def _insert_if_absent(session, model, values):
+    """INSERT .. ON CONFLICT DO NOTHING: two writers that both found no row (an event and a confirmed
+    refusal, or two replicas) must not fail on the primary key; the second one then locks the first's."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(insert(model).values(**values).on_conflict_do_nothing())
+
+
 def _apply(session, model, key, state, columns):
     """Write `state` into the row of `key` (a tuple of primary-key values) unless the row is as new."""
     row = session.get(model, key, with_for_update=True)
-    if row is not None and row.version >= state["version"]:
-        return False                    # what we hold is as new or newer: a redelivery or a late event
     if row is None:
-        row = model(**dict(zip(model.__table__.primary_key.columns.keys(), key, strict=True)))
-        session.add(row)
+        names = model.__table__.primary_key.columns.keys()
+        # Version -1: any state, even one of version 0 (memberships from before versions), is newer.
+        _insert_if_absent(session, model, dict(zip(names, key, strict=True), version=-1,
+                                               **{column: state[column] for column in columns}))
+        row = session.get(model, key, with_for_update=True, populate_existing=True)
+    if row.version >= state["version"]:
+        return False                    # what we hold is as new or newer: a redelivery or a late event
     for column in columns:
         setattr(row, column, state[column])
     row.version = state["version"]
@@ -125,8 +138,8 @@ def apply_agent(session, models, state):
 
 
 def retire_organization(session, models, organization_id):
-    if models.retired is not None and session.get(models.retired, organization_id) is None:
-        session.add(models.retired(organization_id=organization_id, retired_at=utcnow()))
+    if models.retired is not None:
+        _insert_if_absent(session, models.retired, {"organization_id": organization_id, "retired_at": utcnow()})
 
 
 def apply_event_state(session, models, event):

@@ -2,7 +2,7 @@
 models (common.readmodels: memberships from members, agents' access from orgs), so a spend waits on no
 other service.
 
-The rules are orgs' (services/orgs/agents.py check_agent_use), with its codes and messages:
+The rules of product rules §2 "use agents", with the codes and messages orgs gives for its agents:
 - not a member (or the organization was deleted): 404 organization_not_found;
 - roles that use no agents at all (Billing only): 403 forbidden, before the agent is looked at;
 - Owner/Admin: any agent of the organization; a Builder: the agents they contribute to or are assigned;

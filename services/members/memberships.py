@@ -36,7 +36,6 @@ FOUNDER_ROLES = (OWNER, BILLING)
 GRANTABLE_ROLES = (OWNER, ADMIN, BUILDER, MEMBER)   # Billing moves only by transfer
 ADMIN_GRANTABLE_ROLES = {BUILDER, MEMBER}           # "ultimate ownership stays with Owners"
 MEMBER_SORTS = ("name", "joined_at", "role")
-MAX_ROLES_LOOKUP = 500
 
 
 # ---- founders and lookups ----------------------------------------------------------------------------
@@ -87,23 +86,6 @@ def membership_of(store, organization_id, user_id):
         if membership is None:
             raise organization_not_found()
         return membership_dict(session, membership)
-
-
-def roles_of_members(store, identity, organization_id, user_ids):
-    """{user_id: roles} for those of `user_ids` who are members; the caller must be a member too
-    (NotFound otherwise, like every organization lookup). Other services use it to check a person
-    they are about to name (an agent's contributor must hold Builder)."""
-    if (not isinstance(user_ids, list) or len(user_ids) > MAX_ROLES_LOOKUP
-            or not all(is_valid_user_id(u) for u in user_ids)):
-        raise ValidationFailed(f"user_ids must be a list of at most {MAX_ROLES_LOOKUP} user ids.",
-                               code="invalid_type", field="user_ids")
-    with store.read() as session:
-        caller_membership(session, organization_id, identity)
-        if not user_ids:
-            return {}
-        rows = session.scalars(select(Membership).where(
-            Membership.organization_id == organization_id, Membership.user_id.in_(user_ids))).all()
-        return {m.user_id: sort_roles(m.roles) for m in rows}
 
 
 def memberships_of_user(store, user_id):

@@ -53,20 +53,6 @@ class MembersService:
         """The caller becomes Owner and Billing of a brand-new organization (called by orgs)."""
         return memberships.add_founder(self.db, self.auth.require(), organization_id)
 
-    @rpc
-    def my_membership(self, organization_id):
-        """The caller's membership (roles, member count); NotFound if they are not a member."""
-        return memberships.membership_of(self.db, organization_id, self.auth.require().id)
-
-    @rpc
-    def member_roles(self, organization_id, user_ids):
-        """{user_id: roles} of those among `user_ids` who are members (the caller must be one too)."""
-        return memberships.roles_of_members(self.db, self.auth.require(), organization_id, user_ids)
-
-    @rpc
-    def my_memberships(self):
-        return memberships.memberships_of_user(self.db, self.auth.require().id)
-
     # ---- membership states for other services' read models (common.readmodels) ----------------------
     @rpc
     def snapshot_memberships(self, after=None, limit=SNAPSHOT_PAGE):

@@ -273,18 +273,6 @@ def get_agent(store, identity, roles, organization_id, agent_id):
         return agent_dict(visible_agent(session, identity, roles, organization_id, agent_id), roles, identity.id)
 
 
-def check_agent_use(store, identity, roles, organization_id, agent_id):
-    """Before a spend (asked by credits): may the caller use this agent (product rules §2 "use agents")?
-    A role that uses no agents at all is a 403 before any lookup; an agent they cannot see is a 404."""
-    if not (allows(roles, Action.USE_ANY_AGENT) or allows(roles, Action.USE_GRANTED_AGENTS)):
-        raise Forbidden("Your roles in this organization do not allow using agents.")
-    with store.read() as session:
-        agent = visible_agent(session, identity, roles, organization_id, agent_id)
-        if not can_use(roles, agent, identity.id):
-            raise Forbidden("You may not use this agent.", code="agent_use_forbidden")
-        return {"organization_id": organization_id, "agent_id": agent.id}
-
-
 def update_agent(store, identity, roles, organization_id, agent_id, data, now=None):
     """Change some configuration fields; the event carries only the fields whose value changed."""
     fields = clean_fields(data, creating=False)

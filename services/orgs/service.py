@@ -185,12 +185,6 @@ class OrgsService:
         self.auth.require()
         return agents.check_agent_ids(self.db, organization_id, agent_ids)
 
-    @rpc
-    def check_agent_use(self, organization_id, agent_id):
-        """For credits, before a spend: the caller may use the agent (403/404 otherwise)."""
-        identity = self.auth.require()
-        return agents.check_agent_use(self.db, identity, self._roles(organization_id), organization_id, agent_id)
-
     def _roles(self, organization_id):
         """The caller's roles in the organization; NotFound if they are not a member."""
         return self.memberships.membership(organization_id, self.auth.require().id)["roles"]

@@ -1,5 +1,5 @@
 """The right to use an agent as credits decides it from its read models (services/credits/agent_access.py):
-orgs' rules (services/orgs/agents.py check_agent_use), with the same codes."""
+the rules of product rules §2 ("use agents"), with orgs' codes for its agents."""
 import pytest
 
 from common.errors import Forbidden, NotFound

@@ -108,7 +108,6 @@ def test_agent_routes_decide_from_the_read_model(store, alice, bob):
     assert service.add_contributor(org, agent, bob.id)["created"] is True
     assert service.assign_agent(org, agent, bob.id)["created"] is True
     assert [a["name"] for a in service.list_agents(org)["items"]] == ["Scribe"]
-    assert service.check_agent_use(org, agent) == {"organization_id": org, "agent_id": agent}
     assert asked_members(service) == []
 
 
