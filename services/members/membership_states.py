@@ -90,9 +90,10 @@ def snapshot_memberships(store, after=None, limit=None):
     return {"items": items, "next_after": next_after}
 
 
-def membership_states(store, organization_id, user_ids):
-    """The states of those of `user_ids` who are members of the organization now, by user id. No check
-    of the caller's own membership: a service asks only about people its read model already names."""
+def membership_states(store, organization_id, user_ids, caller_id=None):
+    """The states of those of `user_ids` who are members of the organization now, by user id. Told only
+    to a member of the organization (or to the system, `caller_id` None): anyone else learns nothing
+    (an empty list, as for a non-member asking about themselves)."""
     if not isinstance(organization_id, str):
         raise ValidationFailed("organization_id must be a string.", code="invalid_type", field="organization_id")
     if (not isinstance(user_ids, list) or len(user_ids) > MAX_STATES_LOOKUP
@@ -102,6 +103,8 @@ def membership_states(store, organization_id, user_ids):
     if not user_ids:
         return []
     with store.read() as session:
+        if caller_id is not None and session.get(Membership, (organization_id, caller_id)) is None:
+            return []
         rows = session.execute(_with_versions().where(
             Membership.organization_id == organization_id, Membership.user_id.in_(set(user_ids)))
             .order_by(Membership.user_id)).all()

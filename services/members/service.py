@@ -11,7 +11,7 @@ from nameko.messaging import consume
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
-from common.auth import Auth
+from common.auth import SYSTEM_ACTOR, Auth
 from common.config import settings
 from common.db import Database
 from common.events import MEMBERS_QUEUE, change_event_or_none
@@ -63,9 +63,10 @@ class MembersService:
     @rpc
     def membership_states(self, organization_id, user_ids):
         """The current states of those among `user_ids` who are members: a read model confirms a refusal
-        with these before giving it. Any caller; it learns only about people its service already names."""
-        self.auth.require()
-        return membership_states.membership_states(self.db, organization_id, user_ids)
+        with these before giving it. Told only to a member of the organization, or to the system."""
+        caller = self.auth.require()
+        caller_id = None if caller.id == SYSTEM_ACTOR["id"] else caller.id
+        return membership_states.membership_states(self.db, organization_id, user_ids, caller_id)
 
     # ---- members -------------------------------------------------------------------------------------
     @rpc

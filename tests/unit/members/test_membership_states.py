@@ -236,14 +236,15 @@ def test_only_the_system_may_take_a_snapshot(team):
     assert [s["user_id"] for s in page["items"]] == ["dina"] and page["next_after"] == ["org-1", "dina"]
 
 
-def test_any_caller_may_confirm_states_without_being_a_member(team):
+def test_states_are_told_to_members_and_the_system_only(team):
     store, dina, mira = team
     outsider = person("eve")
     with store.read() as session:
         assert session.get(Membership, (ORG["id"], "eve")) is None
-    for caller in (outsider, SYSTEM):
+    for caller in (mira, SYSTEM):
         found = worker(store, caller).membership_states(ORG["id"], ["mira", "eve"])
         assert [(s["user_id"], s["version"]) for s in found] == [("mira", 1)]
+    assert worker(store, outsider).membership_states(ORG["id"], ["mira", "eve"]) == []
     with pytest.raises(ValidationFailed):
         worker(store, outsider).membership_states(ORG["id"], "mira")
 
