@@ -2,10 +2,10 @@
 
 `record(session, envelope)` adds the event to the service's `outbox` table inside the caller's
 transaction. The `OutboxRelay` dependency runs a green thread per service process that publishes
-unpublished rows in order (persistent messages, publisher confirms) and marks them published only
-after the broker confirmed them. A crash or a broker outage between commit and publish loses nothing:
-the row stays and is sent later. A crash after publishing but before marking can send a row twice;
-consumers store events by `event_id`, so that is harmless.
+unpublished rows in order (persistent messages, publisher confirms awaited once per batch) and marks
+them published only after the broker confirmed them. A crash or a broker outage between commit and
+publish loses nothing: the row stays and is sent later. A crash after publishing but before marking
+can send a row twice; consumers store events by `event_id`, so that is harmless.
 """
 import json
 import logging
@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import eventlet
 import eventlet.event
-from kombu import Connection
+from kombu import Connection, Producer
 from nameko.extensions import DependencyProvider
 from sqlalchemy import JSON, DateTime, Integer, String, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
@@ -92,13 +92,17 @@ def publish_batch(store, outbox_model, producer, batch_size=100):
             query = query.with_for_update(skip_locked=True)
         rows = session.scalars(query).all()
         for row in rows:
-            # Confirmed publish: returns once the broker has taken responsibility for the message.
             producer.publish(
                 json.dumps(row.envelope), exchange=CHANGE_EXCHANGE, routing_key=row.type,
                 content_type="application/json", delivery_mode=2, declare=[CHANGE_EXCHANGE, *CONSUMER_QUEUES],
                 message_id=row.event_id,
             )
             row.published_at = utcnow()
+        # The whole batch confirmed by the broker, or an error: then the transaction rolls back and no
+        # row is marked (those the broker did take are sent again; consumers store by event_id).
+        wait_for_confirms = getattr(producer, "wait_for_confirms", None)
+        if wait_for_confirms is not None:
+            wait_for_confirms()
         return len(rows)
 
 
@@ -107,6 +111,48 @@ def prune_published(store, outbox_model, keep=timedelta(days=7)):
     with store.write() as session:
         return session.execute(delete(outbox_model).where(
             outbox_model.published_at.is_not(None), outbox_model.published_at < utcnow() - keep)).rowcount
+
+
+class BatchConfirmingProducer:
+    """Publishes on a channel in confirm mode without waiting after each message, then waits once for
+    the broker's confirms of everything published since (`wait_for_confirms`): a batch of events costs
+    one round trip instead of one per event."""
+
+    CONFIRM_TIMEOUT_SECONDS = 10
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.channel = connection.channel()
+        self.channel.confirm_select()
+        self.channel.events["basic_ack"].add(self._acked)
+        self.channel.events["basic_nack"].add(self._refused)
+        self.producer = Producer(self.channel)
+        self.sent = 0                   # the delivery tag of the last message published on the channel
+        self.unconfirmed = set()
+        self.refused = False
+
+    def publish(self, body, **options):
+        self.producer.publish(body, **options)
+        self.sent += 1
+        self.unconfirmed.add(self.sent)
+
+    def _acked(self, tag, multiple):
+        self.unconfirmed = {t for t in self.unconfirmed if t > tag} if multiple else self.unconfirmed - {tag}
+
+    def _refused(self, tag, multiple):
+        self.refused = True
+        self._acked(tag, multiple)
+
+    def wait_for_confirms(self):
+        deadline = time.monotonic() + self.CONFIRM_TIMEOUT_SECONDS
+        while self.unconfirmed and not self.refused:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"the broker confirmed {len(self.unconfirmed)} message(s) too late")
+            self.connection.drain_events(timeout=remaining)
+        if self.refused:
+            self.refused, self.unconfirmed = False, set()
+            raise ConnectionError("the broker refused (nacked) a published event")
 
 
 class OutboxRelay(DependencyProvider):
@@ -168,8 +214,8 @@ class OutboxRelay(DependencyProvider):
             self._wakeup = eventlet.event.Event()
             try:
                 if connection is None:
-                    connection = Connection(self.amqp_uri, transport_options={"confirm_publish": True})
-                    producer = connection.Producer()
+                    connection = Connection(self.amqp_uri)
+                    producer = BatchConfirmingProducer(connection)
                 while self._running and self.publish_once(producer) > 0:
                     pass
                 if time.monotonic() >= next_prune:

@@ -179,3 +179,28 @@ def test_replicas_share_the_work_and_every_change_is_audited_once(system):
         system.stop("audit-2")
     orgs_log = (system.log_dir / "orgs-2.log").read_text()
     assert "Traceback" not in orgs_log, orgs_log[-3000:]
+
+
+def test_the_relay_publishes_a_batch_and_waits_for_its_confirms_once(broker):
+    """common.outbox.BatchConfirmingProducer on the real broker: 50 events published without a wait
+    each, then every one confirmed, and every one in the queue."""
+    import uuid
+
+    from kombu import Connection, Queue
+
+    from common.events import CHANGE_EXCHANGE
+    from common.outbox import BatchConfirmingProducer
+
+    key = f"batch.{uuid.uuid4().hex}"
+    queue = Queue(f"test-{key}", exchange=CHANGE_EXCHANGE, routing_key=key, durable=False, auto_delete=False)
+    with Connection(broker.amqp_uri) as connection:
+        queue(connection.default_channel).declare()
+        producer = BatchConfirmingProducer(connection)
+        for i in range(50):
+            producer.publish(json.dumps({"n": i}), exchange=CHANGE_EXCHANGE, routing_key=key,
+                             content_type="application/json", delivery_mode=2)
+        producer.wait_for_confirms()
+        assert producer.unconfirmed == set() and producer.sent == 50
+        _, count, _ = connection.default_channel.queue_declare(queue.name, passive=True)
+        assert count == 50
+        queue(connection.default_channel).delete()
