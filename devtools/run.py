@@ -1,5 +1,6 @@
 """`make run`: RabbitMQ (unless AMQP_URI points elsewhere), every service and the gateway, in the
-foreground. Ctrl-C stops all of it, RabbitMQ included."""
+foreground, each process restarted with back-off if it exits. Ctrl-C stops all of it, RabbitMQ
+included."""
 import signal
 import subprocess
 import sys
@@ -62,16 +63,44 @@ A token for alice, valid 24 h:
 Logs follow; Ctrl-C stops everything.
 """, flush=True)
     tail = subprocess.Popen(["tail", "-n", "0", "-F", *[str(system.log_dir / f"{n}.log") for n in system.processes]])
+    supervisor = Supervisor(system)
     try:
-        while True:
-            for name, process in list(system.processes.items()):
-                if process.poll() is not None:
-                    print(f"run: {name} exited with {process.returncode}; stopping", file=sys.stderr)
-                    tail.terminate()
-                    stop()
-            time.sleep(1)
+        while not stopping:
+            supervisor.check()
+            time.sleep(0.5)
     finally:
         tail.terminate()
+
+
+class Supervisor:
+    """Restarts a process of the system that exited, after a back-off that doubles with each quick
+    failure (1 s up to 30 s) and starts again from 1 s once the process has run a minute."""
+
+    FIRST_DELAY, MAX_DELAY, STABLE_AFTER = 1.0, 30.0, 60.0
+
+    def __init__(self, system):
+        self.system = system
+        self.delays = {}            # name -> the next back-off
+        self.started = {name: time.monotonic() for name in system.processes}
+        self.due = {}               # name -> when to start it again
+
+    def check(self):
+        now = time.monotonic()
+        for name, process in list(self.system.processes.items()):
+            if process.poll() is None or name in self.due:
+                continue
+            ran = now - self.started.get(name, now)
+            delay = self.FIRST_DELAY if ran >= self.STABLE_AFTER else self.delays.get(name, self.FIRST_DELAY)
+            self.delays[name] = min(delay * 2, self.MAX_DELAY)
+            self.due[name] = now + delay
+            print(f"run: {name} exited with {process.returncode}; restarting it in {delay:g} s "
+                  f"(log: {self.system.log_dir / name}.log)", file=sys.stderr, flush=True)
+        for name, when in list(self.due.items()):
+            if now >= when:
+                del self.due[name]
+                self.system.start(name)
+                self.started[name] = time.monotonic()
+                print(f"run: {name} restarted", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
