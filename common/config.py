@@ -38,6 +38,7 @@ class Settings:
     log_level: str
     max_workers: int
     app_url: str
+    replicas: int             # processes of each service `make run` starts (the gateway: one)
     invitation_sweep_seconds: float
     credit_expiry_sweep_seconds: float
     smtp: SmtpSettings
@@ -84,6 +85,7 @@ def settings(environ=None):
         log_level=text("LOG_LEVEL", "INFO"),
         max_workers=number("MAX_WORKERS", 10, minimum=1),
         app_url=text("APP_URL", f"http://127.0.0.1:{gateway_port}"),
+        replicas=number("REPLICAS", 1, minimum=1),
         invitation_sweep_seconds=number("INVITATION_SWEEP_SECONDS", 60.0, float, minimum=0.1),
         credit_expiry_sweep_seconds=number("CREDIT_EXPIRY_SWEEP_SECONDS", 60.0, float, minimum=0.1),
         smtp=SmtpSettings(

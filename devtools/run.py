@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from common.config import ConfigError, settings
+from common.config import SERVICES, ConfigError, settings
 from devtools.system import Broker, BrokerStartFailed, System, is_port_free
 from gateway import tokens
 
@@ -44,6 +44,12 @@ def main():
     signal.signal(signal.SIGTERM, stop)
     try:
         system.start_all()
+        # More processes of every service share its queues (replicas); the gateway keeps its one port.
+        for replica in range(2, config.replicas + 1):
+            for name in SERVICES:
+                system.start(name, replica)
+        if config.replicas > 1:
+            system.wait_healthy()
     except Exception as exc:
         print(f"run: {exc}", file=sys.stderr)
         stop()
@@ -98,7 +104,7 @@ class Supervisor:
         for name, when in list(self.due.items()):
             if now >= when:
                 del self.due[name]
-                self.system.start(name)
+                self.system.restart(name)
                 self.started[name] = time.monotonic()
                 print(f"run: {name} restarted", file=sys.stderr, flush=True)
 

@@ -106,6 +106,11 @@ class System:
             env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
 
+    def restart(self, key):
+        """Start again the process named `key` ("orgs", or a replica: "orgs-2")."""
+        name, _, replica = key.partition("-")
+        self.start(name, replica or None)
+
     def stop(self, name, kill=False):
         """Stop one process (a service, or a replica: "orgs-2"): gracefully (SIGTERM) or like a crash (SIGKILL)."""
         process = self.processes.pop(name, None)

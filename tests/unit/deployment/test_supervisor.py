@@ -12,7 +12,7 @@ class FakeSystem:
         self.command, self.log_dir, self.starts = command, Path("/tmp"), []
         self.processes = {"orgs": subprocess.Popen(command)}
 
-    def start(self, name):
+    def restart(self, name):
         self.starts.append(name)
         self.processes[name] = subprocess.Popen(self.command)
 
