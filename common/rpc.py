@@ -4,23 +4,41 @@ import threading
 import time
 
 import eventlet
+from amqp.exceptions import AMQPError
 from amqp.exceptions import NotFound as QueueNotFound
 from kombu import Connection
+from kombu.exceptions import OperationalError
 from nameko.exceptions import UnknownService
-from nameko.rpc import rpc as nameko_rpc
+from nameko.rpc import Rpc as NamekoRpc
 
 from common.errors import EXPECTED_ERRORS, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
 
+class Rpc(NamekoRpc):
+    """Nameko's RPC entrypoint, except that a reply that cannot be sent (the broker unreachable) is
+    dropped with a warning instead of raising: in Nameko the error escapes the worker and kills the
+    whole service container, which then stays dead after the broker is back. The caller times out
+    (or fails fast); a command it retries is idempotent (keys, inbox), as a redelivery already needs."""
+
+    def handle_result(self, message, worker_ctx, result, exc_info):
+        try:
+            return super().handle_result(message, worker_ctx, result, exc_info)
+        except (OSError, ConnectionError, OperationalError, AMQPError) as error:
+            log.warning("the reply of %s.%s could not be sent and was dropped (%s); the caller will time out",
+                        self.container.service_name, self.method_name, error)
+            return result, exc_info
+
+
 def rpc(fn):
     """@rpc with our errors declared expected: they are answers, not crashes, so Nameko does not log
-    them as errors; the caller gets the same exception class back (see common.errors).
+    them as errors; the caller gets the same exception class back (see common.errors). Replies that
+    cannot be sent do not kill the service (Rpc above).
 
-    (Not `partial(nameko_rpc, expected_exceptions=...)`: used bare, Nameko's decorator takes the
+    (Not `partial(Rpc.decorator, expected_exceptions=...)`: used bare, Nameko's decorator takes the
     "no arguments" path and silently drops keyword arguments.)"""
-    return nameko_rpc(expected_exceptions=EXPECTED_ERRORS)(fn)
+    return Rpc.decorator(expected_exceptions=EXPECTED_ERRORS)(fn)
 
 
 RPC_TIMEOUT_SECONDS = 10
@@ -59,15 +77,23 @@ class _ConsumerWatch:
                 return count
         except QueueNotFound:
             return 0                # the service never ran on this broker
-        except BaseException:       # the broker itself unreachable (eventlet.Timeout is no Exception):
-            return None             # unknown; the call's own time-out decides
+        except (OSError, AMQPError, OperationalError, eventlet.Timeout):
+            return BROKER_UNREACHABLE
 
 
+BROKER_UNREACHABLE = -1
 consumer_watch = _ConsumerWatch()
 
 
-def not_running(service):
+def not_running(service, consumers=0):
+    if consumers == BROKER_UNREACHABLE:
+        return ServiceUnavailable("The message broker is not reachable; try again in a moment.",
+                                  code="service_unavailable")
     return ServiceUnavailable(f"The {service} service is not running.", code="service_unavailable")
+
+
+def _serves(consumers):
+    return consumers is None or consumers > 0
 
 
 def call(method, *args, timeout=RPC_TIMEOUT_SECONDS, **kwargs):
@@ -80,12 +106,14 @@ def call(method, *args, timeout=RPC_TIMEOUT_SECONDS, **kwargs):
     # Test doubles of a proxy have no broker to ask.
     amqp_uri = getattr(method, "amqp_uri", None)
     watched = isinstance(amqp_uri, str)
-    if watched and consumer_watch.consumers(amqp_uri, service) == 0:
-        raise not_running(service)
+    if watched and not _serves(consumers := consumer_watch.consumers(amqp_uri, service)):
+        raise not_running(service, consumers)
     try:
         reply = method.call_async(*args, **kwargs)
     except UnknownService:
         raise not_running(service)
+    except (OSError, AMQPError, OperationalError):     # the broker went away since it was asked
+        raise not_running(service, BROKER_UNREACHABLE)
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
@@ -98,7 +126,7 @@ def call(method, *args, timeout=RPC_TIMEOUT_SECONDS, **kwargs):
         except eventlet.Timeout as exc:
             if exc is not slice_timeout:
                 raise
-            if watched and consumer_watch.consumers(amqp_uri, service) == 0:
-                raise not_running(service)
+            if watched and not _serves(consumers := consumer_watch.consumers(amqp_uri, service)):
+                raise not_running(service, consumers)
         finally:
             slice_timeout.cancel()

@@ -16,6 +16,8 @@ def test_compose_file_has_every_piece_and_scales():
         assert "container_name" not in spec, "a fixed container name prevents --scale"
         module = [part for part in " ".join(spec["command"]).split() if part.startswith(("services.", "gateway."))][-1]
         assert importlib.util.find_spec(module) is not None, module
+        assert spec["restart"] == "unless-stopped"
+        assert spec["healthcheck"]["test"][-2:] == ["devtools.healthcheck", name]
         if name != "gateway":
             assert "ports" not in spec
             assert spec["environment"][f"{name.upper()}_DATABASE_URL"].endswith(f"/{name}")

@@ -1,0 +1,52 @@
+"""The broker stopped for 10 s while an organization is renamed over and over, then started again: no
+service process exits, every request meanwhile gets a JSON answer within 3.5 s (a 503 while the broker
+is away), every service is healthy again within 30 s, and every rename that answered 200 has exactly
+one audit entry."""
+import time
+
+from tests.e2e.helpers import audit_entries, create_organization, wait_for
+
+OUTAGE_SECONDS = 10
+
+
+def test_a_broker_outage_kills_no_service_and_loses_nothing(system, broker):
+    alice = system.user("alice")
+    org = create_organization(alice, "Through the outage")["id"]
+    pids = {name: process.pid for name, process in system.processes.items()}
+    accepted, seen = [], []
+
+    def rename(n):
+        started = time.monotonic()
+        response = alice.patch(f"/v1/organizations/{org}", json={"name": f"Name {n}"})
+        seen.append((response.status_code, time.monotonic() - started))
+        if response.status_code == 200:
+            accepted.append(f"Name {n}")
+        else:
+            assert response.json()["error"]["code"] == "service_unavailable", response.text
+
+    for n in range(3):
+        rename(n)
+    broker.stop()
+    outage_ends = time.monotonic() + OUTAGE_SECONDS
+    n = 3
+    while time.monotonic() < outage_ends:
+        rename(n)
+        n += 1
+        time.sleep(0.5)
+    broker.start()
+    back = time.monotonic()
+    system.wait_healthy(timeout=30)
+    healthy_after = time.monotonic() - back
+    for name, process in system.processes.items():
+        assert process.poll() is None, f"{name} exited with {process.returncode}"
+        assert process.pid == pids[name], f"{name} was restarted"
+    rename(n)                                           # works again
+    longest = max(seconds for _, seconds in seen)
+    print(f"broker outage: {len(seen)} requests, statuses {sorted({s for s, _ in seen})}, longest wait "
+          f"{longest:.2f} s, healthy {healthy_after:.1f} s after the broker returned")
+    assert longest < 3.5, seen
+    assert any(status == 503 for status, _ in seen)
+    entries = wait_for(lambda: (lambda found: found if len(found) == len(accepted) else None)(
+        [e for e in audit_entries(alice, org, entity_type="organization") if e["type"] == "organization.renamed"]),
+        timeout=30, message="one audit entry per accepted rename")
+    assert sorted(e["changes"][0]["new_value"] for e in entries) == sorted(accepted)
