@@ -209,6 +209,7 @@ class OutboxRelay(DependencyProvider):
     def _run(self):
         connection = None
         next_prune = 0
+        failing_since = None        # an outage is logged once when it starts and once when it ends
         while self._running:
             # A fresh event before publishing: a wake-up that arrives while we publish is kept.
             self._wakeup = eventlet.event.Event()
@@ -221,9 +222,16 @@ class OutboxRelay(DependencyProvider):
                 if time.monotonic() >= next_prune:
                     prune_published(self.store, self.outbox_model)
                     next_prune = time.monotonic() + self.PRUNE_EVERY_SECONDS
-            except Exception:  # broker or database down: keep the rows, retry on the next round
-                log.warning("outbox relay of %s failed; will retry", self.container.service_name,
-                            exc_info=True)
+                if failing_since is not None:
+                    log.warning("outbox relay of %s works again after %.0f s; nothing was lost",
+                                self.container.service_name, time.monotonic() - failing_since)
+                    failing_since = None
+            except Exception as error:  # broker or database down: keep the rows, retry every interval
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    log.warning("outbox relay of %s cannot publish (%s); the events wait in the outbox and it "
+                                "retries every %g s", self.container.service_name, error, self.interval,
+                                exc_info=True)
                 if connection is not None:
                     connection.release()
                 connection = None
