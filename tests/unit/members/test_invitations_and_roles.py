@@ -3,24 +3,12 @@ with time passed in rather than slept through."""
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
 
 from common.auth import Identity
 from common.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from common.timeutil import iso, utcnow
 from services.members import billing_transfers, invitations, memberships, users
-from services.members.models import OutboxEvent
-
-ORG = {"id": "org-1", "name": "Sehat Clinic", "type": "collective"}
-
-
-def person(name):
-    return Identity(name, f"{name}@example.com", name.title())
-
-
-def events(store):
-    with store.read() as session:
-        return [e.envelope for e in session.scalars(select(OutboxEvent).order_by(OutboxEvent.id))]
+from tests.unit.members.helpers import ORG, events, join, person
 
 
 @pytest.fixture
@@ -35,14 +23,6 @@ def team(make_store):
     for name, role in [("olga", "owner"), ("adam", "admin"), ("budi", "builder"), ("mira", "member")]:
         people[name] = join(store, dina, name, [role])
     return store, people
-
-
-def join(store, inviter, name, roles):
-    who = person(name)
-    users.register_user(store, who)
-    invitation, _ = invitations.invite(store, inviter, ORG, who.email, roles)
-    invitations.accept_invitation(store, who, invitation["id"])
-    return who
 
 
 def roles_of(store, name, org=ORG["id"]):

@@ -5,25 +5,14 @@ from types import SimpleNamespace
 
 import pytest
 from nameko.testing.services import worker_factory
-from sqlalchemy import select
 
 from common.auth import SYSTEM_ACTOR, AuthContext, Identity, context_data
 from common.errors import Forbidden, ValidationFailed
 from common.readmodels import membership_state
 from services.members import billing_transfers, invitations, membership_states, memberships, reactions, users
-from services.members.models import Membership, MembershipVersion, OutboxEvent
+from services.members.models import Membership, MembershipVersion
 from services.members.service import MembersService
-
-ORG = {"id": "org-1", "name": "Sehat Clinic", "type": "collective"}
-
-
-def person(name):
-    return Identity(name, f"{name}@example.com", name.title())
-
-
-def events(store):
-    with store.read() as session:
-        return [e.envelope for e in session.scalars(select(OutboxEvent).order_by(OutboxEvent.id))]
+from tests.unit.members.helpers import ORG, events, join, person
 
 
 def last_event(store, type):
@@ -34,14 +23,6 @@ def carried(event):
     """{user_id: (roles, active, version)} of the membership states an event carries."""
     assert set(event["state"]) == {"memberships"}
     return {s["user_id"]: (s["roles"], s["active"], s["version"]) for s in event["state"]["memberships"]}
-
-
-def join(store, inviter, name, roles):
-    who = person(name)
-    users.register_user(store, who)
-    invitation, _ = invitations.invite(store, inviter, ORG, who.email, roles)
-    invitations.accept_invitation(store, who, invitation["id"])
-    return who
 
 
 @pytest.fixture
