@@ -94,11 +94,16 @@ class Store:
                 connection.close()
 
 
+def service_store(container):
+    """The `Store` of the service a container runs: `<SERVICE>_DATABASE_URL` or the SQLite default."""
+    return Store(database_url(container.service_name))
+
+
 class Database(DependencyProvider):
-    """Gives each worker the service's `Store`, built from `<SERVICE>_DATABASE_URL` or the SQLite default."""
+    """Gives each worker the service's `Store` (service_store)."""
 
     def setup(self):
-        self.store = Store(database_url(self.container.service_name))
+        self.store = service_store(self.container)
 
     def get_dependency(self, worker_ctx):
         return self.store

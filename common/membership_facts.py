@@ -11,8 +11,12 @@ revocation by that lag, never longer.
 from nameko.extensions import DependencyProvider
 from sqlalchemy import func, select
 
+from common.authz import check_allowed
+from common.db import service_store
 from common.errors import AppError, organization_not_found
+from common.permissions import allows, sort_roles
 from common.readmodels import apply_membership
+from common.rpc import call
 
 CONFIRM_BATCH = 500     # members.membership_states answers this many ids at a time
 
@@ -27,9 +31,8 @@ class Memberships:
     def _live(self):
         facts = self.models.memberships
         query = select(facts).where(facts.active.is_(True))
-        if self.models.retired is not None:
-            query = query.where(facts.organization_id.not_in(select(self.models.retired.organization_id)))
-        return query
+        retired = self.models.retired_organizations()
+        return query if retired is None else query.where(facts.organization_id.not_in(retired))
 
     def _counts(self, session, organization_ids):
         facts = self.models.memberships
@@ -41,7 +44,6 @@ class Memberships:
 
     @staticmethod
     def _dict(fact, member_count):
-        from common.permissions import sort_roles
         return {"organization_id": fact.organization_id, "user_id": fact.user_id, "roles": sort_roles(fact.roles),
                 "joined_at": fact.joined_at, "member_count": member_count}
 
@@ -50,7 +52,6 @@ class Memberships:
         owner = self._owner() if self._owner is not None else None
         if owner is None or not user_ids:
             return False
-        from common.rpc import call
         user_ids, states = list(user_ids), []
         try:
             for start in range(0, len(user_ids), CONFIRM_BATCH):   # the owner answers 500 ids at a time
@@ -90,7 +91,6 @@ class Memberships:
             return [self._dict(f, counts.get(f.organization_id, 1)) for f in facts]
 
     def _local_roles(self, organization_id, user_ids):
-        from common.permissions import sort_roles
         with self.store.read() as session:
             facts = session.scalars(self._live().where(
                 self.models.memberships.organization_id == organization_id,
@@ -112,8 +112,6 @@ class Memberships:
     def authorize(self, identity, organization_id, action):
         """The caller's membership if their roles allow `action`; NotFound for a non-member (ids cannot
         be probed), Forbidden for a member whose roles do not allow it (both confirmed first)."""
-        from common.authz import check_allowed
-        from common.permissions import allows
         membership = self.membership(organization_id, identity.id)
         if not allows(membership["roles"], action) and self.confirm(organization_id, [identity.id]):
             membership = self.membership(organization_id, identity.id)
@@ -129,9 +127,7 @@ class MembershipFacts(DependencyProvider):
         self.models, self.owner = models, owner
 
     def setup(self):
-        from common.config import settings
-        from common.db import Store
-        self.store = Store(settings().database_url(self.container.service_name))
+        self.store = service_store(self.container)
 
     def get_dependency(self, worker_ctx):
         # The owner's proxy is another dependency of the same worker: looked up when first needed.

@@ -20,8 +20,7 @@ from nameko.extensions import DependencyProvider
 from sqlalchemy import JSON, DateTime, Integer, String, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from common.config import database_url
-from common.db import Store
+from common.db import service_store
 from common.events import CHANGE_EXCHANGE, CONSUMER_QUEUES, change_event
 from common.timeutil import parse_iso, utcnow
 
@@ -170,7 +169,7 @@ class OutboxRelay(DependencyProvider):
         self.interval = interval
 
     def setup(self):
-        self.store = Store(database_url(self.container.service_name))
+        self.store = service_store(self.container)
         self.amqp_uri = self.container.config["AMQP_URI"]
         self._wakeup = eventlet.event.Event()
         self._running = False

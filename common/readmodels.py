@@ -25,13 +25,16 @@ from dataclasses import dataclass
 
 import eventlet
 from nameko.extensions import DependencyProvider
-from sqlalchemy import JSON, Boolean, DateTime, Integer, String, delete
+from sqlalchemy import JSON, Boolean, DateTime, Integer, String, delete, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.auth import SYSTEM_ACTOR, USER_ID_KEY
+from common.config import settings
+from common.db import Store, service_store
 from common.errors import ServiceUnavailable
+from common.event_types import ORGANIZATION_DELETED
 from common.timeutil import iso, utcnow
 
 log = logging.getLogger(__name__)
@@ -99,6 +102,14 @@ class ReadModels:
     memberships: type | None = None
     retired: type | None = None
     agents: type | None = None
+    # A select of the ids of organizations whose memberships count for nothing, for a service that knows
+    # its deleted organizations itself (orgs); by default those retired here (`retired`).
+    retired_ids: object = None
+
+    def retired_organizations(self):
+        if self.retired_ids is not None:
+            return self.retired_ids
+        return select(self.retired.organization_id) if self.retired is not None else None
 
 
 # ---- applying states ---------------------------------------------------------------------------------
@@ -144,7 +155,6 @@ def retire_organization(session, models, organization_id):
 
 def apply_event_state(session, models, event):
     """Apply every state an event carries that this service keeps; returns how many were newer."""
-    from common.event_types import ORGANIZATION_DELETED
     state = event.get("state") or {}
     applied = 0
     if models.memberships is not None:
@@ -212,9 +222,7 @@ class ReadModelFill(DependencyProvider):
         self.models = models
 
     def setup(self):
-        from common.config import settings
-        from common.db import Store
-        self.store = Store(settings().database_url(self.container.service_name))
+        self.store = service_store(self.container)
         self.pending = set(kept(self.models))
         self._thread = None
 
@@ -256,8 +264,6 @@ class ReadModelFill(DependencyProvider):
 # ---- python -m common.readmodels rebuild <service> -----------------------------------------------------
 def rebuild(service_name, amqp_uri=None, database_url=None):
     """Rebuild every read model of `service_name` from scratch from the owners' snapshots."""
-    from common.config import settings
-    from common.db import Store
     config = settings()
     models = importlib.import_module(f"services.{service_name}.models").READ_MODELS
     store = Store(database_url or config.database_url(service_name))

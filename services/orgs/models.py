@@ -1,7 +1,7 @@
 """Tables of the orgs service: organizations, each user's active organization, agents (with their
 contributors and assignees), idempotent requests, processed events, the outbox; and the read model of
 memberships (common.readmodels) its permission checks are decided on."""
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from common.idempotency import IdempotencyMixin
@@ -97,8 +97,9 @@ class OutboxEvent(OutboxMixin, Base):
 
 
 # ---- the read model: members' facts, fed by members' events (reactions.py) ------------------------------
-# No table of retired organizations: orgs deletes organizations itself, and its lookups of memberships
-# skip those of deleted organizations (organizations.LiveMemberships).
+# No table of retired organizations: orgs deletes organizations itself, so its lookups of memberships
+# skip those of its deleted organizations from the moment of the deletion (404 as for any organization
+# one does not belong to, never 403).
 class MembershipFact(MembershipFactMixin, Base):
     pass
 
@@ -107,4 +108,5 @@ class ReadModelFilled(ReadModelFilledMixin, Base):
     pass
 
 
-READ_MODELS = ReadModels(filled=ReadModelFilled, memberships=MembershipFact)
+READ_MODELS = ReadModels(filled=ReadModelFilled, memberships=MembershipFact,
+                         retired_ids=select(Organization.id).where(Organization.deleted_at.is_not(None)))

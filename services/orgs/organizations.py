@@ -3,7 +3,7 @@ sight): plain functions over a `Store`, callable without a broker.
 
 Membership facts (roles, member counts) belong to the members service; orgs keeps the ones it needs
 in its read model (common.readmodels, fed by members' events in reactions.py), read through
-LiveMemberships, and the functions here receive them as arguments.
+the read model (common.membership_facts), and the functions here receive them as arguments.
 """
 import uuid
 
@@ -12,7 +12,6 @@ from sqlalchemy.exc import IntegrityError
 
 from common import idempotency
 from common.errors import Conflict, ValidationFailed, organization_not_found
-from common.membership_facts import MembershipFacts, Memberships
 from common.readmodels import apply_membership
 from common.timeutil import iso, utcnow
 from services.orgs.events import (
@@ -22,7 +21,7 @@ from services.orgs.events import (
     ORGANIZATION_RENAMED,
     emit,
 )
-from services.orgs.models import READ_MODELS, ActiveOrganization, IdempotentRequest, MembershipFact, Organization
+from services.orgs.models import READ_MODELS, ActiveOrganization, IdempotentRequest, Organization
 from services.orgs.schemas import organization_schema
 
 NAME_MAX_LENGTH = 200
@@ -234,26 +233,6 @@ def stored_active_id(store, user_id):
 
 
 # ---- memberships (the read model of members' facts) -------------------------------------------------------
-class LiveMemberships(Memberships):
-    """Memberships as members would answer for them, from orgs' read model: those of a deleted
-    organization count for nothing. Members forgets them when it hears of the deletion; orgs knows of it
-    first (its own `deleted_at`), so they are skipped here from the moment of the deletion, and every
-    lookup of one answers as for any organization one does not belong to (404), never 403."""
-
-    def _live(self):
-        deleted = select(Organization.id).where(Organization.deleted_at.is_not(None))
-        return super()._live().where(MembershipFact.organization_id.not_in(deleted))
-
-
-class LiveMembershipFacts(MembershipFacts):
-    """Gives workers LiveMemberships (refusals are confirmed with `owner`, as common.readmodels does)."""
-
-    def get_dependency(self, worker_ctx):
-        # As MembershipFacts does: the owner's proxy is another dependency of the same worker.
-        owner = (lambda: getattr(worker_ctx.service, self.owner)) if self.owner else None
-        return LiveMemberships(self.store, self.models, owner)
-
-
 def remember_founder(store, founder):
     """Apply the membership state of members' add_founder answer at once, so that the new organization
     is listed right away (its member.added event arrives a moment later and changes nothing then)."""
@@ -269,7 +248,7 @@ def cards(store, user_id, memberships):
     """Organization cards for the list: name, type, my roles, member count, active flag.
 
     Individual first, then oldest first. Memberships of deleted organizations are skipped (also
-    here, should a lookup other than LiveMemberships give them)."""
+    here, should a lookup give them)."""
     by_org = {m["organization_id"]: m for m in memberships}
     orgs = live_organizations(store, by_org)
     active = active_organization_id(store, user_id, set(orgs))

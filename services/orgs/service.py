@@ -15,6 +15,7 @@ from common.auth import Auth
 from common.db import Database
 from common.errors import NotFound
 from common.events import ORGS_QUEUE, change_event_or_none
+from common.membership_facts import MembershipFacts
 from common.outbox import OutboxRelay
 from common.paging import page_of_list
 from common.permissions import Action
@@ -31,7 +32,7 @@ class OrgsService:
     db = Database()
     outbox = OutboxRelay(OutboxEvent)
     members = RpcProxy("members")
-    memberships = organizations.LiveMembershipFacts(READ_MODELS, owner="members")
+    memberships = MembershipFacts(READ_MODELS, owner="members")
     fill = ReadModelFill(READ_MODELS)
 
     @rpc

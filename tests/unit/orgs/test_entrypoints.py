@@ -8,11 +8,11 @@ from nameko.testing.services import worker_factory
 
 from common.auth import USER_ID_KEY, AuthContext
 from common.errors import Forbidden, NotFound, ServiceUnavailable, Unauthenticated
+from common.membership_facts import MembershipFacts, Memberships
 from common.readmodels import agent_state, apply_membership, membership_state
 from common.timeutil import utcnow
 from services.orgs import agents, organizations
 from services.orgs.models import READ_MODELS, AgentAssignee
-from services.orgs.organizations import LiveMemberships
 from services.orgs.service import OrgsService
 
 # What orgs used to ask members to decide with; none of it may be called any more.
@@ -42,7 +42,7 @@ def orgs_worker(store, identity, owner_states=()):
     states it holds), and its calls are counted by the mock."""
     service = worker_factory(OrgsService, db=store)
     service.auth.require.return_value = identity
-    service.memberships = LiveMemberships(store, READ_MODELS, lambda: service.members)
+    service.memberships = Memberships(store, READ_MODELS, lambda: service.members)
     owner_states = list(owner_states)
     service.members.membership_states.call_async.side_effect = lambda org_id, user_ids: Reply(
         [s for s in owner_states if s["organization_id"] == org_id and s["user_id"] in user_ids])
@@ -188,11 +188,11 @@ def test_memberships_of_a_deleted_organization_answer_404_as_before(store, alice
 
 def test_the_dependency_gives_live_memberships_confirmed_with_the_workers_members_proxy(store, alice):
     org = organizations.create_collective(store, alice, "Clinic")["id"]
-    provider = organizations.LiveMembershipFacts(READ_MODELS, owner="members")
+    provider = MembershipFacts(READ_MODELS, owner="members")
     provider.store = store                      # what setup() opens from the service's database URL
     worker = orgs_worker(store, alice, [membership_state(org, alice.id, ["admin"], 2)])
     facts = provider.get_dependency(SimpleNamespace(service=worker))
-    assert isinstance(facts, LiveMemberships)
+    assert isinstance(facts, Memberships)
     assert facts.membership(org, alice.id)["roles"] == ["admin"]
     worker.members.membership_states.call_async.assert_called_once_with(org, [alice.id])
 

@@ -11,6 +11,7 @@ from common import readmodels
 from common.db import Store
 from common.errors import NotFound
 from common.events import change_event
+from common.membership_facts import Memberships
 from common.migrate import upgrade
 from common.readmodels import AgentAccessMixin, ReadModelFilledMixin, ReadModels, membership_state
 from services.orgs import agent_people, agent_transfer, agents, organizations, reactions
@@ -35,7 +36,7 @@ def facts(store):
 
 
 def memberships(store):
-    return organizations.LiveMemberships(store, READ_MODELS)
+    return Memberships(store, READ_MODELS)
 
 
 def processed(store):
