@@ -67,3 +67,20 @@ def permitted_actions(roles):
 
 def sort_roles(roles):
     return sorted(set(roles), key=ROLE_ORDER.__getitem__)
+
+
+# ---- one agent, one person (product rules §2 "use agents", §6): the rules orgs decides its agents by
+# and credits decides spends by, given whether the person is among the agent's contributors/assignees.
+def contributes(roles, is_contributor):
+    """Only members holding Builder contribute: a contributor who lost Builder edits nothing."""
+    return Role.BUILDER.value in roles and is_contributor
+
+
+def may_see_agent(roles, is_contributor, is_assignee):
+    return (allows(roles, Action.EDIT_ANY_AGENT) or contributes(roles, is_contributor)
+            or (is_assignee and allows(roles, Action.USE_GRANTED_AGENTS)))
+
+
+def may_use_agent(roles, is_contributor, is_assignee):
+    return allows(roles, Action.USE_ANY_AGENT) or (
+        allows(roles, Action.USE_GRANTED_AGENTS) and (is_assignee or contributes(roles, is_contributor)))

@@ -16,7 +16,7 @@ the local answer stands. No RPC call happens inside a write transaction (common.
 its own transaction, under the account lock, and a refusal is confirmed after it rolled back.
 """
 from common.errors import AppError, Forbidden, agent_not_found, organization_not_found
-from common.permissions import Action, Role, allows
+from common.permissions import Action, allows, may_see_agent, may_use_agent
 from common.readmodels import apply_agent
 from common.rpc import call
 
@@ -50,19 +50,12 @@ def live_agent(session, models, organization_id, agent_id):
     return agent
 
 
-def is_contributing_builder(roles, agent, user_id):
-    return Role.BUILDER.value in roles and user_id in agent.contributors
-
-
 def can_see(roles, agent, user_id):
-    return (allows(roles, Action.EDIT_ANY_AGENT) or is_contributing_builder(roles, agent, user_id)
-            or (user_id in agent.assignees and allows(roles, Action.USE_GRANTED_AGENTS)))
+    return may_see_agent(roles, user_id in agent.contributors, user_id in agent.assignees)
 
 
 def can_use(roles, agent, user_id):
-    return allows(roles, Action.USE_ANY_AGENT) or (
-        allows(roles, Action.USE_GRANTED_AGENTS)
-        and (user_id in agent.assignees or is_contributing_builder(roles, agent, user_id)))
+    return may_use_agent(roles, user_id in agent.contributors, user_id in agent.assignees)
 
 
 def refusal_of(session, models, user_id, organization_id, agent_id):

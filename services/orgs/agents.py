@@ -32,7 +32,7 @@ from common import idempotency
 from common.errors import Forbidden, ValidationFailed, agent_not_found
 from common.events import changed_fields
 from common.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor
-from common.permissions import Action, Role, allows
+from common.permissions import Action, Role, allows, contributes, may_see_agent, may_use_agent
 from common.readmodels import AGENTS, SNAPSHOT_PAGE, agent_state
 from common.timeutil import iso, utcnow
 from services.orgs.events import AGENT_CREATED, AGENT_DELETED, AGENT_UPDATED, emit
@@ -84,7 +84,7 @@ def sees_every_agent(roles):
 
 
 def is_contributing_builder(roles, agent, user_id):
-    return Role.BUILDER.value in roles and place_of(agent, "contributors", user_id) is not None
+    return contributes(roles, place_of(agent, "contributors", user_id) is not None)
 
 
 def is_assigned(agent, user_id):
@@ -92,8 +92,7 @@ def is_assigned(agent, user_id):
 
 
 def can_see(roles, agent, user_id):
-    return (sees_every_agent(roles) or is_contributing_builder(roles, agent, user_id)
-            or (is_assigned(agent, user_id) and allows(roles, Action.USE_GRANTED_AGENTS)))
+    return may_see_agent(roles, place_of(agent, "contributors", user_id) is not None, is_assigned(agent, user_id))
 
 
 def can_edit(roles, agent, user_id):
@@ -102,9 +101,7 @@ def can_edit(roles, agent, user_id):
 
 
 def can_use(roles, agent, user_id):
-    return allows(roles, Action.USE_ANY_AGENT) or (
-        allows(roles, Action.USE_GRANTED_AGENTS)
-        and (is_assigned(agent, user_id) or is_contributing_builder(roles, agent, user_id)))
+    return may_use_agent(roles, place_of(agent, "contributors", user_id) is not None, is_assigned(agent, user_id))
 
 
 def agent_permissions(roles, agent, user_id):
