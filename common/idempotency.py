@@ -3,7 +3,9 @@ retries, so a client that lost a response can safely send the request again.
 
 Each service that accepts keys declares `class IdempotentRequest(IdempotencyMixin, Base)`.
 """
-from sqlalchemy import JSON, DateTime, String
+from functools import cache
+
+from sqlalchemy import JSON, DateTime, String, bindparam, insert, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.errors import BadRequest, Conflict
@@ -37,7 +39,7 @@ def find_replay(session, model, user_id, key, operation):
     of request is a 409: replaying an unrelated answer would mislead the client."""
     if not key:
         return None
-    record = session.get(model, (user_id, key))
+    record = session.execute(_stored_answer(model), {"user": user_id, "key": key}).first()
     if record is None:
         return None
     if record.operation != operation:
@@ -48,5 +50,18 @@ def find_replay(session, model, user_id, key, operation):
 
 def remember(session, model, user_id, key, operation, response, now):
     """Store the answer in the same transaction as the change it describes (no-op without a key)."""
-    if key:
-        session.add(model(user_id=user_id, key=key, operation=operation, response=response, created_at=now))
+    if key:     # a plain INSERT (no ORM object): a second request with the key fails here, on the primary key
+        session.execute(_store_answer(model), {"user_id": user_id, "key": key, "operation": operation,
+                                               "response": response, "created_at": now})
+
+
+# Built once per table: they run in every spend, where building them cost more than running them.
+@cache
+def _stored_answer(model):
+    return select(model.operation, model.response).where(model.user_id == bindparam("user"),
+                                                         model.key == bindparam("key"))
+
+
+@cache
+def _store_answer(model):
+    return insert(model.__table__)

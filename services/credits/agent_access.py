@@ -15,6 +15,10 @@ agent): the states they answer are applied here and the decision is taken again.
 the local answer stands. No RPC call happens inside a write transaction (common.db): a spend decides in
 its own transaction, under the account lock, and a refusal is confirmed after it rolled back.
 """
+from functools import cache
+
+from sqlalchemy import bindparam, select
+
 from common.errors import AppError, Forbidden, agent_not_found, organization_not_found
 from common.permissions import Action, allows, may_see_agent, may_use_agent
 from common.readmodels import apply_agent
@@ -30,10 +34,30 @@ def roles_in(session, models, organization_id, user_id):
     the organization was deleted."""
     if not isinstance(organization_id, str) or not isinstance(user_id, str):
         return None
-    if models.retired is not None and session.get(models.retired, organization_id) is not None:
+    retired = models.retired
+    if retired is not None and session.execute(_is_retired(retired), {"org": organization_id}).first():
         return None
-    fact = session.get(models.memberships, (organization_id, user_id))
+    fact = session.execute(_membership(models.memberships), {"org": organization_id, "user": user_id}).first()
     return fact.roles if fact is not None and fact.active else None
+
+
+# The statements every spend runs, built once per table (columns, not ORM objects, with bound parameters:
+# spends.py says why that matters).
+@cache
+def _is_retired(retired):
+    return select(retired.organization_id).where(retired.organization_id == bindparam("org"))
+
+
+@cache
+def _membership(facts):
+    return select(facts.roles, facts.active).where(facts.organization_id == bindparam("org"),
+                                                   facts.user_id == bindparam("user"))
+
+
+@cache
+def _agent_access(agents):
+    return (select(agents.organization_id, agents.active, agents.contributors, agents.assignees)
+            .where(agents.agent_id == bindparam("agent")))
 
 
 def _valid_agent_id(agent_id):
@@ -41,10 +65,11 @@ def _valid_agent_id(agent_id):
 
 
 def live_agent(session, models, organization_id, agent_id):
-    """The agent's access facts if it is a live agent of the organization, else None."""
+    """The agent's access facts (organization_id, active, contributors, assignees) if it is a live agent
+    of the organization, else None."""
     if not _valid_agent_id(agent_id):
         return None
-    agent = session.get(models.agents, agent_id)
+    agent = session.execute(_agent_access(models.agents), {"agent": agent_id}).first()
     if agent is None or not agent.active or agent.organization_id != organization_id:
         return None
     return agent

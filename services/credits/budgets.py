@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from common.auth import is_valid_user_id
 from common.errors import Conflict, NotFound, PaymentRequired, ValidationFailed, member_not_found
@@ -333,7 +333,7 @@ class Allowance:
     """What binds a member's next spend: the organization's balance and their group's monthly limit."""
     balance: int
     used: int                      # the member's spend this period
-    group: BudgetGroup | None
+    group: object | None           # the member's group: a row with id, name and monthly_limit, or None
     now: datetime
 
     @property
@@ -381,8 +381,16 @@ class Allowance:
 
 def allowance(session, organization_id, user_id, balance, now):
     """The member's allowance when the organization holds `balance`: their group and their usage this period."""
-    group = session.scalar(select(BudgetGroup).join(BudgetGroupMember, BudgetGroupMember.group_id == BudgetGroup.id)
-                           .where(BudgetGroupMember.organization_id == organization_id,
-                                  BudgetGroupMember.user_id == user_id))
-    usage = session.get(MemberUsage, (organization_id, user_id, period_of(now)))
-    return Allowance(balance=balance, used=usage.used if usage else 0, group=group, now=now)
+    group = session.execute(MEMBER_GROUP, {"org": organization_id, "user": user_id}).first()
+    used = session.scalar(MEMBER_USAGE, {"org": organization_id, "user": user_id, "month": period_of(now)})
+    return Allowance(balance=balance, used=used or 0, group=group, now=now)
+
+
+# Built once (columns, not ORM objects, with bound parameters): they run in every spend (spends.py says why).
+MEMBER_GROUP = (select(BudgetGroup.id, BudgetGroup.name, BudgetGroup.monthly_limit)
+                .join(BudgetGroupMember, BudgetGroupMember.group_id == BudgetGroup.id)
+                .where(BudgetGroupMember.organization_id == bindparam("org"),
+                       BudgetGroupMember.user_id == bindparam("user")))
+MEMBER_USAGE = select(MemberUsage.used).where(MemberUsage.organization_id == bindparam("org"),
+                                              MemberUsage.user_id == bindparam("user"),
+                                              MemberUsage.period == bindparam("month"))

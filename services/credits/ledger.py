@@ -1,10 +1,9 @@
-"""The credits ledger: grants, spends and expiries of each organization's credit, its balance and the
-ledger listing.
+"""The credits ledger: grants and expiries of each organization's credit, its balance and the ledger
+listing; the account lock and the spend order that spends (spends.py) use too.
 
-Plain functions over a `Store`, callable without a broker. May the caller use this agent? A spend and
-its dry run take a `check_access(session)` (agent_access.AgentUse.guarded) that decides from the read
-models inside their own transaction, the spend's under the account lock; budget groups, the monthly
-period and what a member may still spend (`Allowance`) are in budgets.py.
+Plain functions over a `Store`, callable without a broker. A spend and its dry run are in spends.py
+(they decide whether the caller may use the agent from the read models, agent_access.py); budget groups,
+the monthly period and what a member may still spend (`Allowance`) are in budgets.py.
 
 Concurrency: every change to an organization's money first locks its account row (`_locked_account`),
 then re-reads what it decides on. On PostgreSQL that is SELECT ... FOR UPDATE, so two spends of one
@@ -22,12 +21,12 @@ from sqlalchemy.exc import IntegrityError
 
 from common import idempotency
 from common.auth import SYSTEM_ACTOR
-from common.errors import BadRequest, ValidationFailed
+from common.errors import ValidationFailed
 from common.money import MAX_BALANCE_UNITS, format_amount, parse_amount
 from common.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor
 from common.timeutil import as_utc, iso, parse_iso, utcnow
 from services.credits import budgets
-from services.credits.events import CREDITS_EXPIRED, CREDITS_GRANTED, CREDITS_SPENT, emit
+from services.credits.events import CREDITS_EXPIRED, CREDITS_GRANTED, emit
 from services.credits.models import Account, Grant, IdempotentRequest, LedgerEntry, MemberUsage
 from services.credits.schemas import grant_schema, ledger_entry_schema
 
@@ -47,7 +46,7 @@ def _locked_account(session, organization_id, now):
     return session.get(Account, organization_id, with_for_update=True, populate_existing=True)
 
 
-def _live(now):
+def live_grants(now):
     """Grants whose credit still counts at `now` (product rules §4: expired credit stops counting)."""
     return or_(Grant.expires_at.is_(None), Grant.expires_at > now)
 
@@ -59,7 +58,7 @@ SPEND_ORDER = (case((Grant.type == FREE, 0), else_=1), case((Grant.expires_at.is
 
 
 def _spendable_grants(session, organization_id, now, for_update=False):
-    query = (select(Grant).where(Grant.organization_id == organization_id, Grant.remaining > 0, _live(now))
+    query = (select(Grant).where(Grant.organization_id == organization_id, Grant.remaining > 0, live_grants(now))
              .order_by(*SPEND_ORDER))
     return session.scalars(query.with_for_update() if for_update else query).all()
 
@@ -69,13 +68,13 @@ def _sum(column):
     return cast(func.coalesce(func.sum(column), 0), BigInteger)
 
 
-def _spendable_balance(session, organization_id, now):
+def spendable_balance(session, organization_id, now):
     """The balance without credit that expired and was not written off yet (for reads that take no lock)."""
     return session.scalar(select(_sum(Grant.remaining)).where(
-        Grant.organization_id == organization_id, Grant.remaining > 0, _live(now)))
+        Grant.organization_id == organization_id, Grant.remaining > 0, live_grants(now)))
 
 
-def _write_off_expired(session, account, now):
+def write_off_expired(session, account, now):
     """Record the expiry of every grant of the (locked) account that has passed its date with credit left:
     one ledger entry and one audit event each, actor `system`. Returns how many."""
     due = session.scalars(select(Grant).where(
@@ -102,12 +101,12 @@ def _add_entry(session, account, kind, amount, actor, now, grant=None, agent_id=
     return entry
 
 
-def _fingerprint(*parts):
+def request_fingerprint(*parts):
     """A request's identity for its Idempotency-Key: the same key with other values is refused (409)."""
     return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:32]
 
 
-def _with_key_race_retry(attempt):
+def with_key_race_retry(attempt):
     """Run `attempt()`; if it lost a race on its Idempotency-Key's row (two requests with one key
     committing at once, e.g. in two organizations), run it once more: it then finds the stored answer."""
     try:
@@ -139,7 +138,7 @@ def add_grant(store, identity, organization_id, amount, type, expires_at=None, i
     now = now or utcnow()
     units, type, expires_at = clean_grant(amount, type, expires_at)
     idempotency_key = idempotency.check_key(idempotency_key)
-    operation = "grant:" + _fingerprint(organization_id, units, type, iso(expires_at))
+    operation = "grant:" + request_fingerprint(organization_id, units, type, iso(expires_at))
 
     def attempt():
         with store.write() as session:
@@ -150,7 +149,7 @@ def add_grant(store, identity, organization_id, amount, type, expires_at=None, i
             if expires_at is not None and expires_at <= now:
                 raise ValidationFailed("expires_at must be in the future.", code="expiry_in_past",
                                        field="expires_at")
-            _write_off_expired(session, account, now)
+            write_off_expired(session, account, now)
             if account.balance + units > MAX_BALANCE_UNITS:
                 raise ValidationFailed("This grant would take the balance over the most an account may hold.",
                                        code="balance_limit", field="amount")
@@ -165,7 +164,7 @@ def add_grant(store, identity, organization_id, amount, type, expires_at=None, i
                  after={"type": type, "amount": answer["amount"], "expires_at": answer["expires_at"]}, occurred_at=now)
             idempotency.remember(session, IdempotentRequest, identity.id, idempotency_key, operation, answer, now)
             return answer
-    return _with_key_race_retry(attempt)
+    return with_key_race_retry(attempt)
 
 
 def grant_dict(grant, now):
@@ -181,27 +180,8 @@ def allowance_of(store, organization_id, user_id, now=None):
     """The member's allowance as a read (no lock): what they could spend now and which limit binds."""
     now = now or utcnow()
     with store.read() as session:
-        balance = _spendable_balance(session, organization_id, now)
+        balance = spendable_balance(session, organization_id, now)
         return budgets.allowance(session, organization_id, user_id, balance, now)
-
-
-def evaluate_spend(store, identity, organization_id, agent_id, amount, now=None, check_access=None):
-    """The dry run of a spend: would it be accepted now, and if not, why (nothing is charged).
-    `check_access(session)`, when given, raises if the caller may not use the agent."""
-    now = now or utcnow()
-    with store.read() as session:
-        if check_access is not None:
-            check_access(session)
-        allowance = budgets.allowance(session, organization_id, identity.id,
-                                      _spendable_balance(session, organization_id, now), now)
-    answer = dict(allowance.as_dict(), dry_run=True, organization_id=organization_id, agent_id=agent_id,
-                  amount=None, allowed=None, refusal=None)
-    if amount is not None:
-        units = parse_amount(amount, "amount")
-        refusal = allowance.refusal(units)
-        answer.update(amount=format_amount(units), allowed=refusal is None,
-                      refusal=refusal.to_dict()["error"] if refusal else None)
-    return answer
 
 
 def usage_by_organization(store, user_id, member_of, organization_ids=None, now=None):
@@ -215,85 +195,10 @@ def usage_by_organization(store, user_id, member_of, organization_ids=None, now=
     with store.read() as session:
         for organization_id in member_of:
             allowance = budgets.allowance(session, organization_id, user_id,
-                                          _spendable_balance(session, organization_id, now), now)
+                                          spendable_balance(session, organization_id, now), now)
             items.append(dict(allowance.as_dict(), organization_id=organization_id,
                               used=format_amount(allowance.used)))
     return items
-
-
-# ---- spends ----------------------------------------------------------------------------------------
-def clean_spend(amount, idempotency_key):
-    units = parse_amount(amount, "amount")
-    if not idempotency.check_key(idempotency_key):
-        raise BadRequest("A spend needs an Idempotency-Key header, so that a retry never charges twice.",
-                         code="idempotency_key_required", field="Idempotency-Key")
-    return units
-
-
-def spend(store, identity, organization_id, agent_id, amount, idempotency_key, now=None, check_access=None):
-    """Charge the organization for the caller's use of an agent. In one transaction, under the account
-    lock: `check_access(session)`, when given, raises if the caller may not use the agent (a revocation
-    applied a moment ago included); a replayed key returns the first answer; otherwise the balance and
-    the caller's monthly budget must both allow the amount, or nothing changes and a 402 names what
-    binds. Returns {"spend", "replayed"}."""
-    now = now or utcnow()
-    units = clean_spend(amount, idempotency_key)
-    operation = "spend:" + _fingerprint(organization_id, agent_id, units)
-
-    def attempt():
-        with store.write() as session:
-            account = _locked_account(session, organization_id, now)
-            if check_access is not None:
-                check_access(session)
-            replay = idempotency.find_replay(session, IdempotentRequest, identity.id, idempotency_key, operation)
-            if replay is not None:
-                return {"spend": replay, "replayed": True}
-            _write_off_expired(session, account, now)
-            allowance = budgets.allowance(session, organization_id, identity.id, account.balance, now)
-            refusal = allowance.refusal(units)
-            if refusal is not None:
-                raise refusal
-            allocations = _draw(session, organization_id, units, now)
-            account.balance -= units
-            account.updated_at = now
-            used = _add_usage(session, organization_id, identity.id, units, now)
-            entry = _add_entry(session, account, "spend", units, identity.as_actor(), now, agent_id=agent_id,
-                               allocations=allocations)
-            allowance.used = used
-            answer = {"id": entry.id, "organization_id": organization_id, "agent_id": agent_id,
-                      "user_id": identity.id, "amount": format_amount(units), "occurred_at": iso(now),
-                      "budget": allowance.budget()}
-            emit(session, CREDITS_SPENT, "create", organization_id, identity, "spend", entry.id,
-                 after={"amount": answer["amount"], "agent_id": agent_id, "user_id": identity.id}, occurred_at=now)
-            idempotency.remember(session, IdempotentRequest, identity.id, idempotency_key, operation, answer, now)
-            return {"spend": answer, "replayed": False}
-    return _with_key_race_retry(attempt)
-
-
-def _draw(session, organization_id, units, now):
-    """Take `units` from the spendable grants in spend order (product rules §4); returns [{grant_id, type, amount}]."""
-    allocations, left = [], units
-    for grant in _spendable_grants(session, organization_id, now, for_update=True):
-        take = min(left, grant.remaining)
-        grant.remaining -= take
-        allocations.append({"grant_id": grant.id, "type": grant.type, "amount": format_amount(take)})
-        left -= take
-        if left == 0:
-            return allocations
-    # The balance was checked under the account lock and equals the grants' sum: unreachable unless
-    # the invariant is broken, and then charging must not go on.
-    raise RuntimeError(f"account {organization_id}: grants hold less than the balance")
-
-
-def _add_usage(session, organization_id, user_id, units, now):
-    key = (organization_id, user_id, budgets.period_of(now))
-    usage = session.get(MemberUsage, key)
-    if usage is None:
-        usage = MemberUsage(organization_id=organization_id, user_id=user_id, period=key[2], used=0, updated_at=now)
-        session.add(usage)
-    usage.used += units
-    usage.updated_at = now
-    return usage.used
 
 
 # ---- expiry job and the credits page ----------------------------------------------------------------
@@ -306,7 +211,7 @@ def settle_expiries(store, organization_id, now=None):
                 Grant.expires_at <= now).limit(1)) is None:
             return 0
     with store.write() as session:
-        return _write_off_expired(session, _locked_account(session, organization_id, now), now)
+        return write_off_expired(session, _locked_account(session, organization_id, now), now)
 
 
 def expire_due_grants(store, now=None, max_organizations=500):

@@ -1,6 +1,7 @@
-"""Nameko entrypoints of the credits service: thin; the rules live in ledger.py (grants, spends,
-expiries, the ledger) and budgets.py (budget groups, what a member may still spend), the reactions to
-other services' events in reactions.py, the right to use an agent in agent_access.py.
+"""Nameko entrypoints of the credits service: thin; the rules live in ledger.py (grants, expiries, the
+ledger), spends.py (a spend and its dry run) and budgets.py (budget groups, what a member may still
+spend), the reactions to other services' events in reactions.py, the right to use an agent in
+agent_access.py.
 
 A request is decided here alone: permissions and memberships come from the service's own read models
 (`self.memberships`, common.readmodels), the right to use an agent too (agent_access.py). Members and
@@ -11,7 +12,6 @@ import logging
 from functools import partial
 
 from nameko.messaging import consume
-from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
 from common.auth import Auth
@@ -23,8 +23,8 @@ from common.money import parse_amount
 from common.outbox import OutboxRelay
 from common.permissions import Action
 from common.readmodels import ReadModelFill
-from common.rpc import rpc
-from services.credits import budgets, ledger, reactions
+from common.rpc import rpc, service_proxy
+from services.credits import budgets, ledger, reactions, spends
 from services.credits.agent_access import AgentUse
 from services.credits.models import READ_MODELS, OutboxEvent
 
@@ -40,8 +40,8 @@ class CreditsService:
     auth = Auth()
     db = Database()
     outbox = OutboxRelay(OutboxEvent)
-    members = RpcProxy("members")       # only to confirm refusals (memberships)
-    orgs = RpcProxy("orgs")             # only to confirm refusals (agent_access.py)
+    members = service_proxy("members")       # only to confirm refusals (memberships)
+    orgs = service_proxy("orgs")             # only to confirm refusals (agent_access.py)
     memberships = MembershipFacts(READ_MODELS, owner="members")
     fill = ReadModelFill(READ_MODELS)
 
@@ -81,10 +81,10 @@ class CreditsService:
         """Charge the caller's use of an agent; returns {"spend", "replayed"}. 402 when the balance or the
         caller's budget does not allow it."""
         identity = self.auth.require()
-        ledger.clean_spend(amount, idempotency_key)
+        spends.clean_spend(amount, idempotency_key)
         # The right to use the agent is decided in the spend's transaction, under the account lock.
         return self.agent_use.guarded(identity.id, organization_id, agent_id, partial(
-            ledger.spend, self.db, identity, organization_id, agent_id, amount, idempotency_key))
+            spends.spend, self.db, identity, organization_id, agent_id, amount, idempotency_key))
 
     @rpc
     def evaluate_spend(self, organization_id, agent_id, amount=None):
@@ -93,7 +93,7 @@ class CreditsService:
         if amount is not None:
             parse_amount(amount, "amount")
         return self.agent_use.guarded(identity.id, organization_id, agent_id, partial(
-            ledger.evaluate_spend, self.db, identity, organization_id, agent_id, amount))
+            spends.evaluate_spend, self.db, identity, organization_id, agent_id, amount))
 
     @rpc
     def my_usage(self, organization_ids=None):

@@ -12,7 +12,7 @@ import pytest
 from common.auth import Identity
 from common.db import Store
 from common.errors import PaymentRequired
-from services.credits import budgets, ledger
+from services.credits import budgets, ledger, spends
 
 UTC = UTC
 
@@ -41,18 +41,18 @@ def test_budget_usage_resets_on_the_first_of_the_month(ledger_store):
     ledger.add_grant(ledger_store, owner, org, "100", "paid", now=last_moment - timedelta(days=40))
     capped(ledger_store, owner, org, member, "3", last_moment - timedelta(days=40))
 
-    ledger.spend(ledger_store, member, org, "agent", "2", "a", now=last_moment - timedelta(days=1))
+    spends.spend(ledger_store, member, org, "agent", "2", "a", now=last_moment - timedelta(days=1))
     with pytest.raises(PaymentRequired) as refused:
-        ledger.spend(ledger_store, member, org, "agent", "1.0001", "b", now=last_moment)
+        spends.spend(ledger_store, member, org, "agent", "1.0001", "b", now=last_moment)
     assert refused.value.code == "budget_exceeded"
     assert (refused.value.details["used"], refused.value.details["resets_at"]) == \
         ("2.0000", "2100-01-01T00:00:00.000000Z")
-    ledger.spend(ledger_store, member, org, "agent", "1", "c", now=last_moment)     # exactly up to the limit
+    spends.spend(ledger_store, member, org, "agent", "1", "c", now=last_moment)     # exactly up to the limit
 
     new_year = datetime(2100, 1, 1, tzinfo=UTC)
     allowance = ledger.allowance_of(ledger_store, org, member.id, now=new_year)
     assert (allowance.used, allowance.can_spend, allowance.binding_limit) == (0, 3 * 10000, "budget_group")
-    answer = ledger.spend(ledger_store, member, org, "agent", "3", "d", now=new_year)["spend"]
+    answer = spends.spend(ledger_store, member, org, "agent", "3", "d", now=new_year)["spend"]
     assert answer["budget"]["period"] == "2100-01" and answer["budget"]["used"] == "3.0000"
     # December's usage stays what it was: a new month never rewrites the past.
     assert ledger.allowance_of(ledger_store, org, member.id, now=last_moment).used == 3 * 10000
@@ -65,10 +65,10 @@ def test_expired_free_credit_is_not_spendable_and_written_off_once(ledger_store)
     expiry = start + timedelta(days=10)
     free = ledger.add_grant(ledger_store, owner, org, "5", "free", expires_at=expiry.isoformat(), now=start)
     ledger.add_grant(ledger_store, owner, org, "1", "paid", now=start)
-    ledger.spend(ledger_store, member, org, "agent", "2", "before", now=expiry - timedelta(microseconds=1))
+    spends.spend(ledger_store, member, org, "agent", "2", "before", now=expiry - timedelta(microseconds=1))
 
     with pytest.raises(PaymentRequired) as refused:       # 3 free left, but expired: only 1 paid counts
-        ledger.spend(ledger_store, member, org, "agent", "1.5", "after", now=expiry)
+        spends.spend(ledger_store, member, org, "agent", "1.5", "after", now=expiry)
     assert refused.value.code == "insufficient_credits"
     assert ledger.settle_expiries(ledger_store, org, now=expiry) == 1
     assert ledger.settle_expiries(ledger_store, org, now=expiry + timedelta(days=1)) == 0
@@ -78,7 +78,7 @@ def test_expired_free_credit_is_not_spendable_and_written_off_once(ledger_store)
         ("grant", "5.0000", "5.0000")]
     assert entries[0]["grant_id"] == free["id"] and entries[0]["actor"] == {"id": "system"}
     assert ledger.credits_page(ledger_store, org, now=expiry)["balance"] == "1.0000"
-    ledger.spend(ledger_store, member, org, "agent", "1", "paid", now=expiry)
+    spends.spend(ledger_store, member, org, "agent", "1", "paid", now=expiry)
     assert ledger.credits_page(ledger_store, org, now=expiry)["balance"] == "0.0000"
 
 
@@ -90,7 +90,7 @@ def test_spends_take_free_credit_first_then_the_soonest_expiring(ledger_store):
     free_forever = ledger.add_grant(ledger_store, owner, org, "1", "free", now=now)
     free_late = ledger.add_grant(ledger_store, owner, org, "1", "free", expires_at="2100-06-01T00:00:00Z", now=now)
     free_soon = ledger.add_grant(ledger_store, owner, org, "1", "free", expires_at="2099-12-01T00:00:00Z", now=now)
-    ledger.spend(ledger_store, member, org, "agent", "4.5", "all-but-half", now=now)
+    spends.spend(ledger_store, member, org, "agent", "4.5", "all-but-half", now=now)
     spend = ledger.ledger_page(ledger_store, org, kind="spend")["items"][0]
     assert [(a["grant_id"], a["amount"]) for a in spend["allocations"]] == [
         (free_soon["id"], "1.0000"), (free_late["id"], "1.0000"), (free_forever["id"], "1.0000"),

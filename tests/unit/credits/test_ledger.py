@@ -15,7 +15,7 @@ from common.migrate import upgrade
 from common.money import MAX_BALANCE_UNITS, UNITS_PER_CREDIT
 from common.paging import encode_cursor
 from common.timeutil import as_utc, iso
-from services.credits import budgets, ledger
+from services.credits import budgets, ledger, spends
 from services.credits.models import (
     Account,
     BudgetGroup,
@@ -67,7 +67,7 @@ _keys = iter(range(10 ** 9))
 
 
 def spend(store, who, amount, org=ORG, agent=AGENT, key=None, now=T0):
-    return ledger.spend(store, who, org, agent, amount, key or f"key-{next(_keys)}", now=now)
+    return spends.spend(store, who, org, agent, amount, key or f"key-{next(_keys)}", now=now)
 
 
 def refused(call):
@@ -361,7 +361,7 @@ def test_a_spend_needs_an_idempotency_key(store, alice):
     grant(store, alice, "5", "paid")
     for key in (None, ""):
         with pytest.raises(BadRequest) as err:
-            ledger.spend(store, alice, ORG, AGENT, "1", key, now=T0)
+            spends.spend(store, alice, ORG, AGENT, "1", key, now=T0)
         assert (err.value.code, err.value.field) == ("idempotency_key_required", "Idempotency-Key")
     assert account_balance(store) == units(5)
 
@@ -791,7 +791,7 @@ def test_allowance_of_reads_the_store(store, alice, bob):
 
 def test_evaluate_spend_without_amount_only_tells_the_allowance(store, alice):
     grant(store, alice, "8", "paid")
-    answer = ledger.evaluate_spend(store, alice, ORG, AGENT, None, now=T0)
+    answer = spends.evaluate_spend(store, alice, ORG, AGENT, None, now=T0)
     assert answer == {"can_spend": "8.0000", "binding_limit": "balance", "budget": {
         "budget_group_id": None, "budget_group_name": None, "limit": None, "used": "0.0000", "remaining": None,
         "period": "2026-03", "period_start": "2026-03-01T00:00:00.000000Z",
@@ -803,22 +803,22 @@ def test_evaluate_spend_without_amount_only_tells_the_allowance(store, alice):
 def test_evaluate_spend_with_an_amount_says_allowed_or_why_not_and_charges_nothing(store, alice, bob):
     grant(store, alice, "8", "paid")
     budget_group(store, alice, "5", ["bob"])
-    ok = ledger.evaluate_spend(store, bob, ORG, AGENT, "5", now=T0)
+    ok = spends.evaluate_spend(store, bob, ORG, AGENT, "5", now=T0)
     assert (ok["amount"], ok["allowed"], ok["refusal"]) == ("5.0000", True, None)
-    no = ledger.evaluate_spend(store, bob, ORG, AGENT, "5.0001", now=T0)
+    no = spends.evaluate_spend(store, bob, ORG, AGENT, "5.0001", now=T0)
     assert (no["allowed"], no["refusal"]["code"], no["refusal"]["field"]) == (False, "budget_exceeded", "amount")
     assert no["refusal"]["details"]["requested"] == "5.0001"
-    broke = ledger.evaluate_spend(store, alice, ORG, AGENT, "9", now=T0)
+    broke = spends.evaluate_spend(store, alice, ORG, AGENT, "9", now=T0)
     assert (broke["allowed"], broke["refusal"]["code"]) == (False, "insufficient_credits")
     assert account_balance(store) == units(8)
     assert [e.kind for e in entries(store)] == ["grant"]
     with pytest.raises(ValidationFailed):
-        ledger.evaluate_spend(store, bob, ORG, AGENT, "-1", now=T0)
+        spends.evaluate_spend(store, bob, ORG, AGENT, "-1", now=T0)
 
 
 def test_evaluate_spend_ignores_expired_credit_without_writing_it_off(store, alice):
     grant(store, alice, "5", "free", expires_at=EXPIRES)
-    answer = ledger.evaluate_spend(store, alice, ORG, AGENT, "1", now=AFTER_EXPIRY)
+    answer = spends.evaluate_spend(store, alice, ORG, AGENT, "1", now=AFTER_EXPIRY)
     assert (answer["can_spend"], answer["allowed"], answer["refusal"]["code"]) \
         == ("0.0000", False, "insufficient_credits")
     assert [e.kind for e in entries(store)] == ["grant"]

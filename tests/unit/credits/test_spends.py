@@ -9,7 +9,7 @@ from common.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable, V
 from common.event_types import AGENT_ASSIGNEE_REMOVED, MEMBER_REMOVED, ORGANIZATION_DELETED
 from common.events import change_event
 from common.readmodels import agent_state
-from services.credits import ledger
+from services.credits import ledger, spends
 from services.credits.models import Account, AgentAccess, IdempotentRequest, LedgerEntry, MemberUsage, OutboxEvent
 from tests.unit.credits.facts import (
     ADMIN_ACTOR,
@@ -250,7 +250,7 @@ def test_the_access_check_runs_inside_the_spends_transaction(store, alice, bob):
         checked.append(session.in_transaction())
         raise Forbidden("no")
     with pytest.raises(Forbidden):
-        ledger.spend(store, bob, ORG, AGENT, "1", "key-1", check_access=check_access)
+        spends.spend(store, bob, ORG, AGENT, "1", "key-1", check_access=check_access)
     assert checked == [True]
     assert (nothing_spent(store), count(store, Account)) == ((0, 0, 0, 0), 1)   # the grant's account only
 
