@@ -1,16 +1,15 @@
 """Nameko entrypoints of the audit service: thin; storing events (and the memberships they carry) is in
 reactions.py, the trail's storage and queries in trail.py. Who may read a trail is decided on the read
 model of memberships (common.readmodels), not by asking members."""
-from nameko.messaging import consume
-from nameko.rpc import RpcProxy
 
 from common.auth import Auth
+from common.batch_consume import consume_batch
 from common.db import Database
 from common.events import AUDIT_QUEUE, change_event_or_none
 from common.membership_facts import MembershipFacts
 from common.permissions import Action
 from common.readmodels import ReadModelFill
-from common.rpc import rpc
+from common.rpc import rpc, service_proxy
 from services.audit import reactions, trail
 from services.audit.models import READ_MODELS
 
@@ -20,7 +19,7 @@ class AuditService:
 
     auth = Auth()
     db = Database()
-    members = RpcProxy("members")      # only to confirm a refusal (common.readmodels.Memberships)
+    members = service_proxy("members")      # only to confirm a refusal (common.readmodels.Memberships)
     memberships = MembershipFacts(READ_MODELS, owner="members")
     fill = ReadModelFill(READ_MODELS)
 
@@ -29,14 +28,14 @@ class AuditService:
         self.fill.check()               # degraded until the read model was filled from members
         return "pong"
 
-    # Acknowledged only after the entry (and the state it carries) is committed; on an error (database
-    # down) the event goes back to the queue. A message that is not a change event is logged and dropped:
-    # retrying cannot help.
-    @consume(AUDIT_QUEUE, requeue_on_error=True)
-    def on_change_event(self, message):
-        event = change_event_or_none(message)
-        if event is not None:
-            reactions.handle_change_event(self.db, event)
+    # Events come in batches (common.batch_consume), acknowledged only after the batch's entries (and the
+    # states they carry) are committed; on an error (database down) the batch goes back to the queue. A
+    # message that is not a change event is logged and dropped: retrying cannot help.
+    @consume_batch(AUDIT_QUEUE, requeue_on_error=True)
+    def on_change_events(self, messages):
+        events = [event for event in map(change_event_or_none, messages) if event is not None]
+        if events:
+            reactions.handle_change_events(self.db, events)
 
     @rpc
     def list_entries(self, organization_id, filters=None, cursor=None, limit=None):

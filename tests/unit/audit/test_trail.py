@@ -38,8 +38,8 @@ def test_the_consumer_checks_the_message_and_stores_it_once(make_store):
     store = make_store("audit")
     service = worker_factory(AuditService, db=store)
     event = renamed("o1", "a", "b")
-    assert service.on_change_event(event) is None
-    service.on_change_event(event)                  # a redelivery
+    assert service.on_change_events([event]) is None
+    service.on_change_events([event])                  # a redelivery
     [entry] = trail.query_entries(store, "o1")["items"]
     assert entry["event_id"] == event["event_id"] and entry["occurred_at"] == event["occurred_at"]
 
@@ -55,7 +55,7 @@ def test_the_consumer_checks_the_message_and_stores_it_once(make_store):
 def test_a_message_that_is_not_a_change_event_is_dropped_not_requeued(make_store, caplog, broken):
     """Logged and acknowledged (no exception), or RabbitMQ would hand it back forever."""
     store = make_store("audit")
-    assert worker_factory(AuditService, db=store).on_change_event(broken) is None
+    assert worker_factory(AuditService, db=store).on_change_events([broken]) is None
     assert "dropping a message that is not a change event" in caplog.text
     assert trail.query_entries(store, "o1")["items"] == []
 
@@ -94,3 +94,45 @@ def test_bad_filters_are_validation_errors(make_store, filters, error):
 def test_tampered_cursor_is_a_bad_request(make_store):
     with pytest.raises(BadRequest):
         trail.query_entries(make_store("audit"), "o1", cursor="%%%")
+
+
+# ---- batches (common.batch_consume): what arrived together is stored in one transaction --------------
+def entries_of(store, org):
+    return trail.query_entries(store, org, limit=200)["items"]
+
+
+def test_a_batch_stores_each_event_once_even_twice_in_the_batch_or_stored_before(make_store):
+    store = make_store("audit")
+    first, second, third = (renamed("o1", f"n{i}", f"n{i + 1}") for i in range(3))
+    put(store, first)
+    events = [parse_change_event(e) for e in (first, second, second, third)]
+    assert reactions.handle_change_events(store, events) == 2
+    assert sorted(e["event_id"] for e in entries_of(store, "o1")) == sorted(
+        e["event_id"] for e in (first, second, third))
+    assert reactions.handle_change_events(store, events) == 0          # the whole batch redelivered
+
+
+def test_a_batch_that_clashes_with_another_consumer_is_stored_event_by_event(make_store, monkeypatch):
+    """Another consumer stores one of the batch's events between our check and our insert (PostgreSQL,
+    replicas): the batch's transaction fails on the unique event id, and the events are stored one by one:
+    the others are not lost, the clashing one is not stored twice."""
+    store = make_store("audit")
+    messages = [renamed("o1", f"n{i}", f"n{i + 1}") for i in range(3)]
+    put(store, messages[1])                             # the rival's copy, committed ...
+    looks = []
+
+    def stored_after_our_look(session, event_ids):      # ... just after the batch looked
+        looks.append(event_ids)
+        return set() if len(looks) == 1 else real_stored_event_ids(session, event_ids)
+    real_stored_event_ids = trail.stored_event_ids
+    monkeypatch.setattr(trail, "stored_event_ids", stored_after_our_look)
+    assert reactions.handle_change_events(store, [parse_change_event(m) for m in messages]) == 2
+    assert sorted(e["event_id"] for e in entries_of(store, "o1")) == sorted(m["event_id"] for m in messages)
+
+
+def test_the_consumer_takes_a_batch_and_drops_only_what_is_not_a_change_event(make_store, caplog):
+    store = make_store("audit")
+    good = [renamed("o1", "a", "b"), renamed("o1", "b", "c")]
+    assert worker_factory(AuditService, db=store).on_change_events([good[0], {"event_id": "x"}, good[1]]) is None
+    assert "dropping a message that is not a change event" in caplog.text
+    assert sorted(e["event_id"] for e in entries_of(store, "o1")) == sorted(e["event_id"] for e in good)

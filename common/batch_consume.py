@@ -1,0 +1,54 @@
+"""`@consume_batch(queue)`: Nameko's @consume, except that the worker gets a list of message bodies, every
+message that arrived together (at most the consumer's prefetch count, Nameko's `max_workers`).
+
+Why: the audit service stores every change event of the system. One worker and one committed transaction
+per event cost it more than the change itself did (a spend: 1.8 ms of CPU for its audit entry, most of
+it the commit); under load events arrive in bursts, and one transaction per burst costs little more than
+one per event.
+
+Acknowledgement is per batch and only after the worker returned: every message of a batch is acked
+together, or, when the worker raised and `requeue_on_error` is set, requeued together (the handler
+stores by event id, so the ones that were stored before are found and skipped on redelivery). A batch is
+dispatched on the next turn of the event loop after its first message, so it holds what the broker
+sent in one go; nothing waits on a timer, and a single message is handled as soon as alone.
+"""
+from functools import partial
+
+from nameko.exceptions import ContainerBeingKilled
+from nameko.messaging import Consumer
+
+
+class BatchConsumer(Consumer):
+
+    def setup(self):
+        super().setup()
+        self._pending = []
+        self._dispatch_scheduled = False
+
+    def handle_message(self, body, message):
+        self._pending.append((body, message))
+        if not self._dispatch_scheduled:
+            # Runs once the queue consumer has handed over everything it read in this go.
+            self._dispatch_scheduled = True
+            self.container.spawn_managed_thread(self._dispatch)
+
+    def _dispatch(self):
+        self._dispatch_scheduled = False
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        bodies, messages = [body for body, _ in batch], [message for _, message in batch]
+        try:
+            self.container.spawn_worker(self, (bodies,), {}, context_data=self.unpack_message_headers(messages[0]),
+                                        handle_result=partial(self.handle_batch_result, messages))
+        except ContainerBeingKilled:
+            for message in messages:
+                self.queue_consumer.requeue_message(message)
+
+    def handle_batch_result(self, messages, worker_ctx, result=None, exc_info=None):
+        for message in messages:
+            self.handle_message_processed(message, result, exc_info)
+        return result, exc_info
+
+
+consume_batch = BatchConsumer.decorator
