@@ -8,19 +8,56 @@ from amqp.exceptions import AMQPError
 from amqp.exceptions import NotFound as QueueNotFound
 from kombu import Connection
 from kombu.exceptions import OperationalError
+from nameko.amqp.publish import Publisher
+from nameko.constants import (
+    AMQP_SSL_CONFIG_KEY,
+    AMQP_URI_CONFIG_KEY,
+    DEFAULT_SERIALIZER,
+    LOGIN_METHOD_CONFIG_KEY,
+    SERIALIZER_CONFIG_KEY,
+)
 from nameko.exceptions import UnknownService
+from nameko.rpc import Responder, RpcProxy, get_rpc_exchange
 from nameko.rpc import Rpc as NamekoRpc
+from nameko.rpc import RpcConsumer as NamekoRpcConsumer
 
 from common.errors import EXPECTED_ERRORS, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
 
+class _UnconfirmedPublisher(Publisher):
+    use_confirms = False
+
+
+class _Responder(Responder):
+    publisher_cls = _UnconfirmedPublisher
+
+
+class RpcConsumer(NamekoRpcConsumer):
+    """Nameko's, except that a reply is published without waiting for the broker's publisher confirm.
+    A confirm protects nothing here: the change was committed before the reply, and a reply the broker
+    loses leaves the caller exactly where a failed publish would (it times out, or fails fast when the
+    broker is gone: `call` below). Waiting for it cost every request a round trip to the broker."""
+
+    def handle_result(self, message, result, exc_info):
+        config = self.container.config
+        responder = _Responder(config[AMQP_URI_CONFIG_KEY], get_rpc_exchange(config),
+                               config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER), message,
+                               ssl=config.get(AMQP_SSL_CONFIG_KEY), login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
+        result, exc_info = responder.send_response(result, exc_info)
+        self.queue_consumer.ack_message(message)
+        return result, exc_info
+
+
 class Rpc(NamekoRpc):
     """Nameko's RPC entrypoint, except that a reply that cannot be sent (the broker unreachable) is
     dropped with a warning instead of raising: in Nameko the error escapes the worker and kills the
     whole service container, which then stays dead after the broker is back. The caller times out
-    (or fails fast); a command it retries is idempotent (keys, inbox), as a redelivery already needs."""
+    (or fails fast); a command it retries is idempotent (keys, inbox), as a redelivery already needs.
+    Replies are sent without publisher confirms (RpcConsumer above)."""
+
+    rpc_consumer = RpcConsumer()
 
     def handle_result(self, message, worker_ctx, result, exc_info):
         try:
@@ -29,6 +66,14 @@ class Rpc(NamekoRpc):
             log.warning("the reply of %s.%s could not be sent and was dropped (%s); the caller will time out",
                         self.container.service_name, self.method_name, error)
             return result, exc_info
+
+
+def service_proxy(service_name):
+    """A Nameko RpcProxy to `service_name` whose requests do not wait for the broker's publisher confirm
+    (a round trip per request). Nameko needs the confirm only to raise UnknownService for a service that
+    never ran; `call` below asks the broker whether the service has a consumer instead, and fails fast
+    the same way when a request is lost with the broker. Always called through `call`."""
+    return RpcProxy(service_name, use_confirms=False)
 
 
 def rpc(fn):

@@ -8,9 +8,9 @@ schema (gateway/schemas/), makes one or more RPC calls (bounded by common.rpc.ca
 with a schema. Permission checks happen again in the services; the gateway's are not the only line.
 """
 from nameko.dependency_providers import Config
-from nameko.rpc import RpcProxy
 
 from common.auth import Auth
+from common.rpc import service_proxy
 
 # Each @route registers its route when its module is imported, and /openapi.json lists the paths in that
 # order: the route modules are imported in the order of the API's sections, not alphabetically.
@@ -27,7 +27,7 @@ class GatewayService(operations.OperationRoutes, me.MeRoutes, organizations.Orga
 
     auth = Auth()
     config = Config()
-    orgs = RpcProxy("orgs")
-    members = RpcProxy("members")
-    credits = RpcProxy("credits")
-    audit = RpcProxy("audit")
+    orgs = service_proxy("orgs")
+    members = service_proxy("members")
+    credits = service_proxy("credits")
+    audit = service_proxy("audit")

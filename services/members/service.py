@@ -8,7 +8,6 @@ its agents exist, when inviting.
 import logging
 
 from nameko.messaging import consume
-from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
 from common.auth import SYSTEM_ACTOR, Auth
@@ -18,7 +17,7 @@ from common.events import MEMBERS_QUEUE, change_event_or_none
 from common.mail import MailerProvider
 from common.outbox import OutboxRelay
 from common.readmodels import SNAPSHOT_PAGE
-from common.rpc import call, rpc
+from common.rpc import call, rpc, service_proxy
 from services.members import billing_transfers, invitations, membership_states, memberships, reactions, users
 from services.members.models import OutboxEvent
 
@@ -35,7 +34,7 @@ class MembersService:
     db = Database()
     outbox = OutboxRelay(OutboxEvent)
     mailer = MailerProvider()
-    orgs = RpcProxy("orgs")
+    orgs = service_proxy("orgs")
 
     @rpc
     def ping(self):

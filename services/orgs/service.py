@@ -9,7 +9,6 @@ transaction opens (common.db: no RPC call while a write transaction is open). Ot
 models of agents' access are filled from snapshot_agents and confirmed with agent_states.
 """
 from nameko.messaging import consume
-from nameko.rpc import RpcProxy
 
 from common.auth import Auth
 from common.db import Database
@@ -20,7 +19,7 @@ from common.outbox import OutboxRelay
 from common.paging import page_of_list
 from common.permissions import Action
 from common.readmodels import SNAPSHOT_PAGE, ReadModelFill
-from common.rpc import call, rpc
+from common.rpc import call, rpc, service_proxy
 from services.orgs import agent_people, agent_transfer, agents, organizations, reactions
 from services.orgs.models import READ_MODELS, OutboxEvent
 
@@ -31,7 +30,7 @@ class OrgsService:
     auth = Auth()
     db = Database()
     outbox = OutboxRelay(OutboxEvent)
-    members = RpcProxy("members")
+    members = service_proxy("members")
     memberships = MembershipFacts(READ_MODELS, owner="members")
     fill = ReadModelFill(READ_MODELS)
 
