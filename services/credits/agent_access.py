@@ -12,8 +12,8 @@ The rules of product rules §2 "use agents", with the codes and messages orgs gi
 A read model lags its owner by the time an event takes to arrive. A refusal is therefore confirmed with
 the owner before it is given (members.membership_states for the membership, orgs.agent_states for the
 agent): the states they answer are applied here and the decision is taken again. With the owner down
-the local answer stands. No RPC call happens inside a write transaction (common.db): a spend decides in
-its own transaction, under the account lock, and a refusal is confirmed after it rolled back.
+the local answer stands. No RPC call happens inside a transaction (common.db): a spend decides in its
+own (spends.py), and a refusal is confirmed after it ended.
 """
 from functools import cache
 

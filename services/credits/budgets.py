@@ -1,6 +1,5 @@
 """Budget groups (product rules §5): a monthly limit per member and a limit on how many Builders a group holds;
-the monthly budget period, and what a member may still spend (`Allowance`, which the ledger's spend
-decision asks).
+the monthly budget period, and what a member may still spend (`Allowance`, what a spend decides on).
 
 Plain functions over a `Store`. Who may manage groups (Owner/Admin) is checked by the entrypoints first;
 members' roles come from a lookup the entrypoint passes in (`add_member`: the memberships read model). A member is in
@@ -380,17 +379,22 @@ class Allowance:
 
 
 def allowance(session, organization_id, user_id, balance, now):
-    """The member's allowance when the organization holds `balance`: their group and their usage this period."""
-    group = session.execute(MEMBER_GROUP, {"org": organization_id, "user": user_id}).first()
+    """The member's allowance when the organization holds `balance`: their group and usage this period."""
+    group = member_group(session, organization_id, user_id)
     used = session.scalar(MEMBER_USAGE, {"org": organization_id, "user": user_id, "month": period_of(now)})
     return Allowance(balance=balance, used=used or 0, group=group, now=now)
 
 
-# Built once (columns, not ORM objects, with bound parameters): they run in every spend (spends.py says why).
+def member_group(session, organization_id, user_id):
+    """The member's budget group (a row: id, name, monthly_limit), or None. The statements below are built
+    once, columns with bound parameters: every spend runs them (spends.py says why that matters)."""
+    return session.execute(MEMBER_GROUP, {"org": organization_id, "user": user_id}).first()
+
+
 MEMBER_GROUP = (select(BudgetGroup.id, BudgetGroup.name, BudgetGroup.monthly_limit)
                 .join(BudgetGroupMember, BudgetGroupMember.group_id == BudgetGroup.id)
                 .where(BudgetGroupMember.organization_id == bindparam("org"),
                        BudgetGroupMember.user_id == bindparam("user")))
-MEMBER_USAGE = select(MemberUsage.used).where(MemberUsage.organization_id == bindparam("org"),
-                                              MemberUsage.user_id == bindparam("user"),
-                                              MemberUsage.period == bindparam("month"))
+MEMBER_USAGE = select(MemberUsage.used).where(
+    MemberUsage.organization_id == bindparam("org"), MemberUsage.user_id == bindparam("user"),
+    MemberUsage.period == bindparam("month"))

@@ -82,7 +82,7 @@ class CreditsService:
         caller's budget does not allow it."""
         identity = self.auth.require()
         spends.clean_spend(amount, idempotency_key)
-        # The right to use the agent is decided in the spend's transaction, under the account lock.
+        # The right to use the agent is decided by the spend itself (spends.py), from the read models.
         return self.agent_use.guarded(identity.id, organization_id, agent_id, partial(
             spends.spend, self.db, identity, organization_id, agent_id, amount, idempotency_key))
 

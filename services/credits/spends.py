@@ -27,9 +27,9 @@ from services.credits.ledger import (
     SPEND_ORDER,
     live_grants,
     request_fingerprint,
+    settle_expiries,
     spendable_balance,
     with_key_race_retry,
-    write_off_expired,
 )
 from services.credits.models import Account, Grant, IdempotentRequest, LedgerEntry, MemberUsage
 
@@ -45,33 +45,46 @@ def clean_spend(amount, idempotency_key):
 
 
 def spend(store, identity, organization_id, agent_id, amount, idempotency_key, now=None, check_access=None):
-    """Charge the organization for the caller's use of an agent. In one transaction, under the account
-    lock: `check_access(session)`, when given, raises if the caller may not use the agent (a revocation
-    applied a moment ago included); a replayed key returns the first answer; otherwise the balance and
-    the caller's monthly budget must both allow the amount, or nothing changes and a 402 names what
-    binds. Returns {"spend", "replayed"}."""
+    """Charge the organization for the caller's use of an agent. `check_access(session)`, when given,
+    raises if the caller may not use the agent (a revocation applied a moment ago included); a replayed
+    key returns the first answer; otherwise, under the account lock, the balance and the caller's
+    monthly budget must both allow the amount, or nothing changes and a 402 names what binds. Returns
+    {"spend", "replayed"}.
+
+    Only the money is decided under the lock: the checks that do not read it run before, in a read
+    transaction, so the lock (which every spend of the organization waits for) is held for eight
+    statements. A right revoked while a spend is between the two is revoked concurrently with it: the
+    spend counts as made just before (the revocation lag grows by one spend's duration at most)."""
     now = now or utcnow()
     units = clean_spend(amount, idempotency_key)
     operation = "spend:" + request_fingerprint(organization_id, agent_id, units)
 
     def attempt():
-        with store.write() as session:
-            connection = session.connection()
-            balance = _lock_account(connection, organization_id, now)
+        # First what the spend is decided on besides the money, read without any lock: whether the caller
+        # may use the agent, a stored answer to replay, their budget group, credit past its expiry.
+        with store.read() as session:
             if check_access is not None:
                 check_access(session)
             replay = idempotency.find_replay(session, IdempotentRequest, identity.id, idempotency_key, operation)
             if replay is not None:
                 return {"spend": replay, "replayed": True}
-            balance = _settle_expired(session, connection, organization_id, balance, now)
-            allowance = budgets.allowance(session, organization_id, identity.id, balance, now)
+            group = budgets.member_group(session, organization_id, identity.id)
+            expired = session.execute(ANY_EXPIRED, {"org": organization_id, "now": now}).first() is not None
+        if expired:
+            settle_expiries(store, organization_id, now)        # rare: its own transaction, first
+        # Then the money, under the account lock, held for as few statements as possible.
+        with store.write() as session:
+            connection = session.connection()
+            balance = _lock_account(connection, organization_id, now)
+            used = _add_usage(connection, organization_id, identity.id, units, now)    # this spend included
+            allowance = budgets.Allowance(balance=balance, used=used - units, group=group, now=now)
             refusal = allowance.refusal(units)
             if refusal is not None:
-                raise refusal
+                raise refusal                                   # and the usage just added rolls back
             allocations = _draw(connection, organization_id, units, now)
             balance -= units
             connection.execute(SET_BALANCE, {"org": organization_id, "new_balance": balance, "now": now})
-            allowance.used = _add_usage(connection, organization_id, identity.id, units, now)
+            allowance.used = used
             entry_id = str(uuid.uuid4())
             actor = identity.as_actor()
             connection.execute(ADD_ENTRY, {
@@ -84,6 +97,8 @@ def spend(store, identity, organization_id, agent_id, amount, idempotency_key, n
                       "budget": allowance.budget()}
             emit(session, CREDITS_SPENT, "create", organization_id, identity, "spend", entry_id,
                  after={"amount": answer["amount"], "agent_id": agent_id, "user_id": identity.id}, occurred_at=now)
+            # A concurrent request with the same key fails here, on the key's primary key, and runs again
+            # (with_key_race_retry): it then finds this answer to replay.
             idempotency.remember(session, IdempotentRequest, identity.id, idempotency_key, operation, answer, now)
             return {"spend": answer, "replayed": False}
     return with_key_race_retry(attempt)
@@ -154,17 +169,6 @@ ADD_ENTRY = LEDGER.insert()
 def _lock_account(connection, organization_id, now):
     return connection.execute(LOCK_ACCOUNT[connection.dialect.name],
                               {"org": organization_id, "now": now}).scalar_one()
-
-
-def _settle_expired(session, connection, organization_id, balance, now):
-    """The balance after writing off credit past its expiry (ledger.write_off_expired, through the ORM:
-    rare, so not worth a second copy). Usually nothing is due, which one small query tells."""
-    if connection.execute(ANY_EXPIRED, {"org": organization_id, "now": now}).first() is None:
-        return balance
-    account = session.get(Account, organization_id, populate_existing=True)
-    write_off_expired(session, account, now)
-    session.flush()                 # the statements that follow read the grants and write the account
-    return account.balance
 
 
 def _draw(connection, organization_id, units, now):

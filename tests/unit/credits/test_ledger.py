@@ -395,8 +395,9 @@ def test_expired_credit_cannot_be_spent(store, alice):
     error = refused(lambda: spend(store, alice, "1", key="late", now=AFTER_EXPIRY))
     assert error.code == "insufficient_credits"
     assert error.details == {"requested": "1.0000"}
-    # The refusal changed nothing: the spend is not in the ledger, and its key is free.
-    assert [e.kind for e in entries(store)] == ["grant"]
+    # The spend is not in the ledger, and its key is free. The expired credit was written off first, in
+    # its own transaction (by the system, as the expiry job would have): that stands.
+    assert [(e.kind, e.actor_id) for e in entries(store)] == [("grant", "alice"), ("expiry", "system")]
     with store.read() as session:
         assert session.get(IdempotentRequest, ("alice", "late")) is None
 
@@ -444,13 +445,14 @@ def test_settling_before_the_expiry_does_nothing(store, alice):
     assert account_balance(store) == units(5)
 
 
-def test_a_refused_spend_does_not_write_off_and_a_later_settle_does(store, alice):
-    """The write-off ran inside the refused spend's transaction, so it rolled back with it; settling later
-    records it exactly once."""
+def test_a_spend_writes_expired_credit_off_once_even_when_it_is_refused(store, alice):
+    """The write-off runs in its own transaction before the spend's: a refused spend leaves it recorded,
+    and settling later finds nothing more to write off (exactly once)."""
     grant(store, alice, "5", "free", expires_at=EXPIRES)
     refused(lambda: spend(store, alice, "1", now=AFTER_EXPIRY))
-    assert ledger.settle_expiries(store, ORG, now=AFTER_EXPIRY) == 1
+    assert ledger.settle_expiries(store, ORG, now=AFTER_EXPIRY) == 0
     assert [(e.kind, e.balance_after) for e in entries(store)] == [("grant", units(5)), ("expiry", 0)]
+    assert len(events(store, "credits.expired")) == 1
 
 
 def test_fully_spent_grants_produce_no_expiry_entry(store, alice):

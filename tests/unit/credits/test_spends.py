@@ -241,17 +241,18 @@ def test_a_removal_applied_refuses_the_next_spend(store, alice, bob):
     assert nothing_spent(store)[0] == 1
 
 
-def test_the_access_check_runs_inside_the_spends_transaction(store, alice, bob):
-    """A revocation applied between a first refusal and its confirmation is what the retry decides on."""
+def test_the_access_check_runs_in_the_spend_before_anything_is_charged(store, alice, bob):
+    """The check is the spend's own (a revocation applied between a first refusal and its confirmation is
+    what the retry decides on), and a refusal leaves nothing behind."""
     funded(store, alice)
     checked = []
 
     def check_access(session):
-        checked.append(session.in_transaction())
+        checked.append(session.execute(select(func.count()).select_from(LedgerEntry)).scalar())
         raise Forbidden("no")
     with pytest.raises(Forbidden):
         spends.spend(store, bob, ORG, AGENT, "1", "key-1", check_access=check_access)
-    assert checked == [True]
+    assert checked == [1]                                                           # the grant's entry
     assert (nothing_spent(store), count(store, Account)) == ((0, 0, 0, 0), 1)   # the grant's account only
 
 
