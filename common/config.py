@@ -43,6 +43,7 @@ class Settings:
     credit_expiry_sweep_seconds: float
     smtp: SmtpSettings
     database_urls: dict       # service name -> URL given in <SERVICE>_DATABASE_URL (others: SQLite)
+    sqlite_synchronous: str   # NORMAL or FULL (common.db says what each keeps safe)
 
     def database_url(self, service_name):
         """The service's database: <SERVICE>_DATABASE_URL, or a SQLite file under DATA_DIR."""
@@ -72,6 +73,12 @@ def settings(environ=None):
             raise ConfigError(f"{name} must be at least {minimum}, not {raw!r}")
         return value
 
+    def choice(name, allowed):
+        value = text(name, allowed[0]).upper()
+        if value not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {text(name)!r}")
+        return value
+
     gateway_port = number("GATEWAY_PORT", 8000, minimum=1)
     rabbitmq_port = number("RABBITMQ_PORT", 5672, minimum=1)
     amqp_uri = text("AMQP_URI")
@@ -97,6 +104,7 @@ def settings(environ=None):
             starttls=text("SMTP_STARTTLS", "true").lower() not in ("0", "false", "no"),
         ),
         database_urls={name: text(f"{name.upper()}_DATABASE_URL") for name in SERVICES},
+        sqlite_synchronous=choice("SQLITE_SYNCHRONOUS", ("NORMAL", "FULL")),
     )
 
 

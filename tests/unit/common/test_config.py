@@ -19,6 +19,7 @@ def test_defaults_work_for_a_local_run(tmp_path):
     assert config.app_url == "http://127.0.0.1:8000"
     assert config.smtp.host is None and config.smtp.port == 587 and config.smtp.starttls
     assert config.database_url("orgs") == f"sqlite:///{tmp_path / 'orgs.sqlite'}"
+    assert config.sqlite_synchronous == "NORMAL"
 
 
 def test_values_from_the_environment():
@@ -30,10 +31,12 @@ def test_values_from_the_environment():
     assert config.database_url("credits") == "postgresql+psycopg2://u@h/credits"
     assert not config.smtp.starttls
     assert settings({"AMQP_URI": "amqp://x@broker:5672/"}).amqp_uri_given
+    assert settings({"SQLITE_SYNCHRONOUS": "full"}).sqlite_synchronous == "FULL"
 
 
 @pytest.mark.parametrize("name, value", [("GATEWAY_PORT", "abc"), ("MAX_WORKERS", "0"),
-                                         ("CREDIT_EXPIRY_SWEEP_SECONDS", "soon"), ("SMTP_PORT", "1.5")])
+                                         ("CREDIT_EXPIRY_SWEEP_SECONDS", "soon"), ("SMTP_PORT", "1.5"),
+                                         ("SQLITE_SYNCHRONOUS", "OFF")])
 def test_a_bad_value_names_its_variable(name, value):
     with pytest.raises(ConfigError, match=name):
         settings({name: value})
@@ -62,3 +65,13 @@ def test_the_broker_script_refuses_a_taken_distribution_port(tmp_path):
         result = start_broker(tmp_path, dist_port - 20000)
     assert result.returncode == 1
     assert "distribution port (RABBITMQ_PORT + 20000)" in result.stderr and str(dist_port) in result.stderr
+
+
+def test_sqlite_commits_are_synced_as_configured(tmp_path, monkeypatch):
+    from sqlalchemy import text
+
+    from common.db import Store
+    for setting, level in (("NORMAL", 1), ("FULL", 2)):
+        monkeypatch.setenv("SQLITE_SYNCHRONOUS", setting)
+        with Store(f"sqlite:///{tmp_path / setting}.sqlite").read() as session:
+            assert session.execute(text("PRAGMA synchronous")).scalar() == level
