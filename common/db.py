@@ -15,7 +15,7 @@ SQLite (the default) and PostgreSQL behave differently under concurrency, and th
   time under load). SQLITE_SYNCHRONOUS=FULL syncs every commit; PostgreSQL always does.
 """
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import psycogreen.eventlet
 from nameko.extensions import DependencyProvider
@@ -85,6 +85,19 @@ class Store:
             yield session
 
     @contextmanager
+    def read_then_write(self):
+        """For a unit of work that first reads what it decides on, then writes: yields a ReadThenWrite
+        whose `read()` and `write()` give the sessions of each phase. On PostgreSQL they are one
+        transaction on one connection (reads take no locks there, and a second connection would cost
+        its own round trips); on SQLite a read transaction, then the write one, so that the database's
+        single write lock is not held while reading."""
+        if not self._sqlite:
+            with self.write() as session:
+                yield ReadThenWrite(read=lambda: nullcontext(session), write=lambda: nullcontext(session))
+            return
+        yield ReadThenWrite(read=self.read, write=self.write)
+
+    @contextmanager
     def write(self):
         """A write transaction; committed when the block ends, rolled back on an exception."""
         if not self._sqlite:
@@ -98,6 +111,13 @@ class Store:
                     yield session
             finally:
                 connection.close()
+
+
+class ReadThenWrite:
+    """One unit of work in two phases, `read()` then `write()` (Store.read_then_write)."""
+
+    def __init__(self, read, write):
+        self.read, self.write = read, write
 
 
 def service_store(container):

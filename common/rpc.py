@@ -1,4 +1,5 @@
 """RPC helpers shared by services and the gateway: expected errors, bounded calls that fail fast."""
+import inspect
 import logging
 import threading
 import time
@@ -16,7 +17,7 @@ from nameko.constants import (
     LOGIN_METHOD_CONFIG_KEY,
     SERIALIZER_CONFIG_KEY,
 )
-from nameko.exceptions import UnknownService
+from nameko.exceptions import IncorrectSignature, UnknownService
 from nameko.rpc import Responder, RpcProxy, get_rpc_exchange
 from nameko.rpc import Rpc as NamekoRpc
 from nameko.rpc import RpcConsumer as NamekoRpcConsumer
@@ -50,7 +51,21 @@ class RpcConsumer(NamekoRpcConsumer):
         return result, exc_info
 
 
-class Rpc(NamekoRpc):
+class SignatureOnce:
+    """For Nameko entrypoints: the method's signature is checked against one built once. Nameko's own
+    check_signature rebuilds it for every message (inspect.getcallargs): 6 % of credits' CPU under load."""
+
+    def check_signature(self, args, kwargs):
+        signature = getattr(self, "_signature", None)
+        if signature is None:
+            signature = self._signature = inspect.signature(getattr(self.container.service_cls, self.method_name))
+        try:
+            signature.bind(None, *args, **kwargs)       # None: the unbound method's `self`
+        except TypeError as exc:
+            raise IncorrectSignature(str(exc))
+
+
+class Rpc(SignatureOnce, NamekoRpc):
     """Nameko's RPC entrypoint, except that a reply that cannot be sent (the broker unreachable) is
     dropped with a warning instead of raising: in Nameko the error escapes the worker and kills the
     whole service container, which then stays dead after the broker is back. The caller times out

@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 
 from common import idempotency
 from common.errors import EXPECTED_ERRORS, AppError, BadRequest, ValidationFailed
+from common.rpc import SignatureOnce
 from gateway import authentication
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 
 
-class JsonHttpEntrypoint(HttpRequestHandler):
+class JsonHttpEntrypoint(SignatureOnce, HttpRequestHandler):
     """Nameko's @http, answering every error as {"error": {"code", "message", "field"}}, and authenticating
     the caller of every route not marked public before a worker is spawned for it."""
 

@@ -60,9 +60,13 @@ def spend(store, identity, organization_id, agent_id, amount, idempotency_key, n
     operation = "spend:" + request_fingerprint(organization_id, agent_id, units)
 
     def attempt():
+        with store.read_then_write() as phases:
+            return charge(phases)
+
+    def charge(phases):
         # First what the spend is decided on besides the money, read without any lock: whether the caller
         # may use the agent, a stored answer to replay, their budget group, credit past its expiry.
-        with store.read() as session:
+        with phases.read() as session:
             if check_access is not None:
                 check_access(session)
             replay = idempotency.find_replay(session, IdempotentRequest, identity.id, idempotency_key, operation)
@@ -73,7 +77,7 @@ def spend(store, identity, organization_id, agent_id, amount, idempotency_key, n
         if expired:
             settle_expiries(store, organization_id, now)        # rare: its own transaction, first
         # Then the money, under the account lock, held for as few statements as possible.
-        with store.write() as session:
+        with phases.write() as session:
             connection = session.connection()
             balance = _lock_account(connection, organization_id, now)
             used = _add_usage(connection, organization_id, identity.id, units, now)    # this spend included

@@ -61,3 +61,26 @@ def test_the_broker_is_asked_at_most_once_a_second_per_service(monkeypatch):
 
 def test_an_unreachable_broker_is_reported_as_such():
     assert rpc._ConsumerWatch._ask("amqp://guest:guest@127.0.0.1:1/", "orgs") == rpc.BROKER_UNREACHABLE
+
+
+def test_an_rpc_with_the_wrong_arguments_is_refused_by_the_signature_built_once():
+    from nameko.containers import ServiceContainer
+    from nameko.exceptions import IncorrectSignature
+    from nameko.testing.utils import get_extension
+
+    class Service:
+        name = "signatures"
+
+        @rpc.rpc
+        def add(self, a, b=1):
+            return a + b
+
+    container = ServiceContainer(Service, {"AMQP_URI": "memory://"})      # built, never started
+    entrypoint = get_extension(container, rpc.Rpc, method_name="add")
+    entrypoint.check_signature((1,), {"b": 2})
+    built = entrypoint._signature
+    entrypoint.check_signature((1, 2), {})
+    assert entrypoint._signature is built
+    for args, kwargs in (((), {}), ((1, 2, 3), {}), ((1,), {"c": 3})):
+        with pytest.raises(IncorrectSignature):
+            entrypoint.check_signature(args, kwargs)
