@@ -2,6 +2,7 @@
 clients retry every request that failed under the same Idempotency-Key: no key is charged twice, the
 balance is grants minus spends entry by entry, and every spend that answered 201 is in the ledger and
 has exactly one audit entry."""
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +12,7 @@ from tests.e2e.helpers import audit_entries, create_agent, create_organization, 
 from tests.e2e.test_credits import assert_ledger_adds_up, ledger, spend
 
 SPENDS = 60
+KILL_AFTER = 10          # spends charged before the kill (a fixed delay let a fast machine finish first)
 
 
 def test_credits_killed_mid_storm_charges_each_key_once(system):
@@ -22,7 +24,7 @@ def test_credits_killed_mid_storm_charges_each_key_once(system):
     ok(owner.put(f"/v1/organizations/{org}/agents/{agent}/assignees/{member.id}"), 201)
     ok(spend(member, org, agent, "0.5"), 201)                     # the read models hold the facts
     keys = [uuid.uuid4().hex for _ in range(SPENDS)]
-    seen = []
+    seen, answered, kill_now = [], [], threading.Event()
 
     def until_charged(key):
         """Send the spend, and again under the same key after any failure, until it answers 201."""
@@ -33,6 +35,9 @@ def test_credits_killed_mid_storm_charges_each_key_once(system):
                 response = spend(member, org, agent, "0.25", key)
                 seen.append((response.status_code, time.monotonic() - started))
                 if response.status_code == 201:
+                    answered.append(key)
+                    if len(answered) >= KILL_AFTER:
+                        kill_now.set()
                     return response.json()["id"]
             except OSError:                                         # the gateway itself never goes away
                 seen.append(("connection", time.monotonic() - started))
@@ -41,7 +46,7 @@ def test_credits_killed_mid_storm_charges_each_key_once(system):
 
     with ThreadPoolExecutor(10) as pool:
         charged = pool.map(until_charged, keys)
-        time.sleep(0.3)
+        assert kill_now.wait(timeout=60)
         system.stop("credits", kill=True)                           # a crash mid-storm
         time.sleep(1)
         system.start("credits")
