@@ -14,18 +14,26 @@ SQLite (the default) and PostgreSQL behave differently under concurrency, and th
   file). A commit's fsync blocked the whole service process (0.3 ms or more each, a fifth of credits'
   time under load). SQLITE_SYNCHRONOUS=FULL syncs every commit; PostgreSQL always does.
 """
+import logging
 import threading
 from contextlib import contextmanager, nullcontext
 
+import eventlet
 import psycogreen.eventlet
 from nameko.extensions import DependencyProvider
 from sqlalchemy import create_engine, event
 from sqlalchemy.orm import Session
 
+from common import handled_requests
 from common.config import database_url, settings
 
 # Idempotent; makes psycopg2 yield to the eventlet hub while waiting on the server.
 psycogreen.eventlet.patch_psycopg()
+
+log = logging.getLogger(__name__)
+
+# The context key under which common.rpc gives a worker its RPC request's id (its correlation id).
+RPC_REQUEST_ID = "rpc_request_id"
 
 _engines = {}
 _engines_lock = threading.Lock()
@@ -99,18 +107,32 @@ class Store:
 
     @contextmanager
     def write(self):
-        """A write transaction; committed when the block ends, rolled back on an exception."""
+        """A write transaction; committed when the block ends, rolled back on an exception. The first
+        write transaction of an RPC request records the request as handled (common.handled_requests)."""
         if not self._sqlite:
-            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            with self._recording_request(Session(self.engine, expire_on_commit=False)) as session:
                 yield session
             return
         with self._write_lock:
             connection = self.engine.connect().execution_options(sqlite_begin="IMMEDIATE")
             try:
-                with Session(bind=connection, expire_on_commit=False) as session, session.begin():
+                with self._recording_request(Session(bind=connection, expire_on_commit=False)) as session:
                     yield session
             finally:
                 connection.close()
+
+    @staticmethod
+    @contextmanager
+    def _recording_request(session):
+        recorded = False
+        try:
+            with session, session.begin():
+                recorded = handled_requests.record(session)
+                yield session
+        except BaseException:
+            if recorded:                # rolled back: the request's next write transaction records it
+                handled_requests.forget()
+            raise
 
 
 class ReadThenWrite:
@@ -126,10 +148,36 @@ def service_store(container):
 
 
 class Database(DependencyProvider):
-    """Gives each worker the service's `Store` (service_store)."""
+    """Gives each worker the service's `Store` (service_store). With `handled_requests` (the service's
+    HandledRequest model), the RPC request a worker serves is recorded by its first write transaction,
+    and a repeated delivery of it cannot write again (common.handled_requests); old records are pruned
+    every hour."""
+
+    PRUNE_EVERY_SECONDS = 3600
+
+    def __init__(self, handled_requests=None):
+        self.handled_requests = handled_requests
 
     def setup(self):
         self.store = service_store(self.container)
 
+    def start(self):
+        if self.handled_requests is not None:
+            self.container.spawn_managed_thread(self._prune_every_hour)
+
+    def worker_setup(self, worker_ctx):
+        handled_requests.begin(worker_ctx.context_data.get(RPC_REQUEST_ID), self.handled_requests)
+
+    def worker_teardown(self, worker_ctx):
+        handled_requests.end()
+
     def get_dependency(self, worker_ctx):
         return self.store
+
+    def _prune_every_hour(self):
+        while True:
+            try:
+                handled_requests.prune(self.store, self.handled_requests)
+            except Exception:           # the database away for a moment: next hour
+                log.warning("could not prune handled requests", exc_info=True)
+            eventlet.sleep(self.PRUNE_EVERY_SECONDS)

@@ -22,6 +22,7 @@ from nameko.rpc import Responder, RpcProxy, get_rpc_exchange
 from nameko.rpc import Rpc as NamekoRpc
 from nameko.rpc import RpcConsumer as NamekoRpcConsumer
 
+from common.db import RPC_REQUEST_ID
 from common.errors import EXPECTED_ERRORS, ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -70,9 +71,17 @@ class Rpc(SignatureOnce, NamekoRpc):
     dropped with a warning instead of raising: in Nameko the error escapes the worker and kills the
     whole service container, which then stays dead after the broker is back. The caller times out
     (or fails fast); a command it retries is idempotent (keys, inbox), as a redelivery already needs.
-    Replies are sent without publisher confirms (RpcConsumer above)."""
+    Replies are sent without publisher confirms (RpcConsumer above). A request delivered again after
+    its command committed cannot write a second time (common.handled_requests)."""
 
     rpc_consumer = RpcConsumer()
+
+    def unpack_message_headers(self, message):
+        # The worker learns its request's id (the caller's correlation id, unique per call), by which a
+        # command is recorded as handled (common.handled_requests): a redelivery cannot run it twice.
+        context_data = super().unpack_message_headers(message)
+        context_data[RPC_REQUEST_ID] = message.properties.get("correlation_id")
+        return context_data
 
     def handle_result(self, message, worker_ctx, result, exc_info):
         try:

@@ -10,6 +10,7 @@ Invariant, kept in every transaction that touches an account (tests check it):
 from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from common.handled_requests import HandledRequestMixin
 from common.idempotency import IdempotencyMixin
 from common.inbox import ProcessedEventMixin
 from common.outbox import OutboxMixin
@@ -122,6 +123,10 @@ class ProcessedEvent(ProcessedEventMixin, Base):
 
 class OutboxEvent(OutboxMixin, Base):
     pass
+
+
+class HandledRequest(HandledRequestMixin, Base):
+    """RPC requests whose command committed (common.handled_requests): a redelivery cannot run it twice."""
 
 
 # ---- read models (common.readmodels): fed by members' and orgs' change events ----------------------

@@ -26,7 +26,7 @@ from common.readmodels import ReadModelFill
 from common.rpc import rpc, service_proxy
 from services.credits import budgets, ledger, reactions, spends
 from services.credits.agent_access import AgentUse
-from services.credits.models import READ_MODELS, OutboxEvent
+from services.credits.models import READ_MODELS, HandledRequest, OutboxEvent
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class CreditsService:
     name = "credits"
 
     auth = Auth()
-    db = Database()
+    db = Database(handled_requests=HandledRequest)
     outbox = OutboxRelay(OutboxEvent)
     members = service_proxy("members")       # only to confirm refusals (memberships)
     orgs = service_proxy("orgs")             # only to confirm refusals (agent_access.py)

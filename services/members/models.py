@@ -3,6 +3,7 @@ versions, invitations and billing transfers."""
 from sqlalchemy import JSON, DateTime, ForeignKeyConstraint, Index, Integer, String, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from common.handled_requests import HandledRequestMixin
 from common.idempotency import IdempotencyMixin
 from common.outbox import OutboxMixin
 
@@ -113,3 +114,7 @@ class IdempotentRequest(IdempotencyMixin, Base):
 
 class OutboxEvent(OutboxMixin, Base):
     pass
+
+
+class HandledRequest(HandledRequestMixin, Base):
+    """RPC requests whose command committed (common.handled_requests): a redelivery cannot run it twice."""

@@ -19,7 +19,7 @@ from common.outbox import OutboxRelay
 from common.readmodels import SNAPSHOT_PAGE
 from common.rpc import call, rpc, service_proxy
 from services.members import billing_transfers, invitations, membership_states, memberships, reactions, users
-from services.members.models import OutboxEvent
+from services.members.models import HandledRequest, OutboxEvent
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class MembersService:
     name = "members"
 
     auth = Auth()
-    db = Database()
+    db = Database(handled_requests=HandledRequest)
     outbox = OutboxRelay(OutboxEvent)
     mailer = MailerProvider()
     orgs = service_proxy("orgs")

@@ -4,6 +4,7 @@ memberships (common.readmodels) its permission checks are decided on."""
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from common.handled_requests import HandledRequestMixin
 from common.idempotency import IdempotencyMixin
 from common.inbox import ProcessedEventMixin
 from common.outbox import OutboxMixin
@@ -94,6 +95,10 @@ class ProcessedEvent(ProcessedEventMixin, Base):
 
 class OutboxEvent(OutboxMixin, Base):
     pass
+
+
+class HandledRequest(HandledRequestMixin, Base):
+    """RPC requests whose command committed (common.handled_requests): a redelivery cannot run it twice."""
 
 
 # ---- the read model: members' facts, fed by members' events (reactions.py) ------------------------------

@@ -21,14 +21,14 @@ from common.permissions import Action
 from common.readmodels import SNAPSHOT_PAGE, ReadModelFill
 from common.rpc import call, rpc, service_proxy
 from services.orgs import agent_people, agent_transfer, agents, organizations, reactions
-from services.orgs.models import READ_MODELS, OutboxEvent
+from services.orgs.models import READ_MODELS, HandledRequest, OutboxEvent
 
 
 class OrgsService:
     name = "orgs"
 
     auth = Auth()
-    db = Database()
+    db = Database(handled_requests=HandledRequest)
     outbox = OutboxRelay(OutboxEvent)
     members = service_proxy("members")
     memberships = MembershipFacts(READ_MODELS, owner="members")
