@@ -37,6 +37,7 @@ def running_system(postgres=False):
             cluster = PostgresCluster().start()
             env = {f"{s.upper()}_DATABASE_URL": cluster.create_database(s) for s in SERVICES}
         system = System(workdir, broker.amqp_uri, free_port(), env)
+        system.postgres_dir = cluster.dir if cluster else None      # for process_cpu
         try:
             yield system.start_all()
         finally:
@@ -48,21 +49,30 @@ def running_system(postgres=False):
 
 
 def process_cpu(system):
-    """CPU seconds used so far by each process of the system and by its broker's Erlang VM (from /proc)."""
+    """CPU seconds used so far by each process of the system, by its broker's Erlang VM and, on PostgreSQL,
+    by the database server (from /proc)."""
     pids = {name: process.pid for name, process in system.processes.items()}
     beam = subprocess.run(["pgrep", "-f", f"beam.smp.*{system.data_dir}"], capture_output=True, text=True)
     if beam.stdout.split():
         pids["rabbitmq"] = int(beam.stdout.split()[0])
-    ticks = os.sysconf("SC_CLK_TCK")
-    used = {}
-    for name, pid in pids.items():
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-            used[name] = (int(fields[11]) + int(fields[12])) / ticks     # utime + stime
-        except OSError:
-            pass
-    return used
+    used = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    postgres_dir = getattr(system, "postgres_dir", None)
+    if postgres_dir is not None:
+        # The server: the postmaster and its children (a backend per pooled connection, the WAL writer...).
+        postmaster = int((postgres_dir / "data" / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
+        used["postgres"] = sum(_cpu_seconds(int(pid)) for pid in [postmaster, *children])
+    return {name: seconds for name, seconds in used.items() if seconds is not None}
+
+
+def _cpu_seconds(pid):
+    """utime + stime of a process so far, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return None
 
 
 def report_cpu(label, before, after, count):
