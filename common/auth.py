@@ -4,6 +4,8 @@ The gateway authenticates the bearer token and puts the user into Nameko's worke
 Nameko copies context data into the headers of every RPC request it makes, so the identity reaches
 each downstream service, and onwards from there. Services read it through the `Auth` dependency.
 """
+import re
+import unicodedata
 from dataclasses import dataclass
 
 from nameko.extensions import DependencyProvider
@@ -16,18 +18,56 @@ USER_NAME_KEY = "user_name"
 
 SYSTEM_ACTOR = {"id": "system"}
 
-# A user id is the `sub` of the token the gateway verified: 1 to 128 characters, no NUL (every
+# Actor ids that name an organization API key (planned machine callers, docs/product.md), never a user.
+KEY_ACTOR_PREFIX = "key:"
+
+# A user id is the `sub` of the token the gateway verified: 1 to 128 printable characters (every
 # service stores it in String(128) columns). The one rule, used by the gateway and every service.
 USER_ID_MAX_LENGTH = 128
 
+EMAIL_MAX_LENGTH = 320
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def is_printable_text(value):
+    """A string of printable characters (SPEC §10): no NUL, control or format characters, no lone
+    surrogate (which no database or JSON encoder stores), no separator but the ASCII space."""
+    return isinstance(value, str) and value.isprintable()
+
 
 def is_valid_user_id(value):
-    return isinstance(value, str) and 0 < len(value) <= USER_ID_MAX_LENGTH and "\x00" not in value
+    return is_printable_text(value) and 0 < len(value) <= USER_ID_MAX_LENGTH
 
 
 def is_reserved_user_id(value):
-    """`system` names the platform's own actions (and may call snapshot RPCs): no token may claim it."""
-    return value == SYSTEM_ACTOR["id"]
+    """`system` names the platform's own actions (and may call snapshot RPCs), `key:…` an API key's: no
+    token may claim either, or its changes would be audited as theirs."""
+    return value == SYSTEM_ACTOR["id"] or (isinstance(value, str) and value.startswith(KEY_ACTOR_PREFIX))
+
+
+def canonical_email(value):
+    """The one form in which an email address is stored and compared (SPEC §10), or None when `value`
+    is not a valid address.
+
+    The form is Unicode NFKC, then case-folded (then NFKC again: folding can decompose a character,
+    e.g. U+01F0, and the form must be stable when computed again). An address that NFKC would change
+    is refused rather than mapped: written with a compatibility character (the Kelvin sign U+212A for
+    a K, full-width letters, ligatures) or in a decomposed form, it is another string for whoever
+    issued it, and mapping it would let its holder answer for the plain address's inbox."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not is_printable_text(text) or unicodedata.normalize("NFKC", text) != text:
+        return None
+    canonical = folded_text(text)
+    if len(canonical) > EMAIL_MAX_LENGTH or not EMAIL_PATTERN.match(canonical):
+        return None
+    return canonical
+
+
+def folded_text(text):
+    """`text` in the form canonical emails have (NFKC, case-folded, NFKC again), e.g. to search them."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import json
 from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import noload
 
+from common.auth import canonical_email
 from common.errors import agent_not_found
 from common.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor
 from common.schemas import load_or_fail
@@ -65,7 +66,9 @@ def _entry_conditions(filters):
         conditions.append(AuditEntry.action == filters["action"])
     if "actor" in filters:
         actor = filters["actor"]
-        conditions.append(or_(AuditEntry.actor_id == actor, AuditEntry.actor_email == actor.lower()))
+        # Emails are stored in their canonical form (common.auth.canonical_email); search by the same.
+        email = canonical_email(actor) or actor.lower()
+        conditions.append(or_(AuditEntry.actor_id == actor, AuditEntry.actor_email == email))
     if "since" in filters:
         conditions.append(AuditEntry.occurred_at >= filters["since"])
     if "until" in filters:

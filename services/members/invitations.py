@@ -4,7 +4,6 @@ resends or revokes; a periodic job records the expiry of those left pending past
 
 pending -> accepted | rejected | revoked | expired; each move is one change event.
 """
-import re
 import uuid
 from datetime import timedelta
 
@@ -12,7 +11,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from common import idempotency
-from common.auth import SYSTEM_ACTOR
+from common.auth import SYSTEM_ACTOR, canonical_email
 from common.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from common.paging import page_of_query
 from common.permissions import Action, sort_roles
@@ -25,18 +24,18 @@ from services.members.memberships import (
     check_grant,
     check_query_text,
     check_status_filter,
+    email_like_pattern,
     find_member,
-    like_pattern,
     lock_organization,
     parse_roles,
 )
 from services.members.models import PENDING, IdempotentRequest, Invitation, MemberRole, Membership, User
 from services.members.schemas import invitation_schema
+from services.members.users import caller_email
 
 INVITATION_TTL = timedelta(days=7)
 RESEND_AFTER = timedelta(minutes=10)
 MAX_AGENTS_PER_INVITATION = 100
-EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 INVITATION_STATUSES = ("pending", "accepted", "rejected", "revoked", "expired")
 
 
@@ -52,10 +51,11 @@ def clean_email(email):
         raise ValidationFailed("Email is required.", code="email_required", field="email")
     if not isinstance(email, str):
         raise ValidationFailed("Email must be a string.", code="invalid_type", field="email")
-    email = email.strip().lower()
-    if len(email) > 320 or not EMAIL_PATTERN.match(email):
-        raise ValidationFailed("Email is not a valid address.", code="invalid_email", field="email")
-    return email
+    canonical = canonical_email(email)
+    if canonical is None:
+        raise ValidationFailed("Email is not a valid address, or is written with compatibility characters "
+                               "(such as the Kelvin sign for a K).", code="invalid_email", field="email")
+    return canonical
 
 
 def clean_agent_ids(agent_ids):
@@ -205,7 +205,7 @@ def _addressed_invitation(session, identity, invitation_id):
                   if isinstance(invitation_id, str) else None)
     if invitation is None:
         raise NotFound("There is no such invitation.", code="invitation_not_found", field="invitation_id")
-    if invitation.email != (identity.email or "").strip().lower():
+    if invitation.email != caller_email(identity):
         raise Forbidden("This invitation was sent to another email address; sign in with that address to "
                         "answer it.", code="invitation_not_for_you")
     return invitation
@@ -265,7 +265,7 @@ def list_invitations(store, identity, organization_id, status=None, q=None, curs
         caller_membership(session, organization_id, identity, Action.MANAGE_INVITATIONS)
         query = select(Invitation).where(Invitation.organization_id == organization_id)
         if q:
-            query = query.where(Invitation.email.like(like_pattern(q), escape="\\"))
+            query = query.where(Invitation.email.like(email_like_pattern(q), escape="\\"))
         return _page_of_invitations(session, query, status, cursor, limit, now)
 
 
@@ -274,7 +274,7 @@ def my_invitations(store, identity, status=None, cursor=None, limit=None, now=No
     now = now or utcnow()
     status = check_status_filter(status, INVITATION_STATUSES)
     with store.read() as session:
-        query = select(Invitation).where(Invitation.email == (identity.email or "").strip().lower())
+        query = select(Invitation).where(Invitation.email == caller_email(identity))
         return _page_of_invitations(session, query, status, cursor, limit, now)
 
 

@@ -13,7 +13,7 @@ changes: each change attaches the membership's new state to its event (membershi
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from common.auth import is_valid_user_id
+from common.auth import folded_text, is_printable_text, is_valid_user_id
 from common.authz import check_allowed
 from common.errors import Conflict, Forbidden, ValidationFailed, member_not_found, organization_not_found
 from common.paging import page_of_list
@@ -36,6 +36,9 @@ FOUNDER_ROLES = (OWNER, BILLING)
 GRANTABLE_ROLES = (OWNER, ADMIN, BUILDER, MEMBER)   # Billing moves only by transfer
 ADMIN_GRANTABLE_ROLES = {BUILDER, MEMBER}           # "ultimate ownership stays with Owners"
 MEMBER_SORTS = ("name", "joined_at", "role")
+# Leaving while holding Billing; in an Individual organization (its one member holds Billing) the
+# service answers individual_organization instead (MembersService.remove_member).
+BILLING_HOLDER_CANNOT_LEAVE = "billing_holder_cannot_leave"
 
 
 # ---- founders and lookups ----------------------------------------------------------------------------
@@ -123,9 +126,8 @@ def list_members(store, identity, organization_id, q=None, role=None, sort=None,
         query = (select(Membership, User).join(User, User.id == Membership.user_id)
                  .where(Membership.organization_id == organization_id))
         if q:
-            pattern = like_pattern(q)
-            query = query.where(or_(func.lower(User.name).like(pattern, escape="\\"),
-                                    User.email.like(pattern, escape="\\")))
+            query = query.where(or_(func.lower(User.name).like(like_pattern(q), escape="\\"),
+                                    User.email.like(email_like_pattern(q), escape="\\")))
         if role:
             query = query.where(Membership.role_rows.any(MemberRole.role == role))
         members = [member_dict(m, u) for m, u in session.execute(query).all()]
@@ -171,7 +173,7 @@ def remove_member(store, identity, organization_id, user_id, now=None):
             roles = set(membership.roles)
             if BILLING in roles:
                 raise Conflict("You hold Billing: hand it over with a billing transfer before leaving.",
-                               code="billing_holder_cannot_leave")
+                               code=BILLING_HOLDER_CANNOT_LEAVE)
             if OWNER in roles and _owner_count(session, organization_id) == 1:
                 raise Conflict("You are the only Owner: make another member Owner before leaving.",
                                code="last_owner")
@@ -303,11 +305,18 @@ def like_pattern(text):
     return f"%{escaped}%"
 
 
+def email_like_pattern(text):
+    """like_pattern for a search among emails, which are stored in canonical form: `text` folded the same
+    way, so "STRASSE" finds "straße@…" (stored "strasse@…")."""
+    return like_pattern(folded_text(text))
+
+
 def check_query_text(q, field="q"):
     if q in (None, ""):
         return None
-    if not isinstance(q, str) or len(q) > 200:
-        raise ValidationFailed(f"{field} must be text of at most 200 characters.", code="invalid_query", field=field)
+    if not is_printable_text(q) or len(q) > 200:
+        raise ValidationFailed(f"{field} must be text of at most 200 printable characters.", code="invalid_query",
+                               field=field)
     return q
 
 

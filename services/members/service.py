@@ -13,6 +13,7 @@ from nameko.timer import timer
 from common.auth import SYSTEM_ACTOR, Auth
 from common.config import settings
 from common.db import Database
+from common.errors import Conflict
 from common.events import MEMBERS_QUEUE, change_event_or_none
 from common.mail import MailerProvider
 from common.outbox import OutboxRelay
@@ -80,7 +81,17 @@ class MembersService:
     @rpc
     def remove_member(self, organization_id, user_id):
         """Remove a member, or leave when `user_id` is the caller."""
-        return memberships.remove_member(self.db, self.auth.require(), organization_id, user_id)
+        try:
+            return memberships.remove_member(self.db, self.auth.require(), organization_id, user_id)
+        except Conflict as refusal:
+            # The one member of an Individual organization holds Billing, so leaving it ends here; only
+            # orgs knows the organization's type, asked only now (never inside the write transaction),
+            # so that the answer says why: there is no one to hand Billing to.
+            if refusal.code == memberships.BILLING_HOLDER_CANNOT_LEAVE \
+                    and call(self.orgs.organization_profile, organization_id)["type"] == "individual":
+                raise Conflict("You cannot leave your Individual organization: it is your own.",
+                               code="individual_organization") from None
+            raise
 
     # ---- invitations ---------------------------------------------------------------------------------
     @rpc

@@ -2,6 +2,8 @@
 or name changes."""
 from sqlalchemy.exc import IntegrityError
 
+from common.auth import canonical_email
+from common.errors import Unauthenticated
 from common.events import changed_fields
 from common.timeutil import utcnow
 from services.members.events import USER_REGISTERED, USER_UPDATED, emit
@@ -17,8 +19,19 @@ def register_user(store, identity):
         return _register_user(store, identity)
 
 
+def caller_email(identity):
+    """The caller's email in its canonical form (common.auth.canonical_email), by which users and
+    invitations are stored and matched. The gateway refuses tokens whose email has none; this refuses an
+    identity that reached the service some other way with such an email, rather than matching it."""
+    email = canonical_email(identity.email)
+    if email is None:
+        raise Unauthenticated("The signed-in user's email is not a valid address.", code="invalid_token",
+                              field="email")
+    return email
+
+
 def _register_user(store, identity):
-    email = identity.email.strip().lower()
+    email = caller_email(identity)
     with store.write() as session:
         user = session.get(User, identity.id)
         now = utcnow()

@@ -1,12 +1,17 @@
 """Members, invitations and the billing hand-over end to end: through the gateway, every service
 running, a real RabbitMQ, on SQLite and on PostgreSQL."""
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import jwt
+import requests
 from sqlalchemy import update
 
 from common.db import Store
 from common.timeutil import utcnow
+from gateway import tokens
 from services.members.models import Invitation
 from services.orgs.models import ActiveOrganization
 from tests.e2e.helpers import (
@@ -267,3 +272,55 @@ def test_two_owners_stepping_down_at_once_leave_one_owner(system):
         assert sorted(r.status_code for r in pair) == [200, 409], [r.text for r in pair]
         members = ok(founder.get(f"/v1/organizations/{org}/members", params={"role": "owner"}))["items"]
         assert len(members) == 1
+
+
+KELVIN_SIGN = "\u212a"
+
+
+def test_an_email_written_with_the_kelvin_sign_cannot_take_kims_invitation(system):
+    """Issue 14: a token whose email lower-cased onto Kim's (the K written as U+212A) saw Kim's invitation,
+    accepted it and listed the members; an invitation to such an address was stored as Kim's."""
+    owner, kim, mallory = system.user("owner"), system.user("kim"), system.user("mallory")
+    org = create_organization(owner)["id"]
+    invitations, members = f"/v1/organizations/{org}/invitations", f"/v1/organizations/{org}/members"
+    kelvin_kim = KELVIN_SIGN + kim.email[1:]
+    assert kelvin_kim.lower() == kim.email
+    response = owner.post(invitations, json={"email": kelvin_kim, "roles": ["admin"]})
+    assert error_code(response, 422) == "invalid_email" and response.json()["error"]["field"] == "email"
+    assert ok(owner.get(invitations))["items"] == []
+    invitation = invite(owner, org, kim.email.upper(), ["member"])
+    assert invitation["email"] == kim.email
+
+    mallory.session.headers["Authorization"] = f"Bearer {tokens.mint(mallory.id, kelvin_kim, 'Mallory')}"
+    for response in (mallory.get("/v1/invitations"), mallory.post(f"/v1/invitations/{invitation['id']}/accept"),
+                     mallory.post(f"/v1/invitations/{invitation['id']}/reject"), mallory.get(members)):
+        assert error_code(response, 401) == "invalid_token" and response.json()["error"]["field"] == "email"
+
+    [pending] = ok(kim.get("/v1/invitations"))["items"]
+    assert pending["id"] == invitation["id"] and pending["status"] == "pending"
+    ok(kim.post(f"/v1/invitations/{invitation['id']}/accept"))
+    assert {m["user_id"] for m in ok(owner.get(members))["items"]} == {owner.id, kim.id}
+
+
+def test_tokens_breaking_the_claim_rules_are_refused(system):
+    """Issue 14: tokens without exp, with exp as a string, naming the system, or with a lone surrogate
+    (a 500 before) were accepted."""
+    now = int(time.time())
+    claims = {"sub": f"forger-{uuid.uuid4().hex[:8]}", "email": "forger@example.com", "name": "F", "exp": now + 600}
+    for changed, field in [({"exp": None}, "exp"), ({"exp": str(now + 600)}, "exp"), ({"sub": "system"}, "sub"),
+                           ({"sub": "key:k1"}, "sub"), ({"sub": "\ud800"}, "sub"), ({"name": "\ud800"}, "name"),
+                           ({"email": "forger\ud800@example.com"}, "email")]:
+        forged = {k: v for k, v in dict(claims, **changed).items() if v is not None}
+        bearer = jwt.encode(forged, tokens.secret(), algorithm=tokens.ALGORITHM)
+        response = requests.get(f"{system.url}/v1/me", headers={"Authorization": f"Bearer {bearer}"}, timeout=30)
+        assert error_code(response, 401) == "invalid_token" and response.json()["error"]["field"] == field, changed
+
+
+def test_leaving_ones_individual_organization_says_so(system):
+    """Issue 14: it answered billing_holder_cannot_leave ("hand it over with a billing transfer"), impossible
+    in an organization nobody else can join."""
+    loner = system.user("loner")
+    individual = ok(loner.get("/v1/me"))["active_organization_id"]
+    assert error_code(loner.delete(f"/v1/organizations/{individual}/members/{loner.id}"), 409) == \
+        "individual_organization"
+    assert ok(loner.get("/v1/me"))["active_organization_id"] == individual

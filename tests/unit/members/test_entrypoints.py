@@ -7,9 +7,9 @@ import pytest
 from nameko.testing.services import worker_factory
 
 from common.config import settings
-from common.errors import Forbidden
+from common.errors import Conflict, Forbidden
 from common.mail import Mailer
-from services.members import invitations, memberships
+from services.members import invitations, memberships, users
 from services.members.service import MembersService
 
 ORG = {"id": "org-1", "name": "Sehat Clinic", "type": "collective"}
@@ -45,6 +45,31 @@ def test_invite_refused_by_the_matrix_sends_nothing(make_store, alice, bob):
         service.invite(ORG["id"], "someone@example.com", ["member"])
     service.orgs.organization_profile.call_async.assert_not_called()   # refused before asking orgs
     service.mailer.send.assert_not_called()
+
+
+@pytest.mark.parametrize("organization_type, code", [("individual", "individual_organization"),
+                                                      ("collective", "billing_holder_cannot_leave")])
+def test_the_billing_holder_leaving_is_told_why_they_cannot(make_store, alice, organization_type, code):
+    """In an Individual organization there is nobody to hand Billing to: the answer says so."""
+    store = make_store("members")
+    memberships.add_founder(store, alice, ORG["id"])
+    service = members_worker(store, alice)
+    service.orgs.organization_profile.call_async.return_value.result.return_value = dict(ORG, type=organization_type)
+    with pytest.raises(Conflict) as err:
+        service.remove_member(ORG["id"], alice.id)
+    assert err.value.code == code
+    assert memberships.membership_of(store, ORG["id"], alice.id)["roles"] == ["owner", "billing"]
+
+
+def test_leaving_asks_orgs_nothing_when_it_is_allowed(make_store, alice, bob):
+    store = make_store("members")
+    users.register_user(store, bob)
+    memberships.add_founder(store, alice, ORG["id"])
+    invitation, _ = invitations.invite(store, alice, ORG, bob.email, ["member"])
+    invitations.accept_invitation(store, bob, invitation["id"])
+    service = members_worker(store, bob)
+    assert service.remove_member(ORG["id"], bob.id)["left"] is True
+    service.orgs.organization_profile.call_async.assert_not_called()
 
 
 class FakeSmtpServer:
