@@ -1,4 +1,9 @@
-"""Marshmallow pieces every service's schemas use."""
+"""Marshmallow pieces every service's schemas use, and the rules for untrusted JSON text and strings that
+the gateway (request bodies, queries, paths) and common.paging (cursors) apply alike."""
+import json
+import re
+from decimal import Decimal
+
 from marshmallow import ValidationError, fields, validate
 
 from common.auth import USER_ID_MAX_LENGTH
@@ -32,3 +37,57 @@ def load_or_fail(schema, data):
         field, messages = next(iter(exc.messages.items()))
         message = messages[0] if isinstance(messages, list) else str(messages)
         raise ValidationFailed(message, field=field)
+
+
+# ---- untrusted JSON and text --------------------------------------------------------------------------
+# No body of the API nests more than three levels; 32 leaves room and stops a body of 10,000 nested
+# brackets (Python's parser would raise RecursionError on it: a 500).
+MAX_JSON_DEPTH = 32
+
+
+class JsonTooDeep(ValueError):
+    """JSON nested deeper than allowed."""
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not JSON")   # NaN, Infinity, -Infinity: Python's json takes them by default
+
+
+def loads_json(text, max_depth=MAX_JSON_DEPTH, parse_float=Decimal):
+    """The value of JSON `text`, nested at most `max_depth` arrays/objects deep. Numbers with a fraction
+    become Decimal by default (amounts stay exact, common.money). ValueError if it is not JSON (NaN and
+    Infinity included), JsonTooDeep (a ValueError) if it nests too deep."""
+    try:
+        value = json.loads(text, parse_float=parse_float, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise JsonTooDeep(f"JSON nested deeper than {max_depth} levels") from None
+    if json_depth(value) > max_depth:
+        raise JsonTooDeep(f"JSON nested deeper than {max_depth} levels")
+    return value
+
+
+def json_depth(value):
+    """How many arrays/objects deep `value` nests (a scalar: 0). Iterative: the value may nest nearly as
+    deep as the recursion limit, and a recursive walk from inside a worker would then overflow it."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+# U+D800-U+DFFF alone: JSON's "\ud800" escape makes one, and no database or encoder can store it
+# (UnicodeEncodeError, a 500). NUL: PostgreSQL text cannot hold it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_problem(text):
+    """Why `text` cannot be stored as text: "nul_character", "invalid_text" (a lone surrogate), or None."""
+    if "\x00" in text:
+        return "nul_character"
+    if _SURROGATE.search(text):
+        return "invalid_text"
+    return None

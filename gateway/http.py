@@ -1,30 +1,116 @@
-"""HTTP plumbing of the gateway: the JSON entrypoint (which authenticates every route not marked public),
+"""HTTP plumbing of the gateway: the web server (JSON answers even where no route matched, chunked bodies,
+one access log line per request), the JSON entrypoint (which authenticates every route not marked public),
 request parsing, and the route registry that the OpenAPI document is generated from (so the document cannot
 drift from the routes)."""
 import json
 import logging
+import time
 from dataclasses import dataclass, field
-from decimal import Decimal
 from functools import partial
+from urllib.parse import quote
 
 from eventlet.event import Event
 from marshmallow import ValidationError
 from nameko.web.handlers import HttpRequestHandler
-from werkzeug.wrappers import Response
+from nameko.web.server import WebServer, WsgiApp
+from werkzeug.exceptions import ClientDisconnected, HTTPException
+from werkzeug.wrappers import Request, Response
 
 from common import idempotency
+from common.auth import USER_ID_KEY
 from common.errors import EXPECTED_ERRORS, AppError, BadRequest, ValidationFailed
 from common.rpc import SignatureOnce
+from common.schemas import MAX_JSON_DEPTH, JsonTooDeep, loads_json, text_problem
 from gateway import authentication
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("gateway.access")
 
 MAX_BODY_BYTES = 64 * 1024
+
+# The environ key under which the entrypoint leaves the caller's user id for the access log.
+CALLER_ID = "gateway.caller_id"
+
+# Codes of the answers werkzeug's routing gives before any entrypoint runs.
+ROUTING_ERROR_CODES = {404: "route_not_found", 405: "method_not_allowed"}
+
+
+class JsonWsgiApp(WsgiApp):
+    """Nameko's WSGI app, changed in three ways:
+    - what the routing itself refuses is JSON too (werkzeug answers HTML): a path no rule has, such as
+      `GET /` (which the catch-all <path:path> cannot match), a method no rule of the path has (OPTIONS),
+      and any unexpected failure;
+    - a chunked body can be read: eventlet de-chunks it, but says so to nobody (no
+      wsgi.input_terminated), so werkzeug handed handlers an empty stream and a body with a name was
+      read as {} (a 422 name_required);
+    - one access log line per request: method, path (never the query string, which may carry anything,
+      nor any header, so never the token), status, duration, and the caller's id once the token was
+      verified."""
+
+    def __call__(self, environ, start_response):
+        started = time.perf_counter()
+        request = Request(environ, shallow=True)   # shallow: as Nameko's, until an entrypoint reads it
+        response = self._response(request)
+        access_log.info("%s %s %d %.1fms caller=%s", _printable(request.method, 16), _printable(request.path, 300),
+                        response.status_code, (time.perf_counter() - started) * 1000,
+                        _printable(environ.get(CALLER_ID) or "-", 140))
+        return response(environ, start_response)
+
+    def _response(self, request):
+        try:
+            transfer_encoding = request.environ.get("HTTP_TRANSFER_ENCODING")
+            if transfer_encoding is not None:
+                if transfer_encoding.strip().lower() != "chunked":   # what eventlet de-chunks; no other coding
+                    raise BadRequest("Only Transfer-Encoding: chunked is accepted.",
+                                     code="unsupported_transfer_encoding")
+                request.environ["wsgi.input_terminated"] = True
+            provider, request.path_values = self.url_map.bind_to_environ(request.environ).match()
+            return provider.handle_request(request)
+        except AppError as exc:
+            return json_response(exc.to_dict(), exc.status)
+        except HTTPException as exc:
+            return routing_error_response(exc, request)
+        except Exception as exc:
+            log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
+            return internal_error_response()
+
+
+def routing_error_response(exc, request):
+    """Werkzeug's answer to a request no rule takes, with its status and headers (Allow, Location) but a
+    JSON error for a body."""
+    response = exc.get_response(request.environ)
+    if response.status_code == 404:
+        message = f"There is no route {request.method} {request.path}."
+    elif response.status_code == 405:
+        message = f"{request.method} is not a method of {request.path}."
+    else:
+        message = exc.description or "The request cannot be routed."
+    code = ROUTING_ERROR_CODES.get(response.status_code, "bad_request")
+    response.set_data(json.dumps({"error": {"code": code, "message": message, "field": None}}))
+    response.mimetype = "application/json"
+    return response
+
+
+def internal_error_response():
+    return json_response({"error": {"code": "internal_error", "field": None,
+                                    "message": "Something went wrong on our side; it has been logged."}}, 500)
+
+
+def _printable(text, limit):
+    """`text` for one log line: percent-escaped (no newline or control character can forge a line), cut."""
+    return quote(text, safe="/:@!$&'()*+,;=-._~", errors="replace")[:limit]
+
+
+class JsonWebServer(WebServer):
+    def get_wsgi_app(self):
+        return JsonWsgiApp(self)
 
 
 class JsonHttpEntrypoint(SignatureOnce, HttpRequestHandler):
     """Nameko's @http, answering every error as {"error": {"code", "message", "field"}}, and authenticating
     the caller of every route not marked public before a worker is spawned for it."""
+
+    server = JsonWebServer()
 
     def __init__(self, method, url, public=False, **kwargs):
         self.public = public
@@ -40,6 +126,7 @@ class JsonHttpEntrypoint(SignatureOnce, HttpRequestHandler):
             self.check_signature(args, kwargs)
             if not self.public:
                 context_data.update(authentication.context_data(request))
+                request.environ[CALLER_ID] = context_data.get(USER_ID_KEY)
             event = Event()
             self.container.spawn_worker(self, args, kwargs, context_data=context_data,
                                         handle_result=partial(self.handle_result, event))
@@ -52,15 +139,14 @@ class JsonHttpEntrypoint(SignatureOnce, HttpRequestHandler):
     def get_entrypoint_parameters(self, request):
         args, kwargs = super().get_entrypoint_parameters(request)
         for name, value in kwargs.items():
-            reject_nul(value, name)
+            reject_bad_text(value, name)
         return args, kwargs
 
     def response_from_exception(self, exc):
         if isinstance(exc, AppError):
             return json_response(exc.to_dict(), exc.status)
         log.error("unhandled error in %s %s", self.method, self.url, exc_info=exc)
-        return json_response({"error": {"code": "internal_error", "field": None,
-                                        "message": "Something went wrong on our side; it has been logged."}}, 500)
+        return internal_error_response()
 
 
 def http(method, url, public=False):
@@ -78,38 +164,66 @@ def json_response(body, status=200, headers=None):
 
 def read_json(request, schema):
     """The request body, loaded and validated by a marshmallow schema; 400 or 422 otherwise."""
-    if request.content_length and request.content_length > MAX_BODY_BYTES:
-        raise BadRequest(f"The body is larger than {MAX_BODY_BYTES} bytes.", code="body_too_large")
-    raw = request.get_data(cache=False, as_text=False)
-    if len(raw) > MAX_BODY_BYTES:
-        raise BadRequest(f"The body is larger than {MAX_BODY_BYTES} bytes.", code="body_too_large")
+    raw = read_body(request)
     try:
         # Numbers with a fraction become Decimal, never float: amounts must stay exact (common.money).
-        data = json.loads(raw.decode("utf-8"), parse_float=Decimal) if raw.strip() else {}
-    except (UnicodeDecodeError, ValueError):
-        raise BadRequest("The body is not valid JSON.", code="invalid_json")
+        data = loads_json(raw.decode("utf-8")) if raw.strip() else {}
+    except JsonTooDeep:
+        raise BadRequest(f"The body nests deeper than {MAX_JSON_DEPTH} levels.", code="json_too_deep") from None
+    except ValueError:   # UnicodeDecodeError included
+        raise BadRequest("The body is not valid JSON.", code="invalid_json") from None
     if not isinstance(data, dict):
         raise BadRequest("The body must be a JSON object.", code="invalid_json")
     return load(schema, data)
 
 
-def reject_nul(value, field):
-    """No NUL characters anywhere in input: PostgreSQL cannot store them in text (it would be a 500)."""
+def read_body(request):
+    """The raw body, Content-Length or chunked (JsonWsgiApp lets it be read), read no further than one
+    byte past MAX_BODY_BYTES: a chunked body has no length to refuse it by beforehand."""
+    if request.content_length and request.content_length > MAX_BODY_BYTES:
+        raise body_too_large()
+    body = bytearray()
+    try:
+        while len(body) <= MAX_BODY_BYTES:
+            chunk = request.stream.read(MAX_BODY_BYTES + 1 - len(body))
+            if not chunk:
+                break
+            body += chunk
+    except (ValueError, OSError, ClientDisconnected):   # eventlet's ChunkReadError is a ValueError
+        raise BadRequest("The body ended early or its chunks are malformed.", code="invalid_body") from None
+    if len(body) > MAX_BODY_BYTES:
+        raise body_too_large()
+    return bytes(body)
+
+
+def body_too_large():
+    return BadRequest(f"The body is larger than {MAX_BODY_BYTES} bytes.", code="body_too_large")
+
+
+_TEXT_PROBLEMS = {"nul_character": "Text must not contain NUL characters.",
+                  "invalid_text": "Text must be valid Unicode: a lone surrogate (U+D800 to U+DFFF) is not."}
+
+
+def reject_bad_text(value, field):
+    """No text anywhere in input that cannot be stored (common.schemas.text_problem: NUL, which PostgreSQL
+    text cannot hold; a lone surrogate, which no encoder takes): a 400 naming the field, before anything
+    is stored."""
     if isinstance(value, str):
-        if "\x00" in value:
-            raise BadRequest("Text must not contain NUL characters.", code="nul_character", field=field)
+        problem = text_problem(value)
+        if problem:
+            raise BadRequest(_TEXT_PROBLEMS[problem], code=problem, field=field)
     elif isinstance(value, dict):
         for key, item in value.items():
-            reject_nul(key, field)
-            reject_nul(item, f"{field}.{key}" if field else key)
+            reject_bad_text(key, field)
+            reject_bad_text(item, f"{field}.{key}" if field else key)
     elif isinstance(value, list):
         for item in value:
-            reject_nul(item, field)
+            reject_bad_text(item, field)
 
 
 def load(schema, data):
     """Validate request data (a body or a query string) with a marshmallow schema; 400 or 422 otherwise."""
-    reject_nul(data, None)
+    reject_bad_text(data, None)
     try:
         return schema.load(data)
     except ValidationError as exc:
@@ -143,7 +257,9 @@ class Route:
 ROUTES = []
 
 # `headers` of a create that a retry may repeat safely.
-OPTIONAL_IDEMPOTENCY_KEY = {"Idempotency-Key": "optional; a retry with the same key returns the first answer"}
+OPTIONAL_IDEMPOTENCY_KEY = {"Idempotency-Key": "optional; a retry with the same key and body returns the first "
+                                               "answer (header Idempotent-Replayed: true); the same key with "
+                                               "another body is 409 idempotency_key_reused"}
 
 
 def route(method, path, summary, **spec):

@@ -78,14 +78,14 @@ def _entry_conditions(filters):
 
 def _position(cursor, with_change=False):
     """(occurred_at, entry seq, change id or None) of the last row of the previous page, or None."""
-    position = decode_cursor(cursor)
+    fields = {"at": str, "seq": int, "change": int} if with_change else {"at": str, "seq": int}
+    position = decode_cursor(cursor, **fields)
     if position is None:
         return None
     try:
-        return (parse_iso(position["at"]), int(position["seq"]),
-                int(position["change"]) if with_change else None)
-    except (KeyError, TypeError, ValueError):
-        raise invalid_cursor()
+        return parse_iso(position["at"]), position["seq"], position.get("change")
+    except (TypeError, ValueError):
+        raise invalid_cursor() from None
 
 
 def query_entries(store, organization_id, filters=None, cursor=None, limit=None):

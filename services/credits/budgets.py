@@ -15,7 +15,7 @@ from common.auth import is_valid_user_id
 from common.errors import Conflict, NotFound, PaymentRequired, ValidationFailed, member_not_found
 from common.events import changed_fields
 from common.money import format_amount, parse_amount
-from common.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor, page_of_query
+from common.paging import check_limit, decode_cursor, encode_cursor, page_of_query
 from common.permissions import Role
 from common.timeutil import as_utc, iso, utcnow
 from services.credits.events import (
@@ -145,12 +145,8 @@ def get_group(store, organization_id, group_id, cursor=None, limit=None, now=Non
     """The group with each member's usage this period against its limit (members keyset-paged by id)."""
     now = now or utcnow()
     limit = check_limit(limit)
-    position = decode_cursor(cursor)
-    after_user = None
-    if position is not None:
-        after_user = position.get("user_id")
-        if not isinstance(after_user, str):
-            raise invalid_cursor()
+    position = decode_cursor(cursor, user_id=str)
+    after_user = position["user_id"] if position is not None else None
     with store.read() as session:
         group = _group(session, organization_id, group_id)
         query = (select(BudgetGroupMember, MemberUsage.used)

@@ -11,7 +11,6 @@ organization run one after the other however many credits replicas there are; on
 transaction already holds the database's single write lock (common.db). So a spend sees every spend
 committed before it, and "balance suffices" and "budget allows" stay true until it commits.
 """
-import hashlib
 import uuid
 
 from sqlalchemy import BigInteger, case, cast, func, or_, select
@@ -23,7 +22,7 @@ from common import idempotency
 from common.auth import SYSTEM_ACTOR
 from common.errors import ValidationFailed
 from common.money import MAX_BALANCE_UNITS, format_amount, parse_amount
-from common.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor
+from common.paging import check_limit, decode_cursor, encode_cursor
 from common.timeutil import as_utc, iso, parse_iso, utcnow
 from services.credits import budgets
 from services.credits.events import CREDITS_EXPIRED, CREDITS_GRANTED, emit
@@ -101,11 +100,6 @@ def _add_entry(session, account, kind, amount, actor, now, grant=None, agent_id=
     return entry
 
 
-def request_fingerprint(*parts):
-    """A request's identity for its Idempotency-Key: the same key with other values is refused (409)."""
-    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:32]
-
-
 def with_key_race_retry(attempt):
     """Run `attempt()`; if it lost a race on its Idempotency-Key's row (two requests with one key
     committing at once, e.g. in two organizations), run it once more: it then finds the stored answer."""
@@ -138,7 +132,7 @@ def add_grant(store, identity, organization_id, amount, type, expires_at=None, i
     now = now or utcnow()
     units, type, expires_at = clean_grant(amount, type, expires_at)
     idempotency_key = idempotency.check_key(idempotency_key)
-    operation = "grant:" + request_fingerprint(organization_id, units, type, iso(expires_at))
+    operation = idempotency.operation("grant", organization_id, units, type, iso(expires_at))
 
     def attempt():
         with store.write() as session:
@@ -250,12 +244,9 @@ def ledger_page(store, organization_id, kind=None, cursor=None, limit=None):
     conditions = [LedgerEntry.organization_id == organization_id]
     if kind:
         conditions.append(LedgerEntry.kind == kind)
-    position = decode_cursor(cursor)
+    position = decode_cursor(cursor, before=int)
     if position is not None:
-        before = position.get("before")
-        if not isinstance(before, int) or isinstance(before, bool):
-            raise invalid_cursor()
-        conditions.append(LedgerEntry.seq < before)
+        conditions.append(LedgerEntry.seq < position["before"])
     with store.read() as session:
         rows = session.scalars(select(LedgerEntry).where(*conditions).order_by(LedgerEntry.seq.desc())
                                .limit(limit + 1)).all()

@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from common import idempotency
 from common.errors import Forbidden, ValidationFailed, agent_not_found
 from common.events import changed_fields
-from common.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor
+from common.paging import check_limit, decode_cursor, encode_cursor
 from common.permissions import Action, Role, allows, contributes, may_see_agent, may_use_agent
 from common.readmodels import AGENTS, SNAPSHOT_PAGE, agent_state
 from common.timeutil import iso, utcnow
@@ -43,7 +43,7 @@ from services.orgs.organizations import find_idempotent, get_live
 FIELD_LIMITS = {"name": 200, "code": 100, "mission": 2000, "welcome_message": 2000,
                 "instructions": 20000, "avatar_url": 2048}
 CONFIG_FIELDS = tuple(FIELD_LIMITS)
-CREATE_AGENT = "create_agent"     # the operation its Idempotency-Keys are stored under
+CREATE_AGENT = "create_agent"     # the kind of request its Idempotency-Keys are stored under
 
 
 # ---- input -------------------------------------------------------------------------------------------
@@ -199,19 +199,20 @@ def create_agent(store, identity, roles, organization_id, data, idempotency_key=
         raise Forbidden("Only an Owner, Admin or Builder can create agents.")
     fields = clean_fields(data, creating=True)
     now = now or utcnow()
+    operation = idempotency.operation(CREATE_AGENT, organization_id, fields)
     try:
-        return _insert_agent(store, identity, roles, organization_id, fields, idempotency_key, now)
+        return _insert_agent(store, identity, roles, organization_id, fields, idempotency_key, operation, now)
     except IntegrityError:
         # Only the idempotency record can collide: a concurrent request with the same key won.
-        replay = find_idempotent(store, identity, idempotency_key, CREATE_AGENT)
+        replay = find_idempotent(store, identity, idempotency_key, operation)
         if replay is None:
             raise
         return replay
 
 
-def _insert_agent(store, identity, roles, organization_id, fields, idempotency_key, now):
+def _insert_agent(store, identity, roles, organization_id, fields, idempotency_key, operation, now):
     with store.write() as session:
-        replay = idempotency.find_replay(session, IdempotentRequest, identity.id, idempotency_key, CREATE_AGENT)
+        replay = idempotency.find_replay(session, IdempotentRequest, identity.id, idempotency_key, operation)
         if replay is not None:
             return replay
         get_live(session, organization_id)
@@ -228,7 +229,7 @@ def _insert_agent(store, identity, roles, organization_id, fields, idempotency_k
         emit(session, AGENT_CREATED, "create", agent.organization_id, identity, "agent", agent.id,
              after=dict(initial, contributors=access_of(agent)["contributors"]), state=state)
         result = agent_dict(agent, roles, identity.id)
-        idempotency.remember(session, IdempotentRequest, identity.id, idempotency_key, CREATE_AGENT, result, now)
+        idempotency.remember(session, IdempotentRequest, identity.id, idempotency_key, operation, result, now)
         session.flush()
         return result
 
@@ -245,11 +246,9 @@ def list_agents(store, identity, roles, organization_id, q=None, cursor=None, li
         conditions.append(visible)
     if q and q.strip():
         conditions.append(Agent.name.icontains(q.strip(), autoescape=True))
-    position = decode_cursor(cursor)
+    position = decode_cursor(cursor, name=str, id=str)
     if position is not None:
-        name, last_id = position.get("name"), position.get("id")
-        if not (isinstance(name, str) and isinstance(last_id, str)):
-            raise invalid_cursor()
+        name, last_id = position["name"], position["id"]
         conditions.append(or_(sort_key > name, and_(sort_key == name, Agent.id > last_id)))
     with store.read() as session:
         get_live(session, organization_id)

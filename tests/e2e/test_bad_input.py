@@ -1,8 +1,15 @@
 """Bad input never gets a 500: every route of the OpenAPI document, hostile ids, bodies and queries.
 Each answer is a 4xx with the JSON error shape (or a success where the input happens to be valid)."""
+import base64
 import json
+import socket
+import time
+import uuid
 
 import requests
+
+import gateway.service  # noqa: F401  (defining the handlers fills the route registry)
+from gateway.http import ROUTES
 
 NASTY_IDS = ["x" * 5000, "%00", "..%2F..%2Fetc", "ünïcødé-☃", "1 OR 1=1", "null", "-1"]
 NASTY_BODIES = ['', 'null', '[]', '"text"', '{"name": {"nested": true}}', '{"name": ["a"]}',
@@ -72,3 +79,130 @@ def test_oversized_and_odd_headers(system):
     big = alice.post("/v1/organizations", data=json.dumps({"name": "y" * 100000}),
                      headers={"Content-Type": "application/json"})
     assert big.status_code == 400 and big.json()["error"]["code"] == "body_too_large"
+
+
+# ---- issue 14: the reproductions, each a 500 (or a wrong answer) before ------------------------------------
+def crafted(text):
+    """A cursor made by hand: base64 of any JSON text."""
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+CRAFTED_CURSORS = [crafted('{"offset":1e30}'), crafted('{"before":1e30}'), crafted('{"offset":' + "9" * 40 + "}"),
+                   crafted('{"before":' + "9" * 40 + "}"), crafted('{"at":"2026-01-01T00:00:00Z","seq":1e999}'),
+                   crafted('{"at":"2026-01-01T00:00:00Z","seq":1e999,"change":1}'), crafted("[" * 3000 + "]" * 3000),
+                   crafted('{"name":"\\ud800","id":"x"}'), crafted('{"user_id":"\\ud800"}'),
+                   crafted('{"user_id":"\\u0000"}'), "A" * 6000]   # longer than any issued, within eventlet's URL limit
+
+
+def organization_with_things(user):
+    """An organization of `user` with an agent and a budget group: {placeholder: id} for route paths."""
+    org = user.post("/v1/organizations", json={"name": "Hostile"}).json()["id"]
+    return {"org_id": org, "user_id": user.id,
+            "agent_id": user.post(f"/v1/organizations/{org}/agents", json={"name": "Agent"}).json()["id"],
+            "group_id": user.post(f"/v1/organizations/{org}/budget-groups", json={"name": "G"}).json()["id"]}
+
+
+def paths_of(routes, ids):
+    for route in routes:
+        path = route.path
+        for name, value in ids.items():
+            path = path.replace(f"<{name}>", value)
+        assert "<" not in path, path
+        yield route, path
+
+
+def test_any_crafted_cursor_on_every_list_route_is_a_400_invalid_cursor(system):
+    alice = system.user("alice")
+    ids = organization_with_things(alice)
+    list_routes = [route for route in ROUTES if route.method == "GET" and "cursor" in route.query]
+    assert len(list_routes) >= 10
+    for _, path in paths_of(list_routes, ids):
+        assert alice.get(path).status_code == 200, path
+        for cursor in CRAFTED_CURSORS:
+            response = alice.get(path, params={"cursor": cursor})
+            assert response.status_code == 400, f"{path} {cursor[:40]}: {response.status_code} {response.text[:200]}"
+            assert response.json()["error"]["code"] == "invalid_cursor", path
+
+
+def test_a_body_of_10000_nested_brackets_on_every_json_route_is_a_400(system):
+    alice = system.user("alice")
+    ids = organization_with_things(alice)
+    deep = "[" * 10000 + "]" * 10000
+    for route, path in paths_of([route for route in ROUTES if route.body is not None], ids):
+        response = alice.request(route.method, path, data=deep, headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, f"{route.method} {path}: {response.status_code} {response.text[:200]}"
+        assert response.json()["error"]["code"] == "json_too_deep"
+    assert alice.get(f"/v1/organizations/{ids['org_id']}").json()["name"] == "Hostile"
+
+
+def test_text_that_cannot_be_stored_is_refused_and_nothing_is_stored(system):
+    alice = system.user("alice")
+    ids = organization_with_things(alice)
+    org = ids["org_id"]
+    before = alice.get("/v1/organizations").json()
+    for method, path, raw, field in [
+        ("POST", "/v1/organizations", '{"name": "a\\ud800"}', "name"),
+        ("PATCH", f"/v1/organizations/{org}", '{"name": "\\udfffb"}', "name"),
+        ("POST", f"/v1/organizations/{org}/agents", '{"name": "A", "mission": "m\\ud800"}', "mission"),
+        ("PATCH", f"/v1/organizations/{org}/agents/{ids['agent_id']}", '{"name": "\\ud83d"}', "name"),
+        ("POST", f"/v1/organizations/{org}/invitations", '{"email": "x\\ud800@example.com", "roles": ["member"]}',
+         "email"),
+        ("POST", f"/v1/organizations/{org}/budget-groups", '{"name": "g\\u0000"}', "name"),
+    ]:
+        response = alice.request(method, path, data=raw, headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, f"{method} {path}: {response.status_code} {response.text[:200]}"
+        error = response.json()["error"]
+        assert (error["code"], error["field"]) == ("nul_character" if "u0000" in raw else "invalid_text", field)
+    assert alice.get("/v1/organizations").json() == before
+    assert [a["name"] for a in alice.get(f"/v1/organizations/{org}/agents").json()["items"]] == ["Agent"]
+    assert alice.get(f"/v1/organizations/{org}/invitations").json()["items"] == []
+    assert [g["name"] for g in alice.get(f"/v1/organizations/{org}/budget-groups").json()["items"]] == ["G"]
+
+
+def test_a_chunked_body_is_read(system):
+    alice = system.user("alice")
+    response = alice.post("/v1/organizations", data=iter([b'{"name": ', b'"Sent in ', b'chunks"}']),
+                          headers={"Content-Type": "application/json"})
+    assert response.request.headers["Transfer-Encoding"] == "chunked"
+    assert (response.status_code, response.json()["name"]) == (201, "Sent in chunks"), response.text
+
+
+def test_requests_no_route_takes_are_answered_in_json(system):
+    for method, path, status, code in [("GET", "/", 404, "route_not_found"),
+                                       ("OPTIONS", "/v1/organizations", 405, "method_not_allowed"),
+                                       ("TRACE", "/v1/me", 405, "method_not_allowed")]:
+        response = requests.request(method, system.url + path, timeout=10)
+        assert (response.status_code, response.headers["Content-Type"]) == (status, "application/json"), path
+        assert response.json()["error"]["code"] == code
+
+
+def raw_status(system, request_bytes):
+    with socket.create_connection(("127.0.0.1", system.gateway_port), timeout=10) as conn:
+        conn.sendall(request_bytes)
+        return conn.recv(4096).split(b"\r\n")[0]
+
+
+def test_over_long_lines_are_refused_by_eventlet_before_the_gateway_sees_them(system):
+    """eventlet's wsgi server answers these itself (status line, no body) before any WSGI code runs: they
+    stay 4xx, but cannot be JSON without patching eventlet."""
+    assert b" 414 " in raw_status(system, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b" 400 " in raw_status(system, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n")
+
+
+def test_the_gateway_writes_one_access_line_per_request(system):
+    alice = system.user("alice")
+    marker = uuid.uuid4().hex
+    assert alice.get(f"/v1/organizations?cursor={marker}").status_code == 400
+    assert requests.get(f"{system.url}/v1/organizations/{marker}", timeout=10).status_code == 401
+    log_file = system.log_dir / "gateway.log"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        lines = [line for line in log_file.read_text(errors="replace").splitlines() if "gateway.access" in line]
+        if any(marker in line for line in lines):
+            break
+        time.sleep(0.1)
+    assert any(" gateway.access: GET /v1/organizations 400 " in line and line.endswith(f"ms caller={alice.id}")
+               for line in lines)
+    assert any(f"GET /v1/organizations/{marker} 401 " in line and line.endswith("caller=-") for line in lines)
+    token = alice.session.headers["Authorization"].split()[1]
+    assert not any(f"cursor={marker}" in line or token in line for line in lines)
