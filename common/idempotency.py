@@ -3,6 +3,8 @@ retries, so a client that lost a response can safely send the request again.
 
 Each service that accepts keys declares `class IdempotentRequest(IdempotencyMixin, Base)`.
 """
+import hashlib
+import json
 from functools import cache
 
 from sqlalchemy import JSON, DateTime, String, bindparam, insert, select
@@ -11,6 +13,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from common.errors import BadRequest, Conflict
 
 KEY_MAX_LENGTH = 200
+# Marks an answer that find_replay took from storage, for the gateway's Idempotent-Replayed header.
+REPLAYED = "idempotent_replayed"
 
 
 class IdempotencyMixin:
@@ -22,6 +26,13 @@ class IdempotencyMixin:
     operation: Mapped[str] = mapped_column(String(64))
     response: Mapped[dict] = mapped_column(JSON)
     created_at = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+def operation(kind, *request):
+    """What a key is stored under: the kind of request and a fingerprint of its values, so that the same
+    key sent with other values is a 409 (find_replay), never a replay of an unrelated answer."""
+    fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    return f"{kind}:{fingerprint}"
 
 
 def check_key(key):
@@ -45,7 +56,13 @@ def find_replay(session, model, user_id, key, operation):
     if record.operation != operation:
         raise Conflict("This Idempotency-Key was already used for another request.",
                        code="idempotency_key_reused", field="Idempotency-Key")
-    return record.response
+    return {**record.response, REPLAYED: True} if isinstance(record.response, dict) else record.response
+
+
+def replay_headers(answer):
+    """The HTTP headers of an answer: `Idempotent-Replayed: true` when it is a stored one (its marker
+    taken out of the answer), else None. The one contract of every route that takes a key."""
+    return {"Idempotent-Replayed": "true"} if answer.pop(REPLAYED, False) else None
 
 
 def remember(session, model, user_id, key, operation, response, now):

@@ -1,6 +1,7 @@
 """Agents: their configuration, contributors and assignees, and moving one to another organization."""
 from werkzeug.wrappers import Response
 
+from common import idempotency
 from common.rpc import call
 from gateway.http import OPTIONAL_IDEMPOTENCY_KEY, idempotency_key, json_response, load, read_json, route
 from gateway.schemas.agents import (
@@ -32,7 +33,7 @@ class AgentRoutes:
     def create_agent(self, request, org_id):
         body = read_json(request, AgentBody())
         agent = call(self.orgs.create_agent, org_id, body, idempotency_key(request))
-        return json_response(Agent().dump(agent), 201)
+        return json_response(Agent().dump(agent), 201, headers=idempotency.replay_headers(agent))
 
     @route("GET", "/v1/organizations/<org_id>/agents/<agent_id>", "One agent (if the caller can see it)",
            response=Agent())

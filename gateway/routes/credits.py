@@ -1,6 +1,7 @@
 """Credits: the balance and ledger, adding credit, spending it, the caller's usage, and budget groups."""
 from werkzeug.wrappers import Response
 
+from common import idempotency
 from common.rpc import call
 from gateway import export
 from gateway.http import OPTIONAL_IDEMPOTENCY_KEY, idempotency_key, json_response, load, read_json, route
@@ -46,21 +47,21 @@ class CreditRoutes:
         body = read_json(request, GrantBody())
         grant = call(self.credits.add_grant, org_id, body["amount"], body["type"], body["expires_at"],
                      idempotency_key(request))
-        return json_response(Grant().dump(grant), 201)
+        return json_response(Grant().dump(grant), 201, headers=idempotency.replay_headers(grant))
 
     @route("POST", "/v1/organizations/<org_id>/usage",
            "Spend credit on the use of an agent (a member who may use it); dry_run true only evaluates",
            body=SpendBody(), response=Spend(), status=201, errors=(402, 403),
-           headers={"Idempotency-Key": "required unless dry_run: a retry with the same key returns the first "
-                                       "answer (header Idempotent-Replayed: true) and charges nothing"})
+           headers={"Idempotency-Key": "required unless dry_run: a retry with the same key and body returns "
+                                       "the first answer (header Idempotent-Replayed: true) and charges nothing; "
+                                       "the same key with another body is 409 idempotency_key_reused"})
     def spend(self, request, org_id):
         body = read_json(request, SpendBody())
         if body["dry_run"]:
             evaluation = call(self.credits.evaluate_spend, org_id, body["agent_id"], body["amount"])
             return json_response(SpendEvaluation().dump(evaluation))
         answer = call(self.credits.spend, org_id, body["agent_id"], body["amount"], idempotency_key(request))
-        headers = {"Idempotent-Replayed": "true"} if answer["replayed"] else None
-        return json_response(Spend().dump(answer["spend"]), 201, headers=headers)
+        return json_response(Spend().dump(answer["spend"]), 201, headers=idempotency.replay_headers(answer["spend"]))
 
     @route("GET", "/v1/me/usage", "My spend this month, what I can still spend and what binds, per organization",
            response=OrganizationUsagePage())

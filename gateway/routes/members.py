@@ -1,6 +1,7 @@
 """Members, invitations and billing transfers: the members service's resources."""
 from werkzeug.wrappers import Response
 
+from common import idempotency
 from common.rpc import call
 from gateway import export
 from gateway.http import OPTIONAL_IDEMPOTENCY_KEY, idempotency_key, json_response, load, read_json, route
@@ -65,7 +66,7 @@ class MemberRoutes:
         body = read_json(request, InvitationBody())
         invitation = call(self.members.invite, org_id, body["email"], body["roles"], body["agent_ids"],
                           idempotency_key(request))
-        return json_response(Invitation().dump(invitation), 201)
+        return json_response(Invitation().dump(invitation), 201, headers=idempotency.replay_headers(invitation))
 
     @route("GET", "/v1/organizations/<org_id>/invitations", "The organization's invitations (Owner/Admin)",
            response=InvitationPage(), errors=(403,), query={

@@ -1,6 +1,7 @@
 """Organizations: the caller's cards, creating, renaming and deleting a Collective organization."""
 from werkzeug.wrappers import Response
 
+from common import idempotency
 from common.rpc import call
 from gateway.http import OPTIONAL_IDEMPOTENCY_KEY, idempotency_key, json_response, load, read_json, route
 from gateway.schemas.common import ListQuery
@@ -21,7 +22,7 @@ class OrganizationRoutes:
     def create_organization(self, request):
         body = read_json(request, OrganizationNameBody())
         card = call(self.orgs.create_organization, body["name"], idempotency_key(request))
-        return json_response(OrganizationCard().dump(card), 201)
+        return json_response(OrganizationCard().dump(card), 201, headers=idempotency.replay_headers(card))
 
     @route("GET", "/v1/organizations/<org_id>", "One organization card", response=OrganizationCard())
     def get_organization(self, request, org_id):

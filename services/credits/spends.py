@@ -26,7 +26,6 @@ from services.credits.events import CREDITS_SPENT, emit
 from services.credits.ledger import (
     SPEND_ORDER,
     live_grants,
-    request_fingerprint,
     settle_expiries,
     spendable_balance,
     with_key_race_retry,
@@ -57,7 +56,7 @@ def spend(store, identity, organization_id, agent_id, amount, idempotency_key, n
     spend counts as made just before (the revocation lag grows by one spend's duration at most)."""
     now = now or utcnow()
     units = clean_spend(amount, idempotency_key)
-    operation = "spend:" + request_fingerprint(organization_id, agent_id, units)
+    operation = idempotency.operation("spend", organization_id, agent_id, units)
 
     def attempt():
         with store.read_then_write() as phases:

@@ -76,11 +76,12 @@ def invite(store, identity, organization, email, roles, agent_ids=None, idempote
     email, wanted, agent_ids = clean_email(email), parse_roles(roles), clean_agent_ids(agent_ids)
     check_billing_not_granted(wanted, set())
     organization_id = organization["id"]
+    operation = idempotency.operation("invite", organization_id, email, sort_roles(wanted), agent_ids)
     if organization["type"] == "individual":
         raise Conflict("An Individual organization cannot receive invitations.", code="individual_organization")
     try:
         with store.write() as session:
-            replay = idempotency.find_replay(session, IdempotentRequest, identity.id, idempotency_key, "invite")
+            replay = idempotency.find_replay(session, IdempotentRequest, identity.id, idempotency_key, operation)
             if replay is not None:
                 return replay, False
             caller = caller_membership(session, organization_id, identity, Action.MANAGE_INVITATIONS)
@@ -102,12 +103,12 @@ def invite(store, identity, organization, email, roles, agent_ids=None, idempote
             emit(session, INVITATION_CREATED, "create", organization_id, identity, "invitation", invitation.id,
                  after={"email": email, "roles": result["roles"], "agent_ids": agent_ids,
                         "status": PENDING, "expires_at": result["expires_at"]})
-            idempotency.remember(session, IdempotentRequest, identity.id, idempotency_key, "invite", result, now)
+            idempotency.remember(session, IdempotentRequest, identity.id, idempotency_key, operation, result, now)
             return result, True
     except IntegrityError:
         # Lost a race: the same key's first request, or another admin inviting this email, won.
         with store.read() as session:
-            replay = idempotency.find_replay(session, IdempotentRequest, identity.id, idempotency_key, "invite")
+            replay = idempotency.find_replay(session, IdempotentRequest, identity.id, idempotency_key, operation)
             if replay is not None:
                 return replay, False
             _check_no_pending_invitation(session, organization_id, email)

@@ -28,7 +28,7 @@ NAME_MAX_LENGTH = 200
 NAME_REQUIRED = "Organization name is required."
 NAME_TOO_LONG = "Name must be 200 characters or fewer."
 INDIVIDUAL, COLLECTIVE = "individual", "collective"
-CREATE_ORGANIZATION = "create_organization"     # the operation its Idempotency-Keys are stored under
+CREATE_ORGANIZATION = "create_organization"     # the kind of request its Idempotency-Keys are stored under
 
 
 def clean_name(name):
@@ -109,7 +109,8 @@ def create_collective(store, identity, name, idempotency_key=None):
     With an Idempotency-Key, a retry returns the first answer (before its name is even looked at)
     instead of creating a second one.
     """
-    replay = find_idempotent(store, identity, idempotency_key, CREATE_ORGANIZATION)
+    operation = idempotency.operation(CREATE_ORGANIZATION, name)
+    replay = find_idempotent(store, identity, idempotency_key, operation)
     if replay is not None:
         return replay
     name = clean_name(name)
@@ -122,13 +123,12 @@ def create_collective(store, identity, name, idempotency_key=None):
             emit(session, ORGANIZATION_CREATED, "create", org.id, identity, "organization", org.id,
                  after={"name": name, "type": COLLECTIVE})
             result = org_dict(org)
-            idempotency.remember(session, IdempotentRequest, identity.id, idempotency_key,
-                                 CREATE_ORGANIZATION, result, now)
+            idempotency.remember(session, IdempotentRequest, identity.id, idempotency_key, operation, result, now)
             session.flush()
             return result
     except IntegrityError:
         # Only the idempotency record can collide: a concurrent request with the same key won.
-        replay = find_idempotent(store, identity, idempotency_key, CREATE_ORGANIZATION)
+        replay = find_idempotent(store, identity, idempotency_key, operation)
         if replay is None:
             raise
         return replay

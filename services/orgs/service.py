@@ -10,6 +10,7 @@ models of agents' access are filled from snapshot_agents and confirmed with agen
 """
 from nameko.messaging import consume
 
+from common import idempotency
 from common.auth import Auth
 from common.db import Database
 from common.errors import NotFound
@@ -67,7 +68,10 @@ class OrgsService:
         # Also on a replay: if the first attempt died before this call, the retry completes it.
         membership = call(self.members.add_founder, org["id"])
         organizations.remember_founder(self.db, membership)
-        return organizations.card(org, membership, active_id=None)
+        card = organizations.card(org, membership, active_id=None)
+        if org.get(idempotency.REPLAYED):
+            card[idempotency.REPLAYED] = True       # the gateway's Idempotent-Replayed header
+        return card
 
     @rpc
     def get_organization(self, organization_id):

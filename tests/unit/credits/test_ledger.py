@@ -194,7 +194,7 @@ def test_an_expiry_with_an_offset_is_kept_in_utc(store, alice):
 def test_a_grant_with_the_same_key_is_replayed_not_doubled(store, alice):
     first = grant(store, alice, "3", "paid", key="g-1")
     again = grant(store, alice, "3", "paid", key="g-1", now=T0 + timedelta(minutes=1))
-    assert again == first
+    assert again == dict(first, idempotent_replayed=True)
     assert account_balance(store) == 30000
     assert len(entries(store)) == 1
 
@@ -613,7 +613,7 @@ def test_the_same_key_replays_the_first_answer_and_charges_once(store, alice):
     first = spend(store, alice, "3", key="k-1")
     again = spend(store, alice, "3", key="k-1", now=T0 + timedelta(minutes=5))
     assert (first["replayed"], again["replayed"]) == (False, True)
-    assert again["spend"] == first["spend"]
+    assert again["spend"] == dict(first["spend"], idempotent_replayed=True)
     assert account_balance(store) == units(7)
     assert [e.kind for e in entries(store)] == ["grant", "spend"]
     assert usage(store, "alice", "2026-03") == units(3)
@@ -626,7 +626,7 @@ def test_a_replay_is_answered_even_when_the_balance_is_gone(store, alice):
     first = spend(store, alice, "3", key="k-1")
     spend(store, alice, "2", key="k-2")
     again = spend(store, alice, "3", key="k-1")
-    assert (again["replayed"], again["spend"]) == (True, first["spend"])
+    assert (again["replayed"], again["spend"]) == (True, dict(first["spend"], idempotent_replayed=True))
     assert account_balance(store) == 0
 
 
@@ -646,7 +646,7 @@ def test_the_same_amount_written_differently_is_the_same_request(store, alice):
     grant(store, alice, "10", "paid")
     first = spend(store, alice, "3", key="k-1")
     again = spend(store, alice, "3.0000", key="k-1")
-    assert (again["replayed"], again["spend"]) == (True, first["spend"])
+    assert (again["replayed"], again["spend"]) == (True, dict(first["spend"], idempotent_replayed=True))
 
 
 def test_a_grant_key_used_again_for_a_spend_is_a_conflict(store, alice):
@@ -954,7 +954,7 @@ def test_a_retried_free_grant_replays_even_after_its_expiry_passed(store, alice)
     first = grant(store, alice, "5", "free", expires_at=iso(T0 + timedelta(hours=1)), key="top-up")
     again = grant(store, alice, "5", "free", expires_at=iso(T0 + timedelta(hours=1)), key="top-up",
                   now=T0 + timedelta(hours=2))
-    assert again == first
+    assert again == dict(first, idempotent_replayed=True)
     assert [e.kind for e in entries(store)] == ["grant"]
     with pytest.raises(ValidationFailed) as late:      # without the key it is a new grant, and too late
         grant(store, alice, "5", "free", expires_at=iso(T0 + timedelta(hours=1)), now=T0 + timedelta(hours=2))

@@ -2,7 +2,7 @@
 roles are passed in, as the entrypoints do after asking the members service."""
 import pytest
 
-from common.errors import Forbidden, NotFound, ValidationFailed
+from common.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from services.orgs import agent_people, agents, organizations
 from tests.unit.orgs.helpers import (
     ADMIN,
@@ -143,9 +143,11 @@ def test_unset_fields_are_empty_and_left_out_of_the_event(store, org, alice):
 def test_idempotency_key_replays_the_first_agent(store, org, bob):
     first = agents.create_agent(store, bob, BUILDER, org, {"name": "Once"}, idempotency_key="k1")
     again = agents.create_agent(store, bob, BUILDER, org, {"name": "Once"}, idempotency_key="k1")
-    assert again == first
-    assert organizations.find_idempotent(store, bob, "k1", "create_agent") == first
-    assert organizations.find_idempotent(store, CARL, "k1", "create_agent") is None      # keys are per user
+    assert again == dict(first, idempotent_replayed=True)
+    with pytest.raises(Conflict) as reused:                       # the same key with another body
+        agents.create_agent(store, bob, BUILDER, org, {"name": "Twice"}, idempotency_key="k1")
+    assert (reused.value.code, reused.value.field) == ("idempotency_key_reused", "Idempotency-Key")
+    assert organizations.find_idempotent(store, CARL, "k1", "any") is None      # keys are per user
     assert [a["id"] for a in agents.list_agents(store, bob, OWNER, org)["items"]] == [first["id"]]
     assert types(store) == ["agent.created"]
 
@@ -164,7 +166,8 @@ def test_concurrent_duplicate_with_same_key_gets_the_first_answer(store, org, bo
         return None if len(calls) == 1 else real(*args)
 
     monkeypatch.setattr(idempotency, "find_replay", lookup_that_misses_once)
-    assert agents.create_agent(store, bob, BUILDER, org, {"name": "Once"}, idempotency_key="k1") == first
+    again = agents.create_agent(store, bob, BUILDER, org, {"name": "Once"}, idempotency_key="k1")
+    assert again == dict(first, idempotent_replayed=True)
     monkeypatch.undo()
     assert [a["id"] for a in agents.list_agents(store, bob, OWNER, org)["items"]] == [first["id"]]
     assert types(store) == ["agent.created"]

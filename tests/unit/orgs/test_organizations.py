@@ -61,9 +61,12 @@ def test_bad_name_writes_nothing(make_store, alice):
 def test_idempotency_key_replays_the_first_answer(make_store, alice, bob):
     store = make_store("orgs")
     first = organizations.create_collective(store, alice, "Once", idempotency_key="k1")
-    assert organizations.find_idempotent(store, alice, "k1", "create_organization") == first
-    assert organizations.find_idempotent(store, bob, "k1", "create_organization") is None   # keys are per user
-    assert organizations.create_collective(store, alice, "Once", idempotency_key="k1") == first
+    assert organizations.find_idempotent(store, bob, "k1", "any") is None   # keys are per user
+    again = organizations.create_collective(store, alice, "Once", idempotency_key="k1")
+    assert again == dict(first, idempotent_replayed=True)
+    with pytest.raises(Conflict) as reused:                                 # the same key, another name
+        organizations.create_collective(store, alice, "Twice", idempotency_key="k1")
+    assert reused.value.code == "idempotency_key_reused"
     assert len(events(store)) == 1
 
 
@@ -80,7 +83,8 @@ def test_concurrent_duplicate_with_same_key_gets_the_first_answer(make_store, al
         return None if len(calls) == 1 else real(*args)
 
     monkeypatch.setattr(idempotency, "find_replay", lookup_that_misses_once)
-    assert organizations.create_collective(store, alice, "Once", idempotency_key="k1") == first
+    again = organizations.create_collective(store, alice, "Once", idempotency_key="k1")
+    assert again == dict(first, idempotent_replayed=True)
     assert len(calls) == 2 and len(events(store)) == 1
 
 
