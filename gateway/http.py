@@ -249,9 +249,16 @@ class Route:
     response: object = None   # marshmallow schema of the answer (many=True for lists)
     status: int = 200
     query: dict = field(default_factory=dict)   # name -> description
+    query_schema: object = None   # the marshmallow schema the query is loaded with: types, enums, bounds
     headers: dict = field(default_factory=dict)  # name -> description
     public: bool = False
     errors: tuple = ()
+    # Answers besides `status`: status -> the schema of its body (a dry run's 200, a repeat PUT's 200,
+    # an unhealthy 503), where an error status would otherwise be documented with ErrorBody.
+    responses: dict = field(default_factory=dict)
+    # Other bodies of the `status` answer, chosen by `format=`: media type -> a schema (many=True for a bare
+    # array) or, for "text/csv", the list of columns.
+    downloads: dict = field(default_factory=dict)
 
 
 ROUTES = []

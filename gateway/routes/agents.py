@@ -20,8 +20,8 @@ from gateway.schemas.agents import (
 class AgentRoutes:
     @route("GET", "/v1/organizations/<org_id>/agents",
            "Agents the caller can see (Owner/Admin: all; Builder: contributed or assigned; others: assigned)",
-           response=AgentPage(), query={"q": "search in name", "cursor": "from next_cursor",
-                                        "limit": "1-200, default 50"})
+           response=AgentPage(), query_schema=AgentsQuery(),
+           query={"q": "search in name", "cursor": "from next_cursor", "limit": "1-200, default 50"})
     def list_agents(self, request, org_id):
         query = load(AgentsQuery(), request.args.to_dict())
         page = call(self.orgs.list_agents, org_id, query["q"], query["cursor"], query["limit"])
@@ -61,7 +61,7 @@ class AgentRoutes:
 
     @route("POST", "/v1/organizations/<org_id>/agents/<agent_id>/contributors",
            "Add a contributor (Owner/Admin; the member must hold Builder); 200 if already one",
-           body=UserIdBody(), response=AgentPerson(), status=201, errors=(403,))
+           body=UserIdBody(), response=AgentPerson(), status=201, responses={200: AgentPerson()}, errors=(403,))
     def add_contributor(self, request, org_id, agent_id):
         body = read_json(request, UserIdBody())
         answer = call(self.orgs.add_contributor, org_id, agent_id, body["user_id"])
@@ -75,7 +75,7 @@ class AgentRoutes:
 
     @route("PUT", "/v1/organizations/<org_id>/agents/<agent_id>/assignees/<user_id>",
            "Assign the agent to a member (Owner/Admin); 201 when new, 200 if already assigned",
-           response=AgentPerson(), status=201, errors=(403,))
+           response=AgentPerson(), status=201, responses={200: AgentPerson()}, errors=(403,))
     def assign_agent(self, request, org_id, agent_id, user_id):
         answer = call(self.orgs.assign_agent, org_id, agent_id, user_id)
         return json_response(AgentPerson().dump(answer["assignee"]), 201 if answer["created"] else 200)

@@ -33,7 +33,7 @@ class CreditRoutes:
 
     @route("GET", "/v1/organizations/<org_id>/credits/ledger",
            "Every grant, spend and expiry with who, when and the balance after, newest first (Owner/Billing)",
-           response=LedgerPage(), errors=(403,), query={
+           response=LedgerPage(), errors=(403,), query_schema=LedgerQuery(), query={
                "kind": "grant | spend | expiry", "cursor": "from next_cursor", "limit": "1-200, default 50"})
     def list_ledger(self, request, org_id):
         query = load(LedgerQuery(), request.args.to_dict())
@@ -51,7 +51,7 @@ class CreditRoutes:
 
     @route("POST", "/v1/organizations/<org_id>/usage",
            "Spend credit on the use of an agent (a member who may use it); dry_run true only evaluates",
-           body=SpendBody(), response=Spend(), status=201, errors=(402, 403),
+           body=SpendBody(), response=Spend(), status=201, responses={200: SpendEvaluation()}, errors=(402, 403),
            headers={"Idempotency-Key": "required unless dry_run: a retry with the same key and body returns "
                                        "the first answer (header Idempotent-Replayed: true) and charges nothing; "
                                        "the same key with another body is 409 idempotency_key_reused"})
@@ -74,7 +74,7 @@ class CreditRoutes:
 
     # ---- budget groups -----------------------------------------------------------------------------
     @route("GET", "/v1/organizations/<org_id>/budget-groups", "Budget groups with member counts (Owner/Admin)",
-           response=BudgetGroupPage(), errors=(403,),
+           response=BudgetGroupPage(), errors=(403,), query_schema=ListQuery(),
            query={"cursor": "from next_cursor", "limit": "1-200, default 50"})
     def list_budget_groups(self, request, org_id):
         query = load(ListQuery(), request.args.to_dict())
@@ -89,7 +89,7 @@ class CreditRoutes:
 
     @route("GET", "/v1/organizations/<org_id>/budget-groups/<group_id>",
            "A budget group with each member's usage this month against the limit (Owner/Admin)",
-           response=BudgetGroupDetail(), errors=(403,),
+           response=BudgetGroupDetail(), errors=(403,), query_schema=ListQuery(),
            query={"cursor": "from members_next_cursor", "limit": "members per page, 1-200, default 50"})
     def get_budget_group(self, request, org_id, group_id):
         query = load(ListQuery(), request.args.to_dict())
@@ -111,7 +111,8 @@ class CreditRoutes:
 
     @route("PUT", "/v1/organizations/<org_id>/budget-groups/<group_id>/members/<user_id>",
            "Put a member in the group, out of any other (Owner/Admin); 201 when placed, 200 if already there",
-           response=BudgetGroupMembership(), status=201, errors=(403, 409))
+           response=BudgetGroupMembership(), status=201, responses={200: BudgetGroupMembership()},
+           errors=(403, 409))
     def add_budget_group_member(self, request, org_id, group_id, user_id):
         answer = call(self.credits.add_budget_group_member, org_id, group_id, user_id)
         return json_response(BudgetGroupMembership().dump(answer["membership"]), 201 if answer["created"] else 200)

@@ -10,7 +10,7 @@ class MeRoutes:
         return json_response(Me().dump(call(self.orgs.get_me)))
 
     @route("PUT", "/v1/me/active-organization", "Switch the active organization",
-           body=ActiveOrganizationBody(), response=Me())
+           body=ActiveOrganizationBody(), response=Me(), errors=(404,))
     def set_active_organization(self, request):
         body = read_json(request, ActiveOrganizationBody())
         return json_response(Me().dump(call(self.orgs.set_active_organization, body["organization_id"])))

@@ -6,6 +6,8 @@ from common.rpc import call
 from gateway import export
 from gateway.http import OPTIONAL_IDEMPOTENCY_KEY, idempotency_key, json_response, load, read_json, route
 from gateway.schemas.members import (
+    INVITATION_STATUSES,
+    TRANSFER_STATUSES,
     BillingTransfer,
     BillingTransferBody,
     BillingTransferPage,
@@ -24,7 +26,8 @@ from gateway.schemas.members import (
 class MemberRoutes:
     # ---- members -----------------------------------------------------------------------------------
     @route("GET", "/v1/organizations/<org_id>/members", "Members (any member); CSV with format=csv",
-           response=MemberPage(), query={
+           response=MemberPage(), query_schema=MembersQuery(),
+           downloads={"text/csv": export.MEMBER_CSV_COLUMNS}, query={
                "q": "search in name or email", "role": "owner | admin | builder | member | billing",
                "sort": "name | joined_at | role; prefix - for descending", "cursor": "from next_cursor",
                "limit": "1-200, default 50", "format": "csv: download every matching member"})
@@ -69,8 +72,8 @@ class MemberRoutes:
         return json_response(Invitation().dump(invitation), 201, headers=idempotency.replay_headers(invitation))
 
     @route("GET", "/v1/organizations/<org_id>/invitations", "The organization's invitations (Owner/Admin)",
-           response=InvitationPage(), errors=(403,), query={
-               "status": "pending | accepted | rejected | revoked | expired", "q": "search in email",
+           response=InvitationPage(), errors=(403,), query_schema=InvitationsQuery(), query={
+               "status": {"enum": INVITATION_STATUSES}, "q": "search in email",
                "cursor": "from next_cursor", "limit": "1-200, default 50"})
     def list_invitations(self, request, org_id):
         query = load(InvitationsQuery(), request.args.to_dict())
@@ -90,8 +93,8 @@ class MemberRoutes:
         return json_response(Invitation().dump(call(self.members.revoke_invitation, org_id, invitation_id)))
 
     @route("GET", "/v1/invitations", "Invitations addressed to the signed-in user's email",
-           response=InvitationPage(), query={
-               "status": "pending | accepted | rejected | revoked | expired", "cursor": "from next_cursor",
+           response=InvitationPage(), query_schema=StatusQuery(), query={
+               "status": {"enum": INVITATION_STATUSES}, "cursor": "from next_cursor",
                "limit": "1-200, default 50"})
     def my_invitations(self, request):
         query = load(StatusQuery(), request.args.to_dict())
@@ -111,8 +114,8 @@ class MemberRoutes:
     # ---- billing transfers -------------------------------------------------------------------------
     @route("GET", "/v1/organizations/<org_id>/billing-transfers",
            "Billing transfers (Owners and the Billing holder: all; others: their own)",
-           response=BillingTransferPage(), query={
-               "status": "pending | accepted | declined | cancelled", "cursor": "from next_cursor",
+           response=BillingTransferPage(), query_schema=StatusQuery(), query={
+               "status": {"enum": TRANSFER_STATUSES}, "cursor": "from next_cursor",
                "limit": "1-200, default 50"})
     def list_billing_transfers(self, request, org_id):
         query = load(StatusQuery(), request.args.to_dict())

@@ -13,7 +13,7 @@ SERVICES = ("orgs", "members", "credits", "audit")
 
 class OperationRoutes:
     @route("GET", "/health", "Whether RabbitMQ and every service answer", public=True,
-           response=Health(), errors=(503,))
+           response=Health(), responses={503: Health()})
     def health(self, request):
         # Asked in parallel: a hung service costs its time-out once, not once per service after it.
         pile = eventlet.GreenPile()

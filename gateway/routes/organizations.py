@@ -10,7 +10,8 @@ from gateway.schemas.organizations import OrganizationCard, OrganizationNameBody
 
 class OrganizationRoutes:
     @route("GET", "/v1/organizations", "Organization cards of the signed-in user",
-           response=OrganizationPage(), query={"cursor": "from next_cursor", "limit": "1-200, default 50"})
+           response=OrganizationPage(), query_schema=ListQuery(),
+           query={"cursor": "from next_cursor", "limit": "1-200, default 50"})
     def list_organizations(self, request):
         query = load(ListQuery(), request.args.to_dict())
         page = call(self.orgs.list_organizations, query["cursor"], query["limit"])

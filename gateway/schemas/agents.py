@@ -2,7 +2,7 @@
 from marshmallow import Schema, fields, validate
 
 from common.schemas import UserId
-from gateway.schemas.common import ListQuery, Strict, StrictBoolean, page_of
+from gateway.schemas.common import ListQuery, Strict, StrictBoolean, date_time, page_of, roles_list
 
 
 # ---- requests -------------------------------------------------------------------------------------
@@ -34,6 +34,10 @@ class TransferBody(Strict):
     dry_run = StrictBoolean(required=True, metadata={"description": "true: only report who keeps access"})
 
 
+# What services/orgs/agents.py agent_permissions() may grant.
+AGENT_PERMISSIONS = ["edit", "delete", "manage_access", "transfer", "view_audit", "use"]
+
+
 # ---- responses ------------------------------------------------------------------------------------
 class Agent(Schema):
     id = fields.String()
@@ -47,9 +51,9 @@ class Agent(Schema):
     contributors = fields.List(fields.String(), metadata={"description": "user ids of contributing Builders"})
     assignees = fields.List(fields.String(), metadata={"description": "user ids of members assigned to it"})
     created_by = fields.String()
-    created_at = fields.String()
-    updated_at = fields.String()
-    permissions = fields.List(fields.String(), metadata={
+    created_at = date_time()
+    updated_at = date_time()
+    permissions = fields.List(fields.String(metadata={"enum": AGENT_PERMISSIONS}), metadata={
         "description": "what the caller may do: edit, delete, manage_access, transfer, view_audit, use"})
 
 
@@ -59,7 +63,7 @@ AgentPage = page_of(Agent, "AgentPage")
 class AgentPerson(Schema):
     user_id = fields.String()
     added_by = fields.String()
-    added_at = fields.String()
+    added_at = date_time()
 
 
 AgentPersonPage = page_of(AgentPerson, "AgentPersonPage")
@@ -67,7 +71,7 @@ AgentPersonPage = page_of(AgentPerson, "AgentPersonPage")
 
 class TransferOutcome(Schema):
     user_id = fields.String()
-    destination_roles = fields.List(fields.String())
+    destination_roles = roles_list()
     outcome = fields.String(metadata={"enum": ["will retain access", "will be removed", "will be added",
                                                "retained access", "removed", "added"]})
 
@@ -81,4 +85,4 @@ class TransferReport(Schema):
     contributors = fields.List(fields.Nested(TransferOutcome))
     assignees = fields.List(fields.Nested(TransferOutcome))
     correlation_id = fields.String(allow_none=True, metadata={"description": "shared by both organizations' trails"})
-    transferred_at = fields.String()
+    transferred_at = date_time("absent from a dry run", optional=True)

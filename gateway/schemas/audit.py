@@ -2,9 +2,12 @@
 changed field)."""
 from marshmallow import Schema, fields, validate
 
-from gateway.schemas.common import ListQuery, page_of
+from common import event_types
+from gateway.schemas.common import OPTIONAL, ListQuery, date_time, page_of
 
 _ACTIONS = ["create", "update", "delete"]
+# Every change event type (common.event_types): what an entry's `type` can be.
+EVENT_TYPES = sorted(value for name, value in vars(event_types).items() if name.isupper() and isinstance(value, str))
 
 
 # ---- requests -------------------------------------------------------------------------------------
@@ -37,13 +40,13 @@ class Change(Schema):
 
 class Actor(Schema):
     id = fields.String()
-    email = fields.String()
+    email = fields.String(metadata={"description": "absent when the platform itself acted", **OPTIONAL})
 
 
 class TrailEvent(Schema):
     """What both trails say of the event behind an entry or a row."""
     event_id = fields.String()
-    type = fields.String()
+    type = fields.String(metadata={"enum": EVENT_TYPES})
     entity_type = fields.String()
     entity_id = fields.String()
     action = fields.String(metadata={"enum": _ACTIONS})
@@ -54,7 +57,7 @@ class TrailEvent(Schema):
 
 class AuditEntry(TrailEvent):
     changes = fields.List(fields.Nested(Change))
-    occurred_at = fields.String()
+    occurred_at = date_time()
 
 
 AuditPage = page_of(AuditEntry, "AuditPage")
@@ -64,7 +67,7 @@ class AgentTrailRow(TrailEvent):
     field = fields.String()
     old_value = fields.Raw(allow_none=True)
     new_value = fields.Raw(allow_none=True)
-    occurred_at = fields.String()
+    occurred_at = date_time()
 
 
 AgentTrailPage = page_of(AgentTrailRow, "AgentTrailPage")

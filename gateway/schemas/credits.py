@@ -3,7 +3,7 @@ from decimal import Decimal
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from gateway.schemas.common import ErrorDetail, ListQuery, Strict, StrictBoolean, page_of
+from gateway.schemas.common import GRANT_TYPES, ErrorDetail, ListQuery, Strict, StrictBoolean, date_time, page_of
 
 
 # ---- requests -------------------------------------------------------------------------------------
@@ -45,21 +45,24 @@ class BudgetGroupBody(Strict):
         "description": "how many members holding Builder the group may contain; null: any number"})
 
 
+LEDGER_KINDS = ["grant", "spend", "expiry"]
+
+
 class LedgerQuery(ListQuery):
-    kind = fields.String(load_default=None, validate=validate.OneOf(["grant", "spend", "expiry"]))
+    kind = fields.String(load_default=None, validate=validate.OneOf(LEDGER_KINDS))
 
 
 # ---- responses: balance, ledger, spends -----------------------------------------------------------
 class Grant(Schema):
     id = fields.String()
     organization_id = fields.String()
-    type = fields.String(metadata={"description": "free | paid"})
+    type = fields.String(metadata={"enum": GRANT_TYPES})
     amount = fields.String()
     remaining = fields.String()
-    expires_at = fields.String(allow_none=True)
+    expires_at = date_time(allow_none=True)
     expired = fields.Boolean()
     created_by = fields.String()
-    created_at = fields.String()
+    created_at = date_time()
 
 
 class Credits(Schema):
@@ -69,7 +72,7 @@ class Credits(Schema):
     paid_balance = fields.String()
     spent_this_period = fields.String()
     period = fields.String(metadata={"description": "calendar month, UTC, e.g. 2026-11"})
-    resets_at = fields.String()
+    resets_at = date_time()
     active_grant_count = fields.Integer()
     grants = fields.List(fields.Nested(Grant), metadata={
         "description": "grants still holding credit, in the order spends use them (at most 100)"})
@@ -77,23 +80,24 @@ class Credits(Schema):
 
 class Allocation(Schema):
     grant_id = fields.String()
-    type = fields.String()
+    type = fields.String(metadata={"enum": GRANT_TYPES})
     amount = fields.String()
 
 
 class LedgerEntry(Schema):
     id = fields.String()
     organization_id = fields.String()
-    kind = fields.String(metadata={"description": "grant | spend | expiry"})
+    kind = fields.String(metadata={"enum": LEDGER_KINDS})
     amount = fields.String(metadata={"description": "positive; kind says which way"})
     balance_after = fields.String()
     actor = fields.Dict(metadata={"description": '{"id", "email"} or {"id": "system"}'})
     user_id = fields.String(allow_none=True, metadata={"description": "spends: the member who used the agent"})
     agent_id = fields.String(allow_none=True)
     grant_id = fields.String(allow_none=True)
-    grant_type = fields.String(allow_none=True)
-    allocations = fields.List(fields.Nested(Allocation), allow_none=True)
-    occurred_at = fields.String()
+    grant_type = fields.String(allow_none=True, metadata={"enum": GRANT_TYPES})
+    allocations = fields.List(fields.Nested(Allocation), allow_none=True,
+                              metadata={"description": "spends: the grants it drew on; null for other kinds"})
+    occurred_at = date_time()
 
 
 LedgerPage = page_of(LedgerEntry, "LedgerPage")
@@ -106,8 +110,8 @@ class Budget(Schema):
     used = fields.String(metadata={"description": "spent this period"})
     remaining = fields.String(allow_none=True)
     period = fields.String()
-    period_start = fields.String()
-    resets_at = fields.String()
+    period_start = date_time()
+    resets_at = date_time()
 
 
 class Spend(Schema):
@@ -116,7 +120,7 @@ class Spend(Schema):
     agent_id = fields.String()
     user_id = fields.String()
     amount = fields.String()
-    occurred_at = fields.String()
+    occurred_at = date_time()
     budget = fields.Nested(Budget)
 
 
@@ -124,7 +128,8 @@ class Allowance(Schema):
     """What the caller can still spend in an organization, and which limit binds (Allowance in
     services/credits/budgets.py)."""
     can_spend = fields.String(metadata={"description": "the most the caller can spend now"})
-    binding_limit = fields.String(metadata={"description": "balance | budget_group: what can_spend comes from"})
+    binding_limit = fields.String(metadata={"enum": ["balance", "budget_group"],
+                                            "description": "what can_spend comes from"})
     budget = fields.Nested(Budget)
 
 
@@ -156,8 +161,8 @@ class BudgetGroup(Schema):
     builder_limit = fields.Integer(allow_none=True)
     member_count = fields.Integer()
     created_by = fields.String()
-    created_at = fields.String()
-    updated_at = fields.String()
+    created_at = date_time()
+    updated_at = date_time()
 
 
 BudgetGroupPage = page_of(BudgetGroup, "BudgetGroupPage")
@@ -168,13 +173,13 @@ class BudgetGroupMemberUsage(Schema):
     used = fields.String()
     limit = fields.String(allow_none=True)
     remaining = fields.String(allow_none=True)
-    added_at = fields.String()
+    added_at = date_time()
 
 
 class BudgetGroupDetail(BudgetGroup):
     period = fields.String()
-    period_start = fields.String()
-    resets_at = fields.String()
+    period_start = date_time()
+    resets_at = date_time()
     members = fields.List(fields.Nested(BudgetGroupMemberUsage))
     members_next_cursor = fields.String(allow_none=True)
 
@@ -183,4 +188,4 @@ class BudgetGroupMembership(Schema):
     user_id = fields.String()
     budget_group_id = fields.String()
     added_by = fields.String()
-    added_at = fields.String()
+    added_at = date_time()

@@ -1,15 +1,21 @@
 """Members, invitations and billing transfers: the members service's resources."""
 from marshmallow import Schema, fields, validate
 
+from common.permissions import ALL_ROLES
 from common.schemas import UserId
-from gateway.schemas.common import ListQuery, Strict, page_of
+from gateway.schemas.common import ListQuery, Strict, date_time, page_of, roles_list
+
+# The statuses services/members checks list filters against (422 invalid_status for any other).
+INVITATION_STATUSES = ["pending", "accepted", "rejected", "revoked", "expired"]
+TRANSFER_STATUSES = ["pending", "accepted", "declined", "cancelled"]
+MEMBER_SORTS = ["name", "joined_at", "role"]
 
 
 # ---- requests -------------------------------------------------------------------------------------
 class MembersQuery(ListQuery):
     q = fields.String(load_default=None, metadata={"description": "search in name or email"})
-    role = fields.String(load_default=None)
-    sort = fields.String(load_default=None)
+    role = fields.String(load_default=None, metadata={"enum": list(ALL_ROLES)})
+    sort = fields.String(load_default=None, metadata={"enum": MEMBER_SORTS + [f"-{s}" for s in MEMBER_SORTS]})
     format = fields.String(load_default=None, validate=validate.OneOf(["csv"]))
 
 
@@ -22,14 +28,14 @@ class InvitationsQuery(StatusQuery):
 
 
 class RolesBody(Strict):
-    roles = fields.List(fields.String(), required=True,
-                        metadata={"description": "owner, admin, builder, member (Billing only by transfer)"})
+    roles = roles_list(required=True,
+                       metadata={"description": "owner, admin, builder, member (Billing only by transfer)"})
 
 
 class InvitationBody(Strict):
     # The members service owns the email rules and their messages; absent arrives as None.
     email = fields.Raw(load_default=None, allow_none=True, metadata={"type": "string"})
-    roles = fields.List(fields.String(), required=True)
+    roles = roles_list(required=True)
     agent_ids = fields.List(fields.String(), load_default=None,
                             metadata={"description": "agents to assign on acceptance"})
 
@@ -43,9 +49,9 @@ class Member(Schema):
     user_id = fields.String()
     name = fields.String()
     email = fields.String()
-    roles = fields.List(fields.String())
+    roles = roles_list()
     budget_group_id = fields.String(allow_none=True)
-    joined_at = fields.String()
+    joined_at = date_time()
 
 
 MemberPage = page_of(Member, "MemberPage")
@@ -56,13 +62,13 @@ class Invitation(Schema):
     organization_id = fields.String()
     organization_name = fields.String()
     email = fields.String()
-    roles = fields.List(fields.String())
+    roles = roles_list()
     agent_ids = fields.List(fields.String())
-    status = fields.String(metadata={"enum": ["pending", "accepted", "rejected", "revoked", "expired"]})
-    created_at = fields.String()
-    last_sent_at = fields.String()
-    expires_at = fields.String()
-    ended_at = fields.String(allow_none=True)
+    status = fields.String(metadata={"enum": INVITATION_STATUSES})
+    created_at = date_time()
+    last_sent_at = date_time()
+    expires_at = date_time()
+    ended_at = date_time(allow_none=True)
     invited_by = fields.String()
     invited_by_email = fields.String()
     send_count = fields.Integer()
@@ -76,9 +82,9 @@ class BillingTransfer(Schema):
     organization_id = fields.String()
     from_user_id = fields.String()
     to_user_id = fields.String()
-    status = fields.String(metadata={"enum": ["pending", "accepted", "declined", "cancelled"]})
-    created_at = fields.String()
-    ended_at = fields.String(allow_none=True)
+    status = fields.String(metadata={"enum": TRANSFER_STATUSES})
+    created_at = date_time()
+    ended_at = date_time(allow_none=True)
 
 
 BillingTransferPage = page_of(BillingTransfer, "BillingTransferPage")

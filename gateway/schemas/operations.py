@@ -4,5 +4,5 @@ from marshmallow import Schema, fields
 
 class Health(Schema):
     status = fields.String(metadata={"enum": ["ok", "degraded"]})
-    rabbitmq = fields.String()
+    rabbitmq = fields.String(metadata={"enum": ["ok", "unreachable"]})
     services = fields.Dict(keys=fields.String(), values=fields.String())

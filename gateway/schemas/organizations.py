@@ -1,8 +1,8 @@
 """Organizations and the signed-in user (/v1/me): both answered by the orgs service."""
 from marshmallow import Schema, fields, validate
 
-from common.permissions import permitted_actions
-from gateway.schemas.common import Strict, page_of
+from common.permissions import Action, permitted_actions
+from gateway.schemas.common import Strict, date_time, page_of, roles_list
 
 
 # ---- requests -------------------------------------------------------------------------------------
@@ -20,7 +20,7 @@ class ActiveOrganizationBody(Strict):
 # ---- responses ------------------------------------------------------------------------------------
 class Membership(Schema):
     organization_id = fields.String()
-    roles = fields.List(fields.String())
+    roles = roles_list()
 
 
 class Me(Schema):
@@ -35,14 +35,15 @@ class OrganizationCard(Schema):
     id = fields.String()
     name = fields.String()
     type = fields.String(metadata={"enum": ["individual", "collective"]})
-    roles = fields.List(fields.String())
+    roles = roles_list()
     member_count = fields.Integer()
     active = fields.Boolean()
-    created_at = fields.String()
-    updated_at = fields.String()
+    created_at = date_time()
+    updated_at = date_time()
     created_by = fields.String()
     permissions = fields.Function(lambda card: permitted_actions(card["roles"]),
-                                  metadata={"type": "array", "description": "actions the caller's roles allow"})
+                                  metadata={"type": "array", "description": "actions the caller's roles allow",
+                                            "items": {"type": "string", "enum": [a.value for a in Action]}})
 
 
 OrganizationPage = page_of(OrganizationCard, "OrganizationPage")
