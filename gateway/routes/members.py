@@ -53,7 +53,10 @@ class MemberRoutes:
            body=RolesBody(), response=Member(), errors=(403, 409))
     def edit_member_roles(self, request, org_id, user_id):
         body = read_json(request, RolesBody())
-        return json_response(Member().dump(call(self.members.edit_roles, org_id, user_id, body["roles"])))
+        member = call(self.members.edit_roles, org_id, user_id, body["roles"])
+        # Its budget group as the member list shows it (credits owns groups): not null for a member in one.
+        [member] = self._members_page(org_id, {"items": [member]})["items"]
+        return json_response(Member().dump(member))
 
     @route("DELETE", "/v1/organizations/<org_id>/members/<user_id>",
            "Remove a member (Owner/Admin), or leave when user_id is your own", status=204, errors=(403, 409))

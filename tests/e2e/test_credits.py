@@ -251,6 +251,9 @@ def test_budget_groups(system):
                        other_builder.id: capped["id"]}
     csv_lines = member.get(path(org, "/members"), params={"format": "csv"}).text.splitlines()
     assert any(line.startswith(member.id) and capped["id"] in line for line in csv_lines)
+    # A role edit answers the member as the list shows them, their group included.
+    edited = ok(owner.patch(path(org, f"/members/{member.id}"), json={"roles": ["member"]}))
+    assert edited["budget_group_id"] == capped["id"]
 
     # The detail: each member's usage this period against the limit.
     ok(spend(member, org, agent, "2.5"), 201)
