@@ -15,6 +15,7 @@ from gateway.schemas.agents import (
     TransferReport,
     UserIdBody,
 )
+from gateway.schemas.common import ListQuery
 
 
 class AgentRoutes:
@@ -55,9 +56,12 @@ class AgentRoutes:
 
     # ---- contributors and assignees ----------------------------------------------------------------
     @route("GET", "/v1/organizations/<org_id>/agents/<agent_id>/contributors", "The agent's contributors",
-           response=AgentPersonPage())
+           response=AgentPersonPage(), query_schema=ListQuery(),
+           query={"cursor": "from next_cursor", "limit": "1-200, default 50"})
     def list_contributors(self, request, org_id, agent_id):
-        return json_response(AgentPersonPage().dump(call(self.orgs.list_contributors, org_id, agent_id)))
+        query = load(ListQuery(), request.args.to_dict())
+        page = call(self.orgs.list_contributors, org_id, agent_id, query["cursor"], query["limit"])
+        return json_response(AgentPersonPage().dump(page))
 
     @route("POST", "/v1/organizations/<org_id>/agents/<agent_id>/contributors",
            "Add a contributor (Owner/Admin; the member must hold Builder); 200 if already one",

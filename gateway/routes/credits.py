@@ -3,7 +3,6 @@ from werkzeug.wrappers import Response
 
 from common import idempotency
 from common.rpc import call
-from gateway import export
 from gateway.http import OPTIONAL_IDEMPOTENCY_KEY, idempotency_key, json_response, load, read_json, route
 from gateway.schemas.common import ListQuery
 from gateway.schemas.credits import (
@@ -64,13 +63,17 @@ class CreditRoutes:
         return json_response(Spend().dump(answer["spend"]), 201, headers=idempotency.replay_headers(answer["spend"]))
 
     @route("GET", "/v1/me/usage", "My spend this month, what I can still spend and what binds, per organization",
-           response=OrganizationUsagePage())
+           response=OrganizationUsagePage(), query_schema=ListQuery(),
+           query={"cursor": "from next_cursor", "limit": "1-200, default 50"})
     def my_usage(self, request):
-        names = {card["id"]: card["name"]
-                 for card in export.every_page(lambda cursor: call(self.orgs.list_organizations, cursor, 200))}
+        # A page of my organizations (in the order of the organization list), and my usage in each.
+        query = load(ListQuery(), request.args.to_dict())
+        organizations = call(self.orgs.list_organizations, query["cursor"], query["limit"])
+        names = {card["id"]: card["name"] for card in organizations["items"]}
         items = [dict(usage, organization_name=names[usage["organization_id"]])
-                 for usage in call(self.credits.my_usage, list(names))]
-        return json_response(OrganizationUsagePage().dump({"items": items, "next_cursor": None}))
+                 for usage in call(self.credits.my_usage, list(names))] if names else []
+        return json_response(OrganizationUsagePage().dump({"items": items,
+                                                           "next_cursor": organizations["next_cursor"]}))
 
     # ---- budget groups -----------------------------------------------------------------------------
     @route("GET", "/v1/organizations/<org_id>/budget-groups", "Budget groups with member counts (Owner/Admin)",

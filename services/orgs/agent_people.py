@@ -14,6 +14,7 @@ from sqlalchemy import or_, select
 from common.auth import is_valid_user_id
 from common.errors import Conflict, NotFound, ValidationFailed, member_not_found
 from common.events import changed_fields
+from common.paging import page_of_list
 from common.permissions import Role
 from common.timeutil import iso, utcnow
 from services.orgs.agents import access_changed, access_of, check_manage, is_assigned, place_of, visible_agent
@@ -58,10 +59,10 @@ def person_dict(row):
 
 
 # ---- by an Owner or Admin -------------------------------------------------------------------------------
-def list_contributors(store, identity, roles, organization_id, agent_id):
+def list_contributors(store, identity, roles, organization_id, agent_id, cursor=None, limit=None):
     with store.read() as session:
         agent = visible_agent(session, identity, roles, organization_id, agent_id)
-        return {"items": [person_dict(c) for c in agent.contributors], "next_cursor": None}
+        return page_of_list([person_dict(c) for c in agent.contributors], cursor, limit)
 
 
 def add_contributor(store, identity, roles, organization_id, agent_id, user_id, user_roles, now=None):

@@ -138,10 +138,10 @@ class OrgsService:
         return agents.delete_agent(self.db, identity, self._roles(organization_id), organization_id, agent_id)
 
     @rpc
-    def list_contributors(self, organization_id, agent_id):
+    def list_contributors(self, organization_id, agent_id, cursor=None, limit=None):
         identity = self.auth.require()
         return agent_people.list_contributors(self.db, identity, self._roles(organization_id), organization_id,
-                                              agent_id)
+                                              agent_id, cursor, limit)
 
     @rpc
     def add_contributor(self, organization_id, agent_id, user_id):

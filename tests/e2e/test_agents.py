@@ -101,6 +101,10 @@ def test_contributors_are_builders_managed_by_owners_and_admins_and_never_zero(s
     assert error_code(first.post(contributors, json={"user_id": second.id}), 403) == "forbidden"
     assert error_code(first.delete(f"{contributors}/{second.id}"), 403) == "forbidden"
     assert [c["user_id"] for c in ok(first.get(contributors))["items"]] == [first.id, second.id]
+    page = ok(first.get(contributors, params={"limit": 1}))
+    assert [c["user_id"] for c in page["items"]] == [first.id] and page["next_cursor"]
+    assert [c["user_id"] for c in ok(first.get(contributors, params={"cursor": page["next_cursor"]}))["items"]] \
+        == [second.id]
 
     assert owner.delete(f"{contributors}/{first.id}").status_code == 204
     assert error_code(owner.delete(f"{contributors}/{second.id}"), 409) == "last_contributor"

@@ -210,6 +210,12 @@ def test_dry_run_and_my_usage_tell_what_can_still_be_spent(system):
     individual = next(item for item in mine if item["organization_id"] != org)
     assert (individual["used"], individual["can_spend"], individual["budget"]["budget_group_id"]) == \
         ("0.0000", "0.0000", None)
+    # Paged like every list: a page of one, then the rest from next_cursor.
+    first_page = ok(member.get("/v1/me/usage", params={"limit": 1}))
+    assert len(first_page["items"]) == 1 and first_page["next_cursor"]
+    rest = ok(member.get("/v1/me/usage", params={"limit": 1, "cursor": first_page["next_cursor"]}))
+    assert [i["organization_id"] for i in first_page["items"] + rest["items"]] == [i["organization_id"] for i in mine]
+    assert rest["next_cursor"] is None
 
 
 def test_budget_groups(system):
