@@ -93,7 +93,7 @@ class CreditRoutes:
     @route("GET", "/v1/organizations/<org_id>/budget-groups/<group_id>",
            "A budget group with each member's usage this month against the limit (Owner/Admin)",
            response=BudgetGroupDetail(), errors=(403,), query_schema=ListQuery(),
-           query={"cursor": "from members_next_cursor", "limit": "members per page, 1-200, default 50"})
+           query={"cursor": "from members.next_cursor", "limit": "members per page, 1-200, default 50"})
     def get_budget_group(self, request, org_id, group_id):
         query = load(ListQuery(), request.args.to_dict())
         group = call(self.credits.get_budget_group, org_id, group_id, query["cursor"], query["limit"])

@@ -180,8 +180,8 @@ class BudgetGroupDetail(BudgetGroup):
     period = fields.String()
     period_start = date_time()
     resets_at = date_time()
-    members = fields.List(fields.Nested(BudgetGroupMemberUsage))
-    members_next_cursor = fields.String(allow_none=True)
+    members = fields.Nested(page_of(BudgetGroupMemberUsage, "BudgetGroupMemberUsagePage"), metadata={
+        "description": "a page of the members, by user id (limit and cursor of the request page them)"})
 
 
 class BudgetGroupMembership(Schema):

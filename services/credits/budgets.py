@@ -166,8 +166,9 @@ def get_group(store, organization_id, group_id, cursor=None, limit=None, now=Non
                         "remaining": format_amount(budget_left(group.monthly_limit, used)),
                         "added_at": iso(member.added_at)})
     more = len(rows) > limit
-    answer.update(period=period_of(now), period_start=iso(start), resets_at=iso(resets_at), members=members,
-                  members_next_cursor=encode_cursor({"user_id": rows[limit - 1][0].user_id}) if more else None)
+    # The members are a page like every list's: {"items", "next_cursor"}.
+    answer.update(period=period_of(now), period_start=iso(start), resets_at=iso(resets_at), members={
+        "items": members, "next_cursor": encode_cursor({"user_id": rows[limit - 1][0].user_id}) if more else None})
     return answer
 
 

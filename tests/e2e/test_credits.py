@@ -264,15 +264,15 @@ def test_budget_groups(system):
     # The detail: each member's usage this period against the limit.
     ok(spend(member, org, agent, "2.5"), 201)
     detail = ok(admin.get(capped_path))
-    usage = {m["user_id"]: (m["used"], m["limit"], m["remaining"]) for m in detail["members"]}
+    usage = {m["user_id"]: (m["used"], m["limit"], m["remaining"]) for m in detail["members"]["items"]}
     assert usage == {member.id: ("2.5000", "3.0000", "0.5000"), other_builder.id: ("0.0000", "3.0000", "3.0000")}
     assert detail["resets_at"].endswith("-01T00:00:00.000000Z") and detail["member_count"] == 2
-    assert len(ok(admin.get(capped_path, params={"limit": 1}))["members"]) == 1
+    assert len(ok(admin.get(capped_path, params={"limit": 1}))["members"]["items"]) == 1
 
     # A lower limit applies from the next spend on; past usage stays.
     assert error_code(spend(member, org, agent, "1"), 402) == "budget_exceeded"
     ok(admin.patch(capped_path, json={"monthly_limit": "2"}))
-    assert {m["user_id"]: m["used"] for m in ok(admin.get(capped_path))["members"]}[member.id] == "2.5000"
+    assert {m["user_id"]: m["used"] for m in ok(admin.get(capped_path))["members"]["items"]}[member.id] == "2.5000"
     assert ok(member.post(path(org, "/usage"), json={"agent_id": agent, "dry_run": True}))["can_spend"] == "0.0000"
     ok(admin.patch(capped_path, json={"monthly_limit": None}))
     assert ok(admin.get(groups))["items"][0]["monthly_limit_label"] == "No limit"
@@ -404,6 +404,6 @@ def test_concurrent_spends_never_overdraw_balance_or_budget(system):
     assert len(spends) == len(accepted)
     # Every member's usage as the group detail reports it matches what was accepted for them.
     group_detail = ok(owner.get(path(org, f"/budget-groups/{group['id']}")))
-    detail = {m["user_id"]: Decimal(m["used"]) for m in group_detail["members"]}
+    detail = {m["user_id"]: Decimal(m["used"]) for m in group_detail["members"]["items"]}
     for person in people:
         assert detail[person.id] == sum(amount for user, amount in accepted if user == person.id)

@@ -172,7 +172,7 @@ def budget_group_attempt(system, action, founder, org, actor):
     if action == "put a member in a budget group":
         target = join(system, founder, org, ["member"], "target")
         response = actor.put(f"{path}/members/{target.id}")
-        return response, lambda: [m["user_id"] for m in ok(founder.get(path))["members"]] == [target.id]
+        return response, lambda: [m["user_id"] for m in ok(founder.get(path))["members"]["items"]] == [target.id]
     return actor.get(groups), None
 
 

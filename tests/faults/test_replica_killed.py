@@ -154,7 +154,8 @@ def test_a_process_of_each_service_killed_while_its_twin_serves_loses_and_double
     spends = ledger(owner, org, kind="spend")
     spent = sum(Decimal(s["amount"]) for s in spends)
     capped_spent = sum(AMOUNT for person_id, spend_id in charges.values() if spend_id and person_id == capped.id)
-    usage = {m["user_id"]: Decimal(m["used"]) for m in ok(owner.get(f"{base}/budget-groups/{group['id']}"))["members"]}
+    detail = ok(owner.get(f"{base}/budget-groups/{group['id']}"))
+    usage = {m["user_id"]: Decimal(m["used"]) for m in detail["members"]["items"]}
     refused = sum(1 for _, spend_id in charges.values() if spend_id is None)
     print(f"a process of each service killed, twins serving (PostgreSQL): {seen.summary()}; "
           f"{len(renamed)} renames ({len(rename_failed)} failed), {sum(map(len, edits.values()))} role edits, "

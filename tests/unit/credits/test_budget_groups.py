@@ -205,12 +205,12 @@ def test_get_shows_each_members_usage_in_the_current_period_only(store, alice):
         (group, "Nurses", 3, "10.0000")
     assert (answer["period"], answer["period_start"], answer["resets_at"]) == \
         ("2026-03", "2026-03-01T00:00:00.000000Z", "2026-04-01T00:00:00.000000Z")
-    assert answer["members"] == [
+    assert answer["members"]["items"] == [
         {"user_id": "bob", "used": "4.0000", "limit": "10.0000", "remaining": "6.0000", "added_at": NOW_ISO},
         {"user_id": "carl", "used": "0.0000", "limit": "10.0000", "remaining": "10.0000", "added_at": NOW_ISO},
         {"user_id": "dave", "used": "12.0000", "limit": "10.0000", "remaining": "0.0000", "added_at": NOW_ISO},
     ]
-    assert answer["members_next_cursor"] is None
+    assert answer["members"]["next_cursor"] is None
 
 
 def test_get_in_the_next_period_starts_from_zero(store, alice):
@@ -218,7 +218,7 @@ def test_get_in_the_next_period_starts_from_zero(store, alice):
     put(store, alice, group, "bob")
     add_usage(store, "bob", "2026-03", 40000)
     april = datetime(2026, 4, 1, 0, 0, tzinfo=UTC)
-    [member] = budgets.get_group(store, ORG, group, now=april)["members"]
+    [member] = budgets.get_group(store, ORG, group, now=april)["members"]["items"]
     assert (member["used"], member["remaining"]) == ("0.0000", "10.0000")
 
 
@@ -228,7 +228,7 @@ def test_get_of_a_group_without_limit_shows_no_remaining(store, alice):
     add_usage(store, "bob", "2026-03", 25000)
     answer = budgets.get_group(store, ORG, group, now=NOW)
     assert (answer["monthly_limit"], answer["monthly_limit_label"]) == (None, "No limit")
-    assert answer["members"] == [{"user_id": "bob", "used": "2.5000", "limit": None, "remaining": None,
+    assert answer["members"]["items"] == [{"user_id": "bob", "used": "2.5000", "limit": None, "remaining": None,
                                   "added_at": NOW_ISO}]
 
 
@@ -248,14 +248,14 @@ def test_get_pages_members_by_user_id(store, alice):
         answer = budgets.get_group(store, ORG, group, cursor=cursor, limit=1, now=NOW)
         pages += 1
         assert answer["member_count"] == 3
-        assert len(answer["members"]) == 1
-        seen.append(answer["members"][0]["user_id"])
-        cursor = answer["members_next_cursor"]
+        assert len(answer["members"]["items"]) == 1
+        seen.append(answer["members"]["items"][0]["user_id"])
+        cursor = answer["members"]["next_cursor"]
         if cursor is None:
             break
     assert (seen, pages) == (["bob", "carl", "dave"], 3)
     after_carl = budgets.get_group(store, ORG, group, cursor=encode_cursor({"user_id": "carl"}), limit=5, now=NOW)
-    assert [m["user_id"] for m in after_carl["members"]] == ["dave"]
+    assert [m["user_id"] for m in after_carl["members"]["items"]] == ["dave"]
 
 
 def test_get_refuses_a_bad_members_cursor(store, alice):
