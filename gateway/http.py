@@ -12,7 +12,7 @@ from urllib.parse import quote
 from eventlet.event import Event
 from marshmallow import ValidationError
 from nameko.web.handlers import HttpRequestHandler
-from nameko.web.server import WebServer, WsgiApp
+from nameko.web.server import HttpOnlyProtocol, WebServer, WsgiApp
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 from werkzeug.wrappers import Request, Response
 
@@ -104,6 +104,51 @@ def _printable(text, limit):
 class JsonWebServer(WebServer):
     def get_wsgi_app(self):
         return JsonWsgiApp(self)
+
+    def get_wsgi_server(self, sock, wsgi_app, protocol=None, debug=False):
+        return super().get_wsgi_server(sock, wsgi_app, protocol=JsonRefusalsProtocol, debug=debug)
+
+
+# What eventlet's wsgi server answers by itself, before any application code runs (an empty body), and
+# the JSON error each becomes: status line prefix -> (status, code, message).
+EVENTLET_REFUSALS = {
+    b"HTTP/1.0 414 ": ("414 Request URI Too Long", "url_too_long", "The URL is longer than 8 KB."),
+    b"HTTP/1.0 400 Header Line Too Long": ("400 Bad Request", "header_too_long",
+                                           "A header line is longer than 8 KB."),
+    b"HTTP/1.0 400 Headers Too Large": ("400 Bad Request", "headers_too_large", "The headers exceed 64 KB."),
+    b"HTTP/1.0 400 Bad Request\r\nConnection: close\r\nContent-length: 0": (
+        "400 Bad Request", "invalid_content_length", "Content-Length must be a whole number, at least 0."),
+    b"HTTP/1.0 400 Bad Request\r\nConnection: close\r\nContent-Length: ": (
+        "400 Bad Request", "conflicting_body_length", "Send Content-Length or Transfer-Encoding, not both."),
+}
+
+
+class _JsonRefusals:
+    """The connection's write side, turning eventlet's own empty refusals into JSON errors."""
+
+    def __init__(self, wfile):
+        self._wfile = wfile
+
+    def write(self, data):
+        for prefix, (status, code, message) in EVENTLET_REFUSALS.items():
+            if isinstance(data, bytes) and data.startswith(prefix):
+                body = json.dumps({"error": {"code": code, "message": message, "field": None}}).encode()
+                data = (f"HTTP/1.0 {status}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+                break
+        return self._wfile.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._wfile, name)
+
+
+class JsonRefusalsProtocol(HttpOnlyProtocol):
+    """Nameko's HTTP protocol, except that what eventlet refuses itself (an over-long URL or header line,
+    too many headers, a malformed Content-Length) is answered as a JSON error like every other."""
+
+    def setup(self):
+        super().setup()
+        self.wfile = _JsonRefusals(self.wfile)
 
 
 class JsonHttpEntrypoint(SignatureOnce, HttpRequestHandler):

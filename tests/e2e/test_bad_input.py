@@ -6,6 +6,7 @@ import socket
 import time
 import uuid
 
+import pytest
 import requests
 
 import gateway.service  # noqa: F401  (defining the handlers fills the route registry)
@@ -176,17 +177,31 @@ def test_requests_no_route_takes_are_answered_in_json(system):
         assert response.json()["error"]["code"] == code
 
 
-def raw_status(system, request_bytes):
+def raw_answer(system, request_bytes):
+    """(status line, headers and body) of the answer to raw request bytes."""
     with socket.create_connection(("127.0.0.1", system.gateway_port), timeout=10) as conn:
         conn.sendall(request_bytes)
-        return conn.recv(4096).split(b"\r\n")[0]
+        answer = b""
+        while chunk := conn.recv(4096):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0], head, body
 
 
-def test_over_long_lines_are_refused_by_eventlet_before_the_gateway_sees_them(system):
-    """eventlet's wsgi server answers these itself (status line, no body) before any WSGI code runs: they
-    stay 4xx, but cannot be JSON without patching eventlet."""
-    assert b" 414 " in raw_status(system, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert b" 400 " in raw_status(system, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n")
+@pytest.mark.parametrize("request_bytes, status, code", [
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b" 414 ", "url_too_long"),
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n", b" 400 ", "header_too_long"),
+    (b"POST /v1/organizations HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", b" 400 ",
+     "invalid_content_length"),
+    (b"POST /v1/organizations HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}",
+     b" 400 ", "conflicting_body_length"),
+])
+def test_what_eventlet_refuses_itself_is_a_json_error_too(system, request_bytes, status, code):
+    """eventlet's wsgi server answers these before any application code runs (with an empty body): the
+    gateway's protocol turns them into JSON errors like every other."""
+    status_line, head, body = raw_answer(system, request_bytes)
+    assert status in status_line and b"Content-Type: application/json" in head, head
+    assert json.loads(body)["error"]["code"] == code
 
 
 def test_the_gateway_writes_one_access_line_per_request(system):
