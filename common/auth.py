@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from nameko.extensions import DependencyProvider
 
+from common import request_ids
 from common.errors import Forbidden, Unauthenticated
 
 USER_ID_KEY = "user_id"
@@ -117,5 +118,14 @@ def context_data(identity):
 
 
 class Auth(DependencyProvider):
+    """Gives workers the caller's identity (AuthContext). Every service and the gateway declare it, so it
+    also tells the log which request the worker serves (common.request_ids)."""
+
+    def worker_setup(self, worker_ctx):
+        request_ids.serve(worker_ctx.data.get(request_ids.CONTEXT_KEY))
+
+    def worker_teardown(self, worker_ctx):
+        request_ids.serve(None)
+
     def get_dependency(self, worker_ctx):
         return AuthContext(worker_ctx)

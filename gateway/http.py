@@ -16,7 +16,7 @@ from nameko.web.server import HttpOnlyProtocol, WebServer, WsgiApp
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 from werkzeug.wrappers import Request, Response
 
-from common import idempotency
+from common import idempotency, request_ids
 from common.auth import USER_ID_KEY
 from common.errors import EXPECTED_ERRORS, AppError, BadRequest, ValidationFailed
 from common.rpc import SignatureOnce
@@ -28,8 +28,10 @@ access_log = logging.getLogger("gateway.access")
 
 MAX_BODY_BYTES = 64 * 1024
 
-# The environ key under which the entrypoint leaves the caller's user id for the access log.
+# The environ keys under which the entrypoint leaves the caller's user id for the access log, and the
+# request's id (common.request_ids) for the entrypoint.
 CALLER_ID = "gateway.caller_id"
+REQUEST_ID = "gateway.request_id"
 
 # Codes of the answers werkzeug's routing gives before any entrypoint runs.
 ROUTING_ERROR_CODES = {404: "route_not_found", 405: "method_not_allowed"}
@@ -44,16 +46,18 @@ class JsonWsgiApp(WsgiApp):
       wsgi.input_terminated), so werkzeug handed handlers an empty stream and a body with a name was
       read as {} (a 422 name_required);
     - one access log line per request: method, path (never the query string, which may carry anything,
-      nor any header, so never the token), status, duration, and the caller's id once the token was
-      verified."""
+      nor any header, so never the token), status, duration, the caller's id once the token was
+      verified, and the request's id (common.request_ids), also answered in X-Request-Id."""
 
     def __call__(self, environ, start_response):
         started = time.perf_counter()
+        environ[REQUEST_ID] = request_ids.new_request_id(environ.get("HTTP_X_REQUEST_ID"))
         request = Request(environ, shallow=True)   # shallow: as Nameko's, until an entrypoint reads it
         response = self._response(request)
-        access_log.info("%s %s %d %.1fms caller=%s", _printable(request.method, 16), _printable(request.path, 300),
-                        response.status_code, (time.perf_counter() - started) * 1000,
-                        _printable(environ.get(CALLER_ID) or "-", 140))
+        response.headers[request_ids.HEADER] = environ[REQUEST_ID]
+        access_log.info("%s %s %d %.1fms caller=%s request=%s", _printable(request.method, 16),
+                        _printable(request.path, 300), response.status_code, (time.perf_counter() - started) * 1000,
+                        _printable(environ.get(CALLER_ID) or "-", 140), environ[REQUEST_ID])
         return response(environ, start_response)
 
     def _response(self, request):
@@ -167,6 +171,7 @@ class JsonHttpEntrypoint(SignatureOnce, HttpRequestHandler):
         request.shallow = False
         try:
             context_data = self.server.context_data_from_headers(request)
+            context_data[request_ids.CONTEXT_KEY] = request.environ.get(REQUEST_ID)   # into every RPC call
             args, kwargs = self.get_entrypoint_parameters(request)
             self.check_signature(args, kwargs)
             if not self.public:

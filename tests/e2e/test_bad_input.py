@@ -11,6 +11,7 @@ import requests
 
 import gateway.service  # noqa: F401  (defining the handlers fills the route registry)
 from gateway.http import ROUTES
+from tests.e2e.helpers import ok, wait_for
 
 NASTY_IDS = ["x" * 5000, "%00", "..%2F..%2Fetc", "ünïcødé-☃", "1 OR 1=1", "null", "-1"]
 NASTY_BODIES = ['', 'null', '[]', '"text"', '{"name": {"nested": true}}', '{"name": ["a"]}',
@@ -216,8 +217,24 @@ def test_the_gateway_writes_one_access_line_per_request(system):
         if any(marker in line for line in lines):
             break
         time.sleep(0.1)
-    assert any(" gateway.access: GET /v1/organizations 400 " in line and line.endswith(f"ms caller={alice.id}")
+    assert any(" gateway.access [-]: GET /v1/organizations 400 " in line and f"ms caller={alice.id} request=" in line
                for line in lines)
-    assert any(f"GET /v1/organizations/{marker} 401 " in line and line.endswith("caller=-") for line in lines)
+    assert any(f"GET /v1/organizations/{marker} 401 " in line and "caller=- request=" in line for line in lines)
     token = alice.session.headers["Authorization"].split()[1]
     assert not any(f"cursor={marker}" in line or token in line for line in lines)
+
+
+def test_a_request_id_follows_the_request_into_the_services_logs(system):
+    """The client's X-Request-Id (or a new one) is answered back, written on the gateway's access line,
+    and on the log lines of the services the request reached (the invitation email members writes)."""
+    owner = system.user("owner")
+    org = ok(owner.post("/v1/organizations", json={"name": "Traced"}), 201)["id"]
+    request_id = f"trace-{uuid.uuid4().hex[:12]}"
+    answer = owner.post(f"/v1/organizations/{org}/invitations", headers={"X-Request-Id": request_id},
+                        json={"email": f"traced-{uuid.uuid4().hex[:8]}@example.com", "roles": ["member"]})
+    assert answer.status_code == 201 and answer.headers["X-Request-Id"] == request_id
+
+    def logged(name, text):
+        return text in (system.log_dir / f"{name}.log").read_text(errors="replace")
+    wait_for(lambda: logged("gateway", f"request={request_id}") and logged("members", f"[{request_id}]"),
+             timeout=10, message="the request id in the gateway's and the members service's logs")

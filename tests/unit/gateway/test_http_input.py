@@ -170,14 +170,16 @@ def test_requests_no_route_takes_are_answered_in_json(gateway):
 def test_one_access_log_line_per_request_without_the_token_or_the_query(gateway, caplog):
     url, _ = gateway
     caplog.set_level(logging.INFO, logger="gateway.access")
-    requests.get(f"{url}/v1/me?cursor=secret-in-query", headers=BEARER, timeout=5)
-    requests.get(f"{url}/v1/me", timeout=5)
-    requests.get(f"{url}/v1/me%0Aforged%20line", timeout=5)
+    answered = requests.get(f"{url}/v1/me?cursor=secret-in-query", headers=BEARER, timeout=5)
+    requests.get(f"{url}/v1/me", headers={"X-Request-Id": "client-id.1"}, timeout=5)
+    requests.get(f"{url}/v1/me%0Aforged%20line", headers={"X-Request-Id": "no good\tid"}, timeout=5)
     lines = [record.getMessage() for record in caplog.records if record.name == "gateway.access"]
     assert len(lines) == 3
     signed_in, anonymous, odd = lines
-    assert signed_in.startswith("GET /v1/me 200 ") and signed_in.endswith("ms caller=u1")
-    assert anonymous.startswith("GET /v1/me 401 ") and anonymous.endswith("caller=-")
-    assert odd.startswith("GET /v1/me%0Aforged%20line 404 ") and "\n" not in odd
+    request_id = answered.headers["X-Request-Id"]
+    assert len(request_id) == 32                                    # a new id when the client gives none
+    assert signed_in.startswith("GET /v1/me 200 ") and signed_in.endswith(f"ms caller=u1 request={request_id}")
+    assert anonymous.startswith("GET /v1/me 401 ") and anonymous.endswith("caller=- request=client-id.1")
+    assert odd.startswith("GET /v1/me%0Aforged%20line 404 ") and "\n" not in odd and "no good" not in odd
     token = BEARER["Authorization"].split()[1]
     assert not any("secret-in-query" in line or token in line for line in lines)
