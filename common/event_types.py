@@ -19,6 +19,8 @@ BILLING_TRANSFER_STARTED = "billing_transfer.started"
 BILLING_TRANSFER_ACCEPTED = "billing_transfer.accepted"
 BILLING_TRANSFER_DECLINED = "billing_transfer.declined"
 BILLING_TRANSFER_CANCELLED = "billing_transfer.cancelled"
+API_KEY_CREATED = "api_key.created"
+API_KEY_REVOKED = "api_key.revoked"
 
 # ---- orgs ---------------------------------------------------------------------------------------------
 ORGANIZATION_CREATED = "organization.created"

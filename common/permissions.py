@@ -31,6 +31,7 @@ class Action(str, Enum):
     GRANT_CREDITS = "grant_credits"               # product rules §8: POST .../credits/grants (Owner/Billing)
     VIEW_AUDIT = "view_audit"
     VIEW_MEMBERS = "view_members"
+    MANAGE_API_KEYS = "manage_api_keys"           # SPEC §9: create, list and revoke organization API keys
 
 
 _O, _A, _B, _M, _BI = Role.OWNER, Role.ADMIN, Role.BUILDER, Role.MEMBER, Role.BILLING
@@ -51,6 +52,7 @@ MATRIX = {
     Action.GRANT_CREDITS: {_O, _BI},
     Action.VIEW_AUDIT: {_O, _A},
     Action.VIEW_MEMBERS: {_O, _A, _B, _M, _BI},
+    Action.MANAGE_API_KEYS: {_O, _A},
 }
 
 

@@ -1,6 +1,8 @@
 """Change events the members service emits, and its one `emit()`, bound to its outbox table: each event
 is recorded in the transaction of the change it describes and relayed afterwards (common.outbox)."""
 from common.event_types import (
+    API_KEY_CREATED,
+    API_KEY_REVOKED,
     BILLING_TRANSFER_ACCEPTED,
     BILLING_TRANSFER_CANCELLED,
     BILLING_TRANSFER_DECLINED,
@@ -29,6 +31,6 @@ BILLING_TRANSFER_ENDED = {"accepted": BILLING_TRANSFER_ACCEPTED, "declined": BIL
 
 EMITS = (USER_REGISTERED, USER_UPDATED, MEMBER_ADDED, MEMBER_ROLES_CHANGED, MEMBER_REMOVED, MEMBER_LEFT,
          INVITATION_CREATED, INVITATION_RESENT, *INVITATION_ENDED.values(),
-         BILLING_TRANSFER_STARTED, *BILLING_TRANSFER_ENDED.values())
+         BILLING_TRANSFER_STARTED, *BILLING_TRANSFER_ENDED.values(), API_KEY_CREATED, API_KEY_REVOKED)
 
 emit = emitter(OutboxEvent)

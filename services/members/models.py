@@ -118,3 +118,23 @@ class OutboxEvent(OutboxMixin, Base):
 
 class HandledRequest(HandledRequestMixin, Base):
     """RPC requests whose command committed (common.handled_requests): a redelivery cannot run it twice."""
+
+
+class ApiKey(Base):
+    """An organization's API key (services/members/api_keys.py): the keyed hash of its secret, never the
+    secret; `secret_start` (4 characters) only helps people tell their keys apart in the list."""
+    __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_organization", "organization_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(36))
+    name: Mapped[str] = mapped_column(String(200))
+    scopes: Mapped[list] = mapped_column(JSON)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    secret_start: Mapped[str] = mapped_column(String(4))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at = mapped_column(DateTime(timezone=True), nullable=False)
+    expires_at = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(128), nullable=True)

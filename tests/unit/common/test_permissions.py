@@ -18,6 +18,7 @@ SPEC = {
     "use_granted_agents": "builder member",
     "view_audit": "owner admin",
     "view_members": "owner admin builder member billing",
+    "manage_api_keys": "owner admin",          # SPEC §9: Owner/Admin create, list and revoke API keys
 }
 
 

@@ -1,0 +1,138 @@
+"""Organization API keys (product rules; SPEC §9): credentials of machine callers, such as an agent
+runtime charging usage on behalf of the member who talks to an agent. Owners and Admins create, list and
+revoke them; the secret is shown once, at creation, and only its keyed hash is stored (docs/decisions.md,
+"Machine callers": why a fast keyed hash, and how the gateway verifies a key without a call chain).
+
+A key reads `opk_<key id>_<secret>`: the fixed prefix tells it from a JWT, the id finds its row, the
+secret is 32 random bytes. Creating and revoking are audited (api_key.created, api_key.revoked; the
+secret never in an event); using a key is not a change.
+"""
+import hashlib
+import hmac
+import secrets
+from datetime import datetime
+
+from sqlalchemy import select
+
+from common.errors import NotFound, ValidationFailed
+from common.paging import page_of_query
+from common.permissions import Action
+from common.timeutil import as_utc, iso, parse_iso, utcnow
+from services.members.events import API_KEY_CREATED, API_KEY_REVOKED, emit
+from services.members.memberships import caller_membership
+from services.members.models import ApiKey
+
+PREFIX = "opk_"
+SCOPES = ("usage:write", "usage:read", "audit:read")
+NAME_MAX_LENGTH = 200
+KEY_ID_BYTES, SECRET_BYTES = 9, 32          # 12 and 43 URL-safe characters
+
+
+# ---- the key and its hash -----------------------------------------------------------------------------
+def new_key():
+    """(key id, secret, the whole key as the caller sends it)."""
+    key_id, secret = secrets.token_urlsafe(KEY_ID_BYTES), secrets.token_urlsafe(SECRET_BYTES)
+    return key_id, secret, f"{PREFIX}{key_id}_{secret}"
+
+
+def split_key(key):
+    """(key id, secret) of a key as sent, or None when it does not have a key's shape."""
+    if not isinstance(key, str) or not key.startswith(PREFIX):
+        return None
+    key_id, sep, secret = key[len(PREFIX):].partition("_")
+    if not sep or not key_id or not secret or len(key) > 200:
+        return None
+    return key_id, secret
+
+
+def secret_hash(secret, hash_key):
+    """HMAC-SHA256 of the secret under the server's `hash_key` (hex): fast on purpose, as a 256-bit random
+    secret cannot be guessed; keyed so that a copy of the table alone cannot check guesses."""
+    return hmac.new(hash_key.encode(), secret.encode(), hashlib.sha256).hexdigest()
+
+
+def secret_matches(secret, stored_hash, hash_key):
+    return hmac.compare_digest(secret_hash(secret, hash_key), stored_hash)
+
+
+# ---- checks -----------------------------------------------------------------------------------------------
+def clean_fields(name, scopes, expires_at, now):
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationFailed("A key needs a name.", code="name_required", field="name")
+    name = name.strip()
+    if len(name) > NAME_MAX_LENGTH or not name.isprintable():
+        raise ValidationFailed(f"The name must be at most {NAME_MAX_LENGTH} printable characters.",
+                               code="name_too_long", field="name")
+    if not isinstance(scopes, list) or not scopes or not all(isinstance(s, str) and s in SCOPES for s in scopes):
+        raise ValidationFailed(f"scopes must list at least one of {', '.join(SCOPES)}.", code="invalid_scopes",
+                               field="scopes")
+    if expires_at is not None:
+        try:
+            expires_at = as_utc(parse_iso(expires_at)) if not isinstance(expires_at, datetime) else as_utc(expires_at)
+        except (TypeError, ValueError):
+            raise ValidationFailed("expires_at must be an ISO 8601 time.", code="invalid_time",
+                                   field="expires_at") from None
+        if expires_at <= now:
+            raise ValidationFailed("expires_at must be in the future.", code="expiry_in_past", field="expires_at")
+    return name, sorted(set(scopes), key=SCOPES.index), expires_at
+
+
+def status_of(key, now):
+    if key.revoked_at is not None:
+        return "revoked"
+    if key.expires_at is not None and as_utc(key.expires_at) <= now:
+        return "expired"
+    return "active"
+
+
+def key_dict(key, now):
+    """A key as listed: never its secret or hash."""
+    return {"id": key.id, "organization_id": key.organization_id, "name": key.name, "scopes": key.scopes,
+            "prefix": f"{PREFIX}{key.id}_{key.secret_start}…", "created_by": key.created_by,
+            "created_at": iso(key.created_at), "expires_at": iso(key.expires_at) if key.expires_at else None,
+            "last_used_at": iso(key.last_used_at) if key.last_used_at else None,
+            "revoked_at": iso(key.revoked_at) if key.revoked_at else None, "status": status_of(key, now)}
+
+
+# ---- create, list, revoke (Owner/Admin) ---------------------------------------------------------------
+def create_key(store, identity, organization_id, name, scopes, expires_at, hash_key, now=None):
+    """A new key; the answer carries `key`, the secret, this once."""
+    now = now or utcnow()
+    name, scopes, expires_at = clean_fields(name, scopes, expires_at, now)
+    key_id, secret, key = new_key()
+    with store.write() as session:
+        caller_membership(session, organization_id, identity, Action.MANAGE_API_KEYS)
+        row = ApiKey(id=key_id, organization_id=organization_id, name=name, scopes=scopes,
+                     secret_hash=secret_hash(secret, hash_key), secret_start=secret[:4], created_by=identity.id,
+                     created_at=now, expires_at=expires_at)
+        session.add(row)
+        session.flush()
+        answer = key_dict(row, now)
+        emit(session, API_KEY_CREATED, "create", organization_id, identity, "api_key", key_id,
+             after={"name": name, "scopes": scopes, "expires_at": answer["expires_at"]})
+    return dict(answer, key=key)
+
+
+def list_keys(store, identity, organization_id, cursor=None, limit=None, now=None):
+    now = now or utcnow()
+    with store.read() as session:
+        caller_membership(session, organization_id, identity, Action.MANAGE_API_KEYS)
+        query = (select(ApiKey).where(ApiKey.organization_id == organization_id)
+                 .order_by(ApiKey.created_at.desc(), ApiKey.id))
+        page = page_of_query(session, query, cursor, limit)
+        return {"items": [key_dict(row, now) for row in page["items"]], "next_cursor": page["next_cursor"]}
+
+
+def revoke_key(store, identity, organization_id, key_id, now=None):
+    """End a key at once; revoking it again changes nothing."""
+    now = now or utcnow()
+    with store.write() as session:
+        caller_membership(session, organization_id, identity, Action.MANAGE_API_KEYS)
+        row = session.get(ApiKey, key_id, with_for_update=True) if isinstance(key_id, str) else None
+        if row is None or row.organization_id != organization_id:
+            raise NotFound("There is no such API key in this organization.", code="api_key_not_found")
+        if row.revoked_at is None:
+            row.revoked_at, row.revoked_by = now, identity.id
+            emit(session, API_KEY_REVOKED, "update", organization_id, identity, "api_key", key_id,
+                 before={"status": "active"}, after={"status": "revoked"})
+        return key_dict(row, now)

@@ -1,0 +1,102 @@
+"""Organization API keys in the members service (services/members/api_keys.py, SPEC §9): Owners and Admins
+create, list and revoke them; the secret is shown once and stored only as its keyed hash; creating and
+revoking are audited, the secret in no event. Migrated SQLite store."""
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from common.errors import Forbidden, NotFound, ValidationFailed
+from common.timeutil import iso, utcnow
+from services.members import api_keys, memberships, users
+from services.members.models import ApiKey
+from tests.unit.members.helpers import ORG, events, join, person
+
+HASH_KEY = "test-hash-key"
+
+
+@pytest.fixture
+def owner_store(make_store):
+    store = make_store("members")
+    owner = person("dina")
+    users.register_user(store, owner)
+    memberships.add_founder(store, owner, ORG["id"])
+    return owner, store
+
+
+def create(store, who, name="Runtime", scopes=("usage:write",), expires_at=None):
+    return api_keys.create_key(store, who, ORG["id"], name, list(scopes), expires_at, HASH_KEY)
+
+
+def test_a_key_is_shown_once_and_stored_as_its_keyed_hash(owner_store):
+    owner, store = owner_store
+    created = create(store, owner, scopes=["audit:read", "usage:write"])
+    key_id, secret = api_keys.split_key(created["key"])
+    assert created["key"].startswith("opk_") and key_id == created["id"]
+    assert created["scopes"] == ["usage:write", "audit:read"] and created["status"] == "active"
+    with store.read() as session:
+        row = session.get(ApiKey, key_id)
+    assert row.secret_hash != secret and secret not in row.secret_hash
+    assert api_keys.secret_matches(secret, row.secret_hash, HASH_KEY)
+    assert not api_keys.secret_matches(secret, row.secret_hash, "another server's key")
+    assert not api_keys.secret_matches(secret + "x", row.secret_hash, HASH_KEY)
+    listed = api_keys.list_keys(store, owner, ORG["id"])["items"]
+    assert [k["id"] for k in listed] == [key_id] and "key" not in listed[0]
+    assert listed[0]["prefix"] == f"opk_{key_id}_{secret[:4]}…"
+    assert all(secret not in str(e) and created["key"] not in str(e) for e in events(store))
+    [event] = [e for e in events(store) if e["type"] == "api_key.created"]
+    assert event["after"] == {"name": "Runtime", "scopes": ["usage:write", "audit:read"], "expires_at": None}
+
+
+def test_revoking_ends_a_key_once(owner_store):
+    owner, store = owner_store
+    key_id = create(store, owner)["id"]
+    assert api_keys.revoke_key(store, owner, ORG["id"], key_id)["status"] == "revoked"
+    assert api_keys.revoke_key(store, owner, ORG["id"], key_id)["status"] == "revoked"   # no second event
+    assert [e["type"] for e in events(store)].count("api_key.revoked") == 1
+    with pytest.raises(NotFound) as missing:
+        api_keys.revoke_key(store, owner, "another-org", key_id)
+    assert missing.value.code == "organization_not_found"      # not a member there: ids cannot be probed
+
+
+def test_only_owners_and_admins_manage_keys(owner_store):
+    owner, store = owner_store
+    admin, member = join(store, owner, "ana", ["admin"]), join(store, owner, "mo", ["member"])
+    create(store, admin, name="By an Admin")
+    with pytest.raises(Forbidden):
+        create(store, member)
+    with pytest.raises(Forbidden):
+        api_keys.list_keys(store, member, ORG["id"])
+    with pytest.raises(NotFound):
+        api_keys.list_keys(store, person("stranger"), ORG["id"])
+
+
+@pytest.mark.parametrize("name, scopes, expires_at, field", [
+    ("", ["usage:write"], None, "name"),
+    ("x" * 201, ["usage:write"], None, "name"),
+    ("Runtime", [], None, "scopes"),
+    ("Runtime", ["admin:everything"], None, "scopes"),
+    ("Runtime", "usage:write", None, "scopes"),
+    ("Runtime", ["usage:write"], "yesterday", "expires_at"),
+    ("Runtime", ["usage:write"], iso(utcnow() - timedelta(minutes=1)), "expires_at"),
+])
+def test_bad_fields_are_refused_and_nothing_is_created(owner_store, name, scopes, expires_at, field):
+    owner, store = owner_store
+    with pytest.raises(ValidationFailed) as refused:
+        api_keys.create_key(store, owner, ORG["id"], name, scopes, expires_at, HASH_KEY)
+    assert refused.value.field == field
+    with store.read() as session:
+        assert session.scalars(select(ApiKey)).all() == []
+
+
+def test_a_key_past_its_expiry_is_listed_as_expired(owner_store):
+    owner, store = owner_store
+    expires = utcnow() + timedelta(hours=1)
+    create(store, owner, expires_at=iso(expires))
+    [listed] = api_keys.list_keys(store, owner, ORG["id"], now=expires + timedelta(seconds=1))["items"]
+    assert listed["status"] == "expired"
+
+
+@pytest.mark.parametrize("sent", ["", "opk_", "opk_abc", "opk__secret", "Bearer x", "eyJhbGciOi.x.y", None, 12])
+def test_what_is_not_shaped_like_a_key_is_not_split(sent):
+    assert api_keys.split_key(sent) is None
