@@ -5,12 +5,16 @@ passes the environment it gives them (`settings(env)`).
 A value that cannot be read (GATEWAY_PORT=abc) is a `ConfigError` naming the variable, at start-up.
 """
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production"   # documented; set JWT_SECRET anywhere else
 SERVICES = ("members", "orgs", "credits", "audit")
+# A CORS origin as browsers send it: scheme://host[:port], nothing after (no path, no trailing slash). No
+# `*` inside one: origins are compared exactly, so https://*.example.com would be a pattern that never matches.
+_ORIGIN = re.compile(r"https?://[^/?#*\s]+")
 
 
 class ConfigError(ValueError):
@@ -35,6 +39,12 @@ class Settings:
     amqp_uri: str
     amqp_uri_given: bool      # False: `make run` starts its own broker on rabbitmq_port
     jwt_secret: str
+    jwt_secret_given: bool    # False: the development default (not accepted beside a JWKS, gateway.tokens)
+    jwt_jwks: str | None      # a JWKS of RS256/ES256 keys: an http(s) URL or a file path; None: HS256 only
+    jwt_issuer: str | None    # the `iss` and `aud` JWKS-verified tokens must carry (both set with jwt_jwks)
+    jwt_audience: str | None
+    jwks_cache_seconds: float
+    cors_allowed_origins: tuple   # exact origins (or "*") browsers may call from; empty: no CORS headers
     log_level: str
     max_workers: int
     app_url: str
@@ -79,6 +89,22 @@ def settings(environ=None):
             raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {text(name)!r}")
         return value
 
+    def origins(name):
+        listed = tuple(origin.strip() for origin in text(name, "").split(",") if origin.strip())
+        for origin in listed:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ConfigError(f"{name} must list origins such as https://app.example.com (scheme, host and "
+                                  f"port only, no path or trailing slash) or *, not {origin!r}")
+        return listed
+
+    jwks = text("JWT_JWKS")
+    if jwks is not None:
+        if "://" in jwks and not jwks.startswith(("http://", "https://")):
+            raise ConfigError(f"JWT_JWKS must be an http(s) URL or a file path, not {jwks!r}")
+        # Without both, a token any tenant of the identity provider got for any application would do.
+        for name in ("JWT_ISSUER", "JWT_AUDIENCE"):
+            if text(name) is None:
+                raise ConfigError(f"{name} must be set when JWT_JWKS is")
     gateway_port = number("GATEWAY_PORT", 8000, minimum=1)
     rabbitmq_port = number("RABBITMQ_PORT", 5672, minimum=1)
     amqp_uri = text("AMQP_URI")
@@ -89,6 +115,12 @@ def settings(environ=None):
         amqp_uri=amqp_uri or f"amqp://guest:guest@127.0.0.1:{rabbitmq_port}/",
         amqp_uri_given=amqp_uri is not None,
         jwt_secret=text("JWT_SECRET", DEV_JWT_SECRET),
+        jwt_secret_given=text("JWT_SECRET") is not None,
+        jwt_jwks=jwks,
+        jwt_issuer=text("JWT_ISSUER"),
+        jwt_audience=text("JWT_AUDIENCE"),
+        jwks_cache_seconds=number("JWKS_CACHE_SECONDS", 300.0, float, minimum=1),
+        cors_allowed_origins=origins("CORS_ALLOWED_ORIGINS"),
         log_level=text("LOG_LEVEL", "INFO"),
         max_workers=number("MAX_WORKERS", 10, minimum=1),
         app_url=text("APP_URL", f"http://127.0.0.1:{gateway_port}"),

@@ -12,8 +12,14 @@ import functools
 from collections import OrderedDict
 
 from common import auth
+from common.config import settings
 from common.rpc import call
 from gateway import tokens
+
+# Read once at import, so the gateway refuses to start (`nameko run` ends with the ConfigError naming the
+# variable) rather than answering 500s with settings tokens cannot be checked by: JWT_JWKS without
+# JWT_ISSUER and JWT_AUDIENCE, a JWT_JWKS that is neither a URL nor a path.
+settings()
 
 # Users this process has already signed in (their Individual organization exists). Only an
 # optimisation: sign-in is idempotent, and another replica simply does it once more.

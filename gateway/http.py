@@ -18,6 +18,7 @@ from werkzeug.wrappers import Request, Response
 
 from common import idempotency, request_ids
 from common.auth import USER_ID_KEY
+from common.config import settings
 from common.errors import EXPECTED_ERRORS, AppError, BadRequest, ValidationFailed
 from common.rpc import SignatureOnce
 from common.schemas import MAX_JSON_DEPTH, JsonTooDeep, loads_json, text_problem
@@ -45,16 +46,22 @@ class JsonWsgiApp(WsgiApp):
     - a chunked body can be read: eventlet de-chunks it, but says so to nobody (no
       wsgi.input_terminated), so werkzeug handed handlers an empty stream and a body with a name was
       read as {} (a 422 name_required);
+    - CORS (`Cors`): the headers of answers to the allowed origins, and their preflights answered;
     - one access log line per request: method, path (never the query string, which may carry anything,
       nor any header, so never the token), status, duration, the caller's id once the token was
       verified, and the request's id (common.request_ids), also answered in X-Request-Id."""
+
+    def __init__(self, server):
+        super().__init__(server)
+        self.cors = Cors(settings().cors_allowed_origins)
 
     def __call__(self, environ, start_response):
         started = time.perf_counter()
         environ[REQUEST_ID] = request_ids.new_request_id(environ.get("HTTP_X_REQUEST_ID"))
         request = Request(environ, shallow=True)   # shallow: as Nameko's, until an entrypoint reads it
-        response = self._response(request)
+        response = self.cors.preflight_response(environ) or self._response(request)
         response.headers[request_ids.HEADER] = environ[REQUEST_ID]
+        self.cors.add_headers(response, environ.get("HTTP_ORIGIN"))
         access_log.info("%s %s %d %.1fms caller=%s request=%s", _printable(request.method, 16),
                         _printable(request.path, 300), response.status_code, (time.perf_counter() - started) * 1000,
                         _printable(environ.get(CALLER_ID) or "-", 140), environ[REQUEST_ID])
@@ -77,6 +84,49 @@ class JsonWsgiApp(WsgiApp):
         except Exception as exc:
             log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
             return internal_error_response()
+
+
+class Cors:
+    """Cross-origin calls from browsers, for the origins of CORS_ALLOWED_ORIGINS (none: no CORS headers).
+
+    An allowed origin's answers (errors included, so a page can read why it was refused) name it in
+    Access-Control-Allow-Origin and expose Idempotent-Replayed and X-Request-Id; its preflights are answered
+    204 here, before routing and without a token (browsers send none with them). An origin not allowed gets
+    no CORS headers, and its preflight is routed as any OPTIONS: a JSON 405 method_not_allowed.
+    Credentials only for an origin listed by name: with `*`, any site could make a signed-in browser call
+    the API, so `*` answers `*` and never allows credentials (browsers then refuse them too)."""
+
+    METHODS = "GET, POST, PUT, PATCH, DELETE"
+    REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-Id"
+    EXPOSED_HEADERS = "Idempotent-Replayed, X-Request-Id"
+    MAX_AGE_SECONDS = 600
+
+    def __init__(self, allowed_origins):
+        self.named_origins = frozenset(origin for origin in allowed_origins if origin != "*")
+        self.any_origin = "*" in allowed_origins
+
+    def _headers(self, origin):
+        if origin in self.named_origins:
+            return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true",
+                    "Access-Control-Expose-Headers": self.EXPOSED_HEADERS}
+        if origin and self.any_origin:
+            return {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": self.EXPOSED_HEADERS}
+        return {}
+
+    def preflight_response(self, environ):
+        """The 204 answering an allowed origin's preflight; None for any other request."""
+        if environ["REQUEST_METHOD"] != "OPTIONS" or "HTTP_ACCESS_CONTROL_REQUEST_METHOD" not in environ:
+            return None
+        if not self._headers(environ.get("HTTP_ORIGIN")):
+            return None
+        return Response(status=204, headers={"Access-Control-Allow-Methods": self.METHODS,
+                                             "Access-Control-Allow-Headers": self.REQUEST_HEADERS,
+                                             "Access-Control-Max-Age": str(self.MAX_AGE_SECONDS)})
+
+    def add_headers(self, response, origin):
+        if self.named_origins or self.any_origin:
+            response.vary.add("Origin")   # answers differ by Origin: a shared cache must keep them apart
+        response.headers.update(self._headers(origin))
 
 
 def routing_error_response(exc, request):

@@ -176,8 +176,9 @@ def _error_statuses(route):
     """status -> what answers it, for every error the route can give."""
     statuses = {400: _bad_request_causes(route)}
     if not route.public:
-        statuses[401] = "no valid bearer token"
-        statuses[503] = "service_unavailable: a service did not answer in time (or stopped mid-request)"
+        statuses[401] = "missing_token, token_expired or invalid_token: no valid bearer token"
+        statuses[503] = ("service_unavailable: a service did not answer in time (or stopped mid-request); "
+                         "identity_provider_unavailable: the JWKS has never been read")
     if PATH_PARAMETER.search(route.path):
         statuses[404] = "an id in the path names nothing the caller can see"
     if is_keyed(route):
@@ -217,6 +218,14 @@ def operation(route):
     return op
 
 
+BEARER_SCHEME = {
+    "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+    "description": "A JWT with claims sub (the user id), email, name (optional) and exp (a number), signed either "
+                   "HS256 with the gateway's JWT_SECRET (development), or RS256/ES256 by the identity provider "
+                   "whose JWKS is configured (JWT_JWKS), with the key its header's kid names, and then carrying "
+                   "the configured iss and aud."}
+
+
 def document():
     paths = {}
     for r in ROUTES:
@@ -226,5 +235,5 @@ def document():
         "info": {"title": "Organization platform API", "version": "1"},
         "paths": paths,
         "components": {"schemas": _components(),
-                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+                       "securitySchemes": {"bearer": BEARER_SCHEME}},
     }

@@ -20,6 +20,9 @@ def test_defaults_work_for_a_local_run(tmp_path):
     assert config.smtp.host is None and config.smtp.port == 587 and config.smtp.starttls
     assert config.database_url("orgs") == f"sqlite:///{tmp_path / 'orgs.sqlite'}"
     assert config.sqlite_synchronous == "NORMAL"
+    assert (config.jwt_jwks, config.jwt_issuer, config.jwt_audience) == (None, None, None)
+    assert not config.jwt_secret_given
+    assert config.jwks_cache_seconds == 300.0 and config.cors_allowed_origins == ()
 
 
 def test_values_from_the_environment():
@@ -40,6 +43,33 @@ def test_values_from_the_environment():
 def test_a_bad_value_names_its_variable(name, value):
     with pytest.raises(ConfigError, match=name):
         settings({name: value})
+
+
+def test_identity_provider_and_cors_settings():
+    config = settings({"JWT_JWKS": "https://idp.example.com/jwks.json", "JWT_ISSUER": "https://idp.example.com/",
+                       "JWT_AUDIENCE": "platform", "JWKS_CACHE_SECONDS": "60", "JWT_SECRET": "s",
+                       "CORS_ALLOWED_ORIGINS": " https://app.example.com, http://localhost:5173 ,, *"})
+    assert (config.jwt_jwks, config.jwt_issuer, config.jwt_audience) == (
+        "https://idp.example.com/jwks.json", "https://idp.example.com/", "platform")
+    assert config.jwks_cache_seconds == 60.0 and config.jwt_secret_given
+    assert config.cors_allowed_origins == ("https://app.example.com", "http://localhost:5173", "*")
+    assert settings({"JWT_JWKS": "/etc/idp/jwks.json", "JWT_ISSUER": "i", "JWT_AUDIENCE": "a"}).jwt_jwks == \
+        "/etc/idp/jwks.json"
+
+
+@pytest.mark.parametrize("environ, name", [
+    ({"JWT_JWKS": "https://idp.example.com/jwks.json", "JWT_ISSUER": "i"}, "JWT_AUDIENCE"),
+    ({"JWT_JWKS": "/etc/idp/jwks.json", "JWT_AUDIENCE": "a"}, "JWT_ISSUER"),
+    ({"JWT_JWKS": "ftp://idp.example.com/jwks.json", "JWT_ISSUER": "i", "JWT_AUDIENCE": "a"}, "JWT_JWKS"),
+    ({"JWKS_CACHE_SECONDS": "0"}, "JWKS_CACHE_SECONDS"),
+    ({"CORS_ALLOWED_ORIGINS": "https://app.example.com/"}, "CORS_ALLOWED_ORIGINS"),
+    ({"CORS_ALLOWED_ORIGINS": "app.example.com"}, "CORS_ALLOWED_ORIGINS"),
+    ({"CORS_ALLOWED_ORIGINS": "https://app.example.com/path"}, "CORS_ALLOWED_ORIGINS"),
+    ({"CORS_ALLOWED_ORIGINS": "https://*.example.com"}, "CORS_ALLOWED_ORIGINS"),   # no patterns
+])
+def test_identity_provider_and_cors_settings_that_cannot_be_used(environ, name):
+    with pytest.raises(ConfigError, match=name):
+        settings(environ)
 
 
 def start_broker(tmp_path, port):
