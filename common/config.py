@@ -11,6 +11,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production"   # documented; set JWT_SECRET anywhere else
+DEV_API_KEY_HASH_SECRET = "dev-only-api-key-hash-secret"       # documented; set API_KEY_HASH_SECRET elsewhere
 SERVICES = ("members", "orgs", "credits", "audit")
 # A CORS origin as browsers send it: scheme://host[:port], nothing after (no path, no trailing slash). No
 # `*` inside one: origins are compared exactly, so https://*.example.com would be a pattern that never matches.
@@ -40,6 +41,7 @@ class Settings:
     amqp_uri_given: bool      # False: `make run` starts its own broker on rabbitmq_port
     jwt_secret: str
     jwt_secret_given: bool    # False: the development default (not accepted beside a JWKS, gateway.tokens)
+    api_key_hash_secret: str  # the key of API keys' HMAC (services/members/api_keys.py); members and gateway
     jwt_jwks: str | None      # a JWKS of RS256/ES256 keys: an http(s) URL or a file path; None: HS256 only
     jwt_issuer: str | None    # the `iss` and `aud` JWKS-verified tokens must carry (both set with jwt_jwks)
     jwt_audience: str | None
@@ -116,6 +118,7 @@ def settings(environ=None):
         amqp_uri_given=amqp_uri is not None,
         jwt_secret=text("JWT_SECRET", DEV_JWT_SECRET),
         jwt_secret_given=text("JWT_SECRET") is not None,
+        api_key_hash_secret=text("API_KEY_HASH_SECRET", DEV_API_KEY_HASH_SECRET),
         jwt_jwks=jwks,
         jwt_issuer=text("JWT_ISSUER"),
         jwt_audience=text("JWT_AUDIENCE"),

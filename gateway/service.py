@@ -17,12 +17,13 @@ from common.rpc import service_proxy
 # Modules, not their classes: `nameko run gateway.service` runs every class in this module that has
 # entrypoints, and a mixin imported here by name would be one (with no `name`, so the run would fail).
 # isort: off
-from gateway.routes import operations, me, organizations, members, credits, agents, audit
+from gateway.routes import operations, me, organizations, members, api_keys, credits, agents, audit
 # isort: on
 
 
 class GatewayService(operations.OperationRoutes, me.MeRoutes, organizations.OrganizationRoutes,
-                     members.MemberRoutes, credits.CreditRoutes, agents.AgentRoutes, audit.AuditRoutes):
+                     members.MemberRoutes, api_keys.ApiKeyRoutes, credits.CreditRoutes, agents.AgentRoutes,
+                     audit.AuditRoutes):
     name = "gateway"
 
     auth = Auth()

@@ -19,7 +19,15 @@ from common.mail import MailerProvider
 from common.outbox import OutboxRelay
 from common.readmodels import SNAPSHOT_PAGE
 from common.rpc import call, rpc, service_proxy
-from services.members import billing_transfers, invitations, membership_states, memberships, reactions, users
+from services.members import (
+    api_keys,
+    billing_transfers,
+    invitations,
+    membership_states,
+    memberships,
+    reactions,
+    users,
+)
 from services.members.models import HandledRequest, OutboxEvent
 
 log = logging.getLogger(__name__)
@@ -171,6 +179,21 @@ class MembersService:
     def list_billing_transfers(self, organization_id, status=None, cursor=None, limit=None):
         return billing_transfers.list_billing_transfers(self.db, self.auth.require(), organization_id, status,
                                                         cursor, limit)
+
+    # ---- API keys (Owner/Admin; SPEC §9) ------------------------------------------------------------
+    @rpc
+    def create_api_key(self, organization_id, name, scopes, expires_at=None):
+        """A new key; the answer's `key` is the secret, shown this once."""
+        return api_keys.create_key(self.db, self.auth.require(), organization_id, name, scopes, expires_at,
+                                   settings().api_key_hash_secret)
+
+    @rpc
+    def list_api_keys(self, organization_id, cursor=None, limit=None):
+        return api_keys.list_keys(self.db, self.auth.require(), organization_id, cursor, limit)
+
+    @rpc
+    def revoke_api_key(self, organization_id, key_id):
+        return api_keys.revoke_key(self.db, self.auth.require(), organization_id, key_id)
 
     # ---- events --------------------------------------------------------------------------------------
     # Acknowledged after the effects commit; an error (database down) requeues the event. A message

@@ -35,6 +35,9 @@ ENTRYPOINTS = {
     ("GET", "/v1/organizations/<org_id>/members", "list_members"),
     ("PATCH", "/v1/organizations/<org_id>/members/<user_id>", "edit_member_roles"),
     ("DELETE", "/v1/organizations/<org_id>/members/<user_id>", "remove_member"),
+    ("POST", "/v1/organizations/<org_id>/api-keys", "create_api_key"),
+    ("GET", "/v1/organizations/<org_id>/api-keys", "list_api_keys"),
+    ("DELETE", "/v1/organizations/<org_id>/api-keys/<key_id>", "revoke_api_key"),
     ("POST", "/v1/organizations/<org_id>/invitations", "invite"),
     ("GET", "/v1/organizations/<org_id>/invitations", "list_invitations"),
     ("POST", "/v1/organizations/<org_id>/invitations/<invitation_id>/resend", "resend_invitation"),
@@ -105,7 +108,7 @@ def error_of(response):
 
 def test_the_container_finds_every_route_once_on_the_mixins(entrypoints):
     found = [(entrypoint.method, entrypoint.url, entrypoint.method_name) for entrypoint in entrypoints]
-    assert len(found) == len(ENTRYPOINTS) == 50
+    assert len(found) == len(ENTRYPOINTS) == 53
     assert set(found) == ENTRYPOINTS
     assert {entrypoint.method_name for entrypoint in entrypoints if entrypoint.public} == PUBLIC
 
@@ -119,7 +122,7 @@ def test_every_route_but_the_public_ones_refuses_a_request_without_a_token(entry
         assert (status, error["code"], error["message"], error["field"]) == (
             401, "missing_token", "Sign in: send Authorization: Bearer <token>.", None), entrypoint.method_name
         refused.add(entrypoint.method_name)
-    assert len(refused) == 47
+    assert len(refused) == 50
 
 
 @pytest.mark.parametrize("authorization, code", [
