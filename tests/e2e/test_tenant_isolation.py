@@ -23,6 +23,7 @@ def bodies(org_a, b_member, agent_id):
         "spend": {"agent_id": agent_id, "amount": "1"},
         "create_budget_group": {"name": "Planted"},
         "update_budget_group": {"monthly_limit": None},
+        "create_api_key": {"name": "Planted", "scopes": ["usage:write"]},
     }
 
 
@@ -41,9 +42,10 @@ def test_a_member_of_one_organization_gets_404_for_every_route_of_another(system
     ok(bob.put(f"/v1/organizations/{org_b}/budget-groups/{group['id']}/members/{bob_member.id}"), 201)
     ok(bob_member.post(f"/v1/organizations/{org_b}/usage", json={"agent_id": agent["id"], "amount": "1.5"},
                        headers={"Idempotency-Key": "b-spend"}), 201)
+    key = ok(bob.post(f"/v1/organizations/{org_b}/api-keys", json={"name": "B's key", "scopes": ["usage:read"]}), 201)
     ids = {"org_id": org_b, "user_id": bob_member.id, "invitation_id": invitation["id"], "transfer_id": transfer["id"],
-           "agent_id": agent["id"], "group_id": group["id"]}
-    trail_before = wait_for(lambda: (lambda e: e if len(e) >= 12 else None)(audit_entries(bob, org_b)),
+           "agent_id": agent["id"], "group_id": group["id"], "key_id": key["id"]}
+    trail_before = wait_for(lambda: (lambda e: e if len(e) >= 13 else None)(audit_entries(bob, org_b)),
                             message="B's audit entries")
     ledger_before = ok(bob.get(f"/v1/organizations/{org_b}/credits/ledger"))["items"]
     group_before = ok(bob.get(f"/v1/organizations/{org_b}/budget-groups/{group['id']}"))
@@ -77,6 +79,8 @@ def test_a_member_of_one_organization_gets_404_for_every_route_of_another(system
     assert ok(bob.get(f"/v1/organizations/{org_b}/credits"))["balance"] == "8.5000"
     assert ok(bob.get(f"/v1/organizations/{org_b}/credits/ledger"))["items"] == ledger_before
     assert ok(bob.get(f"/v1/organizations/{org_b}/budget-groups/{group['id']}")) == group_before
+    assert [(k["id"], k["status"]) for k in ok(bob.get(f"/v1/organizations/{org_b}/api-keys"))["items"]] == \
+        [(key["id"], "active")]
     # B's budget group and agent through A's path: not found.
     for method, rest in [("GET", ""), ("PATCH", ""), ("DELETE", ""), ("PUT", f"/members/{alice.id}"),
                          ("DELETE", f"/members/{bob_member.id}")]:
