@@ -6,6 +6,7 @@ from common.auth import Auth
 from common.batch_consume import consume_batch
 from common.db import Database
 from common.events import AUDIT_QUEUE, change_event_or_none
+from common.heap import FrozenStartupHeap
 from common.membership_facts import MembershipFacts
 from common.permissions import Action
 from common.readmodels import ReadModelFill
@@ -18,6 +19,7 @@ class AuditService:
     name = "audit"
 
     auth = Auth()
+    heap = FrozenStartupHeap()      # common.heap: fewer long garbage-collector pauses under load
     db = Database()
     members = service_proxy("members")      # only to confirm a refusal (common.readmodels.Memberships)
     memberships = MembershipFacts(READ_MODELS, owner="members")

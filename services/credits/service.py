@@ -18,6 +18,7 @@ from common.auth import Auth
 from common.config import settings
 from common.db import Database
 from common.events import CREDITS_QUEUE, change_event_or_none
+from common.heap import FrozenStartupHeap
 from common.membership_facts import MembershipFacts
 from common.money import parse_amount
 from common.outbox import OutboxRelay
@@ -38,6 +39,7 @@ class CreditsService:
     name = "credits"
 
     auth = Auth()
+    heap = FrozenStartupHeap()      # common.heap: fewer long garbage-collector pauses under load
     db = Database(handled_requests=HandledRequest)
     outbox = OutboxRelay(OutboxEvent)
     members = service_proxy("members")       # only to confirm refusals (memberships)

@@ -15,6 +15,7 @@ from common.config import settings
 from common.db import Database
 from common.errors import Conflict
 from common.events import MEMBERS_QUEUE, change_event_or_none
+from common.heap import FrozenStartupHeap
 from common.mail import MailerProvider
 from common.outbox import OutboxRelay
 from common.readmodels import SNAPSHOT_PAGE
@@ -40,6 +41,7 @@ class MembersService:
     name = "members"
 
     auth = Auth()
+    heap = FrozenStartupHeap()      # common.heap: fewer long garbage-collector pauses under load
     db = Database(handled_requests=HandledRequest)
     outbox = OutboxRelay(OutboxEvent)
     mailer = MailerProvider()
