@@ -25,13 +25,13 @@ from services.members.models import ApiKey
 PREFIX = "opk_"
 SCOPES = ("usage:write", "usage:read", "audit:read")
 NAME_MAX_LENGTH = 200
-KEY_ID_BYTES, SECRET_BYTES = 9, 32          # 12 and 43 URL-safe characters
+KEY_ID_BYTES, SECRET_BYTES = 6, 32          # 12 hex characters (never "_", which ends the id); 43 URL-safe
 
 
 # ---- the key and its hash -----------------------------------------------------------------------------
 def new_key():
     """(key id, secret, the whole key as the caller sends it)."""
-    key_id, secret = secrets.token_urlsafe(KEY_ID_BYTES), secrets.token_urlsafe(SECRET_BYTES)
+    key_id, secret = secrets.token_hex(KEY_ID_BYTES), secrets.token_urlsafe(SECRET_BYTES)
     return key_id, secret, f"{PREFIX}{key_id}_{secret}"
 
 

@@ -100,3 +100,9 @@ def test_a_key_past_its_expiry_is_listed_as_expired(owner_store):
 @pytest.mark.parametrize("sent", ["", "opk_", "opk_abc", "opk__secret", "Bearer x", "eyJhbGciOi.x.y", None, 12])
 def test_what_is_not_shaped_like_a_key_is_not_split(sent):
     assert api_keys.split_key(sent) is None
+
+
+def test_every_new_key_splits_back_into_its_id_and_secret():
+    for _ in range(500):                # secrets may hold "_" and "-"; ids never hold "_"
+        key_id, secret, key = api_keys.new_key()
+        assert api_keys.split_key(key) == (key_id, secret)
