@@ -20,11 +20,10 @@ import threading
 from datetime import timedelta
 
 from sqlalchemy import DateTime, String, delete
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.errors import ServiceUnavailable
+from common.sql import conflict_insert
 from common.timeutil import utcnow
 
 KEPT_FOR = timedelta(days=1)        # a redelivery comes within seconds; a day is plenty
@@ -68,9 +67,9 @@ def record(session):
     request = getattr(_current, "request", None)
     if request is None or request.recorded:
         return False
-    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    inserted = session.execute(insert(request.model).values(request_id=request.request_id, handled_at=utcnow())
-                               .on_conflict_do_nothing()).rowcount
+    record_once = (conflict_insert(session)(request.model)
+                   .values(request_id=request.request_id, handled_at=utcnow()).on_conflict_do_nothing())
+    inserted = session.execute(record_once).rowcount
     if inserted == 0:
         raise request_interrupted()
     request.recorded = True

@@ -26,8 +26,6 @@ from dataclasses import dataclass
 import eventlet
 from nameko.extensions import DependencyProvider
 from sqlalchemy import JSON, Boolean, DateTime, Integer, String, delete, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.auth import SYSTEM_ACTOR, USER_ID_KEY
@@ -35,6 +33,7 @@ from common.config import settings
 from common.db import Store, service_store
 from common.errors import ServiceUnavailable
 from common.event_types import ORGANIZATION_DELETED
+from common.sql import conflict_insert
 from common.timeutil import iso, utcnow
 
 log = logging.getLogger(__name__)
@@ -116,9 +115,7 @@ class ReadModels:
 def _insert_if_absent(session, model, values):
     """INSERT .. ON CONFLICT DO NOTHING: two writers that both found no row (an event and a confirmed
     refusal, or two replicas) must not fail on the primary key; the second one then locks the first's."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    session.execute(insert(model).values(**values).on_conflict_do_nothing())
+    session.execute(conflict_insert(session)(model).values(**values).on_conflict_do_nothing())
 
 
 def _apply(session, model, key, state, columns):

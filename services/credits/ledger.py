@@ -14,8 +14,6 @@ committed before it, and "balance suffices" and "budget allows" stay true until 
 import uuid
 
 from sqlalchemy import BigInteger, case, cast, func, or_, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from common import idempotency
@@ -23,6 +21,7 @@ from common.auth import SYSTEM_ACTOR
 from common.errors import ValidationFailed
 from common.money import MAX_BALANCE_UNITS, format_amount, parse_amount
 from common.paging import check_limit, decode_cursor, encode_cursor
+from common.sql import conflict_insert
 from common.timeutil import as_utc, iso, parse_iso, utcnow
 from services.credits import budgets
 from services.credits.events import CREDITS_EXPIRED, CREDITS_GRANTED, emit
@@ -38,9 +37,7 @@ ACTIVE_GRANTS_SHOWN = 100
 # ---- the account lock and the grants ---------------------------------------------------------------
 def _locked_account(session, organization_id, now):
     """The organization's account, created on first use, locked until the transaction ends."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    session.execute(insert(Account).values(organization_id=organization_id, balance=0, updated_at=now)
+    session.execute(conflict_insert(session)(Account).values(organization_id=organization_id, balance=0, updated_at=now)
                     .on_conflict_do_nothing())
     return session.get(Account, organization_id, with_for_update=True, populate_existing=True)
 

@@ -14,12 +14,11 @@ write-off of expired credit. Same rules, same rows; tests/unit/credits checks th
 import uuid
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from common import idempotency
 from common.errors import BadRequest
 from common.money import format_amount, parse_amount
+from common.sql import DIALECT_INSERTS
 from common.timeutil import iso, utcnow
 from services.credits import budgets
 from services.credits.events import CREDITS_SPENT, emit
@@ -130,7 +129,7 @@ def evaluate_spend(store, identity, organization_id, agent_id, amount, now=None,
 # Built once with bound parameters: building a statement and its cache key on every spend cost more
 # than running it.
 def _for_each_dialect(build):
-    return {"postgresql": build(postgresql_insert), "sqlite": build(sqlite_insert)}
+    return {name: build(insert) for name, insert in DIALECT_INSERTS.items()}
 
 
 def _lock_account_statement(insert):
