@@ -1,10 +1,10 @@
-"""The spend path (POST /v1/organizations/{org}/usage) through the gateway, beside a bare Nameko RPC
-round trip and the framework ceiling (bench/ceiling.py: a bare HTTP -> RPC -> event -> consumer pipeline)
-measured on the same broker in the same run, so its overhead is a ratio. Also: spends straight over RPC
-(credits.spend: the path minus HTTP), spends spread over many organizations (no shared account lock),
-the dry run, and two delays measured under the concurrent spend load: from a spend's 201 to its entry in
-the audit trail, and from an agent's unassignment to the member's first refused spend. Prints figures;
-asserts nothing. Starts its own broker and system (SQLite, or PostgreSQL with --postgres).
+"""The spend path (POST /v1/organizations/{org}/usage) through the gateway, beside a bare Nameko RPC round trip
+and the framework ceiling (bench/ceiling.py: a bare HTTP -> RPC -> event -> consumer pipeline) measured on the
+same broker in the same run, so its overhead is a ratio. Also: spends straight over RPC (credits.spend: the
+path minus HTTP), spends spread over many organizations (no shared account lock), the dry run, the same spends
+made by an API key for the member, and two delays measured under the concurrent spend load: from a spend's 201
+to its entry in the audit trail, and from an agent's unassignment to the member's first refused spend. Prints
+figures; asserts nothing. Starts its own broker and system (SQLite, or PostgreSQL with --postgres).
 
 A spend is: gateway -> credits, then one write transaction in credits under the organization's account
 lock (the right to use the agent from credits' read models of memberships and agents' access, replay
@@ -24,6 +24,7 @@ from decimal import Decimal
 from statistics import median
 
 import eventlet.queue
+import requests
 from ceiling import report_ceiling, run_ceiling
 from harness import (  # noqa: E402
     arguments,
@@ -74,10 +75,21 @@ def organization_with_credit(url, owner, name, members=()):
     return org, agent
 
 
-def post_spend(api, url, org_id, agent_id):
-    """One spend of 0.0125 with a fresh Idempotency-Key; the response, whatever its status."""
-    return api.post(f"{url}/v1/organizations/{org_id}/usage", json={"agent_id": agent_id, "amount": "0.0125"},
-                    headers={"Idempotency-Key": uuid.uuid4().hex})
+def post_spend(api, url, org_id, agent_id, for_user=None):
+    """One spend of 0.0125 with a fresh Idempotency-Key (by an API key: for the member `for_user`); the
+    response, whatever its status."""
+    body = {"agent_id": agent_id, "amount": "0.0125", **({"user_id": for_user} if for_user else {})}
+    return api.post(f"{url}/v1/organizations/{org_id}/usage", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+
+
+def key_client(url, owner, org_id):
+    """An HTTP session authenticated by a new API key of the organization with scope usage:write."""
+    created = owner.post(f"{url}/v1/organizations/{org_id}/api-keys",
+                         json={"name": "Bench runtime", "scopes": ["usage:write"]})
+    created.raise_for_status()
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {created.json()['key']}"
+    return session
 
 
 def since(started):
@@ -177,6 +189,14 @@ def main():
         report(f"HTTP POST usage, one org, {c} concurrent", *gateway)
         report_cpu(f"CPU per spend at {c} concurrent, by process", cpu_before, cpu_after, n)
 
+        # The same spends made by an API key for the member (SPEC §9): the key is verified with members once,
+        # then kept by the gateway (gateway.known_keys), so the path is the JWT's.
+        runtime = key_client(url, owner, org)
+        by_key = timed(lambda: post_spend(runtime, url, org, agent, member.user_id).raise_for_status(), n, c)
+        report(f"HTTP POST usage by API key, one org, {c} concurrent", *by_key)
+        print(f"  spends by API key: {by_key[0] / gateway[0]:.2f}x the throughput with a JWT (goal >= 0.9x), p99 "
+              f"{percentile(by_key[1], 99):.0f} vs {percentile(gateway[1], 99):.0f} ms")
+
         context = context_data(Identity(member.user_id, member.email, "Member"))
         with proxy_pool(config, c, context) as checkout:
             direct = timed(lambda: checkout(lambda rpc: rpc.credits.spend(org, agent, "0.0125", uuid.uuid4().hex)),
@@ -195,7 +215,7 @@ def main():
 
         print(f"  overhead of the spend path: sequential p50 {median(sequential[1]) / median(rpc_latencies):.0f}x a "
               f"bare RPC round trip; {c} concurrent: {concurrent_ping[0] / gateway[0]:.1f}x fewer per second")
-        spends = n // 2 + 2 * n
+        spends = n // 2 + 3 * n
         balance = owner.get(f"{url}/v1/organizations/{org}/credits").json()["balance"]
         print(f"  balance after {spends} spends of 0.0125 from 1000000: {balance} "
               f"(expected {Decimal(1000000) - spends * Decimal('0.0125'):.4f})")

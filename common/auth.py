@@ -16,10 +16,14 @@ from common.errors import Forbidden, Unauthenticated
 USER_ID_KEY = "user_id"
 USER_EMAIL_KEY = "user_email"
 USER_NAME_KEY = "user_name"
+# Set only when the caller is an organization API key (SPEC §9): the one organization it acts in and its
+# scopes (comma-separated), beside USER_ID_KEY = "key:<key id>" and USER_NAME_KEY = the key's name.
+KEY_ORGANIZATION_KEY = "api_key_organization_id"
+KEY_SCOPES_KEY = "api_key_scopes"
 
 SYSTEM_ACTOR = {"id": "system"}
 
-# Actor ids that name an organization API key (planned machine callers, docs/product.md), never a user.
+# Actor ids that name an organization API key (SPEC §9), never a user.
 KEY_ACTOR_PREFIX = "key:"
 
 # A user id is the `sub` of the token the gateway verified: 1 to 128 printable characters (every
@@ -73,12 +77,22 @@ def folded_text(text):
 
 @dataclass(frozen=True)
 class Identity:
+    """Who calls: a person (the `sub` of a verified token), or an organization API key, whose id is
+    `key:<key id>`, name the key's name, and which acts only in `key_organization_id` within `key_scopes`."""
     id: str
     email: str
     name: str
+    key_organization_id: str | None = None
+    key_scopes: tuple = ()
+
+    @property
+    def is_key(self):
+        return self.key_organization_id is not None
 
     def as_actor(self):
-        """The actor of a change event made by this user."""
+        """The actor of a change event made by this caller: a person by id and email, a key by id and name."""
+        if self.is_key:
+            return {"id": self.id, "name": self.name}
         return {"id": self.id, "email": self.email}
 
 
@@ -93,7 +107,16 @@ class AuthContext:
         data = self._worker_ctx.data
         if not data.get(USER_ID_KEY):
             return None
+        if data[USER_ID_KEY].startswith(KEY_ACTOR_PREFIX) and data.get(KEY_ORGANIZATION_KEY):
+            return Identity(data[USER_ID_KEY], "", data.get(USER_NAME_KEY) or "",
+                            key_organization_id=data[KEY_ORGANIZATION_KEY],
+                            key_scopes=tuple(filter(None, (data.get(KEY_SCOPES_KEY) or "").split(","))))
         return Identity(data[USER_ID_KEY], data.get(USER_EMAIL_KEY) or "", data.get(USER_NAME_KEY) or "")
+
+    def adopt(self, identity):
+        """Make `identity` this worker's caller, from here on and in every RPC call it makes (the gateway,
+        once it verified an API key with members inside the worker: gateway.authentication)."""
+        self._worker_ctx.data.update(context_data(identity))
 
     def require(self):
         """The caller's identity; an RPC call made without one is refused."""
@@ -114,6 +137,9 @@ class AuthContext:
 def context_data(identity):
     """The worker context data that carries `identity` (what the gateway sets for a verified token;
     Nameko copies it into every RPC call the worker makes, and `AuthContext` reads it back)."""
+    if identity.is_key:
+        return {USER_ID_KEY: identity.id, USER_NAME_KEY: identity.name,
+                KEY_ORGANIZATION_KEY: identity.key_organization_id, KEY_SCOPES_KEY: ",".join(identity.key_scopes)}
     return {USER_ID_KEY: identity.id, USER_EMAIL_KEY: identity.email, USER_NAME_KEY: identity.name}
 
 

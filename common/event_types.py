@@ -45,6 +45,8 @@ BUDGET_GROUP_CREATED = "budget_group.created"
 BUDGET_GROUP_UPDATED = "budget_group.updated"
 BUDGET_GROUP_DELETED = "budget_group.deleted"
 MEMBER_BUDGET_GROUP_CHANGED = "member.budget_group_changed"
+ALERT_SETTINGS_UPDATED = "alert_settings.updated"
+CREDITS_ALERT_RAISED = "credits.alert_raised"
 
 # Membership ended, however it happened: consumers that keep per-member state drop it on these.
 MEMBERSHIP_ENDED = (MEMBER_REMOVED, MEMBER_LEFT)

@@ -2,7 +2,8 @@
 
 Envelope (ARCHITECTURE.md "Events and the audit trail"):
     event_id, type ("organization.renamed"), action (create|update|delete), occurred_at (ISO UTC),
-    organization_id, actor ({"id", "email"} or {"id": "system"}), target ({"type", "id"}),
+    organization_id, actor ({"id", "email"}, an API key's {"id": "key:<id>", "name"}, or {"id": "system"}),
+    target ({"type", "id"}),
     before, after (only the changed fields; secrets never included), correlation_id (optional),
     state (optional: the whole current state of the memberships or agents the change touched, with
     their versions, for other services' read models; see common.readmodels)
@@ -46,6 +47,15 @@ CREDITS_QUEUE = Queue("credits.change-events", exchange=CHANGE_EXCHANGE, durable
 ])
 CONSUMER_QUEUES = (AUDIT_QUEUE, MEMBERS_QUEUE, ORGS_QUEUE, CREDITS_QUEUE)
 
+
+def key_revocations_queue():
+    """A queue of one gateway process's own for api_key.revoked (gateway.known_keys): every process must
+    see every revocation, so each binds a queue named for itself. Not durable, and gone a minute after its
+    process stopped consuming (x-expires), so dead processes leave nothing behind; kept through a short
+    connection loss (unlike an auto-delete queue), so a revocation made meanwhile still arrives."""
+    return Queue(f"gateway.api-key-revocations.{uuid.uuid4().hex[:12]}", exchange=CHANGE_EXCHANGE,
+                 routing_key=types.API_KEY_REVOKED, durable=False, queue_arguments={"x-expires": 60_000})
+
 ACTIONS = ("create", "update", "delete")
 
 
@@ -72,6 +82,7 @@ def change_event(type, action, organization_id, actor, target_type, target_id,
 class ActorSchema(Schema):
     id = fields.String(required=True)
     email = fields.String(load_default=None)
+    name = fields.String(load_default=None)     # an API key's (common.auth.Identity.as_actor)
 
 
 class TargetSchema(Schema):

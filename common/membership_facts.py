@@ -11,7 +11,7 @@ revocation by that lag, never longer.
 from nameko.extensions import DependencyProvider
 from sqlalchemy import func, select
 
-from common.authz import check_allowed
+from common.authz import check_allowed, check_key_allowed
 from common.db import service_store
 from common.errors import AppError, organization_not_found
 from common.permissions import allows, sort_roles
@@ -109,9 +109,14 @@ class Memberships:
             roles = self._local_roles(organization_id, user_ids)
         return roles
 
-    def authorize(self, identity, organization_id, action):
+    def authorize(self, identity, organization_id, action, key_scope=None):
         """The caller's membership if their roles allow `action`; NotFound for a non-member (ids cannot
-        be probed), Forbidden for a member whose roles do not allow it (both confirmed first)."""
+        be probed), Forbidden for a member whose roles do not allow it (both confirmed first). An API key
+        may do it only if `key_scope` is given and it holds that scope in this organization
+        (common.authz.check_key_allowed); it has no membership (None)."""
+        if identity.is_key:
+            check_key_allowed(identity, organization_id, key_scope)
+            return None
         membership = self.membership(organization_id, identity.id)
         if not allows(membership["roles"], action) and self.confirm(organization_id, [identity.id]):
             membership = self.membership(organization_id, identity.id)

@@ -32,6 +32,7 @@ class Action(str, Enum):
     VIEW_AUDIT = "view_audit"
     VIEW_MEMBERS = "view_members"
     MANAGE_API_KEYS = "manage_api_keys"           # SPEC §9: create, list and revoke organization API keys
+    MANAGE_ALERTS = "manage_alerts"               # issue 15: budget alert settings and the alerts raised
 
 
 _O, _A, _B, _M, _BI = Role.OWNER, Role.ADMIN, Role.BUILDER, Role.MEMBER, Role.BILLING
@@ -53,6 +54,7 @@ MATRIX = {
     Action.VIEW_AUDIT: {_O, _A},
     Action.VIEW_MEMBERS: {_O, _A, _B, _M, _BI},
     Action.MANAGE_API_KEYS: {_O, _A},
+    Action.MANAGE_ALERTS: {_O, _A, _BI},
 }
 
 

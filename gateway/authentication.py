@@ -4,17 +4,25 @@ Two steps, split by what each needs:
 - `context_data(request)`, called by the HTTP entrypoint (gateway.http) for every route not marked
   public, before a worker is spawned: verifies the bearer token (401 otherwise, without a worker) and
   returns the identity as worker context data, under the keys common.auth reads. So `Auth` sees the
-  caller in the handler, and Nameko copies it into every RPC call the worker makes.
-- `signed_in_first(handler)`, wrapped around the same routes' handlers: the first time this process sees
-  a user, `orgs.sign_in` (which creates their Individual organization) runs before the handler.
+  caller in the handler, and Nameko copies it into every RPC call the worker makes. An API key
+  (`opk_…`, SPEC §9) verified in the last minute is settled here too (gateway.known_keys); one not seen
+  yet is left to the next step, which can ask members.
+- `caller_settled_first(handler, key_scope)`, wrapped around the same routes' handlers: a key not seen yet
+  is verified with members (`members.authenticate_api_key`) and becomes the worker's identity; a key may
+  then call the route only in its own organization and with `key_scope` (403 otherwise, 404 for another
+  organization); a person is signed in (`orgs.sign_in`, which creates their Individual organization) the
+  first time this process sees them.
 """
 import functools
 from collections import OrderedDict
 
 from common import auth
+from common.authz import check_key_allowed
 from common.config import settings
+from common.errors import AppError, Forbidden, Unauthenticated
 from common.rpc import call
 from gateway import tokens
+from gateway.known_keys import KEY_PREFIX, key_id_of, known_keys
 
 # Read once at import, so the gateway refuses to start (`nameko run` ends with the ConfigError naming the
 # variable) rather than answering 500s with settings tokens cannot be checked by: JWT_JWKS without
@@ -26,32 +34,93 @@ settings()
 _signed_in = OrderedDict()
 _SIGNED_IN_MAX = 10000
 
+# The environ key under which the caller's id is left for the access log (gateway.http).
+CALLER_ID = "gateway.caller_id"
+
+# Where the entrypoint leaves a key it could not settle from memory, for the handler's step (the
+# request's environ: never context data, which travels with every RPC call and would carry the secret).
+KEY_TO_VERIFY = "gateway.api_key_to_verify"
+
+KEY_REFUSALS = {"invalid_api_key": "The API key is not valid.",
+                "api_key_revoked": "The API key was revoked.",
+                "api_key_expired": "The API key has expired."}
+
 
 def context_data(request):
     """The worker context data of a request whose `Authorization: Bearer` token is valid; Unauthenticated
-    (missing_token, invalid_token, token_expired) otherwise."""
-    identity = tokens.identity_from_header(request.headers.get("Authorization"))
-    return auth.context_data(identity)
+    (missing_token, invalid_token, token_expired, invalid_api_key, api_key_revoked, api_key_expired)
+    otherwise. {} for a well-formed key this process has not verified lately (left in the environ)."""
+    header = request.headers.get("Authorization")
+    key = _bearer_key(header)
+    if key is None:
+        return auth.context_data(tokens.identity_from_header(header))
+    identity, refusal = known_keys.find(key)
+    if refusal is not None:
+        raise Unauthenticated(KEY_REFUSALS[refusal], code=refusal)
+    if identity is not None:
+        return auth.context_data(identity)
+    request.environ[KEY_TO_VERIFY] = key
+    return {}
 
 
-def signed_in_first(handler):
-    """The handler, preceded by the caller's first sign-in in this process.
+def _bearer_key(header):
+    """The API key a `Bearer opk_…` header carries, None for any other header; 401 for a key's prefix on
+    something that is not a key (no need to ask anyone)."""
+    scheme, _, credential = (header or "").partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential.startswith(KEY_PREFIX):
+        return None
+    if key_id_of(credential) is None or not credential.isprintable():
+        raise Unauthenticated(KEY_REFUSALS["invalid_api_key"], code="invalid_api_key")
+    return credential
 
-    The sign-in is an RPC, so it needs the worker, and its errors (a 503 when orgs is down) must become
-    the answer, before the handler changes anything. Hence inside the handler call: an error raised in a
-    DependencyProvider's worker_setup never reaches the entrypoint (Nameko kills the container and the
-    request hangs), and the entrypoint itself has no worker to make RPC calls from. The service must
-    have `auth` (common.auth.Auth) and `orgs` (an RpcProxy of orgs), as GatewayService does.
+
+def verified_key(service, key):
+    """The identity of a key this process has not verified lately, asked of members once; its refusal is
+    remembered a few seconds (gateway.known_keys)."""
+    try:
+        facts = call(service.members.authenticate_api_key, key)
+    except AppError as exc:
+        if exc.code in KEY_REFUSALS:
+            known_keys.refuse(key, exc.code)
+        raise
+    return known_keys.remember(key, facts)
+
+
+def check_key_route(identity, key_scope, organization_id):
+    """A key calls a route only in its own organization and within its scopes (SPEC §9): 404 in another
+    organization, 403 outside its scopes or on a route no key may call."""
+    if organization_id is None:
+        raise Forbidden("API keys can only call their organization's routes.", code="api_key_not_allowed")
+    check_key_allowed(identity, organization_id, key_scope)
+
+
+def caller_settled_first(handler, key_scope=None):
+    """The handler, preceded by settling its caller: a key verified and kept to its organization and
+    `key_scope`, or a person's first sign-in in this process.
+
+    Sign-in and a key's verification are RPCs, so they need the worker, and their errors (a 503 when orgs
+    or members is down) must become the answer, before the handler changes anything. Hence inside the
+    handler call: an error raised in a DependencyProvider's worker_setup never reaches the entrypoint
+    (Nameko kills the container and the request hangs), and the entrypoint itself has no worker to make
+    RPC calls from. The service must have `auth` (common.auth.Auth), `orgs` and `members` (RpcProxies),
+    as GatewayService does.
 
     (Nameko's check that a path's variables fit the handler now meets this wrapper, which takes any;
     tests/unit/gateway checks every handler's parameters against its path instead.)"""
     @functools.wraps(handler)
-    def signed_in_handler(service, request, **path_values):
+    def settled_handler(service, request, **path_values):
+        key = request.environ.pop(KEY_TO_VERIFY, None) if hasattr(request, "environ") else None
+        if key is not None:
+            service.auth.adopt(verified_key(service, key))
         identity = service.auth.identity
-        if identity not in _signed_in:
+        if identity.is_key:
+            request.environ[CALLER_ID] = identity.id
+            check_key_route(identity, key_scope, path_values.get("org_id"))
+        elif identity not in _signed_in:
             call(service.orgs.sign_in)
             _signed_in[identity] = True
             if len(_signed_in) > _SIGNED_IN_MAX:
                 _signed_in.popitem(last=False)
         return handler(service, request, **path_values)
-    return signed_in_handler
+    return settled_handler

@@ -29,9 +29,9 @@ access_log = logging.getLogger("gateway.access")
 
 MAX_BODY_BYTES = 64 * 1024
 
-# The environ keys under which the entrypoint leaves the caller's user id for the access log, and the
+# The environ keys under which the entrypoint leaves the caller's id for the access log, and the
 # request's id (common.request_ids) for the entrypoint.
-CALLER_ID = "gateway.caller_id"
+CALLER_ID = authentication.CALLER_ID
 REQUEST_ID = "gateway.request_id"
 
 # Codes of the answers werkzeug's routing gives before any entrypoint runs.
@@ -249,11 +249,12 @@ class JsonHttpEntrypoint(SignatureOnce, HttpRequestHandler):
         return internal_error_response()
 
 
-def http(method, url, public=False):
+def http(method, url, public=False, key_scope=None):
     """Nameko's @http with JSON errors and authentication; our errors are declared expected (answers, not
-    crashes). Unless public, the handler runs after the caller's first sign-in (gateway.authentication)."""
+    crashes). Unless public, the handler runs once the caller is settled (gateway.authentication: a
+    person's first sign-in; an API key verified, in its organization and holding `key_scope`)."""
     def decorator(fn):
-        handler = fn if public else authentication.signed_in_first(fn)
+        handler = fn if public else authentication.caller_settled_first(fn, key_scope)
         return JsonHttpEntrypoint.decorator(method, url, public=public, expected_exceptions=EXPECTED_ERRORS)(handler)
     return decorator
 
@@ -352,6 +353,7 @@ class Route:
     query_schema: object = None   # the marshmallow schema the query is loaded with: types, enums, bounds
     headers: dict = field(default_factory=dict)  # name -> description
     public: bool = False
+    key_scope: str = None     # the API key scope (SPEC §9) that lets a key call this route; None: no key may
     errors: tuple = ()
     # Answers besides `status`: status -> the schema of its body (a dry run's 200, a repeat PUT's 200,
     # an unhealthy 503), where an error status would otherwise be documented with ErrorBody.
@@ -373,7 +375,7 @@ def route(method, path, summary, **spec):
     """@http plus an entry in ROUTES, from which /openapi.json is generated."""
     def decorator(fn):
         ROUTES.append(Route(method, path, summary, fn.__name__, **spec))
-        return http(method, path, public=spec.get("public", False))(fn)
+        return http(method, path, public=spec.get("public", False), key_scope=spec.get("key_scope"))(fn)
     return decorator
 
 

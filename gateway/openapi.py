@@ -176,7 +176,8 @@ def _error_statuses(route):
     """status -> what answers it, for every error the route can give."""
     statuses = {400: _bad_request_causes(route)}
     if not route.public:
-        statuses[401] = "missing_token, token_expired or invalid_token: no valid bearer token"
+        statuses[401] = ("missing_token, token_expired or invalid_token: no valid bearer token; invalid_api_key, "
+                         "api_key_revoked or api_key_expired: no valid API key")
         statuses[503] = ("service_unavailable: a service did not answer in time (or stopped mid-request); "
                          "identity_provider_unavailable: the JWKS has never been read")
     if PATH_PARAMETER.search(route.path):
@@ -187,6 +188,10 @@ def _error_statuses(route):
         statuses[422] = "validation_error and the rules' own codes: a value breaks a rule"
     for status in route.errors:
         statuses.setdefault(status, DECLARED_ERRORS.get(status, "error"))
+    if not route.public:
+        # Any route may meet an API key: outside the key's scopes (or on a route no key may call) it is 403.
+        statuses.setdefault(403, "forbidden")
+        statuses[403] += "; api_key_scope_missing or api_key_not_allowed: an API key outside its scopes"
     return statuses
 
 
@@ -206,6 +211,10 @@ def operation(route):
           "responses": {str(route.status): _success(route)}}
     if not route.public:
         op["security"] = [{"bearer": []}]
+        if route.key_scope:
+            op["description"] = (f"API keys (`Authorization: Bearer opk_…`) with scope {route.key_scope} may call "
+                                 "this in their own organization.")
+            op["x-api-key-scope"] = route.key_scope
     if route.body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(route.body)}}}
     for status, schema in route.responses.items():
@@ -223,7 +232,8 @@ BEARER_SCHEME = {
     "description": "A JWT with claims sub (the user id), email, name (optional) and exp (a number), signed either "
                    "HS256 with the gateway's JWT_SECRET (development), or RS256/ES256 by the identity provider "
                    "whose JWKS is configured (JWT_JWKS), with the key its header's kid names, and then carrying "
-                   "the configured iss and aud."}
+                   "the configured iss and aud. Or an organization API key (`opk_<key id>_<secret>`, SPEC §9), "
+                   "which may call only the routes naming its scope (x-api-key-scope), in its own organization."}
 
 
 def document():

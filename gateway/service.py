@@ -1,6 +1,7 @@
 """The HTTP gateway: authenticates each request, calls the services over RPC, shapes the answers.
 
-It owns no data. The routes live in gateway/routes/, a mixin class per resource, which GatewayService
+It owns no data (it keeps the API keys it verified for a minute: gateway.known_keys). The routes live in
+gateway/routes/, a mixin class per resource, which GatewayService
 inherits (Nameko finds entrypoints on inherited methods). For every route not marked public, the HTTP
 entrypoint verifies the bearer token before the handler runs and signs a user in the first time this
 process sees them (gateway.http, gateway.authentication). Each handler then validates input with a
@@ -8,10 +9,13 @@ schema (gateway/schemas/), makes one or more RPC calls (bounded by common.rpc.ca
 with a schema. Permission checks happen again in the services; the gateway's are not the only line.
 """
 from nameko.dependency_providers import Config
+from nameko.messaging import consume
 
 from common.auth import Auth
+from common.events import change_event_or_none, key_revocations_queue
 from common.heap import FrozenStartupHeap
 from common.rpc import service_proxy
+from gateway.known_keys import known_keys
 
 # Each @route registers its route when its module is imported, and /openapi.json lists the paths in that
 # order: the route modules are imported in the order of the API's sections, not alphabetically.
@@ -34,3 +38,11 @@ class GatewayService(operations.OperationRoutes, me.MeRoutes, organizations.Orga
     members = service_proxy("members")
     credits = service_proxy("credits")
     audit = service_proxy("audit")
+
+    # A revoked API key stops working at once in every gateway process, not when its minute in
+    # gateway.known_keys runs out.
+    @consume(key_revocations_queue())
+    def on_api_key_revoked(self, message):
+        event = change_event_or_none(message)
+        if event is not None:
+            known_keys.forget(event["target"]["id"])

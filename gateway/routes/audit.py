@@ -8,8 +8,8 @@ from gateway.schemas.audit import AgentTrailPage, AgentTrailQuery, AuditEntry, A
 
 class AuditRoutes:
     @route("GET", "/v1/organizations/<org_id>/agents/<agent_id>/audit",
-           "The agent's trail in this organization, a row per changed field (Owner/Admin)",
-           response=AgentTrailPage(), errors=(403,), query_schema=AgentTrailQuery(), query={
+           "The agent's trail in this organization, a row per changed field (Owner/Admin; API keys: audit:read)",
+           response=AgentTrailPage(), errors=(403,), key_scope="audit:read", query_schema=AgentTrailQuery(), query={
                "entity_type": "agent", "action": "create | update | delete", "actor": "user id or email",
                "field": "e.g. instructions", "old_value": "contained in the old value",
                "new_value": "contained in the new value", "since": "ISO 8601, inclusive",
@@ -20,8 +20,9 @@ class AuditRoutes:
         page = call(self.audit.list_agent_entries, org_id, agent_id, query, cursor, limit)
         return json_response(AgentTrailPage().dump(page))
 
-    @route("GET", "/v1/organizations/<org_id>/audit", "The organization's audit trail (Owner/Admin)",
-           response=AuditPage(), errors=(403,), query_schema=AuditQuery(),
+    @route("GET", "/v1/organizations/<org_id>/audit",
+           "The organization's audit trail (Owner/Admin; API keys: audit:read)",
+           response=AuditPage(), errors=(403,), key_scope="audit:read", query_schema=AuditQuery(),
            downloads={"application/json": AuditEntry(many=True), "text/csv": export.AUDIT_CSV_COLUMNS}, query={
                "entity_type": "e.g. organization", "action": "create | update | delete",
                "actor": "user id or email", "field": "a changed field", "target": "entity id",

@@ -6,6 +6,9 @@ from common.rpc import call
 from gateway.http import OPTIONAL_IDEMPOTENCY_KEY, idempotency_key, json_response, load, read_json, route
 from gateway.schemas.common import ListQuery
 from gateway.schemas.credits import (
+    AlertPage,
+    AlertSettings,
+    AlertSettingsBody,
     BudgetGroup,
     BudgetGroupBody,
     BudgetGroupDetail,
@@ -26,13 +29,14 @@ from gateway.schemas.credits import (
 class CreditRoutes:
     # ---- credits ----------------------------------------------------------------------------------
     @route("GET", "/v1/organizations/<org_id>/credits", "Balance, this month's spend and the grants holding credit "
-           "(Owner/Billing)", response=Credits(), errors=(403,))
+           "(Owner/Billing; API keys: usage:read)", response=Credits(), errors=(403,), key_scope="usage:read")
     def get_credits(self, request, org_id):
         return json_response(Credits().dump(call(self.credits.get_credits, org_id)))
 
     @route("GET", "/v1/organizations/<org_id>/credits/ledger",
-           "Every grant, spend and expiry with who, when and the balance after, newest first (Owner/Billing)",
-           response=LedgerPage(), errors=(403,), query_schema=LedgerQuery(), query={
+           "Every grant, spend and expiry with who, when and the balance after, newest first (Owner/Billing; "
+           "API keys: usage:read)", response=LedgerPage(), errors=(403,), key_scope="usage:read",
+           query_schema=LedgerQuery(), query={
                "kind": "grant | spend | expiry", "cursor": "from next_cursor", "limit": "1-200, default 50"})
     def list_ledger(self, request, org_id):
         query = load(LedgerQuery(), request.args.to_dict())
@@ -50,16 +54,18 @@ class CreditRoutes:
 
     @route("POST", "/v1/organizations/<org_id>/usage",
            "Spend credit on the use of an agent (a member who may use it); dry_run true only evaluates",
-           body=SpendBody(), response=Spend(), status=201, responses={200: SpendEvaluation()}, errors=(402, 403),
+           body=SpendBody(), response=Spend(), status=201, responses={200: SpendEvaluation()}, errors=(402, 403, 404),
+           key_scope="usage:write",
            headers={"Idempotency-Key": "required unless dry_run: a retry with the same key and body returns "
                                        "the first answer (header Idempotent-Replayed: true) and charges nothing; "
                                        "the same key with another body is 409 idempotency_key_reused"})
     def spend(self, request, org_id):
         body = read_json(request, SpendBody())
         if body["dry_run"]:
-            evaluation = call(self.credits.evaluate_spend, org_id, body["agent_id"], body["amount"])
+            evaluation = call(self.credits.evaluate_spend, org_id, body["agent_id"], body["amount"], body["user_id"])
             return json_response(SpendEvaluation().dump(evaluation))
-        answer = call(self.credits.spend, org_id, body["agent_id"], body["amount"], idempotency_key(request))
+        answer = call(self.credits.spend, org_id, body["agent_id"], body["amount"], idempotency_key(request),
+                      body["user_id"])
         return json_response(Spend().dump(answer["spend"]), 201, headers=idempotency.replay_headers(answer["spend"]))
 
     @route("GET", "/v1/me/usage", "My spend this month, what I can still spend and what binds, per organization",
@@ -76,8 +82,9 @@ class CreditRoutes:
                                                            "next_cursor": organizations["next_cursor"]}))
 
     # ---- budget groups -----------------------------------------------------------------------------
-    @route("GET", "/v1/organizations/<org_id>/budget-groups", "Budget groups with member counts (Owner/Admin)",
-           response=BudgetGroupPage(), errors=(403,), query_schema=ListQuery(),
+    @route("GET", "/v1/organizations/<org_id>/budget-groups",
+           "Budget groups with member counts (Owner/Admin; API keys: usage:read)",
+           response=BudgetGroupPage(), errors=(403,), key_scope="usage:read", query_schema=ListQuery(),
            query={"cursor": "from next_cursor", "limit": "1-200, default 50"})
     def list_budget_groups(self, request, org_id):
         query = load(ListQuery(), request.args.to_dict())
@@ -91,8 +98,8 @@ class CreditRoutes:
         return json_response(BudgetGroup().dump(call(self.credits.create_budget_group, org_id, body)), 201)
 
     @route("GET", "/v1/organizations/<org_id>/budget-groups/<group_id>",
-           "A budget group with each member's usage this month against the limit (Owner/Admin)",
-           response=BudgetGroupDetail(), errors=(403,), query_schema=ListQuery(),
+           "A budget group with each member's usage this month against the limit (Owner/Admin; API keys: "
+           "usage:read)", response=BudgetGroupDetail(), errors=(403,), key_scope="usage:read", query_schema=ListQuery(),
            query={"cursor": "from members.next_cursor", "limit": "members per page, 1-200, default 50"})
     def get_budget_group(self, request, org_id, group_id):
         query = load(ListQuery(), request.args.to_dict())
@@ -125,3 +132,28 @@ class CreditRoutes:
     def remove_budget_group_member(self, request, org_id, group_id, user_id):
         call(self.credits.remove_budget_group_member, org_id, group_id, user_id)
         return Response(status=204)
+
+    # ---- alerts ------------------------------------------------------------------------------------
+    @route("GET", "/v1/organizations/<org_id>/alert-settings",
+           "Budget alert settings: percents of members' monthly limits and a balance floor (Owner/Admin/Billing)",
+           response=AlertSettings(), errors=(403,))
+    def get_alert_settings(self, request, org_id):
+        return json_response(AlertSettings().dump(call(self.credits.get_alert_settings, org_id)))
+
+    @route("PUT", "/v1/organizations/<org_id>/alert-settings",
+           "Replace the budget alert settings (Owner/Admin/Billing); audited as alert_settings.updated",
+           body=AlertSettingsBody(), response=AlertSettings(), errors=(403,))
+    def set_alert_settings(self, request, org_id):
+        body = read_json(request, AlertSettingsBody())
+        settings = call(self.credits.set_alert_settings, org_id, body["member_budget_percents"],
+                        body["balance_floor"])
+        return json_response(AlertSettings().dump(settings))
+
+    @route("GET", "/v1/organizations/<org_id>/alerts",
+           "Alerts raised by spends that crossed a threshold, once per threshold, member and month, newest first "
+           "(Owner/Admin/Billing; API keys: usage:read)", response=AlertPage(), errors=(403,), key_scope="usage:read",
+           query_schema=ListQuery(), query={"cursor": "from next_cursor", "limit": "1-200, default 50"})
+    def list_alerts(self, request, org_id):
+        query = load(ListQuery(), request.args.to_dict())
+        return json_response(AlertPage().dump(call(self.credits.list_alerts, org_id, query["cursor"],
+                                                   query["limit"])))

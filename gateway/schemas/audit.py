@@ -40,7 +40,9 @@ class Change(Schema):
 
 class Actor(Schema):
     id = fields.String()
-    email = fields.String(metadata={"description": "absent when the platform itself acted", **OPTIONAL})
+    email = fields.String(metadata={"description": "a person's; absent when the platform or an API key acted",
+                                    **OPTIONAL})
+    name = fields.String(metadata={"description": "an API key's name (its id is key:<key id>)", **OPTIONAL})
 
 
 class TrailEvent(Schema):

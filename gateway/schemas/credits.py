@@ -34,6 +34,9 @@ class SpendBody(Strict):
     amount = _amount("credits, more than 0, at most 4 decimal places (optional in a dry run)", load_default=None)
     dry_run = StrictBoolean(load_default=False, metadata={
         "description": "true: only evaluate (nothing charged, no Idempotency-Key needed)"})
+    user_id = fields.String(load_default=None, validate=validate.Length(min=1, max=128), metadata={
+        "description": "API keys only (required for them): the member this spend is made for, checked as that "
+                       "member's own spend; a person spends as themselves"})
 
 
 class BudgetGroupBody(Strict):
@@ -189,3 +192,44 @@ class BudgetGroupMembership(Schema):
     budget_group_id = fields.String()
     added_by = fields.String()
     added_at = date_time()
+
+
+# ---- alerts ---------------------------------------------------------------------------------------
+class AlertSettingsBody(Strict):
+    """The whole settings (a PUT replaces them: a field left out is cleared). The credits service owns the
+    rules and their codes, so the percents are passed on as sent."""
+    member_budget_percents = fields.Raw(load_default=list, metadata={
+        "type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 100},
+        "description": "0 to 5 distinct whole percents of a member's monthly limit (their budget group's), "
+                       "e.g. [80, 100]; members without a limit never cross one"})
+    balance_floor = _amount("alert when a spend takes the balance from above this amount to it or below; "
+                            "null: no floor", load_default=None, allow_none=True)
+
+
+class AlertSettings(Schema):
+    organization_id = fields.String()
+    member_budget_percents = fields.List(fields.Integer(), metadata={"description": "ascending; [] for none"})
+    balance_floor = fields.String(allow_none=True)
+    updated_by = fields.String(allow_none=True, metadata={"description": "null until settings were first set"})
+    updated_at = date_time(allow_none=True)
+
+
+ALERT_KINDS = ["member_budget", "balance_floor"]
+
+
+class Alert(Schema):
+    """A threshold a spend crossed: raised once per threshold, member and calendar month."""
+    id = fields.String()
+    organization_id = fields.String()
+    kind = fields.String(metadata={"enum": ALERT_KINDS})
+    threshold = fields.String(metadata={"description": 'member_budget: the percent, e.g. "80"; balance_floor: '
+                                                       'the floor, an amount such as "5.0000"'})
+    user_id = fields.String(allow_none=True, metadata={"description": "the member; null for the balance floor"})
+    period = fields.String(metadata={"description": "calendar month, UTC, e.g. 2026-11"})
+    value = fields.String(metadata={"description": "the member's usage this month, or the balance, after the spend"})
+    limit = fields.String(metadata={"description": "the member's monthly limit, or the floor"})
+    spend_id = fields.String(metadata={"description": "the ledger entry of the spend that crossed it"})
+    raised_at = date_time()
+
+
+AlertPage = page_of(Alert, "AlertPage")

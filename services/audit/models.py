@@ -23,6 +23,7 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(16))
     actor_id: Mapped[str] = mapped_column(String(128))
     actor_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    actor_name: Mapped[str | None] = mapped_column(String(200), nullable=True)   # an API key's name
     organization_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     correlation_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     occurred_at = mapped_column(DateTime(timezone=True), nullable=False)

@@ -33,7 +33,8 @@ class ChangeSchema(Schema):
 
 
 def actor_of(entry):
-    return {"id": entry.actor_id, **({"email": entry.actor_email} if entry.actor_email else {})}
+    return {"id": entry.actor_id, **({"email": entry.actor_email} if entry.actor_email else {}),
+            **({"name": entry.actor_name} if entry.actor_name else {})}
 
 
 class AuditEntrySchema(Schema):

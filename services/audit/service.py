@@ -43,12 +43,12 @@ class AuditService:
     def list_entries(self, organization_id, filters=None, cursor=None, limit=None):
         """The organization's audit trail (Owner/Admin only)."""
         identity = self.auth.require()
-        self.memberships.authorize(identity, organization_id, Action.VIEW_AUDIT)
+        self.memberships.authorize(identity, organization_id, Action.VIEW_AUDIT, key_scope="audit:read")
         return trail.query_entries(self.db, organization_id, filters, cursor, limit)
 
     @rpc
     def list_agent_entries(self, organization_id, agent_id, filters=None, cursor=None, limit=None):
         """One agent's trail in the organization, a row per changed field (Owner/Admin only)."""
         identity = self.auth.require()
-        self.memberships.authorize(identity, organization_id, Action.VIEW_AUDIT)
+        self.memberships.authorize(identity, organization_id, Action.VIEW_AUDIT, key_scope="audit:read")
         return trail.query_agent_trail(self.db, organization_id, agent_id, filters, cursor, limit)

@@ -36,6 +36,7 @@ def add_entry(session, event):
         event_id=event["event_id"], type=event["type"], action=event["action"],
         entity_type=event["target"]["type"], entity_id=event["target"]["id"],
         actor_id=event["actor"]["id"], actor_email=event["actor"].get("email"),
+        actor_name=event["actor"].get("name"),
         organization_id=event["organization_id"], correlation_id=event["correlation_id"],
         occurred_at=event["occurred_at"], received_at=utcnow()).returning(ENTRIES.c.seq)).scalar_one()
     changes = [{"entry_seq": seq, "field": field, "old_value": before.get(field), "new_value": after.get(field),

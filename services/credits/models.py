@@ -1,5 +1,6 @@
 """Tables of the credits service: each organization's account and ledger, its grants, budget groups and
-their members, each member's usage per month, idempotent requests, processed events, the outbox, and
+their members, each member's usage per month, alert settings and the alerts raised, idempotent requests,
+processed events, the outbox, and
 the read models a spend is decided on (memberships from members, agents' access from orgs:
 common.readmodels).
 
@@ -7,7 +8,7 @@ Amounts are whole numbers of ten-thousandths of a credit ("units", common.money)
 Invariant, kept in every transaction that touches an account (tests check it):
     account.balance == sum of live grants' remaining == sum of the ledger (grants - spends - expiries)
 """
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.handled_requests import HandledRequestMixin
@@ -111,6 +112,41 @@ class BudgetGroupMember(Base):
                                           index=True)
     added_by: Mapped[str] = mapped_column(String(128))
     added_at = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class AlertSettings(Base):
+    """What an organization wants to be alerted of (alerts.py): percents of a member's monthly limit and a
+    balance floor. No row, or a row with neither, means no alerts, and spends then skip alerts entirely."""
+    __tablename__ = "alert_settings"
+
+    organization_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    member_budget_percents: Mapped[list] = mapped_column(JSON)         # e.g. [80, 100]; [] for none
+    balance_floor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)   # units; None: no floor
+    updated_by: Mapped[str] = mapped_column(String(128))
+    updated_at = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class Alert(Base):
+    """A threshold a spend crossed (alerts.py). The unique key is the "once per period" rule: a second
+    crossing of the same threshold in the same month (a replica, a retried transaction, a limit lowered
+    and raised) inserts nothing and so emits nothing. `user_id` is '' for the balance floor, so that the
+    key has no NULL in it (NULLs are never equal in a unique key)."""
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("organization_id", "period", "kind", "user_id", "threshold",
+                                       name="uq_alerts_crossing"),
+                      Index("ix_alerts_organization", "organization_id", "seq"))
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)   # order; never shown
+    id: Mapped[str] = mapped_column(String(36), unique=True)
+    organization_id: Mapped[str] = mapped_column(String(36))
+    period: Mapped[str] = mapped_column(String(7))               # the calendar month (UTC), e.g. "2026-11"
+    kind: Mapped[str] = mapped_column(String(16))                # member_budget | balance_floor
+    user_id: Mapped[str] = mapped_column(String(128))            # the member; '' for the balance floor
+    threshold: Mapped[int] = mapped_column(BigInteger)           # a percent, or the floor in units
+    value: Mapped[int] = mapped_column(BigInteger)               # the member's usage or the balance, after
+    limit_amount: Mapped[int] = mapped_column(BigInteger)        # the member's monthly limit, or the floor
+    spend_id: Mapped[str] = mapped_column(String(36))            # the ledger entry of the spend that crossed
+    raised_at = mapped_column(DateTime(timezone=True), nullable=False)
 
 
 class IdempotentRequest(IdempotencyMixin, Base):

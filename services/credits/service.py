@@ -1,7 +1,7 @@
 """Nameko entrypoints of the credits service: thin; the rules live in ledger.py (grants, expiries, the
-ledger), spends.py (a spend and its dry run) and budgets.py (budget groups, what a member may still
-spend), the reactions to other services' events in reactions.py, the right to use an agent in
-agent_access.py.
+ledger), spends.py (a spend and its dry run), budgets.py (budget groups, what a member may still
+spend) and alerts.py (budget alerts), the reactions to other services' events in reactions.py, the
+right to use an agent in agent_access.py.
 
 A request is decided here alone: permissions and memberships come from the service's own read models
 (`self.memberships`, common.readmodels), the right to use an agent too (agent_access.py). Members and
@@ -25,7 +25,7 @@ from common.outbox import OutboxRelay
 from common.permissions import Action
 from common.readmodels import ReadModelFill
 from common.rpc import rpc, service_proxy
-from services.credits import budgets, ledger, reactions, spends
+from services.credits import alerts, budgets, ledger, reactions, spends
 from services.credits.agent_access import AgentUse
 from services.credits.models import READ_MODELS, HandledRequest, OutboxEvent
 
@@ -61,13 +61,13 @@ class CreditsService:
     def get_credits(self, organization_id):
         """Balance, this period's spend and the grants holding credit."""
         identity = self.auth.require()
-        self.memberships.authorize(identity, organization_id, Action.VIEW_BILLING)
+        self.memberships.authorize(identity, organization_id, Action.VIEW_BILLING, key_scope="usage:read")
         return ledger.credits_page(self.db, organization_id)
 
     @rpc
     def list_ledger(self, organization_id, kind=None, cursor=None, limit=None):
         identity = self.auth.require()
-        self.memberships.authorize(identity, organization_id, Action.VIEW_BILLING)
+        self.memberships.authorize(identity, organization_id, Action.VIEW_BILLING, key_scope="usage:read")
         return ledger.ledger_page(self.db, organization_id, kind, cursor, limit)
 
     @rpc
@@ -79,23 +79,28 @@ class CreditsService:
 
     # ---- spending ----------------------------------------------------------------------------------
     @rpc
-    def spend(self, organization_id, agent_id, amount, idempotency_key):
-        """Charge the caller's use of an agent; returns {"spend", "replayed"}. 402 when the balance or the
-        caller's budget does not allow it."""
-        identity = self.auth.require()
+    def spend(self, organization_id, agent_id, amount, idempotency_key, user_id=None):
+        """Charge the caller's use of an agent, or, by an API key with usage:write, the use by the member
+        `user_id` names (SPEC §9); returns {"spend", "replayed"}. 402 when the balance or the member's
+        budget does not allow it."""
+        caller = self.auth.require()
         spends.clean_spend(amount, idempotency_key)
+        spender = spends.spender_of(caller, organization_id, user_id)
         # The right to use the agent is decided by the spend itself (spends.py), from the read models.
-        return self.agent_use.guarded(identity.id, organization_id, agent_id, partial(
-            spends.spend, self.db, identity, organization_id, agent_id, amount, idempotency_key))
+        return spends.as_member_refusal(caller, lambda: self.agent_use.guarded(
+            spender.id, organization_id, agent_id, partial(spends.spend, self.db, spender, organization_id, agent_id,
+                                                           amount, idempotency_key, actor=caller)))
 
     @rpc
-    def evaluate_spend(self, organization_id, agent_id, amount=None):
+    def evaluate_spend(self, organization_id, agent_id, amount=None, user_id=None):
         """The dry run: the same checks as a spend, nothing charged."""
-        identity = self.auth.require()
+        caller = self.auth.require()
         if amount is not None:
             parse_amount(amount, "amount")
-        return self.agent_use.guarded(identity.id, organization_id, agent_id, partial(
-            spends.evaluate_spend, self.db, identity, organization_id, agent_id, amount))
+        spender = spends.spender_of(caller, organization_id, user_id)
+        return spends.as_member_refusal(caller, lambda: self.agent_use.guarded(
+            spender.id, organization_id, agent_id, partial(
+                spends.evaluate_spend, self.db, spender, organization_id, agent_id, amount)))
 
     @rpc
     def my_usage(self, organization_ids=None):
@@ -108,7 +113,7 @@ class CreditsService:
     # ---- budget groups (Owner/Admin) ---------------------------------------------------------------
     @rpc
     def list_budget_groups(self, organization_id, cursor=None, limit=None):
-        self._may_manage_groups(organization_id)
+        self._may_manage_groups(organization_id, key_scope="usage:read")
         return budgets.list_groups(self.db, organization_id, cursor, limit)
 
     @rpc
@@ -120,7 +125,7 @@ class CreditsService:
 
     @rpc
     def get_budget_group(self, organization_id, group_id, cursor=None, limit=None):
-        self._may_manage_groups(organization_id)
+        self._may_manage_groups(organization_id, key_scope="usage:read")
         return budgets.get_group(self.db, organization_id, group_id, cursor, limit)
 
     @rpc
@@ -159,9 +164,31 @@ class CreditsService:
         self.memberships.authorize(identity, organization_id, Action.VIEW_MEMBERS)
         return budgets.groups_of_members(self.db, organization_id, user_ids)
 
-    def _may_manage_groups(self, organization_id):
+    def _may_manage_groups(self, organization_id, key_scope=None):
         identity = self.auth.require()
-        self.memberships.authorize(identity, organization_id, Action.MANAGE_BUDGET_GROUPS)
+        self.memberships.authorize(identity, organization_id, Action.MANAGE_BUDGET_GROUPS, key_scope=key_scope)
+
+    # ---- alerts (Owner/Admin/Billing): thresholds of members' budgets and the balance, alerts.py --------
+    @rpc
+    def get_alert_settings(self, organization_id):
+        identity = self.auth.require()
+        self.memberships.authorize(identity, organization_id, Action.MANAGE_ALERTS)
+        return alerts.get_settings(self.db, organization_id)
+
+    @rpc
+    def set_alert_settings(self, organization_id, member_budget_percents, balance_floor):
+        """Replace the settings: percents of a member's monthly limit, a balance floor (or null)."""
+        identity = self.auth.require()
+        alerts.clean_settings(member_budget_percents, balance_floor)     # bad input first
+        self.memberships.authorize(identity, organization_id, Action.MANAGE_ALERTS)
+        return alerts.set_settings(self.db, identity, organization_id, member_budget_percents, balance_floor)
+
+    @rpc
+    def list_alerts(self, organization_id, cursor=None, limit=None):
+        """The alerts spends raised, newest first."""
+        identity = self.auth.require()
+        self.memberships.authorize(identity, organization_id, Action.MANAGE_ALERTS, key_scope="usage:read")
+        return alerts.list_alerts(self.db, organization_id, cursor, limit)
 
     # ---- jobs and events ---------------------------------------------------------------------------
     @timer(interval=CREDIT_EXPIRY_SWEEP_SECONDS)

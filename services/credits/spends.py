@@ -16,11 +16,13 @@ import uuid
 from sqlalchemy import bindparam, select, update
 
 from common import idempotency
-from common.errors import BadRequest
+from common.auth import Identity, is_valid_user_id
+from common.authz import check_key_allowed
+from common.errors import AppError, BadRequest, ValidationFailed, member_not_found
 from common.money import format_amount, parse_amount
 from common.sql import DIALECT_INSERTS
 from common.timeutil import iso, utcnow
-from services.credits import budgets
+from services.credits import alerts, budgets
 from services.credits.events import CREDITS_SPENT, emit
 from services.credits.ledger import (
     SPEND_ORDER,
@@ -42,8 +44,37 @@ def clean_spend(amount, idempotency_key):
     return units
 
 
-def spend(store, identity, organization_id, agent_id, amount, idempotency_key, now=None, check_access=None):
-    """Charge the organization for the caller's use of an agent. `check_access(session)`, when given,
+def spender_of(caller, organization_id, user_id):
+    """Whose spend it is: an API key's (SPEC §9: scope usage:write, its own organization) is the member
+    `user_id` names, decided as theirs; a person's is their own (`user_id` absent or their own id)."""
+    if caller.is_key:
+        check_key_allowed(caller, organization_id, "usage:write")
+        if not is_valid_user_id(user_id):
+            raise ValidationFailed("A spend by API key names the member it is made for in user_id.",
+                                   code="user_id_required", field="user_id")
+        return Identity(user_id, "", "")
+    if user_id is not None and user_id != caller.id:
+        raise ValidationFailed("user_id is for API keys spending on a member's behalf; a member spends as "
+                               "themselves.", code="user_id_not_allowed", field="user_id")
+    return caller
+
+
+def as_member_refusal(caller, decide):
+    """decide(), where a key's spend for someone who is not a member of its organization is answered as
+    such (the organization exists for the key: its own)."""
+    try:
+        return decide()
+    except AppError as exc:
+        if caller.is_key and exc.code == "organization_not_found":
+            raise member_not_found() from None
+        raise
+
+
+def spend(store, identity, organization_id, agent_id, amount, idempotency_key, now=None, check_access=None,
+          actor=None):
+    """Charge the organization for `identity`'s use of an agent: the caller's own, or, when `actor` (an
+    API key spending on the member's behalf, SPEC §9) is given, the member's, decided exactly as theirs;
+    the key is then the event's actor and the owner of the Idempotency-Key. `check_access(session)`, when given,
     raises if the caller may not use the agent (a revocation applied a moment ago included); a replayed
     key returns the first answer; otherwise, under the account lock, the balance and the caller's
     monthly budget must both allow the amount, or nothing changes and a 402 names what binds. Returns
@@ -55,7 +86,10 @@ def spend(store, identity, organization_id, agent_id, amount, idempotency_key, n
     spend counts as made just before (the revocation lag grows by one spend's duration at most)."""
     now = now or utcnow()
     units = clean_spend(amount, idempotency_key)
-    operation = idempotency.operation("spend", organization_id, agent_id, units)
+    # A key's Idempotency-Key covers the member too: the same key for another member is a reuse (409).
+    operation = (idempotency.operation("spend", organization_id, agent_id, units) if actor is None else
+                 idempotency.operation("spend", organization_id, agent_id, units, identity.id))
+    actor = actor or identity
 
     def attempt():
         with store.read_then_write() as phases:
@@ -67,10 +101,11 @@ def spend(store, identity, organization_id, agent_id, amount, idempotency_key, n
         with phases.read() as session:
             if check_access is not None:
                 check_access(session)
-            replay = idempotency.find_replay(session, IdempotentRequest, identity.id, idempotency_key, operation)
+            replay = idempotency.find_replay(session, IdempotentRequest, actor.id, idempotency_key, operation)
             if replay is not None:
                 return {"spend": replay, "replayed": True}
             group = budgets.member_group(session, organization_id, identity.id)
+            alert_settings = alerts.settings_of(session, organization_id)     # None: no alerts to check
             expired = session.execute(ANY_EXPIRED, {"org": organization_id, "now": now}).first() is not None
         if expired:
             settle_expiries(store, organization_id, now)        # rare: its own transaction, first
@@ -88,20 +123,24 @@ def spend(store, identity, organization_id, agent_id, amount, idempotency_key, n
             connection.execute(SET_BALANCE, {"org": organization_id, "new_balance": balance, "now": now})
             allowance.used = used
             entry_id = str(uuid.uuid4())
-            actor = identity.as_actor()
+            spender = identity.as_actor()      # the ledger names whose spend it is; the event, who made it
             connection.execute(ADD_ENTRY, {
                 "id": entry_id, "organization_id": organization_id, "kind": "spend", "amount": units,
-                "balance_after": balance, "actor_id": actor["id"], "actor_email": actor.get("email"),
+                "balance_after": balance, "actor_id": spender["id"], "actor_email": spender.get("email") or None,
                 "agent_id": agent_id, "grant_id": None, "grant_type": None, "allocations": allocations,
                 "occurred_at": now})
             answer = {"id": entry_id, "organization_id": organization_id, "agent_id": agent_id,
                       "user_id": identity.id, "amount": format_amount(units), "occurred_at": iso(now),
                       "budget": allowance.budget()}
-            emit(session, CREDITS_SPENT, "create", organization_id, identity, "spend", entry_id,
+            emit(session, CREDITS_SPENT, "create", organization_id, actor, "spend", entry_id,
                  after={"amount": answer["amount"], "agent_id": agent_id, "user_id": identity.id}, occurred_at=now)
+            if alert_settings is not None:     # thresholds this spend crossed (alerts.py): none, usually
+                alerts.record_crossings(session, connection, alert_settings, organization_id, identity.id,
+                                        group.monthly_limit if group else None, (used - units, used),
+                                        (balance + units, balance), entry_id, now)
             # A concurrent request with the same key fails here, on the key's primary key, and runs again
             # (with_key_race_retry): it then finds this answer to replay.
-            idempotency.remember(session, IdempotentRequest, identity.id, idempotency_key, operation, answer, now)
+            idempotency.remember(session, IdempotentRequest, actor.id, idempotency_key, operation, answer, now)
             return {"spend": answer, "replayed": False}
     return with_key_race_retry(attempt)
 

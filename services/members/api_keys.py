@@ -12,9 +12,10 @@ import hmac
 import secrets
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from common.errors import NotFound, ValidationFailed
+from common.auth import SYSTEM_ACTOR
+from common.errors import NotFound, Unauthenticated, ValidationFailed
 from common.paging import page_of_query
 from common.permissions import Action
 from common.timeutil import as_utc, iso, parse_iso, utcnow
@@ -136,3 +137,46 @@ def revoke_key(store, identity, organization_id, key_id, now=None):
             emit(session, API_KEY_REVOKED, "update", organization_id, identity, "api_key", key_id,
                  before={"status": "active"}, after={"status": "revoked"})
         return key_dict(row, now)
+
+
+# ---- verifying a key (the gateway, on first sight of a key and each minute it stays in use) -------------
+# Refusals say no more than the caller proves it knows: an unknown id and a wrong secret are one answer.
+def invalid_key():
+    return Unauthenticated("The API key is not valid.", code="invalid_api_key")
+
+
+def authenticate(store, key, hash_key, now=None):
+    """What the gateway needs to let `key` (as sent) act: {id, organization_id, name, scopes, expires_at};
+    401 invalid_api_key, api_key_revoked or api_key_expired otherwise. Records the use in `last_used_at`:
+    the gateway asks at most once a minute per key and process, so the list shows use to the minute."""
+    now = now or utcnow()
+    parts = split_key(key)
+    if parts is None:
+        raise invalid_key()
+    key_id, secret = parts
+    with store.read() as session:
+        row = session.get(ApiKey, key_id)
+        if row is None or not secret_matches(secret, row.secret_hash, hash_key):
+            raise invalid_key()
+        status = status_of(row, now)
+        facts = {"id": row.id, "organization_id": row.organization_id, "name": row.name, "scopes": row.scopes,
+                 "expires_at": iso(row.expires_at) if row.expires_at else None}
+    if status == "revoked":
+        raise Unauthenticated("The API key was revoked.", code="api_key_revoked")
+    if status == "expired":
+        raise Unauthenticated("The API key has expired.", code="api_key_expired")
+    with store.write() as session:
+        session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+    return facts
+
+
+def revoke_keys_of_deleted_organization(session, organization_id, now):
+    """A deleted organization's keys end with it (audited as the system's revocations, and each gateway
+    drops the key on the event)."""
+    rows = session.scalars(select(ApiKey).where(ApiKey.organization_id == organization_id,
+                                                ApiKey.revoked_at.is_(None))).all()
+    for row in rows:
+        row.revoked_at, row.revoked_by = now, SYSTEM_ACTOR["id"]
+        emit(session, API_KEY_REVOKED, "update", organization_id, SYSTEM_ACTOR, "api_key", row.id,
+             before={"status": "active"}, after={"status": "revoked", "reason": "organization_deleted"})
+    return len(rows)

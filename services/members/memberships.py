@@ -14,7 +14,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from common.auth import folded_text, is_printable_text, is_valid_user_id
-from common.authz import check_allowed
+from common.authz import check_allowed, check_key_allowed
 from common.errors import Conflict, Forbidden, ValidationFailed, member_not_found, organization_not_found
 from common.paging import page_of_list
 from common.permissions import ROLE_ORDER, Action, Role, sort_roles
@@ -250,7 +250,9 @@ def find_member(session, organization_id, user_id):
 
 def caller_membership(session, organization_id, identity, action=None):
     """The caller's membership; NotFound for non-members (ids cannot be probed), Forbidden when their
-    roles do not allow `action`."""
+    roles do not allow `action`. An API key has no membership: nothing here is in its scopes."""
+    if identity.is_key:
+        check_key_allowed(identity, organization_id)
     membership = find_member(session, organization_id, identity.id)
     if membership is None:
         raise organization_not_found()

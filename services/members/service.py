@@ -197,6 +197,12 @@ class MembersService:
     def revoke_api_key(self, organization_id, key_id):
         return api_keys.revoke_key(self.db, self.auth.require(), organization_id, key_id)
 
+    @rpc
+    def authenticate_api_key(self, key):
+        """The gateway's check of a key it has not seen in the last minute: the key (its secret) is the
+        credential, so no identity is asked for; the answer carries no secret or hash."""
+        return api_keys.authenticate(self.db, key, settings().api_key_hash_secret)
+
     # ---- events --------------------------------------------------------------------------------------
     # Acknowledged after the effects commit; an error (database down) requeues the event. A message
     # that is not a change event is logged and dropped (before, a malformed one was requeued forever).

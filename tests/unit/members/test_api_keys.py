@@ -6,9 +6,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from common.errors import Forbidden, NotFound, ValidationFailed
+from common.errors import Forbidden, NotFound, Unauthenticated, ValidationFailed
 from common.timeutil import iso, utcnow
-from services.members import api_keys, memberships, users
+from services.members import api_keys, memberships, reactions, users
 from services.members.models import ApiKey
 from tests.unit.members.helpers import ORG, events, join, person
 
@@ -106,3 +106,51 @@ def test_every_new_key_splits_back_into_its_id_and_secret():
     for _ in range(500):                # secrets may hold "_" and "-"; ids never hold "_"
         key_id, secret, key = api_keys.new_key()
         assert api_keys.split_key(key) == (key_id, secret)
+
+
+# ---- verifying a key for the gateway -------------------------------------------------------------------
+def test_a_valid_key_gives_its_facts_and_records_its_use(owner_store):
+    owner, store = owner_store
+    created = create(store, owner, scopes=["usage:read"])
+    now = utcnow()
+    facts = api_keys.authenticate(store, created["key"], HASH_KEY, now=now)
+    assert facts == {"id": created["id"], "organization_id": ORG["id"], "name": "Runtime", "scopes": ["usage:read"],
+                     "expires_at": None}
+    assert api_keys.list_keys(store, owner, ORG["id"])["items"][0]["last_used_at"] == iso(now)
+
+
+@pytest.mark.parametrize("mangle", [lambda key: key + "x", lambda key: key[:-1], lambda key: "opk_ffffffffffff_abc",
+                                    lambda key: "opk_nothing", lambda key: None])
+def test_an_unknown_or_wrong_key_is_one_refusal(owner_store, mangle):
+    owner, store = owner_store
+    created = create(store, owner)
+    with pytest.raises(Unauthenticated) as refused:
+        api_keys.authenticate(store, mangle(created["key"]), HASH_KEY)
+    assert refused.value.code == "invalid_api_key"
+    with pytest.raises(Unauthenticated):
+        api_keys.authenticate(store, created["key"], "another server's hash key")
+
+
+def test_revoked_and_expired_keys_are_refused_by_name(owner_store):
+    owner, store = owner_store
+    revoked = create(store, owner)
+    api_keys.revoke_key(store, owner, ORG["id"], revoked["id"])
+    expiring = create(store, owner, expires_at=utcnow() + timedelta(minutes=1))
+    for key, later, code in ((revoked["key"], None, "api_key_revoked"),
+                             (expiring["key"], utcnow() + timedelta(minutes=2), "api_key_expired")):
+        with pytest.raises(Unauthenticated) as refused:
+            api_keys.authenticate(store, key, HASH_KEY, now=later)
+        assert refused.value.code == code
+
+
+def test_the_keys_of_a_deleted_organization_are_revoked_with_an_event_each(owner_store):
+    owner, store = owner_store
+    first, second = create(store, owner), create(store, owner, name="Second")
+    api_keys.revoke_key(store, owner, ORG["id"], second["id"])
+    reactions.forget_organization(store, ORG["id"])
+    with pytest.raises(Unauthenticated) as refused:
+        api_keys.authenticate(store, first["key"], HASH_KEY)
+    assert refused.value.code == "api_key_revoked"
+    revocations = [e for e in events(store) if e["type"] == "api_key.revoked"]
+    assert [(e["target"]["id"], e["actor"]["id"]) for e in revocations][-1] == (first["id"], "system")
+    assert len(revocations) == 2            # the second key's own revocation, and the first's

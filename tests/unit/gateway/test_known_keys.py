@@ -1,0 +1,83 @@
+"""The gateway's memory of API keys (gateway.known_keys): a key members accepted is used for a minute
+without asking again, a revoked one is forgotten at once and stays forgotten even if members' answer
+about it arrives after the revocation, a refused one is refused from memory for a few seconds."""
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gateway import authentication
+from gateway.known_keys import KEEP_SECONDS, REFUSAL_KEEP_SECONDS, KnownKeys, key_id_of
+
+KEY = "opk_0123456789ab_s3cret-part"
+FACTS = {"id": "0123456789ab", "organization_id": "org-1", "name": "Runtime", "scopes": ["usage:write"],
+         "expires_at": None}
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def keys(clock):
+    return KnownKeys(clock)
+
+
+def test_a_key_members_accepted_is_the_key_identity_for_a_minute(keys, clock):
+    assert keys.find(KEY) == (None, None)                     # never seen: members must be asked
+    identity = keys.remember(KEY, FACTS)
+    assert identity.id == "key:0123456789ab" and identity.is_key and identity.key_scopes == ("usage:write",)
+    assert identity.as_actor() == {"id": "key:0123456789ab", "name": "Runtime"}
+    assert keys.find(KEY) == (identity, None)
+    clock.now += KEEP_SECONDS + 1
+    assert keys.find(KEY) == (None, None)                     # asked again after the minute
+
+
+def test_the_id_of_a_known_key_with_another_secret_is_refused_without_asking(keys):
+    keys.remember(KEY, FACTS)
+    assert keys.find(KEY[:-1] + "X") == (None, "invalid_api_key")
+
+
+def test_a_revoked_key_is_forgotten_and_a_late_answer_does_not_bring_it_back(keys):
+    keys.remember(KEY, FACTS)
+    keys.forget(FACTS["id"])
+    assert keys.find(KEY) == (None, None)
+    keys.remember(KEY, FACTS)         # members' answer, given before the revocation, arriving after it
+    assert keys.find(KEY) == (None, None)
+
+
+def test_a_key_that_expires_while_kept_is_refused(keys):
+    soon = dict(FACTS, expires_at=(datetime.now(UTC) - timedelta(seconds=1)).isoformat())
+    keys.remember(KEY, soon)
+    assert keys.find(KEY) == (None, "api_key_expired")
+
+
+def test_a_refusal_is_remembered_a_few_seconds(keys, clock):
+    keys.refuse(KEY, "api_key_revoked")
+    assert keys.find(KEY) == (None, "api_key_revoked")
+    clock.now += REFUSAL_KEEP_SECONDS + 0.1
+    assert keys.find(KEY) == (None, None)
+
+
+@pytest.mark.parametrize("text", ["opk_", "opk_abc", "opk__secret", "opk_abc_", "jwt.like.text", "opk_" + "a" * 300])
+def test_what_is_not_shaped_like_a_key_has_no_id(text):
+    assert key_id_of(text) is None
+
+
+@pytest.mark.parametrize("header", ["Bearer opk_", "Bearer opk_abc", "bearer opk_abc_", "Bearer opk_a_b\x01c"])
+def test_a_malformed_key_is_refused_before_anyone_is_asked(header):
+    with pytest.raises(authentication.Unauthenticated) as refused:
+        authentication._bearer_key(header)
+    assert refused.value.code == "invalid_api_key"
+
+
+def test_a_jwt_is_not_taken_for_a_key():
+    assert authentication._bearer_key("Bearer eyJhbGciOi.x.y") is None and authentication._bearer_key(None) is None
