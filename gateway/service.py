@@ -22,13 +22,13 @@ from gateway.known_keys import known_keys
 # Modules, not their classes: `nameko run gateway.service` runs every class in this module that has
 # entrypoints, and a mixin imported here by name would be one (with no `name`, so the run would fail).
 # isort: off
-from gateway.routes import operations, me, organizations, members, api_keys, credits, agents, audit
+from gateway.routes import operations, me, organizations, members, api_keys, credits, agents, audit, console
 # isort: on
 
 
 class GatewayService(operations.OperationRoutes, me.MeRoutes, organizations.OrganizationRoutes,
                      members.MemberRoutes, api_keys.ApiKeyRoutes, credits.CreditRoutes, agents.AgentRoutes,
-                     audit.AuditRoutes):
+                     audit.AuditRoutes, console.ConsoleRoutes):
     name = "gateway"
 
     auth = Auth()

@@ -2,6 +2,8 @@
 # Installs what the project needs on a fresh Debian machine, and nothing twice:
 #   - rabbitmq-server (Debian package), without letting the package start its own system node
 #   - PostgreSQL server binaries (only with --with-postgres: the test suite needs a throwaway cluster)
+#   - chromium and chromium-driver (only with --with-postgres, i.e. for the tests: tests/browser/ drives the
+#     console in Debian's headless Chromium; `make run` does not need them)
 #   - a virtualenv in .venv with the exact pins of requirements.txt, and the project itself installed
 #     editable (pyproject.toml), so no command needs PYTHONPATH
 set -euo pipefail
@@ -33,6 +35,10 @@ missing=()
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
 if [ $with_postgres = 1 ] && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
   missing+=(postgresql)
+fi
+if [ $with_postgres = 1 ]; then
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]} from Debian's packages"

@@ -25,6 +25,10 @@ ENTRYPOINTS = {
     ("GET", "/health", "health"),
     ("GET", "/openapi.json", "openapi"),
     ("GET,POST,PUT,PATCH,DELETE", "/<path:path>", "unknown_route"),
+    ("GET", "/console", "console_without_slash"),
+    ("GET", "/console/", "console_page"),
+    ("GET", "/console/<path:file>", "console_file"),
+    ("POST", "/v1/dev/token", "dev_token"),
     ("GET", "/v1/me", "get_me"),
     ("PUT", "/v1/me/active-organization", "set_active_organization"),
     ("GET", "/v1/me/usage", "my_usage"),
@@ -80,7 +84,7 @@ ENTRYPOINTS = {
     ("GET", "/v1/organizations/<org_id>/agents/<agent_id>/audit", "agent_audit"),
     ("GET", "/v1/organizations/<org_id>/audit", "list_audit"),
 }
-PUBLIC = {"health", "openapi", "unknown_route"}
+PUBLIC = {"health", "openapi", "unknown_route", "console_without_slash", "console_page", "console_file", "dev_token"}
 PATH_VARIABLE = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 
 
@@ -114,7 +118,7 @@ def error_of(response):
 
 def test_the_container_finds_every_route_once_on_the_mixins(entrypoints):
     found = [(entrypoint.method, entrypoint.url, entrypoint.method_name) for entrypoint in entrypoints]
-    assert len(found) == len(ENTRYPOINTS) == 56
+    assert len(found) == len(ENTRYPOINTS) == 60
     assert set(found) == ENTRYPOINTS
     assert {entrypoint.method_name for entrypoint in entrypoints if entrypoint.public} == PUBLIC
 

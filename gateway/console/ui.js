@@ -1,0 +1,219 @@
+// What every screen builds with: elements (text is always set as text, never parsed as HTML, so a name
+// typed by someone else cannot inject markup), forms whose API errors land beside the field they name,
+// dialogs that take and give back focus, tables with their empty states.
+import { ApiError } from "./api.js";
+
+let lastId = 0;
+export function uid(prefix = "id") {
+  lastId += 1;
+  return `${prefix}-${lastId}`;
+}
+
+// h("button", { class: "primary", onclick: save }, "Save"): props are attributes (true: present, false or
+// null: absent), `on...` listeners, `text` the text content; children are nodes or strings.
+export function h(tag, props = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [key, value] of Object.entries(props || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on") && typeof value === "function") element.addEventListener(key.slice(2), value);
+    else if (key === "class") element.className = value;
+    else if (key === "text") element.textContent = value;
+    else element.setAttribute(key, value === true ? "" : String(value));
+  }
+  element.append(...children.flat(Infinity).filter((child) => child !== null && child !== undefined && child !== false));
+  return element;
+}
+
+export const ROLE_LABELS = { owner: "Owner", admin: "Admin", builder: "Builder", member: "Member", billing: "Billing" };
+// The roles an invitation or a role edit can set: Billing moves only by a billing transfer.
+export const GRANTABLE_ROLES = ["owner", "admin", "builder", "member"];
+
+export function badge(text, kind = "") {
+  return h("span", { class: `badge ${kind}`.trim() }, text);
+}
+
+export function roleBadges(roles) {
+  return h("span", { class: "badges" }, roles.map((role) => badge(ROLE_LABELS[role] || role, `role-${role}`)));
+}
+
+const TIME_FORMAT = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+export function when(iso) {
+  if (!iso) return "—";
+  const time = new Date(iso);
+  return h("time", { datetime: iso, title: iso }, Number.isNaN(time.getTime()) ? iso : TIME_FORMAT.format(time));
+}
+
+// A <datetime-local> value (the user's local time) as the ISO 8601 UTC time the API takes.
+export function isoFromLocal(value) {
+  return value ? new Date(value).toISOString() : "";
+}
+
+export function loading(text = "Loading…") {
+  return h("p", { class: "loading", role: "status" }, h("span", { class: "spinner", "aria-hidden": "true" }), text);
+}
+
+export function emptyState(text) {
+  return h("p", { class: "empty" }, text);
+}
+
+export function pageHead(title, ...actions) {
+  return h("div", { class: "page-head" }, h("h1", { tabindex: "-1" }, title), h("div", { class: "page-actions" }, actions));
+}
+
+// A table of `rows`; columns are { label, cell: row => node or text, class? }. No rows: the empty state.
+export function table(caption, columns, rows, emptyText) {
+  if (!rows.length) return emptyState(emptyText);
+  return h("div", { class: "table-wrap" },
+    h("table", {},
+      h("caption", { class: "visually-hidden" }, caption),
+      h("thead", {}, h("tr", {}, columns.map((column) => h("th", { scope: "col", class: column.class }, column.label)))),
+      h("tbody", {}, rows.map((row) => h("tr", {}, columns.map((column) => h("td", {
+        class: column.class, "data-label": column.label }, column.cell(row))))))));
+}
+
+// ---- forms ---------------------------------------------------------------------------------------------
+// A labelled control with the slot its error appears in; `name` ties both to the API's error.field.
+export function field(label, control, hint) {
+  control.id ||= uid("field");
+  const error = h("p", { class: "field-error", id: `${control.id}-error`, hidden: true });
+  const help = hint ? h("p", { class: "hint", id: `${control.id}-hint` }, hint) : null;
+  control.setAttribute("aria-describedby", [help?.id, error.id].filter(Boolean).join(" "));
+  return h("div", { class: "field", "data-field": control.name }, h("label", { for: control.id }, label), control, help, error);
+}
+
+export function input(name, props = {}) {
+  return h("input", { name, type: "text", autocomplete: "off", ...props });
+}
+
+export function select(name, options, selected = "", props = {}) {
+  return h("select", { name, ...props }, options.map(([value, label]) =>
+    h("option", { value, selected: value === selected }, label)));
+}
+
+// Checkboxes under one legend; the API names the group (e.g. "roles") when it refuses the choice.
+export function checkboxes(legend, name, options, checked = []) {
+  const error = h("p", { class: "field-error", id: uid("group-error"), hidden: true });
+  return h("fieldset", { class: "field checkboxes", "data-field": name, "aria-describedby": error.id },
+    h("legend", {}, legend),
+    options.map(([value, label]) => h("label", { class: "check" },
+      h("input", { type: "checkbox", name, value, checked: checked.includes(value) }), ` ${label}`)),
+    error);
+}
+
+export function checkedValues(form, name) {
+  return [...form.querySelectorAll(`input[name="${name}"]:checked`)].map((box) => box.value);
+}
+
+// What a refusal says to a person: the API's message, with what kind of refusal it is where that matters.
+export function describeError(error) {
+  if (error.code === "budget_exceeded") return `Refused: budget exceeded. ${error.message}`;
+  if (error.code === "insufficient_credits") return `Refused: not enough credit. ${error.message}`;
+  return error.message;
+}
+
+export function clearErrors(form) {
+  for (const slot of form.querySelectorAll(".field-error, .form-error")) {
+    slot.textContent = "";
+    slot.hidden = true;
+  }
+  for (const control of form.querySelectorAll("[aria-invalid]")) control.removeAttribute("aria-invalid");
+}
+
+// The error beside the field it names when the form has that field, else at the top of the form.
+export function showError(form, error) {
+  clearErrors(form);
+  const text = describeError(error);
+  const holder = error.field ? form.querySelector(`[data-field="${CSS.escape(error.field)}"]`) : null;
+  if (holder) {
+    const slot = holder.querySelector(".field-error");
+    slot.textContent = text;
+    slot.hidden = false;
+    const control = holder.querySelector("input, select, textarea");
+    control?.setAttribute("aria-invalid", "true");
+    control?.focus();
+    return;
+  }
+  const top = form.querySelector(".form-error");
+  top.textContent = text;
+  top.hidden = false;
+  top.focus();
+}
+
+// A form whose submit runs `onSubmit(form)` once at a time; an ApiError it throws is shown in the form.
+export function form({ submitLabel, onSubmit, className = "", extraActions = [] }, ...children) {
+  const submit = h("button", { type: "submit", class: "primary" }, submitLabel);
+  const element = h("form", { class: className, novalidate: true },
+    h("p", { class: "form-error", role: "alert", tabindex: "-1", hidden: true }),
+    children,
+    h("div", { class: "actions" }, submit, extraActions));
+  // Typing into a field takes its error away: the message is about a value no longer there.
+  element.addEventListener("input", (event) => {
+    const holder = event.target.closest("[data-field]");
+    const slot = holder?.querySelector(".field-error");
+    if (!slot || slot.hidden) return;
+    slot.hidden = true;
+    slot.textContent = "";
+    event.target.removeAttribute("aria-invalid");
+  });
+  element.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(element);
+    submit.disabled = true;
+    element.setAttribute("aria-busy", "true");
+    try {
+      await onSubmit(element);
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      showError(element, error);
+    } finally {
+      submit.disabled = false;
+      element.removeAttribute("aria-busy");
+    }
+  });
+  return element;
+}
+
+// ---- dialogs -------------------------------------------------------------------------------------------
+// A modal <dialog> titled `title`: the browser keeps focus inside it and closes it on Escape; it opens on
+// its first field and gives focus back to what opened it. `build(close)` makes its content.
+export function openDialog(title, build) {
+  const opener = document.activeElement;
+  const heading = h("h2", { id: uid("dialog-title") }, title);
+  const dialog = h("dialog", { class: "dialog", "aria-labelledby": heading.id }, heading);
+  dialog.append(build(() => dialog.close()));
+  dialog.addEventListener("close", () => {
+    dialog.remove();
+    if (opener && opener.isConnected) opener.focus();
+  });
+  document.body.append(dialog);
+  dialog.showModal();
+  (dialog.querySelector("input:not([type=hidden]), select, textarea") || dialog.querySelector("button"))?.focus();
+  return dialog;
+}
+
+// Asks before something that cannot be undone; resolves true only when `confirmLabel` is pressed.
+export function confirmAction(title, message, confirmLabel) {
+  return new Promise((resolve) => {
+    let confirmed = false;
+    const dialog = openDialog(title, (close) => h("div", {},
+      h("p", {}, message),
+      h("div", { class: "actions" },
+        h("button", { type: "button", class: "danger", onclick: () => { confirmed = true; close(); } }, confirmLabel),
+        h("button", { type: "button", onclick: close }, "Cancel"))));
+    dialog.addEventListener("close", () => resolve(confirmed));
+    // Cancel, not the destructive button, has focus first: Enter right away must not delete.
+    dialog.querySelector(".actions button:last-child").focus();
+  });
+}
+
+// A dialog holding a form: closes when the form's submit succeeds.
+export function formDialog(title, submitLabel, fields, onSubmit) {
+  return openDialog(title, (close) => form({
+    submitLabel,
+    onSubmit: async (element) => {
+      await onSubmit(element);
+      close();
+    },
+    extraActions: [h("button", { type: "button", onclick: close }, "Cancel")],
+  }, fields));
+}

@@ -1,0 +1,283 @@
+"""The console's flows in headless Chromium against the whole running system (SQLite): each test sets up what
+it needs through the API as fresh users (tests/conftest.py's `system`), then does what a person would in the
+page and checks what the page shows, and what the API then holds."""
+import csv
+import io
+
+import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
+
+from tests.browser.helpers import PHONE
+from tests.e2e.helpers import create_organization, invite, join, ok, wait_for
+
+pytestmark = pytest.mark.parametrize("system", ["sqlite"], indirect=True)
+
+TOO_LONG = "x" * 201
+
+
+def activate(api, org_id):
+    ok(api.put("/v1/me/active-organization", json={"organization_id": org_id}))
+
+
+def test_create_an_organization_with_both_exact_messages(system, console):
+    alice = system.user("alice")
+    console.sign_in(alice)
+    console.click("Create Organization")
+    dialog = console.dialog()
+    assert dialog.find_element("css selector", "h2").text == "Create Organization"
+    name = console.find("input[name='name']", dialog)
+    assert console.driver.switch_to.active_element == name   # the dialog opens on its field
+    assert console.find(".counter", dialog).text == "0/200 characters"
+
+    console.click("Create", within=dialog)
+    assert console.error_beside("name", dialog) == "Organization name is required."
+    console.fill("name", TOO_LONG, dialog)
+    assert console.find(".counter", dialog).text == "201/200 characters"
+    console.click("Create", within=dialog)
+    console.text_appears("Name must be 200 characters or fewer.", css="[data-field='name'] .field-error", within=dialog)
+
+    console.fill("name", "Sehat Clinic", dialog)
+    assert console.find(".counter", dialog).text == "12/200 characters"
+    console.shot("create-organization-dialog", docs=True)
+    console.click("Create", within=dialog)
+    console.no_dialog()
+    card = console.row_of("Sehat Clinic")
+    assert "Owner" in card.text and "Billing" in card.text and "1 member" in card.text
+    assert [c["name"] for c in ok(alice.get("/v1/organizations"))["items"]].count("Sehat Clinic") == 1
+    console.shot("organizations", docs=True)
+
+    # At phone width the button sits in the main area, as wide as it.
+    console.viewport(*PHONE)
+    button = console.element_with_text("Create Organization")
+    main = console.find("main")
+    assert button.rect["width"] > main.rect["width"] * 0.8
+    console.shot("organizations-phone", docs=True)
+
+
+def test_switch_the_active_organization(system, console):
+    alice = system.user("alice")
+    lab = create_organization(alice, "Sehat Lab")
+    console.sign_in(alice)
+    card = console.row_of("Sehat Lab")
+    assert "ACTIVE" not in card.text
+    console.click("Switch", within=card)
+    console.text_appears("Sehat Lab is now your active organization.", css="#status")
+    assert "ACTIVE" in console.row_of("Sehat Lab").text
+    assert "Active: Sehat Lab" in console.find("#active-org").text
+    assert ok(alice.get("/v1/me"))["active_organization_id"] == lab["id"]
+
+
+def test_invite_and_accept_as_the_invitee(system, console):
+    dina, budi = system.user("dina"), system.user("budi")
+    org = create_organization(dina, "Sehat Clinic")
+    activate(dina, org["id"])
+    later = invite(dina, org["id"], f"later-{budi.email}", ["member"])
+    console.sign_in(dina)
+    console.go("Members")
+
+    invite_form = console.find("form:has(input[name='email'])")
+    console.click("Send invitation", within=invite_form)
+    assert console.error_beside("email", invite_form)           # the API's refusal, beside the field it names
+    console.fill("email", budi.email, invite_form)
+    console.find("input[name='roles'][value='builder']", invite_form).click()
+    console.find("input[name='roles'][value='member']", invite_form).click()
+    console.click("Send invitation", within=invite_form)
+    console.text_appears(f"Invitation sent to {budi.email}.", css="#status")
+    row = console.row_of(budi.email)
+    assert "Pending" in row.text and "Builder" in row.text
+
+    console.click("Resend", within=row)                         # too early: the API's reason is shown
+    console.text_appears("10 minutes", css="#status")
+    console.click("Revoke", within=console.row_of(later["email"]))
+    console.text_appears(f"Invitation to {later['email']} revoked.", css="#status")
+    console.shot("members", docs=True)
+
+    # Budi signs in by pasting a token (the gateway runs with an explicit secret: no development sign-in).
+    console.click("Sign out")
+    console.text_appears("paste the token", css="main")
+    console.fill("token", budi.session.headers["Authorization"].removeprefix("Bearer "))
+    console.click("Sign in with this token")
+    console.heading_is("Organizations")
+    row = console.row_of("Sehat Clinic", within=console.find("section[aria-labelledby='invitations-for-me']"))
+    console.click("Accept", within=row)
+    console.text_appears("You joined Sehat Clinic.", css="#status")
+    assert "Builder" in console.row_of("Sehat Clinic").text
+    assert {m["user_id"] for m in ok(dina.get(f"/v1/organizations/{org['id']}/members"))["items"]} == {dina.id, budi.id}
+
+
+def test_edit_roles(system, console):
+    dina = system.user("dina")
+    org = create_organization(dina, "Sehat Clinic")
+    activate(dina, org["id"])
+    budi = join(system, dina, org["id"], ["member"], label="budi")
+    console.sign_in(dina)
+    console.go("Members")
+
+    console.click("Edit roles", within=console.row_of(budi.email))
+    dialog = console.dialog()
+    console.find("input[value='member']", dialog).click()         # none left: refused beside the roles
+    console.click("Save roles", within=dialog)
+    assert console.error_beside("roles", dialog) == "At least one role is required."
+    console.find("input[value='builder']", dialog).click()
+    console.click("Save roles", within=dialog)
+    console.no_dialog()
+    console.text_appears("Budi now holds Builder.", css="#status")
+    assert "Builder" in console.row_of(budi.email).text
+    members = ok(dina.get(f"/v1/organizations/{org['id']}/members"))["items"]
+    assert next(m["roles"] for m in members if m["user_id"] == budi.id) == ["builder"]
+
+    # The role filter, then the CSV of the filtered list.
+    console.choose("role", "Builder")
+    wait_for(lambda: dina.email not in console.find(".member-results").text, message="the filtered list")
+    console.click("Download CSV")
+    rows = list(csv.DictReader(io.StringIO(console.downloaded("members.csv").read_text())))
+    assert [row["email"] for row in rows] == [budi.email]
+
+
+def test_budget_group_with_a_limit_and_a_refused_spend_shown_in_my_credit(system, console):
+    dina = system.user("dina")
+    org = create_organization(dina, "Sehat Clinic")
+    activate(dina, org["id"])
+    budi = join(system, dina, org["id"], ["builder"], label="budi")
+    ok(dina.post(f"/v1/organizations/{org['id']}/credits/grants", json={"amount": "50", "type": "paid"}), 201)
+    ok(budi.post(f"/v1/organizations/{org['id']}/agents", json={"name": "Intake desk"}), 201)
+    console.sign_in(dina)
+    console.go("Budget groups")
+
+    for name, limit in [("Interns", "5"), ("Doctors", "")]:
+        create = console.find("form:has(input[name='monthly_limit'])")
+        console.fill("name", name, create)
+        console.fill("monthly_limit", limit, create)
+        console.click("Create budget group", within=create)
+        console.row_of(name)
+    assert "5.0000" in console.row_of("Interns").text
+    assert "No limit" in console.row_of("Doctors").text
+    console.shot("budget-groups", docs=True)
+
+    console.click("Interns", css="a", tag="a")
+    console.heading_is("Interns")
+    console.choose("user_id", f"Budi ({budi.email})")
+    console.click("Add to group")
+    console.text_appears("Budi is now in Interns.", css="#status")
+    assert "5.0000" in console.row_of("Budi").text
+
+    activate(budi, org["id"])
+    console.sign_in(budi)
+    console.go("My Credit")
+    spend = console.find("form:has(input[name='amount'])")
+    console.fill("amount", "1.25", spend)
+    console.click("Use agent", within=spend)
+    console.text_appears("Spent 1.2500 in Sehat Clinic. 3.7500 left of your monthly budget.", css=".spend-result")
+    console.fill("amount", "4", spend)
+    console.click("Use agent", within=spend)
+    refusal = console.error_beside("amount", spend)
+    assert refusal.startswith("Refused: budget exceeded.") and "Interns" in refusal
+    assert "1.2500" in console.row_of("Sehat Clinic").text
+    console.shot("my-credit", docs=True)
+
+    # Back as Dina: the group's page shows what Budi used of his limit.
+    console.sign_in(dina)
+    console.go("Budget groups")
+    console.click("Interns", css="a", tag="a")
+    console.heading_is("Interns")
+    assert "1.2500" in console.row_of("Budi").text and "3.7500" in console.row_of("Budi").text
+    console.shot("budget-group-usage", docs=True)
+
+
+def test_agent_transfer_dry_run(system, console):
+    dina = system.user("dina")
+    clinic, lab = create_organization(dina, "Sehat Clinic"), create_organization(dina, "Sehat Lab")
+    activate(dina, clinic["id"])
+    budi = join(system, dina, clinic["id"], ["builder"], label="budi")     # not in the lab: loses access
+    citra = join(system, dina, clinic["id"], ["builder"], label="citra")
+    ok(dina.post(f"/v1/organizations/{lab['id']}/invitations", json={"email": citra.email, "roles": ["builder"]}), 201)
+    lab_invitation = ok(citra.get("/v1/invitations", params={"status": "pending"}))["items"][0]
+    ok(citra.post(f"/v1/invitations/{lab_invitation['id']}/accept"))    # a Builder there too: keeps access
+    agent = ok(dina.post(f"/v1/organizations/{clinic['id']}/agents", json={"name": "Triage nurse"}), 201)
+    for person in (budi, citra):
+        ok(dina.post(f"/v1/organizations/{clinic['id']}/agents/{agent['id']}/contributors",
+                     json={"user_id": person.id}), 201)
+    console.sign_in(dina)
+    console.go("Agents")
+    console.click("Triage nurse", css="a", tag="a")
+    console.heading_is("Triage nurse")
+
+    console.choose("destination_organization_id", "Sehat Lab")
+    console.click("Preview transfer")
+    report = console.find(".transfer-report table")
+    assert "will be removed" in console.row_of("Budi", report).text
+    assert "will retain access" in console.row_of("Citra", report).text
+    console.shot("agent-transfer-dry-run", docs=True)
+    assert ok(dina.get(f"/v1/organizations/{clinic['id']}/agents/{agent['id']}"))["organization_id"] == clinic["id"]
+
+    console.click("Transfer agent", css=".transfer-report button")
+    dialog = console.dialog()
+    assert "Move Triage nurse to Sehat Lab?" in dialog.text
+    console.click("Transfer agent", within=dialog)
+    console.text_appears("Triage nurse moved to Sehat Lab.", css="#status")
+    moved = ok(dina.get(f"/v1/organizations/{lab['id']}/agents/{agent['id']}"))
+    assert moved["contributors"] == [citra.id]
+
+
+def test_audit_filter_and_csv_download(system, console):
+    dina = system.user("dina")
+    org = create_organization(dina, "Sehat Clinic")
+    activate(dina, org["id"])
+    for name in ("Sehat Clinic Jakarta", "Sehat Clinic Bandung"):
+        ok(dina.patch(f"/v1/organizations/{org['id']}", json={"name": name}))
+    ok(dina.post(f"/v1/organizations/{org['id']}/budget-groups", json={"name": "Interns"}), 201)
+    trail = f"/v1/organizations/{org['id']}/audit"
+    named = {"entity_type": "organization", "field": "name"}
+
+    def entries_naming_a_name():
+        entries = ok(dina.get(trail, params=named))["items"]
+        return entries if sum(entry["type"] == "organization.renamed" for entry in entries) == 2 else None
+    expected = wait_for(entries_naming_a_name, message="both renames in the trail")
+    console.sign_in(dina)
+    console.go("Audit trail")
+    filters = console.find("form[role='search']")
+    console.choose("entity_type", "organization", filters)
+    console.fill("field", "name", filters)
+    console.click("Apply filters", within=filters)
+    console.text_appears(f"{len(expected)} entries shown.", css="main .hint")
+    shown = console.find("main table").text
+    assert "Sehat Clinic Bandung" in shown and "budget_group" not in shown
+    console.shot("audit", docs=True)
+
+    console.click("Download CSV", within=filters)
+    rows = list(csv.DictReader(io.StringIO(console.downloaded("audit.csv").read_text())))
+    assert {row["event_id"] for row in rows} == {entry["event_id"] for entry in expected}
+    assert {row["field"] for row in rows} >= {"name"}
+    console.text_appears("Downloaded audit.csv", css="#status")
+
+
+# Every control of a screen or dialog: named by a <label> (or aria-label), so screen readers can tell them apart.
+UNLABELLED_CONTROLS = """return [...document.querySelectorAll('main input, main select, main textarea, dialog input')]
+    .filter((c) => c.type !== 'hidden' && !(c.labels && c.labels.length) && !c.getAttribute('aria-label'))
+    .map((c) => c.name || c.outerHTML);"""
+
+
+def test_every_control_has_a_label_and_the_dialogs_work_by_keyboard(system, console):
+    dina = system.user("dina")
+    org = create_organization(dina, "Sehat Clinic")
+    activate(dina, org["id"])
+    ok(dina.post(f"/v1/organizations/{org['id']}/agents", json={"name": "Intake desk"}), 201)
+    console.sign_in(dina)
+    for screen in ("Members", "Budget groups", "Agents", "Credits", "My Credit", "Audit trail", "Organizations"):
+        console.go(screen)
+        assert console.driver.execute_script(UNLABELLED_CONTROLS) == [], screen
+    console.go("Agents")
+    console.click("Intake desk", css="a", tag="a")
+    console.heading_is("Intake desk")
+    assert console.driver.execute_script(UNLABELLED_CONTROLS) == [], "the agent's page"
+    console.go("Organizations")
+
+    create = console.element_with_text("Create Organization")
+    create.send_keys(Keys.ENTER)
+    dialog = console.dialog()
+    assert console.driver.switch_to.active_element == console.find("input[name='name']", dialog)
+    assert console.driver.execute_script(UNLABELLED_CONTROLS) == []
+    ActionChains(console.driver).send_keys(Keys.ESCAPE).perform()
+    console.no_dialog()
+    assert console.driver.switch_to.active_element == create     # focus back where it was
