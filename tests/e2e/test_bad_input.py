@@ -11,7 +11,7 @@ import requests
 
 import gateway.service  # noqa: F401  (defining the handlers fills the route registry)
 from gateway.http import ROUTES
-from tests.e2e.helpers import ok, wait_for
+from tests.e2e.helpers import error_code, ok, wait_for
 
 NASTY_IDS = ["x" * 5000, "%00", "..%2F..%2Fetc", "ünïcødé-☃", "1 OR 1=1", "null", "-1"]
 NASTY_BODIES = ['', 'null', '[]', '"text"', '{"name": {"nested": true}}', '{"name": ["a"]}',
@@ -132,6 +132,11 @@ def test_a_body_of_10000_nested_brackets_on_every_json_route_is_a_400(system):
     deep = "[" * 10000 + "]" * 10000
     for route, path in paths_of([route for route in ROUTES if route.body is not None], ids):
         response = alice.request(route.method, path, data=deep, headers={"Content-Type": "application/json"})
+        if route.handler == "dev_token":
+            # Off in this system (it has a JWT_SECRET of its own): absent whatever the body; with the
+            # development secret, tests/unit/gateway/test_console.py sends it the same body.
+            assert error_code(response, 404) == "dev_token_disabled"
+            continue
         assert response.status_code == 400, f"{route.method} {path}: {response.status_code} {response.text[:200]}"
         assert response.json()["error"]["code"] == "json_too_deep"
     assert alice.get(f"/v1/organizations/{ids['org_id']}").json()["name"] == "Hostile"

@@ -169,6 +169,16 @@ def test_the_form_is_held_to_the_rules_of_tokens(gateway, development_secret):
         assert (error["code"], error["field"]) == ("validation_error", field), body
 
 
+def test_hostile_bodies_are_a_400_when_the_form_is_on(gateway, development_secret):
+    # (tests/e2e/test_bad_input.py sends them to every JSON route, but its system has a JWT_SECRET of its own,
+    # so there this route is off: 404 dev_token_disabled.)
+    for body, code in (("[" * 10000 + "]" * 10000, "json_too_deep"), ('{"sub": NaN}', "invalid_json"),
+                       ('{"sub": "\\ud800", "email": "a@example.com"}', "invalid_text")):
+        response = requests.post(gateway + "/v1/dev/token", data=body, headers={"Content-Type": "application/json"},
+                                 timeout=5)
+        assert (response.status_code, response.json()["error"]["code"]) == (400, code), body
+
+
 def test_without_the_development_secret_no_token_is_handed_out(gateway, development_secret, monkeypatch):
     for environment in [
         {"JWT_SECRET": "a-secret-of-our-own"},
