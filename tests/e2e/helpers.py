@@ -98,3 +98,8 @@ def create_agent(api, org_id, name="Triage nurse", **fields):
 
 def agent_names(api, org_id, **params):
     return sorted(a["name"] for a in ok(api.get(f"/v1/organizations/{org_id}/agents", params=params))["items"])
+
+
+def path(org_id, rest=""):
+    """The API path of an organization, or of `rest` under it."""
+    return f"/v1/organizations/{org_id}{rest}"

@@ -17,12 +17,9 @@ from tests.e2e.helpers import (
     hand_billing_to,
     join,
     ok,
+    path,
     wait_for,
 )
-
-
-def path(org_id, rest=""):
-    return f"/v1/organizations/{org_id}{rest}"
 
 
 def spend(api, org_id, agent_id, amount):

@@ -11,11 +11,7 @@ from sqlalchemy import delete, select
 from common.db import Store
 from devtools.system import ROOT
 from services.credits.models import READ_MODELS as CREDITS_READ_MODELS
-from tests.e2e.helpers import create_agent, create_organization, join, ok, wait_for
-
-
-def path(org_id, rest=""):
-    return f"/v1/organizations/{org_id}{rest}"
+from tests.e2e.helpers import create_agent, create_organization, join, ok, path, wait_for
 
 
 def spend(api, org_id, agent_id, amount="0.5"):
