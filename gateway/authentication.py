@@ -16,13 +16,15 @@ Two steps, split by what each needs:
 import functools
 from collections import OrderedDict
 
+from eventlet.event import Event
+
 from common import auth
 from common.authz import check_key_allowed
 from common.config import settings
 from common.errors import AppError, Forbidden, Unauthenticated
 from common.rpc import call
 from gateway import tokens
-from gateway.known_keys import KEY_PREFIX, key_id_of, known_keys
+from gateway.known_keys import KEY_PREFIX, digest_of, key_id_of, known_keys
 
 # Read once at import, so the gateway refuses to start (`nameko run` ends with the ConfigError naming the
 # variable) rather than answering 500s with settings tokens cannot be checked by: JWT_JWKS without
@@ -40,6 +42,9 @@ CALLER_ID = "gateway.caller_id"
 # Where the entrypoint leaves a key it could not settle from memory, for the handler's step (the
 # request's environ: never context data, which travels with every RPC call and would carry the secret).
 KEY_TO_VERIFY = "gateway.api_key_to_verify"
+
+# Keys being asked of members right now (the digest of each), with the event their answer is sent on.
+_asking = {}
 
 KEY_REFUSALS = {"invalid_api_key": "The API key is not valid.",
                 "api_key_revoked": "The API key was revoked.",
@@ -77,14 +82,29 @@ def _bearer_key(header):
 
 def verified_key(service, key):
     """The identity of a key this process has not verified lately, asked of members once; its refusal is
-    remembered a few seconds (gateway.known_keys)."""
+    remembered a few seconds (gateway.known_keys). Requests bringing the same key meanwhile wait for that
+    one answer: a runtime that starts with 20 calls at once (or whose key's minute just ran out under
+    load) makes members check it once, not 20 times."""
+    digest = digest_of(key)
+    pending = _asking.get(digest)
+    if pending is not None:
+        outcome = pending.wait()
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+    pending = _asking[digest] = Event()
     try:
-        facts = call(service.members.authenticate_api_key, key)
-    except AppError as exc:
-        if exc.code in KEY_REFUSALS:
+        identity = known_keys.remember(key, call(service.members.authenticate_api_key, key))
+    except Exception as exc:
+        if isinstance(exc, AppError) and exc.code in KEY_REFUSALS:
             known_keys.refuse(key, exc.code)
+        pending.send(exc)
         raise
-    return known_keys.remember(key, facts)
+    else:
+        pending.send(identity)
+        return identity
+    finally:
+        del _asking[digest]
 
 
 def check_key_route(identity, key_scope, organization_id):

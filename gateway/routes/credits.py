@@ -135,8 +135,8 @@ class CreditRoutes:
 
     # ---- alerts ------------------------------------------------------------------------------------
     @route("GET", "/v1/organizations/<org_id>/alert-settings",
-           "Budget alert settings: percents of members' monthly limits and a balance floor (Owner/Admin/Billing)",
-           response=AlertSettings(), errors=(403,))
+           "Budget alert settings: percents of members' monthly limits and a balance floor (Owner/Admin/Billing; "
+           "API keys: usage:read)", response=AlertSettings(), errors=(403,), key_scope="usage:read")
     def get_alert_settings(self, request, org_id):
         return json_response(AlertSettings().dump(call(self.credits.get_alert_settings, org_id)))
 

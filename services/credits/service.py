@@ -172,7 +172,7 @@ class CreditsService:
     @rpc
     def get_alert_settings(self, organization_id):
         identity = self.auth.require()
-        self.memberships.authorize(identity, organization_id, Action.MANAGE_ALERTS)
+        self.memberships.authorize(identity, organization_id, Action.MANAGE_ALERTS, key_scope="usage:read")
         return alerts.get_settings(self.db, organization_id)
 
     @rpc

@@ -134,8 +134,9 @@ def test_a_crossing_is_listed_and_audited_and_a_refused_spend_raises_nothing(sys
     monitor = requests.Session()
     monitor.headers["Authorization"] = f"Bearer {created['key']}"
     assert ok(monitor.get(system.url + path(org, "/alerts"), timeout=30))["items"] == [alert]
-    assert error_code(monitor.get(system.url + path(org, "/alert-settings"), timeout=30), 403) == \
-        "api_key_not_allowed"
+    assert ok(monitor.get(system.url + path(org, "/alert-settings"), timeout=30))["member_budget_percents"] == [80, 100]
+    assert error_code(monitor.put(system.url + path(org, "/alert-settings"), json={"member_budget_percents": []},
+                                  timeout=30), 403) == "api_key_not_allowed"
 
 
 def test_a_balance_floor_is_raised_once_without_a_member(system):

@@ -48,6 +48,8 @@ ALLOWED = {   # action -> roles that may do it (product rules §2)
     "delete a budget group": {"owner", "admin"},
     "put a member in a budget group": {"owner", "admin"},
     "view budget groups": {"owner", "admin"},
+    "create an API key": {"owner", "admin"},                      # SPEC §9
+    "set budget alerts": {"owner", "admin", "billing"},           # issue 15; README "Budget alerts"
 }
 EDIT_AGENT = {"edit an agent one contributes to", "edit an agent one does not contribute to"}
 REFUSAL_CODE = {"transfer an agent": "source_role_required"}
@@ -113,6 +115,12 @@ def attempt(system, action, founder, org, actor):
         return response, lambda: ok(founder.get(f"{base}/credits"))["balance"] == "5.0000"
     if action == "view the ledger":
         return actor.get(f"{base}/credits/ledger"), None
+    if action == "create an API key":
+        response = actor.post(f"{base}/api-keys", json={"name": "By the actor", "scopes": ["usage:read"]})
+        return response, lambda: len(ok(founder.get(f"{base}/api-keys"))["items"]) == 1
+    if action == "set budget alerts":
+        response = actor.put(f"{base}/alert-settings", json={"member_budget_percents": [80], "balance_floor": None})
+        return response, lambda: ok(founder.get(f"{base}/alert-settings"))["member_budget_percents"] == [80]
     if action in BUDGET_GROUP_ACTIONS:
         return budget_group_attempt(system, action, founder, org, actor)
     if action in USE_AGENT:

@@ -257,17 +257,18 @@ def test_owner_admin_and_billing_manage_alerts(store, roles, allowed):
         service.set_alert_settings(ORG, [0], None)
 
 
-def test_api_keys_read_alerts_with_usage_read_and_never_touch_settings(store):
+def test_api_keys_read_alerts_and_settings_with_usage_read_and_never_change_settings(store):
     service = credits_worker(store, OLGA, ["owner"])
     service.auth.require.return_value = Identity("key:k1", "", "Runtime", key_organization_id=ORG,
                                                  key_scopes=("usage:read",))
     assert service.list_alerts(ORG) == {"items": [], "next_cursor": None}
-    for call in (lambda: service.get_alert_settings(ORG), lambda: service.set_alert_settings(ORG, [80], None)):
-        with pytest.raises(Forbidden) as refused:
-            call()
-        assert refused.value.code == "api_key_not_allowed"
+    assert service.get_alert_settings(ORG)["member_budget_percents"] == []
+    with pytest.raises(Forbidden) as refused:
+        service.set_alert_settings(ORG, [80], None)
+    assert refused.value.code == "api_key_not_allowed"
     service.auth.require.return_value = Identity("key:k2", "", "Writer", key_organization_id=ORG,
                                                  key_scopes=("usage:write",))
-    with pytest.raises(Forbidden) as refused:
-        service.list_alerts(ORG)
-    assert refused.value.code == "api_key_scope_missing"
+    for call in (lambda: service.list_alerts(ORG), lambda: service.get_alert_settings(ORG)):
+        with pytest.raises(Forbidden) as refused:
+            call()
+        assert refused.value.code == "api_key_scope_missing"

@@ -2,9 +2,12 @@
 without asking again, a revoked one is forgotten at once and stays forgotten even if members' answer
 about it arrives after the revocation, a refused one is refused from memory for a few seconds."""
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
+import eventlet
 import pytest
 
+from common.errors import AppError, ServiceUnavailable, Unauthenticated
 from gateway import authentication
 from gateway.known_keys import KEEP_SECONDS, REFUSAL_KEEP_SECONDS, KnownKeys, key_id_of
 
@@ -81,3 +84,52 @@ def test_a_malformed_key_is_refused_before_anyone_is_asked(header):
 
 def test_a_jwt_is_not_taken_for_a_key():
     assert authentication._bearer_key("Bearer eyJhbGciOi.x.y") is None and authentication._bearer_key(None) is None
+
+
+class SlowMembers:
+    """members.authenticate_api_key as common.rpc.call uses a proxy's method: answering after a moment (or
+    refusing), counting the calls."""
+
+    def __init__(self, refusal=None):
+        self.calls, self.refusal = 0, refusal
+        self.authenticate_api_key = SimpleNamespace(service_name="members", call_async=self._call_async)
+
+    def _call_async(self, key):
+        self.calls += 1
+        return SimpleNamespace(result=self._result)
+
+    def _result(self):
+        eventlet.sleep(0.05)
+        if self.refusal:
+            raise self.refusal
+        return dict(FACTS)
+
+
+@pytest.fixture
+def fresh_keys(monkeypatch):
+    monkeypatch.setattr(authentication, "known_keys", KnownKeys())
+
+
+@pytest.mark.parametrize("refusal", [None, Unauthenticated("The API key was revoked.", code="api_key_revoked"),
+                                     ServiceUnavailable("The members service did not answer.")])
+def test_requests_bringing_one_new_key_at_once_ask_members_once(fresh_keys, refusal):
+    members = SlowMembers(refusal)
+    service = SimpleNamespace(members=members)
+
+    def verify(_):
+        try:
+            return authentication.verified_key(service, KEY).id
+        except AppError as exc:
+            return exc.code
+
+    answers = list(eventlet.GreenPool(20).imap(verify, range(20)))
+    assert members.calls == 1 and authentication._asking == {}
+    assert set(answers) == {"key:0123456789ab" if refusal is None else refusal.code}
+    # What members said is kept (the key, or its refusal for a few seconds); that it could not answer is not.
+    identity, remembered_refusal = authentication.known_keys.find(KEY)
+    if refusal is None:
+        assert identity.id == "key:0123456789ab"
+    elif refusal.code == "api_key_revoked":
+        assert remembered_refusal == "api_key_revoked"
+    else:
+        assert (identity, remembered_refusal) == (None, None)
