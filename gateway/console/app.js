@@ -3,6 +3,8 @@
 import { ApiError, all, get, post, session, watchBusy, watchSignOut } from "./api.js";
 import { describeError, field, form, h, input, loading } from "./ui.js";
 import * as agents from "./screens/agents.js";
+import * as alerts from "./screens/alerts.js";
+import * as apiKeys from "./screens/api_keys.js";
 import * as audit from "./screens/audit.js";
 import * as budgets from "./screens/budgets.js";
 import * as credits from "./screens/credits.js";
@@ -16,8 +18,10 @@ const SCREENS = [
   { path: "budget-groups", label: "Budget groups", render: budgets.render, needs: "manage_budget_groups" },
   { path: "agents", label: "Agents", render: agents.render },
   { path: "credits", label: "Credits", render: credits.renderCredits, needs: "view_billing" },
+  { path: "alerts", label: "Budget alerts", render: alerts.render, needs: "manage_alerts" },
   { path: "my-credit", label: "My Credit", render: credits.renderMyCredit },
   { path: "audit", label: "Audit trail", render: audit.render, needs: "view_audit" },
+  { path: "api-keys", label: "API keys", render: apiKeys.render, needs: "manage_api_keys" },
 ];
 
 const main = document.getElementById("main");

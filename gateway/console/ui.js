@@ -81,6 +81,24 @@ export function field(label, control, hint) {
   return h("div", { class: "field", "data-field": control.name }, h("label", { for: control.id }, label), control, help, error);
 }
 
+// A labelled text field with a live "N/limit characters" counter under it (characters as the API counts
+// them: trimmed, code points, not UTF-16 units). The limit and its message stay the API's.
+export function countedField(label, control, limit, hint) {
+  const counter = h("p", { class: "counter" });
+  const count = () => {
+    const length = [...control.value.trim()].length;
+    counter.textContent = `${length}/${limit} characters`;
+    counter.classList.toggle("over", length > limit);
+  };
+  control.addEventListener("input", count);
+  count();
+  const wrapper = field(label, control, hint);
+  counter.id = `${control.id}-counter`;
+  wrapper.querySelector(".field-error").before(counter);
+  control.setAttribute("aria-describedby", `${counter.id} ${control.getAttribute("aria-describedby")}`);
+  return wrapper;
+}
+
 export function input(name, props = {}) {
   return h("input", { name, type: "text", autocomplete: "off", ...props });
 }

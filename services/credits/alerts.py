@@ -49,17 +49,17 @@ def clean_settings(member_budget_percents, balance_floor):
     """The settings checked: (percents ascending, floor in units or None); 422 naming the field."""
     field = "member_budget_percents"
     if not isinstance(member_budget_percents, list):
-        raise ValidationFailed(f"{field} must be a list of whole percents, e.g. [80, 100] ([] for none).",
+        raise ValidationFailed("The alert percents must be a list of whole percents, e.g. [80, 100] ([] for none).",
                                code="invalid_member_budget_percents", field=field)
     if len(member_budget_percents) > MAX_MEMBER_BUDGET_PERCENTS:
         raise ValidationFailed(f"At most {MAX_MEMBER_BUDGET_PERCENTS} member budget percents.",
                                code="too_many_member_budget_percents", field=field)
     for percent in member_budget_percents:
         if isinstance(percent, bool) or not isinstance(percent, int) or not 1 <= percent <= 100:
-            raise ValidationFailed(f"Each of {field} must be a whole number from 1 to 100.",
+            raise ValidationFailed("Each alert percent must be a whole number from 1 to 100.",
                                    code="invalid_member_budget_percent", field=field)
     if len(set(member_budget_percents)) != len(member_budget_percents):
-        raise ValidationFailed(f"{field} must not repeat a percent.", code="duplicate_member_budget_percent",
+        raise ValidationFailed("The alert percents must not repeat a percent.", code="duplicate_member_budget_percent",
                                field=field)
     floor = None if balance_floor is None else parse_amount(balance_floor, "balance_floor", allow_zero=True)
     return sorted(member_budget_percents), floor

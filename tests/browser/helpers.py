@@ -16,6 +16,10 @@ DESKTOP = (1280, 800)
 PHONE = (375, 812)
 WAIT_SECONDS = 15
 DOCS_SCREENS = Path(__file__).resolve().parents[2] / "docs" / "screens"
+# Every control of a screen or dialog: named by a <label> (or aria-label), so screen readers can tell them apart.
+UNLABELLED_CONTROLS = """return [...document.querySelectorAll('main input, main select, main textarea, dialog input')]
+    .filter((c) => c.type !== 'hidden' && !(c.labels && c.labels.length) && !c.getAttribute('aria-label'))
+    .map((c) => c.name || c.outerHTML);"""
 
 _screens_dir = None
 

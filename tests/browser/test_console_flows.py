@@ -8,7 +8,7 @@ import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 
-from tests.browser.helpers import PHONE
+from tests.browser.helpers import PHONE, UNLABELLED_CONTROLS
 from tests.e2e.helpers import create_organization, invite, join, ok, wait_for
 
 pytestmark = pytest.mark.parametrize("system", ["sqlite"], indirect=True)
@@ -250,12 +250,6 @@ def test_audit_filter_and_csv_download(system, console):
     assert {row["event_id"] for row in rows} == {entry["event_id"] for entry in expected}
     assert {row["field"] for row in rows} >= {"name"}
     console.text_appears("Downloaded audit.csv", css="#status")
-
-
-# Every control of a screen or dialog: named by a <label> (or aria-label), so screen readers can tell them apart.
-UNLABELLED_CONTROLS = """return [...document.querySelectorAll('main input, main select, main textarea, dialog input')]
-    .filter((c) => c.type !== 'hidden' && !(c.labels && c.labels.length) && !c.getAttribute('aria-label'))
-    .map((c) => c.name || c.outerHTML);"""
 
 
 def test_every_control_has_a_label_and_the_dialogs_work_by_keyboard(system, console):

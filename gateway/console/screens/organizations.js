@@ -3,7 +3,7 @@
 // invitations addressed to the signed-in user, which they accept or decline here.
 import { del, get, idempotencyKey, patch, post, put } from "../api.js";
 import {
-  GRANTABLE_ROLES, badge, confirmAction, field, formDialog, h, input, pageHead, roleBadges, table, when,
+  GRANTABLE_ROLES, badge, confirmAction, countedField, formDialog, h, input, pageHead, roleBadges, table, when,
 } from "../ui.js";
 
 const NAME_LIMIT = 200;
@@ -57,20 +57,7 @@ async function switchTo(ctx, card) {
 // The name field of the create and rename dialogs, with its live "N/200 characters" counter. The rules and
 // their messages are the API's (trimmed; empty, or over 200 characters, refused beside this field).
 function nameField(initial = "") {
-  const control = input("name", { value: initial, required: true });
-  const counter = h("p", { class: "counter" });
-  const count = () => {
-    const length = [...control.value.trim()].length;   // characters as the API counts them, not UTF-16 units
-    counter.textContent = `${length}/${NAME_LIMIT} characters`;
-    counter.classList.toggle("over", length > NAME_LIMIT);
-  };
-  control.addEventListener("input", count);
-  count();
-  const wrapper = field("Organization Name", control);
-  counter.id = `${control.id}-counter`;
-  wrapper.querySelector(".field-error").before(counter);
-  control.setAttribute("aria-describedby", `${counter.id} ${control.getAttribute("aria-describedby")}`);
-  return wrapper;
+  return countedField("Organization Name", input("name", { value: initial, required: true }), NAME_LIMIT);
 }
 
 function createDialog(ctx, list) {
