@@ -71,6 +71,32 @@ export function table(caption, columns, rows, emptyText) {
         class: column.class, "data-label": column.label }, column.cell(row))))))));
 }
 
+// A table read a page at a time, as the API pages lists: `fetchPage(cursor)` answers {items, next_cursor}.
+// `results` holds the table (or its empty state), `more` the "Load more" button; `refresh()` starts again
+// from the first page; `onShow(rows, hasMore)`, if given, runs after each redraw (a count, say).
+export function pagedTable(caption, columns, emptyText, fetchPage, { loadingText = "Loading…", onShow } = {}) {
+  let cursor = null;
+  const rows = [];
+  const results = h("div", {});
+  const more = h("button", { type: "button", class: "more", hidden: true, onclick: () => load() }, "Load more");
+  const load = async () => {
+    const page = await fetchPage(cursor);
+    rows.push(...page.items);
+    cursor = page.next_cursor;
+    more.hidden = !cursor;
+    results.replaceChildren(table(caption, columns, rows, emptyText));
+    if (onShow) onShow(rows, Boolean(cursor));
+  };
+  const refresh = async () => {
+    rows.length = 0;
+    cursor = null;
+    more.hidden = true;
+    results.replaceChildren(loading(loadingText));
+    await load();
+  };
+  return { results, more, refresh };
+}
+
 // ---- forms ---------------------------------------------------------------------------------------------
 // A labelled control with the slot its error appears in; `name` ties both to the API's error.field.
 export function field(label, control, hint) {

@@ -251,6 +251,17 @@ def test_audit_filter_and_csv_download(system, console):
     assert {row["field"] for row in rows} >= {"name"}
     console.text_appears("Downloaded audit.csv", css="#status")
 
+    # More than a page: the first 20, then "Load more" for the rest.
+    for number in range(20):
+        ok(dina.patch(f"/v1/organizations/{org['id']}", json={"name": f"Sehat Clinic {number}"}))
+    total = len(expected) + 20
+    wait_for(lambda: len(ok(dina.get(trail, params=dict(named, limit=200)))["items"]) == total,
+             message="every rename in the trail")
+    console.click("Apply filters", within=filters)
+    console.text_appears("20 entries shown; more below.", css="main .hint")
+    console.click("Load more", css="button.more")
+    console.text_appears(f"{total} entries shown.", css="main .hint")
+
 
 def test_every_control_has_a_label_and_the_dialogs_work_by_keyboard(system, console):
     dina = system.user("dina")

@@ -2,7 +2,7 @@
 // member's monthly limit, typed as a comma list, and a balance floor), saved whole as the API's PUT takes
 // them, its refusals beside the field they name; and the alerts raised, newest first, a page at a time.
 import { all, get, put } from "../api.js";
-import { badge, field, form, h, input, loading, pageHead, table, when } from "../ui.js";
+import { badge, field, form, h, input, pageHead, pagedTable, when } from "../ui.js";
 
 const PAGE_SIZE = 20;
 
@@ -75,11 +75,7 @@ function reached(alert) {
 
 // The alerts raised, newest first, a page at a time ("Load more"); Refresh asks again from the top.
 function alertsSection(ctx, nameOf) {
-  let cursor = null;
-  const rows = [];
-  const results = h("div", {});
-  const more = h("button", { type: "button", class: "more", hidden: true, onclick: () => load() }, "Load more");
-  const show = () => results.replaceChildren(table("Alerts raised", [
+  const { results, more, refresh } = pagedTable("Alerts raised", [
     { label: "Raised", cell: (a) => when(a.raised_at) },
     { label: "Kind", cell: (a) => (a.kind === "member_budget" ? badge("Member budget", "alert-member")
       : badge("Balance floor", "alert-floor")) },
@@ -87,21 +83,8 @@ function alertsSection(ctx, nameOf) {
     { label: "Threshold", cell: threshold },
     { label: "Reached", cell: reached, class: "number" },
     { label: "Month", cell: (a) => a.period },
-  ], rows, "No alerts yet. One appears here when a spend crosses a threshold set above."));
-  const load = async () => {
-    const page = await get(ctx.orgPath("/alerts"), { cursor, limit: PAGE_SIZE });
-    rows.push(...page.items);
-    cursor = page.next_cursor;
-    more.hidden = !cursor;
-    show();
-  };
-  const refresh = async () => {
-    rows.length = 0;
-    cursor = null;
-    more.hidden = true;
-    results.replaceChildren(loading("Loading alerts…"));
-    await load();
-  };
+  ], "No alerts yet. One appears here when a spend crosses a threshold set above.",
+  (cursor) => get(ctx.orgPath("/alerts"), { cursor, limit: PAGE_SIZE }), { loadingText: "Loading alerts…" });
   return { refresh, element: h("section", { "aria-labelledby": "alerts-heading" },
     h("div", { class: "section-head" },
       h("h2", { id: "alerts-heading" }, "Alerts raised"),

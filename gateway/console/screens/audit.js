@@ -1,7 +1,7 @@
 // The audit trail of the active organization (Owner/Admin): every change, filtered by entity type,
 // action, actor, field, target and time, a page at a time; exported as CSV or JSON with the same filters.
 import { download, get } from "../api.js";
-import { field, form, h, input, isoFromLocal, loading, pageHead, select, table, when } from "../ui.js";
+import { field, form, h, input, isoFromLocal, pageHead, pagedTable, select, when } from "../ui.js";
 
 const ENTITY_TYPES = ["organization", "member", "invitation", "billing_transfer", "budget_group", "grant", "spend",
   "agent", "api_key", "user"];
@@ -22,30 +22,20 @@ function changes(entry) {
 export async function render(ctx) {
   const path = ctx.orgPath("/audit");
   let filters = {};
-  let cursor = null;
-  const entries = [];
-  const results = h("div", {});
   const summary = h("p", { class: "hint", "aria-live": "polite" });
-  const more = h("button", { type: "button", class: "more", hidden: true, onclick: () => load() }, "Load more");
-
-  const show = () => {
-    summary.textContent = `${entries.length} entr${entries.length === 1 ? "y" : "ies"} shown${cursor ? "; more below" : ""}.`;
-    results.replaceChildren(table("Audit trail", [
-      { label: "When", cell: (e) => when(e.occurred_at) },
-      { label: "Event", cell: (e) => e.type },
-      { label: "Entity", cell: (e) => h("span", {}, e.entity_type, h("br"), h("code", {}, e.entity_id)) },
-      { label: "Action", cell: (e) => e.action },
-      { label: "Actor", cell: (e) => e.actor.email || e.actor.name || e.actor.id },
-      { label: "Changes", cell: changes },
-    ], entries, "No entries match these filters."));
-  };
-  const load = async () => {
-    const page = await get(path, { ...filters, cursor });
-    entries.push(...page.items);
-    cursor = page.next_cursor;
-    more.hidden = !cursor;
-    show();
-  };
+  const { results, more, refresh } = pagedTable("Audit trail", [
+    { label: "When", cell: (e) => when(e.occurred_at) },
+    { label: "Event", cell: (e) => e.type },
+    { label: "Entity", cell: (e) => h("span", {}, e.entity_type, h("br"), h("code", {}, e.entity_id)) },
+    { label: "Action", cell: (e) => e.action },
+    { label: "Actor", cell: (e) => e.actor.email || e.actor.name || e.actor.id },
+    { label: "Changes", cell: changes },
+  ], "No entries match these filters.", (cursor) => get(path, { ...filters, cursor }), {
+    loadingText: "Loading the audit trail…",
+    onShow: (entries, hasMore) => {
+      summary.textContent = `${entries.length} entr${entries.length === 1 ? "y" : "ies"} shown${hasMore ? "; more below" : ""}.`;
+    },
+  });
   const apply = async (element) => {
     const value = (name) => element.elements[name].value.trim();
     filters = {
@@ -53,10 +43,7 @@ export async function render(ctx) {
       target: value("target"), since: isoFromLocal(value("since")), until: isoFromLocal(value("until")),
       limit: value("limit"),
     };
-    entries.length = 0;
-    cursor = null;
-    results.replaceChildren(loading("Loading the audit trail…"));
-    await load();
+    await refresh();
   };
   const exportAs = async (format) => {
     const { limit, ...matching } = filters;   // an export holds every matching entry, not one page

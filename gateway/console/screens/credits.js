@@ -3,7 +3,7 @@
 // refused by the member's budget group shows its reason as "budget exceeded" beside the amount, and a
 // budget with nothing left reads "Budget exceeded" in the usage table.
 import { all, get, idempotencyKey, post } from "../api.js";
-import { badge, field, form, h, input, isoFromLocal, loading, pageHead, select, table, when } from "../ui.js";
+import { badge, field, form, h, input, isoFromLocal, pageHead, pagedTable, select, table, when } from "../ui.js";
 import { fact } from "./budgets.js";
 
 const KINDS = [["", "All entries"], ["grant", "Grants"], ["spend", "Spends"], ["expiry", "Expiries"]];
@@ -59,36 +59,20 @@ export async function renderCredits(ctx) {
 // The ledger, newest first, a page at a time, filtered by kind.
 function ledgerSection(ctx, names) {
   let kind = "";
-  let cursor = null;
-  const rows = [];
-  const results = h("div", {});
-  const more = h("button", { type: "button", class: "more", hidden: true, onclick: () => load() }, "Load more");
-  const show = () => results.replaceChildren(table("Ledger", [
+  const ledger = pagedTable("Ledger", [
     { label: "When", cell: (e) => when(e.occurred_at) },
     { label: "Kind", cell: (e) => e.kind.charAt(0).toUpperCase() + e.kind.slice(1) },
     { label: "Amount", cell: (e) => `${e.kind === "grant" ? "+" : "−"}${e.amount}`, class: "number" },
     { label: "Balance after", cell: (e) => e.balance_after, class: "number" },
-    { label: "By", cell: (e) => e.actor.email || e.actor.id },
+    { label: "By", cell: (e) => e.actor.email || e.actor.name || e.actor.id },
     { label: "Member", cell: (e) => (e.user_id ? names[e.user_id] || e.user_id : "—") },
     { label: "Agent", cell: (e) => (e.agent_id ? names[e.agent_id] || e.agent_id : "—") },
-  ], rows, "No ledger entries yet."));
-  const load = async () => {
-    const page = await get(ctx.orgPath("/credits/ledger"), { kind, cursor, limit: 50 });
-    rows.push(...page.items);
-    cursor = page.next_cursor;
-    more.hidden = !cursor;
-    show();
-  };
-  const refresh = async () => {
-    rows.length = 0;
-    cursor = null;
-    results.replaceChildren(loading("Loading the ledger…"));
-    await load();
-  };
+  ], "No ledger entries yet.", (cursor) => get(ctx.orgPath("/credits/ledger"), { kind, cursor, limit: 50 }),
+  { loadingText: "Loading the ledger…" });
   const filter = h("div", { class: "toolbar" }, field("Show", select("kind", KINDS, "", {
-    onchange: (event) => { kind = event.target.value; refresh(); } })));
-  return { refresh, element: h("section", { "aria-labelledby": "ledger-heading" },
-    h("h2", { id: "ledger-heading" }, "Ledger"), filter, results, more) };
+    onchange: (event) => { kind = event.target.value; ledger.refresh(); } })));
+  return { refresh: ledger.refresh, element: h("section", { "aria-labelledby": "ledger-heading" },
+    h("h2", { id: "ledger-heading" }, "Ledger"), filter, ledger.results, ledger.more) };
 }
 
 // ---- My Credit ---------------------------------------------------------------------------------------------
