@@ -219,25 +219,35 @@ def jwks_keys(config):
     return _jwks
 
 
+def claim_problem(claim, value):
+    """What breaks SPEC §10's rule for a token's `sub`, `email` or `name` claim, as the end of a sentence
+    ("must be ..."), or None: one rule for verified tokens and for the console's development form."""
+    if claim == "sub":
+        if not is_valid_user_id(value):
+            return f"must be 1 to {USER_ID_MAX_LENGTH} printable characters"
+        if is_reserved_user_id(value):
+            return f"names the platform or an API key ('{SYSTEM_ACTOR['id']}', '{KEY_ACTOR_PREFIX}…'), never a user"
+    elif claim == "email":
+        if canonical_email(value) is None:
+            return "is not a valid email address, or is written with compatibility characters (such as the " \
+                   "Kelvin sign for a K)"
+    elif not is_printable_text(value) or len(value) > NAME_MAX_LENGTH:
+        return f"must be at most {NAME_MAX_LENGTH} printable characters"
+    return None
+
+
 def identity_from_claims(claims):
     """The Identity that verified claims name (SPEC §10), or Unauthenticated invalid_token."""
     # PyJWT compares int(exp), so it lets "4102444800" (a string) through; a number is required.
     if isinstance(claims["exp"], bool) or not isinstance(claims["exp"], (int, float)):
         raise _invalid_claim("exp", "must be a number")
-    sub, name = claims["sub"], claims.get("name")
-    name = "" if name is None else name
-    if not is_valid_user_id(sub):
-        raise _invalid_claim("sub", f"must be 1 to {USER_ID_MAX_LENGTH} printable characters")
-    if is_reserved_user_id(sub):
-        raise _invalid_claim("sub", f"names the platform or an API key ('{SYSTEM_ACTOR['id']}', "
-                                    f"'{KEY_ACTOR_PREFIX}…'), never a user")
-    email = canonical_email(claims["email"])
-    if email is None:
-        raise _invalid_claim("email", "is not a valid email address, or is written with "
-                                      "compatibility characters (such as the Kelvin sign for a K)")
-    if not is_printable_text(name) or len(name) > NAME_MAX_LENGTH:
-        raise _invalid_claim("name", f"must be at most {NAME_MAX_LENGTH} printable characters")
-    return Identity(sub, email, name.strip())
+    name = claims.get("name")
+    values = {"sub": claims["sub"], "email": claims["email"], "name": "" if name is None else name}
+    for claim, value in values.items():
+        problem = claim_problem(claim, value)
+        if problem is not None:
+            raise _invalid_claim(claim, problem)
+    return Identity(values["sub"], canonical_email(values["email"]), values["name"].strip())
 
 
 def _invalid_claim(claim, problem):
