@@ -26,6 +26,21 @@ SYSTEM_ACTOR = {"id": "system"}
 # Actor ids that name an organization API key (SPEC §9), never a user.
 KEY_ACTOR_PREFIX = "key:"
 
+# An API key as sent reads `opk_<key id>_<secret>`: the prefix tells it from a JWT (the gateway), the id
+# finds its row (members).
+API_KEY_PREFIX = "opk_"
+API_KEY_MAX_LENGTH = 200
+
+
+def split_api_key(key):
+    """(key id, secret) of an API key as sent, or None when the text does not have a key's shape."""
+    if not isinstance(key, str) or not key.startswith(API_KEY_PREFIX) or len(key) > API_KEY_MAX_LENGTH:
+        return None
+    key_id, sep, secret = key[len(API_KEY_PREFIX):].partition("_")
+    if not sep or not key_id or not secret:
+        return None
+    return key_id, secret
+
 # A user id is the `sub` of the token the gateway verified: 1 to 128 printable characters (every
 # service stores it in String(128) columns). The one rule, used by the gateway and every service.
 USER_ID_MAX_LENGTH = 128

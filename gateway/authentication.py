@@ -24,7 +24,7 @@ from common.config import settings
 from common.errors import AppError, Forbidden, Unauthenticated
 from common.rpc import call
 from gateway import tokens
-from gateway.known_keys import KEY_PREFIX, digest_of, key_id_of, known_keys
+from gateway.known_keys import digest_of, key_id_of, known_keys
 
 # Read once at import, so the gateway refuses to start (`nameko run` ends with the ConfigError naming the
 # variable) rather than answering 500s with settings tokens cannot be checked by: JWT_JWKS without
@@ -73,7 +73,7 @@ def _bearer_key(header):
     something that is not a key (no need to ask anyone)."""
     scheme, _, credential = (header or "").partition(" ")
     credential = credential.strip()
-    if scheme.lower() != "bearer" or not credential.startswith(KEY_PREFIX):
+    if scheme.lower() != "bearer" or not credential.startswith(auth.API_KEY_PREFIX):
         return None
     if key_id_of(credential) is None or not credential.isprintable():
         raise Unauthenticated(KEY_REFUSALS["invalid_api_key"], code="invalid_api_key")

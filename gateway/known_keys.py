@@ -15,10 +15,9 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from common.auth import KEY_ACTOR_PREFIX, Identity
+from common.auth import KEY_ACTOR_PREFIX, Identity, split_api_key
 from common.timeutil import parse_iso, utcnow
 
-KEY_PREFIX = "opk_"          # services/members/api_keys.py: how keys are told from JWTs
 KEEP_SECONDS = 60            # the longest a key is used without asking members again
 REFUSAL_KEEP_SECONDS = 5
 MAX_KEYS = 10000
@@ -38,10 +37,8 @@ def digest_of(key):
 
 def key_id_of(key):
     """The id in `opk_<id>_<secret>`, or None when the text does not have a key's shape."""
-    key_id, sep, secret = key[len(KEY_PREFIX):].partition("_")
-    if not key.startswith(KEY_PREFIX) or not sep or not key_id or not secret or len(key) > 200:
-        return None
-    return key_id
+    parts = split_api_key(key)
+    return parts[0] if parts else None
 
 
 def identity_of(facts):

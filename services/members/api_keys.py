@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
-from common.auth import SYSTEM_ACTOR
+from common.auth import API_KEY_PREFIX, SYSTEM_ACTOR, split_api_key
 from common.errors import NotFound, Unauthenticated, ValidationFailed
 from common.paging import page_of_query
 from common.permissions import Action
@@ -23,7 +23,6 @@ from services.members.events import API_KEY_CREATED, API_KEY_REVOKED, emit
 from services.members.memberships import caller_membership
 from services.members.models import ApiKey
 
-PREFIX = "opk_"
 SCOPES = ("usage:write", "usage:read", "audit:read")
 NAME_MAX_LENGTH = 200
 KEY_ID_BYTES, SECRET_BYTES = 6, 32          # 12 hex characters (never "_", which ends the id); 43 URL-safe
@@ -33,17 +32,7 @@ KEY_ID_BYTES, SECRET_BYTES = 6, 32          # 12 hex characters (never "_", whic
 def new_key():
     """(key id, secret, the whole key as the caller sends it)."""
     key_id, secret = secrets.token_hex(KEY_ID_BYTES), secrets.token_urlsafe(SECRET_BYTES)
-    return key_id, secret, f"{PREFIX}{key_id}_{secret}"
-
-
-def split_key(key):
-    """(key id, secret) of a key as sent, or None when it does not have a key's shape."""
-    if not isinstance(key, str) or not key.startswith(PREFIX):
-        return None
-    key_id, sep, secret = key[len(PREFIX):].partition("_")
-    if not sep or not key_id or not secret or len(key) > 200:
-        return None
-    return key_id, secret
+    return key_id, secret, f"{API_KEY_PREFIX}{key_id}_{secret}"
 
 
 def secret_hash(secret, hash_key):
@@ -89,7 +78,7 @@ def status_of(key, now):
 def key_dict(key, now):
     """A key as listed: never its secret or hash."""
     return {"id": key.id, "organization_id": key.organization_id, "name": key.name, "scopes": key.scopes,
-            "prefix": f"{PREFIX}{key.id}_{key.secret_start}…", "created_by": key.created_by,
+            "prefix": f"{API_KEY_PREFIX}{key.id}_{key.secret_start}…", "created_by": key.created_by,
             "created_at": iso(key.created_at), "expires_at": iso(key.expires_at) if key.expires_at else None,
             "last_used_at": iso(key.last_used_at) if key.last_used_at else None,
             "revoked_at": iso(key.revoked_at) if key.revoked_at else None, "status": status_of(key, now)}
@@ -150,7 +139,7 @@ def authenticate(store, key, hash_key, now=None):
     401 invalid_api_key, api_key_revoked or api_key_expired otherwise. Records the use in `last_used_at`:
     the gateway asks at most once a minute per key and process, so the list shows use to the minute."""
     now = now or utcnow()
-    parts = split_key(key)
+    parts = split_api_key(key)
     if parts is None:
         raise invalid_key()
     key_id, secret = parts

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from common.auth import split_api_key
 from common.errors import Forbidden, NotFound, Unauthenticated, ValidationFailed
 from common.timeutil import iso, utcnow
 from services.members import api_keys, memberships, reactions, users
@@ -31,7 +32,7 @@ def create(store, who, name="Runtime", scopes=("usage:write",), expires_at=None)
 def test_a_key_is_shown_once_and_stored_as_its_keyed_hash(owner_store):
     owner, store = owner_store
     created = create(store, owner, scopes=["audit:read", "usage:write"])
-    key_id, secret = api_keys.split_key(created["key"])
+    key_id, secret = split_api_key(created["key"])
     assert created["key"].startswith("opk_") and key_id == created["id"]
     assert created["scopes"] == ["usage:write", "audit:read"] and created["status"] == "active"
     with store.read() as session:
@@ -99,13 +100,13 @@ def test_a_key_past_its_expiry_is_listed_as_expired(owner_store):
 
 @pytest.mark.parametrize("sent", ["", "opk_", "opk_abc", "opk__secret", "Bearer x", "eyJhbGciOi.x.y", None, 12])
 def test_what_is_not_shaped_like_a_key_is_not_split(sent):
-    assert api_keys.split_key(sent) is None
+    assert split_api_key(sent) is None
 
 
 def test_every_new_key_splits_back_into_its_id_and_secret():
     for _ in range(500):                # secrets may hold "_" and "-"; ids never hold "_"
         key_id, secret, key = api_keys.new_key()
-        assert api_keys.split_key(key) == (key_id, secret)
+        assert split_api_key(key) == (key_id, secret)
 
 
 # ---- verifying a key for the gateway -------------------------------------------------------------------
