@@ -130,7 +130,7 @@ def caller_settled_first(handler, key_scope=None):
     tests/unit/gateway checks every handler's parameters against its path instead.)"""
     @functools.wraps(handler)
     def settled_handler(service, request, **path_values):
-        key = request.environ.pop(KEY_TO_VERIFY, None) if hasattr(request, "environ") else None
+        key = request.environ.pop(KEY_TO_VERIFY, None)
         if key is not None:
             service.auth.adopt(verified_key(service, key))
         identity = service.auth.identity

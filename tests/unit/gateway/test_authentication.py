@@ -199,7 +199,7 @@ def handler_with(sign_in, identity):
     ran = []
     service = SimpleNamespace(auth=SimpleNamespace(identity=identity), orgs=SimpleNamespace(sign_in=sign_in))
     handler = authentication.caller_settled_first(lambda service, request, **path: ran.append(path) or "answer")
-    return lambda **path: handler(service, "request", **path), ran
+    return lambda **path: handler(service, SimpleNamespace(environ={}), **path), ran
 
 
 def test_a_user_is_signed_in_once_per_process_before_the_handler(fresh_process, alice, bob):
