@@ -24,6 +24,7 @@ from common.auth import Identity
 from common.errors import ServiceUnavailable, Unauthenticated
 from gateway import authentication, tokens
 from gateway.service import GatewayService
+from tests.unit.gateway.helpers import Clock
 
 ISSUER, AUDIENCE = "https://idp.example.com/", "org-platform"
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -96,14 +97,6 @@ class JwksServer:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 @pytest.fixture

@@ -10,18 +10,11 @@ import pytest
 from common.errors import AppError, ServiceUnavailable, Unauthenticated
 from gateway import authentication
 from gateway.known_keys import KEEP_SECONDS, REFUSAL_KEEP_SECONDS, KnownKeys, key_id_of
+from tests.unit.gateway.helpers import Clock
 
 KEY = "opk_0123456789ab_s3cret-part"
 FACTS = {"id": "0123456789ab", "organization_id": "org-1", "name": "Runtime", "scopes": ["usage:write"],
          "expires_at": None}
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 @pytest.fixture
