@@ -55,10 +55,10 @@ def context_data(request):
     """The worker context data of a request whose `Authorization: Bearer` token is valid; Unauthenticated
     (missing_token, invalid_token, token_expired, invalid_api_key, api_key_revoked, api_key_expired)
     otherwise. {} for a well-formed key this process has not verified lately (left in the environ)."""
-    header = request.headers.get("Authorization")
-    key = _bearer_key(header)
-    if key is None:
-        return auth.context_data(tokens.identity_from_header(header))
+    credential = tokens.bearer_credential(request.headers.get("Authorization"))
+    if not credential.startswith(auth.API_KEY_PREFIX):
+        return auth.context_data(tokens.identity_from_token(credential))
+    key = well_formed_key(credential)
     identity, refusal = known_keys.find(key)
     if refusal is not None:
         raise Unauthenticated(KEY_REFUSALS[refusal], code=refusal)
@@ -68,13 +68,9 @@ def context_data(request):
     return {}
 
 
-def _bearer_key(header):
-    """The API key a `Bearer opk_…` header carries, None for any other header; 401 for a key's prefix on
-    something that is not a key (no need to ask anyone)."""
-    scheme, _, credential = (header or "").partition(" ")
-    credential = credential.strip()
-    if scheme.lower() != "bearer" or not credential.startswith(auth.API_KEY_PREFIX):
-        return None
+def well_formed_key(credential):
+    """A credential with the API key prefix, if it has a key's whole shape: 401 otherwise, without asking
+    anyone."""
     if key_id_of(credential) is None or not credential.isprintable():
         raise Unauthenticated(KEY_REFUSALS["invalid_api_key"], code="invalid_api_key")
     return credential

@@ -63,17 +63,27 @@ def mint(sub, email, name="", ttl_seconds=24 * 3600):
     return jwt.encode(claims, secret(), algorithm=ALGORITHM)
 
 
-def identity_from_header(header):
-    """The Identity in an `Authorization: Bearer <JWT>` header, or Unauthenticated: missing_token,
-    token_expired, or invalid_token (with `field` naming the claim, or the header's `alg` or `kid`, at
-    fault when it is one); ServiceUnavailable identity_provider_unavailable when the JWKS has never
-    been read."""
+def bearer_credential(header):
+    """What an `Authorization: Bearer <credential>` header carries (a JWT or an API key), or
+    Unauthenticated: missing_token, or invalid_token for another scheme or an empty credential."""
     if not header:
         raise Unauthenticated("Sign in: send Authorization: Bearer <token>.", code="missing_token")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
         raise Unauthenticated("The Authorization header must be 'Bearer <token>'.", code="invalid_token")
-    token, config = token.strip(), settings()
+    return credential.strip()
+
+
+def identity_from_header(header):
+    """The Identity in an `Authorization: Bearer <JWT>` header (see identity_from_token)."""
+    return identity_from_token(bearer_credential(header))
+
+
+def identity_from_token(token):
+    """The Identity a JWT names, or Unauthenticated: token_expired, or invalid_token (with `field` naming
+    the claim, or the header's `alg` or `kid`, at fault when it is one); ServiceUnavailable
+    identity_provider_unavailable when the JWKS has never been read."""
+    config = settings()
     try:
         token_header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError:

@@ -68,15 +68,29 @@ def test_what_is_not_shaped_like_a_key_has_no_id(text):
     assert key_id_of(text) is None
 
 
+def request_with(header):
+    return SimpleNamespace(headers={"Authorization": header} if header else {}, environ={})
+
+
 @pytest.mark.parametrize("header", ["Bearer opk_", "Bearer opk_abc", "bearer opk_abc_", "Bearer opk_a_b\x01c"])
 def test_a_malformed_key_is_refused_before_anyone_is_asked(header):
+    request = request_with(header)
     with pytest.raises(authentication.Unauthenticated) as refused:
-        authentication._bearer_key(header)
-    assert refused.value.code == "invalid_api_key"
+        authentication.context_data(request)
+    assert refused.value.code == "invalid_api_key" and request.environ == {}
 
 
-def test_a_jwt_is_not_taken_for_a_key():
-    assert authentication._bearer_key("Bearer eyJhbGciOi.x.y") is None and authentication._bearer_key(None) is None
+@pytest.mark.parametrize("header, code", [("Bearer eyJhbGciOi.x.y", "invalid_token"), (None, "missing_token")])
+def test_a_jwt_is_not_taken_for_a_key(header, code):
+    with pytest.raises(authentication.Unauthenticated) as refused:
+        authentication.context_data(request_with(header))
+    assert refused.value.code == code
+
+
+def test_a_well_formed_key_not_seen_yet_is_left_for_the_worker_to_verify(fresh_keys):
+    request = request_with(f"Bearer {KEY}")
+    assert authentication.context_data(request) == {}
+    assert request.environ == {authentication.KEY_TO_VERIFY: KEY}
 
 
 class SlowMembers:
