@@ -84,14 +84,14 @@ class Supervisor:
 
     FIRST_DELAY, MAX_DELAY, STABLE_AFTER = 1.0, 30.0, 60.0
 
-    def __init__(self, system):
-        self.system = system
+    def __init__(self, system, clock=time.monotonic):
+        self.system, self.clock = system, clock
         self.delays = {}            # name -> the next back-off
-        self.started = {name: time.monotonic() for name in system.processes}
+        self.started = {name: clock() for name in system.processes}
         self.due = {}               # name -> when to start it again
 
     def check(self):
-        now = time.monotonic()
+        now = self.clock()
         for name, process in list(self.system.processes.items()):
             if process.poll() is None or name in self.due:
                 continue
@@ -105,7 +105,7 @@ class Supervisor:
             if now >= when:
                 del self.due[name]
                 self.system.restart(name)
-                self.started[name] = time.monotonic()
+                self.started[name] = self.clock()
                 print(f"run: {name} restarted", file=sys.stderr, flush=True)
 
 

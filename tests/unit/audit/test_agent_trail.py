@@ -1,7 +1,7 @@
 """An agent's audit trail (services/audit/trail.py: query_agent_trail, over entries stored through
 reactions.py as the service does): one row per changed field, newest first, filtered and cursor-paged,
 over a migrated SQLite store."""
-from datetime import timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
@@ -9,7 +9,6 @@ from sqlalchemy import select
 from common.errors import BadRequest, NotFound, ValidationFailed
 from common.events import change_event, parse_change_event
 from common.paging import encode_cursor
-from common.timeutil import utcnow
 from services.audit import reactions
 from services.audit.models import AuditChange
 from services.audit.trail import as_text, query_agent_trail
@@ -17,7 +16,8 @@ from tests.unit.paging import walk_pages
 
 ALICE = {"id": "alice", "email": "alice@example.com"}
 BOB = {"id": "bob", "email": "bob@example.com"}
-START = utcnow() - timedelta(days=1)
+# A fixed moment, not one relative to now: the filters' parameters are built at collection time.
+START = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 
 
 def at(minutes):

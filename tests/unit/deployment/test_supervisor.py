@@ -1,10 +1,10 @@
 """make run's supervisor: a process that exits is started again after a back-off that doubles while it
 keeps failing quickly, and the restart is said."""
 import subprocess
-import time
 from pathlib import Path
 
 from devtools.run import Supervisor
+from tests.unit.clock import Clock
 
 
 class FakeSystem:
@@ -21,25 +21,44 @@ def wait_exit(system):
     system.processes["orgs"].wait(5)
 
 
-def test_an_exited_process_is_restarted_with_a_growing_back_off(capsys, monkeypatch):
+def test_an_exited_process_is_restarted_with_a_growing_back_off(capsys):
+    # The supervisor's clock is moved by hand: no sleeping, and a slow machine cannot change the outcome.
+    clock = Clock()
     system = FakeSystem(["false"])                     # exits at once, every time
-    supervisor = Supervisor(system)
-    monkeypatch.setattr(Supervisor, "FIRST_DELAY", 0.05)
-    for expected_delay in (0.05, 0.1, 0.2):
+    supervisor = Supervisor(system, clock)
+    for expected_delay in (1, 2, 4):
         wait_exit(system)
         supervisor.check()                             # notices, schedules
-        assert supervisor.due and system.starts.count("orgs") == len(system.starts)
-        time.sleep(expected_delay + 0.02)
+        assert list(supervisor.due) == ["orgs"] and supervisor.due["orgs"] == clock.now + expected_delay
+        clock.now += expected_delay - 0.01
+        supervisor.check()                             # not yet due
+        assert len(system.starts) == [1, 2, 4].index(expected_delay)
+        clock.now += 0.01
         supervisor.check()                             # due: restarted
     assert system.starts == ["orgs"] * 3
     said = capsys.readouterr().err
-    assert "orgs exited with 1; restarting it in 0.05 s" in said and "restarting it in 0.2 s" in said
+    assert "orgs exited with 1; restarting it in 1 s" in said and "restarting it in 4 s" in said
     assert said.count("orgs restarted") == 3
+
+
+def test_a_process_that_ran_a_minute_starts_again_from_the_first_delay():
+    clock = Clock()
+    system = FakeSystem(["false"])
+    supervisor = Supervisor(system, clock)
+    for _ in range(3):                                 # quick failures: the back-off grows to 8 s
+        wait_exit(system)
+        supervisor.check()
+        clock.now += supervisor.due["orgs"] - clock.now
+        supervisor.check()
+    clock.now += Supervisor.STABLE_AFTER               # the last start ran a minute before it exited
+    wait_exit(system)
+    supervisor.check()
+    assert supervisor.due["orgs"] == clock.now + Supervisor.FIRST_DELAY
 
 
 def test_a_running_process_is_left_alone():
     system = FakeSystem(["sleep", "5"])
-    supervisor = Supervisor(system)
+    supervisor = Supervisor(system, Clock())
     supervisor.check()
     assert system.starts == [] and supervisor.due == {}
     system.processes["orgs"].kill()

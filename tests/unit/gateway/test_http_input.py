@@ -92,7 +92,9 @@ def gateway(container_factory, web_config, monkeypatch):
     return f"http://{web_config['WEB_SERVER_ADDRESS']}", orgs
 
 
-BEARER = {"Authorization": "Bearer " + tokens.mint("u1", "u1@example.com")}
+def bearer():
+    """A fresh token's header (made when the test runs: a token carries an expiry)."""
+    return {"Authorization": "Bearer " + tokens.mint("u1", "u1@example.com")}
 
 
 def chunks(*parts):
@@ -125,7 +127,7 @@ def _length(answer):
 def test_a_chunked_body_is_read_like_any_other(gateway):
     url, orgs = gateway
     response = requests.post(f"{url}/v1/organizations", data=chunks(b'{"na', b'me": "Chun', b'ked"}'),
-                             headers=dict(BEARER, **{"Content-Type": "application/json"}), timeout=5)
+                             headers=dict(bearer(), **{"Content-Type": "application/json"}), timeout=5)
     assert response.request.headers["Transfer-Encoding"] == "chunked"
     assert response.status_code == 201, response.text
     assert orgs.create_organization.call_async.call_args.args[0] == "Chunked"
@@ -136,14 +138,14 @@ def test_a_chunked_body_over_the_limit_is_refused_without_reading_it_all(gateway
     piece = b"x" * 8192
     response = requests.post(f"{url}/v1/organizations",
                              data=chunks(b'{"name": "', *[piece] * (MAX_BODY_BYTES // len(piece) + 2), b'"}'),
-                             headers=BEARER, timeout=5)
+                             headers=bearer(), timeout=5)
     assert (response.status_code, response.json()["error"]["code"]) == (400, "body_too_large")
     assert not orgs.create_organization.call_async.called
 
 
 def test_malformed_chunks_and_other_transfer_codings_are_a_400(gateway):
     url, orgs = gateway
-    token = BEARER["Authorization"].encode()
+    token = bearer()["Authorization"].encode()
     start = b"POST /v1/organizations HTTP/1.1\r\nHost: x\r\nAuthorization: " + token + b"\r\nConnection: close\r\n"
     status, body = raw_exchange(url, start + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n")
     assert (status.split()[1], json.loads(body)["error"]["code"]) == ("400", "invalid_body")
@@ -170,7 +172,7 @@ def test_requests_no_route_takes_are_answered_in_json(gateway):
 def test_one_access_log_line_per_request_without_the_token_or_the_query(gateway, caplog):
     url, _ = gateway
     caplog.set_level(logging.INFO, logger="gateway.access")
-    answered = requests.get(f"{url}/v1/me?cursor=secret-in-query", headers=BEARER, timeout=5)
+    answered = requests.get(f"{url}/v1/me?cursor=secret-in-query", headers=bearer(), timeout=5)
     requests.get(f"{url}/v1/me", headers={"X-Request-Id": "client-id.1"}, timeout=5)
     requests.get(f"{url}/v1/me%0Aforged%20line", headers={"X-Request-Id": "no good\tid"}, timeout=5)
     lines = [record.getMessage() for record in caplog.records if record.name == "gateway.access"]
@@ -181,5 +183,5 @@ def test_one_access_log_line_per_request_without_the_token_or_the_query(gateway,
     assert signed_in.startswith("GET /v1/me 200 ") and signed_in.endswith(f"ms caller=u1 request={request_id}")
     assert anonymous.startswith("GET /v1/me 401 ") and anonymous.endswith("caller=- request=client-id.1")
     assert odd.startswith("GET /v1/me%0Aforged%20line 404 ") and "\n" not in odd and "no good" not in odd
-    token = BEARER["Authorization"].split()[1]
+    token = bearer()["Authorization"].split()[1]
     assert not any("secret-in-query" in line or token in line for line in lines)

@@ -24,7 +24,7 @@ from common.auth import Identity
 from common.errors import ServiceUnavailable, Unauthenticated
 from gateway import authentication, tokens
 from gateway.service import GatewayService
-from tests.unit.gateway.helpers import Clock
+from tests.unit.clock import Clock
 
 ISSUER, AUDIENCE = "https://idp.example.com/", "org-platform"
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -129,26 +129,27 @@ def test_a_jwks_file_is_read_like_a_url(tmp_path, monkeypatch):
     assert tokens.identity_from_header(bearer()).id == "idp-user-1"
 
 
-@pytest.mark.parametrize("token, field", [
-    (bearer(iss="https://other-idp.example.com/"), "iss"),
-    (bearer(aud="another-app"), "aud"),
-    (bearer(iss=None), "iss"),
-    (bearer(aud=None), "aud"),
-    (bearer(EC_KEY, "rsa-1"), "alg"),                 # ES256 naming the RSA key
-    (bearer(RSA_KEY, "rsa-1", algorithm="RS384"), "alg"),
-    (bearer(RSA_KEY, "rsa-1", algorithm="PS256"), "alg"),
-    (bearer(kid=None), "kid"),
-    (rs256_with_header({"alg": "RS256", "kid": ["rsa-1"]}), None),   # PyJWT refuses a kid that is no string
-    (bearer(EC_KEY, "ec-as-rsa"), "kid"),              # keys the JWKS has but may not be used are unknown
-    (bearer(RSA_KEY, "rsa-enc"), "kid"),
-    (bearer(RSA_KEY, "oct-1"), "kid"),
-    (bearer(sub="system"), "sub"),                     # the claim rules apply to every token
-    (bearer(email=tokens.canonical_email("x@example.com") + "\u200b"), "email"),
-    (bearer(exp=str(int(time.time()) + 600)), "exp"),
-    (bearer(ROTATED_KEY, "rsa-1"), None),              # the kid of a key, signed by another
+# Tokens are made when the test runs (a factory each), never at collection: they carry an exp.
+@pytest.mark.parametrize("make_token, field", [
+    (lambda: bearer(iss="https://other-idp.example.com/"), "iss"),
+    (lambda: bearer(aud="another-app"), "aud"),
+    (lambda: bearer(iss=None), "iss"),
+    (lambda: bearer(aud=None), "aud"),
+    (lambda: bearer(EC_KEY, "rsa-1"), "alg"),                 # ES256 naming the RSA key
+    (lambda: bearer(RSA_KEY, "rsa-1", algorithm="RS384"), "alg"),
+    (lambda: bearer(RSA_KEY, "rsa-1", algorithm="PS256"), "alg"),
+    (lambda: bearer(kid=None), "kid"),
+    (lambda: rs256_with_header({"alg": "RS256", "kid": ["rsa-1"]}), None),   # PyJWT refuses a kid that is no string
+    (lambda: bearer(EC_KEY, "ec-as-rsa"), "kid"),              # keys the JWKS has but may not be used are unknown
+    (lambda: bearer(RSA_KEY, "rsa-enc"), "kid"),
+    (lambda: bearer(RSA_KEY, "oct-1"), "kid"),
+    (lambda: bearer(sub="system"), "sub"),                     # the claim rules apply to every token
+    (lambda: bearer(email=tokens.canonical_email("x@example.com") + "\u200b"), "email"),
+    (lambda: bearer(exp=str(int(time.time()) + 600)), "exp"),
+    (lambda: bearer(ROTATED_KEY, "rsa-1"), None),              # the kid of a key, signed by another
 ])
-def test_a_provider_token_breaking_a_rule_is_a_401_invalid_token(idp, token, field):
-    assert refusal(token) == (401, "invalid_token", field)
+def test_a_provider_token_breaking_a_rule_is_a_401_invalid_token(idp, make_token, field):
+    assert refusal(make_token()) == (401, "invalid_token", field)
 
 
 def test_an_expired_provider_token_is_a_401_token_expired(idp):
@@ -163,18 +164,20 @@ def hs256_signed_with(secret, claims):
 
 PUBLIC_PEM = RSA_KEY.public_key().public_bytes(serialization.Encoding.PEM,
                                                serialization.PublicFormat.SubjectPublicKeyInfo)
-CONFUSED_CLAIMS = {"sub": "mallory", "email": "m@example.com", "iss": ISSUER, "aud": AUDIENCE,
-                   "exp": int(time.time()) + 600}
+
+
+def confused_claims():
+    return {"sub": "mallory", "email": "m@example.com", "iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 600}
 
 
 def test_hs256_signed_with_the_public_key_is_refused(idp, monkeypatch):
     # Beside a JWKS, HS256 is not accepted at all unless JWT_SECRET is set ...
-    assert refusal(hs256_signed_with(PUBLIC_PEM, CONFUSED_CLAIMS)) == (401, "invalid_token", "alg")
+    assert refusal(hs256_signed_with(PUBLIC_PEM, confused_claims())) == (401, "invalid_token", "alg")
     # ... and then it is checked against that secret, never against a key of the JWKS.
     monkeypatch.setenv("JWT_SECRET", "an-explicit-development-secret")
-    assert refusal(hs256_signed_with(PUBLIC_PEM, CONFUSED_CLAIMS)) == (401, "invalid_token", None)
+    assert refusal(hs256_signed_with(PUBLIC_PEM, confused_claims())) == (401, "invalid_token", None)
     jwk_text = json.dumps(JWKS["keys"][0]).encode()
-    assert refusal(hs256_signed_with(jwk_text, CONFUSED_CLAIMS)) == (401, "invalid_token", None)
+    assert refusal(hs256_signed_with(jwk_text, confused_claims())) == (401, "invalid_token", None)
 
 
 def test_hs256_beside_a_jwks_only_with_an_explicit_secret(idp, monkeypatch):
@@ -186,7 +189,7 @@ def test_hs256_beside_a_jwks_only_with_an_explicit_secret(idp, monkeypatch):
 
 def test_alg_none_is_refused(idp):
     header = json.dumps({"alg": "none", "kid": "rsa-1"}).encode()
-    unsigned = f"{_b64(header)}.{_b64(json.dumps(CONFUSED_CLAIMS).encode())}."
+    unsigned = f"{_b64(header)}.{_b64(json.dumps(confused_claims()).encode())}."
     assert refusal("Bearer " + unsigned) == (401, "invalid_token", "alg")
 
 

@@ -10,7 +10,7 @@ import pytest
 from common.errors import AppError, ServiceUnavailable, Unauthenticated
 from gateway import authentication
 from gateway.known_keys import KEEP_SECONDS, REFUSAL_KEEP_SECONDS, KnownKeys, key_id_of
-from tests.unit.gateway.helpers import Clock
+from tests.unit.clock import Clock
 
 KEY = "opk_0123456789ab_s3cret-part"
 FACTS = {"id": "0123456789ab", "organization_id": "org-1", "name": "Runtime", "scopes": ["usage:write"],

@@ -14,14 +14,18 @@ from common.auth import Identity
 from common.errors import Unauthenticated
 from gateway import tokens
 
-IN_A_DAY = int(time.time()) + 24 * 3600
+
+def in_a_day():
+    return int(time.time()) + 24 * 3600
 KELVIN_SIGN = "\u212a"
 
 
 def signed(**claims):
-    """A correctly signed token of exactly these claims (None drops a claim)."""
-    claims = {name: value for name, value in dict({"sub": "u1", "email": "u1@example.com", "name": "U One",
-                                                  "exp": IN_A_DAY}, **claims).items() if value is not None}
+    """A correctly signed token of exactly these claims (None drops a claim; a callable is called now, so
+    an expiry is made when the test runs, never when the module is collected)."""
+    claims = {name: value() if callable(value) else value
+              for name, value in dict({"sub": "u1", "email": "u1@example.com", "name": "U One",
+                                       "exp": in_a_day}, **claims).items() if value is not None}
     return "Bearer " + jwt.encode(claims, tokens.secret(), algorithm=tokens.ALGORITHM)
 
 
@@ -33,8 +37,8 @@ def refusal(header):
 
 @pytest.mark.parametrize("claims, field", [
     ({"exp": None}, "exp"),                                  # accepted forever before
-    ({"exp": str(IN_A_DAY)}, "exp"),                         # a string of digits was accepted
-    ({"exp": [IN_A_DAY]}, None),
+    ({"exp": lambda: str(in_a_day())}, "exp"),              # a string of digits was accepted
+    ({"exp": lambda: [in_a_day()]}, None),
     ({"sub": None}, "sub"),
     ({"sub": 5}, "sub"),
     ({"sub": ""}, "sub"),
@@ -69,7 +73,7 @@ def test_a_token_breaking_a_claim_rule_is_a_401_naming_the_claim(claims, field):
     ({"email": "Straße@Example.de"}, Identity("u1", "strasse@example.de", "U One")),   # case-folded
     ({"email": " élodie@example.fr ", "name": None}, Identity("u1", "élodie@example.fr", "")),
     ({"sub": "Ünïcode user 1", "name": "  Ünïcode  "}, Identity("Ünïcode user 1", "u1@example.com", "Ünïcode")),
-    ({"sub": "systems", "exp": IN_A_DAY + 0.5}, Identity("systems", "u1@example.com", "U One")),
+    ({"sub": "systems", "exp": lambda: in_a_day() + 0.5}, Identity("systems", "u1@example.com", "U One")),
 ])
 def test_a_valid_token_names_its_identity_with_the_canonical_email(claims, identity):
     assert tokens.identity_from_header(signed(**claims)) == identity

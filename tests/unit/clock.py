@@ -1,4 +1,4 @@
-"""What the gateway's unit tests share."""
+"""A clock the unit tests move by hand (the gateway's key cache, the JWKS refresh, make run's supervisor)."""
 
 
 class Clock:
