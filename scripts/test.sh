@@ -7,4 +7,5 @@ bash scripts/setup.sh --with-postgres
 export PYTHONWARNINGS=ignore
 # Lint first: a tree that ruff refuses does not get a 10-minute suite (configuration: pyproject.toml).
 .venv/bin/ruff check .
-exec .venv/bin/python -m pytest "$@"
+# The 25 slowest tests are listed at the end of every run, so a test that grows slow is seen in CI's output.
+exec .venv/bin/python -m pytest --durations=25 "$@"

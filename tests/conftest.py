@@ -3,9 +3,11 @@ import eventlet
 
 eventlet.monkey_patch()  # noqa: E402
 
+import os
 import shutil
 import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
@@ -108,3 +110,36 @@ def _purge_queues(broker):
         for queue in CONSUMER_QUEUES:
             queue(channel).declare()
             queue(channel).purge()
+
+
+# ---- figures: what a test measured, printed at the end of the run ------------------------------------
+# Wall-clock figures are reported, not asserted tightly: a test bounds a duration only with a generous
+# margin that separates a defect (e.g. waiting for a 10 s RPC time-out, a 60 s cache) from a slow machine,
+# and says what it measured here, so CI's output shows the figure beside the benchmarks under bench/.
+_FIGURES = []
+
+
+@pytest.fixture
+def figure(request):
+    """figure("what was measured") adds a line to the run's closing section "figures measured by tests"."""
+    def record(text):
+        _FIGURES.append(f"{request.node.nodeid}: {text}")
+    return record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _FIGURES:
+        terminalreporter.section("figures measured by tests")
+        for line in _FIGURES:
+            terminalreporter.write_line(line)
+
+
+# ---- the clock made to run ahead (scripts/test_clock_ahead.sh) ------------------------------------------
+def pytest_collection_finish(session):
+    """Under libfaketime with a timestamp file, move every clock of this process and of the processes it
+    starts from now on by TEST_CLOCK_JUMP (e.g. +30m) once collection is done: anything a test module made
+    at collection time (a token's expiry) is then as old as it would be at the end of a long suite."""
+    jump, stamp_file = os.environ.get("TEST_CLOCK_JUMP"), os.environ.get("FAKETIME_TIMESTAMP_FILE")
+    if jump and stamp_file:
+        Path(stamp_file).write_text(jump + "\n")
+        session.config.get_terminal_writer().line(f"clock moved {jump} after collection (libfaketime)")

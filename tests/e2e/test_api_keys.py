@@ -147,7 +147,12 @@ def test_a_key_stays_in_its_organization_and_its_scopes(system):
     assert ok(owner.get(f"/v1/organizations/{org}/credits"))["balance"] == "0.0000"     # no grant was made
 
 
-def test_a_revoked_key_is_refused_within_a_second(system):
+# The revocation event makes the gateway forget the key at once (tens of milliseconds here); without it the
+# key would be trusted until its cached minute ends. 10 s separates the two on any machine.
+REVOKED_WITHIN_SECONDS = 10
+
+
+def test_a_revoked_key_is_refused_long_before_its_cached_minute_ends(system, figure):
     owner = system.user("owner")
     org = create_organization(owner, "Revoked")["id"]
     created = new_key(owner, org, ["usage:read"])
@@ -159,9 +164,11 @@ def test_a_revoked_key_is_refused_within_a_second(system):
         response = client.get(f"/v1/organizations/{org}/credits")
         if response.status_code == 401:
             break
-        assert response.status_code == 200 and time.monotonic() - revoked_at < 1.0, "still accepted after 1 s"
+        assert response.status_code == 200, response.text
+        assert time.monotonic() - revoked_at < REVOKED_WITHIN_SECONDS, "still accepted: the revocation was missed"
         time.sleep(0.02)
-    assert time.monotonic() - revoked_at < 1.0
+    figure(f"a revoked key refused {time.monotonic() - revoked_at:.3f} s after the DELETE answered "
+           f"({system.backend})")
     assert response.json()["error"]["code"] == "api_key_revoked"
 
 

@@ -32,7 +32,7 @@ TRAFFIC_TYPES = {"organization.renamed", "member.roles_changed", "invitation.cre
                  "credits.spent", "user.active_organization_changed"}
 
 
-def test_changes_made_while_the_audit_service_is_dead_are_each_audited_once_it_is_back(system):
+def test_changes_made_while_the_audit_service_is_dead_are_each_audited_once_it_is_back(system, figure):
     owner = system.user("owner")
     org = create_organization(owner, "Audit down")["id"]
     base = f"/v1/organizations/{org}"
@@ -93,7 +93,7 @@ def test_changes_made_while_the_audit_service_is_dead_are_each_audited_once_it_i
     time.sleep(1.5)                                                    # a late duplicate would show up by now
     entries = audit_entries(owner, org)
     lost, duplicated = lost_and_duplicated(entries, expected, TRAFFIC_TYPES)
-    print(f"audit killed while {len(expected)} changes happen: {seen.summary()}; {len(lost)} lost, "
+    figure(f"audit killed while {len(expected)} changes happen: {seen.summary()}; {len(lost)} lost, "
           f"{len(duplicated)} duplicated; the trail complete {complete_after:.1f} s after the restart")
     assert not lost and not duplicated, (lost, duplicated)
     assert set(seen.statuses) <= {"200", "201"} and len(seen.rows) == len(expected)
@@ -107,7 +107,7 @@ def test_changes_made_while_the_audit_service_is_dead_are_each_audited_once_it_i
 BACKLOG = 100
 
 
-def test_audit_killed_while_draining_a_backlog_stores_every_event_once(system):
+def test_audit_killed_while_draining_a_backlog_stores_every_event_once(system, figure):
     alice = system.user("alice")
     org = create_organization(alice, "Backlog")["id"]
     audit_db = Store(system.database_url("audit"))
@@ -145,7 +145,7 @@ def test_audit_killed_while_draining_a_backlog_stores_every_event_once(system):
     time.sleep(1.5)                                                    # a late duplicate would show up by now
     entries = audit_entries(alice, org)
     lost, duplicated = lost_and_duplicated(entries, expected, {"organization.renamed"})
-    print(f"audit killed mid-stream: {BACKLOG} renames ({seen.summary()}) queued ({backlog} events "
+    figure(f"audit killed mid-stream: {BACKLOG} renames ({seen.summary()}) queued ({backlog} events "
           f"waiting), {stored_when_killed - 2} stored when killed; {len(lost)} lost, {len(duplicated)} "
           f"duplicated; the trail complete {complete_after:.1f} s after the restart")
     assert not lost and not duplicated, (lost, duplicated)

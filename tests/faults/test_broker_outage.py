@@ -1,15 +1,16 @@
 """The broker stopped for 10 s while an organization is renamed over and over, then started again: no
-service process exits, every request meanwhile gets a JSON answer within 3.5 s (a 503 while the broker
-is away), every service is healthy again within 30 s, and every rename that answered 200 has exactly
-one audit entry."""
+service process exits, every request meanwhile gets a JSON answer well before the RPC time-out (a 503
+while the broker is away; about 2 s here, printed among the run's figures), every service is healthy
+again within 30 s, and every rename that answered 200 has exactly one audit entry."""
 import time
 
+from common.rpc import RPC_TIMEOUT_SECONDS
 from tests.e2e.helpers import audit_entries, create_organization, wait_for
 
 OUTAGE_SECONDS = 10
 
 
-def test_a_broker_outage_kills_no_service_and_loses_nothing(system, broker):
+def test_a_broker_outage_kills_no_service_and_loses_nothing(system, broker, figure):
     alice = system.user("alice")
     org = create_organization(alice, "Through the outage")["id"]
     pids = {name: process.pid for name, process in system.processes.items()}
@@ -42,9 +43,9 @@ def test_a_broker_outage_kills_no_service_and_loses_nothing(system, broker):
         assert process.pid == pids[name], f"{name} was restarted"
     rename(n)                                           # works again
     longest = max(seconds for _, seconds in seen)
-    print(f"broker outage: {len(seen)} requests, statuses {sorted({s for s, _ in seen})}, longest wait "
+    figure(f"broker outage: {len(seen)} requests, statuses {sorted({s for s, _ in seen})}, longest wait "
           f"{longest:.2f} s, healthy {healthy_after:.1f} s after the broker returned")
-    assert longest < 3.5, seen
+    assert longest < RPC_TIMEOUT_SECONDS - 2, seen        # refused from the broker's absence, not a time-out
     assert any(status == 503 for status, _ in seen)
     entries = wait_for(lambda: (lambda found: found if len(found) == len(accepted) else None)(
         [e for e in audit_entries(alice, org, entity_type="organization") if e["type"] == "organization.renamed"]),

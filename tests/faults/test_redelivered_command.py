@@ -55,14 +55,14 @@ def owner_and_org(system):
     return owner, create_organization(owner, "Redelivered")["id"]
 
 
-def test_a_grant_redelivered_after_its_commit_is_in_the_ledger_once(system, monkeypatch, owner_and_org):
+def test_a_grant_redelivered_after_its_commit_is_in_the_ledger_once(system, monkeypatch, owner_and_org, figure):
     owner, org = owner_and_org
     container, hung = hung_after_commit(system, monkeypatch, "credits")
     started = time.monotonic()
     first = eventlet.spawn(owner.post, f"/v1/organizations/{org}/credits/grants", json={"amount": "7", "type": "paid"})
     die_and_let_a_twin_take_over(system, "credits", container, hung)
     answer = first.wait()
-    print(f"grant redelivered: the client saw {answer.status_code} after {time.monotonic() - started:.1f} s")
+    figure(f"grant redelivered: the client saw {answer.status_code} after {time.monotonic() - started:.1f} s")
     assert answer.status_code == 503 and answer.json()["error"]["code"] == "request_interrupted", answer.text
     grants = ok(owner.get(f"/v1/organizations/{org}/credits/ledger", params={"kind": "grant"}))["items"]
     assert [g["amount"] for g in grants] == ["7.0000"]
@@ -72,7 +72,7 @@ def test_a_grant_redelivered_after_its_commit_is_in_the_ledger_once(system, monk
     assert len(audit_entries(owner, org, entity_type="grant")) == 1
 
 
-def test_a_rename_redelivered_after_its_commit_does_not_undo_a_later_rename(system, monkeypatch, owner_and_org):
+def test_a_rename_redelivered_after_its_commit_does_not_undo_a_later_rename(system, monkeypatch, owner_and_org, figure):
     owner, org = owner_and_org
     container, hung = hung_after_commit(system, monkeypatch, "orgs")
     first = eventlet.spawn(owner.patch, f"/v1/organizations/{org}", json={"name": "X"})
@@ -82,7 +82,7 @@ def test_a_rename_redelivered_after_its_commit_does_not_undo_a_later_rename(syst
     ok(owner.patch(f"/v1/organizations/{org}", json={"name": "Y"}))
     die_and_let_a_twin_take_over(system, "orgs", container, hung)
     answer = first.wait()
-    print(f"rename redelivered: the client saw {answer.status_code}")
+    figure(f"rename redelivered: the client saw {answer.status_code}")
     assert answer.status_code == 503 and answer.json()["error"]["code"] == "request_interrupted", answer.text
     assert ok(owner.get(f"/v1/organizations/{org}"))["name"] == "Y"
     renames = lambda: [(e["changes"][0]["old_value"], e["changes"][0]["new_value"])  # noqa: E731

@@ -37,7 +37,7 @@ ROLE_STEPS = (["builder"], ["admin"], ["builder", "member"], ["member"])
 QUEUES = [f"rpc-{name}" for name in SERVICES] + [queue.name for queue in CONSUMER_QUEUES]
 
 
-def test_a_process_of_each_service_killed_while_its_twin_serves_loses_and_doubles_nothing(system):
+def test_a_process_of_each_service_killed_while_its_twin_serves_loses_and_doubles_nothing(system, figure):
     if system.backend != "postgres":
         pytest.skip("replicas share a PostgreSQL database; several processes on one SQLite file are not supported")
     amqp_uri = system.env["AMQP_URI"]
@@ -157,7 +157,7 @@ def test_a_process_of_each_service_killed_while_its_twin_serves_loses_and_double
     detail = ok(owner.get(f"{base}/budget-groups/{group['id']}"))
     usage = {m["user_id"]: Decimal(m["used"]) for m in detail["members"]["items"]}
     refused = sum(1 for _, spend_id in charges.values() if spend_id is None)
-    print(f"a process of each service killed, twins serving (PostgreSQL): {seen.summary()}; "
+    figure(f"a process of each service killed, twins serving (PostgreSQL): {seen.summary()}; "
           f"{len(renamed)} renames ({len(rename_failed)} failed), {sum(map(len, edits.values()))} role edits, "
           f"{len(charged)} spends charged and {refused} refused by the budget for {len(charges)} keys; "
           f"{len(lost)} lost, {len(duplicated)} duplicated")

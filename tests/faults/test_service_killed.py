@@ -15,7 +15,7 @@ SPENDS = 60
 KILL_AFTER = 10          # spends charged before the kill (a fixed delay let a fast machine finish first)
 
 
-def test_credits_killed_mid_storm_charges_each_key_once(system):
+def test_credits_killed_mid_storm_charges_each_key_once(system, figure):
     owner = system.user("owner")
     org = create_organization(owner, "Storm")["id"]
     ok(owner.post(f"/v1/organizations/{org}/credits/grants", json={"amount": "1000", "type": "paid"}), 201)
@@ -63,5 +63,5 @@ def test_credits_killed_mid_storm_charges_each_key_once(system):
         audit_entries(owner, org, entity_type="spend")), timeout=30, message="one audit entry per spend")
     assert len({e["entity_id"] for e in entries}) == SPENDS + 1
     statuses = sorted({str(status) for status, _ in seen})
-    print(f"credits killed mid-storm: {len(seen)} requests for {SPENDS} spends, statuses {statuses}, "
+    figure(f"credits killed mid-storm: {len(seen)} requests for {SPENDS} spends, statuses {statuses}, "
           f"longest wait {max(seconds for _, seconds in seen):.2f} s")
