@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from nameko.extensions import DependencyProvider
 
 from common import request_ids
-from common.errors import Forbidden, Unauthenticated
 
 USER_ID_KEY = "user_id"
 USER_EMAIL_KEY = "user_email"
@@ -132,21 +131,6 @@ class AuthContext:
         """Make `identity` this worker's caller, from here on and in every RPC call it makes (the gateway,
         once it verified an API key with members inside the worker: gateway.authentication)."""
         self._worker_ctx.data.update(context_data(identity))
-
-    def require(self):
-        """The caller's identity; an RPC call made without one is refused."""
-        identity = self.identity
-        if identity is None:
-            raise Unauthenticated("This call needs a signed-in user.")
-        return identity
-
-    def require_system(self):
-        """Only the platform itself may call this (read models filled or rebuilt from a snapshot,
-        common.readmodels); the gateway never forwards such a call, and refuses tokens naming `system`."""
-        identity = self.identity
-        if identity is None or identity.id != SYSTEM_ACTOR["id"]:
-            raise Forbidden("Only the platform itself may call this.", code="system_only")
-        return identity
 
 
 def context_data(identity):

@@ -19,6 +19,7 @@ def check_key_allowed(identity, organization_id, scope=None):
     """An API key acts only in its own organization (any other is NotFound, as for a non-member: ids
     cannot be probed) and only within its scopes: Forbidden for what needs a scope it lacks, or what no
     scope allows (`scope` None)."""
+    scope = getattr(scope, "value", scope)      # a common.permissions.Scope or its text
     if identity.key_organization_id != organization_id:
         raise organization_not_found()
     if scope is None:

@@ -35,6 +35,16 @@ class Action(str, Enum):
     MANAGE_ALERTS = "manage_alerts"               # issue 15: budget alert settings and the alerts raised
 
 
+class Scope(str, Enum):
+    """What an organization API key may be allowed to do (SPEC §9): the one list of scopes."""
+    USAGE_WRITE = "usage:write"       # spend on behalf of a member
+    USAGE_READ = "usage:read"         # read credits, the ledger, budget groups, alerts and their settings
+    AUDIT_READ = "audit:read"         # read the audit trails
+
+
+SCOPES = tuple(s.value for s in Scope)
+
+
 _O, _A, _B, _M, _BI = Role.OWNER, Role.ADMIN, Role.BUILDER, Role.MEMBER, Role.BILLING
 
 MATRIX = {

@@ -23,7 +23,7 @@ from nameko.rpc import Rpc as NamekoRpc
 from nameko.rpc import RpcConsumer as NamekoRpcConsumer
 
 from common.db import RPC_REQUEST_ID
-from common.errors import EXPECTED_ERRORS, ServiceUnavailable
+from common.errors import EXPECTED_ERRORS, Forbidden, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,14 @@ class Rpc(SignatureOnce, NamekoRpc):
     its command committed cannot write a second time (common.handled_requests)."""
 
     rpc_consumer = RpcConsumer()
+
+    def check_signature(self, args, kwargs):
+        # Deny by default: a method exposed without a declaration of who may call it (common.commands)
+        # answers every request with a refusal, before any worker runs it.
+        if getattr(getattr(self.container.service_cls, self.method_name), "declaration", None) is None:
+            raise Forbidden(f"{self.container.service_name}.{self.method_name} declares no access; "
+                            "nobody may call it.", code="undeclared_method")
+        super().check_signature(args, kwargs)
 
     def unpack_message_headers(self, message):
         # The worker learns its request's id (the caller's correlation id, unique per call), by which a

@@ -214,7 +214,7 @@ def operation(route):
         if route.key_scope:
             op["description"] = (f"API keys (`Authorization: Bearer opk_…`) with scope {route.key_scope} may call "
                                  "this in their own organization.")
-            op["x-api-key-scope"] = route.key_scope
+            op["x-api-key-scope"] = getattr(route.key_scope, "value", route.key_scope)
     if route.body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(route.body)}}}
     for status, schema in route.responses.items():

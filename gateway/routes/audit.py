@@ -1,5 +1,6 @@
 """Audit trails: an agent's (a row per changed field) and the organization's (JSON pages, or a CSV/JSON
 download of every matching entry)."""
+from common.permissions import Scope
 from common.rpc import call
 from gateway import export
 from gateway.http import json_response, load, route
@@ -9,7 +10,7 @@ from gateway.schemas.audit import AgentTrailPage, AgentTrailQuery, AuditEntry, A
 class AuditRoutes:
     @route("GET", "/v1/organizations/<org_id>/agents/<agent_id>/audit",
            "The agent's trail in this organization, a row per changed field (Owner/Admin; API keys: audit:read)",
-           response=AgentTrailPage(), errors=(403,), key_scope="audit:read", query_schema=AgentTrailQuery(), query={
+           response=AgentTrailPage(), errors=(403,), key_scope=Scope.AUDIT_READ, query_schema=AgentTrailQuery(), query={
                "entity_type": "agent", "action": "create | update | delete", "actor": "user id or email",
                "field": "e.g. instructions", "old_value": "contained in the old value",
                "new_value": "contained in the new value", "since": "ISO 8601, inclusive",
@@ -22,7 +23,7 @@ class AuditRoutes:
 
     @route("GET", "/v1/organizations/<org_id>/audit",
            "The organization's audit trail (Owner/Admin; API keys: audit:read)",
-           response=AuditPage(), errors=(403,), key_scope="audit:read", query_schema=AuditQuery(),
+           response=AuditPage(), errors=(403,), key_scope=Scope.AUDIT_READ, query_schema=AuditQuery(),
            downloads={"application/json": AuditEntry(many=True), "text/csv": export.AUDIT_CSV_COLUMNS}, query={
                "entity_type": "e.g. organization", "action": "create | update | delete",
                "actor": "user id or email", "field": "a changed field", "target": "entity id",

@@ -2,6 +2,7 @@
 from werkzeug.wrappers import Response
 
 from common import idempotency
+from common.permissions import Scope
 from common.rpc import call
 from gateway.http import OPTIONAL_IDEMPOTENCY_KEY, idempotency_key, json_response, load, read_json, route
 from gateway.schemas.common import ListQuery
@@ -29,13 +30,13 @@ from gateway.schemas.credits import (
 class CreditRoutes:
     # ---- credits ----------------------------------------------------------------------------------
     @route("GET", "/v1/organizations/<org_id>/credits", "Balance, this month's spend and the grants holding credit "
-           "(Owner/Billing; API keys: usage:read)", response=Credits(), errors=(403,), key_scope="usage:read")
+           "(Owner/Billing; API keys: usage:read)", response=Credits(), errors=(403,), key_scope=Scope.USAGE_READ)
     def get_credits(self, request, org_id):
         return json_response(Credits().dump(call(self.credits.get_credits, org_id)))
 
     @route("GET", "/v1/organizations/<org_id>/credits/ledger",
            "Every grant, spend and expiry with who, when and the balance after, newest first (Owner/Billing; "
-           "API keys: usage:read)", response=LedgerPage(), errors=(403,), key_scope="usage:read",
+           "API keys: usage:read)", response=LedgerPage(), errors=(403,), key_scope=Scope.USAGE_READ,
            query_schema=LedgerQuery(), query={
                "kind": "grant | spend | expiry", "cursor": "from next_cursor", "limit": "1-200, default 50"})
     def list_ledger(self, request, org_id):
@@ -55,7 +56,7 @@ class CreditRoutes:
     @route("POST", "/v1/organizations/<org_id>/usage",
            "Spend credit on the use of an agent (a member who may use it); dry_run true only evaluates",
            body=SpendBody(), response=Spend(), status=201, responses={200: SpendEvaluation()}, errors=(402, 403, 404),
-           key_scope="usage:write",
+           key_scope=Scope.USAGE_WRITE,
            headers={"Idempotency-Key": "required unless dry_run: a retry with the same key and body returns "
                                        "the first answer (header Idempotent-Replayed: true) and charges nothing; "
                                        "the same key with another body is 409 idempotency_key_reused"})
@@ -84,7 +85,7 @@ class CreditRoutes:
     # ---- budget groups -----------------------------------------------------------------------------
     @route("GET", "/v1/organizations/<org_id>/budget-groups",
            "Budget groups with member counts (Owner/Admin; API keys: usage:read)",
-           response=BudgetGroupPage(), errors=(403,), key_scope="usage:read", query_schema=ListQuery(),
+           response=BudgetGroupPage(), errors=(403,), key_scope=Scope.USAGE_READ, query_schema=ListQuery(),
            query={"cursor": "from next_cursor", "limit": "1-200, default 50"})
     def list_budget_groups(self, request, org_id):
         query = load(ListQuery(), request.args.to_dict())
@@ -99,7 +100,8 @@ class CreditRoutes:
 
     @route("GET", "/v1/organizations/<org_id>/budget-groups/<group_id>",
            "A budget group with each member's usage this month against the limit (Owner/Admin; API keys: "
-           "usage:read)", response=BudgetGroupDetail(), errors=(403,), key_scope="usage:read", query_schema=ListQuery(),
+           "usage:read)", response=BudgetGroupDetail(), errors=(403,), key_scope=Scope.USAGE_READ,
+           query_schema=ListQuery(),
            query={"cursor": "from members.next_cursor", "limit": "members per page, 1-200, default 50"})
     def get_budget_group(self, request, org_id, group_id):
         query = load(ListQuery(), request.args.to_dict())
@@ -136,7 +138,7 @@ class CreditRoutes:
     # ---- alerts ------------------------------------------------------------------------------------
     @route("GET", "/v1/organizations/<org_id>/alert-settings",
            "Budget alert settings: percents of members' monthly limits and a balance floor (Owner/Admin/Billing; "
-           "API keys: usage:read)", response=AlertSettings(), errors=(403,), key_scope="usage:read")
+           "API keys: usage:read)", response=AlertSettings(), errors=(403,), key_scope=Scope.USAGE_READ)
     def get_alert_settings(self, request, org_id):
         return json_response(AlertSettings().dump(call(self.credits.get_alert_settings, org_id)))
 
@@ -151,8 +153,9 @@ class CreditRoutes:
 
     @route("GET", "/v1/organizations/<org_id>/alerts",
            "Alerts raised by spends that crossed a threshold, once per threshold, member and month, newest first "
-           "(Owner/Admin/Billing; API keys: usage:read)", response=AlertPage(), errors=(403,), key_scope="usage:read",
-           query_schema=ListQuery(), query={"cursor": "from next_cursor", "limit": "1-200, default 50"})
+           "(Owner/Admin/Billing; API keys: usage:read)", response=AlertPage(), errors=(403,),
+           key_scope=Scope.USAGE_READ, query_schema=ListQuery(),
+           query={"cursor": "from next_cursor", "limit": "1-200, default 50"})
     def list_alerts(self, request, org_id):
         query = load(ListQuery(), request.args.to_dict())
         return json_response(AlertPage().dump(call(self.credits.list_alerts, org_id, query["cursor"],

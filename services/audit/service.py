@@ -4,13 +4,14 @@ model of memberships (common.readmodels), not by asking members."""
 
 from common.auth import Auth
 from common.batch_consume import consume_batch
+from common.commands import CREDENTIAL, query
 from common.db import Database
 from common.events import AUDIT_QUEUE, change_event_or_none
 from common.heap import FrozenStartupHeap
 from common.membership_facts import MembershipFacts
-from common.permissions import Action
+from common.permissions import Action, Scope
 from common.readmodels import ReadModelFill
-from common.rpc import rpc, service_proxy
+from common.rpc import service_proxy
 from services.audit import reactions, trail
 from services.audit.models import READ_MODELS
 
@@ -25,8 +26,8 @@ class AuditService:
     memberships = MembershipFacts(READ_MODELS, owner="members")
     fill = ReadModelFill(READ_MODELS)
 
-    @rpc
-    def ping(self):
+    @query(CREDENTIAL)
+    def ping(self, caller):
         self.fill.check()               # degraded until the read model was filled from members
         return "pong"
 
@@ -39,16 +40,12 @@ class AuditService:
         if events:
             reactions.handle_change_events(self.db, events)
 
-    @rpc
-    def list_entries(self, organization_id, filters=None, cursor=None, limit=None):
+    @query(Action.VIEW_AUDIT, key_scope=Scope.AUDIT_READ)
+    def list_entries(self, caller, organization_id, filters=None, cursor=None, limit=None):
         """The organization's audit trail (Owner/Admin only)."""
-        identity = self.auth.require()
-        self.memberships.authorize(identity, organization_id, Action.VIEW_AUDIT, key_scope="audit:read")
         return trail.query_entries(self.db, organization_id, filters, cursor, limit)
 
-    @rpc
-    def list_agent_entries(self, organization_id, agent_id, filters=None, cursor=None, limit=None):
+    @query(Action.VIEW_AUDIT, key_scope=Scope.AUDIT_READ)
+    def list_agent_entries(self, caller, organization_id, agent_id, filters=None, cursor=None, limit=None):
         """One agent's trail in the organization, a row per changed field (Owner/Admin only)."""
-        identity = self.auth.require()
-        self.memberships.authorize(identity, organization_id, Action.VIEW_AUDIT, key_scope="audit:read")
         return trail.query_agent_trail(self.db, organization_id, agent_id, filters, cursor, limit)

@@ -5,8 +5,8 @@ right to use an agent in agent_access.py.
 
 A request is decided here alone: permissions and memberships come from the service's own read models
 (`self.memberships`, common.readmodels), the right to use an agent too (agent_access.py). Members and
-orgs are asked only to confirm a refusal, never inside a write transaction (common.db). Order inside
-each entrypoint: check the input, then permissions, then the write transaction.
+orgs are asked only to confirm a refusal, never inside a write transaction (common.db). Each method declares
+who may call it (common.commands); the pipeline checks that before the method's body runs.
 """
 import logging
 from functools import partial
@@ -15,6 +15,7 @@ from nameko.messaging import consume
 from nameko.timer import timer
 
 from common.auth import Auth
+from common.commands import CREDENTIAL, PERSON, USES_AGENT, command, query
 from common.config import settings
 from common.db import Database
 from common.events import CREDITS_QUEUE, change_event_or_none
@@ -22,9 +23,9 @@ from common.heap import FrozenStartupHeap
 from common.membership_facts import MembershipFacts
 from common.money import parse_amount
 from common.outbox import OutboxRelay
-from common.permissions import Action
+from common.permissions import Action, Scope
 from common.readmodels import ReadModelFill
-from common.rpc import rpc, service_proxy
+from common.rpc import service_proxy
 from services.credits import alerts, budgets, ledger, reactions, spends
 from services.credits.agent_access import AgentUse
 from services.credits.models import READ_MODELS, HandledRequest, OutboxEvent
@@ -47,8 +48,8 @@ class CreditsService:
     memberships = MembershipFacts(READ_MODELS, owner="members")
     fill = ReadModelFill(READ_MODELS)
 
-    @rpc
-    def ping(self):
+    @query(CREDENTIAL)
+    def ping(self, caller):
         self.fill.check()       # degraded until the read models were first filled
         return "pong"
 
@@ -57,137 +58,104 @@ class CreditsService:
         return AgentUse(self.db, READ_MODELS, self.memberships, lambda: self.orgs)
 
     # ---- balance, grants, ledger (Owner/Billing) ---------------------------------------------------
-    @rpc
-    def get_credits(self, organization_id):
+    @query(Action.VIEW_BILLING, key_scope=Scope.USAGE_READ)
+    def get_credits(self, caller, organization_id):
         """Balance, this period's spend and the grants holding credit."""
-        identity = self.auth.require()
-        self.memberships.authorize(identity, organization_id, Action.VIEW_BILLING, key_scope="usage:read")
         return ledger.credits_page(self.db, organization_id)
 
-    @rpc
-    def list_ledger(self, organization_id, kind=None, cursor=None, limit=None):
-        identity = self.auth.require()
-        self.memberships.authorize(identity, organization_id, Action.VIEW_BILLING, key_scope="usage:read")
+    @query(Action.VIEW_BILLING, key_scope=Scope.USAGE_READ)
+    def list_ledger(self, caller, organization_id, kind=None, cursor=None, limit=None):
         return ledger.ledger_page(self.db, organization_id, kind, cursor, limit)
 
-    @rpc
-    def add_grant(self, organization_id, amount, type, expires_at=None, idempotency_key=None):
-        identity = self.auth.require()
-        ledger.clean_grant(amount, type, expires_at)   # bad input first
-        self.memberships.authorize(identity, organization_id, Action.GRANT_CREDITS)
-        return ledger.add_grant(self.db, identity, organization_id, amount, type, expires_at, idempotency_key)
+    @command(Action.GRANT_CREDITS)
+    def add_grant(self, caller, organization_id, amount, type, expires_at=None, idempotency_key=None):
+        ledger.clean_grant(amount, type, expires_at)
+        return ledger.add_grant(self.db, caller.identity, organization_id, amount, type, expires_at, idempotency_key)
 
     # ---- spending ----------------------------------------------------------------------------------
-    @rpc
-    def spend(self, organization_id, agent_id, amount, idempotency_key, user_id=None):
+    @command(USES_AGENT, key_scope=Scope.USAGE_WRITE)
+    def spend(self, caller, organization_id, agent_id, amount, idempotency_key, user_id=None):
         """Charge the caller's use of an agent, or, by an API key with usage:write, the use by the member
         `user_id` names (SPEC §9); returns {"spend", "replayed"}. 402 when the balance or the member's
         budget does not allow it."""
-        caller = self.auth.require()
         spends.clean_spend(amount, idempotency_key)
-        spender = spends.spender_of(caller, organization_id, user_id)
+        spender = spends.spender_of(caller.identity, user_id)
         # The right to use the agent is decided by the spend itself (spends.py), from the read models.
-        return spends.as_member_refusal(caller, lambda: self.agent_use.guarded(
+        return spends.as_member_refusal(caller.identity, lambda: self.agent_use.guarded(
             spender.id, organization_id, agent_id, partial(spends.spend, self.db, spender, organization_id, agent_id,
-                                                           amount, idempotency_key, actor=caller)))
+                                                           amount, idempotency_key, actor=caller.identity)))
 
-    @rpc
-    def evaluate_spend(self, organization_id, agent_id, amount=None, user_id=None):
+    @query(USES_AGENT, key_scope=Scope.USAGE_WRITE)
+    def evaluate_spend(self, caller, organization_id, agent_id, amount=None, user_id=None):
         """The dry run: the same checks as a spend, nothing charged."""
-        caller = self.auth.require()
         if amount is not None:
             parse_amount(amount, "amount")
-        spender = spends.spender_of(caller, organization_id, user_id)
-        return spends.as_member_refusal(caller, lambda: self.agent_use.guarded(
+        spender = spends.spender_of(caller.identity, user_id)
+        return spends.as_member_refusal(caller.identity, lambda: self.agent_use.guarded(
             spender.id, organization_id, agent_id, partial(
                 spends.evaluate_spend, self.db, spender, organization_id, agent_id, amount)))
 
-    @rpc
-    def my_usage(self, organization_ids=None):
+    @query(PERSON)
+    def my_usage(self, caller, organization_ids=None):
         """The caller's usage this period, what they can still spend and what binds, per organization they
         belong to (of `organization_ids`, when given)."""
-        identity = self.auth.require()
-        member_of = [m["organization_id"] for m in self.memberships.memberships_of(identity.id)]
-        return ledger.usage_by_organization(self.db, identity.id, member_of, organization_ids)
+        member_of = [m["organization_id"] for m in self.memberships.memberships_of(caller.identity.id)]
+        return ledger.usage_by_organization(self.db, caller.identity.id, member_of, organization_ids)
 
     # ---- budget groups (Owner/Admin) ---------------------------------------------------------------
-    @rpc
-    def list_budget_groups(self, organization_id, cursor=None, limit=None):
-        self._may_manage_groups(organization_id, key_scope="usage:read")
+    @query(Action.MANAGE_BUDGET_GROUPS, key_scope=Scope.USAGE_READ)
+    def list_budget_groups(self, caller, organization_id, cursor=None, limit=None):
         return budgets.list_groups(self.db, organization_id, cursor, limit)
 
-    @rpc
-    def create_budget_group(self, organization_id, fields):
-        identity = self.auth.require()
+    @command(Action.MANAGE_BUDGET_GROUPS)
+    def create_budget_group(self, caller, organization_id, fields):
         budgets.clean_fields(fields, creating=True)
-        self._may_manage_groups(organization_id)
-        return budgets.create_group(self.db, identity, organization_id, fields)
+        return budgets.create_group(self.db, caller.identity, organization_id, fields)
 
-    @rpc
-    def get_budget_group(self, organization_id, group_id, cursor=None, limit=None):
-        self._may_manage_groups(organization_id, key_scope="usage:read")
+    @query(Action.MANAGE_BUDGET_GROUPS, key_scope=Scope.USAGE_READ)
+    def get_budget_group(self, caller, organization_id, group_id, cursor=None, limit=None):
         return budgets.get_group(self.db, organization_id, group_id, cursor, limit)
 
-    @rpc
-    def update_budget_group(self, organization_id, group_id, fields):
-        identity = self.auth.require()
+    @command(Action.MANAGE_BUDGET_GROUPS)
+    def update_budget_group(self, caller, organization_id, group_id, fields):
         budgets.clean_fields(fields, creating=False)
-        self._may_manage_groups(organization_id)
-        return budgets.update_group(self.db, identity, organization_id, group_id, fields)
+        return budgets.update_group(self.db, caller.identity, organization_id, group_id, fields)
 
-    @rpc
-    def delete_budget_group(self, organization_id, group_id):
-        identity = self.auth.require()
-        self._may_manage_groups(organization_id)
-        budgets.delete_group(self.db, identity, organization_id, group_id)
+    @command(Action.MANAGE_BUDGET_GROUPS)
+    def delete_budget_group(self, caller, organization_id, group_id):
+        budgets.delete_group(self.db, caller.identity, organization_id, group_id)
 
-    @rpc
-    def add_budget_group_member(self, organization_id, group_id, user_id):
+    @command(Action.MANAGE_BUDGET_GROUPS)
+    def add_budget_group_member(self, caller, organization_id, group_id, user_id):
         """Put a member in the group (out of any other); returns {"membership", "created"}. The members'
         roles, which the builder limit needs, come from the memberships read model (budgets.add_member)."""
-        identity = self.auth.require()
-        self._may_manage_groups(organization_id)
         roles_of = partial(self.memberships.roles_of, organization_id)
-        return budgets.add_member(self.db, identity, organization_id, group_id, user_id, roles_of)
+        return budgets.add_member(self.db, caller.identity, organization_id, group_id, user_id, roles_of)
 
-    @rpc
-    def remove_budget_group_member(self, organization_id, group_id, user_id):
-        identity = self.auth.require()
-        self._may_manage_groups(organization_id)
-        budgets.unassign_member(self.db, identity, organization_id, group_id, user_id)
+    @command(Action.MANAGE_BUDGET_GROUPS)
+    def remove_budget_group_member(self, caller, organization_id, group_id, user_id):
+        budgets.unassign_member(self.db, caller.identity, organization_id, group_id, user_id)
 
-    @rpc
-    def budget_groups_of_members(self, organization_id, user_ids):
+    @query(Action.VIEW_MEMBERS)
+    def budget_groups_of_members(self, caller, organization_id, user_ids):
         """{user_id: budget_group_id} for the member list (any member may see it)."""
-        identity = self.auth.require()
-        budgets.clean_lookup_ids(user_ids)     # bad input first
-        self.memberships.authorize(identity, organization_id, Action.VIEW_MEMBERS)
+        budgets.clean_lookup_ids(user_ids)
         return budgets.groups_of_members(self.db, organization_id, user_ids)
 
-    def _may_manage_groups(self, organization_id, key_scope=None):
-        identity = self.auth.require()
-        self.memberships.authorize(identity, organization_id, Action.MANAGE_BUDGET_GROUPS, key_scope=key_scope)
-
     # ---- alerts (Owner/Admin/Billing): thresholds of members' budgets and the balance, alerts.py --------
-    @rpc
-    def get_alert_settings(self, organization_id):
-        identity = self.auth.require()
-        self.memberships.authorize(identity, organization_id, Action.MANAGE_ALERTS, key_scope="usage:read")
+    @query(Action.MANAGE_ALERTS, key_scope=Scope.USAGE_READ)
+    def get_alert_settings(self, caller, organization_id):
         return alerts.get_settings(self.db, organization_id)
 
-    @rpc
-    def set_alert_settings(self, organization_id, member_budget_percents, balance_floor):
+    @command(Action.MANAGE_ALERTS)
+    def set_alert_settings(self, caller, organization_id, member_budget_percents, balance_floor):
         """Replace the settings: percents of a member's monthly limit, a balance floor (or null)."""
-        identity = self.auth.require()
-        alerts.clean_settings(member_budget_percents, balance_floor)     # bad input first
-        self.memberships.authorize(identity, organization_id, Action.MANAGE_ALERTS)
-        return alerts.set_settings(self.db, identity, organization_id, member_budget_percents, balance_floor)
+        alerts.clean_settings(member_budget_percents, balance_floor)
+        return alerts.set_settings(self.db, caller.identity, organization_id, member_budget_percents, balance_floor)
 
-    @rpc
-    def list_alerts(self, organization_id, cursor=None, limit=None):
+    @query(Action.MANAGE_ALERTS, key_scope=Scope.USAGE_READ)
+    def list_alerts(self, caller, organization_id, cursor=None, limit=None):
         """The alerts spends raised, newest first."""
-        identity = self.auth.require()
-        self.memberships.authorize(identity, organization_id, Action.MANAGE_ALERTS, key_scope="usage:read")
         return alerts.list_alerts(self.db, organization_id, cursor, limit)
 
     # ---- jobs and events ---------------------------------------------------------------------------

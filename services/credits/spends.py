@@ -17,7 +17,6 @@ from sqlalchemy import bindparam, select, update
 
 from common import idempotency
 from common.auth import Identity, is_valid_user_id
-from common.authz import check_key_allowed
 from common.errors import AppError, BadRequest, ValidationFailed, member_not_found
 from common.money import format_amount, parse_amount
 from common.sql import DIALECT_INSERTS
@@ -44,11 +43,11 @@ def clean_spend(amount, idempotency_key):
     return units
 
 
-def spender_of(caller, organization_id, user_id):
-    """Whose spend it is: an API key's (SPEC §9: scope usage:write, its own organization) is the member
-    `user_id` names, decided as theirs; a person's is their own (`user_id` absent or their own id)."""
+def spender_of(caller, user_id):
+    """Whose spend it is: an API key's (SPEC §9: its scope usage:write in its own organization was checked
+    by the pipeline, common.commands) is the member `user_id` names, decided as theirs; a person's is their
+    own (`user_id` absent or their own id)."""
     if caller.is_key:
-        check_key_allowed(caller, organization_id, "usage:write")
         if not is_valid_user_id(user_id):
             raise ValidationFailed("A spend by API key names the member it is made for in user_id.",
                                    code="user_id_required", field="user_id")

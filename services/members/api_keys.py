@@ -17,13 +17,12 @@ from sqlalchemy import select, update
 from common.auth import API_KEY_PREFIX, SYSTEM_ACTOR, split_api_key
 from common.errors import NotFound, Unauthenticated, ValidationFailed
 from common.paging import page_of_query
-from common.permissions import Action
+from common.permissions import SCOPES, Action
 from common.timeutil import as_utc, iso, parse_iso, utcnow
 from services.members.events import API_KEY_CREATED, API_KEY_REVOKED, emit
 from services.members.memberships import caller_membership
 from services.members.models import ApiKey
 
-SCOPES = ("usage:write", "usage:read", "audit:read")
 NAME_MAX_LENGTH = 200
 KEY_ID_BYTES, SECRET_BYTES = 6, 32          # 12 hex characters (never "_", which ends the id); 43 URL-safe
 

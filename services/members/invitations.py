@@ -40,12 +40,6 @@ INVITATION_STATUSES = ("pending", "accepted", "rejected", "revoked", "expired")
 
 
 # ---- inviting ----------------------------------------------------------------------------------------
-def check_may_invite(store, identity, organization_id):
-    """404 for non-members, 403 for members whose roles do not allow inviting."""
-    with store.read() as session:
-        caller_membership(session, organization_id, identity, Action.MANAGE_INVITATIONS)
-
-
 def clean_email(email):
     if email is None or (isinstance(email, str) and not email.strip()):
         raise ValidationFailed("Email is required.", code="email_required", field="email")

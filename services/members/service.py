@@ -1,8 +1,8 @@
 """Nameko entrypoints of the members service: thin; the rules live in users.py, memberships.py,
 invitations.py and billing_transfers.py, the reaction to other services' events in reactions.py.
 
-The members service owns memberships, so it checks permissions on its own data
-(memberships.caller_membership); it asks orgs only for an organization's type and name, and whether
+The members service owns memberships, so the pipeline (common.commands) checks permissions on its own
+data (own_memberships.py); it asks orgs only for an organization's type and name, and whether
 its agents exist, when inviting.
 """
 import logging
@@ -11,6 +11,7 @@ from nameko.messaging import consume
 from nameko.timer import timer
 
 from common.auth import SYSTEM_ACTOR, Auth
+from common.commands import CREDENTIAL, MEMBER, PERSON, SERVICE, SYSTEM, command, query
 from common.config import settings
 from common.db import Database
 from common.errors import Conflict
@@ -18,8 +19,9 @@ from common.events import MEMBERS_QUEUE, change_event_or_none
 from common.heap import FrozenStartupHeap
 from common.mail import MailerProvider
 from common.outbox import OutboxRelay
+from common.permissions import Action
 from common.readmodels import SNAPSHOT_PAGE
-from common.rpc import call, rpc, service_proxy
+from common.rpc import call, service_proxy
 from services.members import (
     api_keys,
     billing_transfers,
@@ -30,6 +32,7 @@ from services.members import (
     users,
 )
 from services.members.models import HandledRequest, OutboxEvent
+from services.members.own_memberships import OwnMemberships
 
 log = logging.getLogger(__name__)
 
@@ -46,53 +49,52 @@ class MembersService:
     outbox = OutboxRelay(OutboxEvent)
     mailer = MailerProvider()
     orgs = service_proxy("orgs")
+    memberships = OwnMemberships()      # who may call what (common.commands), from members' own tables
 
-    @rpc
-    def ping(self):
+    @query(CREDENTIAL)
+    def ping(self, caller):
         return "pong"
 
     # ---- users and founders (called by orgs) ---------------------------------------------------------
-    @rpc
-    def register_user(self):
+    @command(PERSON)
+    def register_user(self, caller):
         """Create or refresh the caller's user record from their token's claims."""
-        user, created = users.register_user(self.db, self.auth.require())
+        user, created = users.register_user(self.db, caller.identity)
         return {"user": user, "created": created}
 
-    @rpc
-    def add_founder(self, organization_id):
+    @command(PERSON)
+    def add_founder(self, caller, organization_id):
         """The caller becomes Owner and Billing of a brand-new organization (called by orgs)."""
-        return memberships.add_founder(self.db, self.auth.require(), organization_id)
+        return memberships.add_founder(self.db, caller.identity, organization_id)
 
     # ---- membership states for other services' read models (common.readmodels) ----------------------
-    @rpc
-    def snapshot_memberships(self, after=None, limit=SNAPSHOT_PAGE):
+    @query(SYSTEM)
+    def snapshot_memberships(self, caller, after=None, limit=SNAPSHOT_PAGE):
         """A page of every current membership's state, to fill or rebuild a read model (the system only)."""
-        self.auth.require_system()
         return membership_states.snapshot_memberships(self.db, after, limit)
 
-    @rpc
-    def membership_states(self, organization_id, user_ids):
+    @query(SERVICE)
+    def membership_states(self, caller, organization_id, user_ids):
         """The current states of those among `user_ids` who are members: a read model confirms a refusal
         with these before giving it. Told only to a member of the organization, or to the system."""
-        caller = self.auth.require()
-        caller_id = None if caller.id == SYSTEM_ACTOR["id"] else caller.id
+        caller_id = None if caller.identity.id == SYSTEM_ACTOR["id"] else caller.identity.id
         return membership_states.membership_states(self.db, organization_id, user_ids, caller_id)
 
     # ---- members -------------------------------------------------------------------------------------
-    @rpc
-    def list_members(self, organization_id, q=None, role=None, sort=None, cursor=None, limit=None):
-        return memberships.list_members(self.db, self.auth.require(), organization_id, q, role, sort, cursor,
+    @query(Action.VIEW_MEMBERS)
+    def list_members(self, caller, organization_id, q=None, role=None, sort=None, cursor=None, limit=None):
+        return memberships.list_members(self.db, caller.identity, organization_id, q, role, sort, cursor,
                                         limit)
 
-    @rpc
-    def edit_roles(self, organization_id, user_id, roles):
-        return memberships.edit_roles(self.db, self.auth.require(), organization_id, user_id, roles)
+    @command(Action.EDIT_MEMBER_ROLES)
+    def edit_roles(self, caller, organization_id, user_id, roles):
+        return memberships.edit_roles(self.db, caller.identity, organization_id, user_id, roles)
 
-    @rpc
-    def remove_member(self, organization_id, user_id):
+    @command(MEMBER)
+    def remove_member(self, caller, organization_id, user_id):
         """Remove a member, or leave when `user_id` is the caller."""
         try:
-            return memberships.remove_member(self.db, self.auth.require(), organization_id, user_id)
+            return memberships.remove_member(self.db, caller.identity, organization_id, user_id)
         except Conflict as refusal:
             # The one member of an Individual organization holds Billing, so leaving it ends here; only
             # orgs knows the organization's type, asked only now (never inside the write transaction),
@@ -104,12 +106,11 @@ class MembersService:
             raise
 
     # ---- invitations ---------------------------------------------------------------------------------
-    @rpc
-    def invite(self, organization_id, email, roles, agent_ids=None, idempotency_key=None):
-        identity = self.auth.require()
-        # Membership and permission first (404 / 403 from our own data), then the organization's
-        # type and name from orgs (404 if it was deleted a moment ago) and its agents (422 unknown_agent).
-        invitations.check_may_invite(self.db, identity, organization_id)
+    @command(Action.MANAGE_INVITATIONS)
+    def invite(self, caller, organization_id, email, roles, agent_ids=None, idempotency_key=None):
+        identity = caller.identity
+        # The organization's type and name from orgs (404 if it was deleted a moment ago) and its agents
+        # (422 unknown_agent), once the pipeline checked the caller's right to invite (common.commands).
         organization = call(self.orgs.organization_profile, organization_id)
         agent_ids = invitations.clean_agent_ids(agent_ids)
         if agent_ids:
@@ -120,32 +121,32 @@ class MembersService:
             self._send(invitation)
         return invitation
 
-    @rpc
-    def resend_invitation(self, organization_id, invitation_id):
-        invitation = invitations.resend_invitation(self.db, self.auth.require(), organization_id, invitation_id)
+    @command(Action.MANAGE_INVITATIONS)
+    def resend_invitation(self, caller, organization_id, invitation_id):
+        invitation = invitations.resend_invitation(self.db, caller.identity, organization_id, invitation_id)
         self._send(invitation)
         return invitation
 
-    @rpc
-    def revoke_invitation(self, organization_id, invitation_id):
-        return invitations.revoke_invitation(self.db, self.auth.require(), organization_id, invitation_id)
+    @command(Action.MANAGE_INVITATIONS)
+    def revoke_invitation(self, caller, organization_id, invitation_id):
+        return invitations.revoke_invitation(self.db, caller.identity, organization_id, invitation_id)
 
-    @rpc
-    def list_invitations(self, organization_id, status=None, q=None, cursor=None, limit=None):
-        return invitations.list_invitations(self.db, self.auth.require(), organization_id, status, q, cursor,
+    @query(Action.MANAGE_INVITATIONS)
+    def list_invitations(self, caller, organization_id, status=None, q=None, cursor=None, limit=None):
+        return invitations.list_invitations(self.db, caller.identity, organization_id, status, q, cursor,
                                             limit)
 
-    @rpc
-    def my_invitations(self, status=None, cursor=None, limit=None):
-        return invitations.my_invitations(self.db, self.auth.require(), status, cursor, limit)
+    @query(PERSON)
+    def my_invitations(self, caller, status=None, cursor=None, limit=None):
+        return invitations.my_invitations(self.db, caller.identity, status, cursor, limit)
 
-    @rpc
-    def accept_invitation(self, invitation_id):
-        return invitations.accept_invitation(self.db, self.auth.require(), invitation_id)
+    @command(PERSON)
+    def accept_invitation(self, caller, invitation_id):
+        return invitations.accept_invitation(self.db, caller.identity, invitation_id)
 
-    @rpc
-    def reject_invitation(self, invitation_id):
-        return invitations.reject_invitation(self.db, self.auth.require(), invitation_id)
+    @command(PERSON)
+    def reject_invitation(self, caller, invitation_id):
+        return invitations.reject_invitation(self.db, caller.identity, invitation_id)
 
     @timer(interval=INVITATION_SWEEP_SECONDS)
     def expire_invitations(self):
@@ -160,45 +161,45 @@ class MembersService:
         self.mailer.send(invitation["email"], subject, body)
 
     # ---- billing transfers ---------------------------------------------------------------------------
-    @rpc
-    def start_billing_transfer(self, organization_id, to_user_id):
-        return billing_transfers.start_billing_transfer(self.db, self.auth.require(), organization_id, to_user_id)
+    @command(MEMBER)
+    def start_billing_transfer(self, caller, organization_id, to_user_id):
+        return billing_transfers.start_billing_transfer(self.db, caller.identity, organization_id, to_user_id)
 
-    @rpc
-    def accept_billing_transfer(self, organization_id, transfer_id):
-        return billing_transfers.accept_billing_transfer(self.db, self.auth.require(), organization_id, transfer_id)
+    @command(MEMBER)
+    def accept_billing_transfer(self, caller, organization_id, transfer_id):
+        return billing_transfers.accept_billing_transfer(self.db, caller.identity, organization_id, transfer_id)
 
-    @rpc
-    def decline_billing_transfer(self, organization_id, transfer_id):
-        return billing_transfers.decline_billing_transfer(self.db, self.auth.require(), organization_id,
+    @command(MEMBER)
+    def decline_billing_transfer(self, caller, organization_id, transfer_id):
+        return billing_transfers.decline_billing_transfer(self.db, caller.identity, organization_id,
                                                           transfer_id)
 
-    @rpc
-    def cancel_billing_transfer(self, organization_id, transfer_id):
-        return billing_transfers.cancel_billing_transfer(self.db, self.auth.require(), organization_id, transfer_id)
+    @command(MEMBER)
+    def cancel_billing_transfer(self, caller, organization_id, transfer_id):
+        return billing_transfers.cancel_billing_transfer(self.db, caller.identity, organization_id, transfer_id)
 
-    @rpc
-    def list_billing_transfers(self, organization_id, status=None, cursor=None, limit=None):
-        return billing_transfers.list_billing_transfers(self.db, self.auth.require(), organization_id, status,
+    @query(MEMBER)
+    def list_billing_transfers(self, caller, organization_id, status=None, cursor=None, limit=None):
+        return billing_transfers.list_billing_transfers(self.db, caller.identity, organization_id, status,
                                                         cursor, limit)
 
     # ---- API keys (Owner/Admin; SPEC §9) ------------------------------------------------------------
-    @rpc
-    def create_api_key(self, organization_id, name, scopes, expires_at=None):
+    @command(Action.MANAGE_API_KEYS)
+    def create_api_key(self, caller, organization_id, name, scopes, expires_at=None):
         """A new key; the answer's `key` is the secret, shown this once."""
-        return api_keys.create_key(self.db, self.auth.require(), organization_id, name, scopes, expires_at,
+        return api_keys.create_key(self.db, caller.identity, organization_id, name, scopes, expires_at,
                                    settings().api_key_hash_secret)
 
-    @rpc
-    def list_api_keys(self, organization_id, cursor=None, limit=None):
-        return api_keys.list_keys(self.db, self.auth.require(), organization_id, cursor, limit)
+    @query(Action.MANAGE_API_KEYS)
+    def list_api_keys(self, caller, organization_id, cursor=None, limit=None):
+        return api_keys.list_keys(self.db, caller.identity, organization_id, cursor, limit)
 
-    @rpc
-    def revoke_api_key(self, organization_id, key_id):
-        return api_keys.revoke_key(self.db, self.auth.require(), organization_id, key_id)
+    @command(Action.MANAGE_API_KEYS)
+    def revoke_api_key(self, caller, organization_id, key_id):
+        return api_keys.revoke_key(self.db, caller.identity, organization_id, key_id)
 
-    @rpc
-    def authenticate_api_key(self, key):
+    @query(CREDENTIAL)
+    def authenticate_api_key(self, caller, key):
         """The gateway's check of a key it has not seen in the last minute: the key (its secret) is the
         credential, so no identity is asked for; the answer carries no secret or hash."""
         return api_keys.authenticate(self.db, key, settings().api_key_hash_secret)

@@ -12,8 +12,8 @@ from nameko.messaging import consume
 
 from common import idempotency
 from common.auth import Auth
+from common.commands import CREDENTIAL, MEMBER, PERSON, SERVICE, SYSTEM, command, query
 from common.db import Database
-from common.errors import NotFound
 from common.events import ORGS_QUEUE, change_event_or_none
 from common.heap import FrozenStartupHeap
 from common.membership_facts import MembershipFacts
@@ -21,7 +21,7 @@ from common.outbox import OutboxRelay
 from common.paging import page_of_list
 from common.permissions import Action
 from common.readmodels import SNAPSHOT_PAGE, ReadModelFill
-from common.rpc import call, rpc, service_proxy
+from common.rpc import call, service_proxy
 from services.orgs import agent_people, agent_transfer, agents, organizations, reactions
 from services.orgs.models import READ_MODELS, HandledRequest, OutboxEvent
 
@@ -37,36 +37,36 @@ class OrgsService:
     memberships = MembershipFacts(READ_MODELS, owner="members")
     fill = ReadModelFill(READ_MODELS)
 
-    @rpc
-    def ping(self):
+    @query(CREDENTIAL)
+    def ping(self, caller):
         self.fill.check()       # degraded until the read model was first filled from members' snapshot
         return "pong"
 
-    @rpc
-    def sign_in(self):
+    @command(PERSON)
+    def sign_in(self, caller):
         """First sight of a user (or a change of their token's email/name): make sure their user record,
         their Individual organization and their Owner+Billing membership of it exist. Idempotent."""
-        identity = self.auth.require()
         call(self.members.register_user)
-        individual = organizations.ensure_individual(self.db, identity)
+        individual = organizations.ensure_individual(self.db, caller.identity)
         organizations.remember_founder(self.db, call(self.members.add_founder, individual["id"]))
-        return self.get_me()
+        return self._me(caller.identity)
 
-    @rpc
-    def get_me(self):
-        identity = self.auth.require()
+    @query(PERSON)
+    def get_me(self, caller):
+        return self._me(caller.identity)
+
+    def _me(self, identity):
         return organizations.me(self.db, identity, self.memberships.memberships_of(identity.id))
 
-    @rpc
-    def list_organizations(self, cursor=None, limit=None):
-        identity = self.auth.require()
+    @query(PERSON)
+    def list_organizations(self, caller, cursor=None, limit=None):
+        identity = caller.identity
         cards = organizations.cards(self.db, identity.id, self.memberships.memberships_of(identity.id))
         return page_of_list(cards, cursor, limit)
 
-    @rpc
-    def create_organization(self, name, idempotency_key=None):
-        identity = self.auth.require()
-        org = organizations.create_collective(self.db, identity, name, idempotency_key)
+    @command(PERSON)
+    def create_organization(self, caller, name, idempotency_key=None):
+        org = organizations.create_collective(self.db, caller.identity, name, idempotency_key)
         # Also on a replay: if the first attempt died before this call, the retry completes it.
         membership = call(self.members.add_founder, org["id"])
         organizations.remember_founder(self.db, membership)
@@ -75,159 +75,130 @@ class OrgsService:
             card[idempotency.REPLAYED] = True       # the gateway's Idempotent-Replayed header
         return card
 
-    @rpc
-    def get_organization(self, organization_id):
-        identity = self.auth.require()
-        membership = self.memberships.membership(organization_id, identity.id)
-        return organizations.member_card(self.db, identity.id, membership)
+    @query(MEMBER)
+    def get_organization(self, caller, organization_id):
+        return organizations.member_card(self.db, caller.identity.id, caller.membership)
 
-    @rpc
-    def organization_profile(self, organization_id):
+    @query(SERVICE)
+    def organization_profile(self, caller, organization_id):
         """Name and type of a live organization, for services that have checked the caller's membership
         themselves (members, when inviting). It does not ask members back: a call cycle
         members -> orgs -> members can exhaust the members workers under load and deadlock."""
-        self.auth.require()
         return organizations.profile(self.db, organization_id)
 
-    @rpc
-    def rename_organization(self, organization_id, name):
-        identity = self.auth.require()
-        organizations.clean_name(name)   # bad input is refused before any permission lookup is spent on it
-        membership = self.memberships.authorize(identity, organization_id, Action.RENAME_ORGANIZATION)
-        organizations.rename(self.db, identity, organization_id, name)
-        return organizations.member_card(self.db, identity.id, membership)
+    @command(Action.RENAME_ORGANIZATION)
+    def rename_organization(self, caller, organization_id, name):
+        organizations.clean_name(name)
+        organizations.rename(self.db, caller.identity, organization_id, name)
+        return organizations.member_card(self.db, caller.identity.id, caller.membership)
 
-    @rpc
-    def delete_organization(self, organization_id):
-        identity = self.auth.require()
-        self.memberships.authorize(identity, organization_id, Action.DELETE_ORGANIZATION)
-        return organizations.delete(self.db, identity, organization_id)
+    @command(Action.DELETE_ORGANIZATION)
+    def delete_organization(self, caller, organization_id):
+        return organizations.delete(self.db, caller.identity, organization_id)
 
-    @rpc
-    def set_active_organization(self, organization_id):
-        identity = self.auth.require()
-        self.memberships.membership(organization_id, identity.id)   # NotFound unless the caller belongs to it
-        organizations.set_active(self.db, identity, organization_id)
-        return self.get_me()
+    @command(MEMBER)
+    def set_active_organization(self, caller, organization_id):
+        organizations.set_active(self.db, caller.identity, organization_id)
+        return self._me(caller.identity)
 
     # ---- agents (rules in agents.py, agent_people.py, agent_transfer.py) -------------------------------
-    @rpc
-    def create_agent(self, organization_id, fields, idempotency_key=None):
-        identity = self.auth.require()
-        return agents.create_agent(self.db, identity, self._roles(organization_id), organization_id, fields,
+    @command(MEMBER)
+    def create_agent(self, caller, organization_id, fields, idempotency_key=None):
+        return agents.create_agent(self.db, caller.identity, caller.roles, organization_id, fields,
                                    idempotency_key)
 
-    @rpc
-    def list_agents(self, organization_id, q=None, cursor=None, limit=None):
-        identity = self.auth.require()
-        return agents.list_agents(self.db, identity, self._roles(organization_id), organization_id, q, cursor, limit)
+    @query(MEMBER)
+    def list_agents(self, caller, organization_id, q=None, cursor=None, limit=None):
+        return agents.list_agents(self.db, caller.identity, caller.roles, organization_id, q, cursor, limit)
 
-    @rpc
-    def get_agent(self, organization_id, agent_id):
-        identity = self.auth.require()
-        return agents.get_agent(self.db, identity, self._roles(organization_id), organization_id, agent_id)
+    @query(MEMBER)
+    def get_agent(self, caller, organization_id, agent_id):
+        return agents.get_agent(self.db, caller.identity, caller.roles, organization_id, agent_id)
 
-    @rpc
-    def update_agent(self, organization_id, agent_id, fields):
-        identity = self.auth.require()
-        agents.clean_fields(fields, creating=False)   # bad input first, before any lookup is spent on it
-        return agents.update_agent(self.db, identity, self._roles(organization_id), organization_id, agent_id,
+    @command(MEMBER)
+    def update_agent(self, caller, organization_id, agent_id, fields):
+        agents.clean_fields(fields, creating=False)
+        return agents.update_agent(self.db, caller.identity, caller.roles, organization_id, agent_id,
                                    fields)
 
-    @rpc
-    def delete_agent(self, organization_id, agent_id):
-        identity = self.auth.require()
-        return agents.delete_agent(self.db, identity, self._roles(organization_id), organization_id, agent_id)
+    @command(MEMBER)
+    def delete_agent(self, caller, organization_id, agent_id):
+        return agents.delete_agent(self.db, caller.identity, caller.roles, organization_id, agent_id)
 
-    @rpc
-    def list_contributors(self, organization_id, agent_id, cursor=None, limit=None):
-        identity = self.auth.require()
-        return agent_people.list_contributors(self.db, identity, self._roles(organization_id), organization_id,
+    @query(MEMBER)
+    def list_contributors(self, caller, organization_id, agent_id, cursor=None, limit=None):
+        return agent_people.list_contributors(self.db, caller.identity, caller.roles, organization_id,
                                               agent_id, cursor, limit)
 
-    @rpc
-    def add_contributor(self, organization_id, agent_id, user_id):
+    @command(MEMBER)
+    def add_contributor(self, caller, organization_id, agent_id, user_id):
         """Returns {"contributor", "created"} (created False when they already were one)."""
-        contributor, created = self._give_place(agent_people.add_contributor, organization_id, agent_id, user_id)
+        contributor, created = self._give_place(caller, agent_people.add_contributor, organization_id, agent_id,
+                                                user_id)
         return {"contributor": contributor, "created": created}
 
-    @rpc
-    def remove_contributor(self, organization_id, agent_id, user_id):
-        identity = self.auth.require()
-        return agent_people.remove_contributor(self.db, identity, self._roles(organization_id), organization_id,
+    @command(MEMBER)
+    def remove_contributor(self, caller, organization_id, agent_id, user_id):
+        return agent_people.remove_contributor(self.db, caller.identity, caller.roles, organization_id,
                                                agent_id, user_id)
 
-    @rpc
-    def assign_agent(self, organization_id, agent_id, user_id):
+    @command(MEMBER)
+    def assign_agent(self, caller, organization_id, agent_id, user_id):
         """Returns {"assignee", "created"} (created False when they already were assigned)."""
-        assignee, created = self._give_place(agent_people.assign, organization_id, agent_id, user_id)
+        assignee, created = self._give_place(caller, agent_people.assign, organization_id, agent_id, user_id)
         return {"assignee": assignee, "created": created}
 
-    @rpc
-    def unassign_agent(self, organization_id, agent_id, user_id):
-        identity = self.auth.require()
-        return agent_people.unassign(self.db, identity, self._roles(organization_id), organization_id, agent_id,
+    @command(MEMBER)
+    def unassign_agent(self, caller, organization_id, agent_id, user_id):
+        return agent_people.unassign(self.db, caller.identity, caller.roles, organization_id, agent_id,
                                      user_id)
 
-    @rpc
-    def transfer_agent(self, organization_id, agent_id, destination_organization_id, dry_run):
+    @command(MEMBER)
+    def transfer_agent(self, caller, organization_id, agent_id, destination_organization_id, dry_run):
         """Dry run: the report (who keeps access); otherwise the move. Membership facts of both
         organizations are read first; the move re-reads the agent under a row lock."""
-        identity = self.auth.require()
-        source_roles = self._roles(organization_id)
-        destination_roles = self._destination_roles(organization_id, destination_organization_id)
+        source_roles = caller.roles
+        destination_roles = self._destination_roles(caller, organization_id, destination_organization_id)
         agent_transfer.check_transfer(source_roles, destination_roles, organization_id, destination_organization_id,
                                       dry_run)
-        people = agent_transfer.people_of(self.db, identity, source_roles, organization_id, agent_id)
+        people = agent_transfer.people_of(self.db, caller.identity, source_roles, organization_id, agent_id)
         people_roles = self.memberships.roles_of(destination_organization_id, people)
-        return agent_transfer.transfer_agent(self.db, identity, source_roles, destination_roles, organization_id,
+        return agent_transfer.transfer_agent(self.db, caller.identity, source_roles, destination_roles, organization_id,
                                              agent_id, destination_organization_id, dry_run, people_roles)
 
-    @rpc
-    def check_agent_ids(self, organization_id, agent_ids):
+    @query(SERVICE)
+    def check_agent_ids(self, caller, organization_id, agent_ids):
         """The ids if all are live agents of the organization, 422 unknown_agent otherwise. For members
         (invitations name agents), which has checked the caller's rights itself; like
         organization_profile it does not ask members back (no call cycle)."""
-        self.auth.require()
         return agents.check_agent_ids(self.db, organization_id, agent_ids)
 
-    def _roles(self, organization_id):
-        """The caller's roles in the organization; NotFound if they are not a member."""
-        return self.memberships.membership(organization_id, self.auth.require().id)["roles"]
-
-    def _destination_roles(self, organization_id, destination_id):
+    def _destination_roles(self, caller, organization_id, destination_id):
         """The caller's roles in a transfer's destination; None when they are not a member there or it
         is no other organization (check_transfer refuses both, each with its own error)."""
         if not agent_transfer.is_another_organization(organization_id, destination_id):
             return None
-        try:
-            return self._roles(destination_id)
-        except NotFound:
-            return None
+        return self._roles_of(destination_id, caller.identity.id)
 
     def _roles_of(self, organization_id, user_id):
-        """Another person's roles in the organization, None if they are not a member."""
+        """Someone's roles in the organization, None if they are not a member."""
         return self.memberships.roles_of(organization_id, [user_id]).get(user_id)
 
-    def _give_place(self, give, organization_id, agent_id, user_id):
-        """Add a contributor or assignee (`give`, from agent_people): both people's roles are asked first."""
-        identity = self.auth.require()
-        roles = self._roles(organization_id)
+    def _give_place(self, caller, give, organization_id, agent_id, user_id):
+        """Add a contributor or assignee (`give`, from agent_people): the other person's roles are asked first."""
         user_roles = self._roles_of(organization_id, agent_people.clean_user_id(user_id))
-        return give(self.db, identity, roles, organization_id, agent_id, user_id, user_roles)
+        return give(self.db, caller.identity, caller.roles, organization_id, agent_id, user_id, user_roles)
 
     # ---- agents' access for other services' read models (common.readmodels) --------------------------
-    @rpc
-    def snapshot_agents(self, after=None, limit=SNAPSHOT_PAGE):
+    @query(SYSTEM)
+    def snapshot_agents(self, caller, after=None, limit=SNAPSHOT_PAGE):
         """One page of every agent's access state (deleted ones as tombstones), for fills and rebuilds."""
-        self.auth.require_system()
         return agents.snapshot(self.db, after, limit)
 
-    @rpc
-    def agent_states(self, organization_id, agent_ids):
+    @query(SERVICE)
+    def agent_states(self, caller, organization_id, agent_ids):
         """The current access states of those agents that are the organization's, for a consumer that
         confirms a refusal; no membership check: it tells only what the caller's service may know."""
-        self.auth.require()
         return agents.access_states(self.db, organization_id, agent_ids)
 
     # ---- events of other services ---------------------------------------------------------------------

@@ -50,7 +50,7 @@ def audit_worker(store, identity, confirmed=()):
     """The service as Nameko runs it, its read model real; members.membership_states (the confirm of a
     refusal) answers `confirmed`."""
     service = worker_factory(AuditService, db=store)
-    service.auth.require.return_value = identity
+    service.auth.identity = identity
     service.memberships = Memberships(store, READ_MODELS, owner=lambda: service.members)
     service.members.membership_states.call_async.return_value.result.return_value = list(confirmed)
     return service

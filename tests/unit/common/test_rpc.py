@@ -7,6 +7,7 @@ from kombu.exceptions import OperationalError
 from nameko.rpc import Rpc as NamekoRpc
 
 from common import rpc
+from common.commands import CREDENTIAL, query
 from common.errors import ServiceUnavailable
 
 
@@ -71,8 +72,8 @@ def test_an_rpc_with_the_wrong_arguments_is_refused_by_the_signature_built_once(
     class Service:
         name = "signatures"
 
-        @rpc.rpc
-        def add(self, a, b=1):
+        @query(CREDENTIAL)
+        def add(self, caller, a, b=1):
             return a + b
 
     container = ServiceContainer(Service, {"AMQP_URI": "memory://"})      # built, never started

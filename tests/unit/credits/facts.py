@@ -114,7 +114,7 @@ def credits_worker(store, identity, roles=("owner",), org=ORG):
     """A worker over a real database, `identity` a member of `org` with `roles` in its read model (none
     for roles=None); members and orgs are mocks answering as `service.owners` says."""
     service = worker_factory(CreditsService, db=store)
-    service.auth.require.return_value = identity
+    service.auth.identity = identity
     service.memberships = Memberships(store, READ_MODELS, owner=lambda: service.members)
     service.owners = Owners(service)
     if roles is not None:

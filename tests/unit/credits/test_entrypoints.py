@@ -112,12 +112,16 @@ def test_add_to_an_unknown_group_is_budget_group_not_found(store, alice):
     assert err.value.code == "budget_group_not_found"
 
 
-def test_create_group_refuses_bad_fields_before_the_permission_check(store, alice):
-    service = credits_worker(store, alice, roles=None)      # not even a member
+# The pipeline's order (common.commands): who may do it first, then their input.
+def test_create_group_refuses_bad_fields_of_an_admin_and_a_stranger_before_reading_them(store, alice, bob):
+    service = credits_worker(store, alice, roles=["admin"])
     with pytest.raises(ValidationFailed) as err:
         service.create_budget_group(ORG, {"name": "N", "builder_limit": 1.5})
     assert err.value.code == "invalid_builder_limit"
     assert rpc_calls(service) == []
+    stranger = credits_worker(store, bob, roles=None)
+    with pytest.raises(NotFound):
+        stranger.create_budget_group(ORG, {"name": "N", "builder_limit": 1.5})
 
 
 # ---- my_usage: the organizations the caller belongs to, from the read model ----------------------------
@@ -149,8 +153,8 @@ def test_my_usage_without_ids_lists_every_membership_but_those_of_deleted_organi
 
 
 # ---- budget_groups_of_members --------------------------------------------------------------------------
-def test_budget_groups_of_members_refuses_bad_ids_before_the_permission_check(store, alice):
-    service = credits_worker(store, alice, roles=None)
+def test_budget_groups_of_members_refuses_bad_ids(store, alice):
+    service = credits_worker(store, alice, roles=["member"])
     for user_ids in ([f"u{i}" for i in range(501)], [1], ["bob", None], "bob", None, {"bob": 1}, ("bob",)):
         with pytest.raises(ValidationFailed) as err:
             service.budget_groups_of_members(ORG, user_ids)

@@ -10,6 +10,7 @@ from common.config import settings
 from common.errors import Conflict, Forbidden
 from common.mail import Mailer
 from services.members import invitations, memberships, users
+from services.members.own_memberships import Memberships
 from services.members.service import MembersService
 
 ORG = {"id": "org-1", "name": "Sehat Clinic", "type": "collective"}
@@ -17,7 +18,8 @@ ORG = {"id": "org-1", "name": "Sehat Clinic", "type": "collective"}
 
 def members_worker(store, identity):
     service = worker_factory(MembersService, db=store)
-    service.auth.require.return_value = identity
+    service.auth.identity = identity
+    service.memberships = Memberships(store)
     service.orgs.organization_profile.call_async.return_value.result.return_value = ORG
     return service
 

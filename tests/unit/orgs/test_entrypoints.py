@@ -41,7 +41,7 @@ def orgs_worker(store, identity, owner_states=()):
     """The orgs service for `identity`; members confirms refusals with `owner_states` (membership
     states it holds), and its calls are counted by the mock."""
     service = worker_factory(OrgsService, db=store)
-    service.auth.require.return_value = identity
+    service.auth.identity = identity
     service.memberships = Memberships(store, READ_MODELS, lambda: service.members)
     owner_states = list(owner_states)
     service.members.membership_states.call_async.side_effect = lambda org_id, user_ids: Reply(
@@ -81,11 +81,14 @@ def test_owner_or_admin_may_rename_without_asking_members(store, alice, roles):
     assert asked_members(service) == []
 
 
-def test_bad_name_is_refused_before_any_lookup(store, alice):
+def test_a_bad_name_is_refused_and_nothing_changes(store, alice):
+    org = organizations.create_collective(store, alice, "Clinic")["id"]
+    member(store, org, alice.id, ["owner"])
     service = orgs_worker(store, alice)
     with pytest.raises(Exception) as err:
-        service.rename_organization("whatever", "")
+        service.rename_organization(org, "")
     assert err.value.code == "name_required"
+    assert service.get_organization(org)["name"] == "Clinic"
     assert asked_members(service) == []
 
 
