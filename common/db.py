@@ -22,6 +22,7 @@ import eventlet
 import psycogreen.eventlet
 from nameko.extensions import DependencyProvider
 from sqlalchemy import create_engine, event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from common import handled_requests
@@ -133,6 +134,18 @@ class Store:
             if recorded:                # rolled back: the request's next write transaction records it
                 handled_requests.forget()
             raise
+
+
+def retry_on_unique_race(attempt):
+    """Run `attempt()`, a write transaction that decides from what it reads; when its commit loses a race
+    on a unique key (two requests inserting the same row at once: one Idempotency-Key, one user's first
+    sign-in, one pending invitation or transfer), run it once more: seeing the winner's row, it decides
+    again (replays the stored answer, returns the row, or refuses with the proper 409). The one way to
+    handle such a race; a second clash propagates."""
+    try:
+        return attempt()
+    except IntegrityError:
+        return attempt()
 
 
 class ReadThenWrite:

@@ -14,7 +14,6 @@ committed before it, and "balance suffices" and "budget allows" stay true until 
 import uuid
 
 from sqlalchemy import BigInteger, case, cast, func, or_, select
-from sqlalchemy.exc import IntegrityError
 
 from common import idempotency
 from common.auth import SYSTEM_ACTOR
@@ -97,15 +96,6 @@ def _add_entry(session, account, kind, amount, actor, now, grant=None, agent_id=
     return entry
 
 
-def with_key_race_retry(attempt):
-    """Run `attempt()`; if it lost a race on its Idempotency-Key's row (two requests with one key
-    committing at once, e.g. in two organizations), run it once more: it then finds the stored answer."""
-    try:
-        return attempt()
-    except IntegrityError:
-        return attempt()
-
-
 # ---- grants ----------------------------------------------------------------------------------------
 def clean_grant(amount, type, expires_at):
     """The grant's values checked (whether an expiry is still in the future is checked by add_grant,
@@ -131,31 +121,26 @@ def add_grant(store, identity, organization_id, amount, type, expires_at=None, i
     idempotency_key = idempotency.check_key(idempotency_key)
     operation = idempotency.operation("grant", organization_id, units, type, iso(expires_at))
 
-    def attempt():
-        with store.write() as session:
-            account = _locked_account(session, organization_id, now)
-            replay = idempotency.find_replay(session, IdempotentRequest, identity.id, idempotency_key, operation)
-            if replay is not None:
-                return replay
-            if expires_at is not None and expires_at <= now:
-                raise ValidationFailed("expires_at must be in the future.", code="expiry_in_past",
-                                       field="expires_at")
-            write_off_expired(session, account, now)
-            if account.balance + units > MAX_BALANCE_UNITS:
-                raise ValidationFailed("This grant would take the balance over the most an account may hold.",
-                                       code="balance_limit", field="amount")
-            grant = Grant(id=str(uuid.uuid4()), organization_id=organization_id, type=type, amount=units,
-                          remaining=units, expires_at=expires_at, created_by=identity.id, created_at=now)
-            session.add(grant)
-            account.balance += units
-            account.updated_at = now
-            entry = _add_entry(session, account, "grant", units, identity.as_actor(), now, grant=grant)
-            answer = dict(grant_dict(grant, now), ledger_entry_id=entry.id)
-            emit(session, CREDITS_GRANTED, "create", organization_id, identity, "grant", grant.id,
-                 after={"type": type, "amount": answer["amount"], "expires_at": answer["expires_at"]}, occurred_at=now)
-            idempotency.remember(session, IdempotentRequest, identity.id, idempotency_key, operation, answer, now)
-            return answer
-    return with_key_race_retry(attempt)
+    def grant_credit(session, account):
+        if expires_at is not None and expires_at <= now:
+            raise ValidationFailed("expires_at must be in the future.", code="expiry_in_past", field="expires_at")
+        write_off_expired(session, account, now)
+        if account.balance + units > MAX_BALANCE_UNITS:
+            raise ValidationFailed("This grant would take the balance over the most an account may hold.",
+                                   code="balance_limit", field="amount")
+        grant = Grant(id=str(uuid.uuid4()), organization_id=organization_id, type=type, amount=units,
+                      remaining=units, expires_at=expires_at, created_by=identity.id, created_at=now)
+        session.add(grant)
+        account.balance += units
+        account.updated_at = now
+        entry = _add_entry(session, account, "grant", units, identity.as_actor(), now, grant=grant)
+        answer = dict(grant_dict(grant, now), ledger_entry_id=entry.id)
+        emit(session, CREDITS_GRANTED, "create", organization_id, identity, "grant", grant.id,
+             after={"type": type, "amount": answer["amount"], "expires_at": answer["expires_at"]}, occurred_at=now)
+        return answer
+    # The account is locked before the key is looked up: two requests with one key wait for each other.
+    return idempotency.keyed_write(store, IdempotentRequest, identity.id, idempotency_key, operation, grant_credit,
+                                   lock=lambda session: _locked_account(session, organization_id, now))
 
 
 def grant_dict(grant, now):

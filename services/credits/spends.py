@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, select, update
 
 from common import idempotency
 from common.auth import Identity, is_valid_user_id
+from common.db import retry_on_unique_race
 from common.errors import AppError, BadRequest, ValidationFailed, member_not_found
 from common.money import format_amount, parse_amount
 from common.sql import DIALECT_INSERTS
@@ -28,7 +29,6 @@ from services.credits.ledger import (
     live_grants,
     settle_expiries,
     spendable_balance,
-    with_key_race_retry,
 )
 from services.credits.models import Account, Grant, IdempotentRequest, LedgerEntry, MemberUsage
 
@@ -138,10 +138,10 @@ def spend(store, identity, organization_id, agent_id, amount, idempotency_key, n
                                         group.monthly_limit if group else None, (used - units, used),
                                         (balance + units, balance), entry_id, now)
             # A concurrent request with the same key fails here, on the key's primary key, and runs again
-            # (with_key_race_retry): it then finds this answer to replay.
+            # (retry_on_unique_race): it then finds this answer to replay.
             idempotency.remember(session, IdempotentRequest, actor.id, idempotency_key, operation, answer, now)
             return {"spend": answer, "replayed": False}
-    return with_key_race_retry(attempt)
+    return retry_on_unique_race(attempt)
 
 
 def evaluate_spend(store, identity, organization_id, agent_id, amount, now=None, check_access=None):

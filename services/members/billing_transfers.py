@@ -8,8 +8,8 @@ removed ends the offer too (memberships.remove_member), which is why `end_transf
 import uuid
 
 from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
 
+from common.db import retry_on_unique_race
 from common.errors import Conflict, Forbidden, NotFound, ValidationFailed, member_not_found
 from common.paging import page_of_query
 from common.timeutil import utcnow
@@ -36,7 +36,7 @@ def start_billing_transfer(store, identity, organization_id, to_user_id, now=Non
     now = now or utcnow()
     if not isinstance(to_user_id, str) or not to_user_id.strip():
         raise ValidationFailed("to_user_id is required.", code="to_user_id_required", field="to_user_id")
-    try:
+    def attempt():      # a concurrent start may take the one pending slot: the retry answers 409
         with store.write() as session:
             lock_organization(session, organization_id)
             caller = caller_membership(session, organization_id, identity)
@@ -56,10 +56,7 @@ def start_billing_transfer(store, identity, organization_id, to_user_id, now=Non
             emit(session, BILLING_TRANSFER_STARTED, "create", organization_id, identity, "billing_transfer",
                  transfer.id, after={"from_user_id": identity.id, "to_user_id": to_user_id, "status": PENDING})
             return billing_transfer_schema.dump(transfer)
-    except IntegrityError:   # a concurrent start won the one pending slot
-        with store.read() as session:
-            _check_no_pending_transfer(session, organization_id)
-        raise
+    return retry_on_unique_race(attempt)
 
 
 def accept_billing_transfer(store, identity, organization_id, transfer_id, now=None):

@@ -8,7 +8,6 @@ import uuid
 from datetime import timedelta
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.exc import IntegrityError
 
 from common import idempotency
 from common.auth import SYSTEM_ACTOR, canonical_email
@@ -73,40 +72,31 @@ def invite(store, identity, organization, email, roles, agent_ids=None, idempote
     operation = idempotency.operation("invite", organization_id, email, sort_roles(wanted), agent_ids)
     if organization["type"] == "individual":
         raise Conflict("An Individual organization cannot receive invitations.", code="individual_organization")
-    try:
-        with store.write() as session:
-            replay = idempotency.find_replay(session, IdempotentRequest, identity.id, idempotency_key, operation)
-            if replay is not None:
-                return replay, False
-            caller = caller_membership(session, organization_id, identity, Action.MANAGE_INVITATIONS)
-            check_grant(set(caller.roles), set(), wanted, False)
-            if session.scalar(select(func.count()).select_from(Membership).join(User, User.id == Membership.user_id)
-                              .where(Membership.organization_id == organization_id, User.email == email)):
-                raise Conflict(f"{email} is already a member of this organization.", code="already_member",
-                               field="email")
-            _expire_due(session, now, Invitation.organization_id == organization_id, Invitation.email == email)
-            _check_no_pending_invitation(session, organization_id, email)
-            invitation = Invitation(
-                id=str(uuid.uuid4()), organization_id=organization_id, organization_name=organization["name"],
-                email=email, roles=sort_roles(wanted), agent_ids=agent_ids, status=PENDING,
-                invited_by=identity.id, invited_by_email=identity.email, send_count=1, created_at=now,
-                last_sent_at=now, expires_at=now + INVITATION_TTL)
-            session.add(invitation)
-            session.flush()
-            result = invitation_dict(invitation, now)
-            emit(session, INVITATION_CREATED, "create", organization_id, identity, "invitation", invitation.id,
-                 after={"email": email, "roles": result["roles"], "agent_ids": agent_ids,
-                        "status": PENDING, "expires_at": result["expires_at"]})
-            idempotency.remember(session, IdempotentRequest, identity.id, idempotency_key, operation, result, now)
-            return result, True
-    except IntegrityError:
-        # Lost a race: the same key's first request, or another admin inviting this email, won.
-        with store.read() as session:
-            replay = idempotency.find_replay(session, IdempotentRequest, identity.id, idempotency_key, operation)
-            if replay is not None:
-                return replay, False
-            _check_no_pending_invitation(session, organization_id, email)
-        raise
+
+    def create(session):
+        # A race lost to another admin inviting this email ends in _check_no_pending_invitation's 409.
+        caller = caller_membership(session, organization_id, identity, Action.MANAGE_INVITATIONS)
+        check_grant(set(caller.roles), set(), wanted, False)
+        if session.scalar(select(func.count()).select_from(Membership).join(User, User.id == Membership.user_id)
+                          .where(Membership.organization_id == organization_id, User.email == email)):
+            raise Conflict(f"{email} is already a member of this organization.", code="already_member",
+                           field="email")
+        _expire_due(session, now, Invitation.organization_id == organization_id, Invitation.email == email)
+        _check_no_pending_invitation(session, organization_id, email)
+        invitation = Invitation(
+            id=str(uuid.uuid4()), organization_id=organization_id, organization_name=organization["name"],
+            email=email, roles=sort_roles(wanted), agent_ids=agent_ids, status=PENDING,
+            invited_by=identity.id, invited_by_email=identity.email, send_count=1, created_at=now,
+            last_sent_at=now, expires_at=now + INVITATION_TTL)
+        session.add(invitation)
+        session.flush()
+        result = invitation_dict(invitation, now)
+        emit(session, INVITATION_CREATED, "create", organization_id, identity, "invitation", invitation.id,
+             after={"email": email, "roles": result["roles"], "agent_ids": agent_ids,
+                    "status": PENDING, "expires_at": result["expires_at"]})
+        return result
+    answer = idempotency.keyed_write(store, IdempotentRequest, identity.id, idempotency_key, operation, create)
+    return answer, not answer.get(idempotency.REPLAYED)
 
 
 def _check_no_pending_invitation(session, organization_id, email):

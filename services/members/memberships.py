@@ -11,10 +11,10 @@ BEGIN IMMEDIATE already serializes writers. The lock also orders the versions of
 changes: each change attaches the membership's new state to its event (membership_states.py).
 """
 from sqlalchemy import func, or_, select
-from sqlalchemy.exc import IntegrityError
 
 from common.auth import folded_text, is_printable_text, is_valid_user_id
 from common.authz import check_allowed, check_key_allowed
+from common.db import retry_on_unique_race
 from common.errors import Conflict, Forbidden, ValidationFailed, member_not_found, organization_not_found
 from common.paging import page_of_list
 from common.permissions import ROLE_ORDER, Action, Role, sort_roles
@@ -49,10 +49,9 @@ def add_founder(store, identity, organization_id):
     used to join an existing organization. The answer carries the founder's membership state too, so
     orgs can apply it to its read model at once (the new organization is readable by its founder).
     """
-    try:
+    def attempt():      # a concurrent retry of this very call may insert it first: then it is found
         with store.write() as session:
             lock_organization(session, organization_id)
-            # Others first: a concurrent retry of this very call may have made the caller a member.
             if session.scalar(select(func.count()).select_from(Membership).where(
                     Membership.organization_id == organization_id, Membership.user_id != identity.id)):
                 raise Conflict("This organization already has members.", code="organization_has_members")
@@ -69,13 +68,7 @@ def add_founder(store, identity, organization_id):
                  after={"user_id": identity.id, "email": identity.email, "roles": list(FOUNDER_ROLES)},
                  state=carried(state))
             return _founder_answer(session, membership, state)
-    except IntegrityError:
-        # A concurrent retry of the same call inserted it first.
-        with store.read() as session:
-            existing = session.get(Membership, (organization_id, identity.id))
-            if existing is None:
-                raise
-            return _founder_answer(session, existing, current_state(session, existing))
+    return retry_on_unique_race(attempt)
 
 
 def _founder_answer(session, membership, state):

@@ -1,8 +1,8 @@
 """Users as the gateway saw them in a token: created on first sight, refreshed when the token's email
 or name changes."""
-from sqlalchemy.exc import IntegrityError
 
 from common.auth import canonical_email
+from common.db import retry_on_unique_race
 from common.errors import Unauthenticated
 from common.events import changed_fields
 from common.timeutil import utcnow
@@ -13,10 +13,8 @@ from services.members.schemas import user_schema
 
 def register_user(store, identity):
     """Create or refresh the user the gateway saw in a token. Returns (user dict, created?)."""
-    try:
-        return _register_user(store, identity)
-    except IntegrityError:  # two first requests of a new user raced; the other one created the row
-        return _register_user(store, identity)
+    # Two first requests of a new user may race: the loser finds the winner's row.
+    return retry_on_unique_race(lambda: _register_user(store, identity))
 
 
 def caller_email(identity):

@@ -26,7 +26,6 @@ import uuid
 from urllib.parse import urlsplit
 
 from sqlalchemy import and_, exists, func, or_, select
-from sqlalchemy.exc import IntegrityError
 
 from common import idempotency
 from common.errors import Forbidden, ValidationFailed, agent_not_found
@@ -37,7 +36,7 @@ from common.readmodels import AGENTS, SNAPSHOT_PAGE, agent_state
 from common.timeutil import iso, utcnow
 from services.orgs.events import AGENT_CREATED, AGENT_DELETED, AGENT_UPDATED, emit
 from services.orgs.models import Agent, AgentAssignee, AgentContributor, IdempotentRequest
-from services.orgs.organizations import find_idempotent, get_live
+from services.orgs.organizations import get_live
 
 # Configuration fields and their length limits (characters).
 FIELD_LIMITS = {"name": 200, "code": 100, "mission": 2000, "welcome_message": 2000,
@@ -200,21 +199,8 @@ def create_agent(store, identity, roles, organization_id, data, idempotency_key=
     fields = clean_fields(data, creating=True)
     now = now or utcnow()
     operation = idempotency.operation(CREATE_AGENT, organization_id, fields)
-    try:
-        return _insert_agent(store, identity, roles, organization_id, fields, idempotency_key, operation, now)
-    except IntegrityError:
-        # Only the idempotency record can collide: a concurrent request with the same key won.
-        replay = find_idempotent(store, identity, idempotency_key, operation)
-        if replay is None:
-            raise
-        return replay
 
-
-def _insert_agent(store, identity, roles, organization_id, fields, idempotency_key, operation, now):
-    with store.write() as session:
-        replay = idempotency.find_replay(session, IdempotentRequest, identity.id, idempotency_key, operation)
-        if replay is not None:
-            return replay
+    def insert(session):
         get_live(session, organization_id)
         agent = Agent(id=str(uuid.uuid4()), organization_id=organization_id, created_by=identity.id,
                       created_at=now, updated_at=now, **{name: fields.get(name, "") for name in CONFIG_FIELDS})
@@ -228,10 +214,8 @@ def _insert_agent(store, identity, roles, organization_id, fields, idempotency_k
         initial = {k: v for k, v in config_of(agent).items() if v not in ("", None)}
         emit(session, AGENT_CREATED, "create", agent.organization_id, identity, "agent", agent.id,
              after=dict(initial, contributors=access_of(agent)["contributors"]), state=state)
-        result = agent_dict(agent, roles, identity.id)
-        idempotency.remember(session, IdempotentRequest, identity.id, idempotency_key, operation, result, now)
-        session.flush()
-        return result
+        return agent_dict(agent, roles, identity.id)
+    return idempotency.keyed_write(store, IdempotentRequest, identity.id, idempotency_key, operation, insert)
 
 
 def list_agents(store, identity, roles, organization_id, q=None, cursor=None, limit=None):

@@ -8,9 +8,9 @@ the read model (common.membership_facts), and the functions here receive them as
 import uuid
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from common import idempotency
+from common.db import retry_on_unique_race
 from common.errors import Conflict, ValidationFailed, organization_not_found
 from common.readmodels import apply_membership
 from common.timeutil import iso, utcnow
@@ -69,8 +69,12 @@ def ensure_individual(store, identity):
         if org is not None:
             return org_dict(org)
     name = (identity.name or identity.email or "Personal").strip()[:NAME_MAX_LENGTH]
-    try:
+
+    def create():
         with store.write() as session:
+            existing = _individual_of(session, identity.id)     # made by a concurrent first request
+            if existing is not None:
+                return org_dict(existing)
             now = utcnow()
             org = Organization(id=str(uuid.uuid4()), name=name, type=INDIVIDUAL, individual_user_id=identity.id,
                                created_by=identity.id, created_at=now, updated_at=now)
@@ -81,9 +85,7 @@ def ensure_individual(store, identity):
                  after={"name": name, "type": INDIVIDUAL})
             session.flush()
             return org_dict(org)
-    except IntegrityError:  # created concurrently by another request of the same user
-        with store.read() as session:
-            return org_dict(_individual_of(session, identity.id))
+    return retry_on_unique_race(create)
 
 
 def me(store, identity, memberships):
@@ -97,41 +99,25 @@ def me(store, identity, memberships):
 
 
 # ---- organizations ---------------------------------------------------------------------------------------
-def find_idempotent(store, identity, key, operation):
-    """The stored answer of an earlier request with this Idempotency-Key, or None."""
-    with store.read() as session:
-        return idempotency.find_replay(session, IdempotentRequest, identity.id, key, operation)
-
 
 def create_collective(store, identity, name, idempotency_key=None):
     """Create a Collective organization; the caller is recorded as its creator.
 
-    With an Idempotency-Key, a retry returns the first answer (before its name is even looked at)
-    instead of creating a second one.
+    With an Idempotency-Key, a retry returns the first answer instead of creating a second one.
     """
     operation = idempotency.operation(CREATE_ORGANIZATION, name)
-    replay = find_idempotent(store, identity, idempotency_key, operation)
-    if replay is not None:
-        return replay
     name = clean_name(name)
-    try:
-        with store.write() as session:
-            now = utcnow()
-            org = Organization(id=str(uuid.uuid4()), name=name, type=COLLECTIVE, created_by=identity.id,
-                               created_at=now, updated_at=now)
-            session.add(org)
-            emit(session, ORGANIZATION_CREATED, "create", org.id, identity, "organization", org.id,
-                 after={"name": name, "type": COLLECTIVE})
-            result = org_dict(org)
-            idempotency.remember(session, IdempotentRequest, identity.id, idempotency_key, operation, result, now)
-            session.flush()
-            return result
-    except IntegrityError:
-        # Only the idempotency record can collide: a concurrent request with the same key won.
-        replay = find_idempotent(store, identity, idempotency_key, operation)
-        if replay is None:
-            raise
-        return replay
+
+    def create(session):
+        now = utcnow()
+        org = Organization(id=str(uuid.uuid4()), name=name, type=COLLECTIVE, created_by=identity.id,
+                           created_at=now, updated_at=now)
+        session.add(org)
+        emit(session, ORGANIZATION_CREATED, "create", org.id, identity, "organization", org.id,
+             after={"name": name, "type": COLLECTIVE})
+        session.flush()
+        return org_dict(org)
+    return idempotency.keyed_write(store, IdempotentRequest, identity.id, idempotency_key, operation, create)
 
 
 def rename(store, identity, organization_id, name):

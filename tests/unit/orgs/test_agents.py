@@ -2,8 +2,10 @@
 roles are passed in, as the entrypoints do after asking the members service."""
 import pytest
 
+from common import idempotency
 from common.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from services.orgs import agent_people, agents, organizations
+from services.orgs.models import IdempotentRequest
 from tests.unit.orgs.helpers import (
     ADMIN,
     BILLING,
@@ -147,7 +149,8 @@ def test_idempotency_key_replays_the_first_agent(store, org, bob):
     with pytest.raises(Conflict) as reused:                       # the same key with another body
         agents.create_agent(store, bob, BUILDER, org, {"name": "Twice"}, idempotency_key="k1")
     assert (reused.value.code, reused.value.field) == ("idempotency_key_reused", "Idempotency-Key")
-    assert organizations.find_idempotent(store, CARL, "k1", "any") is None      # keys are per user
+    with store.read() as session:                                   # keys are per user
+        assert idempotency.find_replay(session, IdempotentRequest, CARL.id, "k1", "any") is None
     assert [a["id"] for a in agents.list_agents(store, bob, OWNER, org)["items"]] == [first["id"]]
     assert types(store) == ["agent.created"]
 

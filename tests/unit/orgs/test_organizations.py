@@ -1,9 +1,10 @@
 import pytest
 from sqlalchemy import select
 
+from common import idempotency
 from common.errors import Conflict, NotFound, ValidationFailed
 from services.orgs import organizations
-from services.orgs.models import OutboxEvent
+from services.orgs.models import IdempotentRequest, OutboxEvent
 
 
 def events(store):
@@ -61,7 +62,8 @@ def test_bad_name_writes_nothing(make_store, alice):
 def test_idempotency_key_replays_the_first_answer(make_store, alice, bob):
     store = make_store("orgs")
     first = organizations.create_collective(store, alice, "Once", idempotency_key="k1")
-    assert organizations.find_idempotent(store, bob, "k1", "any") is None   # keys are per user
+    with store.read() as session:                                           # keys are per user
+        assert idempotency.find_replay(session, IdempotentRequest, bob.id, "k1", "any") is None
     again = organizations.create_collective(store, alice, "Once", idempotency_key="k1")
     assert again == dict(first, idempotent_replayed=True)
     with pytest.raises(Conflict) as reused:                                 # the same key, another name
