@@ -173,6 +173,17 @@ def _serves(consumers):
     return consumers is None or consumers > 0
 
 
+# The RPC calls the current green thread made since trace_calls(): the gateway writes them on each
+# request's access line, so that "a request is the gateway and one service" can be checked (and seen).
+_traced = threading.local()
+
+
+def trace_calls():
+    """Start recording the RPC calls this green thread makes; returns the list they are appended to."""
+    _traced.calls = []
+    return _traced.calls
+
+
 def call(method, *args, timeout=RPC_TIMEOUT_SECONDS, **kwargs):
     """Call an RPC method proxy with a time limit, failing fast when nobody serves it.
 
@@ -180,6 +191,9 @@ def call(method, *args, timeout=RPC_TIMEOUT_SECONDS, **kwargs):
     request to a service with no running process waits in its durable queue: every second of the wait
     the broker is asked (cached, see _ConsumerWatch) whether the service still has a consumer."""
     service = method.service_name
+    recorded = getattr(_traced, "calls", None)
+    if recorded is not None:
+        recorded.append(f"{service}.{getattr(method, 'method_name', '?')}")
     # Test doubles of a proxy have no broker to ask.
     amqp_uri = getattr(method, "amqp_uri", None)
     watched = isinstance(amqp_uri, str)

@@ -2,6 +2,7 @@
 one access log line per request), the JSON entrypoint (which authenticates every route not marked public),
 request parsing, and the route registry that the OpenAPI document is generated from (so the document cannot
 drift from the routes)."""
+import functools
 import json
 import logging
 import time
@@ -20,7 +21,7 @@ from common import idempotency, request_ids
 from common.auth import USER_ID_KEY
 from common.config import settings
 from common.errors import EXPECTED_ERRORS, AppError, BadRequest, ValidationFailed
-from common.rpc import SignatureOnce
+from common.rpc import SignatureOnce, trace_calls
 from common.schemas import MAX_JSON_DEPTH, JsonTooDeep, loads_json, text_problem
 from gateway import authentication
 
@@ -33,6 +34,9 @@ MAX_BODY_BYTES = 64 * 1024
 # request's id (common.request_ids) for the entrypoint.
 CALLER_ID = authentication.CALLER_ID
 REQUEST_ID = "gateway.request_id"
+# The route's rule and the RPC calls its handler made (common.rpc.trace_calls), for the access log.
+ROUTE_RULE = "gateway.route_rule"
+RPC_CALLS = "gateway.rpc_calls"
 
 # Codes of the answers werkzeug's routing gives before any entrypoint runs.
 ROUTING_ERROR_CODES = {404: "route_not_found", 405: "method_not_allowed"}
@@ -49,7 +53,8 @@ class JsonWsgiApp(WsgiApp):
     - CORS (`Cors`): the headers of answers to the allowed origins, and their preflights answered;
     - one access log line per request: method, path (never the query string, which may carry anything,
       nor any header, so never the token), status, duration, the caller's id once the token was
-      verified, and the request's id (common.request_ids), also answered in X-Request-Id."""
+      verified, the request's id (common.request_ids), also answered in X-Request-Id, the route's rule
+      and the RPC calls its handler made (a request is the gateway and one service: tests read them)."""
 
     def __init__(self, server):
         super().__init__(server)
@@ -62,9 +67,10 @@ class JsonWsgiApp(WsgiApp):
         response = self.cors.preflight_response(environ) or self._response(request)
         response.headers[request_ids.HEADER] = environ[REQUEST_ID]
         self.cors.add_headers(response, environ.get("HTTP_ORIGIN"))
-        access_log.info("%s %s %d %.1fms caller=%s request=%s", _printable(request.method, 16),
+        access_log.info("%s %s %d %.1fms caller=%s request=%s route=%s rpc=%s", _printable(request.method, 16),
                         _printable(request.path, 300), response.status_code, (time.perf_counter() - started) * 1000,
-                        _printable(environ.get(CALLER_ID) or "-", 140), environ[REQUEST_ID])
+                        _printable(environ.get(CALLER_ID) or "-", 140), environ[REQUEST_ID],
+                        environ.get(ROUTE_RULE, "-"), ",".join(environ.get(RPC_CALLS) or ()) or "-")
         return response(environ, start_response)
 
     def _response(self, request):
@@ -75,7 +81,9 @@ class JsonWsgiApp(WsgiApp):
                     raise BadRequest("Only Transfer-Encoding: chunked is accepted.",
                                      code="unsupported_transfer_encoding")
                 request.environ["wsgi.input_terminated"] = True
-            provider, request.path_values = self.url_map.bind_to_environ(request.environ).match()
+            rule, request.path_values = self.url_map.bind_to_environ(request.environ).match(return_rule=True)
+            provider = rule.endpoint
+            request.environ[ROUTE_RULE] = rule.rule
             return provider.handle_request(request)
         except AppError as exc:
             return json_response(exc.to_dict(), exc.status)
@@ -254,9 +262,21 @@ def http(method, url, public=False, key_scope=None):
     crashes). Unless public, the handler runs once the caller is settled (gateway.authentication: a
     person's first sign-in; an API key verified, in its organization and holding `key_scope`)."""
     def decorator(fn):
-        handler = fn if public else authentication.caller_settled_first(fn, key_scope)
+        handler = traced(fn if public else authentication.caller_settled_first(fn, key_scope))
         return JsonHttpEntrypoint.decorator(method, url, public=public, expected_exceptions=EXPECTED_ERRORS)(handler)
     return decorator
+
+
+def traced(handler):
+    """The handler, recording the RPC calls it makes (a first sign-in included) for the access line."""
+    @functools.wraps(handler)
+    def recorded(self, request, *args, **kwargs):
+        calls = trace_calls()
+        try:
+            return handler(self, request, *args, **kwargs)
+        finally:
+            request.environ[RPC_CALLS] = calls
+    return recorded
 
 
 def json_response(body, status=200, headers=None):
