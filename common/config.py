@@ -1,9 +1,14 @@
 """Every setting the README lists, read from the environment in this one place, typed, with defaults
-that work for a local run. `settings()` reads the current environment; tooling that starts processes
-passes the environment it gives them (`settings(env)`).
+that work for a local run.
+
+`settings()` is this process's settings: read from os.environ once, on first use (a change needs a
+restart), then the same object every time. Tooling that starts processes asks for theirs with the
+environment it gives them (`settings(env)`, read anew on every call). Tests that change the environment
+go through the `environment` fixture (tests/conftest.py), which calls `reload_settings()`.
 
 A value that cannot be read (GATEWAY_PORT=abc) is a `ConfigError` naming the variable, at start-up.
 """
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -67,7 +72,23 @@ class Settings:
 
 
 def settings(environ=None):
-    env = os.environ if environ is None else environ
+    """This process's settings (os.environ, read once), or those of `environ` (read on every call)."""
+    return _process_settings() if environ is None else read_settings(environ)
+
+
+@functools.cache
+def _process_settings():
+    return read_settings(os.environ)
+
+
+def reload_settings():
+    """Forget this process's settings: the next `settings()` reads os.environ again. For tests that change
+    the environment (tests/conftest.py `environment`); a running service never does."""
+    _process_settings.cache_clear()
+
+
+def read_settings(env):
+    """The settings that the environment mapping `env` gives, or ConfigError naming the variable at fault."""
 
     def text(name, default=None):
         value = env.get(name)
