@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from common.config import reload_settings
+from common.config import SERVICES, reload_settings
 from devtools.postgres import PostgresCluster
 from devtools.system import Broker, System, free_broker_port, free_port
 from gateway import tokens
@@ -67,9 +67,6 @@ def postgres():
     cluster = PostgresCluster().start()
     yield cluster
     cluster.stop()
-
-
-SERVICES = ("orgs", "members", "credits", "audit")
 
 
 def database_env(backend, request, label):
