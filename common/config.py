@@ -6,6 +6,9 @@ restart), then the same object every time. Tooling that starts processes asks fo
 environment it gives them (`settings(env)`, read anew on every call). Tests that change the environment
 go through the `environment` fixture (tests/conftest.py), which calls `reload_settings()`.
 
+Nameko's own configuration (a container's `config`) is made from them too, by `nameko_config`, when a
+process starts (devtools.serve): no configuration file, no lookups of the environment of its own.
+
 A value that cannot be read (GATEWAY_PORT=abc) is a `ConfigError` naming the variable, at start-up.
 """
 import functools
@@ -45,6 +48,7 @@ class SmtpSettings:
 class Settings:
     data_dir: Path
     gateway_port: int
+    web_server_address: str   # host:port the gateway process listens on (Nameko's WEB_SERVER_ADDRESS)
     rabbitmq_port: int
     amqp_uri: str
     amqp_uri_given: bool      # False: `make run` starts its own broker on rabbitmq_port
@@ -138,6 +142,7 @@ def read_settings(env):
     return Settings(
         data_dir=Path(text("DATA_DIR", PROJECT_ROOT / "data")).resolve(),
         gateway_port=gateway_port,
+        web_server_address=text("WEB_SERVER_ADDRESS", f"0.0.0.0:{gateway_port}"),
         rabbitmq_port=rabbitmq_port,
         amqp_uri=amqp_uri or f"amqp://guest:guest@127.0.0.1:{rabbitmq_port}/",
         amqp_uri_given=amqp_uri is not None,
@@ -171,3 +176,39 @@ def read_settings(env):
 def database_url(service_name, environ=None):
     """The service's database; `environ` lets tooling ask on behalf of processes it starts."""
     return settings(environ).database_url(service_name)
+
+
+def nameko_config(config):
+    """Nameko's configuration of every service and of the gateway (their `container.config`), from `config`."""
+    return {
+        "AMQP_URI": config.amqp_uri,
+        "WEB_SERVER_ADDRESS": config.web_server_address,
+        "max_workers": config.max_workers,
+        "parent_calls_tracked": 10,
+        "LOGGING": logging_config(config.log_level),
+    }
+
+
+def logging_config(level):
+    """One line per record on stderr, "[request id]" after the logger's name: the request the logging worker
+    serves (common.request_ids), "-" outside one. Nameko's, kombu's and amqp's own loggers at WARNING."""
+    broker_outage_once = {"level": "WARNING", "filters": ["broker_outage_once"]}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"}},
+        "filters": {"broker_outage_once": {"()": "common.log_filters.BrokerOutageOnce"},
+                    "request_id": {"()": "common.request_ids.RequestIdFilter"}},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
+        "root": {"level": level, "handlers": ["console"]},
+        "loggers": {
+            "nameko": {"level": "WARNING"},
+            # One line per broker outage instead of one per retry and a traceback (common/log_filters.py).
+            "nameko.messaging": broker_outage_once,
+            "kombu.mixins": broker_outage_once,
+            # Expected errors (404, 422, ...) are logged by Nameko at WARNING with a traceback: noise.
+            "nameko.containers": {"level": "ERROR"},
+            "kombu": {"level": "WARNING"},
+            "amqp": {"level": "WARNING"},
+        },
+    }

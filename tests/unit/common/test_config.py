@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from common.config import DEV_JWT_SECRET, ConfigError, settings
+from common.config import DEV_JWT_SECRET, ConfigError, nameko_config, settings
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -47,6 +47,17 @@ def test_values_from_the_environment():
     assert not config.smtp.starttls
     assert settings({"AMQP_URI": "amqp://x@broker:5672/"}).amqp_uri_given
     assert settings({"SQLITE_SYNCHRONOUS": "full"}).sqlite_synchronous == "FULL"
+
+
+def test_nameko_is_configured_from_the_settings():
+    config = nameko_config(settings({"AMQP_URI": "amqp://u:p@broker:5672/", "GATEWAY_PORT": "8100",
+                                     "MAX_WORKERS": "4", "LOG_LEVEL": "WARNING"}))
+    assert {name: value for name, value in config.items() if name != "LOGGING"} == {
+        "AMQP_URI": "amqp://u:p@broker:5672/", "WEB_SERVER_ADDRESS": "0.0.0.0:8100", "max_workers": 4,
+        "parent_calls_tracked": 10}
+    assert config["LOGGING"]["root"] == {"level": "WARNING", "handlers": ["console"]}
+    assert nameko_config(settings({}))["AMQP_URI"] == "amqp://guest:guest@127.0.0.1:5672/"
+    assert nameko_config(settings({"WEB_SERVER_ADDRESS": "127.0.0.1:9000"}))["WEB_SERVER_ADDRESS"] == "127.0.0.1:9000"
 
 
 @pytest.mark.parametrize("name, value", [("GATEWAY_PORT", "abc"), ("MAX_WORKERS", "0"),
