@@ -3,7 +3,7 @@ FROM python:3.11-slim-bookworm
 WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
-COPY pyproject.toml config.yaml ./
+COPY pyproject.toml ./
 COPY common common
 COPY services services
 COPY gateway gateway

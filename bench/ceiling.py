@@ -73,7 +73,7 @@ class CeilingConsumer:
 def start_pipeline(amqp_uri, workdir, port):
     """The three services as `nameko run` processes (cwd bench/, so `ceiling` imports); their logs in workdir."""
     config = Path(workdir) / "ceiling.yaml"
-    # max_workers as in config.yaml (and Nameko's default); loggers at WARNING like the system's.
+    # max_workers as the system's default (common.config, and Nameko's); loggers at WARNING like the system's.
     config.write_text(f"AMQP_URI: '{amqp_uri}'\nWEB_SERVER_ADDRESS: '127.0.0.1:{port}'\nmax_workers: 10\n"
                       "LOGGING:\n  version: 1\n  root: {level: WARNING}\n")
     processes = {}

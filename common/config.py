@@ -1,9 +1,17 @@
 """Every setting the README lists, read from the environment in this one place, typed, with defaults
-that work for a local run. `settings()` reads the current environment; tooling that starts processes
-passes the environment it gives them (`settings(env)`).
+that work for a local run.
+
+`settings()` is this process's settings: read from os.environ once, on first use (a change needs a
+restart), then the same object every time. Tooling that starts processes asks for theirs with the
+environment it gives them (`settings(env)`, read anew on every call). Tests that change the environment
+go through the `environment` fixture (tests/conftest.py), which calls `reload_settings()`.
+
+Nameko's own configuration (a container's `config`) is made from them too, by `nameko_config`, when a
+process starts (devtools.serve): no configuration file, no lookups of the environment of its own.
 
 A value that cannot be read (GATEWAY_PORT=abc) is a `ConfigError` naming the variable, at start-up.
 """
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -12,7 +20,11 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production"   # documented; set JWT_SECRET anywhere else
 DEV_API_KEY_HASH_SECRET = "dev-only-api-key-hash-secret"       # documented; set API_KEY_HASH_SECRET elsewhere
+# Every service, the one list (migrations, make run, the gateway's /health, the tests), in the order they
+# are started: the owners of facts (members, then orgs) before the services whose read models fill from
+# them when they start. Those that keep read models (common.readmodels) are named beside it.
 SERVICES = ("members", "orgs", "credits", "audit")
+READ_MODEL_SERVICES = ("orgs", "credits", "audit")
 # A CORS origin as browsers send it: scheme://host[:port], nothing after (no path, no trailing slash). No
 # `*` inside one: origins are compared exactly, so https://*.example.com would be a pattern that never matches.
 _ORIGIN = re.compile(r"https?://[^/?#*\s]+")
@@ -36,6 +48,7 @@ class SmtpSettings:
 class Settings:
     data_dir: Path
     gateway_port: int
+    web_server_address: str   # host:port the gateway process listens on (Nameko's WEB_SERVER_ADDRESS)
     rabbitmq_port: int
     amqp_uri: str
     amqp_uri_given: bool      # False: `make run` starts its own broker on rabbitmq_port
@@ -67,7 +80,23 @@ class Settings:
 
 
 def settings(environ=None):
-    env = os.environ if environ is None else environ
+    """This process's settings (os.environ, read once), or those of `environ` (read on every call)."""
+    return _process_settings() if environ is None else read_settings(environ)
+
+
+@functools.cache
+def _process_settings():
+    return read_settings(os.environ)
+
+
+def reload_settings():
+    """Forget this process's settings: the next `settings()` reads os.environ again. For tests that change
+    the environment (tests/conftest.py `environment`); a running service never does."""
+    _process_settings.cache_clear()
+
+
+def read_settings(env):
+    """The settings that the environment mapping `env` gives, or ConfigError naming the variable at fault."""
 
     def text(name, default=None):
         value = env.get(name)
@@ -113,6 +142,7 @@ def settings(environ=None):
     return Settings(
         data_dir=Path(text("DATA_DIR", PROJECT_ROOT / "data")).resolve(),
         gateway_port=gateway_port,
+        web_server_address=text("WEB_SERVER_ADDRESS", f"0.0.0.0:{gateway_port}"),
         rabbitmq_port=rabbitmq_port,
         amqp_uri=amqp_uri or f"amqp://guest:guest@127.0.0.1:{rabbitmq_port}/",
         amqp_uri_given=amqp_uri is not None,
@@ -146,3 +176,39 @@ def settings(environ=None):
 def database_url(service_name, environ=None):
     """The service's database; `environ` lets tooling ask on behalf of processes it starts."""
     return settings(environ).database_url(service_name)
+
+
+def nameko_config(config):
+    """Nameko's configuration of every service and of the gateway (their `container.config`), from `config`."""
+    return {
+        "AMQP_URI": config.amqp_uri,
+        "WEB_SERVER_ADDRESS": config.web_server_address,
+        "max_workers": config.max_workers,
+        "parent_calls_tracked": 10,
+        "LOGGING": logging_config(config.log_level),
+    }
+
+
+def logging_config(level):
+    """One line per record on stderr, "[request id]" after the logger's name: the request the logging worker
+    serves (common.request_ids), "-" outside one. Nameko's, kombu's and amqp's own loggers at WARNING."""
+    broker_outage_once = {"level": "WARNING", "filters": ["broker_outage_once"]}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"}},
+        "filters": {"broker_outage_once": {"()": "common.log_filters.BrokerOutageOnce"},
+                    "request_id": {"()": "common.request_ids.RequestIdFilter"}},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
+        "root": {"level": level, "handlers": ["console"]},
+        "loggers": {
+            "nameko": {"level": "WARNING"},
+            # One line per broker outage instead of one per retry and a traceback (common/log_filters.py).
+            "nameko.messaging": broker_outage_once,
+            "kombu.mixins": broker_outage_once,
+            # Expected errors (404, 422, ...) are logged by Nameko at WARNING with a traceback: noise.
+            "nameko.containers": {"level": "ERROR"},
+            "kombu": {"level": "WARNING"},
+            "amqp": {"level": "WARNING"},
+        },
+    }

@@ -3,8 +3,8 @@
 While RabbitMQ is away, Nameko's queue consumer logs every reconnection attempt ("Error connecting to
 broker ... Retrying in N seconds", 8 lines a minute per process) and kombu logs the lost connection
 with a traceback. The outage is news once; the supervisor's and the health check's view says when it
-ends (the outbox relay logs that itself). Installed by config.yaml on the `nameko.messaging` and
-`kombu.mixins` loggers."""
+ends (the outbox relay logs that itself). Installed by common.config.logging_config on the
+`nameko.messaging` and `kombu.mixins` loggers."""
 import logging
 import time
 

@@ -11,10 +11,8 @@ from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import text
 
-from common.config import PROJECT_ROOT, database_url
+from common.config import PROJECT_ROOT, SERVICES, database_url
 from common.db import get_engine
-
-SERVICES = ("orgs", "members", "credits", "audit")
 
 
 def alembic_config(service_name, url=None):

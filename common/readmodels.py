@@ -29,7 +29,7 @@ from sqlalchemy import JSON, Boolean, DateTime, Integer, String, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.auth import SYSTEM_ACTOR, USER_ID_KEY
-from common.config import settings
+from common.config import READ_MODEL_SERVICES, settings
 from common.db import Store, service_store
 from common.errors import ServiceUnavailable
 from common.event_types import ORGANIZATION_DELETED
@@ -275,7 +275,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Rebuild a service's read models from their owners' snapshots "
                                                  "(the owners must be running).")
     parser.add_argument("command", choices=["rebuild"])
-    parser.add_argument("service", choices=["orgs", "credits", "audit"])
+    parser.add_argument("service", choices=READ_MODEL_SERVICES)
     args = parser.parse_args(argv)
     try:
         counts = rebuild(args.service)

@@ -33,7 +33,7 @@ def current():
 
 class RequestIdFilter(logging.Filter):
     """Gives every log record `request_id`: the request the logging worker serves, or "-". Installed on
-    the console handler by config.yaml."""
+    the console handler by common.config.logging_config."""
 
     def filter(self, record):
         record.request_id = current() or "-"

@@ -76,7 +76,7 @@ class Broker:
 
 
 class System:
-    """Every service and the gateway as `nameko run` processes sharing one environment."""
+    """Every service and the gateway as processes (devtools.serve) sharing one environment."""
 
     def __init__(self, data_dir, amqp_uri, gateway_port, env=None):
         self.data_dir = Path(data_dir)
@@ -102,7 +102,7 @@ class System:
         key = name if replica is None else f"{name}-{replica}"
         log = open(self.log_dir / f"{key}.log", "ab")
         self.processes[key] = subprocess.Popen(
-            [str(VENV_BIN / "nameko"), "run", "--config", str(ROOT / "config.yaml"), MODULES[name]],
+            [str(VENV_BIN / "python"), "-m", "devtools.serve", MODULES[name]],
             env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
 
@@ -128,7 +128,8 @@ class System:
 
     def stop_all(self):
         # Signal everyone first, then wait: graceful stops take a few seconds each. Once only: a second
-        # SIGTERM makes `nameko run` stop its container again, and its timers fail with a traceback.
+        # SIGTERM makes Nameko's runner (devtools.serve) stop its container again, and its timers fail with a
+        # traceback.
         running = [process for process in self.processes.values() if process.poll() is None]
         for process in running:
             process.terminate()

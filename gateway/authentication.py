@@ -26,9 +26,9 @@ from common.rpc import call
 from gateway import tokens
 from gateway.known_keys import digest_of, key_id_of, known_keys
 
-# Read once at import, so the gateway refuses to start (`nameko run` ends with the ConfigError naming the
-# variable) rather than answering 500s with settings tokens cannot be checked by: JWT_JWKS without
-# JWT_ISSUER and JWT_AUDIENCE, a JWT_JWKS that is neither a URL nor a path.
+# Read at import, so the gateway refuses to start (a ConfigError naming the variable, however it is started;
+# devtools.serve reads them before anything else) rather than answering 500s with settings tokens cannot be
+# checked by: JWT_JWKS without JWT_ISSUER and JWT_AUDIENCE, a JWT_JWKS that is neither a URL nor a path.
 settings()
 
 # Users this process has already signed in (their Individual organization exists). Only an

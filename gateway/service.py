@@ -19,8 +19,8 @@ from gateway.known_keys import known_keys
 
 # Each @route registers its route when its module is imported, and /openapi.json lists the paths in that
 # order: the route modules are imported in the order of the API's sections, not alphabetically.
-# Modules, not their classes: `nameko run gateway.service` runs every class in this module that has
-# entrypoints, and a mixin imported here by name would be one (with no `name`, so the run would fail).
+# Modules, not their classes: `python -m devtools.serve gateway.service` runs every class in this module
+# that has entrypoints, and a mixin imported here by name would be one (with no `name`, so the run would fail).
 # isort: off
 from gateway.routes import operations, me, organizations, members, api_keys, credits, agents, audit, console
 # isort: on

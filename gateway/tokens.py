@@ -221,8 +221,8 @@ _jwks = None
 
 
 def jwks_keys(config):
-    """The JwksKeys of the configured JWKS, one per process (settings are read per request; a change of
-    source or cache time starts a new one)."""
+    """The JwksKeys of the configured JWKS, one per process (settings that name another source or cache
+    time, as tests set them, start a new one)."""
     global _jwks
     if _jwks is None or (_jwks.source, _jwks.cache_seconds) != (config.jwt_jwks, config.jwks_cache_seconds):
         _jwks = JwksKeys(config.jwt_jwks, config.jwks_cache_seconds)

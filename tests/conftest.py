@@ -12,9 +12,44 @@ from pathlib import Path
 import pytest
 import requests
 
+from common.config import SERVICES, reload_settings
 from devtools.postgres import PostgresCluster
 from devtools.system import Broker, System, free_broker_port, free_port
 from gateway import tokens
+
+
+# ---- the environment of this process ------------------------------------------------------------------
+class Environment:
+    """Environment variables changed for one test, and the settings read again after each change."""
+
+    def __init__(self):
+        self._patch = pytest.MonkeyPatch()
+
+    def set(self, **values):
+        for name, value in values.items():
+            self._patch.setenv(name, value)
+        reload_settings()
+
+    def unset(self, *names):
+        for name in names:
+            self._patch.delenv(name, raising=False)
+        reload_settings()
+
+    def undo(self):
+        self._patch.undo()
+        reload_settings()
+
+
+@pytest.fixture
+def environment():
+    """The one way a test changes this process's environment: `environment.set(JWT_SECRET="s")`,
+    `environment.unset("JWT_JWKS")`; all of it is put back after the test.
+
+    A process reads its settings once (common.config.settings), so a bare monkeypatch.setenv would go
+    unseen; these read them again after every change, as a process started with that environment would."""
+    changes = Environment()
+    yield changes
+    changes.undo()
 
 
 @pytest.fixture(scope="session")
@@ -32,9 +67,6 @@ def postgres():
     cluster = PostgresCluster().start()
     yield cluster
     cluster.stop()
-
-
-SERVICES = ("orgs", "members", "credits", "audit")
 
 
 def database_env(backend, request, label):

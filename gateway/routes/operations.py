@@ -2,13 +2,12 @@
 import eventlet
 from kombu import Connection
 
+from common.config import SERVICES
 from common.errors import AppError, NotFound
 from common.rpc import call
 from gateway.http import http, json_response, route
 from gateway.openapi import document
 from gateway.schemas.operations import Health
-
-SERVICES = ("orgs", "members", "credits", "audit")
 
 
 class OperationRoutes:

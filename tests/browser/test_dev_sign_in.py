@@ -25,10 +25,9 @@ def answers(proxy_method, value):
 
 
 @pytest.fixture
-def gateway(container_factory, web_config, monkeypatch):
+def gateway(container_factory, web_config, monkeypatch, environment):
     """The base URL of a gateway whose services answer as for Dina, with no secret or identity provider set."""
-    for name in ("JWT_SECRET", "JWT_JWKS", "JWT_ISSUER", "JWT_AUDIENCE"):
-        monkeypatch.delenv(name, raising=False)
+    environment.unset("JWT_SECRET", "JWT_JWKS", "JWT_ISSUER", "JWT_AUDIENCE")
     monkeypatch.setattr(authentication, "_signed_in", OrderedDict())
     container = container_factory(GatewayService, dict(web_config, AMQP_URI="memory://"))
     orgs, members, *_ = replace_dependencies(container, "orgs", "members", "credits", "audit")
@@ -66,8 +65,8 @@ def test_in_development_the_form_gets_a_token_for_the_user(gateway, console):
     assert (identity.id, identity.email, identity.name) == ("dina", "dina@example.com", "Dina")
 
 
-def test_with_a_secret_of_ones_own_only_a_token_is_asked_for(gateway, console, monkeypatch):
-    monkeypatch.setenv("JWT_SECRET", "a-secret-of-our-own")
+def test_with_a_secret_of_ones_own_only_a_token_is_asked_for(gateway, console, environment):
+    environment.set(JWT_SECRET="a-secret-of-our-own")
     open_sign_in(console, gateway)
     console.find("textarea[name='token']")
     assert not console.driver.find_elements("css selector", "input[name='sub']")

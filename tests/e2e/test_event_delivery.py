@@ -67,13 +67,13 @@ def alice_actor(api):
     return {"id": api.id, "email": api.email}
 
 
-def test_a_service_dying_between_commit_and_publish_loses_no_event(system, monkeypatch):
+def test_a_service_dying_between_commit_and_publish_loses_no_event(system, monkeypatch, environment):
     """The orgs service commits the change and its outbox row, then cannot publish (the relay fails
     after the commit) and dies. The next orgs process relays the row: the audit trail gets it once."""
     alice = system.user("alice")
     alice.get("/v1/me")                     # signed in (Individual organization) beforehand
     orgs_url = system.database_url("orgs")
-    monkeypatch.setenv("ORGS_DATABASE_URL", orgs_url)
+    environment.set(ORGS_DATABASE_URL=orgs_url)             # for the orgs container in this process
 
     def broker_unreachable(self, producer):
         raise ConnectionError("simulated: the broker went away after the commit")
@@ -94,6 +94,7 @@ def test_a_service_dying_between_commit_and_publish_loses_no_event(system, monke
     finally:
         container.kill()                                         # dies without publishing
     monkeypatch.undo()
+    environment.undo()
 
     system.start("orgs")
     system.wait_healthy()

@@ -20,7 +20,7 @@ from tests.faults.helpers import wait_for_consumers
 SERVICES = {"credits": (CreditsService, "add_grant"), "orgs": (OrgsService, "rename_organization")}
 
 
-def hung_after_commit(system, monkeypatch, service):
+def hung_after_commit(system, monkeypatch, environment, service):
     """Replace `service`'s process by one in this test's process whose first call of the method hangs
     once its command committed (before the reply and the acknowledgement). Returns (container, hung)."""
     cls, method = SERVICES[service]
@@ -32,7 +32,7 @@ def hung_after_commit(system, monkeypatch, service):
             eventlet.sleep(3600)        # killed before this ends: no reply, no acknowledgement
         return original(self, message, worker_ctx, result, exc_info)
     monkeypatch.setattr(rpc.Rpc, "handle_result", handle_result)
-    monkeypatch.setenv(f"{service.upper()}_DATABASE_URL", system.database_url(service))
+    environment.set(**{f"{service.upper()}_DATABASE_URL": system.database_url(service)})
     system.stop(service)
     container = ServiceContainer(cls, {"AMQP_URI": system.env["AMQP_URI"], "max_workers": 10})
     container.start()
@@ -55,9 +55,10 @@ def owner_and_org(system):
     return owner, create_organization(owner, "Redelivered")["id"]
 
 
-def test_a_grant_redelivered_after_its_commit_is_in_the_ledger_once(system, monkeypatch, owner_and_org, figure):
+def test_a_grant_redelivered_after_its_commit_is_in_the_ledger_once(system, monkeypatch, environment, owner_and_org,
+                                                                      figure):
     owner, org = owner_and_org
-    container, hung = hung_after_commit(system, monkeypatch, "credits")
+    container, hung = hung_after_commit(system, monkeypatch, environment, "credits")
     started = time.monotonic()
     first = eventlet.spawn(owner.post, f"/v1/organizations/{org}/credits/grants", json={"amount": "7", "type": "paid"})
     die_and_let_a_twin_take_over(system, "credits", container, hung)
@@ -72,9 +73,10 @@ def test_a_grant_redelivered_after_its_commit_is_in_the_ledger_once(system, monk
     assert len(audit_entries(owner, org, entity_type="grant")) == 1
 
 
-def test_a_rename_redelivered_after_its_commit_does_not_undo_a_later_rename(system, monkeypatch, owner_and_org, figure):
+def test_a_rename_redelivered_after_its_commit_does_not_undo_a_later_rename(system, monkeypatch, environment,
+                                                                             owner_and_org, figure):
     owner, org = owner_and_org
-    container, hung = hung_after_commit(system, monkeypatch, "orgs")
+    container, hung = hung_after_commit(system, monkeypatch, environment, "orgs")
     first = eventlet.spawn(owner.patch, f"/v1/organizations/{org}", json={"name": "X"})
     with eventlet.Timeout(20):
         hung.wait()

@@ -15,6 +15,7 @@ from decimal import Decimal
 
 import pytest
 
+from common.config import SERVICES
 from common.events import CONSUMER_QUEUES
 from tests.e2e.helpers import audit_entries, create_agent, create_organization, join, ok, wait_for
 from tests.e2e.test_credits import assert_ledger_adds_up, balance, ledger, spend
@@ -28,7 +29,6 @@ from tests.faults.helpers import (
     wait_for_consumers,
 )
 
-SERVICES = ("orgs", "members", "credits", "audit")
 CLIENTS = 10
 PAUSE = 0.1              # between one client's requests
 KILL_EVERY = 2.0         # seconds between kills (and before the first, and after the last)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from common.config import DEV_JWT_SECRET, ConfigError, settings
+from common.config import DEV_JWT_SECRET, ConfigError, nameko_config, settings
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -25,6 +25,18 @@ def test_defaults_work_for_a_local_run(tmp_path):
     assert config.jwks_cache_seconds == 300.0 and config.cors_allowed_origins == ()
 
 
+def test_a_process_reads_its_settings_once(environment):
+    first = settings()
+    assert settings() is first
+    with pytest.MonkeyPatch.context() as bare:
+        bare.setenv("GATEWAY_PORT", "8125")
+        assert settings() is first                       # a change of the environment needs a restart ...
+    environment.set(GATEWAY_PORT="8123")                 # ... or, in a test, the environment fixture
+    assert settings() is not first and settings().gateway_port == 8123
+    assert settings({"GATEWAY_PORT": "8124"}).gateway_port == 8124     # a started process's: read every time
+    assert settings().gateway_port == 8123
+
+
 def test_values_from_the_environment():
     config = settings({"GATEWAY_PORT": "8100", "RABBITMQ_PORT": "5700", "INVITATION_SWEEP_SECONDS": "1",
                        "CREDITS_DATABASE_URL": "postgresql+psycopg2://u@h/credits", "SMTP_STARTTLS": "no"})
@@ -35,6 +47,17 @@ def test_values_from_the_environment():
     assert not config.smtp.starttls
     assert settings({"AMQP_URI": "amqp://x@broker:5672/"}).amqp_uri_given
     assert settings({"SQLITE_SYNCHRONOUS": "full"}).sqlite_synchronous == "FULL"
+
+
+def test_nameko_is_configured_from_the_settings():
+    config = nameko_config(settings({"AMQP_URI": "amqp://u:p@broker:5672/", "GATEWAY_PORT": "8100",
+                                     "MAX_WORKERS": "4", "LOG_LEVEL": "WARNING"}))
+    assert {name: value for name, value in config.items() if name != "LOGGING"} == {
+        "AMQP_URI": "amqp://u:p@broker:5672/", "WEB_SERVER_ADDRESS": "0.0.0.0:8100", "max_workers": 4,
+        "parent_calls_tracked": 10}
+    assert config["LOGGING"]["root"] == {"level": "WARNING", "handlers": ["console"]}
+    assert nameko_config(settings({}))["AMQP_URI"] == "amqp://guest:guest@127.0.0.1:5672/"
+    assert nameko_config(settings({"WEB_SERVER_ADDRESS": "127.0.0.1:9000"}))["WEB_SERVER_ADDRESS"] == "127.0.0.1:9000"
 
 
 @pytest.mark.parametrize("name, value", [("GATEWAY_PORT", "abc"), ("MAX_WORKERS", "0"),
@@ -97,11 +120,11 @@ def test_the_broker_script_refuses_a_taken_distribution_port(tmp_path):
     assert "distribution port (RABBITMQ_PORT + 20000)" in result.stderr and str(dist_port) in result.stderr
 
 
-def test_sqlite_commits_are_synced_as_configured(tmp_path, monkeypatch):
+def test_sqlite_commits_are_synced_as_configured(tmp_path, environment):
     from sqlalchemy import text
 
     from common.db import Store
     for setting, level in (("NORMAL", 1), ("FULL", 2)):
-        monkeypatch.setenv("SQLITE_SYNCHRONOUS", setting)
+        environment.set(SQLITE_SYNCHRONOUS=setting)
         with Store(f"sqlite:///{tmp_path / setting}.sqlite").read() as session:
             assert session.execute(text("PRAGMA synchronous")).scalar() == level

@@ -6,11 +6,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from common.config import SERVICES
 from common.db import Store
 from common.migrate import upgrade
 
 
-@pytest.mark.parametrize("service", ["orgs", "members", "credits", "audit"])
+@pytest.mark.parametrize("service", SERVICES)
 def test_migrations_match_the_models(tmp_path, service):
     url = f"sqlite:///{tmp_path / service}.sqlite"
     upgrade(service, url)

@@ -1,10 +1,13 @@
 """common.readmodels: newer versions win, tombstones hold, retired organizations count for nothing,
 refusals are confirmed with the owner, and a fill from a paged snapshot equals the incremental path."""
+import importlib
+
 import pytest
 from sqlalchemy.orm import DeclarativeBase
 
 from common import readmodels
 from common.auth import Identity
+from common.config import READ_MODEL_SERVICES, SERVICES
 from common.db import Store
 from common.errors import Forbidden, NotFound, ServiceUnavailable
 from common.membership_facts import Memberships
@@ -203,3 +206,15 @@ def test_a_rebuild_from_the_snapshot_equals_the_incremental_path(store, tmp_path
     assert rows(rebuilt)[0] == [r for r in incremental[0] if r[3]]          # the same live rows, no tombstones
     assert rows(rebuilt)[1] == incremental[1]
     assert readmodels.is_filled(rebuilt, MODELS, readmodels.MEMBERSHIPS)
+
+
+def test_the_services_with_read_models_start_after_the_owners_of_their_facts():
+    """common.config names the services that keep read models beside the list of services, which is in the
+    order they start: each owner before the services whose read models fill from it at start."""
+    modules = {name: importlib.import_module(f"services.{name}.models") for name in SERVICES}
+    with_models = {name: module.READ_MODELS for name, module in modules.items() if hasattr(module, "READ_MODELS")}
+    assert tuple(with_models) == READ_MODEL_SERVICES
+    for name, models in with_models.items():
+        for kept in readmodels.kept(models):
+            owner = readmodels.SOURCES[kept][0]
+            assert SERVICES.index(owner) < SERVICES.index(name), (name, kept, owner)

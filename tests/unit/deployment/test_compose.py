@@ -4,14 +4,16 @@ from pathlib import Path
 
 import yaml
 
+from common.config import SERVICES
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_compose_file_has_every_piece_and_scales():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"rabbitmq", "postgres", "orgs", "members", "credits", "audit", "gateway"} <= set(services)
-    for name in ("orgs", "members", "credits", "audit", "gateway"):
+    assert {"rabbitmq", "postgres", *SERVICES, "gateway"} <= set(services)
+    for name in (*SERVICES, "gateway"):
         spec = services[name]
         assert "container_name" not in spec, "a fixed container name prevents --scale"
         module = [part for part in " ".join(spec["command"]).split() if part.startswith(("services.", "gateway."))][-1]
@@ -23,5 +25,5 @@ def test_compose_file_has_every_piece_and_scales():
             assert spec["environment"][f"{name.upper()}_DATABASE_URL"].endswith(f"/{name}")
     assert services["gateway"]["ports"]
     init_sql = (ROOT / "deploy/postgres-init.sql").read_text()
-    for name in ("orgs", "members", "credits", "audit"):
+    for name in SERVICES:
         assert f"CREATE DATABASE {name}" in init_sql

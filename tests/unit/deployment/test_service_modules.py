@@ -1,6 +1,6 @@
-"""`nameko run <module>` (make run, the compose file, the README) runs every class of the module that has
-entrypoints: each module must hold exactly its one service class (a mixin imported by name would be
-picked up too, and refused for having no `name`)."""
+"""`python -m devtools.serve <module>` (make run, the compose file, the README) runs, as `nameko run` would,
+every class of the module that has entrypoints: each module must hold exactly its one service class (a
+mixin imported by name would be picked up too, and refused for having no `name`)."""
 import pytest
 from nameko.cli.run import import_service
 

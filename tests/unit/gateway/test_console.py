@@ -128,10 +128,9 @@ def test_the_console_folder_holds_the_page_and_every_module_it_imports():
 
 # ---- the development sign-in ------------------------------------------------------------------------------
 @pytest.fixture
-def development_secret(monkeypatch):
+def development_secret(environment):
     """The settings of a developer's machine: no JWT_SECRET of one's own, no identity provider."""
-    for name in ("JWT_SECRET", "JWT_JWKS", "JWT_ISSUER", "JWT_AUDIENCE"):
-        monkeypatch.delenv(name, raising=False)
+    environment.unset("JWT_SECRET", "JWT_JWKS", "JWT_ISSUER", "JWT_AUDIENCE")
 
 
 def ask_token(gateway, body):
@@ -179,16 +178,15 @@ def test_hostile_bodies_are_a_400_when_the_form_is_on(gateway, development_secre
         assert (response.status_code, response.json()["error"]["code"]) == (400, code), body
 
 
-def test_without_the_development_secret_no_token_is_handed_out(gateway, development_secret, monkeypatch):
-    for environment in [
+def test_without_the_development_secret_no_token_is_handed_out(gateway, development_secret, environment):
+    for values in [
         {"JWT_SECRET": "a-secret-of-our-own"},
         {"JWT_SECRET": tokens.secret()},   # set explicitly, even to the default's value: a deployment's choice
         {"JWT_JWKS": "/nonexistent/jwks.json", "JWT_ISSUER": "https://id.example.com", "JWT_AUDIENCE": "console"},
     ]:
-        with monkeypatch.context() as env:
-            for name, value in environment.items():
-                env.setenv(name, value)
-            response = ask_token(gateway, {"sub": "mallory", "email": "mallory@example.com"})
-        assert response.status_code == 404, environment
+        environment.set(**values)
+        response = ask_token(gateway, {"sub": "mallory", "email": "mallory@example.com"})
+        environment.unset(*values)
+        assert response.status_code == 404, values
         assert response.json()["error"]["code"] == "dev_token_disabled"
         assert "token" not in response.json()

@@ -15,12 +15,12 @@ PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-He
 
 
 @pytest.fixture
-def start_gateway(container_factory, web_config, monkeypatch):
+def start_gateway(container_factory, web_config, monkeypatch, environment):
     """start_gateway(CORS_ALLOWED_ORIGINS) -> (base URL, the orgs proxy's mock)."""
     monkeypatch.setattr(authentication, "_signed_in", OrderedDict())
 
     def start(origins):
-        monkeypatch.setenv("CORS_ALLOWED_ORIGINS", origins)
+        environment.set(CORS_ALLOWED_ORIGINS=origins)
         container = container_factory(GatewayService, dict(web_config, AMQP_URI="memory://"))
         orgs, *_ = replace_dependencies(container, "orgs", "members", "credits", "audit")
         container.start()

@@ -100,13 +100,11 @@ class JwksServer:
 
 
 @pytest.fixture
-def idp(monkeypatch):
+def idp(monkeypatch, environment):
     """(the JWKS server, the clock of the gateway's JWKS cache), configured as the gateway's provider."""
     server, clock = JwksServer(), Clock()
-    for name, value in {"JWT_JWKS": server.url, "JWT_ISSUER": ISSUER, "JWT_AUDIENCE": AUDIENCE,
-                        "JWKS_CACHE_SECONDS": "300"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("JWT_SECRET", raising=False)
+    environment.set(JWT_JWKS=server.url, JWT_ISSUER=ISSUER, JWT_AUDIENCE=AUDIENCE, JWKS_CACHE_SECONDS="300")
+    environment.unset("JWT_SECRET")
     monkeypatch.setattr(tokens, "_jwks", tokens.JwksKeys(server.url, 300.0, clock=clock))
     yield server, clock
     server.close()
@@ -119,11 +117,10 @@ def test_rs256_and_es256_tokens_of_the_provider_are_accepted(idp):
     assert server.fetches == 1                                       # cached
 
 
-def test_a_jwks_file_is_read_like_a_url(tmp_path, monkeypatch):
+def test_a_jwks_file_is_read_like_a_url(tmp_path, monkeypatch, environment):
     jwks_file = tmp_path / "jwks.json"
     jwks_file.write_text(json.dumps(JWKS))
-    for name, value in {"JWT_JWKS": str(jwks_file), "JWT_ISSUER": ISSUER, "JWT_AUDIENCE": AUDIENCE}.items():
-        monkeypatch.setenv(name, value)
+    environment.set(JWT_JWKS=str(jwks_file), JWT_ISSUER=ISSUER, JWT_AUDIENCE=AUDIENCE)
     monkeypatch.setattr(tokens, "_jwks", None)
     assert tokens.identity_from_header(bearer(EC_KEY, "ec-1")).id == "idp-user-1"
     assert tokens.identity_from_header(bearer()).id == "idp-user-1"
@@ -170,20 +167,20 @@ def confused_claims():
     return {"sub": "mallory", "email": "m@example.com", "iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 600}
 
 
-def test_hs256_signed_with_the_public_key_is_refused(idp, monkeypatch):
+def test_hs256_signed_with_the_public_key_is_refused(idp, environment):
     # Beside a JWKS, HS256 is not accepted at all unless JWT_SECRET is set ...
     assert refusal(hs256_signed_with(PUBLIC_PEM, confused_claims())) == (401, "invalid_token", "alg")
     # ... and then it is checked against that secret, never against a key of the JWKS.
-    monkeypatch.setenv("JWT_SECRET", "an-explicit-development-secret")
+    environment.set(JWT_SECRET="an-explicit-development-secret")
     assert refusal(hs256_signed_with(PUBLIC_PEM, confused_claims())) == (401, "invalid_token", None)
     jwk_text = json.dumps(JWKS["keys"][0]).encode()
     assert refusal(hs256_signed_with(jwk_text, confused_claims())) == (401, "invalid_token", None)
 
 
-def test_hs256_beside_a_jwks_only_with_an_explicit_secret(idp, monkeypatch):
+def test_hs256_beside_a_jwks_only_with_an_explicit_secret(idp, environment):
     development_token = "Bearer " + tokens.mint("dev", "dev@example.com")   # the public default secret
     assert refusal(development_token) == (401, "invalid_token", "alg")
-    monkeypatch.setenv("JWT_SECRET", "an-explicit-development-secret")
+    environment.set(JWT_SECRET="an-explicit-development-secret")
     assert tokens.identity_from_header("Bearer " + tokens.mint("dev", "dev@example.com")).id == "dev"
 
 
@@ -193,8 +190,8 @@ def test_alg_none_is_refused(idp):
     assert refusal("Bearer " + unsigned) == (401, "invalid_token", "alg")
 
 
-def test_without_a_jwks_provider_tokens_are_refused(monkeypatch):
-    monkeypatch.delenv("JWT_JWKS", raising=False)
+def test_without_a_jwks_provider_tokens_are_refused(environment):
+    environment.unset("JWT_JWKS")
     assert refusal(bearer()) == (401, "invalid_token", "alg")
 
 

@@ -1,0 +1,43 @@
+"""devtools.serve, what starts every process of the system: it runs a module's service with Nameko's
+configuration made from the settings (the log format and LOG_LEVEL here), stops gracefully on SIGTERM, and
+refuses a setting that cannot be used with a message naming it."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def serve(module, log, **environment):
+    return subprocess.Popen([sys.executable, "-m", "devtools.serve", module], cwd=ROOT, stdout=log,
+                            stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONWARNINGS="ignore", **environment))
+
+
+def test_a_service_runs_configured_from_the_settings_and_stops_on_sigterm(tmp_path):
+    log_file = tmp_path / "probe.log"
+    with log_file.open("wb") as log:
+        process = serve("tests.unit.deployment.serve_probe", log, LOG_LEVEL="INFO", AMQP_URI="memory://")
+    try:
+        deadline = time.monotonic() + 30
+        while "tick" not in log_file.read_text() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    said = log_file.read_text()
+    assert re.search(r"^\S+ \S+ INFO serve_probe \[-\]: tick$", said, re.MULTILINE), said
+    assert "debug line" not in said
+
+
+def test_a_setting_that_cannot_be_used_stops_it_at_once(tmp_path):
+    with (tmp_path / "serve.log").open("wb") as log:
+        process = serve("gateway.service", log, GATEWAY_PORT="abc")
+    assert process.wait(timeout=30) == 1
+    assert (tmp_path / "serve.log").read_text().strip() == "serve: GATEWAY_PORT must be a whole number, not 'abc'"
