@@ -20,7 +20,7 @@ from common import idempotency, request_ids
 from common.auth import USER_ID_KEY
 from common.config import settings
 from common.errors import EXPECTED_ERRORS, AppError, BadRequest, ValidationFailed
-from common.rpc import SignatureOnce
+from common.framework.signature import SignatureOnce
 from common.schemas import MAX_JSON_DEPTH, JsonTooDeep, loads_json, text_problem
 from gateway import authentication
 

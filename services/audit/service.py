@@ -3,10 +3,10 @@ reactions.py, the trail's storage and queries in trail.py. Who may read a trail 
 model of memberships (common.readmodels), not by asking members."""
 
 from common.auth import Auth
-from common.batch_consume import consume_batch
 from common.commands import CREDENTIAL, query
 from common.db import Database
 from common.events import AUDIT_QUEUE, change_event_or_none
+from common.framework.batch_consume import consume_batch
 from common.heap import FrozenStartupHeap
 from common.membership_facts import MembershipFacts
 from common.permissions import Action, Scope

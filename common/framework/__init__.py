@@ -1,0 +1,15 @@
+"""Every place the project subclasses, copies or patches an internal of Nameko, kombu or eventlet.
+
+Nameko 2.14.1 is unmaintained (ARCHITECTURE "Known traps"): its versions and those of kombu, amqp,
+eventlet and werkzeug are pinned exactly in requirements.txt, and what the project changes inside them
+lives here, nowhere else. Each module's docstring names what it overrides, in which upstream version,
+and why:
+
+- `rpc`: the RPC entrypoint (nameko.rpc.Rpc: replies that cannot be sent are dropped, the request's
+  correlation id in the worker's context, deny by default) and its consumer (nameko.rpc.RpcConsumer:
+  replies without publisher confirms);
+- `signature`: an entrypoint's signature checked against one built once (nameko.extensions.Entrypoint);
+- `batch_consume`: `@consume_batch`, a consumer whose worker gets what arrived together
+  (nameko.messaging.Consumer);
+- `log_filters`: the broker outage logged once (it matches Nameko's and kombu's log messages).
+"""
