@@ -11,5 +11,7 @@ and why:
 - `signature`: an entrypoint's signature checked against one built once (nameko.extensions.Entrypoint);
 - `batch_consume`: `@consume_batch`, a consumer whose worker gets what arrived together
   (nameko.messaging.Consumer);
+- `web`: the HTTP server, WSGI app, protocol and entrypoint (nameko.web.server, nameko.web.handlers,
+  eventlet.wsgi), with hooks the gateway (gateway/http.py) fills in;
 - `log_filters`: the broker outage logged once (it matches Nameko's and kombu's log messages).
 """
