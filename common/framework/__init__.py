@@ -14,4 +14,8 @@ and why:
 - `web`: the HTTP server, WSGI app, protocol and entrypoint (nameko.web.server, nameko.web.handlers,
   eventlet.wsgi), with hooks the gateway (gateway/http.py) fills in;
 - `log_filters`: the broker outage logged once (it matches Nameko's and kombu's log messages).
+
+tests/unit/framework/test_upstream.py holds a fingerprint of the installed source of every upstream
+method copied, overridden or relied on here, and the pinned versions: an upgrade that changes one fails
+that test, naming the override to check again.
 """
