@@ -1,7 +1,7 @@
 """The one pipeline of every RPC method: each declares who may call it, and one tested place decides.
 
 A service method is exposed with `@command(...)` (it writes) or `@query(...)` (it reads), never with a bare
-`@rpc`: the RPC entrypoint refuses a method that declares nothing (common.rpc.Rpc, deny by default), and
+`@rpc`: the RPC entrypoint refuses a method that declares nothing (common.framework.rpc.Rpc, deny by default), and
 a unit test walks every service for one. The declaration names:
 - `access`: what the caller must be, checked before the method runs —
   an `Action` of the permission matrix (common.permissions): a member of the `organization_id` argument

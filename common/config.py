@@ -197,13 +197,13 @@ def logging_config(level):
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"}},
-        "filters": {"broker_outage_once": {"()": "common.log_filters.BrokerOutageOnce"},
+        "filters": {"broker_outage_once": {"()": "common.framework.log_filters.BrokerOutageOnce"},
                     "request_id": {"()": "common.request_ids.RequestIdFilter"}},
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
         "root": {"level": level, "handlers": ["console"]},
         "loggers": {
             "nameko": {"level": "WARNING"},
-            # One line per broker outage instead of one per retry and a traceback (common/log_filters.py).
+            # One line per broker outage instead of one per retry and a traceback (common/framework/log_filters.py).
             "nameko.messaging": broker_outage_once,
             "kombu.mixins": broker_outage_once,
             # Expected errors (404, 422, ...) are logged by Nameko at WARNING with a traceback: noise.

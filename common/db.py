@@ -33,7 +33,7 @@ psycogreen.eventlet.patch_psycopg()
 
 log = logging.getLogger(__name__)
 
-# The context key under which common.rpc gives a worker its RPC request's id (its correlation id).
+# The context key under which common.framework.rpc gives a worker its RPC request's id (its correlation id).
 RPC_REQUEST_ID = "rpc_request_id"
 
 _engines = {}

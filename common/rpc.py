@@ -1,6 +1,5 @@
-"""RPC helpers shared by services and the gateway: expected errors, bounded calls that fail fast."""
-import inspect
-import logging
+"""RPC helpers shared by services and the gateway: expected errors, bounded calls that fail fast. The RPC
+entrypoint itself (Nameko's, overridden) is common.framework.rpc.Rpc."""
 import threading
 import time
 
@@ -9,109 +8,26 @@ from amqp.exceptions import AMQPError
 from amqp.exceptions import NotFound as QueueNotFound
 from kombu import Connection
 from kombu.exceptions import OperationalError
-from nameko.amqp.publish import Publisher
-from nameko.constants import (
-    AMQP_SSL_CONFIG_KEY,
-    AMQP_URI_CONFIG_KEY,
-    DEFAULT_SERIALIZER,
-    LOGIN_METHOD_CONFIG_KEY,
-    SERIALIZER_CONFIG_KEY,
-)
-from nameko.exceptions import IncorrectSignature, UnknownService
-from nameko.rpc import Responder, RpcProxy, get_rpc_exchange
-from nameko.rpc import Rpc as NamekoRpc
-from nameko.rpc import RpcConsumer as NamekoRpcConsumer
+from nameko.exceptions import UnknownService
+from nameko.rpc import RpcProxy
 
-from common.db import RPC_REQUEST_ID
-from common.errors import EXPECTED_ERRORS, Forbidden, ServiceUnavailable
-
-log = logging.getLogger(__name__)
-
-
-class _UnconfirmedPublisher(Publisher):
-    use_confirms = False
-
-
-class _Responder(Responder):
-    publisher_cls = _UnconfirmedPublisher
-
-
-class RpcConsumer(NamekoRpcConsumer):
-    """Nameko's, except that a reply is published without waiting for the broker's publisher confirm.
-    A confirm protects nothing here: the change was committed before the reply, and a reply the broker
-    loses leaves the caller exactly where a failed publish would (it times out, or fails fast when the
-    broker is gone: `call` below). Waiting for it cost every request a round trip to the broker."""
-
-    def handle_result(self, message, result, exc_info):
-        config = self.container.config
-        responder = _Responder(config[AMQP_URI_CONFIG_KEY], get_rpc_exchange(config),
-                               config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER), message,
-                               ssl=config.get(AMQP_SSL_CONFIG_KEY), login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
-        result, exc_info = responder.send_response(result, exc_info)
-        self.queue_consumer.ack_message(message)
-        return result, exc_info
-
-
-class SignatureOnce:
-    """For Nameko entrypoints: the method's signature is checked against one built once. Nameko's own
-    check_signature rebuilds it for every message (inspect.getcallargs): 6 % of credits' CPU under load."""
-
-    def check_signature(self, args, kwargs):
-        signature = getattr(self, "_signature", None)
-        if signature is None:
-            signature = self._signature = inspect.signature(getattr(self.container.service_cls, self.method_name))
-        try:
-            signature.bind(None, *args, **kwargs)       # None: the unbound method's `self`
-        except TypeError as exc:
-            raise IncorrectSignature(str(exc))
-
-
-class Rpc(SignatureOnce, NamekoRpc):
-    """Nameko's RPC entrypoint, except that a reply that cannot be sent (the broker unreachable) is
-    dropped with a warning instead of raising: in Nameko the error escapes the worker and kills the
-    whole service container, which then stays dead after the broker is back. The caller times out
-    (or fails fast); a command it retries is idempotent (keys, inbox), as a redelivery already needs.
-    Replies are sent without publisher confirms (RpcConsumer above). A request delivered again after
-    its command committed cannot write a second time (common.handled_requests)."""
-
-    rpc_consumer = RpcConsumer()
-
-    def check_signature(self, args, kwargs):
-        # Deny by default: a method exposed without a declaration of who may call it (common.commands)
-        # answers every request with a refusal, before any worker runs it.
-        if getattr(getattr(self.container.service_cls, self.method_name), "declaration", None) is None:
-            raise Forbidden(f"{self.container.service_name}.{self.method_name} declares no access; "
-                            "nobody may call it.", code="undeclared_method")
-        super().check_signature(args, kwargs)
-
-    def unpack_message_headers(self, message):
-        # The worker learns its request's id (the caller's correlation id, unique per call), by which a
-        # command is recorded as handled (common.handled_requests): a redelivery cannot run it twice.
-        context_data = super().unpack_message_headers(message)
-        context_data[RPC_REQUEST_ID] = message.properties.get("correlation_id")
-        return context_data
-
-    def handle_result(self, message, worker_ctx, result, exc_info):
-        try:
-            return super().handle_result(message, worker_ctx, result, exc_info)
-        except (OSError, ConnectionError, OperationalError, AMQPError) as error:
-            log.warning("the reply of %s.%s could not be sent and was dropped (%s); the caller will time out",
-                        self.container.service_name, self.method_name, error)
-            return result, exc_info
+from common.errors import EXPECTED_ERRORS, ServiceUnavailable
+from common.framework.rpc import Rpc
 
 
 def service_proxy(service_name):
     """A Nameko RpcProxy to `service_name` whose requests do not wait for the broker's publisher confirm
     (a round trip per request). Nameko needs the confirm only to raise UnknownService for a service that
     never ran; `call` below asks the broker whether the service has a consumer instead, and fails fast
-    the same way when a request is lost with the broker. Always called through `call`."""
+    the same way when a request is lost with the broker (replies go without confirms too:
+    common.framework.rpc.RpcConsumer). Always called through `call`."""
     return RpcProxy(service_name, use_confirms=False)
 
 
 def rpc(fn):
     """@rpc with our errors declared expected: they are answers, not crashes, so Nameko does not log
     them as errors; the caller gets the same exception class back (see common.errors). Replies that
-    cannot be sent do not kill the service (Rpc above).
+    cannot be sent do not kill the service (common.framework.rpc.Rpc).
 
     (Not `partial(Rpc.decorator, expected_exceptions=...)`: used bare, Nameko's decorator takes the
     "no arguments" path and silently drops keyword arguments.)"""

@@ -1,29 +1,28 @@
-"""HTTP plumbing of the gateway: the web server (JSON answers even where no route matched, chunked bodies,
-one access log line per request), the JSON entrypoint (which authenticates every route not marked public),
-request parsing, and the route registry that the OpenAPI document is generated from (so the document cannot
-drift from the routes)."""
+"""HTTP plumbing of the gateway: the web server (JSON answers even where no route matched, one access log
+line per request), the JSON entrypoint (which authenticates every route not marked public), request parsing,
+and the route registry that the OpenAPI document is generated from (so the document cannot drift from the
+routes). What they change inside Nameko and eventlet (a chunked body readable, eventlet's own refusals as
+JSON, the entrypoint's hook) is common.framework.web."""
 import functools
 import json
 import logging
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from urllib.parse import quote
 
-from eventlet.event import Event
 from marshmallow import ValidationError
-from nameko.web.handlers import HttpRequestHandler
-from nameko.web.server import HttpOnlyProtocol, WebServer, WsgiApp
 from werkzeug.exceptions import ClientDisconnected, HTTPException
-from werkzeug.wrappers import Request, Response
+from werkzeug.wrappers import Response
 
 from common import idempotency, request_ids
 from common.auth import USER_ID_KEY
 from common.config import settings
 from common.errors import EXPECTED_ERRORS, AppError, BadRequest, ValidationFailed
-from common.rpc import SignatureOnce, trace_calls
+from common.framework import web
+from common.rpc import trace_calls
 from common.schemas import MAX_JSON_DEPTH, JsonTooDeep, loads_json, text_problem
 from gateway import authentication
+from gateway.cors import Cors
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("gateway.access")
@@ -34,23 +33,20 @@ MAX_BODY_BYTES = 64 * 1024
 # request's id (common.request_ids) for the entrypoint.
 CALLER_ID = authentication.CALLER_ID
 REQUEST_ID = "gateway.request_id"
-# The route's rule and the RPC calls its handler made (common.rpc.trace_calls), for the access log.
-ROUTE_RULE = "gateway.route_rule"
+# The RPC calls a route's handler made (common.rpc.trace_calls), for the access log.
 RPC_CALLS = "gateway.rpc_calls"
 
 # Codes of the answers werkzeug's routing gives before any entrypoint runs.
 ROUTING_ERROR_CODES = {404: "route_not_found", 405: "method_not_allowed"}
 
 
-class JsonWsgiApp(WsgiApp):
-    """Nameko's WSGI app, changed in three ways:
-    - what the routing itself refuses is JSON too (werkzeug answers HTML): a path no rule has, such as
+class JsonWsgiApp(web.WsgiApp):
+    """The gateway's WSGI app (common.framework.web.WsgiApp, whose `route` also makes a chunked body
+    readable), answering:
+    - what the routing itself refuses as JSON too (werkzeug answers HTML): a path no rule has, such as
       `GET /` (which the catch-all <path:path> cannot match), a method no rule of the path has (OPTIONS),
       and any unexpected failure;
-    - a chunked body can be read: eventlet de-chunks it, but says so to nobody (no
-      wsgi.input_terminated), so werkzeug handed handlers an empty stream and a body with a name was
-      read as {} (a 422 name_required);
-    - CORS (`Cors`): the headers of answers to the allowed origins, and their preflights answered;
+    - CORS (gateway.cors): the headers of answers to the allowed origins, and their preflights answered;
     - one access log line per request: method, path (never the query string, which may carry anything,
       nor any header, so never the token), status, duration, the caller's id once the token was
       verified, the request's id (common.request_ids), also answered in X-Request-Id, the route's rule
@@ -60,31 +56,22 @@ class JsonWsgiApp(WsgiApp):
         super().__init__(server)
         self.cors = Cors(settings().cors_allowed_origins)
 
-    def __call__(self, environ, start_response):
+    def respond(self, request):
         started = time.perf_counter()
+        environ = request.environ
         environ[REQUEST_ID] = request_ids.new_request_id(environ.get("HTTP_X_REQUEST_ID"))
-        request = Request(environ, shallow=True)   # shallow: as Nameko's, until an entrypoint reads it
         response = self.cors.preflight_response(environ) or self._response(request)
         response.headers[request_ids.HEADER] = environ[REQUEST_ID]
         self.cors.add_headers(response, environ.get("HTTP_ORIGIN"))
         access_log.info("%s %s %d %.1fms caller=%s request=%s route=%s rpc=%s", _printable(request.method, 16),
                         _printable(request.path, 300), response.status_code, (time.perf_counter() - started) * 1000,
                         _printable(environ.get(CALLER_ID) or "-", 140), environ[REQUEST_ID],
-                        environ.get(ROUTE_RULE, "-"), ",".join(environ.get(RPC_CALLS) or ()) or "-")
-        return response(environ, start_response)
+                        environ.get(web.ROUTE_RULE, "-"), ",".join(environ.get(RPC_CALLS) or ()) or "-")
+        return response
 
     def _response(self, request):
         try:
-            transfer_encoding = request.environ.get("HTTP_TRANSFER_ENCODING")
-            if transfer_encoding is not None:
-                if transfer_encoding.strip().lower() != "chunked":   # what eventlet de-chunks; no other coding
-                    raise BadRequest("Only Transfer-Encoding: chunked is accepted.",
-                                     code="unsupported_transfer_encoding")
-                request.environ["wsgi.input_terminated"] = True
-            rule, request.path_values = self.url_map.bind_to_environ(request.environ).match(return_rule=True)
-            provider = rule.endpoint
-            request.environ[ROUTE_RULE] = rule.rule
-            return provider.handle_request(request)
+            return self.route(request)
         except AppError as exc:
             return json_response(exc.to_dict(), exc.status)
         except HTTPException as exc:
@@ -92,49 +79,6 @@ class JsonWsgiApp(WsgiApp):
         except Exception as exc:
             log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
             return internal_error_response()
-
-
-class Cors:
-    """Cross-origin calls from browsers, for the origins of CORS_ALLOWED_ORIGINS (none: no CORS headers).
-
-    An allowed origin's answers (errors included, so a page can read why it was refused) name it in
-    Access-Control-Allow-Origin and expose Idempotent-Replayed and X-Request-Id; its preflights are answered
-    204 here, before routing and without a token (browsers send none with them). An origin not allowed gets
-    no CORS headers, and its preflight is routed as any OPTIONS: a JSON 405 method_not_allowed.
-    Credentials only for an origin listed by name: with `*`, any site could make a signed-in browser call
-    the API, so `*` answers `*` and never allows credentials (browsers then refuse them too)."""
-
-    METHODS = "GET, POST, PUT, PATCH, DELETE"
-    REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-Id"
-    EXPOSED_HEADERS = "Idempotent-Replayed, X-Request-Id"
-    MAX_AGE_SECONDS = 600
-
-    def __init__(self, allowed_origins):
-        self.named_origins = frozenset(origin for origin in allowed_origins if origin != "*")
-        self.any_origin = "*" in allowed_origins
-
-    def _headers(self, origin):
-        if origin in self.named_origins:
-            return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true",
-                    "Access-Control-Expose-Headers": self.EXPOSED_HEADERS}
-        if origin and self.any_origin:
-            return {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": self.EXPOSED_HEADERS}
-        return {}
-
-    def preflight_response(self, environ):
-        """The 204 answering an allowed origin's preflight; None for any other request."""
-        if environ["REQUEST_METHOD"] != "OPTIONS" or "HTTP_ACCESS_CONTROL_REQUEST_METHOD" not in environ:
-            return None
-        if not self._headers(environ.get("HTTP_ORIGIN")):
-            return None
-        return Response(status=204, headers={"Access-Control-Allow-Methods": self.METHODS,
-                                             "Access-Control-Allow-Headers": self.REQUEST_HEADERS,
-                                             "Access-Control-Max-Age": str(self.MAX_AGE_SECONDS)})
-
-    def add_headers(self, response, origin):
-        if self.named_origins or self.any_origin:
-            response.vary.add("Origin")   # answers differ by Origin: a shared cache must keep them apart
-        response.headers.update(self._headers(origin))
 
 
 def routing_error_response(exc, request):
@@ -163,59 +107,14 @@ def _printable(text, limit):
     return quote(text, safe="/:@!$&'()*+,;=-._~", errors="replace")[:limit]
 
 
-class JsonWebServer(WebServer):
-    def get_wsgi_app(self):
-        return JsonWsgiApp(self)
-
-    def get_wsgi_server(self, sock, wsgi_app, protocol=None, debug=False):
-        return super().get_wsgi_server(sock, wsgi_app, protocol=JsonRefusalsProtocol, debug=debug)
+class JsonWebServer(web.WebServer):
+    wsgi_app_cls = JsonWsgiApp
 
 
-# What eventlet's wsgi server answers by itself, before any application code runs (an empty body), and
-# the JSON error each becomes: status line prefix -> (status, code, message).
-EVENTLET_REFUSALS = {
-    b"HTTP/1.0 414 ": ("414 Request URI Too Long", "url_too_long", "The URL is longer than 8 KB."),
-    b"HTTP/1.0 400 Header Line Too Long": ("400 Bad Request", "header_too_long",
-                                           "A header line is longer than 8 KB."),
-    b"HTTP/1.0 400 Headers Too Large": ("400 Bad Request", "headers_too_large", "The headers exceed 64 KB."),
-    b"HTTP/1.0 400 Bad Request\r\nConnection: close\r\nContent-length: 0": (
-        "400 Bad Request", "invalid_content_length", "Content-Length must be a whole number, at least 0."),
-    b"HTTP/1.0 400 Bad Request\r\nConnection: close\r\nContent-Length: ": (
-        "400 Bad Request", "conflicting_body_length", "Send Content-Length or Transfer-Encoding, not both."),
-}
-
-
-class _JsonRefusals:
-    """The connection's write side, turning eventlet's own empty refusals into JSON errors."""
-
-    def __init__(self, wfile):
-        self._wfile = wfile
-
-    def write(self, data):
-        for prefix, (status, code, message) in EVENTLET_REFUSALS.items():
-            if isinstance(data, bytes) and data.startswith(prefix):
-                body = json.dumps({"error": {"code": code, "message": message, "field": None}}).encode()
-                data = (f"HTTP/1.0 {status}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-                        f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-                break
-        return self._wfile.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self._wfile, name)
-
-
-class JsonRefusalsProtocol(HttpOnlyProtocol):
-    """Nameko's HTTP protocol, except that what eventlet refuses itself (an over-long URL or header line,
-    too many headers, a malformed Content-Length) is answered as a JSON error like every other."""
-
-    def setup(self):
-        super().setup()
-        self.wfile = _JsonRefusals(self.wfile)
-
-
-class JsonHttpEntrypoint(SignatureOnce, HttpRequestHandler):
-    """Nameko's @http, answering every error as {"error": {"code", "message", "field"}}, and authenticating
-    the caller of every route not marked public before a worker is spawned for it."""
+class JsonHttpEntrypoint(web.HttpEntrypoint):
+    """Nameko's @http (common.framework.web.HttpEntrypoint), answering every error as {"error": {"code",
+    "message", "field"}}, and authenticating the caller of every route not marked public before a worker is
+    spawned for it."""
 
     server = JsonWebServer()
 
@@ -223,26 +122,13 @@ class JsonHttpEntrypoint(SignatureOnce, HttpRequestHandler):
         self.public = public
         super().__init__(method, url, **kwargs)
 
-    def handle_request(self, request):
-        # Nameko's handle_request with one step added: once the path is checked (a NUL in it is a 400
-        # even without a token), the token is; the worker starts with the identity in its context data.
-        request.shallow = False
-        try:
-            context_data = self.server.context_data_from_headers(request)
-            context_data[request_ids.CONTEXT_KEY] = request.environ.get(REQUEST_ID)   # into every RPC call
-            args, kwargs = self.get_entrypoint_parameters(request)
-            self.check_signature(args, kwargs)
-            if not self.public:
-                context_data.update(authentication.context_data(request))
-                request.environ[CALLER_ID] = context_data.get(USER_ID_KEY)
-            event = Event()
-            self.container.spawn_worker(self, args, kwargs, context_data=context_data,
-                                        handle_result=partial(self.handle_result, event))
-            result = event.wait()
-            response = self.response_from_result(result)
-        except Exception as exc:
-            response = self.response_from_exception(exc)
-        return response
+    def worker_context(self, request, context_data):
+        # Once the path is checked (a NUL in it is a 400 even without a token), the token is; the worker
+        # starts with the identity in its context data.
+        context_data[request_ids.CONTEXT_KEY] = request.environ.get(REQUEST_ID)   # into every RPC call
+        if not self.public:
+            context_data.update(authentication.context_data(request))
+            request.environ[CALLER_ID] = context_data.get(USER_ID_KEY)
 
     def get_entrypoint_parameters(self, request):
         args, kwargs = super().get_entrypoint_parameters(request)

@@ -3,7 +3,7 @@ type, and each event becomes one entry of the trail (trail.py), stored once by i
 same transaction as the memberships it carries applied to the read model (common.readmodels): an
 entry is never stored without its state, nor a state applied twice.
 
-Events arrive in batches (common.batch_consume): a batch is stored in one transaction. If that fails on
+Events arrive in batches (common.framework.batch_consume): a batch is stored in one transaction. If that fails on
 a unique key (another consumer stored one of its events at the same moment: PostgreSQL, replicas), its
 events are stored one by one instead, each in its own transaction, so one clash costs no other entry."""
 import logging

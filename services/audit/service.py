@@ -3,10 +3,10 @@ reactions.py, the trail's storage and queries in trail.py. Who may read a trail 
 model of memberships (common.readmodels), not by asking members."""
 
 from common.auth import Auth
-from common.batch_consume import consume_batch
 from common.commands import CREDENTIAL, query
 from common.db import Database
 from common.events import AUDIT_QUEUE, change_event_or_none
+from common.framework.batch_consume import consume_batch
 from common.heap import FrozenStartupHeap
 from common.membership_facts import MembershipFacts
 from common.permissions import Action, Scope
@@ -31,7 +31,7 @@ class AuditService:
         self.fill.check()               # degraded until the read model was filled from members
         return "pong"
 
-    # Events come in batches (common.batch_consume), acknowledged only after the batch's entries (and the
+    # Events come in batches (common.framework.batch_consume), acknowledged only after the batch's entries (and the
     # states they carry) are committed; on an error (database down) the batch goes back to the queue. A
     # message that is not a change event is logged and dropped: retrying cannot help.
     @consume_batch(AUDIT_QUEUE, requeue_on_error=True)

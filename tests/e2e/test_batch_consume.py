@@ -1,13 +1,13 @@
-"""common.batch_consume on the real broker: messages that arrive together reach one worker as a list, at
-most the prefetch count (max_workers) at a time, each acknowledged once its batch's worker returned; a
-batch whose worker raises goes back to the queue whole and comes again."""
+"""common.framework.batch_consume on the real broker: messages that arrive together reach one worker as a
+list, at most the prefetch count (max_workers) at a time, each acknowledged once its batch's worker
+returned; a batch whose worker raises goes back to the queue whole and comes again."""
 import time
 import uuid
 
 from kombu import Connection, Exchange, Queue
 from nameko.containers import ServiceContainer
 
-from common.batch_consume import consume_batch
+from common.framework.batch_consume import consume_batch
 from tests.e2e.helpers import wait_for
 
 EXCHANGE = Exchange("test-batches", type="topic", durable=False)

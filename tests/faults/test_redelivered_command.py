@@ -11,7 +11,7 @@ import eventlet
 import pytest
 from nameko.containers import ServiceContainer
 
-from common import rpc
+from common.framework import rpc
 from services.credits.service import CreditsService
 from services.orgs.service import OrgsService
 from tests.e2e.helpers import audit_entries, create_organization, ok, wait_for

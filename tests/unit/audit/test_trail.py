@@ -96,7 +96,7 @@ def test_tampered_cursor_is_a_bad_request(make_store):
         trail.query_entries(make_store("audit"), "o1", cursor="%%%")
 
 
-# ---- batches (common.batch_consume): what arrived together is stored in one transaction --------------
+# ---- batches (common.framework.batch_consume): what arrived together is stored in one transaction ----
 def entries_of(store, org):
     return trail.query_entries(store, org, limit=200)["items"]
 

@@ -1,8 +1,8 @@
-"""common.log_filters: a broker outage is logged once, not once per retry, and without a traceback."""
+"""common.framework.log_filters: a broker outage is logged once, not once per retry, and without a traceback."""
 import logging
 import sys
 
-from common import log_filters
+from common.framework import log_filters
 
 
 def record(name, message, exc_info=None):

@@ -4,7 +4,12 @@ While RabbitMQ is away, Nameko's queue consumer logs every reconnection attempt 
 broker ... Retrying in N seconds", 8 lines a minute per process) and kombu logs the lost connection
 with a traceback. The outage is news once; the supervisor's and the health check's view says when it
 ends (the outbox relay logs that itself). Installed by common.config.logging_config on the
-`nameko.messaging` and `kombu.mixins` loggers."""
+`nameko.messaging` and `kombu.mixins` loggers.
+
+Matches upstream's log messages by their text (Nameko 2.14.1, kombu 5.7.0):
+`nameko.messaging.QueueConsumer.on_connection_error` ("Error connecting to broker at ...\nRetrying in
+N seconds.") and `kombu.mixins.W_CONN_LOST` ("Connection to broker lost, ...", logged by
+`kombu.mixins.ConsumerMixin.run` with exc_info). A changed wording lets every line through again."""
 import logging
 import time
 

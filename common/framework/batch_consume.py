@@ -1,6 +1,13 @@
 """`@consume_batch(queue)`: Nameko's @consume, except that the worker gets a list of message bodies, every
 message that arrived together (at most the consumer's prefetch count, Nameko's `max_workers`).
 
+Overrides `nameko.messaging.Consumer` (Nameko 2.14.1): `setup` extended (super() plus the pending
+batch), `handle_message` replaced (upstream spawns one worker per message; here the message waits for
+its batch, whose worker is spawned as upstream's is, and a container being killed requeues the whole
+batch), `handle_result` replaced by `handle_batch_result` (upstream's `handle_message_processed` per
+message of the batch). Relies on `nameko.messaging.QueueConsumer` handing each message to
+`handle_message` in its own managed thread, and on its prefetch count being `max_workers`.
+
 Why: the audit service stores every change event of the system. One worker and one committed transaction
 per event cost it more than the change itself did (a spend: 1.8 ms of CPU for its audit entry, most of
 it the commit); under load events arrive in bursts, and one transaction per burst costs little more than

@@ -1,0 +1,95 @@
+"""Overrides of Nameko's RPC entrypoint (Nameko 2.14.1, `nameko.rpc`):
+
+- `RpcConsumer.handle_result` is a copy of `nameko.rpc.RpcConsumer.handle_result` whose Responder
+  (`nameko.rpc.Responder`, its `publisher_cls`) publishes the reply without waiting for the broker's
+  publisher confirm (`nameko.amqp.publish.Publisher.use_confirms`). Why: a confirm protects nothing
+  here (the change was committed before the reply; a reply the broker loses leaves the caller where a
+  failed publish would: it times out, or fails fast, common.rpc.call), and waiting for it cost every
+  request a round trip to the broker.
+- `Rpc.handle_result` wraps `nameko.rpc.Rpc.handle_result`: a reply that cannot be sent (the broker
+  unreachable) is dropped with a warning. Why: upstream lets the error escape the worker, which kills
+  the whole service container, and it stays dead after the broker is back.
+- `Rpc.unpack_message_headers` extends `nameko.messaging.HeaderDecoder.unpack_message_headers`: the
+  worker's context data also holds the request's correlation id (common.handled_requests: a command
+  delivered again after it committed is not run twice).
+- `Rpc.check_signature` extends `nameko.extensions.Entrypoint.check_signature` (through
+  common.framework.signature.SignatureOnce): deny by default, a method that declares no access
+  (common.commands) is refused before any worker runs it. Upstream's `Rpc.handle_message` calls it
+  before spawning the worker.
+"""
+import logging
+
+from amqp.exceptions import AMQPError
+from kombu.exceptions import OperationalError
+from nameko.amqp.publish import Publisher
+from nameko.constants import (
+    AMQP_SSL_CONFIG_KEY,
+    AMQP_URI_CONFIG_KEY,
+    DEFAULT_SERIALIZER,
+    LOGIN_METHOD_CONFIG_KEY,
+    SERIALIZER_CONFIG_KEY,
+)
+from nameko.rpc import Responder, get_rpc_exchange
+from nameko.rpc import Rpc as NamekoRpc
+from nameko.rpc import RpcConsumer as NamekoRpcConsumer
+
+from common.db import RPC_REQUEST_ID
+from common.errors import Forbidden
+from common.framework.signature import SignatureOnce
+
+log = logging.getLogger(__name__)
+
+
+class _UnconfirmedPublisher(Publisher):
+    use_confirms = False
+
+
+class _Responder(Responder):
+    publisher_cls = _UnconfirmedPublisher
+
+
+class RpcConsumer(NamekoRpcConsumer):
+    """Nameko's, except that a reply is published without waiting for the broker's publisher confirm."""
+
+    def handle_result(self, message, result, exc_info):
+        # Upstream's, with _Responder for nameko.rpc.Responder.
+        config = self.container.config
+        responder = _Responder(config[AMQP_URI_CONFIG_KEY], get_rpc_exchange(config),
+                               config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER), message,
+                               ssl=config.get(AMQP_SSL_CONFIG_KEY), login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
+        result, exc_info = responder.send_response(result, exc_info)
+        self.queue_consumer.ack_message(message)
+        return result, exc_info
+
+
+class Rpc(SignatureOnce, NamekoRpc):
+    """Nameko's RPC entrypoint, except that a reply that cannot be sent is dropped with a warning instead
+    of killing the service container; the caller times out (or fails fast); a command it retries is
+    idempotent (keys, inbox), as a redelivery already needs. Replies are sent without publisher confirms
+    (RpcConsumer above). A request delivered again after its command committed cannot write a second
+    time (common.handled_requests). A method that declares no access is refused (deny by default)."""
+
+    rpc_consumer = RpcConsumer()
+
+    def check_signature(self, args, kwargs):
+        # Deny by default: a method exposed without a declaration of who may call it (common.commands)
+        # answers every request with a refusal, before any worker runs it.
+        if getattr(getattr(self.container.service_cls, self.method_name), "declaration", None) is None:
+            raise Forbidden(f"{self.container.service_name}.{self.method_name} declares no access; "
+                            "nobody may call it.", code="undeclared_method")
+        super().check_signature(args, kwargs)
+
+    def unpack_message_headers(self, message):
+        # The worker learns its request's id (the caller's correlation id, unique per call), by which a
+        # command is recorded as handled (common.handled_requests): a redelivery cannot run it twice.
+        context_data = super().unpack_message_headers(message)
+        context_data[RPC_REQUEST_ID] = message.properties.get("correlation_id")
+        return context_data
+
+    def handle_result(self, message, worker_ctx, result, exc_info):
+        try:
+            return super().handle_result(message, worker_ctx, result, exc_info)
+        except (OSError, ConnectionError, OperationalError, AMQPError) as error:
+            log.warning("the reply of %s.%s could not be sent and was dropped (%s); the caller will time out",
+                        self.container.service_name, self.method_name, error)
+            return result, exc_info

@@ -1,0 +1,150 @@
+"""Overrides of Nameko's HTTP stack (Nameko 2.14.1, `nameko.web`) and of eventlet's HTTP protocol
+(eventlet 0.41.3, `eventlet.wsgi`). The gateway (gateway/http.py) subclasses these and fills in the hooks
+named below; of upstream's own methods it overrides only the entrypoint's `__init__` (a `public` flag),
+`get_entrypoint_parameters` (extended: input checks) and `response_from_exception` (replaced: JSON errors).
+
+- `JsonRefusalsProtocol` extends `setup` of `nameko.web.server.HttpOnlyProtocol` (an
+  `eventlet.wsgi.HttpProtocol`): what eventlet refuses itself in `HttpProtocol.handle_one_request`,
+  before any application code runs (an over-long URL or header line, too many headers, a malformed
+  Content-Length), is answered with an empty body; here it becomes a JSON error like every other. The
+  refusals are recognised by eventlet's exact status lines (EVENTLET_REFUSALS).
+- `WebServer` overrides `nameko.web.server.WebServer.get_wsgi_app` (an instance of `wsgi_app_cls`, a hook)
+  and `get_wsgi_server` (upstream's, with JsonRefusalsProtocol).
+- `WsgiApp` replaces `nameko.web.server.WsgiApp.__call__`. Upstream makes a shallow request, routes it
+  and answers a routing refusal with werkzeug's HTML. Here `__call__` makes the same shallow request and
+  answers what `respond(request)` returns (the hook: the gateway adds its JSON errors, CORS and access
+  log around `route`); `route(request)` is upstream's routing, raising what it refuses, and makes a
+  chunked body readable: eventlet de-chunks it but says so to nobody (no `wsgi.input_terminated`, see
+  `eventlet.wsgi.HttpProtocol.get_environ`), so werkzeug (`werkzeug.wsgi.get_input_stream`) handed
+  handlers an empty stream.
+- `HttpEntrypoint` overrides `nameko.web.handlers.HttpRequestHandler`: `check_signature` through
+  common.framework.signature.SignatureOnce, and `handle_request`, a copy of upstream's with one hook,
+  `worker_context(request, context_data)`, called once the arguments and the signature are checked and
+  before a worker is spawned: it adds to the worker's context data or refuses the request by raising
+  (the gateway authenticates there).
+"""
+import json
+from functools import partial
+
+from eventlet.event import Event
+from nameko.web.handlers import HttpRequestHandler
+from nameko.web.server import HttpOnlyProtocol
+from nameko.web.server import WebServer as NamekoWebServer
+from nameko.web.server import WsgiApp as NamekoWsgiApp
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Request
+
+from common.errors import BadRequest
+from common.framework.signature import SignatureOnce
+
+# What eventlet's wsgi server answers by itself, before any application code runs (an empty body), and
+# the JSON error each becomes: status line prefix -> (status, code, message).
+EVENTLET_REFUSALS = {
+    b"HTTP/1.0 414 ": ("414 Request URI Too Long", "url_too_long", "The URL is longer than 8 KB."),
+    b"HTTP/1.0 400 Header Line Too Long": ("400 Bad Request", "header_too_long",
+                                           "A header line is longer than 8 KB."),
+    b"HTTP/1.0 400 Headers Too Large": ("400 Bad Request", "headers_too_large", "The headers exceed 64 KB."),
+    b"HTTP/1.0 400 Bad Request\r\nConnection: close\r\nContent-length: 0": (
+        "400 Bad Request", "invalid_content_length", "Content-Length must be a whole number, at least 0."),
+    b"HTTP/1.0 400 Bad Request\r\nConnection: close\r\nContent-Length: ": (
+        "400 Bad Request", "conflicting_body_length", "Send Content-Length or Transfer-Encoding, not both."),
+}
+
+
+# The environ key under which `WsgiApp.route` leaves the matched rule (e.g. /v1/organizations/<org_id>).
+ROUTE_RULE = "orgplatform.route_rule"
+
+class _JsonRefusals:
+    """The connection's write side, turning eventlet's own empty refusals into JSON errors."""
+
+    def __init__(self, wfile):
+        self._wfile = wfile
+
+    def write(self, data):
+        for prefix, (status, code, message) in EVENTLET_REFUSALS.items():
+            if isinstance(data, bytes) and data.startswith(prefix):
+                body = json.dumps({"error": {"code": code, "message": message, "field": None}}).encode()
+                data = (f"HTTP/1.0 {status}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+                break
+        return self._wfile.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._wfile, name)
+
+
+class JsonRefusalsProtocol(HttpOnlyProtocol):
+    """Nameko's HTTP protocol, except that what eventlet refuses itself (an over-long URL or header line,
+    too many headers, a malformed Content-Length) is answered as a JSON error like every other."""
+
+    def setup(self):
+        super().setup()
+        self.wfile = _JsonRefusals(self.wfile)
+
+
+class WsgiApp(NamekoWsgiApp):
+    """Nameko's WSGI app, with `respond(request)` to override and `route(request)` to call from it."""
+
+    def __call__(self, environ, start_response):
+        request = Request(environ, shallow=True)   # shallow: as upstream's, until an entrypoint reads it
+        return self.respond(request)(environ, start_response)
+
+    def respond(self, request):
+        """The response to `request`; a subclass adds around `route`. Here: upstream's answers."""
+        try:
+            return self.route(request)
+        except HTTPException as exc:
+            return exc              # werkzeug's own answer (HTML), as upstream's
+
+    def route(self, request):
+        """Upstream's routing: the provider of the matching rule handles the request; werkzeug's
+        HTTPException for a path or method no rule takes, BadRequest for a transfer coding other than
+        chunked."""
+        transfer_encoding = request.environ.get("HTTP_TRANSFER_ENCODING")
+        if transfer_encoding is not None:
+            if transfer_encoding.strip().lower() != "chunked":   # what eventlet de-chunks; no other coding
+                raise BadRequest("Only Transfer-Encoding: chunked is accepted.", code="unsupported_transfer_encoding")
+            request.environ["wsgi.input_terminated"] = True
+        rule, request.path_values = self.url_map.bind_to_environ(request.environ).match(return_rule=True)
+        request.environ[ROUTE_RULE] = rule.rule        # for the gateway's access line
+        return rule.endpoint.handle_request(request)
+
+
+class WebServer(NamekoWebServer):
+    """Nameko's web server, serving `wsgi_app_cls` (a subclass of WsgiApp above) with JsonRefusalsProtocol."""
+
+    wsgi_app_cls = WsgiApp
+
+    def get_wsgi_app(self):
+        return self.wsgi_app_cls(self)
+
+    def get_wsgi_server(self, sock, wsgi_app, protocol=None, debug=False):
+        return super().get_wsgi_server(sock, wsgi_app, protocol=JsonRefusalsProtocol, debug=debug)
+
+
+class HttpEntrypoint(SignatureOnce, HttpRequestHandler):
+    """Nameko's @http entrypoint, with `worker_context` to override. A subclass may name its own `server`
+    (an instance of a subclass of WebServer above, with its own `wsgi_app_cls`)."""
+
+    server = WebServer()
+
+    def worker_context(self, request, context_data):
+        """Called before a worker is spawned for `request`: adds to `context_data`, or raises to refuse."""
+
+    def handle_request(self, request):
+        # Upstream's handle_request with one step added, worker_context, once the arguments and the
+        # signature are checked.
+        request.shallow = False
+        try:
+            context_data = self.server.context_data_from_headers(request)
+            args, kwargs = self.get_entrypoint_parameters(request)
+            self.check_signature(args, kwargs)
+            self.worker_context(request, context_data)
+            event = Event()
+            self.container.spawn_worker(self, args, kwargs, context_data=context_data,
+                                        handle_result=partial(self.handle_result, event))
+            result = event.wait()
+            response = self.response_from_result(result)
+        except Exception as exc:
+            response = self.response_from_exception(exc)
+        return response
