@@ -12,8 +12,8 @@ The rules of product rules §2 "use agents", with the codes and messages orgs gi
 A read model lags its owner by the time an event takes to arrive. A refusal is therefore confirmed with
 the owner before it is given (members.membership_states for the membership, orgs.agent_states for the
 agent): the states they answer are applied here and the decision is taken again. With the owner down
-the local answer stands. No RPC call happens inside a transaction (common.db): a spend decides in its
-own (spends.py), and a refusal is confirmed after it ended.
+the local answer stands. No RPC call happens inside a write transaction (common.db): a spend reads the
+local answer before its write phase and confirms a refusal before it starts it (spends.py).
 """
 from functools import cache
 
@@ -111,9 +111,13 @@ class AgentUse:
     def __init__(self, store, models, memberships, orgs):
         self.store, self.models, self.memberships, self._orgs = store, models, memberships, orgs
 
+    def refusal_in(self, session, user_id, organization_id, agent_id):
+        """None if the user may use the agent by the read models, else the refusal (not raised)."""
+        return refusal_of(session, self.models, user_id, organization_id, agent_id)
+
     def refusal(self, user_id, organization_id, agent_id):
         with self.store.read() as session:
-            return refusal_of(session, self.models, user_id, organization_id, agent_id)
+            return self.refusal_in(session, user_id, organization_id, agent_id)
 
     def confirm_agent(self, organization_id, agent_id):
         """Ask orgs for the agent's current state and apply it; False if orgs cannot answer."""
@@ -145,25 +149,3 @@ class AgentUse:
             if answered:
                 refusal = self.refusal(user_id, organization_id, agent_id)
         return refusal
-
-    def guarded(self, user_id, organization_id, agent_id, run):
-        """`run(check_access=...)` where `check_access(session)` decides inside run's own transaction and
-        raises a local refusal; that refusal is confirmed once the transaction rolled back, and `run`
-        runs once more if the owners' newer facts allow the use."""
-        refused = []
-
-        def check_access(session):
-            refusal = refusal_of(session, self.models, user_id, organization_id, agent_id)
-            if refusal is not None:
-                refused.append(refusal)
-                raise refusal
-
-        try:
-            return run(check_access=check_access)
-        except AppError as error:
-            if not refused or error is not refused[-1]:
-                raise
-        refusal = self.confirmed_refusal(user_id, organization_id, agent_id, refused[-1])
-        if refusal is not None:
-            raise refusal
-        return run(check_access=check_access)

@@ -21,7 +21,6 @@ from common.db import Database
 from common.events import CREDITS_QUEUE, change_event_or_none
 from common.heap import FrozenStartupHeap
 from common.membership_facts import MembershipFacts
-from common.money import parse_amount
 from common.outbox import OutboxRelay
 from common.permissions import Action, Scope
 from common.readmodels import ReadModelFill
@@ -78,22 +77,15 @@ class CreditsService:
         """Charge the caller's use of an agent, or, by an API key with usage:write, the use by the member
         `user_id` names (SPEC §9); returns {"spend", "replayed"}. 402 when the balance or the member's
         budget does not allow it."""
-        spends.clean_spend(amount, idempotency_key)
-        spender = spends.spender_of(caller.identity, user_id)
         # The right to use the agent is decided by the spend itself (spends.py), from the read models.
-        return spends.as_member_refusal(caller.identity, lambda: self.agent_use.guarded(
-            spender.id, organization_id, agent_id, partial(spends.spend, self.db, spender, organization_id, agent_id,
-                                                           amount, idempotency_key, actor=caller.identity)))
+        return spends.spend(self.db, caller.identity, organization_id, agent_id, amount, idempotency_key, user_id,
+                            access=self.agent_use)
 
     @query(USES_AGENT, key_scope=Scope.USAGE_WRITE)
     def evaluate_spend(self, caller, organization_id, agent_id, amount=None, user_id=None):
         """The dry run: the same checks as a spend, nothing charged."""
-        if amount is not None:
-            parse_amount(amount, "amount")
-        spender = spends.spender_of(caller.identity, user_id)
-        return spends.as_member_refusal(caller.identity, lambda: self.agent_use.guarded(
-            spender.id, organization_id, agent_id, partial(
-                spends.evaluate_spend, self.db, spender, organization_id, agent_id, amount)))
+        return spends.evaluate_spend(self.db, caller.identity, organization_id, agent_id, amount, user_id,
+                                     access=self.agent_use)
 
     @query(PERSON)
     def my_usage(self, caller, organization_ids=None):
