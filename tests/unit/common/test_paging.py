@@ -74,3 +74,11 @@ def test_offset_pages_walk_a_list():
     assert page_of_list([1, 2, 3], encode_cursor({"offset": paging.MAX_CURSOR_INTEGER}), 2)["items"] == []
     with pytest.raises(ValidationFailed):
         page_of_list([1], None, 10 ** 30)
+
+
+def test_a_field_may_be_null_only_where_its_types_allow_it():
+    cursor = encode_cursor({"at": None, "id": 1})
+    assert decode_cursor(cursor, at=(str, type(None)), id=int) == {"at": None, "id": 1}
+    for fields in ({"at": str, "id": int}, {}):
+        with pytest.raises(BadRequest):
+            decode_cursor(cursor, **fields)
