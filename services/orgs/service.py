@@ -18,7 +18,6 @@ from common.events import ORGS_QUEUE, change_event_or_none
 from common.heap import FrozenStartupHeap
 from common.membership_facts import MembershipFacts
 from common.outbox import OutboxRelay
-from common.paging import page_of_list
 from common.permissions import Action
 from common.readmodels import SNAPSHOT_PAGE, ReadModelFill
 from common.rpc import call, rpc, service_proxy
@@ -60,8 +59,7 @@ class OrgsService:
     @rpc
     def list_organizations(self, cursor=None, limit=None):
         identity = self.auth.require()
-        cards = organizations.cards(self.db, identity.id, self.memberships.memberships_of(identity.id))
-        return page_of_list(cards, cursor, limit)
+        return organizations.cards(self.db, identity.id, cursor, limit)
 
     @rpc
     def create_organization(self, name, idempotency_key=None):
