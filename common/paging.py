@@ -205,26 +205,3 @@ def keyset_page(session, query, keyset, cursor, limit, default=DEFAULT_LIMIT, ma
     rows, last = keyset_rows(session, query, keyset, after, limit)
     return {"items": [dump(row) for row in rows] if dump else rows,
             "next_cursor": keyset.cursor(last) if last is not None else None}
-
-
-# ---- offsets, until every list is keyset-paged -------------------------------------------------------
-def _offset(cursor):
-    return (decode_cursor(cursor, offset=int) or {"offset": 0})["offset"]
-
-
-def page_of_list(items, cursor, limit):
-    """Page through a list already held in memory (short lists such as a user's organizations)."""
-    limit, offset = check_limit(limit), _offset(cursor)
-    page = items[offset:offset + limit]
-    more = offset + limit < len(items)
-    return {"items": page, "next_cursor": encode_cursor({"offset": offset + limit}) if more else None}
-
-
-def page_of_query(session, query, cursor, limit, scalars=True):
-    """Page through a SQLAlchemy select (ordered by the caller) by offset; returns ORM rows (or, with
-    scalars=False, result rows of several columns)."""
-    limit, offset = check_limit(limit), _offset(cursor)
-    result = (session.scalars if scalars else session.execute)(query.offset(offset).limit(limit + 1))
-    rows = result.all()
-    more = len(rows) > limit
-    return {"items": rows[:limit], "next_cursor": encode_cursor({"offset": offset + limit}) if more else None}
