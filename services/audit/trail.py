@@ -9,7 +9,7 @@ from sqlalchemy.orm import noload
 
 from common.auth import canonical_email
 from common.errors import agent_not_found
-from common.paging import Keyset, desc, keyset_page
+from common.paging import Keyset, check_limit, desc, keyset_page
 from common.schemas import load_or_fail
 from common.timeutil import utcnow
 from services.audit.models import AuditChange, AuditEntry
@@ -105,6 +105,8 @@ def query_agent_trail(store, organization_id, agent_id, filters=None, cursor=Non
     Only what happened to the agent while it belonged to this organization is shown: after a transfer
     each organization keeps its own part of the history (like spend made before a transfer)."""
     filters = _checked_filters(agent_trail_filters_schema, filters)
+    limit = check_limit(limit, default=AGENT_TRAIL_DEFAULT_LIMIT)
+    NEWEST_CHANGE_FIRST.position(cursor)    # a bad cursor is refused before the agent is looked up
     of_agent = [AuditEntry.organization_id == organization_id, AuditEntry.entity_type == "agent",
                 AuditEntry.entity_id == agent_id]
     conditions = [*of_agent, *_entry_conditions(filters)]
@@ -118,5 +120,4 @@ def query_agent_trail(store, organization_id, agent_id, filters=None, cursor=Non
             raise agent_not_found()   # no agent of this organization ever had this id
         query = (select(AuditEntry, AuditChange).join(AuditChange, AuditChange.entry_seq == AuditEntry.seq)
                  .options(noload(AuditEntry.changes)).where(*conditions))
-        return keyset_page(session, query, NEWEST_CHANGE_FIRST, cursor, limit, default=AGENT_TRAIL_DEFAULT_LIMIT,
-                           dump=lambda row: agent_trail_row(*row))
+        return keyset_page(session, query, NEWEST_CHANGE_FIRST, cursor, limit, dump=lambda row: agent_trail_row(*row))

@@ -15,7 +15,7 @@ from common.auth import is_valid_user_id
 from common.errors import Conflict, NotFound, PaymentRequired, ValidationFailed, member_not_found
 from common.events import changed_fields
 from common.money import format_amount, parse_amount
-from common.paging import Keyset, asc, keyset_page
+from common.paging import Keyset, asc, check_limit, keyset_page
 from common.permissions import Role
 from common.timeutil import as_utc, iso, utcnow
 from services.credits.events import (
@@ -143,6 +143,8 @@ def list_groups(store, organization_id, cursor=None, limit=None):
 def get_group(store, organization_id, group_id, cursor=None, limit=None, now=None):
     """The group with each member's usage this period against its limit (members keyset-paged by id)."""
     now = now or utcnow()
+    limit = check_limit(limit)
+    GROUP_MEMBERS.position(cursor)          # a bad cursor is refused before the group is looked up
     with store.read() as session:
         group = _group(session, organization_id, group_id)
         query = (select(BudgetGroupMember, MemberUsage.used)

@@ -20,7 +20,7 @@ from common import idempotency
 from common.auth import SYSTEM_ACTOR
 from common.errors import ValidationFailed
 from common.money import MAX_BALANCE_UNITS, format_amount, parse_amount
-from common.paging import Keyset, desc, keyset_page
+from common.paging import Keyset, check_limit, desc, keyset_page
 from common.sql import conflict_insert
 from common.timeutil import as_utc, iso, parse_iso, utcnow
 from services.credits import budgets
@@ -236,6 +236,7 @@ def credits_page(store, organization_id, now=None):
 # ---- the ledger ------------------------------------------------------------------------------------
 def ledger_page(store, organization_id, kind=None, cursor=None, limit=None):
     """Every grant, spend and expiry, newest first, keyset-paged."""
+    limit = check_limit(limit)
     if kind is not None and kind not in LEDGER_KINDS:
         raise ValidationFailed("kind must be grant, spend or expiry.", code="invalid_kind", field="kind")
     conditions = [LedgerEntry.organization_id == organization_id]

@@ -240,6 +240,7 @@ def _insert_agent(store, identity, roles, organization_id, fields, idempotency_k
 
 def list_agents(store, identity, roles, organization_id, q=None, cursor=None, limit=None):
     """The agents the caller can see, by name (case-insensitive), searchable by name; keyset-paged."""
+    limit = check_limit(limit)
     if q is not None and (not isinstance(q, str) or len(q) > 200):
         raise ValidationFailed("q must be text of at most 200 characters.", field="q")
     conditions = [Agent.organization_id == organization_id, Agent.deleted_at.is_(None)]

@@ -266,6 +266,8 @@ def test_get_refuses_a_bad_members_cursor(store, alice):
         with pytest.raises(BadRequest) as err:
             budgets.get_group(store, ORG, group, cursor=cursor)
         assert err.value.code == "invalid_cursor", cursor
+        with pytest.raises(BadRequest):
+            budgets.get_group(store, ORG, "no-such-group", cursor=cursor)   # refused before the group is looked up
 
 
 # ---- update / delete -----------------------------------------------------------------------------------
