@@ -2,19 +2,24 @@
 and the two queries over it (the organization's trail, one agent's trail), filtered and cursor-paged,
 newest first."""
 import json
+from datetime import datetime
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import insert, or_, select
 from sqlalchemy.orm import noload
 
 from common.auth import canonical_email
 from common.errors import agent_not_found
-from common.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor
+from common.paging import Keyset, check_limit, desc, keyset_page
 from common.schemas import load_or_fail
-from common.timeutil import iso, parse_iso, utcnow
+from common.timeutil import utcnow
 from services.audit.models import AuditChange, AuditEntry
 from services.audit.schemas import agent_trail_filters_schema, agent_trail_row, audit_entry_schema, audit_filters_schema
 
 ENTRIES, CHANGES = AuditEntry.__table__, AuditChange.__table__
+NEWEST_FIRST = Keyset("audit", desc("at", AuditEntry.occurred_at, datetime), desc("seq", AuditEntry.seq, int))
+# The agent's trail: a row per changed field, so the change's id ends the keys.
+NEWEST_CHANGE_FIRST = Keyset("agent_audit", desc("at", AuditEntry.occurred_at, datetime),
+                             desc("seq", AuditEntry.seq, int), desc("change", AuditChange.id, int))
 
 
 def is_stored(session, event_id):
@@ -77,42 +82,17 @@ def _entry_conditions(filters):
     return conditions
 
 
-def _position(cursor, with_change=False):
-    """(occurred_at, entry seq, change id or None) of the last row of the previous page, or None."""
-    fields = {"at": str, "seq": int, "change": int} if with_change else {"at": str, "seq": int}
-    position = decode_cursor(cursor, **fields)
-    if position is None:
-        return None
-    try:
-        return parse_iso(position["at"]), position["seq"], position.get("change")
-    except (TypeError, ValueError):
-        raise invalid_cursor() from None
-
-
 def query_entries(store, organization_id, filters=None, cursor=None, limit=None):
     """A page of the organization's trail, newest first (filters: see AuditFiltersSchema)."""
     filters = _checked_filters(audit_filters_schema, filters)
-    limit = check_limit(limit)
     conditions = [AuditEntry.organization_id == organization_id, *_entry_conditions(filters)]
     if "target" in filters:
         conditions.append(AuditEntry.entity_id == filters["target"])
     if "field" in filters:
         conditions.append(AuditEntry.changes.any(AuditChange.field == filters["field"]))
-    position = _position(cursor)
-    if position is not None:
-        at, seq, _ = position
-        conditions.append(or_(AuditEntry.occurred_at < at,
-                              and_(AuditEntry.occurred_at == at, AuditEntry.seq < seq)))
     with store.read() as session:
-        rows = session.scalars(select(AuditEntry).where(*conditions)
-                               .order_by(AuditEntry.occurred_at.desc(), AuditEntry.seq.desc())
-                               .limit(limit + 1)).all()
-        items = audit_entry_schema.dump(rows[:limit], many=True)
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor({"at": iso(last.occurred_at), "seq": last.seq})
-    return {"items": items, "next_cursor": next_cursor}
+        return keyset_page(session, select(AuditEntry).where(*conditions), NEWEST_FIRST, cursor, limit,
+                           dump=audit_entry_schema.dump)
 
 
 AGENT_TRAIL_DEFAULT_LIMIT = 20
@@ -126,6 +106,7 @@ def query_agent_trail(store, organization_id, agent_id, filters=None, cursor=Non
     each organization keeps its own part of the history (like spend made before a transfer)."""
     filters = _checked_filters(agent_trail_filters_schema, filters)
     limit = check_limit(limit, default=AGENT_TRAIL_DEFAULT_LIMIT)
+    NEWEST_CHANGE_FIRST.position(cursor)    # a bad cursor is refused before the agent is looked up
     of_agent = [AuditEntry.organization_id == organization_id, AuditEntry.entity_type == "agent",
                 AuditEntry.entity_id == agent_id]
     conditions = [*of_agent, *_entry_conditions(filters)]
@@ -134,23 +115,9 @@ def query_agent_trail(store, organization_id, agent_id, filters=None, cursor=Non
     for name, column in (("old_value", AuditChange.old_text), ("new_value", AuditChange.new_text)):
         if name in filters:
             conditions.append(column.icontains(filters[name], autoescape=True))
-    position = _position(cursor, with_change=True)
-    if position is not None:
-        at, seq, change = position
-        conditions.append(or_(AuditEntry.occurred_at < at,
-                              and_(AuditEntry.occurred_at == at, AuditEntry.seq < seq),
-                              and_(AuditEntry.seq == seq, AuditChange.id < change)))
     with store.read() as session:
         if session.scalar(select(AuditEntry.seq).where(*of_agent).limit(1)) is None:
             raise agent_not_found()   # no agent of this organization ever had this id
-        rows = session.execute(
-            select(AuditEntry, AuditChange).join(AuditChange, AuditChange.entry_seq == AuditEntry.seq)
-            .options(noload(AuditEntry.changes)).where(*conditions)
-            .order_by(AuditEntry.occurred_at.desc(), AuditEntry.seq.desc(), AuditChange.id.desc())
-            .limit(limit + 1)).all()
-        items = [agent_trail_row(entry, change) for entry, change in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        entry, change = rows[limit - 1]
-        next_cursor = encode_cursor({"at": iso(entry.occurred_at), "seq": entry.seq, "change": change.id})
-    return {"items": items, "next_cursor": next_cursor}
+        query = (select(AuditEntry, AuditChange).join(AuditChange, AuditChange.entry_seq == AuditEntry.seq)
+                 .options(noload(AuditEntry.changes)).where(*conditions))
+        return keyset_page(session, query, NEWEST_CHANGE_FIRST, cursor, limit, dump=lambda row: agent_trail_row(*row))

@@ -29,7 +29,7 @@ from common.auth import SYSTEM_ACTOR
 from common.errors import ValidationFailed
 from common.events import changed_fields
 from common.money import format_amount, parse_amount
-from common.paging import check_limit, decode_cursor, encode_cursor
+from common.paging import Keyset, desc, keyset_page
 from common.sql import DIALECT_INSERTS, conflict_insert
 from common.timeutil import iso, utcnow
 from services.credits.budgets import period_of
@@ -39,6 +39,7 @@ from services.credits.models import Alert, AlertSettings
 MEMBER_BUDGET, BALANCE_FLOOR = "member_budget", "balance_floor"     # the kinds of alert
 MAX_MEMBER_BUDGET_PERCENTS = 5
 ALERTS, SETTINGS = Alert.__table__, AlertSettings.__table__
+NEWEST_FIRST = Keyset("alerts", desc("seq", Alert.seq, int))
 
 # What a spend needs of the settings: the percents (ascending) and the floor in units (or None).
 Thresholds = namedtuple("Thresholds", "member_budget_percents balance_floor")
@@ -170,16 +171,9 @@ def alert_dict(alert):
 
 def list_alerts(store, organization_id, cursor=None, limit=None):
     """The alerts raised, newest first, keyset-paged."""
-    limit = check_limit(limit)
-    conditions = [Alert.organization_id == organization_id]
-    position = decode_cursor(cursor, before=int)
-    if position is not None:
-        conditions.append(Alert.seq < position["before"])
     with store.read() as session:
-        rows = session.scalars(select(Alert).where(*conditions).order_by(Alert.seq.desc()).limit(limit + 1)).all()
-    more = len(rows) > limit
-    return {"items": [alert_dict(row) for row in rows[:limit]],
-            "next_cursor": encode_cursor({"before": rows[limit - 1].seq}) if more else None}
+        return keyset_page(session, select(Alert).where(Alert.organization_id == organization_id), NEWEST_FIRST,
+                           cursor, limit, dump=alert_dict)
 
 
 # ---- statements the spend runs, built once (spends.py says why) ----------------------------------------

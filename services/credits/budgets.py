@@ -15,7 +15,7 @@ from common.auth import is_valid_user_id
 from common.errors import Conflict, NotFound, PaymentRequired, ValidationFailed, member_not_found
 from common.events import changed_fields
 from common.money import format_amount, parse_amount
-from common.paging import check_limit, decode_cursor, encode_cursor, page_of_query
+from common.paging import Keyset, asc, check_limit, keyset_page
 from common.permissions import Role
 from common.timeutil import as_utc, iso, utcnow
 from services.credits.events import (
@@ -34,6 +34,8 @@ MAX_GROUP_LOOKUP = 500      # user ids per groups_of_members lookup (a page of t
 GROUP_FIELDS = ("name", "monthly_limit", "builder_limit")
 ASSIGN_ATTEMPTS = 3     # roles lookups per assignment before giving up on a group that keeps changing
 BALANCE, BUDGET_GROUP = "balance", "budget_group"    # what binds a spend (Allowance.binding_limit)
+GROUPS_BY_NAME = Keyset("budget_groups", asc("name", func.lower(BudgetGroup.name)), asc("id", BudgetGroup.id))
+GROUP_MEMBERS = Keyset("budget_group_members", asc("user_id", BudgetGroupMember.user_id))
 
 
 def budget_group_not_found():
@@ -133,42 +135,31 @@ def list_groups(store, organization_id, cursor=None, limit=None):
     """Groups by name with their member count; a group without a monthly limit shows "No limit"."""
     count = (select(func.count()).where(BudgetGroupMember.group_id == BudgetGroup.id)
              .correlate(BudgetGroup).scalar_subquery())
-    query = (select(BudgetGroup, count).where(BudgetGroup.organization_id == organization_id)
-             .order_by(func.lower(BudgetGroup.name), BudgetGroup.id))
+    query = select(BudgetGroup, count).where(BudgetGroup.organization_id == organization_id)
     with store.read() as session:
-        page = page_of_query(session, query, cursor, limit, scalars=False)
-    return {"items": [group_dict(group, members) for group, members in page["items"]],
-            "next_cursor": page["next_cursor"]}
+        return keyset_page(session, query, GROUPS_BY_NAME, cursor, limit, dump=lambda row: group_dict(*row))
 
 
 def get_group(store, organization_id, group_id, cursor=None, limit=None, now=None):
     """The group with each member's usage this period against its limit (members keyset-paged by id)."""
     now = now or utcnow()
     limit = check_limit(limit)
-    position = decode_cursor(cursor, user_id=str)
-    after_user = position["user_id"] if position is not None else None
+    GROUP_MEMBERS.position(cursor)          # a bad cursor is refused before the group is looked up
     with store.read() as session:
         group = _group(session, organization_id, group_id)
         query = (select(BudgetGroupMember, MemberUsage.used)
                  .outerjoin(MemberUsage, (MemberUsage.organization_id == BudgetGroupMember.organization_id)
                             & (MemberUsage.user_id == BudgetGroupMember.user_id)
                             & (MemberUsage.period == period_of(now)))
-                 .where(BudgetGroupMember.group_id == group.id).order_by(BudgetGroupMember.user_id))
-        if after_user is not None:
-            query = query.where(BudgetGroupMember.user_id > after_user)
-        rows = session.execute(query.limit(limit + 1)).all()
+                 .where(BudgetGroupMember.group_id == group.id))
+        # The members are a page like every list's: {"items", "next_cursor"}.
+        members = keyset_page(session, query, GROUP_MEMBERS, cursor, limit)
         answer = group_dict(group, _member_count(session, group.id))
     start, resets_at = period_bounds(now)
-    members = []
-    for member, used in rows[:limit]:
-        used = used or 0
-        members.append({"user_id": member.user_id, "used": format_amount(used), "limit": answer["monthly_limit"],
-                        "remaining": format_amount(budget_left(group.monthly_limit, used)),
-                        "added_at": iso(member.added_at)})
-    more = len(rows) > limit
-    # The members are a page like every list's: {"items", "next_cursor"}.
-    answer.update(period=period_of(now), period_start=iso(start), resets_at=iso(resets_at), members={
-        "items": members, "next_cursor": encode_cursor({"user_id": rows[limit - 1][0].user_id}) if more else None})
+    members["items"] = [{"user_id": member.user_id, "used": format_amount(used or 0), "limit": answer["monthly_limit"],
+                         "remaining": format_amount(budget_left(group.monthly_limit, used or 0)),
+                         "added_at": iso(member.added_at)} for member, used in members["items"]]
+    answer.update(period=period_of(now), period_start=iso(start), resets_at=iso(resets_at), members=members)
     return answer
 
 

@@ -19,7 +19,7 @@ from common import idempotency
 from common.auth import SYSTEM_ACTOR
 from common.errors import ValidationFailed
 from common.money import MAX_BALANCE_UNITS, format_amount, parse_amount
-from common.paging import check_limit, decode_cursor, encode_cursor
+from common.paging import Keyset, check_limit, desc, keyset_page
 from common.sql import conflict_insert
 from common.timeutil import as_utc, iso, parse_iso, utcnow
 from services.credits import budgets
@@ -31,6 +31,7 @@ FREE, PAID = "free", "paid"
 GRANT_TYPES = (FREE, PAID)
 LEDGER_KINDS = ("grant", "spend", "expiry")
 ACTIVE_GRANTS_SHOWN = 100
+NEWEST_FIRST = Keyset("ledger", desc("seq", LedgerEntry.seq, int))
 
 
 # ---- the account lock and the grants ---------------------------------------------------------------
@@ -226,15 +227,9 @@ def ledger_page(store, organization_id, kind=None, cursor=None, limit=None):
     conditions = [LedgerEntry.organization_id == organization_id]
     if kind:
         conditions.append(LedgerEntry.kind == kind)
-    position = decode_cursor(cursor, before=int)
-    if position is not None:
-        conditions.append(LedgerEntry.seq < position["before"])
     with store.read() as session:
-        rows = session.scalars(select(LedgerEntry).where(*conditions).order_by(LedgerEntry.seq.desc())
-                               .limit(limit + 1)).all()
-    more = len(rows) > limit
-    return {"items": [ledger_entry_dict(e) for e in rows[:limit]],
-            "next_cursor": encode_cursor({"before": rows[limit - 1].seq}) if more else None}
+        return keyset_page(session, select(LedgerEntry).where(*conditions), NEWEST_FIRST, cursor, limit,
+                           dump=ledger_entry_dict)
 
 
 def ledger_entry_dict(entry):

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 
 from common.auth import API_KEY_PREFIX, SYSTEM_ACTOR, split_api_key
 from common.errors import NotFound, Unauthenticated, ValidationFailed
-from common.paging import page_of_query
+from common.paging import Keyset, asc, desc, keyset_page
 from common.permissions import SCOPES, Action
 from common.timeutil import as_utc, iso, parse_iso, utcnow
 from services.members.events import API_KEY_CREATED, API_KEY_REVOKED, emit
@@ -25,6 +25,7 @@ from services.members.models import ApiKey
 
 NAME_MAX_LENGTH = 200
 KEY_ID_BYTES, SECRET_BYTES = 6, 32          # 12 hex characters (never "_", which ends the id); 43 URL-safe
+NEWEST_FIRST = Keyset("api_keys", desc("created_at", ApiKey.created_at, datetime), asc("id", ApiKey.id))
 
 
 # ---- the key and its hash -----------------------------------------------------------------------------
@@ -106,10 +107,8 @@ def list_keys(store, identity, organization_id, cursor=None, limit=None, now=Non
     now = now or utcnow()
     with store.read() as session:
         caller_membership(session, organization_id, identity, Action.MANAGE_API_KEYS)
-        query = (select(ApiKey).where(ApiKey.organization_id == organization_id)
-                 .order_by(ApiKey.created_at.desc(), ApiKey.id))
-        page = page_of_query(session, query, cursor, limit)
-        return {"items": [key_dict(row, now) for row in page["items"]], "next_cursor": page["next_cursor"]}
+        return keyset_page(session, select(ApiKey).where(ApiKey.organization_id == organization_id), NEWEST_FIRST,
+                           cursor, limit, dump=lambda row: key_dict(row, now))
 
 
 def revoke_key(store, identity, organization_id, key_id, now=None):

@@ -6,12 +6,13 @@ pending -> accepted | declined | cancelled; each move is one change event. A rec
 removed ends the offer too (memberships.remove_member), which is why `end_transfer` lives there.
 """
 import uuid
+from datetime import datetime
 
 from sqlalchemy import or_, select
 
 from common.db import retry_on_unique_race
 from common.errors import Conflict, Forbidden, NotFound, ValidationFailed, member_not_found
-from common.paging import page_of_query
+from common.paging import Keyset, asc, desc, keyset_page
 from common.timeutil import utcnow
 from services.members.events import BILLING_TRANSFER_STARTED, emit
 from services.members.membership_states import carried
@@ -29,6 +30,8 @@ from services.members.models import PENDING, BillingTransfer
 from services.members.schemas import billing_transfer_schema
 
 TRANSFER_STATUSES = ("pending", "accepted", "declined", "cancelled")
+TRANSFERS = Keyset("billing_transfers", desc("created_at", BillingTransfer.created_at, datetime),
+                   asc("id", BillingTransfer.id))           # newest first
 
 
 def start_billing_transfer(store, identity, organization_id, to_user_id, now=None):
@@ -98,10 +101,7 @@ def list_billing_transfers(store, identity, organization_id, status=None, cursor
                                     BillingTransfer.to_user_id == identity.id))
         if status:
             query = query.where(BillingTransfer.status == status)
-        page = page_of_query(session, query.order_by(BillingTransfer.created_at.desc(), BillingTransfer.id),
-                             cursor, limit)
-        page["items"] = billing_transfer_schema.dump(page["items"], many=True)
-        return page
+        return keyset_page(session, query, TRANSFERS, cursor, limit, dump=billing_transfer_schema.dump)
 
 
 def _check_no_pending_transfer(session, organization_id):

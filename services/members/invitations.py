@@ -5,14 +5,14 @@ resends or revokes; a periodic job records the expiry of those left pending past
 pending -> accepted | rejected | revoked | expired; each move is one change event.
 """
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
 
 from common import idempotency
 from common.auth import SYSTEM_ACTOR, canonical_email
 from common.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from common.paging import page_of_query
+from common.paging import Keyset, asc, desc, keyset_page
 from common.permissions import Action, sort_roles
 from common.timeutil import as_utc, iso, utcnow
 from services.members.events import INVITATION_CREATED, INVITATION_ENDED, INVITATION_RESENT, emit
@@ -251,7 +251,7 @@ def list_invitations(store, identity, organization_id, status=None, q=None, curs
         query = select(Invitation).where(Invitation.organization_id == organization_id)
         if q:
             query = query.where(Invitation.email.like(email_like_pattern(q), escape="\\"))
-        return _page_of_invitations(session, query, status, cursor, limit, now)
+        return _page_of_invitations(session, query, "invitations", status, cursor, limit, now)
 
 
 def my_invitations(store, identity, status=None, cursor=None, limit=None, now=None):
@@ -260,16 +260,15 @@ def my_invitations(store, identity, status=None, cursor=None, limit=None, now=No
     status = check_status_filter(status, INVITATION_STATUSES)
     with store.read() as session:
         query = select(Invitation).where(Invitation.email == caller_email(identity))
-        return _page_of_invitations(session, query, status, cursor, limit, now)
+        return _page_of_invitations(session, query, "my_invitations", status, cursor, limit, now)
 
 
-def _page_of_invitations(session, query, status, cursor, limit, now):
+def _page_of_invitations(session, query, name, status, cursor, limit, now):
     """One page, newest first, of the invitations `query` selects that have `status` (as of `now`)."""
     if status:
         query = query.where(_status_condition(status, now))
-    page = page_of_query(session, query.order_by(Invitation.created_at.desc(), Invitation.id), cursor, limit)
-    page["items"] = [invitation_dict(i, now) for i in page["items"]]
-    return page
+    newest_first = Keyset(name, desc("created_at", Invitation.created_at, datetime), asc("id", Invitation.id))
+    return keyset_page(session, query, newest_first, cursor, limit, dump=lambda row: invitation_dict(row, now))
 
 
 def _status_condition(status, now):

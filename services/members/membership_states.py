@@ -8,17 +8,19 @@ changes of one organization never race for a version. The same states are served
 for filling and rebuilding read models (`snapshot_memberships`), and a few at a time for a read model to
 confirm a refusal before giving it (`membership_states`).
 """
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, select
 
 from common.auth import is_valid_user_id
 from common.errors import ValidationFailed
-from common.paging import check_limit
+from common.paging import Keyset, asc, check_limit, keyset_rows
 from common.permissions import sort_roles
 from common.readmodels import MEMBERSHIPS, SNAPSHOT_PAGE, membership_state
 from services.members.models import Membership, MembershipVersion
 
 MAX_SNAPSHOT_PAGE = 1000
 MAX_STATES_LOOKUP = 500
+BY_MEMBERSHIP = Keyset("memberships", asc("organization_id", Membership.organization_id),
+                       asc("user_id", Membership.user_id))
 
 
 # ---- versions and the states events carry -----------------------------------------------------------
@@ -76,18 +78,11 @@ def snapshot_memberships(store, after=None, limit=None):
     """One page of the state of every current membership, ordered by (organization_id, user_id), from
     after `after` (the previous page's `next_after`); `next_after` is None on the last page."""
     limit = check_limit(limit, default=SNAPSHOT_PAGE, maximum=MAX_SNAPSHOT_PAGE)
-    query = _with_versions()
-    if after is not None:
-        organization_id, user_id = _check_after(after)
-        query = query.where(or_(Membership.organization_id > organization_id,
-                                and_(Membership.organization_id == organization_id, Membership.user_id > user_id)))
+    after = None if after is None else tuple(_check_after(after))
     with store.read() as session:
-        # One row more than the page tells whether another page follows.
-        rows = session.execute(query.order_by(Membership.organization_id, Membership.user_id)
-                               .limit(limit + 1)).all()
-        items = [state_of(membership, version or 0) for membership, version in rows[:limit]]
-    next_after = [items[-1]["organization_id"], items[-1]["user_id"]] if len(rows) > limit else None
-    return {"items": items, "next_after": next_after}
+        rows, last = keyset_rows(session, _with_versions(), BY_MEMBERSHIP, after, limit)
+        items = [state_of(membership, version or 0) for membership, version in rows]
+    return {"items": items, "next_after": list(last) if last else None}
 
 
 def membership_states(store, organization_id, user_ids, caller_id=None):

@@ -16,7 +16,7 @@ from common.auth import folded_text, is_printable_text, is_valid_user_id
 from common.authz import check_allowed, check_key_allowed
 from common.db import retry_on_unique_race
 from common.errors import Conflict, Forbidden, ValidationFailed, member_not_found, organization_not_found
-from common.paging import page_of_list
+from common.paging import keyset_page
 from common.permissions import ROLE_ORDER, Action, Role, sort_roles
 from common.timeutil import utcnow
 from services.members.events import (
@@ -27,6 +27,7 @@ from services.members.events import (
     MEMBER_ROLES_CHANGED,
     emit,
 )
+from services.members.member_order import members_in_order
 from services.members.membership_states import carried, changed_state, current_state, removed_state
 from services.members.models import PENDING, BillingTransfer, MemberRole, Membership, User
 from services.members.schemas import billing_transfer_schema, member_schema, membership_schema
@@ -113,7 +114,6 @@ def list_members(store, identity, organization_id, q=None, role=None, sort=None,
     if not isinstance(sort, str) or sort.lstrip("-") not in MEMBER_SORTS:
         raise ValidationFailed(f"sort must be one of {', '.join(MEMBER_SORTS)} (prefix - for descending).",
                                code="invalid_sort", field="sort")
-    descending, key = sort.startswith("-"), sort.lstrip("-")
     with store.read() as session:
         caller_membership(session, organization_id, identity, Action.VIEW_MEMBERS)
         query = (select(Membership, User).join(User, User.id == Membership.user_id)
@@ -123,15 +123,7 @@ def list_members(store, identity, organization_id, q=None, role=None, sort=None,
                                     User.email.like(email_like_pattern(q), escape="\\")))
         if role:
             query = query.where(Membership.role_rows.any(MemberRole.role == role))
-        members = [member_dict(m, u) for m, u in session.execute(query).all()]
-    by_name = lambda m: (m["name"].casefold(), m["email"], m["user_id"])  # noqa: E731
-    sort_keys = {
-        "name": by_name,
-        "joined_at": lambda m: (m["joined_at"], by_name(m)),
-        "role": lambda m: (min(ROLE_ORDER[r] for r in m["roles"]), by_name(m)),
-    }
-    members.sort(key=sort_keys[key], reverse=descending)
-    return page_of_list(members, cursor, limit)
+        return keyset_page(session, query, members_in_order(sort), cursor, limit, dump=lambda row: member_dict(*row))
 
 
 def edit_roles(store, identity, organization_id, user_id, roles):

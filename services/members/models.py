@@ -1,7 +1,7 @@
 """Tables of the members service: users as the gateway saw them, memberships with their roles and
 versions, invitations and billing transfers."""
 from sqlalchemy import JSON, DateTime, ForeignKeyConstraint, Index, Integer, String, text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 from common.handled_requests import HandledRequestMixin
 from common.idempotency import IdempotencyMixin
@@ -20,8 +20,15 @@ class User(Base):
     id: Mapped[str] = mapped_column(String(128), primary_key=True)   # the token's `sub`
     email: Mapped[str] = mapped_column(String(320), index=True)       # stored lower-case
     name: Mapped[str] = mapped_column(String(200))
+    # The name case-folded (Python's casefold, kept by _fold_name): the member list sorts by it in SQL.
+    name_key: Mapped[str] = mapped_column(String(600))
     created_at = mapped_column(DateTime(timezone=True), nullable=False)
     updated_at = mapped_column(DateTime(timezone=True), nullable=False)
+
+    @validates("name")
+    def _fold_name(self, _, name):
+        self.name_key = name.casefold()
+        return name
 
 
 class Membership(Base):

@@ -8,13 +8,14 @@ Each change is one change event whose before/after is the whole list that change
 next version (agents.access_changed).
 """
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import or_, select
 
 from common.auth import is_valid_user_id
 from common.errors import Conflict, NotFound, ValidationFailed, member_not_found
 from common.events import changed_fields
-from common.paging import page_of_list
+from common.paging import Keyset, asc, keyset_page
 from common.permissions import Role
 from common.timeutil import iso, utcnow
 from services.orgs.agents import access_changed, access_of, check_manage, is_assigned, place_of, visible_agent
@@ -46,6 +47,9 @@ CONTRIBUTORS = Place("contributors", AgentContributor, "manage an agent's contri
                      "This member is not a contributor of the agent.", "contributor_not_found")
 ASSIGNEES = Place("assignees", AgentAssignee, "assign agents", AGENT_ASSIGNEE_ADDED, AGENT_ASSIGNEE_REMOVED,
                   "This member is not assigned to the agent.", "assignee_not_found")
+# Oldest first, as the agent's `contributors` (ties, rare, by user id).
+CONTRIBUTORS_BY_DATE = Keyset("contributors", asc("added_at", AgentContributor.added_at, datetime),
+                              asc("user_id", AgentContributor.user_id))
 
 
 def clean_user_id(user_id):
@@ -62,7 +66,8 @@ def person_dict(row):
 def list_contributors(store, identity, roles, organization_id, agent_id, cursor=None, limit=None):
     with store.read() as session:
         agent = visible_agent(session, identity, roles, organization_id, agent_id)
-        return page_of_list([person_dict(c) for c in agent.contributors], cursor, limit)
+        return keyset_page(session, select(AgentContributor).where(AgentContributor.agent_id == agent.id),
+                           CONTRIBUTORS_BY_DATE, cursor, limit, dump=person_dict)
 
 
 def add_contributor(store, identity, roles, organization_id, agent_id, user_id, user_roles, now=None):

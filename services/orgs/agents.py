@@ -25,12 +25,12 @@ their read models (common.readmodels), and rebuild them from snapshot_agents().
 import uuid
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import exists, func, or_, select
 
 from common import idempotency
 from common.errors import Forbidden, ValidationFailed, agent_not_found
 from common.events import changed_fields
-from common.paging import check_limit, decode_cursor, encode_cursor
+from common.paging import Keyset, asc, check_limit, keyset_page, keyset_rows
 from common.permissions import Action, Role, allows, contributes, may_see_agent, may_use_agent
 from common.readmodels import AGENTS, SNAPSHOT_PAGE, agent_state
 from common.timeutil import iso, utcnow
@@ -43,6 +43,10 @@ FIELD_LIMITS = {"name": 200, "code": 100, "mission": 2000, "welcome_message": 20
                 "instructions": 20000, "avatar_url": 2048}
 CONFIG_FIELDS = tuple(FIELD_LIMITS)
 CREATE_AGENT = "create_agent"     # the kind of request its Idempotency-Keys are stored under
+# The list's order: case-insensitive by name as the database lowers it (its lower() and Python's differ
+# beyond ASCII on SQLite, and the comparison with a cursor runs in the database), then by id.
+AGENTS_BY_NAME = Keyset("agents", asc("name", func.lower(Agent.name)), asc("id", Agent.id))
+AGENTS_BY_ID = Keyset("agent_states", asc("id", Agent.id))
 
 
 # ---- input -------------------------------------------------------------------------------------------
@@ -223,29 +227,16 @@ def list_agents(store, identity, roles, organization_id, q=None, cursor=None, li
     limit = check_limit(limit)
     if q is not None and (not isinstance(q, str) or len(q) > 200):
         raise ValidationFailed("q must be text of at most 200 characters.", field="q")
-    sort_key = func.lower(Agent.name)
     conditions = [Agent.organization_id == organization_id, Agent.deleted_at.is_(None)]
     visible = _visible_condition(roles, identity.id)
     if visible is not None:
         conditions.append(visible)
     if q and q.strip():
         conditions.append(Agent.name.icontains(q.strip(), autoescape=True))
-    position = decode_cursor(cursor, name=str, id=str)
-    if position is not None:
-        name, last_id = position["name"], position["id"]
-        conditions.append(or_(sort_key > name, and_(sort_key == name, Agent.id > last_id)))
     with store.read() as session:
         get_live(session, organization_id)
-        rows = session.execute(select(Agent, sort_key).where(*conditions).order_by(sort_key, Agent.id)
-                               .limit(limit + 1)).all()
-        items = [agent_dict(agent, roles, identity.id) for agent, _ in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        # The database's lower(), not Python's: they differ beyond ASCII on SQLite, and the next
-        # page's comparison runs in the database.
-        last, last_key = rows[limit - 1]
-        next_cursor = encode_cursor({"name": last_key, "id": last.id})
-    return {"items": items, "next_cursor": next_cursor}
+        return keyset_page(session, select(Agent).where(*conditions), AGENTS_BY_NAME, cursor, limit,
+                           dump=lambda agent: agent_dict(agent, roles, identity.id))
 
 
 def get_agent(store, identity, roles, organization_id, agent_id):
@@ -306,13 +297,9 @@ def snapshot(store, after=None, limit=SNAPSHOT_PAGE):
     limit = check_limit(limit, default=SNAPSHOT_PAGE, maximum=SNAPSHOT_LIMIT_MAX)
     if after is not None and not isinstance(after, str):
         raise ValidationFailed("after must be an agent id.", code="invalid_type", field="after")
-    query = select(Agent).order_by(Agent.id).limit(limit + 1)
-    if after is not None:
-        query = query.where(Agent.id > after)
     with store.read() as session:
-        rows = session.scalars(query).all()
-        items = [access_state(agent) for agent in rows[:limit]]
-    return {"items": items, "next_after": items[-1]["agent_id"] if len(rows) > limit else None}
+        rows, last = keyset_rows(session, select(Agent), AGENTS_BY_ID, None if after is None else (after,), limit)
+        return {"items": [access_state(agent) for agent in rows], "next_after": last[0] if last else None}
 
 
 def access_states(store, organization_id, agent_ids):

@@ -3,15 +3,20 @@ sight): plain functions over a `Store`, callable without a broker.
 
 Membership facts (roles, member counts) belong to the members service; orgs keeps the ones it needs
 in its read model (common.readmodels, fed by members' events in reactions.py), read through
-the read model (common.membership_facts), and the functions here receive them as arguments.
+the read model (common.membership_facts), and the functions here receive them as arguments; only the
+cards read the read model's table themselves, to page it in SQL with the organizations.
 """
 import uuid
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import aliased
 
 from common import idempotency
 from common.db import retry_on_unique_race
 from common.errors import Conflict, ValidationFailed, organization_not_found
+from common.paging import Keyset, asc, keyset_page
+from common.permissions import sort_roles
 from common.readmodels import apply_membership
 from common.timeutil import iso, utcnow
 from services.orgs.events import (
@@ -29,6 +34,9 @@ NAME_REQUIRED = "Organization name is required."
 NAME_TOO_LONG = "Name must be 200 characters or fewer."
 INDIVIDUAL, COLLECTIVE = "individual", "collective"
 CREATE_ORGANIZATION = "create_organization"     # the kind of request its Idempotency-Keys are stored under
+# The cards' order: the Individual organization first, then oldest first.
+CARDS = Keyset("organizations", asc("collective", case((Organization.type == INDIVIDUAL, 0), else_=1), int),
+               asc("created_at", Organization.created_at, datetime), asc("id", Organization.id))
 
 
 def clean_name(name):
@@ -230,16 +238,25 @@ def remember_founder(store, founder):
 
 
 # ---- cards -----------------------------------------------------------------------------------------------
-def cards(store, user_id, memberships):
-    """Organization cards for the list: name, type, my roles, member count, active flag.
+def cards(store, user_id, cursor=None, limit=None):
+    """A page of the user's organization cards: name, type, my roles, member count, active flag.
+    Individual first, then oldest first; the live organizations of their live memberships."""
+    facts, others = READ_MODELS.memberships, aliased(READ_MODELS.memberships)
+    member_count = (select(func.count()).where(others.organization_id == Organization.id, others.active.is_(True))
+                    .correlate(Organization).scalar_subquery())
+    with store.read() as session:
+        row = session.get(ActiveOrganization, user_id)   # the stored one while among them (active_organization_id)
+        active = row.organization_id if row is not None and session.scalar(_organizations_of(user_id).where(
+            Organization.id == row.organization_id)) is not None else _individual_id(session, user_id)
+        return keyset_page(session, _organizations_of(user_id).add_columns(facts.roles, member_count), CARDS,
+                           cursor, limit, dump=lambda row: card(
+                               org_dict(row[0]), {"roles": sort_roles(row[1]), "member_count": row[2]}, active))
 
-    Individual first, then oldest first. Memberships of deleted organizations are skipped (also
-    here, should a lookup give them)."""
-    by_org = {m["organization_id"]: m for m in memberships}
-    orgs = live_organizations(store, by_org)
-    active = active_organization_id(store, user_id, set(orgs))
-    ordered = sorted(orgs.values(), key=lambda o: (o.type != INDIVIDUAL, o.created_at, o.id))
-    return [card(org_dict(org), by_org[org.id], active) for org in ordered]
+
+def _organizations_of(user_id):
+    facts = READ_MODELS.memberships
+    return (select(Organization).join(facts, facts.organization_id == Organization.id)
+            .where(facts.user_id == user_id, facts.active.is_(True), Organization.deleted_at.is_(None)))
 
 
 def member_card(store, user_id, membership):

@@ -18,7 +18,6 @@ from common.events import ORGS_QUEUE, change_event_or_none
 from common.heap import FrozenStartupHeap
 from common.membership_facts import MembershipFacts
 from common.outbox import OutboxRelay
-from common.paging import page_of_list
 from common.permissions import Action
 from common.readmodels import SNAPSHOT_PAGE, ReadModelFill
 from common.rpc import call, service_proxy
@@ -60,9 +59,7 @@ class OrgsService:
 
     @query(PERSON)
     def list_organizations(self, caller, cursor=None, limit=None):
-        identity = caller.identity
-        cards = organizations.cards(self.db, identity.id, self.memberships.memberships_of(identity.id))
-        return page_of_list(cards, cursor, limit)
+        return organizations.cards(self.db, caller.identity.id, cursor, limit)
 
     @command(PERSON)
     def create_organization(self, caller, name, idempotency_key=None):

@@ -235,6 +235,8 @@ def test_bad_cursor_is_a_bad_request(store, cursor):
     with pytest.raises(BadRequest) as err:
         trail(store, cursor=cursor)
     assert err.value.code == "invalid_cursor"
+    with pytest.raises(BadRequest):
+        trail(store, agent="no-such-agent", cursor=cursor)   # refused before the agent is looked up
 
 
 def test_changed_values_are_stored_as_searchable_text(store):

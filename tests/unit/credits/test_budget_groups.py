@@ -254,16 +254,20 @@ def test_get_pages_members_by_user_id(store, alice):
         if cursor is None:
             break
     assert (seen, pages) == (["bob", "carl", "dave"], 3)
-    after_carl = budgets.get_group(store, ORG, group, cursor=encode_cursor({"user_id": "carl"}), limit=5, now=NOW)
+    after_carl = budgets.get_group(store, ORG, group, cursor=budgets.GROUP_MEMBERS.cursor(("carl",)), limit=5, now=NOW)
     assert [m["user_id"] for m in after_carl["members"]["items"]] == ["dave"]
 
 
 def test_get_refuses_a_bad_members_cursor(store, alice):
     group = new_group(store, alice)
-    for cursor in (encode_cursor({"user_id": 5}), encode_cursor({"offset": 1}), encode_cursor(["bob"]), "%%%"):
+    for cursor in (encode_cursor({"user_id": 5}), encode_cursor({"offset": 1}), encode_cursor(["bob"]), "%%%",
+                   encode_cursor({"user_id": "carl"}), encode_cursor({"list": "budget_group_members", "user_id": 5}),
+                   budgets.GROUPS_BY_NAME.cursor(("carl", "g1"))):
         with pytest.raises(BadRequest) as err:
             budgets.get_group(store, ORG, group, cursor=cursor)
         assert err.value.code == "invalid_cursor", cursor
+        with pytest.raises(BadRequest):
+            budgets.get_group(store, ORG, "no-such-group", cursor=cursor)   # refused before the group is looked up
 
 
 # ---- update / delete -----------------------------------------------------------------------------------
