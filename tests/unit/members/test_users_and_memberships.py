@@ -45,6 +45,6 @@ def test_a_deleted_organization_is_forgotten_once(make_store, alice, bob):
     deleted = organization_deleted("org-1")
     assert reactions.handle_change_event(store, deleted) is True
     assert memberships.memberships_of_user(store, alice.id) == []
-    memberships.add_founder(store, bob, "org-1")        # not a real sequence: shows the second delivery is a no-op
+    memberships.add_founder(store, bob, "org-1")        # something the redelivery would delete if it ran again
     assert reactions.handle_change_event(store, deleted) is False
     assert [m["organization_id"] for m in memberships.memberships_of_user(store, bob.id)] == ["org-1"]
