@@ -16,7 +16,7 @@ class AuditEntry(Base):
     __table_args__ = (Index("ix_audit_org_time", "organization_id", "occurred_at", "seq"),)
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    event_id: Mapped[str] = mapped_column(String(36), unique=True)   # a redelivered event is stored once
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)   # the inbox (reactions.py): stored once
     type: Mapped[str] = mapped_column(String(100))
     entity_type: Mapped[str] = mapped_column(String(50))
     entity_id: Mapped[str] = mapped_column(String(128), index=True)

@@ -4,7 +4,7 @@ newest first."""
 import json
 from datetime import datetime
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import bindparam, insert, or_, select
 from sqlalchemy.orm import noload
 
 from common.auth import canonical_email
@@ -22,33 +22,32 @@ NEWEST_CHANGE_FIRST = Keyset("agent_audit", desc("at", AuditEntry.occurred_at, d
                              desc("seq", AuditEntry.seq, int), desc("change", AuditChange.id, int))
 
 
-def is_stored(session, event_id):
-    return session.scalar(select(AuditEntry.seq).where(AuditEntry.event_id == event_id)) is not None
+def entry(event):
+    """The columns of a checked change event's entry (common.events.parse_change_event): the record of the
+    event in the audit service's inbox (reactions.py), made with its changes in one transaction."""
+    return {"event_id": event["event_id"], "type": event["type"], "action": event["action"],
+            "entity_type": event["target"]["type"], "entity_id": event["target"]["id"],
+            "actor_id": event["actor"]["id"], "actor_email": event["actor"].get("email"),
+            "actor_name": event["actor"].get("name"), "organization_id": event["organization_id"],
+            "correlation_id": event["correlation_id"], "occurred_at": event["occurred_at"], "received_at": utcnow()}
 
 
-def stored_event_ids(session, event_ids):
-    """Those of `event_ids` already in the trail."""
-    return set(session.scalars(select(AuditEntry.event_id).where(AuditEntry.event_id.in_(event_ids))))
+# The entry a change belongs to, found by its event's id (unique): its seq comes from the INSERT of a whole
+# batch's entries at once.
+_ENTRY_OF_EVENT = select(ENTRIES.c.seq).where(ENTRIES.c.event_id == bindparam("entry_event_id")).scalar_subquery()
 
 
-def add_entry(session, event):
-    """Add one checked change event (common.events.parse_change_event) as an entry, in the caller's
-    transaction (reactions.py decides whether it is new). Its unique `event_id` makes a concurrent
-    second copy fail with IntegrityError. Plain INSERTs, not ORM objects: every change of the system
-    passes here, and the unit of work cost more than the statements."""
+def add_changes(session, event):
+    """Add the changed fields of the event's entry (stored already, in the caller's transaction). Plain
+    INSERTs, not ORM objects: every change of the system passes here, and the unit of work cost more
+    than the statements."""
     before, after = event["before"], event["after"]
-    seq = session.execute(insert(ENTRIES).values(
-        event_id=event["event_id"], type=event["type"], action=event["action"],
-        entity_type=event["target"]["type"], entity_id=event["target"]["id"],
-        actor_id=event["actor"]["id"], actor_email=event["actor"].get("email"),
-        actor_name=event["actor"].get("name"),
-        organization_id=event["organization_id"], correlation_id=event["correlation_id"],
-        occurred_at=event["occurred_at"], received_at=utcnow()).returning(ENTRIES.c.seq)).scalar_one()
-    changes = [{"entry_seq": seq, "field": field, "old_value": before.get(field), "new_value": after.get(field),
-                "old_text": as_text(before.get(field)), "new_text": as_text(after.get(field))}
+    changes = [{"entry_event_id": event["event_id"], "field": field, "old_value": before.get(field),
+                "new_value": after.get(field), "old_text": as_text(before.get(field)),
+                "new_text": as_text(after.get(field))}
                for field in list(before) + [k for k in after if k not in before]]
     if changes:
-        session.execute(insert(CHANGES), changes)
+        session.execute(insert(CHANGES).values(entry_seq=_ENTRY_OF_EVENT), changes)
 
 
 def as_text(value):

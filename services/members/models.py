@@ -1,10 +1,12 @@
 """Tables of the members service: users as the gateway saw them, memberships with their roles and
-versions, invitations and billing transfers."""
+versions, invitations and billing transfers, API keys; idempotent and handled requests, processed
+events (common.inbox), the outbox."""
 from sqlalchemy import JSON, DateTime, ForeignKeyConstraint, Index, Integer, String, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 from common.handled_requests import HandledRequestMixin
 from common.idempotency import IdempotencyMixin
+from common.inbox import ProcessedEventMixin
 from common.outbox import OutboxMixin
 
 PENDING = "pending"
@@ -125,6 +127,10 @@ class OutboxEvent(OutboxMixin, Base):
 
 class HandledRequest(HandledRequestMixin, Base):
     """RPC requests whose command committed (common.handled_requests): a redelivery cannot run it twice."""
+
+
+class ProcessedEvent(ProcessedEventMixin, Base):
+    """Other services' change events this service has reacted to (common.inbox)."""
 
 
 class ApiKey(Base):

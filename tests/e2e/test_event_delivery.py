@@ -150,6 +150,53 @@ def test_replicas_share_the_work_and_every_change_is_audited_once(system):
     assert "Traceback" not in orgs_log, orgs_log[-3000:]
 
 
+def test_two_consumers_reacting_to_one_event_at_once_run_its_effects_once(system, monkeypatch):
+    """Two replicas handed the same events at the same moment (common.inbox): the second one's record
+    waits for the first one's commit (PostgreSQL; SQLite takes one writer at a time), then finds the
+    events recorded and does nothing. Also for two batches that overlap (the audit service)."""
+    import uuid
+
+    import eventlet
+
+    from common import inbox
+    from common.auth import SYSTEM_ACTOR
+    from common.events import parse_change_event
+    from services.audit import reactions as audit_reactions
+    from services.audit import trail
+    from services.members.models import ProcessedEvent
+
+    runs = []
+
+    def slow_effect(session, event):
+        runs.append(event["event_id"])
+        eventlet.sleep(0.3)             # the other consumer's INSERT comes while this transaction is open
+    members_inbox = inbox.Inbox(ProcessedEvent)
+    event = {"event_id": str(uuid.uuid4()), "type": "test.delivered_twice"}
+    store = Store(system.database_url("members"))
+    both = [eventlet.spawn(inbox.react_once, store, members_inbox, event, slow_effect) for _ in range(2)]
+    assert sorted(thread.wait() for thread in both) == [False, True]
+    assert runs == [event["event_id"]]
+
+    org = str(uuid.uuid4())
+    x, y, z = (parse_change_event(change_event("organization.renamed", "update", org, SYSTEM_ACTOR, "organization",
+                                               org, before={"name": f"n{i}"}, after={"name": f"n{i + 1}"}))
+               for i in range(3))
+    real_add_changes = trail.add_changes
+
+    def slow_changes(session, event):
+        slow_effect(session, event)
+        real_add_changes(session, event)
+    monkeypatch.setattr(trail, "add_changes", slow_changes)
+    store = Store(system.database_url("audit"))
+    first = eventlet.spawn(audit_reactions.handle_change_events, store, [x, y])
+    eventlet.sleep(0.1)
+    second = eventlet.spawn(audit_reactions.handle_change_events, store, [y, z])
+    assert (first.wait(), second.wait()) == (2, 1)
+    with store.read() as session:
+        stored = session.scalars(select(trail.AuditEntry.event_id).where(trail.AuditEntry.organization_id == org))
+        assert sorted(stored) == sorted(e["event_id"] for e in (x, y, z))
+
+
 def test_the_relay_publishes_a_batch_and_waits_for_its_confirms_once(broker):
     """common.outbox.BatchConfirmingProducer on the real broker: 50 events published without a wait
     each, then every one confirmed, and every one in the queue."""

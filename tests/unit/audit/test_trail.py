@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from nameko.testing.services import worker_factory
+from sqlalchemy.exc import IntegrityError
 
 from common.errors import BadRequest, ValidationFailed
 from common.events import change_event, parse_change_event
@@ -113,21 +114,25 @@ def test_a_batch_stores_each_event_once_even_twice_in_the_batch_or_stored_before
 
 
 def test_a_batch_that_clashes_with_another_consumer_is_stored_event_by_event(make_store, monkeypatch):
-    """Another consumer stores one of the batch's events between our check and our insert (PostgreSQL,
-    replicas): the batch's transaction fails on the unique event id, and the events are stored one by one:
-    the others are not lost, the clashing one is not stored twice."""
+    """One event's effects fail on a unique key (a row another consumer stored at the same moment:
+    PostgreSQL, replicas): the batch's transaction rolls back, and its events are stored one by one: the
+    others are not lost, the one stored before is not stored twice, the clashing one is stored by its own
+    transaction."""
     store = make_store("audit")
     messages = [renamed("o1", f"n{i}", f"n{i + 1}") for i in range(3)]
-    put(store, messages[1])                             # the rival's copy, committed ...
-    looks = []
+    put(store, messages[0])                             # stored before, by a rival or an earlier delivery
+    clashes = iter([IntegrityError("insert", {}, Exception("unique"))])
 
-    def stored_after_our_look(session, event_ids):      # ... just after the batch looked
-        looks.append(event_ids)
-        return set() if len(looks) == 1 else real_stored_event_ids(session, event_ids)
-    real_stored_event_ids = trail.stored_event_ids
-    monkeypatch.setattr(trail, "stored_event_ids", stored_after_our_look)
+    def changes_clashing_once(session, event):
+        if event["event_id"] == messages[2]["event_id"] and (clash := next(clashes, None)) is not None:
+            raise clash
+        return real_add_changes(session, event)
+    real_add_changes = trail.add_changes
+    monkeypatch.setattr(trail, "add_changes", changes_clashing_once)
     assert reactions.handle_change_events(store, [parse_change_event(m) for m in messages]) == 2
-    assert sorted(e["event_id"] for e in entries_of(store, "o1")) == sorted(m["event_id"] for m in messages)
+    entries = entries_of(store, "o1")
+    assert sorted(e["event_id"] for e in entries) == sorted(m["event_id"] for m in messages)
+    assert all(len(e["changes"]) == 1 for e in entries)
 
 
 def test_the_consumer_takes_a_batch_and_drops_only_what_is_not_a_change_event(make_store, caplog):

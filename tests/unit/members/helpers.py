@@ -2,7 +2,9 @@
 recorded in the outbox."""
 from sqlalchemy import select
 
-from common.auth import Identity
+from common.auth import SYSTEM_ACTOR, Identity
+from common.event_types import ORGANIZATION_DELETED
+from common.events import change_event
 from services.members import invitations, users
 from services.members.models import OutboxEvent
 
@@ -25,3 +27,9 @@ def join(store, inviter, name, roles):
     invitation, _ = invitations.invite(store, inviter, ORG, who.email, roles)
     invitations.accept_invitation(store, who, invitation["id"])
     return who
+
+
+def organization_deleted(organization_id):
+    """orgs' change event for a deleted organization, as the members service consumes it."""
+    return change_event(ORGANIZATION_DELETED, "delete", organization_id, SYSTEM_ACTOR, "organization",
+                        organization_id, before={"name": ORG["name"]})

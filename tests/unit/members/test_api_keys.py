@@ -11,7 +11,7 @@ from common.errors import Forbidden, NotFound, Unauthenticated, ValidationFailed
 from common.timeutil import iso, utcnow
 from services.members import api_keys, memberships, reactions, users
 from services.members.models import ApiKey
-from tests.unit.members.helpers import ORG, events, join, person
+from tests.unit.members.helpers import ORG, events, join, organization_deleted, person
 
 HASH_KEY = "test-hash-key"
 
@@ -149,7 +149,7 @@ def test_the_keys_of_a_deleted_organization_are_revoked_with_an_event_each(owner
     owner, store = owner_store
     first, second = create(store, owner), create(store, owner, name="Second")
     api_keys.revoke_key(store, owner, ORG["id"], second["id"])
-    reactions.forget_organization(store, ORG["id"])
+    reactions.handle_change_event(store, organization_deleted(ORG["id"]))
     with pytest.raises(Unauthenticated) as refused:
         api_keys.authenticate(store, first["key"], HASH_KEY)
     assert refused.value.code == "api_key_revoked"

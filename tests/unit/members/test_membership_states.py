@@ -12,7 +12,7 @@ from common.readmodels import membership_state
 from services.members import billing_transfers, invitations, membership_states, memberships, reactions, users
 from services.members.models import Membership, MembershipVersion
 from services.members.service import MembersService
-from tests.unit.members.helpers import ORG, events, join, person
+from tests.unit.members.helpers import ORG, events, join, organization_deleted, person
 
 
 def last_event(store, type):
@@ -88,7 +88,7 @@ def test_versions_grow_across_removal_and_adding_again_and_outlive_the_organizat
     assert carried(last_event(store, "invitation.accepted")) == {"mira": (["builder"], True, 3)}
     memberships.edit_roles(store, dina, ORG["id"], "mira", ["member"])
     assert carried(last_event(store, "member.roles_changed")) == {"mira": (["member"], True, 4)}
-    reactions.forget_organization(store, ORG["id"])
+    reactions.handle_change_event(store, organization_deleted(ORG["id"]))
     assert version(store, "mira") == 4 and version(store, "dina") == 1     # version rows are never deleted
 
 

@@ -5,6 +5,7 @@ from common.auth import Identity
 from common.errors import Conflict, NotFound
 from services.members import memberships, reactions, users
 from services.members.models import OutboxEvent
+from tests.unit.members.helpers import organization_deleted
 
 
 def event_types(store):
@@ -38,9 +39,12 @@ def test_membership_of_a_non_member_is_not_found(make_store, alice, bob):
     assert [m["organization_id"] for m in memberships.memberships_of_user(store, alice.id)] == ["org-1"]
 
 
-def test_forgetting_a_deleted_organization_is_idempotent(make_store, alice):
+def test_a_deleted_organization_is_forgotten_once(make_store, alice, bob):
     store = make_store("members")
     memberships.add_founder(store, alice, "org-1")
-    assert reactions.forget_organization(store, "org-1") == 1
-    assert reactions.forget_organization(store, "org-1") == 0
+    deleted = organization_deleted("org-1")
+    assert reactions.handle_change_event(store, deleted) is True
     assert memberships.memberships_of_user(store, alice.id) == []
+    memberships.add_founder(store, bob, "org-1")        # something the redelivery would delete if it ran again
+    assert reactions.handle_change_event(store, deleted) is False
+    assert [m["organization_id"] for m in memberships.memberships_of_user(store, bob.id)] == ["org-1"]
