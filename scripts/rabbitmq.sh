@@ -40,8 +40,10 @@ listeners.tcp.default = 127.0.0.1:$port
 loopback_users = none
 disk_free_limit.absolute = 50MB
 CONF
-  # HOME holds the Erlang cookie; the distribution port is derived from the AMQP port (+20000).
-  env HOME="$dir/home" \
+  # HOME holds the Erlang cookie; the distribution port is derived from the AMQP port (+20000). The node
+  # keeps the machine's real clock (-u LD_PRELOAD): under scripts/test_clock_ahead.sh's libfaketime the
+  # Erlang VM aborts on its faked monotonic clock, and nothing the tests check depends on the broker's time.
+  env -u LD_PRELOAD HOME="$dir/home" \
       RABBITMQ_NODENAME="$node@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$port" \
       RABBITMQ_DIST_PORT="$dist_port" RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" \
       ERL_CRASH_DUMP="$dir/log/erl_crash.dump" \
