@@ -32,7 +32,7 @@ from common.money import format_amount, parse_amount
 from common.paging import Keyset, desc, keyset_page
 from common.sql import DIALECT_INSERTS, conflict_insert
 from common.timeutil import iso, utcnow
-from services.credits.budgets import period_of
+from services.credits.allowances import period_of
 from services.credits.events import ALERT_SETTINGS_UPDATED, CREDITS_ALERT_RAISED, emit
 from services.credits.models import Alert, AlertSettings
 

@@ -22,7 +22,7 @@ from common.money import MAX_BALANCE_UNITS, format_amount, parse_amount
 from common.paging import Keyset, check_limit, desc, keyset_page
 from common.sql import conflict_insert
 from common.timeutil import as_utc, iso, parse_iso, utcnow
-from services.credits import budgets
+from services.credits import allowances
 from services.credits.events import CREDITS_EXPIRED, CREDITS_GRANTED, emit
 from services.credits.models import Account, Grant, IdempotentRequest, LedgerEntry, MemberUsage
 from services.credits.schemas import grant_schema, ledger_entry_schema
@@ -158,7 +158,7 @@ def allowance_of(store, organization_id, user_id, now=None):
     now = now or utcnow()
     with store.read() as session:
         balance = spendable_balance(session, organization_id, now)
-        return budgets.allowance(session, organization_id, user_id, balance, now)
+        return allowances.allowance(session, organization_id, user_id, balance, now)
 
 
 def usage_by_organization(store, user_id, member_of, organization_ids=None, now=None):
@@ -171,7 +171,7 @@ def usage_by_organization(store, user_id, member_of, organization_ids=None, now=
     items = []
     with store.read() as session:
         for organization_id in member_of:
-            allowance = budgets.allowance(session, organization_id, user_id,
+            allowance = allowances.allowance(session, organization_id, user_id,
                                           spendable_balance(session, organization_id, now), now)
             items.append(dict(allowance.as_dict(), organization_id=organization_id,
                               used=format_amount(allowance.used)))
@@ -208,13 +208,13 @@ def credits_page(store, organization_id, now=None):
     with store.read() as session:
         grants = _spendable_grants(session, organization_id, now)
         spent = session.scalar(select(_sum(MemberUsage.used)).where(
-            MemberUsage.organization_id == organization_id, MemberUsage.period == budgets.period_of(now)))
-    resets_at = budgets.period_bounds(now)[1]
+            MemberUsage.organization_id == organization_id, MemberUsage.period == allowances.period_of(now)))
+    resets_at = allowances.period_bounds(now)[1]
     return {"organization_id": organization_id,
             "balance": format_amount(sum(g.remaining for g in grants)),
             "free_balance": format_amount(sum(g.remaining for g in grants if g.type == FREE)),
             "paid_balance": format_amount(sum(g.remaining for g in grants if g.type == PAID)),
-            "spent_this_period": format_amount(spent), "period": budgets.period_of(now), "resets_at": iso(resets_at),
+            "spent_this_period": format_amount(spent), "period": allowances.period_of(now), "resets_at": iso(resets_at),
             "active_grant_count": len(grants), "grants": [grant_dict(g, now) for g in grants[:ACTIVE_GRANTS_SHOWN]]}
 
 

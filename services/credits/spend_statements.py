@@ -6,7 +6,7 @@ from sqlalchemy import bindparam, select, update
 
 from common.money import format_amount
 from common.sql import DIALECT_INSERTS
-from services.credits import budgets
+from services.credits import allowances
 from services.credits.ledger import SPEND_ORDER, live_grants
 from services.credits.models import Account, Grant, LedgerEntry, MemberUsage
 
@@ -78,5 +78,5 @@ def draw(connection, organization_id, units, now):
 def add_usage(connection, organization_id, user_id, units, now):
     """Add `units` to the member's usage this period; returns the new total."""
     return connection.execute(ADD_USAGE[connection.dialect.name], {
-        "org": organization_id, "user": user_id, "month": budgets.period_of(now), "units": units,
+        "org": organization_id, "user": user_id, "month": allowances.period_of(now), "units": units,
         "now": now}).scalar_one()

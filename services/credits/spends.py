@@ -27,7 +27,7 @@ from common.db import retry_on_unique_race
 from common.errors import BadRequest, ValidationFailed, member_not_found
 from common.money import format_amount, parse_amount
 from common.timeutil import iso, utcnow
-from services.credits import alerts, budgets
+from services.credits import alerts, allowances
 from services.credits import spend_statements as sql
 from services.credits.events import CREDITS_SPENT, emit
 from services.credits.ledger import settle_expiries, spendable_balance
@@ -61,7 +61,7 @@ def spender_of(caller, user_id):
 class SpendFacts:
     """What a spend decides on besides the money, read before the account lock."""
     replay: dict | None
-    group: object                   # the member's budget group (budgets.member_group), or None
+    group: object                   # the member's budget group (allowances.member_group), or None
     alert_settings: object          # alerts.settings_of, or None: no alerts to check
     expired_credit: bool            # credit past its expiry not written off yet
 
@@ -103,7 +103,7 @@ def _decide_and_charge(store, caller, spender, organization_id, agent_id, units,
 def _read_facts(session, caller, organization_id, spender, key, operation, now):
     return SpendFacts(
         replay=idempotency.find_replay(session, IdempotentRequest, caller.id, key, operation),
-        group=budgets.member_group(session, organization_id, spender.id),
+        group=allowances.member_group(session, organization_id, spender.id),
         alert_settings=alerts.settings_of(session, organization_id),
         expired_credit=session.execute(sql.ANY_EXPIRED, {"org": organization_id, "now": now}).first() is not None)
 
@@ -125,7 +125,7 @@ def _charge(session, caller, spender, organization_id, agent_id, units, facts, n
     connection = session.connection()
     balance = sql.lock_account(connection, organization_id, now)
     used = sql.add_usage(connection, organization_id, spender.id, units, now)     # this spend included
-    allowance = budgets.Allowance(balance=balance, used=used - units, group=facts.group, now=now)
+    allowance = allowances.Allowance(balance=balance, used=used - units, group=facts.group, now=now)
     refusal = allowance.refusal(units)
     if refusal is not None:
         raise refusal
@@ -157,7 +157,7 @@ def evaluate_spend(store, caller, organization_id, agent_id, amount=None, user_i
     spender = spender_of(caller, user_id)
     with store.read() as session:
         refusal = access.refusal_in(session, spender.id, organization_id, agent_id) if access else None
-        allowance = budgets.allowance(session, organization_id, spender.id,
+        allowance = allowances.allowance(session, organization_id, spender.id,
                                       spendable_balance(session, organization_id, now), now)
     if refusal is not None:
         _check_confirmed(access, caller, refusal, spender, organization_id, agent_id)

@@ -7,7 +7,7 @@ from common.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, Val
 from common.event_types import MEMBER_ROLES_CHANGED, ORGANIZATION_DELETED
 from common.events import change_event
 from common.timeutil import utcnow
-from services.credits import budgets
+from services.credits import allowances, budgets
 from services.credits.models import MemberUsage
 from tests.unit.credits.facts import (
     ORG,
@@ -126,7 +126,7 @@ def test_create_group_refuses_bad_fields_of_an_admin_and_a_stranger_before_readi
 
 # ---- my_usage: the organizations the caller belongs to, from the read model ----------------------------
 def test_my_usage_keeps_the_order_asked_for_and_drops_organizations_the_caller_is_not_in(store, bob):
-    period = budgets.period_of(utcnow())
+    period = allowances.period_of(utcnow())
     with store.write() as session:
         session.add(MemberUsage(organization_id="org-c", user_id="bob", period=period, used=25000,
                                 updated_at=utcnow()))

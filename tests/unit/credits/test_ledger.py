@@ -15,7 +15,7 @@ from common.migrate import upgrade
 from common.money import MAX_BALANCE_UNITS, UNITS_PER_CREDIT
 from common.paging import encode_cursor
 from common.timeutil import as_utc, iso
-from services.credits import budgets, ledger, spends
+from services.credits import allowances, budgets, ledger, spends
 from services.credits.models import (
     Account,
     BudgetGroup,
@@ -145,21 +145,21 @@ def assert_invariant(store, org=ORG, now=None):
     (at(2028, 2, 29, 8), "2028-02", at(2028, 2, 1), at(2028, 3, 1)),
 ])
 def test_period_of_and_bounds(now, period, start, resets_at):
-    assert budgets.period_of(now) == period
-    assert budgets.period_bounds(now) == (start, resets_at)
+    assert allowances.period_of(now) == period
+    assert allowances.period_bounds(now) == (start, resets_at)
 
 
 def test_period_is_taken_in_utc_whatever_the_zone_of_now():
     """00:30 on the 1st in Jakarta (UTC+7) is still the previous month in UTC."""
     jakarta = timezone(timedelta(hours=7))
     now = datetime(2026, 4, 1, 0, 30, tzinfo=jakarta)
-    assert budgets.period_of(now) == "2026-03"
-    assert budgets.period_bounds(now) == (at(2026, 3, 1), at(2026, 4, 1))
+    assert allowances.period_of(now) == "2026-03"
+    assert allowances.period_bounds(now) == (at(2026, 3, 1), at(2026, 4, 1))
 
 
 def test_a_naive_now_is_taken_as_utc():
-    assert budgets.period_of(datetime(2026, 12, 31, 23, 59)) == "2026-12"
-    assert budgets.period_bounds(datetime(2026, 12, 31, 23, 59)) == (at(2026, 12, 1), at(2027, 1, 1))
+    assert allowances.period_of(datetime(2026, 12, 31, 23, 59)) == "2026-12"
+    assert allowances.period_bounds(datetime(2026, 12, 31, 23, 59)) == (at(2026, 12, 1), at(2027, 1, 1))
 
 
 # ---- grants ---------------------------------------------------------------------------------------------
@@ -720,7 +720,7 @@ def test_spends_never_overdraw(store, alice, bob):
 # ---- allowance and refusals ----------------------------------------------------------------------------
 def allowance(balance, used=0, limit=None, grouped=True):
     group = BudgetGroup(id="g", organization_id=ORG, name="Team", monthly_limit=limit) if grouped else None
-    return budgets.Allowance(balance=balance, used=used, group=group, now=T0)
+    return allowances.Allowance(balance=balance, used=used, group=group, now=T0)
 
 
 def test_allowance_without_a_group_is_the_balance():
