@@ -5,7 +5,7 @@ its transaction). Who may do what is in agents.py.
 
 Each change is one change event whose before/after is the whole list that changed (`contributors` or
 `assignees`), so the agent's trail shows it as one row; it carries the agent's access state with its
-next version (agents.access_changed).
+next version (agent_states.access_changed).
 """
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +18,8 @@ from common.events import changed_fields
 from common.paging import Keyset, asc, keyset_page
 from common.permissions import Role
 from common.timeutil import iso, utcnow
-from services.orgs.agents import access_changed, access_of, check_manage, is_assigned, place_of, visible_agent
+from services.orgs.agent_states import access_changed, access_of
+from services.orgs.agents import check_manage, is_assigned, place_of, visible_agent
 from services.orgs.events import (
     AGENT_ACCESS_REVOKED,
     AGENT_ASSIGNEE_ADDED,

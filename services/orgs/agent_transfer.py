@@ -12,7 +12,8 @@ from common.errors import Forbidden, NotFound, ValidationFailed
 from common.events import changed_fields
 from common.permissions import Role
 from common.timeutil import iso, utcnow
-from services.orgs.agents import access_changed, access_of, sees_every_agent, visible_agent
+from services.orgs.agent_states import access_changed, access_of
+from services.orgs.agents import sees_every_agent, visible_agent
 from services.orgs.events import AGENT_TRANSFERRED, emit
 from services.orgs.models import AgentContributor
 from services.orgs.organizations import get_live

@@ -21,7 +21,7 @@ from common.outbox import OutboxRelay
 from common.permissions import Action
 from common.readmodels import SNAPSHOT_PAGE, ReadModelFill
 from common.rpc import call, service_proxy
-from services.orgs import agent_people, agent_transfer, agents, organizations, reactions
+from services.orgs import agent_people, agent_states, agent_transfer, agents, organizations, reactions
 from services.orgs.models import READ_MODELS, HandledRequest, OutboxEvent
 
 
@@ -190,13 +190,13 @@ class OrgsService:
     @query(SYSTEM)
     def snapshot_agents(self, caller, after=None, limit=SNAPSHOT_PAGE):
         """One page of every agent's access state (deleted ones as tombstones), for fills and rebuilds."""
-        return agents.snapshot(self.db, after, limit)
+        return agent_states.snapshot(self.db, after, limit)
 
     @query(SERVICE)
     def agent_states(self, caller, organization_id, agent_ids):
         """The current access states of those agents that are the organization's, for a consumer that
         confirms a refusal; no membership check: it tells only what the caller's service may know."""
-        return agents.access_states(self.db, organization_id, agent_ids)
+        return agent_states.access_states(self.db, organization_id, agent_ids)
 
     # ---- events of other services ---------------------------------------------------------------------
     # Acknowledged after the effects commit; an error (database down) requeues the event. A message

@@ -2,7 +2,7 @@
 from sqlalchemy import select
 
 from common.auth import Identity
-from services.orgs import agents
+from services.orgs import agent_states, agents
 from services.orgs.models import Agent, OutboxEvent
 
 OWNER = ["owner", "billing"]
@@ -35,7 +35,7 @@ def stored(store, agent_id):
     with store.read() as session:
         agent = session.get(Agent, agent_id)
         return {"organization_id": agent.organization_id, "deleted": agent.deleted_at is not None,
-                **agents.access_of(agent)}
+                **agent_states.access_of(agent)}
 
 
 def names(page):

@@ -10,7 +10,7 @@ from common.errors import ValidationFailed
 from common.events import change_event
 from common.migrate import alembic_config, upgrade
 from common.readmodels import agent_state
-from services.orgs import agent_people, agent_transfer, agents, organizations, reactions
+from services.orgs import agent_people, agent_states, agent_transfer, agents, organizations, reactions
 from tests.unit.orgs.helpers import BUILDER, MEMBER, OWNER, events, new_agent
 
 
@@ -111,7 +111,7 @@ def test_the_snapshot_pages_every_agent_by_id_with_the_newest_states(store, org,
     agents.delete_agent(store, alice, OWNER, org, ids[1])
     items, after, pages = [], None, 0
     while True:
-        page = agents.snapshot(store, after=after, limit=2)
+        page = agent_states.snapshot(store, after=after, limit=2)
         items += page["items"]
         pages += 1
         after = page["next_after"]
@@ -120,13 +120,13 @@ def test_the_snapshot_pages_every_agent_by_id_with_the_newest_states(store, org,
     assert pages == 3 and [s["agent_id"] for s in items] == sorted(ids)
     assert items == [last_state(store, agent_id) for agent_id in sorted(ids)]
     assert next(s for s in items if s["agent_id"] == ids[1])["active"] is False
-    assert agents.snapshot(store, limit=5)["next_after"] is None      # exactly one full page: no more
+    assert agent_states.snapshot(store, limit=5)["next_after"] is None      # exactly one full page: no more
 
 
 @pytest.mark.parametrize("after, limit", [(None, 0), (None, 1001), (None, True), (None, "5"), (7, 10)])
 def test_the_snapshot_refuses_bad_pages(store, after, limit):
     with pytest.raises(ValidationFailed):
-        agents.snapshot(store, after=after, limit=limit)
+        agent_states.snapshot(store, after=after, limit=limit)
 
 
 def test_agent_states_give_the_organizations_agents_only(store, org, alice):
@@ -134,18 +134,18 @@ def test_agent_states_give_the_organizations_agents_only(store, org, alice):
     mine, gone = new_agent(store, org, alice, name="Mine")["id"], new_agent(store, org, alice, name="Gone")["id"]
     theirs = new_agent(store, elsewhere, alice, name="Theirs")["id"]
     agents.delete_agent(store, alice, OWNER, org, gone)
-    found = agents.access_states(store, org, [mine, gone, theirs, "no-such-agent"])
+    found = agent_states.access_states(store, org, [mine, gone, theirs, "no-such-agent"])
     assert sorted(found, key=lambda s: s["agent_id"]) == sorted(
         [agent_state(mine, org, [], [], 1), agent_state(gone, org, [], [], 2, active=False)],
         key=lambda s: s["agent_id"])
-    assert agents.access_states(store, org, []) == []
+    assert agent_states.access_states(store, org, []) == []
 
 
 @pytest.mark.parametrize("organization_id, agent_ids", [
     ("o1", "a1"), ("o1", ["a"] * 501), ("o1", [None]), ("o1", ["x" * 65]), ("o1", [""]), (None, ["a1"])])
 def test_agent_states_refuse_bad_lookups(store, organization_id, agent_ids):
     with pytest.raises(ValidationFailed):
-        agents.access_states(store, organization_id, agent_ids)
+        agent_states.access_states(store, organization_id, agent_ids)
 
 
 def test_agents_from_before_versions_start_at_zero(tmp_path, alice):
@@ -162,7 +162,7 @@ def test_agents_from_before_versions_start_at_zero(tmp_path, alice):
         connection.commit()
     upgrade("orgs", url)
     store = Store(url)
-    assert agents.snapshot(store)["items"] == [agent_state("old-agent", "o1", [], [], 0)]
+    assert agent_states.snapshot(store)["items"] == [agent_state("old-agent", "o1", [], [], 0)]
     org = organizations.create_collective(store, alice, "Clinic")["id"]
     with store.write() as session:      # into a live organization, so that it can be changed
         session.execute(text("UPDATE agents SET organization_id = :org WHERE id = 'old-agent'"), {"org": org})

@@ -14,7 +14,7 @@ from common.events import change_event
 from common.membership_facts import Memberships
 from common.migrate import upgrade
 from common.readmodels import AgentAccessMixin, ReadModelFilledMixin, ReadModels, membership_state
-from services.orgs import agent_people, agent_transfer, agents, organizations, reactions
+from services.orgs import agent_people, agent_states, agent_transfer, agents, organizations, reactions
 from services.orgs.models import READ_MODELS, MembershipFact, ProcessedEvent
 from tests.unit.orgs.helpers import BUILDER, MEMBER, OWNER, events, new_agent
 
@@ -205,6 +205,6 @@ def test_orgs_events_and_snapshot_agents_build_the_same_agent_access(store, org,
             readmodels.apply_event_state(session, ACCESS, event)
     rebuilt = read_model("rebuilt")
     assert readmodels.fill(rebuilt, ACCESS, readmodels.AGENTS,
-                           Snapshot(agents_page=lambda **page: agents.snapshot(store, **page)), replace=True) == 3
+                           Snapshot(agents_page=lambda **page: agent_states.snapshot(store, **page)), replace=True) == 3
     assert access_rows(rebuilt) == access_rows(incremental)
     assert {row[0]: row[4] for row in access_rows(rebuilt)} == {scribe: True, desk: True, gone: False}
