@@ -20,7 +20,7 @@ from common.paging import Keyset, asc, desc, keyset_page
 from common.permissions import SCOPES, Action
 from common.timeutil import as_utc, iso, parse_iso, utcnow
 from services.members.events import API_KEY_CREATED, API_KEY_REVOKED, emit
-from services.members.memberships import caller_membership
+from services.members.member_rules import caller_membership
 from services.members.models import ApiKey
 
 NAME_MAX_LENGTH = 200

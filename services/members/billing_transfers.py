@@ -15,8 +15,7 @@ from common.errors import Conflict, Forbidden, NotFound, ValidationFailed, membe
 from common.paging import Keyset, asc, desc, keyset_page
 from common.timeutil import utcnow
 from services.members.events import BILLING_TRANSFER_STARTED, emit
-from services.members.membership_states import carried
-from services.members.memberships import (
+from services.members.member_rules import (
     BILLING,
     OWNER,
     caller_membership,
@@ -24,8 +23,9 @@ from services.members.memberships import (
     end_transfer,
     find_member,
     lock_organization,
-    set_roles,
 )
+from services.members.membership_states import carried
+from services.members.memberships import set_roles
 from services.members.models import PENDING, BillingTransfer
 from services.members.schemas import billing_transfer_schema
 

@@ -16,8 +16,7 @@ from common.paging import Keyset, asc, desc, keyset_page
 from common.permissions import Action, sort_roles
 from common.timeutil import as_utc, iso, utcnow
 from services.members.events import INVITATION_CREATED, INVITATION_ENDED, INVITATION_RESENT, emit
-from services.members.membership_states import carried, changed_state
-from services.members.memberships import (
+from services.members.member_rules import (
     caller_membership,
     check_billing_not_granted,
     check_grant,
@@ -28,6 +27,7 @@ from services.members.memberships import (
     lock_organization,
     parse_roles,
 )
+from services.members.membership_states import carried, changed_state
 from services.members.models import PENDING, IdempotentRequest, Invitation, MemberRole, Membership, User
 from services.members.schemas import invitation_schema
 from services.members.users import caller_email

@@ -7,7 +7,7 @@ from common.authz import check_allowed
 from common.db import service_store
 from common.errors import organization_not_found
 from common.permissions import sort_roles
-from services.members.memberships import find_member
+from services.members.member_rules import find_member
 
 
 class Memberships:
