@@ -3,7 +3,7 @@
 
 Every change to a membership raises its version (`next_version`) and attaches the membership's whole new
 state to the event that records the change; a removal attaches a tombstone (no roles, inactive, a newer
-version). Callers change memberships under the organization lock (memberships.lock_organization), so two
+version). Callers change memberships under the organization lock (member_rules.lock_organization), so two
 changes of one organization never race for a version. The same states are served whole, page by page,
 for filling and rebuilding read models (`snapshot_memberships`), and a few at a time for a read model to
 confirm a refusal before giving it (`membership_states`).
