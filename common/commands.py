@@ -16,6 +16,10 @@ a unit test walks every service for one. The declaration names:
 - `key_scope`: the scope (common.permissions.Scope) that lets an organization API key call it, in its
   own organization only; without one a key is refused (403 api_key_not_allowed; another organization's
   ids are 404, as for a stranger).
+- `idempotency` (commands only): whether it takes an Idempotency-Key in its `idempotency_key` argument,
+  OPTIONAL or REQUIRED; the pipeline checks the key (400 invalid_idempotency_key, or
+  idempotency_key_required) and hands the method the key or None. The method stores its answer under it
+  with common.idempotency.keyed_write (or, for the spend, the same find/remember in its own phases).
 
 The method receives what was decided as its first argument after `self`: a `Caller` with the identity
 and, where a membership was checked, the caller's membership. Membership facts come from the service's
@@ -26,9 +30,10 @@ import inspect
 from dataclasses import dataclass
 from enum import Enum
 
+from common import idempotency
 from common.auth import SYSTEM_ACTOR
 from common.authz import check_key_allowed
-from common.errors import Forbidden, Unauthenticated, organization_not_found
+from common.errors import BadRequest, Forbidden, Unauthenticated, organization_not_found
 from common.permissions import Action, Scope
 from common.rpc import rpc
 
@@ -47,6 +52,8 @@ SYSTEM, SERVICE, CREDENTIAL = Access.SYSTEM, Access.SERVICE, Access.CREDENTIAL
 
 # The argument that names the organization a membership is checked in.
 ORGANIZATION_ARGUMENT = "organization_id"
+IDEMPOTENCY_ARGUMENT = "idempotency_key"
+OPTIONAL, REQUIRED = "optional", "required"
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class Declaration:
     kind: str                   # "command" (writes) or "query" (reads)
     access: Action | Access
     key_scope: Scope | None
+    idempotency: str | None = None    # OPTIONAL or REQUIRED: it takes an Idempotency-Key
 
     @property
     def needs_organization(self):
@@ -77,9 +85,9 @@ def declaration_of(method):
     return getattr(method, "declaration", None)
 
 
-def command(access, key_scope=None):
+def command(access, key_scope=None, idempotency=None):
     """An RPC method that changes something, callable as `access` says (see the module's text)."""
-    return _declared("command", access, key_scope)
+    return _declared("command", access, key_scope, idempotency)
 
 
 def query(access, key_scope=None):
@@ -87,9 +95,11 @@ def query(access, key_scope=None):
     return _declared("query", access, key_scope)
 
 
-def _declared(kind, access, key_scope):
+def _declared(kind, access, key_scope, idempotency=None):
+    if idempotency not in (None, OPTIONAL, REQUIRED):
+        raise ValueError(f"idempotency is {OPTIONAL!r}, {REQUIRED!r} or None, not {idempotency!r}")
     declaration = Declaration(kind, access if isinstance(access, Action) else Access(access),
-                              Scope(key_scope) if key_scope is not None else None)
+                              Scope(key_scope) if key_scope is not None else None, idempotency)
 
     def decorate(method):
         signature = inspect.signature(method)
@@ -99,18 +109,32 @@ def _declared(kind, access, key_scope):
         public = signature.replace(parameters=[parameters[0], *parameters[2:]])
         if declaration.needs_organization and ORGANIZATION_ARGUMENT not in public.parameters:
             raise TypeError(f"{method.__qualname__} checks a membership: it needs an {ORGANIZATION_ARGUMENT} argument")
+        if (declaration.idempotency is not None) != (IDEMPOTENCY_ARGUMENT in public.parameters):
+            raise TypeError(f"{method.__qualname__}: an {IDEMPOTENCY_ARGUMENT} argument goes with a declared "
+                            "idempotency, and only with one")
 
         @functools.wraps(method)
         def entrypoint(self, *args, **kwargs):
-            organization_id = None
-            if declaration.needs_organization:
-                organization_id = public.bind(self, *args, **kwargs).arguments[ORGANIZATION_ARGUMENT]
-            return method(self, admit(self, declaration, organization_id), *args, **kwargs)
+            bound = public.bind(self, *args, **kwargs)
+            caller = admit(self, declaration, bound.arguments.get(ORGANIZATION_ARGUMENT))
+            if declaration.idempotency is not None:
+                bound.arguments[IDEMPOTENCY_ARGUMENT] = checked_key(declaration,
+                                                                    bound.arguments.get(IDEMPOTENCY_ARGUMENT))
+            return method(self, caller, *bound.args[1:], **bound.kwargs)
 
         entrypoint.__signature__ = public      # what callers send: Nameko checks arguments against it
         entrypoint.declaration = declaration
         return rpc(entrypoint)
     return decorate
+
+
+def checked_key(declaration, key):
+    """The Idempotency-Key as given (None when absent), or the 400 for a malformed or missing one."""
+    key = idempotency.check_key(key)
+    if key is None and declaration.idempotency == REQUIRED:
+        raise BadRequest("This request needs an Idempotency-Key header, so that a retry never repeats it.",
+                         code="idempotency_key_required", field="Idempotency-Key")
+    return key
 
 
 def admit(service, declaration, organization_id=None):

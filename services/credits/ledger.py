@@ -119,7 +119,6 @@ def add_grant(store, identity, organization_id, amount, type, expires_at=None, i
     """Credit comes in (Owner/Billing, checked by the entrypoint): a grant, its ledger entry, one event."""
     now = now or utcnow()
     units, type, expires_at = clean_grant(amount, type, expires_at)
-    idempotency_key = idempotency.check_key(idempotency_key)
     operation = idempotency.operation("grant", organization_id, units, type, iso(expires_at))
 
     def grant_credit(session, account):

@@ -15,7 +15,7 @@ from nameko.messaging import consume
 from nameko.timer import timer
 
 from common.auth import Auth
-from common.commands import CREDENTIAL, PERSON, USES_AGENT, command, query
+from common.commands import CREDENTIAL, OPTIONAL, PERSON, REQUIRED, USES_AGENT, command, query
 from common.config import settings
 from common.db import Database
 from common.events import CREDITS_QUEUE, change_event_or_none
@@ -66,13 +66,13 @@ class CreditsService:
     def list_ledger(self, caller, organization_id, kind=None, cursor=None, limit=None):
         return ledger.ledger_page(self.db, organization_id, kind, cursor, limit)
 
-    @command(Action.GRANT_CREDITS)
+    @command(Action.GRANT_CREDITS, idempotency=OPTIONAL)
     def add_grant(self, caller, organization_id, amount, type, expires_at=None, idempotency_key=None):
         ledger.clean_grant(amount, type, expires_at)
         return ledger.add_grant(self.db, caller.identity, organization_id, amount, type, expires_at, idempotency_key)
 
     # ---- spending ----------------------------------------------------------------------------------
-    @command(USES_AGENT, key_scope=Scope.USAGE_WRITE)
+    @command(USES_AGENT, key_scope=Scope.USAGE_WRITE, idempotency=REQUIRED)
     def spend(self, caller, organization_id, agent_id, amount, idempotency_key, user_id=None):
         """Charge the caller's use of an agent, or, by an API key with usage:write, the use by the member
         `user_id` names (SPEC §9); returns {"spend", "replayed"}. 402 when the balance or the member's

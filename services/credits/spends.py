@@ -24,7 +24,7 @@ from functools import partial
 from common import idempotency
 from common.auth import Identity, is_valid_user_id
 from common.db import retry_on_unique_race
-from common.errors import BadRequest, ValidationFailed, member_not_found
+from common.errors import ValidationFailed, member_not_found
 from common.money import format_amount, parse_amount
 from common.timeutil import iso, utcnow
 from services.credits import alerts, allowances
@@ -32,14 +32,6 @@ from services.credits import spend_statements as sql
 from services.credits.events import CREDITS_SPENT, emit
 from services.credits.ledger import settle_expiries, spendable_balance
 from services.credits.models import IdempotentRequest
-
-
-def clean_spend(amount, idempotency_key):
-    units = parse_amount(amount, "amount")
-    if not idempotency.check_key(idempotency_key):
-        raise BadRequest("A spend needs an Idempotency-Key header, so that a retry never charges twice.",
-                         code="idempotency_key_required", field="Idempotency-Key")
-    return units
 
 
 def spender_of(caller, user_id):
@@ -69,11 +61,12 @@ class SpendFacts:
 def spend(store, caller, organization_id, agent_id, amount, idempotency_key, user_id=None, access=None, now=None):
     """Charge the organization for a member's use of an agent: the caller's own, or, for an API key, the
     member's that `user_id` names, decided exactly as theirs (the key is then the event's actor and owns
-    the Idempotency-Key). `access` (agent_access.AgentUse) decides the right to use the agent; None when
-    the caller decided it already. Returns {"spend", "replayed"}; 402 when the balance or the member's
-    monthly budget does not allow the amount (nothing changes then)."""
+    the Idempotency-Key, which the pipeline requires: common.commands). `access` (agent_access.AgentUse)
+    decides the right to use the agent; None when the caller decided it already. Returns {"spend",
+    "replayed"}; 402 when the balance or the member's monthly budget does not allow the amount (nothing
+    changes then)."""
     now = now or utcnow()
-    units = clean_spend(amount, idempotency_key)
+    units = parse_amount(amount, "amount")
     spender = spender_of(caller, user_id)
     # A key's Idempotency-Key covers the member too: the same key for another member is a reuse (409).
     operation = idempotency.operation("spend", organization_id, agent_id, units,

@@ -11,7 +11,7 @@ from nameko.messaging import consume
 from nameko.timer import timer
 
 from common.auth import SYSTEM_ACTOR, Auth
-from common.commands import CREDENTIAL, MEMBER, PERSON, SERVICE, SYSTEM, command, query
+from common.commands import CREDENTIAL, MEMBER, OPTIONAL, PERSON, SERVICE, SYSTEM, command, query
 from common.config import settings
 from common.db import Database
 from common.errors import Conflict
@@ -106,7 +106,7 @@ class MembersService:
             raise
 
     # ---- invitations ---------------------------------------------------------------------------------
-    @command(Action.MANAGE_INVITATIONS)
+    @command(Action.MANAGE_INVITATIONS, idempotency=OPTIONAL)
     def invite(self, caller, organization_id, email, roles, agent_ids=None, idempotency_key=None):
         identity = caller.identity
         # The organization's type and name from orgs (404 if it was deleted a moment ago) and its agents

@@ -12,7 +12,7 @@ from nameko.messaging import consume
 
 from common import idempotency
 from common.auth import Auth
-from common.commands import CREDENTIAL, MEMBER, PERSON, SERVICE, SYSTEM, command, query
+from common.commands import CREDENTIAL, MEMBER, OPTIONAL, PERSON, SERVICE, SYSTEM, command, query
 from common.db import Database
 from common.events import ORGS_QUEUE, change_event_or_none
 from common.heap import FrozenStartupHeap
@@ -61,7 +61,7 @@ class OrgsService:
     def list_organizations(self, caller, cursor=None, limit=None):
         return organizations.cards(self.db, caller.identity.id, cursor, limit)
 
-    @command(PERSON)
+    @command(PERSON, idempotency=OPTIONAL)
     def create_organization(self, caller, name, idempotency_key=None):
         org = organizations.create_collective(self.db, caller.identity, name, idempotency_key)
         # Also on a replay: if the first attempt died before this call, the retry completes it.
@@ -99,7 +99,7 @@ class OrgsService:
         return self._me(caller.identity)
 
     # ---- agents (rules in agents.py, agent_people.py, agent_transfer.py) -------------------------------
-    @command(MEMBER)
+    @command(MEMBER, idempotency=OPTIONAL)
     def create_agent(self, caller, organization_id, fields, idempotency_key=None):
         return agents.create_agent(self.db, caller.identity, caller.roles, organization_id, fields,
                                    idempotency_key)

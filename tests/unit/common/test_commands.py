@@ -9,8 +9,20 @@ from nameko.testing.utils import get_extension
 
 from common import rpc
 from common.auth import Identity
-from common.commands import CREDENTIAL, MEMBER, PERSON, SERVICE, SYSTEM, USES_AGENT, command, declaration_of, query
-from common.errors import Forbidden, NotFound, Unauthenticated
+from common.commands import (
+    CREDENTIAL,
+    MEMBER,
+    OPTIONAL,
+    PERSON,
+    REQUIRED,
+    SERVICE,
+    SYSTEM,
+    USES_AGENT,
+    command,
+    declaration_of,
+    query,
+)
+from common.errors import BadRequest, Forbidden, NotFound, Unauthenticated
 from common.permissions import Action, Scope
 from gateway.service import GatewayService
 from services.audit.service import AuditService
@@ -152,6 +164,37 @@ def test_system_service_person_and_credential_access():
     assert refusal(lambda: Fake(None).confirm("o9")) == "unauthenticated"
     assert Fake(ALICE).mine().identity == ALICE
     assert Fake(None).ping().identity is None
+
+
+class Keyed:
+    name = "keyed"
+
+    def __init__(self):
+        self.auth = type("Auth", (), {"identity": ALICE})()
+
+    @command(PERSON, idempotency=OPTIONAL)
+    def make(self, caller, name, idempotency_key=None):
+        return idempotency_key
+
+    @command(PERSON, idempotency=REQUIRED)
+    def charge(self, caller, amount, idempotency_key):
+        return idempotency_key
+
+
+def test_an_idempotency_key_is_checked_before_the_method_and_handed_to_it():
+    assert Keyed().make("x") is None and Keyed().make("x", "") is None and Keyed().make("x", "k1") == "k1"
+    assert Keyed().charge("1", idempotency_key="k2") == "k2"
+    for call, code in ((lambda: Keyed().charge("1", None), "idempotency_key_required"),
+                       (lambda: Keyed().charge("1", ""), "idempotency_key_required"),
+                       (lambda: Keyed().make("x", "k" * 201), "invalid_idempotency_key"),
+                       (lambda: Keyed().make("x", "a\nb"), "invalid_idempotency_key")):
+        with pytest.raises(BadRequest) as refused:
+            call()
+        assert (refused.value.code, refused.value.field) == (code, "Idempotency-Key")
+    with pytest.raises(TypeError):                     # a key argument goes with a declaration, and back
+        command(PERSON)(lambda self, caller, idempotency_key=None: None)
+    with pytest.raises(TypeError):
+        command(PERSON, idempotency=OPTIONAL)(lambda self, caller: None)
 
 
 def test_a_declaration_needs_a_caller_parameter_and_an_organization_to_check():

@@ -357,15 +357,6 @@ def test_a_spend_of_exactly_the_balance_leaves_zero(store, alice):
     assert error.code == "insufficient_credits"
 
 
-def test_a_spend_needs_an_idempotency_key(store, alice):
-    grant(store, alice, "5", "paid")
-    for key in (None, ""):
-        with pytest.raises(BadRequest) as err:
-            spends.spend(store, alice, ORG, AGENT, "1", key, now=T0)
-        assert (err.value.code, err.value.field) == ("idempotency_key_required", "Idempotency-Key")
-    assert account_balance(store) == units(5)
-
-
 @pytest.mark.parametrize("amount, code", [("0", "invalid_amount"), (0.5, "invalid_amount"), (None, "amount_required"),
                                           ("1.00001", "too_many_decimal_places")])
 def test_spend_amount_is_checked(store, alice, amount, code):
@@ -959,10 +950,3 @@ def test_a_retried_free_grant_replays_even_after_its_expiry_passed(store, alice)
     with pytest.raises(ValidationFailed) as late:      # without the key it is a new grant, and too late
         grant(store, alice, "5", "free", expires_at=iso(T0 + timedelta(hours=1)), now=T0 + timedelta(hours=2))
     assert late.value.code == "expiry_in_past"
-
-
-def test_an_idempotency_key_is_checked_like_the_gateway_does(store, alice):
-    for key in ("k" * 201, "tab\tinside"):
-        with pytest.raises(BadRequest) as bad:
-            spend(store, alice, "1", key=key)
-        assert bad.value.code == "invalid_idempotency_key"

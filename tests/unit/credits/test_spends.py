@@ -273,6 +273,10 @@ def test_a_bad_amount_or_missing_key_is_refused_before_any_check(store, bob):
         with pytest.raises(BadRequest) as err:
             service.spend(ORG, AGENT, "1", key)
         assert (err.value.code, err.value.field) == ("idempotency_key_required", "Idempotency-Key")
+    for key in ("k" * 201, "tab\tinside", 5):                   # checked as the gateway does
+        with pytest.raises(BadRequest) as err:
+            service.spend(ORG, AGENT, "1", key)
+        assert err.value.code == "invalid_idempotency_key"
     assert rpc_calls(service) == []
     assert count(store, Account) == 0
 
