@@ -19,6 +19,7 @@ from werkzeug.wrappers import Request, Response
 from common import idempotency, request_ids
 from common.auth import USER_ID_KEY
 from common.config import settings
+from common.contracts.base import Coded, code_of
 from common.errors import EXPECTED_ERRORS, AppError, BadRequest, ValidationFailed
 from common.rpc import SignatureOnce
 from common.schemas import MAX_JSON_DEPTH, JsonTooDeep, loads_json, text_problem
@@ -323,21 +324,30 @@ def reject_bad_text(value, field):
 
 
 def load(schema, data):
-    """Validate request data (a body or a query string) with a marshmallow schema; 400 or 422 otherwise."""
+    """Validate request data (a body or a query string) with a marshmallow schema; 400 or 422 otherwise:
+    validation_error, or the code of a contract's rule (gateway.schemas.common.ContractField)."""
     reject_bad_text(data, None)
     try:
         return schema.load(data)
     except ValidationError as exc:
         name, message = _first_error(exc.messages)
-        raise ValidationFailed(message, code="validation_error", field=name)
+        raise ValidationFailed(message, code=code_of(message), field=name)
 
 
-def _first_error(messages, prefix=""):
-    name, value = next(iter(messages.items()))
-    path = f"{prefix}{name}"
-    if isinstance(value, dict):
-        return _first_error(value, f"{path}.")
-    return path, value[0] if isinstance(value, list) else str(value)
+def _first_error(messages):
+    """(field path, message) answered: the gateway's own checks (JSON types, unknown fields) before a
+    contract's rules, as when the service checked those after it."""
+    errors = list(_errors(messages))
+    return next((error for error in errors if not isinstance(error[1], Coded)), errors[0])
+
+
+def _errors(messages, prefix=""):
+    for name, value in messages.items():
+        path = f"{prefix}{name}"
+        if isinstance(value, dict):
+            yield from _errors(value, f"{path}.")
+        else:
+            yield path, value[0] if isinstance(value, list) else str(value)
 
 
 @dataclass
