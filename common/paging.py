@@ -20,6 +20,7 @@ from common.schemas import loads_json, text_problem
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+SEARCH_MAX_LENGTH = 200      # a list's search text (`q`), characters
 
 # The longest cursor issued holds an agent's name (200 characters, lower-cased, \u-escaped) and its id.
 MAX_CURSOR_LENGTH = 4096

@@ -3,10 +3,11 @@ so that it cannot drift from what the routes answer.
 
 Every route documents each status it can answer: its success (and the other successes it declares in
 `responses`, such as a dry run's 200), 400 on every route (a path, header or transfer coding can be
-refused anywhere), 401 unless public, 404 where an id is in the path, 409 idempotency_key_reused where an
-Idempotency-Key is taken, 422 where a body or query is validated, 503 where a service is called, and the
-statuses it declares in `errors`; every error body is ErrorBody. Answers' fields are required unless their
-metadata says "optional" (gateway/schemas/common.py).
+refused anywhere), 414 on every route (a URL longer than 8 KB is refused before any route is found, and
+query values within their maxLength can still add up to one), 401 unless public, 404 where an id is in the
+path, 409 idempotency_key_reused where an Idempotency-Key is taken, 422 where a body or query is validated,
+503 where a service is called, and the statuses it declares in `errors`; every error body is ErrorBody.
+Answers' fields are required unless their metadata says "optional" (gateway/schemas/common.py).
 
 A request field states its limits: its validators (Length, Range, OneOf, Regexp, Distinct) become
 minLength/maxLength (minItems/maxItems for arrays), minimum/maximum, enum, pattern and uniqueItems; a
@@ -24,7 +25,8 @@ _TYPES = {fields.String: "string", fields.Integer: "integer", fields.Boolean: "b
           fields.Float: "number", fields.Decimal: "string", fields.DateTime: "string", fields.Dict: "object",
           fields.List: "array"}
 # Metadata keys that are OpenAPI keywords, copied as they are.
-_KEYWORDS = ("type", "format", "enum", "items", "minimum", "maximum", "description")
+_KEYWORDS = ("type", "format", "enum", "items", "minimum", "maximum", "minLength", "maxLength", "pattern",
+             "description")
 IDEMPOTENCY_KEY = "Idempotency-Key"
 REPLAY_HEADER = {"Idempotent-Replayed": {
     "description": "true when this is the stored answer of an earlier request with the same key and body "
@@ -215,7 +217,7 @@ def _success(route):
 
 def _error_statuses(route):
     """status -> what answers it, for every error the route can give."""
-    statuses = {400: _bad_request_causes(route)}
+    statuses = {400: _bad_request_causes(route), 414: "url_too_long: the URL (path and query) is longer than 8 KB"}
     if not route.public:
         statuses[401] = ("missing_token, token_expired or invalid_token: no valid bearer token; invalid_api_key, "
                          "api_key_revoked or api_key_expired: no valid API key")

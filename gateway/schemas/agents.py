@@ -2,6 +2,7 @@
 from marshmallow import Schema, fields, validate
 
 from common.contracts.agents import AgentInput, AgentPersonInput
+from common.paging import SEARCH_MAX_LENGTH
 from common.schemas import UserId
 from gateway.schemas.common import ContractField, ListQuery, Strict, StrictBoolean, date_time, page_of, roles_list
 
@@ -23,7 +24,7 @@ class AgentBody(Strict):
 
 
 class AgentsQuery(ListQuery):
-    q = fields.String(load_default=None, metadata={"description": "search in name"})
+    q = fields.String(load_default=None, metadata={"description": "search in name", "maxLength": SEARCH_MAX_LENGTH})
 
 
 class UserIdBody(Strict):

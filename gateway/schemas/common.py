@@ -4,13 +4,14 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields
 
 from common.contracts.base import first_message
 from common.contracts.credits import GRANT_TYPES as _GRANT_TYPES
-from common.paging import MAX_LIMIT
+from common.paging import MAX_CURSOR_LENGTH, MAX_LIMIT
 from common.permissions import ALL_ROLES
 
 # Metadata read by gateway/openapi.py, never by marshmallow (nothing here changes what is loaded or dumped):
-# "format", "enum", "items", "minimum", "maximum", "description" go into the document as they are, and
-# "optional": True marks a field of an answer that is left out of some answers (every other field of an
-# answer is listed as required: the services always send it, null where it is nullable).
+# "format", "enum", "items", "minimum", "maximum", "minLength", "maxLength", "pattern", "description" go
+# into the document as they are (a limit the gateway leaves to a service, stated where no validator states
+# it), and "optional": True marks a field of an answer that is left out of some answers (every other field
+# of an answer is listed as required: the services always send it, null where it is nullable).
 OPTIONAL = {"optional": True}
 GRANT_TYPES = list(_GRANT_TYPES)
 
@@ -64,7 +65,9 @@ class ContractField(fields.Field):
 class ListQuery(Schema):
     class Meta:
         unknown = EXCLUDE
-    cursor = fields.String(load_default=None, metadata={"description": "next_cursor of the previous page"})
+    # Checked by the services (common.paging.decode_cursor: 400 invalid_cursor beyond the length).
+    cursor = fields.String(load_default=None, metadata={"description": "next_cursor of the previous page",
+                                                        "maxLength": MAX_CURSOR_LENGTH})
     # Bounds checked by the services (common.paging.check_limit: 422 outside them).
     limit = fields.Integer(load_default=None, strict=False, metadata={"minimum": 1, "maximum": MAX_LIMIT})
 

@@ -2,6 +2,7 @@
 from marshmallow import Schema, fields, validate
 
 from common.contracts.invitations import InvitationInput
+from common.paging import SEARCH_MAX_LENGTH
 from common.permissions import ALL_ROLES
 from common.schemas import UserId
 from gateway.schemas.common import ContractField, ListQuery, Strict, date_time, page_of, roles_list
@@ -14,7 +15,8 @@ MEMBER_SORTS = ["name", "joined_at", "role"]
 
 # ---- requests -------------------------------------------------------------------------------------
 class MembersQuery(ListQuery):
-    q = fields.String(load_default=None, metadata={"description": "search in name or email"})
+    q = fields.String(load_default=None, metadata={"description": "search in name or email",
+                                                   "maxLength": SEARCH_MAX_LENGTH})
     role = fields.String(load_default=None, metadata={"enum": list(ALL_ROLES)})
     sort = fields.String(load_default=None, metadata={"enum": MEMBER_SORTS + [f"-{s}" for s in MEMBER_SORTS]})
     format = fields.String(load_default=None, validate=validate.OneOf(["csv"]))
@@ -25,7 +27,7 @@ class StatusQuery(ListQuery):
 
 
 class InvitationsQuery(StatusQuery):
-    q = fields.String(load_default=None, metadata={"description": "search in email"})
+    q = fields.String(load_default=None, metadata={"description": "search in email", "maxLength": SEARCH_MAX_LENGTH})
 
 
 class RolesBody(Strict):
