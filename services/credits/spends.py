@@ -18,6 +18,8 @@ from sqlalchemy import bindparam, select, update
 from common import idempotency
 from common.auth import Identity, is_valid_user_id
 from common.authz import check_key_allowed
+from common.contracts import load
+from common.contracts.credits import SpendInput
 from common.errors import AppError, BadRequest, ValidationFailed, member_not_found
 from common.money import format_amount, parse_amount
 from common.sql import DIALECT_INSERTS
@@ -37,7 +39,8 @@ ACCOUNTS, GRANTS, LEDGER, USAGE = Account.__table__, Grant.__table__, LedgerEntr
 
 
 def clean_spend(amount, idempotency_key):
-    units = parse_amount(amount, "amount")
+    """The amount in units (common.contracts.credits); a spend needs an Idempotency-Key."""
+    units = load(SpendInput, {"amount": amount})["amount"]
     if not idempotency.check_key(idempotency_key):
         raise BadRequest("A spend needs an Idempotency-Key header, so that a retry never charges twice.",
                          code="idempotency_key_required", field="Idempotency-Key")

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from common.auth import folded_text, is_printable_text, is_valid_user_id
 from common.authz import check_allowed, check_key_allowed
 from common.errors import Conflict, Forbidden, ValidationFailed, member_not_found, organization_not_found
-from common.paging import page_of_list
+from common.paging import SEARCH_MAX_LENGTH, page_of_list
 from common.permissions import ROLE_ORDER, Action, Role, sort_roles
 from common.timeutil import utcnow
 from services.members.events import (
@@ -316,9 +316,9 @@ def email_like_pattern(text):
 def check_query_text(q, field="q"):
     if q in (None, ""):
         return None
-    if not is_printable_text(q) or len(q) > 200:
-        raise ValidationFailed(f"{field} must be text of at most 200 printable characters.", code="invalid_query",
-                               field=field)
+    if not is_printable_text(q) or len(q) > SEARCH_MAX_LENGTH:
+        raise ValidationFailed(f"{field} must be text of at most {SEARCH_MAX_LENGTH} printable characters.",
+                               code="invalid_query", field=field)
     return q
 
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import or_, select
 
-from common.auth import is_valid_user_id
+from common.contracts import load
+from common.contracts.agents import AgentPersonInput
 from common.errors import Conflict, NotFound, ValidationFailed, member_not_found
 from common.events import changed_fields
 from common.paging import page_of_list
@@ -49,9 +50,7 @@ ASSIGNEES = Place("assignees", AgentAssignee, "assign agents", AGENT_ASSIGNEE_AD
 
 
 def clean_user_id(user_id):
-    if not is_valid_user_id(user_id):
-        raise ValidationFailed("user_id must be a user id.", code="invalid_type", field="user_id")
-    return user_id
+    return load(AgentPersonInput, {"user_id": user_id})["user_id"]
 
 
 def person_dict(row):

@@ -11,7 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from common import idempotency
-from common.errors import Conflict, ValidationFailed, organization_not_found
+from common.contracts import load
+from common.contracts.organizations import NAME_MAX_LENGTH, OrganizationNameInput
+from common.errors import Conflict, organization_not_found
 from common.readmodels import apply_membership
 from common.timeutil import iso, utcnow
 from services.orgs.events import (
@@ -24,23 +26,13 @@ from services.orgs.events import (
 from services.orgs.models import READ_MODELS, ActiveOrganization, IdempotentRequest, Organization
 from services.orgs.schemas import organization_schema
 
-NAME_MAX_LENGTH = 200
-NAME_REQUIRED = "Organization name is required."
-NAME_TOO_LONG = "Name must be 200 characters or fewer."
 INDIVIDUAL, COLLECTIVE = "individual", "collective"
 CREATE_ORGANIZATION = "create_organization"     # the kind of request its Idempotency-Keys are stored under
 
 
 def clean_name(name):
-    """The trimmed organization name, or ValidationFailed with the product's exact messages."""
-    if name is None or (isinstance(name, str) and not name.strip()):
-        raise ValidationFailed(NAME_REQUIRED, code="name_required", field="name")
-    if not isinstance(name, str):
-        raise ValidationFailed("Organization name must be a string.", code="invalid_type", field="name")
-    name = name.strip()
-    if len(name) > NAME_MAX_LENGTH:
-        raise ValidationFailed(NAME_TOO_LONG, code="name_too_long", field="name")
-    return name
+    """The trimmed organization name, or ValidationFailed (common.contracts.organizations)."""
+    return load(OrganizationNameInput, {"name": name})["name"]
 
 
 def get_live(session, organization_id, for_update=False):
