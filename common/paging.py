@@ -31,6 +31,7 @@ from common.timeutil import iso, parse_iso
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+SEARCH_MAX_LENGTH = 200      # a list's search text (`q`), characters
 
 # The longest cursor issued is the member list's by role or joined date: a name case-folded (200
 # characters, up to 600 after folding, \u-escaped: 3,600), an email (320, astral: 3,840), a user id (128,

@@ -1,8 +1,8 @@
 """HTTP plumbing of the gateway: the web server (JSON answers even where no route matched, one access log
-line per request), the JSON entrypoint (which authenticates every route not marked public), request parsing,
-and the route registry that the OpenAPI document is generated from (so the document cannot drift from the
-routes). What they change inside Nameko and eventlet (a chunked body readable, eventlet's own refusals as
-JSON, the entrypoint's hook) is common.framework.web."""
+line per request), the JSON entrypoint (which authenticates every route not marked public), and the route
+registry that the OpenAPI document is generated from (so the document cannot drift from the routes). What
+they change inside Nameko and eventlet (a chunked body readable, eventlet's own refusals as JSON, the
+entrypoint's hook) is common.framework.web; reading a request's body and query is gateway/request_input.py."""
 import functools
 import json
 import logging
@@ -10,24 +10,21 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from marshmallow import ValidationError
-from werkzeug.exceptions import ClientDisconnected, HTTPException
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from common import idempotency, request_ids
+from common import request_ids
 from common.auth import USER_ID_KEY
 from common.config import settings
-from common.errors import EXPECTED_ERRORS, AppError, BadRequest, ValidationFailed
+from common.errors import EXPECTED_ERRORS, AppError
 from common.framework import web
 from common.rpc import trace_calls
-from common.schemas import MAX_JSON_DEPTH, JsonTooDeep, loads_json, text_problem
 from gateway import authentication
 from gateway.cors import Cors
+from gateway.request_input import reject_bad_text
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("gateway.access")
-
-MAX_BODY_BYTES = 64 * 1024
 
 # The environ keys under which the entrypoint leaves the caller's id for the access log, and the
 # request's id (common.request_ids) for the entrypoint.
@@ -169,83 +166,6 @@ def json_response(body, status=200, headers=None):
     return Response(json.dumps(body), status=status, headers=headers, mimetype="application/json")
 
 
-def read_json(request, schema):
-    """The request body, loaded and validated by a marshmallow schema; 400 or 422 otherwise."""
-    raw = read_body(request)
-    try:
-        # Numbers with a fraction become Decimal, never float: amounts must stay exact (common.money).
-        data = loads_json(raw.decode("utf-8")) if raw.strip() else {}
-    except JsonTooDeep:
-        raise BadRequest(f"The body nests deeper than {MAX_JSON_DEPTH} levels.", code="json_too_deep") from None
-    except ValueError:   # UnicodeDecodeError included
-        raise BadRequest("The body is not valid JSON.", code="invalid_json") from None
-    if not isinstance(data, dict):
-        raise BadRequest("The body must be a JSON object.", code="invalid_json")
-    return load(schema, data)
-
-
-def read_body(request):
-    """The raw body, Content-Length or chunked (JsonWsgiApp lets it be read), read no further than one
-    byte past MAX_BODY_BYTES: a chunked body has no length to refuse it by beforehand."""
-    if request.content_length and request.content_length > MAX_BODY_BYTES:
-        raise body_too_large()
-    body = bytearray()
-    try:
-        while len(body) <= MAX_BODY_BYTES:
-            chunk = request.stream.read(MAX_BODY_BYTES + 1 - len(body))
-            if not chunk:
-                break
-            body += chunk
-    except (ValueError, OSError, ClientDisconnected):   # eventlet's ChunkReadError is a ValueError
-        raise BadRequest("The body ended early or its chunks are malformed.", code="invalid_body") from None
-    if len(body) > MAX_BODY_BYTES:
-        raise body_too_large()
-    return bytes(body)
-
-
-def body_too_large():
-    return BadRequest(f"The body is larger than {MAX_BODY_BYTES} bytes.", code="body_too_large")
-
-
-_TEXT_PROBLEMS = {"nul_character": "Text must not contain NUL characters.",
-                  "invalid_text": "Text must be valid Unicode: a lone surrogate (U+D800 to U+DFFF) is not."}
-
-
-def reject_bad_text(value, field):
-    """No text anywhere in input that cannot be stored (common.schemas.text_problem: NUL, which PostgreSQL
-    text cannot hold; a lone surrogate, which no encoder takes): a 400 naming the field, before anything
-    is stored."""
-    if isinstance(value, str):
-        problem = text_problem(value)
-        if problem:
-            raise BadRequest(_TEXT_PROBLEMS[problem], code=problem, field=field)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            reject_bad_text(key, field)
-            reject_bad_text(item, f"{field}.{key}" if field else key)
-    elif isinstance(value, list):
-        for item in value:
-            reject_bad_text(item, field)
-
-
-def load(schema, data):
-    """Validate request data (a body or a query string) with a marshmallow schema; 400 or 422 otherwise."""
-    reject_bad_text(data, None)
-    try:
-        return schema.load(data)
-    except ValidationError as exc:
-        name, message = _first_error(exc.messages)
-        raise ValidationFailed(message, code="validation_error", field=name)
-
-
-def _first_error(messages, prefix=""):
-    name, value = next(iter(messages.items()))
-    path = f"{prefix}{name}"
-    if isinstance(value, dict):
-        return _first_error(value, f"{path}.")
-    return path, value[0] if isinstance(value, list) else str(value)
-
-
 @dataclass
 class Route:
     method: str
@@ -284,7 +204,3 @@ def route(method, path, summary, **spec):
         return http(method, path, public=spec.get("public", False), key_scope=spec.get("key_scope"))(fn)
     return decorator
 
-
-def idempotency_key(request):
-    """The request's Idempotency-Key header: None when absent, 400 when malformed."""
-    return idempotency.check_key(request.headers.get("Idempotency-Key"))

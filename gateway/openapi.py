@@ -3,22 +3,30 @@ so that it cannot drift from what the routes answer.
 
 Every route documents each status it can answer: its success (and the other successes it declares in
 `responses`, such as a dry run's 200), 400 on every route (a path, header or transfer coding can be
-refused anywhere), 401 unless public, 404 where an id is in the path, 409 idempotency_key_reused where an
-Idempotency-Key is taken, 422 where a body or query is validated, 503 where a service is called, and the
-statuses it declares in `errors`; every error body is ErrorBody. Answers' fields are required unless their
-metadata says "optional" (gateway/schemas/common.py)."""
+refused anywhere), 414 on every route (a URL longer than 8 KB is refused before any route is found, and
+query values within their maxLength can still add up to one), 401 unless public, 404 where an id is in the
+path, 409 idempotency_key_reused where an Idempotency-Key is taken, 422 where a body or query is validated,
+503 where a service is called, and the statuses it declares in `errors`; every error body is ErrorBody.
+Answers' fields are required unless their metadata says "optional" (gateway/schemas/common.py).
+
+A request field states its limits: its validators (Length, Range, OneOf, Regexp, Distinct) become
+minLength/maxLength (minItems/maxItems for arrays), minimum/maximum, enum, pattern and uniqueItems; a
+ContractField is documented from its contract field (common.contracts), whose type may add keywords of its
+own (`openapi`: an amount's pattern, a time's format)."""
 import re
 
-from marshmallow import fields
+from marshmallow import fields, validate
 
+from common.contracts.fields import Distinct, ListOf
 from gateway.http import ROUTES
-from gateway.schemas.common import ErrorBody
+from gateway.schemas.common import ContractField, ErrorBody
 
 _TYPES = {fields.String: "string", fields.Integer: "integer", fields.Boolean: "boolean",
           fields.Float: "number", fields.Decimal: "string", fields.DateTime: "string", fields.Dict: "object",
           fields.List: "array"}
 # Metadata keys that are OpenAPI keywords, copied as they are.
-_KEYWORDS = ("type", "format", "enum", "items", "minimum", "maximum", "description")
+_KEYWORDS = ("type", "format", "enum", "items", "minimum", "maximum", "minLength", "maxLength", "pattern",
+             "description")
 IDEMPOTENCY_KEY = "Idempotency-Key"
 REPLAY_HEADER = {"Idempotent-Replayed": {
     "description": "true when this is the stored answer of an earlier request with the same key and body "
@@ -48,6 +56,8 @@ def _field_schema(field):
     if isinstance(field, fields.Nested):
         # A $ref takes no sibling keywords in OpenAPI 3.0: a nullable one is wrapped.
         return {"allOf": [ref(field.schema)], "nullable": True} if field.allow_none else ref(field.schema)
+    if isinstance(field, ContractField):
+        return _contract_field_schema(field)
     out = {}
     for cls, name in _TYPES.items():
         if isinstance(field, cls):
@@ -56,12 +66,45 @@ def _field_schema(field):
         out["items"] = _field_schema(field.inner)
     if isinstance(field, fields.Dict):
         out["additionalProperties"] = _field_schema(field.value_field) if field.value_field else {}
+    out.update(getattr(field, "openapi", {}))
     out.update({k: v for k, v in field.metadata.items() if k in _KEYWORDS})
     if isinstance(field.metadata.get("enum"), list):
         out["enum"] = list(field.metadata["enum"])
-    for validator in field.validators:   # a OneOf validator is the field's enum
-        if hasattr(validator, "choices"):
+    out.update(_limits(field, array=out.get("type") == "array"))
+    if field.allow_none:
+        _with_null(out)
+    return out
+
+
+def _limits(field, array):
+    """The keywords of a field's validators."""
+    out = {}
+    lengths = ("minItems", "maxItems") if array else ("minLength", "maxLength")
+    if isinstance(field, ListOf) and field.max_items is not None:
+        out["maxItems"] = field.max_items
+    for validator in field.validators:
+        if isinstance(validator, validate.OneOf):
             out["enum"] = list(validator.choices)
+        elif isinstance(validator, validate.Length):
+            bounds = (validator.min, validator.max) if validator.equal is None else (validator.equal,) * 2
+            out.update({k: v for k, v in zip(lengths, bounds, strict=True) if v is not None})
+        elif isinstance(validator, validate.Range):
+            out.update({k: v for k, v in (("minimum", validator.min), ("maximum", validator.max)) if v is not None})
+        elif isinstance(validator, validate.Regexp):
+            out["pattern"] = validator.regex.pattern
+        elif isinstance(validator, Distinct):
+            out["uniqueItems"] = True
+    return out
+
+
+def _contract_field_schema(field):
+    """A request field whose rules are a contract field's: documented from the contract field, with this
+    field's own nullability and description."""
+    out = _field_schema(field.contract)
+    out.pop("nullable", None)
+    if "enum" in out:
+        out["enum"] = [v for v in out["enum"] if v is not None]
+    out.update({k: v for k, v in field.metadata.items() if k in _KEYWORDS})
     if field.allow_none:
         _with_null(out)
     return out
@@ -174,7 +217,7 @@ def _success(route):
 
 def _error_statuses(route):
     """status -> what answers it, for every error the route can give."""
-    statuses = {400: _bad_request_causes(route)}
+    statuses = {400: _bad_request_causes(route), 414: "url_too_long: the URL (path and query) is longer than 8 KB"}
     if not route.public:
         statuses[401] = ("missing_token, token_expired or invalid_token: no valid bearer token; invalid_api_key, "
                          "api_key_revoked or api_key_expired: no valid API key")

@@ -1,6 +1,7 @@
 """Organization API keys (SPEC §9): created, listed and revoked by Owners and Admins."""
 from common.rpc import call
-from gateway.http import json_response, load, read_json, route
+from gateway.http import json_response, route
+from gateway.request_input import load, read_json
 from gateway.schemas.api_keys import ApiKey, ApiKeyBody, ApiKeyPage, CreatedApiKey
 from gateway.schemas.common import ListQuery
 

@@ -3,7 +3,8 @@ download of every matching entry)."""
 from common.permissions import Scope
 from common.rpc import call
 from gateway import export
-from gateway.http import json_response, load, route
+from gateway.http import json_response, route
+from gateway.request_input import load
 from gateway.schemas.audit import AgentTrailPage, AgentTrailQuery, AuditEntry, AuditPage, AuditQuery
 
 

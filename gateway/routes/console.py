@@ -12,7 +12,8 @@ from werkzeug.wrappers import Response
 from common.config import settings
 from common.errors import NotFound
 from gateway import tokens
-from gateway.http import http, json_response, read_json, route
+from gateway.http import http, json_response, route
+from gateway.request_input import read_json
 from gateway.schemas.console import DevToken, DevTokenBody
 
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"

@@ -4,7 +4,8 @@ from werkzeug.wrappers import Response
 from common import idempotency
 from common.permissions import Scope
 from common.rpc import call
-from gateway.http import OPTIONAL_IDEMPOTENCY_KEY, idempotency_key, json_response, load, read_json, route
+from gateway.http import OPTIONAL_IDEMPOTENCY_KEY, json_response, route
+from gateway.request_input import idempotency_key, load, read_json
 from gateway.schemas.common import ListQuery
 from gateway.schemas.credits import (
     AlertPage,

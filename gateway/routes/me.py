@@ -1,6 +1,7 @@
 """The signed-in user: who they are, their memberships, and which organization is active."""
 from common.rpc import call
-from gateway.http import json_response, read_json, route
+from gateway.http import json_response, route
+from gateway.request_input import read_json
 from gateway.schemas.organizations import ActiveOrganizationBody, Me
 
 

@@ -1,32 +1,35 @@
 """Agents, their contributors and assignees, and moving an agent to another organization."""
 from marshmallow import Schema, fields, validate
 
+from common.contracts.agents import AgentInput, AgentPersonInput
+from common.paging import SEARCH_MAX_LENGTH
 from common.schemas import UserId
-from gateway.schemas.common import ListQuery, Strict, StrictBoolean, date_time, page_of, roles_list
+from gateway.schemas.common import ContractField, ListQuery, Strict, StrictBoolean, date_time, page_of, roles_list
 
 
 # ---- requests -------------------------------------------------------------------------------------
-def _agent_text(description):
-    # The orgs service owns the agent field rules and their messages (it is the line every caller
-    # meets); absent fields stay absent, so that PATCH changes only what it names.
-    return fields.Raw(allow_none=True, metadata={"type": "string", "description": description})
+def _agent_text(name, description):
+    # The orgs service applies the agent fields' rules (common.contracts.agents) after the caller's roles
+    # (a 404 or 403 comes first); absent fields stay absent, so that PATCH changes only what it names.
+    return ContractField(AgentInput.field(name), allow_none=True, metadata={"description": description})
 
 
 class AgentBody(Strict):
-    name = _agent_text("required on create; trimmed; 1 to 200 characters")
-    code = _agent_text("up to 100 characters")
-    mission = _agent_text("up to 2,000 characters")
-    welcome_message = _agent_text("up to 2,000 characters")
-    instructions = _agent_text("up to 20,000 characters")
-    avatar_url = _agent_text("an http(s) URL, up to 2,048 characters; empty or null for none")
+    name = _agent_text("name", "required on create; trimmed; 1 to 200 characters")
+    code = _agent_text("code", "up to 100 characters")
+    mission = _agent_text("mission", "up to 2,000 characters")
+    welcome_message = _agent_text("welcome_message", "up to 2,000 characters")
+    instructions = _agent_text("instructions", "up to 20,000 characters")
+    avatar_url = _agent_text("avatar_url", "an http(s) URL, up to 2,048 characters; empty or null for none")
 
 
 class AgentsQuery(ListQuery):
-    q = fields.String(load_default=None, metadata={"description": "search in name"})
+    q = fields.String(load_default=None, metadata={"description": "search in name", "maxLength": SEARCH_MAX_LENGTH})
 
 
 class UserIdBody(Strict):
-    user_id = UserId(required=True)
+    # The gateway checks the JSON type and length; the orgs service the rest (printable) after the roles.
+    user_id = ContractField(AgentPersonInput.field("user_id"), shape=UserId(), required=True)
 
 
 class TransferBody(Strict):

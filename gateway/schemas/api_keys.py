@@ -1,18 +1,26 @@
 """Organization API keys (SPEC §9): the members service's resource."""
 from marshmallow import Schema, fields
 
-from gateway.schemas.common import Strict, date_time, page_of
+from common.contracts.api_keys import SCOPES as _SCOPES
+from common.contracts.api_keys import ApiKeyInput
+from gateway.schemas.common import ContractField, Strict, date_time, page_of
 
-SCOPES = ["usage:write", "usage:read", "audit:read"]     # services/members/api_keys.py checks them
+SCOPES = list(_SCOPES)
 KEY_STATUSES = ["active", "expired", "revoked"]
 
 
+def _key_field(name, description):
+    # The members service checks these before anything else, so the gateway applies the same rules
+    # (common.contracts.api_keys) with the same answers; absent arrives as None. Whether the expiry is
+    # in the future is the members service's to say, by its clock.
+    return ContractField(ApiKeyInput.field(name), enforce=True, load_default=None,
+                         metadata={"description": description})
+
+
 class ApiKeyBody(Strict):
-    name = fields.Raw(load_default=None, metadata={"type": "string", "description": "required, at most 200"})
-    scopes = fields.Raw(load_default=None, metadata={
-        "type": "array", "items": {"type": "string", "enum": SCOPES}, "description": "at least one"})
-    expires_at = fields.Raw(load_default=None, metadata={"type": "string", "format": "date-time",
-                                                         "description": "optional; in the future"})
+    name = _key_field("name", "required, at most 200")
+    scopes = _key_field("scopes", "at least one")
+    expires_at = _key_field("expires_at", "optional; in the future")
 
 
 class ApiKey(Schema):

@@ -3,8 +3,9 @@ rules every token is checked by when it comes back (gateway.tokens.claim_problem
 form's mistakes are a 422 naming the field instead of a token that the next request refuses."""
 from marshmallow import Schema, ValidationError, fields
 
+from common.auth import EMAIL_MAX_LENGTH, USER_ID_MAX_LENGTH
 from gateway.schemas.common import Strict
-from gateway.tokens import claim_problem
+from gateway.tokens import NAME_MAX_LENGTH, claim_problem
 
 
 def _claim_rule(claim):
@@ -17,11 +18,13 @@ def _claim_rule(claim):
 
 
 class DevTokenBody(Strict):
-    sub = fields.String(required=True, validate=_claim_rule("sub"),
-                        metadata={"description": "the user id; not 'system', not starting with 'key:'"})
-    email = fields.String(required=True, validate=_claim_rule("email"))
+    sub = fields.String(required=True, validate=_claim_rule("sub"), metadata={
+        "description": "the user id; not 'system', not starting with 'key:'", "minLength": 1,
+        "maxLength": USER_ID_MAX_LENGTH})
+    email = fields.String(required=True, validate=_claim_rule("email"),
+                          metadata={"format": "email", "maxLength": EMAIL_MAX_LENGTH})
     name = fields.String(load_default="", validate=_claim_rule("name"),
-                         metadata={"description": "optional display name"})
+                         metadata={"description": "optional display name", "maxLength": NAME_MAX_LENGTH})
 
 
 class DevToken(Schema):

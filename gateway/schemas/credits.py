@@ -3,14 +3,28 @@ from decimal import Decimal
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from gateway.schemas.common import GRANT_TYPES, ErrorDetail, ListQuery, Strict, StrictBoolean, date_time, page_of
+from common.contracts.alerts import AlertSettingsInput
+from common.contracts.budgets import BudgetGroupInput
+from common.contracts.credits import GrantInput, SpendInput
+from gateway.schemas.common import (
+    GRANT_TYPES,
+    ContractField,
+    ErrorDetail,
+    ListQuery,
+    Strict,
+    StrictBoolean,
+    date_time,
+    page_of,
+)
 
 
 # ---- requests -------------------------------------------------------------------------------------
-class Amount(fields.Field):
-    """An exact amount: a string such as "12.50", or a JSON number (read as a Decimal, never a float).
-    Passed on as a string; the credits service owns the rules (positive, at most 4 places) and their
-    error codes."""
+# The credits service applies the rules of its bodies (common.contracts: credits, budgets, alerts). Where it
+# checks a body before anything else (alert settings) the gateway applies them too, with the same answers;
+# elsewhere it checks only the JSON types, as it always did, and passes the values on.
+class AmountShape(fields.Field):
+    """The JSON type of an amount: a string such as "12.50", or a number (read as a Decimal, never a float),
+    passed on as its text. Its rules are common.contracts.fields.Amount's."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
@@ -18,20 +32,23 @@ class Amount(fields.Field):
         return str(value)
 
 
-def _amount(description, **kwargs):
-    return Amount(metadata={"type": "string", "description": description}, **kwargs)
+def _amount(contract, description, **kwargs):
+    return ContractField(contract, shape=AmountShape(), metadata={"description": description}, **kwargs)
 
 
 class GrantBody(Strict):
-    amount = _amount("credits, more than 0, at most 4 decimal places", required=True)
-    type = fields.String(required=True, validate=validate.OneOf(["free", "paid"]))
-    expires_at = fields.String(load_default=None, allow_none=True,
-                               metadata={"description": "free credit only: ISO 8601 time in the future"})
+    amount = _amount(GrantInput.field("amount"), "credits, more than 0, at most 4 decimal places", required=True)
+    type = ContractField(GrantInput.field("type"), shape=fields.String(validate=validate.OneOf(GRANT_TYPES)),
+                         required=True)
+    expires_at = ContractField(GrantInput.field("expires_at"), shape=fields.String(), load_default=None,
+                               allow_none=True, metadata={"description": "free credit only: ISO 8601 time in "
+                                                                         "the future"})
 
 
 class SpendBody(Strict):
     agent_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    amount = _amount("credits, more than 0, at most 4 decimal places (optional in a dry run)", load_default=None)
+    amount = _amount(SpendInput.field("amount"), "credits, more than 0, at most 4 decimal places (optional in a "
+                     "dry run)", load_default=None)
     dry_run = StrictBoolean(load_default=False, metadata={
         "description": "true: only evaluate (nothing charged, no Idempotency-Key needed)"})
     user_id = fields.String(load_default=None, validate=validate.Length(min=1, max=128), metadata={
@@ -40,11 +57,13 @@ class SpendBody(Strict):
 
 
 class BudgetGroupBody(Strict):
-    name = fields.Raw(allow_none=True, metadata={"type": "string",
-                                                 "description": "required on create; trimmed; 1 to 200 characters"})
-    monthly_limit = _amount("credits each member may spend per calendar month (UTC); null: no limit",
-                            allow_none=True)
-    builder_limit = fields.Integer(strict=True, allow_none=True, metadata={
+    # One body for create and edit, where the name's rule differs (required on create): the service says.
+    name = ContractField(BudgetGroupInput.field("name"), allow_none=True,
+                         metadata={"description": "required on create; trimmed; 1 to 200 characters"})
+    monthly_limit = _amount(BudgetGroupInput.field("monthly_limit"),
+                            "credits each member may spend per calendar month (UTC); null: no limit", allow_none=True)
+    builder_limit = ContractField(BudgetGroupInput.field("builder_limit"), shape=fields.Integer(strict=True),
+                                  allow_none=True, metadata={
         "description": "how many members holding Builder the group may contain; null: any number"})
 
 
@@ -196,14 +215,15 @@ class BudgetGroupMembership(Schema):
 
 # ---- alerts ---------------------------------------------------------------------------------------
 class AlertSettingsBody(Strict):
-    """The whole settings (a PUT replaces them: a field left out is cleared). The credits service owns the
-    rules and their codes, so the percents are passed on as sent."""
-    member_budget_percents = fields.Raw(load_default=list, metadata={
-        "type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 100},
+    """The whole settings (a PUT replaces them: a field left out is cleared), checked here with the credits
+    service's rules and answers (it checks them before anything else); passed on as sent."""
+    member_budget_percents = ContractField(AlertSettingsInput.field("member_budget_percents"), enforce=True,
+                                           load_default=list, metadata={
         "description": "0 to 5 distinct whole percents of a member's monthly limit (their budget group's), "
                        "e.g. [80, 100]; members without a limit never cross one"})
-    balance_floor = _amount("alert when a spend takes the balance from above this amount to it or below; "
-                            "null: no floor", load_default=None, allow_none=True)
+    balance_floor = _amount(AlertSettingsInput.field("balance_floor"), "alert when a spend takes the balance from "
+                            "above this amount to it or below; null: no floor", enforce=True, load_default=None,
+                            allow_none=True)
 
 
 class AlertSettings(Schema):

@@ -1,9 +1,11 @@
 """Members, invitations and billing transfers: the members service's resources."""
 from marshmallow import Schema, fields, validate
 
+from common.contracts.invitations import InvitationInput
+from common.paging import SEARCH_MAX_LENGTH
 from common.permissions import ALL_ROLES
 from common.schemas import UserId
-from gateway.schemas.common import ListQuery, Strict, date_time, page_of, roles_list
+from gateway.schemas.common import ContractField, ListQuery, Strict, date_time, page_of, roles_list
 
 # The statuses services/members checks list filters against (422 invalid_status for any other).
 INVITATION_STATUSES = ["pending", "accepted", "rejected", "revoked", "expired"]
@@ -13,7 +15,8 @@ MEMBER_SORTS = ["name", "joined_at", "role"]
 
 # ---- requests -------------------------------------------------------------------------------------
 class MembersQuery(ListQuery):
-    q = fields.String(load_default=None, metadata={"description": "search in name or email"})
+    q = fields.String(load_default=None, metadata={"description": "search in name or email",
+                                                   "maxLength": SEARCH_MAX_LENGTH})
     role = fields.String(load_default=None, metadata={"enum": list(ALL_ROLES)})
     sort = fields.String(load_default=None, metadata={"enum": MEMBER_SORTS + [f"-{s}" for s in MEMBER_SORTS]})
     format = fields.String(load_default=None, validate=validate.OneOf(["csv"]))
@@ -24,7 +27,7 @@ class StatusQuery(ListQuery):
 
 
 class InvitationsQuery(StatusQuery):
-    q = fields.String(load_default=None, metadata={"description": "search in email"})
+    q = fields.String(load_default=None, metadata={"description": "search in email", "maxLength": SEARCH_MAX_LENGTH})
 
 
 class RolesBody(Strict):
@@ -33,11 +36,12 @@ class RolesBody(Strict):
 
 
 class InvitationBody(Strict):
-    # The members service owns the email rules and their messages; absent arrives as None.
-    email = fields.Raw(load_default=None, allow_none=True, metadata={"type": "string"})
+    # The members service applies the invitation's rules (common.contracts.invitations) after the caller's
+    # permission (a 404 or 403 comes first); absent arrives as None.
+    email = ContractField(InvitationInput.field("email"), load_default=None, allow_none=True)
     roles = roles_list(required=True)
-    agent_ids = fields.List(fields.String(), load_default=None,
-                            metadata={"description": "agents to assign on acceptance"})
+    agent_ids = ContractField(InvitationInput.field("agent_ids"), shape=fields.List(fields.String()),
+                              load_default=None, metadata={"description": "agents to assign on acceptance"})
 
 
 class BillingTransferBody(Strict):

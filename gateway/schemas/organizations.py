@@ -1,16 +1,18 @@
 """Organizations and the signed-in user (/v1/me): both answered by the orgs service."""
 from marshmallow import Schema, fields, validate
 
+from common.contracts.organizations import OrganizationNameInput
 from common.permissions import Action, permitted_actions
-from gateway.schemas.common import Strict, date_time, page_of, roles_list
+from gateway.schemas.common import ContractField, Strict, date_time, page_of, roles_list
 
 
 # ---- requests -------------------------------------------------------------------------------------
 class OrganizationNameBody(Strict):
-    # The orgs service owns the name rules and their exact messages (missing, empty, too long, not a
-    # string), so the gateway passes whatever came, None when absent.
-    name = fields.Raw(load_default=None, allow_none=True,
-                      metadata={"type": "string", "description": "trimmed; 1 to 200 characters"})
+    # The orgs service applies the name's rules (common.contracts.organizations) and answers them: on
+    # create, a replayed Idempotency-Key is answered before the name is looked at. Whatever came is passed
+    # on, None when absent.
+    name = ContractField(OrganizationNameInput.field("name"), load_default=None, allow_none=True,
+                         metadata={"description": "trimmed; 1 to 200 characters"})
 
 
 class ActiveOrganizationBody(Strict):

@@ -1,29 +1,9 @@
-"""Marshmallow schemas of the audit service: query filters in, trail entries out."""
-from marshmallow import Schema, fields, validate
+"""Marshmallow schemas of the audit service: trail entries out. The query filters in are
+common.contracts.audit's, which the gateway's queries share."""
+from marshmallow import Schema, fields
 
-from common.events import ACTIONS
+from common.contracts.audit import AgentTrailFilters, AuditFilters
 from common.schemas import UtcDateTime
-
-
-class _TrailFilters(Schema):
-    """Filters both trails have; unknown ones are refused (a typo must not silently return everything)."""
-    entity_type = fields.String()
-    action = fields.String(validate=validate.OneOf(ACTIONS, error=f"action must be one of {', '.join(ACTIONS)}."))
-    actor = fields.String()                 # user id, email, or "system"
-    field = fields.String()
-    since = UtcDateTime()
-    until = UtcDateTime()
-
-
-class AuditFiltersSchema(_TrailFilters):
-    """The organization's trail."""
-    target = fields.String()                # entity id
-
-
-class AgentTrailFiltersSchema(_TrailFilters):
-    """An agent's trail: each column of a row, and a time range (product rules §6)."""
-    old_value = fields.String()             # contained in the old value (case-insensitive)
-    new_value = fields.String()             # contained in the new value (case-insensitive)
 
 
 class ChangeSchema(Schema):
@@ -50,7 +30,7 @@ class AuditEntrySchema(Schema):
     occurred_at = UtcDateTime()
 
 
-audit_filters_schema = AuditFiltersSchema()
+audit_filters_schema = AuditFilters.instance()
 audit_entry_schema = AuditEntrySchema()
 
 
@@ -63,4 +43,4 @@ def agent_trail_row(entry, change):
                 new_value=change.new_value)
 
 
-agent_trail_filters_schema = AgentTrailFiltersSchema()
+agent_trail_filters_schema = AgentTrailFilters.instance()

@@ -8,9 +8,9 @@ from sqlalchemy import bindparam, insert, or_, select
 from sqlalchemy.orm import noload
 
 from common.auth import canonical_email
+from common.contracts import load
 from common.errors import agent_not_found
 from common.paging import Keyset, check_limit, desc, keyset_page
-from common.schemas import load_or_fail
 from common.timeutil import utcnow
 from services.audit.models import AuditChange, AuditEntry
 from services.audit.schemas import agent_trail_filters_schema, agent_trail_row, audit_entry_schema, audit_filters_schema
@@ -59,7 +59,7 @@ def as_text(value):
 
 def _checked_filters(schema, filters):
     """The filters that have a value (an empty query parameter means no filter), checked by `schema`."""
-    return load_or_fail(schema, {k: v for k, v in (filters or {}).items() if v not in (None, "")})
+    return load(schema, {k: v for k, v in (filters or {}).items() if v not in (None, "")})
 
 
 def _entry_conditions(filters):
@@ -82,7 +82,7 @@ def _entry_conditions(filters):
 
 
 def query_entries(store, organization_id, filters=None, cursor=None, limit=None):
-    """A page of the organization's trail, newest first (filters: see AuditFiltersSchema)."""
+    """A page of the organization's trail, newest first (filters: common.contracts.audit.AuditFilters)."""
     filters = _checked_filters(audit_filters_schema, filters)
     conditions = [AuditEntry.organization_id == organization_id, *_entry_conditions(filters)]
     if "target" in filters:
@@ -99,7 +99,7 @@ AGENT_TRAIL_DEFAULT_LIMIT = 20
 
 def query_agent_trail(store, organization_id, agent_id, filters=None, cursor=None, limit=None):
     """The agent's trail in this organization: one row per changed field, newest first, 20 per page
-    unless `limit` says otherwise (product rules §6). Filters: see AgentTrailFiltersSchema.
+    unless `limit` says otherwise (product rules §6). Filters: common.contracts.audit.AgentTrailFilters.
 
     Only what happened to the agent while it belonged to this organization is shown: after a transfer
     each organization keeps its own part of the history (like spend made before a transfer)."""

@@ -26,9 +26,10 @@ from collections import namedtuple
 from sqlalchemy import bindparam, select
 
 from common.auth import SYSTEM_ACTOR
-from common.errors import ValidationFailed
+from common.contracts import load
+from common.contracts.alerts import AlertSettingsInput
 from common.events import changed_fields
-from common.money import format_amount, parse_amount
+from common.money import format_amount
 from common.paging import Keyset, desc, keyset_page
 from common.sql import DIALECT_INSERTS, conflict_insert
 from common.timeutil import iso, utcnow
@@ -37,7 +38,6 @@ from services.credits.events import ALERT_SETTINGS_UPDATED, CREDITS_ALERT_RAISED
 from services.credits.models import Alert, AlertSettings
 
 MEMBER_BUDGET, BALANCE_FLOOR = "member_budget", "balance_floor"     # the kinds of alert
-MAX_MEMBER_BUDGET_PERCENTS = 5
 ALERTS, SETTINGS = Alert.__table__, AlertSettings.__table__
 NEWEST_FIRST = Keyset("alerts", desc("seq", Alert.seq, int))
 
@@ -47,23 +47,11 @@ Thresholds = namedtuple("Thresholds", "member_budget_percents balance_floor")
 
 # ---- settings ---------------------------------------------------------------------------------------
 def clean_settings(member_budget_percents, balance_floor):
-    """The settings checked: (percents ascending, floor in units or None); 422 naming the field."""
-    field = "member_budget_percents"
-    if not isinstance(member_budget_percents, list):
-        raise ValidationFailed("The alert percents must be a list of whole percents, e.g. [80, 100] ([] for none).",
-                               code="invalid_member_budget_percents", field=field)
-    if len(member_budget_percents) > MAX_MEMBER_BUDGET_PERCENTS:
-        raise ValidationFailed(f"At most {MAX_MEMBER_BUDGET_PERCENTS} member budget percents.",
-                               code="too_many_member_budget_percents", field=field)
-    for percent in member_budget_percents:
-        if isinstance(percent, bool) or not isinstance(percent, int) or not 1 <= percent <= 100:
-            raise ValidationFailed("Each alert percent must be a whole number from 1 to 100.",
-                                   code="invalid_member_budget_percent", field=field)
-    if len(set(member_budget_percents)) != len(member_budget_percents):
-        raise ValidationFailed("The alert percents must not repeat a percent.", code="duplicate_member_budget_percent",
-                               field=field)
-    floor = None if balance_floor is None else parse_amount(balance_floor, "balance_floor", allow_zero=True)
-    return sorted(member_budget_percents), floor
+    """The settings checked (common.contracts.alerts): (percents ascending, floor in units or None); 422
+    naming the field."""
+    settings = load(AlertSettingsInput, {"member_budget_percents": member_budget_percents,
+                                         "balance_floor": balance_floor})
+    return sorted(settings["member_budget_percents"]), settings["balance_floor"]
 
 
 def _shown(fields):

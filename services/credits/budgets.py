@@ -10,9 +10,11 @@ import uuid
 from sqlalchemy import func, select
 
 from common.auth import is_valid_user_id
-from common.errors import Conflict, NotFound, ValidationFailed, member_not_found
+from common.contracts import load
+from common.contracts.budgets import BudgetGroupInput, MemberLookupInput
+from common.errors import Conflict, NotFound, member_not_found
 from common.events import changed_fields
-from common.money import format_amount, parse_amount
+from common.money import format_amount
 from common.paging import Keyset, asc, check_limit, keyset_page
 from common.permissions import Role
 from common.timeutil import iso, utcnow
@@ -27,9 +29,6 @@ from services.credits.events import (
 from services.credits.models import BudgetGroup, BudgetGroupMember, MemberUsage
 from services.credits.schemas import budget_group_schema, group_membership_schema
 
-NAME_MAX_LENGTH = 200
-BUILDER_LIMIT_MAX = 100000
-MAX_GROUP_LOOKUP = 500      # user ids per groups_of_members lookup (a page of the member list)
 GROUP_FIELDS = ("name", "monthly_limit", "builder_limit")
 ASSIGN_ATTEMPTS = 3     # roles lookups per assignment before giving up on a group that keeps changing
 GROUPS_BY_NAME = Keyset("budget_groups", asc("name", func.lower(BudgetGroup.name)), asc("id", BudgetGroup.id))
@@ -46,37 +45,9 @@ class GroupChanged(Exception):
 
 # ---- groups ----------------------------------------------------------------------------------------
 def clean_fields(data, creating):
-    """The group fields in `data`, checked: name required on create (trimmed, at most 200 characters),
-    monthly_limit an amount >= 0 or null (no limit), builder_limit a whole number >= 0 or null."""
-    if not isinstance(data, dict):
-        raise ValidationFailed("The body must be an object.", code="invalid_body")
-    unknown = sorted(set(data) - set(GROUP_FIELDS))
-    if unknown:
-        raise ValidationFailed(f"Unknown field: {unknown[0]}.", code="unknown_field", field=unknown[0])
-    if creating and "name" not in data:
-        data = dict(data, name=None)
-    cleaned = {}
-    if "name" in data:
-        name = data["name"]
-        if name is None or (isinstance(name, str) and not name.strip()):
-            raise ValidationFailed("Budget group name is required.", code="name_required", field="name")
-        if not isinstance(name, str):
-            raise ValidationFailed("name must be a string.", code="invalid_type", field="name")
-        if len(name.strip()) > NAME_MAX_LENGTH:
-            raise ValidationFailed(f"Name must be {NAME_MAX_LENGTH} characters or fewer.", code="name_too_long",
-                                   field="name")
-        cleaned["name"] = name.strip()
-    if "monthly_limit" in data:
-        limit = data["monthly_limit"]
-        cleaned["monthly_limit"] = None if limit is None else parse_amount(limit, "monthly_limit", allow_zero=True)
-    if "builder_limit" in data:
-        limit = data["builder_limit"]
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
-                                  or not 0 <= limit <= BUILDER_LIMIT_MAX):
-            raise ValidationFailed(f"builder_limit must be a whole number from 0 to {BUILDER_LIMIT_MAX}, or null.",
-                                   code="invalid_builder_limit", field="builder_limit")
-        cleaned["builder_limit"] = limit
-    return cleaned
+    """The group fields in `data`, checked (common.contracts.budgets): name required on create (trimmed, at
+    most 200 characters), monthly_limit in units (>= 0) or None (no limit), builder_limit 0 to 100000 or None."""
+    return load(BudgetGroupInput, data, partial=not creating)
 
 
 def _shown(fields):
@@ -272,11 +243,7 @@ def forget_member(session, event):
 
 def clean_lookup_ids(user_ids):
     """The user ids of a groups_of_members lookup, checked: a list of at most MAX_GROUP_LOOKUP strings."""
-    if (not isinstance(user_ids, list) or len(user_ids) > MAX_GROUP_LOOKUP
-            or not all(isinstance(u, str) for u in user_ids)):
-        raise ValidationFailed(f"user_ids must be a list of at most {MAX_GROUP_LOOKUP} user ids.",
-                               code="invalid_type", field="user_ids")
-    return user_ids
+    return load(MemberLookupInput, {"user_ids": user_ids})["user_ids"]
 
 
 def groups_of_members(store, organization_id, user_ids):

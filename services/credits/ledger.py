@@ -17,18 +17,18 @@ from sqlalchemy import BigInteger, case, cast, func, or_, select
 
 from common import idempotency
 from common.auth import SYSTEM_ACTOR
+from common.contracts import load
+from common.contracts.credits import FREE, PAID, GrantInput
 from common.errors import ValidationFailed
-from common.money import MAX_BALANCE_UNITS, format_amount, parse_amount
+from common.money import MAX_BALANCE_UNITS, format_amount
 from common.paging import Keyset, check_limit, desc, keyset_page
 from common.sql import conflict_insert
-from common.timeutil import as_utc, iso, parse_iso, utcnow
+from common.timeutil import as_utc, iso, utcnow
 from services.credits import allowances
 from services.credits.events import CREDITS_EXPIRED, CREDITS_GRANTED, emit
 from services.credits.models import Account, Grant, IdempotentRequest, LedgerEntry, MemberUsage
 from services.credits.schemas import grant_schema, ledger_entry_schema
 
-FREE, PAID = "free", "paid"
-GRANT_TYPES = (FREE, PAID)
 LEDGER_KINDS = ("grant", "spend", "expiry")
 ACTIVE_GRANTS_SHOWN = 100
 NEWEST_FIRST = Keyset("ledger", desc("seq", LedgerEntry.seq, int))
@@ -99,20 +99,11 @@ def _add_entry(session, account, kind, amount, actor, now, grant=None, agent_id=
 
 # ---- grants ----------------------------------------------------------------------------------------
 def clean_grant(amount, type, expires_at):
-    """The grant's values checked (whether an expiry is still in the future is checked by add_grant,
-    after a retry's stored answer was looked for: a retry that comes after the expiry still replays)."""
-    units = parse_amount(amount, "amount")
-    if type not in GRANT_TYPES:
-        raise ValidationFailed("type must be free or paid.", code="invalid_grant_type", field="type")
-    if expires_at is not None:
-        if type != FREE:
-            raise ValidationFailed("Only free credit can expire.", code="expiry_only_for_free", field="expires_at")
-        try:
-            expires_at = parse_iso(expires_at)
-        except (ValueError, TypeError):
-            raise ValidationFailed("expires_at must be an ISO 8601 time, e.g. 2026-12-31T00:00:00Z.",
-                                   code="invalid_time", field="expires_at")
-    return units, type, expires_at
+    """The grant's values checked (common.contracts.credits): (units, type, expiry or None). Whether an expiry
+    is still in the future is checked by add_grant, after a retry's stored answer was looked for: a retry
+    that comes after the expiry still replays."""
+    grant = load(GrantInput, {"amount": amount, "type": type, "expires_at": expires_at})
+    return grant["amount"], grant["type"], grant["expires_at"]
 
 
 def add_grant(store, identity, organization_id, amount, type, expires_at=None, idempotency_key=None, now=None):

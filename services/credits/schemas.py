@@ -6,8 +6,9 @@ from common.money import format_amount
 from common.schemas import UtcDateTime
 
 
-class Amount(fields.Field):
-    """Units on the way in from the model, "12.5000" on the way out (None stays None: "no limit")."""
+class MoneyText(fields.Field):
+    """An amount in an answer: units (common.money) written as "12.5000" (None stays None: "no limit").
+    Amounts in requests are common.contracts.fields.Amount's."""
 
     def _serialize(self, value, attr, obj, **kwargs):
         return format_amount(value)
@@ -19,7 +20,7 @@ class GrantSchema(Schema):
     id = fields.String()
     organization_id = fields.String()
     type = fields.String()
-    amount = Amount()
+    amount = MoneyText()
     remaining = fields.Function(lambda grant: format_amount(0 if grant["expired"] else grant["remaining"]))
     expires_at = UtcDateTime()
     expired = fields.Boolean()
@@ -31,8 +32,8 @@ class LedgerEntrySchema(Schema):
     id = fields.String()
     organization_id = fields.String()
     kind = fields.String()
-    amount = Amount()
-    balance_after = Amount()
+    amount = MoneyText()
+    balance_after = MoneyText()
     actor = fields.Function(lambda e: {"id": e.actor_id} if e.actor_email is None
                             else {"id": e.actor_id, "email": e.actor_email})
     user_id = fields.Function(lambda e: e.actor_id if e.kind == "spend" else None)   # who used the agent
@@ -48,7 +49,7 @@ class BudgetGroupSchema(Schema):
     id = fields.String()
     organization_id = fields.String()
     name = fields.String()
-    monthly_limit = Amount()
+    monthly_limit = MoneyText()
     monthly_limit_label = fields.Function(
         lambda g: "No limit" if g["monthly_limit"] is None else format_amount(g["monthly_limit"]))
     builder_limit = fields.Integer(allow_none=True)

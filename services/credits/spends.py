@@ -23,9 +23,11 @@ from functools import partial
 
 from common import idempotency
 from common.auth import Identity, is_valid_user_id
+from common.contracts import load
+from common.contracts.credits import SpendInput
 from common.db import retry_on_unique_race
 from common.errors import ValidationFailed, member_not_found
-from common.money import format_amount, parse_amount
+from common.money import format_amount
 from common.timeutil import iso, utcnow
 from services.credits import alerts, allowances
 from services.credits import spend_statements as sql
@@ -66,7 +68,7 @@ def spend(store, caller, organization_id, agent_id, amount, idempotency_key, use
     "replayed"}; 402 when the balance or the member's monthly budget does not allow the amount (nothing
     changes then)."""
     now = now or utcnow()
-    units = parse_amount(amount, "amount")
+    units = load(SpendInput, {"amount": amount})["amount"]
     spender = spender_of(caller, user_id)
     # A key's Idempotency-Key covers the member too: the same key for another member is a reuse (409).
     operation = idempotency.operation("spend", organization_id, agent_id, units,
@@ -146,7 +148,7 @@ def _charge(session, caller, spender, organization_id, agent_id, units, facts, n
 def evaluate_spend(store, caller, organization_id, agent_id, amount=None, user_id=None, access=None, now=None):
     """The dry run of a spend: would it be accepted now, and if not, why (nothing is charged)."""
     now = now or utcnow()
-    units = parse_amount(amount, "amount") if amount is not None else None
+    units = load(SpendInput, {"amount": amount})["amount"] if amount is not None else None
     spender = spender_of(caller, user_id)
     with store.read() as session:
         refusal = access.refusal_in(session, spender.id, organization_id, agent_id) if access else None

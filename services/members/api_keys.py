@@ -15,15 +15,16 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from common.auth import API_KEY_PREFIX, SYSTEM_ACTOR, split_api_key
+from common.contracts import load
+from common.contracts.api_keys import ApiKeyInput
 from common.errors import NotFound, Unauthenticated, ValidationFailed
 from common.paging import Keyset, asc, desc, keyset_page
 from common.permissions import SCOPES, Action
-from common.timeutil import as_utc, iso, parse_iso, utcnow
+from common.timeutil import as_utc, iso, utcnow
 from services.members.events import API_KEY_CREATED, API_KEY_REVOKED, emit
 from services.members.member_rules import caller_membership
 from services.members.models import ApiKey
 
-NAME_MAX_LENGTH = 200
 KEY_ID_BYTES, SECRET_BYTES = 6, 32          # 12 hex characters (never "_", which ends the id); 43 URL-safe
 NEWEST_FIRST = Keyset("api_keys", desc("created_at", ApiKey.created_at, datetime), asc("id", ApiKey.id))
 
@@ -47,24 +48,14 @@ def secret_matches(secret, stored_hash, hash_key):
 
 # ---- checks -----------------------------------------------------------------------------------------------
 def clean_fields(name, scopes, expires_at, now):
-    if not isinstance(name, str) or not name.strip():
-        raise ValidationFailed("A key needs a name.", code="name_required", field="name")
-    name = name.strip()
-    if len(name) > NAME_MAX_LENGTH or not name.isprintable():
-        raise ValidationFailed(f"The name must be at most {NAME_MAX_LENGTH} printable characters.",
-                               code="name_too_long", field="name")
-    if not isinstance(scopes, list) or not scopes or not all(isinstance(s, str) and s in SCOPES for s in scopes):
-        raise ValidationFailed(f"scopes must list at least one of {', '.join(SCOPES)}.", code="invalid_scopes",
-                               field="scopes")
-    if expires_at is not None:
-        try:
-            expires_at = as_utc(parse_iso(expires_at)) if not isinstance(expires_at, datetime) else as_utc(expires_at)
-        except (TypeError, ValueError):
-            raise ValidationFailed("expires_at must be an ISO 8601 time.", code="invalid_time",
-                                   field="expires_at") from None
-        if expires_at <= now:
-            raise ValidationFailed("expires_at must be in the future.", code="expiry_in_past", field="expires_at")
-    return name, sorted(set(scopes), key=SCOPES.index), expires_at
+    """(name trimmed, scopes in SCOPES' order, expiry as a UTC datetime or None), checked
+    (common.contracts.api_keys); the expiry must also be after `now`."""
+    if isinstance(expires_at, datetime):
+        expires_at = iso(expires_at)
+    key = load(ApiKeyInput, {"name": name, "scopes": scopes, "expires_at": expires_at})
+    if key["expires_at"] is not None and key["expires_at"] <= now:
+        raise ValidationFailed("expires_at must be in the future.", code="expiry_in_past", field="expires_at")
+    return key["name"], sorted(set(key["scopes"]), key=SCOPES.index), key["expires_at"]
 
 
 def status_of(key, now):

@@ -10,8 +10,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select
 
 from common import idempotency
-from common.auth import SYSTEM_ACTOR, canonical_email
-from common.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from common.auth import SYSTEM_ACTOR
+from common.contracts import load
+from common.contracts.invitations import InvitationInput
+from common.errors import Conflict, Forbidden, NotFound
 from common.paging import Keyset, asc, desc, keyset_page
 from common.permissions import Action, sort_roles
 from common.timeutil import as_utc, iso, utcnow
@@ -34,32 +36,19 @@ from services.members.users import caller_email
 
 INVITATION_TTL = timedelta(days=7)
 RESEND_AFTER = timedelta(minutes=10)
-MAX_AGENTS_PER_INVITATION = 100
 INVITATION_STATUSES = ("pending", "accepted", "rejected", "revoked", "expired")
 
 
 # ---- inviting ----------------------------------------------------------------------------------------
 def clean_email(email):
-    if email is None or (isinstance(email, str) and not email.strip()):
-        raise ValidationFailed("Email is required.", code="email_required", field="email")
-    if not isinstance(email, str):
-        raise ValidationFailed("Email must be a string.", code="invalid_type", field="email")
-    canonical = canonical_email(email)
-    if canonical is None:
-        raise ValidationFailed("Email is not a valid address, or is written with compatibility characters "
-                               "(such as the Kelvin sign for a K).", code="invalid_email", field="email")
-    return canonical
+    """The address in its canonical form (common.contracts.invitations)."""
+    return load(InvitationInput, {"email": email}, partial=True)["email"]
 
 
 def clean_agent_ids(agent_ids):
-    if agent_ids is None:
-        return []
-    if not isinstance(agent_ids, list) or not all(isinstance(a, str) and 0 < len(a) <= 64 for a in agent_ids):
-        raise ValidationFailed("agent_ids must be a list of agent ids.", code="invalid_type", field="agent_ids")
-    if len(agent_ids) > MAX_AGENTS_PER_INVITATION:
-        raise ValidationFailed(f"An invitation assigns at most {MAX_AGENTS_PER_INVITATION} agents.",
-                               code="too_many_agents", field="agent_ids")
-    return list(dict.fromkeys(agent_ids))
+    """The agents to assign, each once, in the order given; none for None."""
+    agent_ids = load(InvitationInput, {"agent_ids": agent_ids}, partial=True)["agent_ids"]
+    return list(dict.fromkeys(agent_ids or []))
 
 
 def invite(store, identity, organization, email, roles, agent_ids=None, idempotency_key=None, now=None):

@@ -7,6 +7,7 @@ from sqlalchemy import select
 from common.auth import folded_text, is_printable_text, is_valid_user_id
 from common.authz import check_allowed, check_key_allowed
 from common.errors import Forbidden, ValidationFailed, organization_not_found
+from common.paging import SEARCH_MAX_LENGTH
 from common.permissions import ROLE_ORDER, Role
 from services.members.events import BILLING_TRANSFER_ENDED, emit
 from services.members.models import PENDING, Membership
@@ -93,9 +94,9 @@ def email_like_pattern(text):
 def check_query_text(q, field="q"):
     if q in (None, ""):
         return None
-    if not is_printable_text(q) or len(q) > 200:
-        raise ValidationFailed(f"{field} must be text of at most 200 printable characters.", code="invalid_query",
-                               field=field)
+    if not is_printable_text(q) or len(q) > SEARCH_MAX_LENGTH:
+        raise ValidationFailed(f"{field} must be text of at most {SEARCH_MAX_LENGTH} printable characters.",
+                               code="invalid_query", field=field)
     return q
 
 

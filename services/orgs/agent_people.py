@@ -12,7 +12,8 @@ from datetime import datetime
 
 from sqlalchemy import or_, select
 
-from common.auth import is_valid_user_id
+from common.contracts import load
+from common.contracts.agents import AgentPersonInput
 from common.errors import Conflict, NotFound, ValidationFailed, member_not_found
 from common.events import changed_fields
 from common.paging import Keyset, asc, keyset_page
@@ -54,9 +55,7 @@ CONTRIBUTORS_BY_DATE = Keyset("contributors", asc("added_at", AgentContributor.a
 
 
 def clean_user_id(user_id):
-    if not is_valid_user_id(user_id):
-        raise ValidationFailed("user_id must be a user id.", code="invalid_type", field="user_id")
-    return user_id
+    return load(AgentPersonInput, {"user_id": user_id})["user_id"]
 
 
 def person_dict(row):

@@ -23,14 +23,15 @@ and its event carries the agent's whole access `state` (access_changed()): other
 their read models (common.readmodels), and rebuild them from snapshot_agents().
 """
 import uuid
-from urllib.parse import urlsplit
 
 from sqlalchemy import exists, func, or_, select
 
 from common import idempotency
+from common.contracts import load
+from common.contracts.agents import FIELD_LIMITS, AgentInput
 from common.errors import Forbidden, ValidationFailed, agent_not_found
 from common.events import changed_fields
-from common.paging import Keyset, asc, check_limit, keyset_page
+from common.paging import SEARCH_MAX_LENGTH, Keyset, asc, check_limit, keyset_page
 from common.permissions import Action, Role, allows, contributes, may_see_agent, may_use_agent
 from common.timeutil import iso, utcnow
 from services.orgs.agent_states import access_changed, access_of
@@ -38,10 +39,7 @@ from services.orgs.events import AGENT_CREATED, AGENT_DELETED, AGENT_UPDATED, em
 from services.orgs.models import Agent, AgentAssignee, AgentContributor, IdempotentRequest
 from services.orgs.organizations import get_live
 
-# Configuration fields and their length limits (characters).
-FIELD_LIMITS = {"name": 200, "code": 100, "mission": 2000, "welcome_message": 2000,
-                "instructions": 20000, "avatar_url": 2048}
-CONFIG_FIELDS = tuple(FIELD_LIMITS)
+CONFIG_FIELDS = tuple(FIELD_LIMITS)      # configuration fields (common.contracts.agents: their limits)
 CREATE_AGENT = "create_agent"     # the kind of request its Idempotency-Keys are stored under
 # The list's order: case-insensitive by name as the database lowers it (its lower() and Python's differ
 # beyond ASCII on SQLite, and the comparison with a cursor runs in the database), then by id.
@@ -51,33 +49,9 @@ AGENTS_BY_NAME = Keyset("agents", asc("name", func.lower(Agent.name)), asc("id",
 # ---- input -------------------------------------------------------------------------------------------
 def clean_fields(data, creating):
     """The agent's configuration from a request body: strings trimmed and within their limits, the
-    avatar an http(s) URL. `name` is required on create and cannot be emptied later."""
-    if not isinstance(data, dict):
-        raise ValidationFailed("The agent must be an object of fields.", code="invalid_type")
-    unknown = sorted(set(data) - set(CONFIG_FIELDS))
-    if unknown:
-        raise ValidationFailed(f"Unknown field: {unknown[0]}.", code="unknown_field", field=unknown[0])
-    cleaned = {}
-    for name, value in data.items():
-        if value is None:
-            value = ""
-        if not isinstance(value, str):
-            raise ValidationFailed(f"{name} must be a string.", code="invalid_type", field=name)
-        value = value.strip()
-        if len(value) > FIELD_LIMITS[name]:
-            raise ValidationFailed(f"{name} must be {FIELD_LIMITS[name]} characters or fewer.",
-                                   code="too_long", field=name)
-        cleaned[name] = value
-    if creating or "name" in cleaned:
-        if not cleaned.get("name"):
-            raise ValidationFailed("Agent name is required.", code="name_required", field="name")
-    if cleaned.get("avatar_url"):
-        parts = urlsplit(cleaned["avatar_url"])
-        if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in cleaned["avatar_url"]):
-            raise ValidationFailed("avatar_url must be an http or https URL.", code="invalid_url", field="avatar_url")
-    if "avatar_url" in cleaned:
-        cleaned["avatar_url"] = cleaned["avatar_url"] or None
-    return cleaned
+    avatar an http(s) URL or None. `name` is required on create and cannot be emptied later
+    (common.contracts.agents)."""
+    return load(AgentInput, data, partial=not creating)
 
 
 # ---- access rules --------------------------------------------------------------------------------------
@@ -205,8 +179,8 @@ def create_agent(store, identity, roles, organization_id, data, idempotency_key=
 def list_agents(store, identity, roles, organization_id, q=None, cursor=None, limit=None):
     """The agents the caller can see, by name (case-insensitive), searchable by name; keyset-paged."""
     limit = check_limit(limit)
-    if q is not None and (not isinstance(q, str) or len(q) > 200):
-        raise ValidationFailed("q must be text of at most 200 characters.", field="q")
+    if q is not None and (not isinstance(q, str) or len(q) > SEARCH_MAX_LENGTH):
+        raise ValidationFailed(f"q must be text of at most {SEARCH_MAX_LENGTH} characters.", field="q")
     conditions = [Agent.organization_id == organization_id, Agent.deleted_at.is_(None)]
     visible = _visible_condition(roles, identity.id)
     if visible is not None:

@@ -13,8 +13,10 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import aliased
 
 from common import idempotency
+from common.contracts import load
+from common.contracts.organizations import NAME_MAX_LENGTH, OrganizationNameInput
 from common.db import retry_on_unique_race
-from common.errors import Conflict, ValidationFailed, organization_not_found
+from common.errors import Conflict, organization_not_found
 from common.paging import Keyset, asc, keyset_page
 from common.permissions import sort_roles
 from common.readmodels import apply_membership
@@ -29,9 +31,6 @@ from services.orgs.events import (
 from services.orgs.models import READ_MODELS, ActiveOrganization, IdempotentRequest, Organization
 from services.orgs.schemas import organization_schema
 
-NAME_MAX_LENGTH = 200
-NAME_REQUIRED = "Organization name is required."
-NAME_TOO_LONG = "Name must be 200 characters or fewer."
 INDIVIDUAL, COLLECTIVE = "individual", "collective"
 CREATE_ORGANIZATION = "create_organization"     # the kind of request its Idempotency-Keys are stored under
 # The cards' order: the Individual organization first, then oldest first.
@@ -40,15 +39,8 @@ CARDS = Keyset("organizations", asc("collective", case((Organization.type == IND
 
 
 def clean_name(name):
-    """The trimmed organization name, or ValidationFailed with the product's exact messages."""
-    if name is None or (isinstance(name, str) and not name.strip()):
-        raise ValidationFailed(NAME_REQUIRED, code="name_required", field="name")
-    if not isinstance(name, str):
-        raise ValidationFailed("Organization name must be a string.", code="invalid_type", field="name")
-    name = name.strip()
-    if len(name) > NAME_MAX_LENGTH:
-        raise ValidationFailed(NAME_TOO_LONG, code="name_too_long", field="name")
-    return name
+    """The trimmed organization name, or ValidationFailed (common.contracts.organizations)."""
+    return load(OrganizationNameInput, {"name": name})["name"]
 
 
 def get_live(session, organization_id, for_update=False):

@@ -16,7 +16,7 @@ from werkzeug.wrappers import Request
 
 from common.errors import BadRequest, ValidationFailed
 from gateway import authentication, tokens
-from gateway.http import MAX_BODY_BYTES, load, read_json
+from gateway.request_input import MAX_BODY_BYTES, load, read_json
 from gateway.schemas.common import ListQuery
 from gateway.schemas.organizations import ActiveOrganizationBody, OrganizationNameBody
 from gateway.service import GatewayService
