@@ -28,10 +28,12 @@ CHANGE_EXCHANGE = Exchange("change-events", type="topic", durable=True)
 # The audit service stores every change event.
 AUDIT_QUEUE = Queue("audit.change-events", exchange=CHANGE_EXCHANGE, routing_key="#", durable=True)
 # Every queue below that feeds a read model (common.readmodels) binds the events that carry its state.
-# The members service forgets the memberships of a deleted organization.
-MEMBERS_QUEUE = Queue(
-    "members.change-events", exchange=CHANGE_EXCHANGE, routing_key=types.ORGANIZATION_DELETED, durable=True
-)
+# The members service forgets the memberships of a deleted organization, and keeps which budget group
+# each member is in (its read model, fed by credits).
+MEMBERS_QUEUE = Queue("members.change-events", exchange=CHANGE_EXCHANGE, durable=True, bindings=[
+    binding(CHANGE_EXCHANGE, routing_key=key)
+    for key in (types.ORGANIZATION_DELETED, *types.BUDGET_GROUP_MEMBER_STATE_CARRIERS)
+])
 # The orgs service moves a member who left or was removed back to their Individual organization and
 # takes away their access to agents (also a contributor's, on losing Builder); it assigns an accepted
 # invitation's agents.

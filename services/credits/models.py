@@ -114,6 +114,17 @@ class BudgetGroupMember(Base):
     added_at = mapped_column(DateTime(timezone=True), nullable=False)
 
 
+class BudgetGroupMemberVersion(Base):
+    """The version of which group one member of one organization is in, raised by every change to it (the
+    members service's read model applies a state only if its version is newer: group_member_states.py).
+    Never deleted, so a member taken out and put in again continues the count."""
+    __tablename__ = "budget_group_member_versions"
+
+    organization_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+
+
 class AlertSettings(Base):
     """What an organization wants to be alerted of (alerts.py): percents of a member's monthly limit and a
     balance floor. No row, or a row with neither, means no alerts, and spends then skip alerts entirely."""

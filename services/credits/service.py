@@ -15,7 +15,7 @@ from nameko.messaging import consume
 from nameko.timer import timer
 
 from common.auth import Auth
-from common.commands import CREDENTIAL, PERSON, USES_AGENT, command, query
+from common.commands import CREDENTIAL, PERSON, SYSTEM, USES_AGENT, command, query
 from common.config import settings
 from common.db import Database
 from common.events import CREDITS_QUEUE, change_event_or_none
@@ -23,9 +23,9 @@ from common.heap import FrozenStartupHeap
 from common.membership_facts import MembershipFacts
 from common.outbox import OutboxRelay
 from common.permissions import Action, Scope
-from common.readmodels import ReadModelFill
+from common.readmodels import SNAPSHOT_PAGE, ReadModelFill
 from common.rpc import service_proxy
-from services.credits import alerts, budgets, ledger, reactions, spends
+from services.credits import alerts, budgets, group_member_states, ledger, reactions, spends
 from services.credits.agent_access import AgentUse
 from services.credits.models import READ_MODELS, HandledRequest, OutboxEvent
 
@@ -128,11 +128,11 @@ class CreditsService:
     def remove_budget_group_member(self, caller, organization_id, group_id, user_id):
         budgets.unassign_member(self.db, caller.identity, organization_id, group_id, user_id)
 
-    @query(Action.VIEW_MEMBERS)
-    def budget_groups_of_members(self, caller, organization_id, user_ids):
-        """{user_id: budget_group_id} for the member list (any member may see it)."""
-        budgets.clean_lookup_ids(user_ids)
-        return budgets.groups_of_members(self.db, organization_id, user_ids)
+    @query(SYSTEM)
+    def snapshot_budget_group_members(self, caller, after=None, limit=SNAPSHOT_PAGE):
+        """A page of every member's budget group as a state, to fill or rebuild the members service's read
+        model (the system only)."""
+        return group_member_states.snapshot_group_members(self.db, after, limit)
 
     # ---- alerts (Owner/Admin/Billing): thresholds of members' budgets and the balance, alerts.py --------
     @query(Action.MANAGE_ALERTS, key_scope=Scope.USAGE_READ)

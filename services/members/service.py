@@ -2,8 +2,9 @@
 invitations.py and billing_transfers.py, the reaction to other services' events in reactions.py.
 
 The members service owns memberships, so the pipeline (common.commands) checks permissions on its own
-data (own_memberships.py); it asks orgs only for an organization's type and name, and whether
-its agents exist, when inviting.
+data (own_memberships.py); which budget group each member is in comes from its read model of
+credits' facts (common.readmodels, filled at start by `fill`). It asks orgs only for an organization's
+type and name, and whether its agents exist, when inviting.
 """
 import logging
 
@@ -20,7 +21,7 @@ from common.heap import FrozenStartupHeap
 from common.mail import MailerProvider
 from common.outbox import OutboxRelay
 from common.permissions import Action
-from common.readmodels import SNAPSHOT_PAGE
+from common.readmodels import SNAPSHOT_PAGE, ReadModelFill
 from common.rpc import call, service_proxy
 from services.members import (
     api_keys,
@@ -31,7 +32,7 @@ from services.members import (
     reactions,
     users,
 )
-from services.members.models import HandledRequest, OutboxEvent
+from services.members.models import READ_MODELS, HandledRequest, OutboxEvent
 from services.members.own_memberships import OwnMemberships
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,11 @@ class MembersService:
     mailer = MailerProvider()
     orgs = service_proxy("orgs")
     memberships = OwnMemberships()      # who may call what (common.commands), from members' own tables
+    fill = ReadModelFill(READ_MODELS)
 
     @query(CREDENTIAL)
     def ping(self, caller):
+        self.fill.check()       # degraded until the read model was first filled
         return "pong"
 
     # ---- users and founders (called by orgs) ---------------------------------------------------------

@@ -152,29 +152,10 @@ def test_my_usage_without_ids_lists_every_membership_but_those_of_deleted_organi
     assert rpc_calls(service) == []
 
 
-# ---- budget_groups_of_members --------------------------------------------------------------------------
-def test_budget_groups_of_members_refuses_bad_ids(store, alice):
-    service = credits_worker(store, alice, roles=["member"])
-    for user_ids in ([f"u{i}" for i in range(501)], [1], ["bob", None], "bob", None, {"bob": 1}, ("bob",)):
-        with pytest.raises(ValidationFailed) as err:
-            service.budget_groups_of_members(ORG, user_ids)
-        assert (err.value.code, err.value.field) == ("invalid_type", "user_ids"), user_ids
-    assert rpc_calls(service) == []
-
-
-def test_budget_groups_of_members_answers_any_member_for_up_to_500_ids(store, alice):
-    group = new_group(store, alice)
-    seat(store, alice, group, "u0007")
-    service = credits_worker(store, alice, ["billing"])
-    ids = [f"u{i:04d}" for i in range(500)]
-    assert service.budget_groups_of_members(ORG, ids) == {"u0007": group}
-    assert rpc_calls(service) == []
-
-
 def test_a_non_member_is_refused_as_for_an_unknown_organization(store, alice):
     service = credits_worker(store, alice, roles=None)
     for read in (lambda: service.get_credits(ORG), lambda: service.list_budget_groups(ORG),
-                 lambda: service.budget_groups_of_members(ORG, ["bob"])):
+                 lambda: service.list_alerts(ORG)):
         with pytest.raises(NotFound) as err:
             read()
         assert err.value.code == "organization_not_found"
