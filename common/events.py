@@ -42,10 +42,10 @@ ORGS_QUEUE = Queue("orgs.change-events", exchange=CHANGE_EXCHANGE, durable=True,
     binding(CHANGE_EXCHANGE, routing_key=key) for key in types.MEMBERSHIP_STATE_CARRIERS
 ])
 # The credits service takes a member who left or was removed out of their budget group, and keeps the
-# memberships and agents' access a spend is decided on (its read models).
+# memberships and agents' access a spend is decided on, and organizations' names (its read models).
 CREDITS_QUEUE = Queue("credits.change-events", exchange=CHANGE_EXCHANGE, durable=True, bindings=[
     binding(CHANGE_EXCHANGE, routing_key=key)
-    for key in (*types.MEMBERSHIP_STATE_CARRIERS, types.ORGANIZATION_DELETED, *types.AGENT_STATE_CARRIERS)
+    for key in (*types.MEMBERSHIP_STATE_CARRIERS, *types.ORGANIZATION_STATE_CARRIERS, *types.AGENT_STATE_CARRIERS)
 ])
 CONSUMER_QUEUES = (AUDIT_QUEUE, MEMBERS_QUEUE, ORGS_QUEUE, CREDITS_QUEUE)
 

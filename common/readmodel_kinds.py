@@ -10,17 +10,21 @@ saying the thing is gone), so an older state arriving late cannot bring it back.
   "version"}
 - budget group members, owned by credits: {"organization_id", "user_id", "budget_group_id", "version"}
   (which group a member of an organization is in; `budget_group_id` None: in none)
+- organizations, owned by orgs: {"organization_id", "name", "type", "created_at", "active", "version"}
+  (what the organization list shows and sorts by; a deleted one is a tombstone, active false)
 """
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import JSON, Boolean, DateTime, Integer, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from common.timeutil import iso
+from common.timeutil import iso, parse_iso
 
 MEMBERSHIPS = "memberships"
 AGENTS = "agents"
 BUDGET_GROUP_MEMBERS = "budget_group_members"
+ORGANIZATIONS = "organizations"
 
 
 # ---- the states events carry -------------------------------------------------------------------------
@@ -39,6 +43,12 @@ def budget_group_member_state(organization_id, user_id, budget_group_id, version
     """Which budget group a member is in (None: in none, also the tombstone of one taken out)."""
     return {"organization_id": organization_id, "user_id": user_id, "budget_group_id": budget_group_id,
             "version": int(version)}
+
+
+def organization_state(organization_id, name, type, created_at, version, active=True):
+    return {"organization_id": organization_id, "name": name, "type": type,
+            "created_at": created_at if isinstance(created_at, str) else iso(created_at),
+            "active": bool(active), "version": int(version)}
 
 
 # ---- tables (each consuming service declares `class X(XMixin, Base)` for those it keeps) --------------
@@ -74,6 +84,18 @@ class BudgetGroupMemberFactMixin:
     version: Mapped[int] = mapped_column(Integer)
 
 
+class OrganizationFactMixin:
+    """Each organization's name, type and creation time, and whether it is alive (owned by orgs)."""
+    __tablename__ = "organization_facts"
+
+    organization_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(16))
+    created_at = mapped_column(DateTime(timezone=True), nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean)
+    version: Mapped[int] = mapped_column(Integer)
+
+
 class RetiredOrganizationMixin:
     """Organizations deleted in orgs: their memberships count for nothing, whatever arrives later."""
     __tablename__ = "retired_organizations"
@@ -94,13 +116,23 @@ class ReadModelFilledMixin:
 class Kind:
     """One kind of fact: `name` is the key of its states in an event's `state` and its row in
     read_models_filled; `table` the ReadModels attribute of its table; `key` the state's fields that are
-    the row's primary key, `columns` the others kept; `owner`.`snapshot` the RPC that serves them all."""
+    the row's primary key, `columns` the others kept; `owner`.`snapshot` the RPC that serves them all;
+    `load`, if given, turns a state into the row's column values (e.g. ISO text into a datetime)."""
     name: str
     table: str
     key: tuple
     columns: tuple
     owner: str
     snapshot: str
+    load: Callable | None = None
+
+    def values(self, state):
+        values = {column: state[column] for column in self.columns}
+        return self.load(values) if self.load is not None else values
+
+
+def _organization_values(values):
+    return dict(values, created_at=parse_iso(values["created_at"]))
 
 
 KINDS = (
@@ -110,6 +142,8 @@ KINDS = (
          "orgs", "snapshot_agents"),
     Kind(BUDGET_GROUP_MEMBERS, "budget_group_members", ("organization_id", "user_id"), ("budget_group_id",),
          "credits", "snapshot_budget_group_members"),
+    Kind(ORGANIZATIONS, "organizations", ("organization_id",), ("name", "type", "created_at", "active"),
+         "orgs", "snapshot_organizations", load=_organization_values),
 )
 KIND = {kind.name: kind for kind in KINDS}
 
@@ -122,6 +156,7 @@ class ReadModels:
     retired: type | None = None
     agents: type | None = None
     budget_group_members: type | None = None
+    organizations: type | None = None
     # A select of the ids of organizations whose memberships count for nothing, for a service that knows
     # its deleted organizations itself (orgs); by default those retired here (`retired`).
     retired_ids: object = None

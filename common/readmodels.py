@@ -3,7 +3,7 @@ that service's change events, so that no request waits on a chain of RPC calls t
 permission (docs/decisions.md "Read models").
 
 Each kind of fact (common.readmodel_kinds: memberships owned by members, agents' access owned by orgs,
-budget group members owned by credits) travels in an event's `state` (beside the audit's
+budget group members owned by credits, organizations owned by orgs) travels in an event's `state` (beside the audit's
 `before`/`after`), as the whole current state of the thing and a version that only grows, per thing. A
 consumer applies a state only if its version is newer than the one it holds (`apply_state`, one rule
 for every kind), so redelivery and reordering are harmless; a removal is a tombstone (a newer version),
@@ -12,9 +12,9 @@ kept so that an older state arriving late cannot bring the thing back. An organi
 
 Reading the facts (with refusals confirmed by the owner) is common.membership_facts. Each owner serves
 a paged snapshot (readmodel_kinds.KINDS: members.snapshot_memberships, orgs.snapshot_agents,
-credits.snapshot_budget_group_members) for rebuilds and for the first fill of an empty read model:
-`ReadModelFill` does that when a service starts, and `python -m common.readmodels rebuild <service>`
-does it on demand.
+credits.snapshot_budget_group_members, orgs.snapshot_organizations) for rebuilds and for the first
+fill of an empty read model: `ReadModelFill` does that when a service starts, and
+`python -m common.readmodels rebuild <service>` does it on demand.
 """
 import argparse
 import importlib
@@ -36,15 +36,18 @@ from common.readmodel_kinds import (  # noqa: F401  (the names every service imp
     KIND,
     KINDS,
     MEMBERSHIPS,
+    ORGANIZATIONS,
     AgentAccessMixin,
     BudgetGroupMemberFactMixin,
     MembershipFactMixin,
+    OrganizationFactMixin,
     ReadModelFilledMixin,
     ReadModels,
     RetiredOrganizationMixin,
     agent_state,
     budget_group_member_state,
     membership_state,
+    organization_state,
 )
 from common.sql import conflict_insert
 from common.timeutil import utcnow
@@ -64,17 +67,16 @@ def _insert_if_absent(session, model, values):
 def apply_state(session, models, name, state):
     """Write `state` (of the kind `name`) into its row unless the row is as new; True if it was newer."""
     kind = KIND[name]
-    model, key = models.table(name), tuple(state[field] for field in kind.key)
+    model, key, values = models.table(name), tuple(state[field] for field in kind.key), kind.values(state)
     row = session.get(model, key, with_for_update=True)
     if row is None:
         # Version -1: any state, even one of version 0 (memberships from before versions), is newer.
-        _insert_if_absent(session, model, dict(zip(kind.key, key, strict=True), version=-1,
-                                               **{column: state[column] for column in kind.columns}))
+        _insert_if_absent(session, model, dict(zip(kind.key, key, strict=True), version=-1, **values))
         row = session.get(model, key, with_for_update=True, populate_existing=True)
     if row.version >= state["version"]:
         return False                    # what we hold is as new or newer: a redelivery or a late event
-    for column in kind.columns:
-        setattr(row, column, state[column])
+    for column, value in values.items():
+        setattr(row, column, value)
     row.version = state["version"]
     return True
 

@@ -2,7 +2,7 @@
 their members, each member's usage per month, alert settings and the alerts raised, idempotent requests,
 processed events, the outbox, and
 the read models a spend is decided on (memberships from members, agents' access from orgs:
-common.readmodels).
+common.readmodels), and organizations' names and order (from orgs) for "My usage".
 
 Amounts are whole numbers of ten-thousandths of a credit ("units", common.money), never floats.
 Invariant, kept in every transaction that touches an account (tests check it):
@@ -18,6 +18,7 @@ from common.outbox import OutboxMixin
 from common.readmodels import (
     AgentAccessMixin,
     MembershipFactMixin,
+    OrganizationFactMixin,
     ReadModelFilledMixin,
     ReadModels,
     RetiredOrganizationMixin,
@@ -189,9 +190,13 @@ class AgentAccess(AgentAccessMixin, Base):
     """Each agent's organization, contributors and assignees (owned by orgs): who may use it."""
 
 
+class OrganizationFact(OrganizationFactMixin, Base):
+    """Each organization's name, type, creation time, liveness (owned by orgs): "My usage" lists them."""
+
+
 class ReadModelFilled(ReadModelFilledMixin, Base):
     pass
 
 
 READ_MODELS = ReadModels(filled=ReadModelFilled, memberships=MembershipFact, retired=RetiredOrganization,
-                         agents=AgentAccess)
+                         agents=AgentAccess, organizations=OrganizationFact)

@@ -25,7 +25,7 @@ from common.outbox import OutboxRelay
 from common.permissions import Action, Scope
 from common.readmodels import SNAPSHOT_PAGE, ReadModelFill
 from common.rpc import service_proxy
-from services.credits import alerts, budgets, group_member_states, ledger, reactions, spends
+from services.credits import alerts, budgets, group_member_states, ledger, my_usage, reactions, spends
 from services.credits.agent_access import AgentUse
 from services.credits.models import READ_MODELS, HandledRequest, OutboxEvent
 
@@ -88,11 +88,10 @@ class CreditsService:
                                      access=self.agent_use)
 
     @query(PERSON)
-    def my_usage(self, caller, organization_ids=None):
-        """The caller's usage this period, what they can still spend and what binds, per organization they
-        belong to (of `organization_ids`, when given)."""
-        member_of = [m["organization_id"] for m in self.memberships.memberships_of(caller.identity.id)]
-        return ledger.usage_by_organization(self.db, caller.identity.id, member_of, organization_ids)
+    def my_usage(self, caller, cursor=None, limit=None):
+        """A page of the caller's organizations (in the organization list's order, with their names) and
+        their usage this period in each, what they can still spend and what binds."""
+        return my_usage.my_usage_page(self.db, caller.identity.id, cursor, limit)
 
     # ---- budget groups (Owner/Admin) ---------------------------------------------------------------
     @query(Action.MANAGE_BUDGET_GROUPS, key_scope=Scope.USAGE_READ)

@@ -21,7 +21,15 @@ from common.outbox import OutboxRelay
 from common.permissions import Action
 from common.readmodels import SNAPSHOT_PAGE, ReadModelFill
 from common.rpc import call, service_proxy
-from services.orgs import agent_people, agent_states, agent_transfer, agents, organizations, reactions
+from services.orgs import (
+    agent_people,
+    agent_states,
+    agent_transfer,
+    agents,
+    organization_states,
+    organizations,
+    reactions,
+)
 from services.orgs.models import READ_MODELS, HandledRequest, OutboxEvent
 
 
@@ -186,7 +194,12 @@ class OrgsService:
         user_roles = self._roles_of(organization_id, agent_people.clean_user_id(user_id))
         return give(self.db, caller.identity, caller.roles, organization_id, agent_id, user_id, user_roles)
 
-    # ---- agents' access for other services' read models (common.readmodels) --------------------------
+    # ---- organizations and agents' access for other services' read models (common.readmodels) --------
+    @query(SYSTEM)
+    def snapshot_organizations(self, caller, after=None, limit=SNAPSHOT_PAGE):
+        """One page of every organization's state (deleted ones as tombstones), for fills and rebuilds."""
+        return organization_states.snapshot(self.db, after, limit)
+
     @query(SYSTEM)
     def snapshot_agents(self, caller, after=None, limit=SNAPSHOT_PAGE):
         """One page of every agent's access state (deleted ones as tombstones), for fills and rebuilds."""
