@@ -29,10 +29,11 @@ CHANGE_EXCHANGE = Exchange("change-events", type="topic", durable=True)
 AUDIT_QUEUE = Queue("audit.change-events", exchange=CHANGE_EXCHANGE, routing_key="#", durable=True)
 # Every queue below that feeds a read model (common.readmodels) binds the events that carry its state.
 # The members service forgets the memberships of a deleted organization, and keeps which budget group
-# each member is in (its read model, fed by credits).
+# each member is in (fed by credits), organizations and agents (fed by orgs): its read models.
 MEMBERS_QUEUE = Queue("members.change-events", exchange=CHANGE_EXCHANGE, durable=True, bindings=[
     binding(CHANGE_EXCHANGE, routing_key=key)
-    for key in (types.ORGANIZATION_DELETED, *types.BUDGET_GROUP_MEMBER_STATE_CARRIERS)
+    for key in (*types.ORGANIZATION_STATE_CARRIERS, *types.BUDGET_GROUP_MEMBER_STATE_CARRIERS,
+                *types.AGENT_STATE_CARRIERS)
 ])
 # The orgs service moves a member who left or was removed back to their Individual organization and
 # takes away their access to agents (also a contributor's, on losing Builder); it assigns an accepted

@@ -1,7 +1,7 @@
 """Tables of the members service: users as the gateway saw them, memberships with their roles and
 versions, invitations and billing transfers, API keys; idempotent and handled requests, processed
-events (common.inbox), the outbox; the read model of which budget group each member is in (owned by
-credits, common.readmodels)."""
+events (common.inbox), the outbox; the read models (common.readmodels) of which budget group each
+member is in (owned by credits) and of organizations and agents (owned by orgs)."""
 from sqlalchemy import JSON, DateTime, ForeignKeyConstraint, Index, Integer, String, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
@@ -9,7 +9,13 @@ from common.handled_requests import HandledRequestMixin
 from common.idempotency import IdempotencyMixin
 from common.inbox import ProcessedEventMixin
 from common.outbox import OutboxMixin
-from common.readmodels import BudgetGroupMemberFactMixin, ReadModelFilledMixin, ReadModels
+from common.readmodels import (
+    AgentAccessMixin,
+    BudgetGroupMemberFactMixin,
+    OrganizationFactMixin,
+    ReadModelFilledMixin,
+    ReadModels,
+)
 
 PENDING = "pending"
 
@@ -160,8 +166,17 @@ class BudgetGroupMemberFact(BudgetGroupMemberFactMixin, Base):
     """Which budget group each member is in (owned by credits): the member list shows it."""
 
 
+class OrganizationFact(OrganizationFactMixin, Base):
+    """Each organization's name, type and liveness (owned by orgs): inviting and leaving decide on them."""
+
+
+class AgentAccess(AgentAccessMixin, Base):
+    """Each agent's organization and liveness (owned by orgs): an invitation names only live agents."""
+
+
 class ReadModelFilled(ReadModelFilledMixin, Base):
     pass
 
 
-READ_MODELS = ReadModels(filled=ReadModelFilled, budget_group_members=BudgetGroupMemberFact)
+READ_MODELS = ReadModels(filled=ReadModelFilled, budget_group_members=BudgetGroupMemberFact,
+                         organizations=OrganizationFact, agents=AgentAccess)

@@ -24,6 +24,12 @@ def changed(org):
     return {ORGANIZATIONS: [state_of(org)]}
 
 
+def current(store, organization_id):
+    """The organization's current state (handed to members with its founder: known there at once)."""
+    with store.read() as session:
+        return state_of(session.get(Organization, organization_id))
+
+
 def snapshot(store, after=None, limit=SNAPSHOT_PAGE):
     """One page of every organization's state, deleted ones as tombstones, by id: {"items", "next_after"}
     (the last id when there may be more, else None). For fills and rebuilds."""

@@ -156,13 +156,6 @@ def delete(store, identity, organization_id):
         return {"id": org.id, "deleted_at": iso(now), "active_organization_reset_for": fallen_back}
 
 
-def profile(store, organization_id):
-    """Name and type of a live organization (for services that checked the caller's membership)."""
-    with store.read() as session:
-        org = get_live(session, organization_id)
-        return {"id": org.id, "name": org.name, "type": org.type}
-
-
 def live_organizations(store, organization_ids):
     with store.read() as session:
         if not organization_ids:
