@@ -1,7 +1,8 @@
 """How the members service reacts to other services' change events (the binding of
 common.events.MEMBERS_QUEUE), each event once by the one rule of common.inbox: its id recorded in
-`processed_events` in the transaction of its effects. The states credits' events carry feed the read
-model of which budget group each member is in (common.readmodels)."""
+`processed_events` in the transaction of its effects. The states the events carry feed the read models
+(common.readmodels): which budget group each member is in (from credits), organizations and agents'
+access (from orgs)."""
 from sqlalchemy import delete
 
 from common import inbox
@@ -24,7 +25,7 @@ def organization_deleted(session, event):
         session.execute(delete(model).where(model.organization_id == organization_id))
 
 
-# member.budget_group_changed and budget_group.deleted only feed the read model.
+# Credits' and orgs' other events only feed the read models.
 REACTIONS = inbox.Reactions(inbox.Inbox(ProcessedEvent), read_models=READ_MODELS,
                             effects={ORGANIZATION_DELETED: organization_deleted})
 
