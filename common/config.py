@@ -21,10 +21,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production"   # documented; set JWT_SECRET anywhere else
 DEV_API_KEY_HASH_SECRET = "dev-only-api-key-hash-secret"       # documented; set API_KEY_HASH_SECRET elsewhere
 # Every service, the one list (migrations, make run, the gateway's /health, the tests), in the order they
-# are started: the owners of facts (members, then orgs) before the services whose read models fill from
-# them when they start. Those that keep read models (common.readmodels) are named beside it.
+# are started. Those that keep read models (common.readmodels) are named beside it: each fills an empty
+# read model from its owner's snapshot in the background, retrying until the owner answers, so services
+# that own facts of each other (members and credits) start in any order.
 SERVICES = ("members", "orgs", "credits", "audit")
-READ_MODEL_SERVICES = ("orgs", "credits", "audit")
+READ_MODEL_SERVICES = ("members", "orgs", "credits", "audit")
 # A CORS origin as browsers send it: scheme://host[:port], nothing after (no path, no trailing slash). No
 # `*` inside one: origins are compared exactly, so https://*.example.com would be a pattern that never matches.
 _ORIGIN = re.compile(r"https?://[^/?#*\s]+")

@@ -55,6 +55,10 @@ MEMBERSHIP_ENDED = (MEMBER_REMOVED, MEMBER_LEFT)
 # with which roles. (A billing transfer accepted moves Billing between two members.)
 MEMBERSHIP_STATE_CARRIERS = (MEMBER_ADDED, MEMBER_ROLES_CHANGED, MEMBER_REMOVED, MEMBER_LEFT, INVITATION_ACCEPTED,
                              BILLING_TRANSFER_ACCEPTED)
+# The events that carry members' budget group (which group each is in; credits' read model in members).
+BUDGET_GROUP_MEMBER_STATE_CARRIERS = (MEMBER_BUDGET_GROUP_CHANGED, BUDGET_GROUP_DELETED)
+# The events that carry an organization's state (name, type, creation time, liveness).
+ORGANIZATION_STATE_CARRIERS = (ORGANIZATION_CREATED, ORGANIZATION_RENAMED, ORGANIZATION_DELETED)
 # The events that carry an agent's access state: its organization, contributors and assignees.
 AGENT_STATE_CARRIERS = (AGENT_CREATED, AGENT_DELETED, AGENT_TRANSFERRED, AGENT_ACCESS_REVOKED, AGENT_CONTRIBUTOR_ADDED,
                         AGENT_CONTRIBUTOR_REMOVED, AGENT_ASSIGNEE_ADDED, AGENT_ASSIGNEE_REMOVED)

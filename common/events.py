@@ -28,10 +28,13 @@ CHANGE_EXCHANGE = Exchange("change-events", type="topic", durable=True)
 # The audit service stores every change event.
 AUDIT_QUEUE = Queue("audit.change-events", exchange=CHANGE_EXCHANGE, routing_key="#", durable=True)
 # Every queue below that feeds a read model (common.readmodels) binds the events that carry its state.
-# The members service forgets the memberships of a deleted organization.
-MEMBERS_QUEUE = Queue(
-    "members.change-events", exchange=CHANGE_EXCHANGE, routing_key=types.ORGANIZATION_DELETED, durable=True
-)
+# The members service forgets the memberships of a deleted organization, and keeps which budget group
+# each member is in (fed by credits), organizations and agents (fed by orgs): its read models.
+MEMBERS_QUEUE = Queue("members.change-events", exchange=CHANGE_EXCHANGE, durable=True, bindings=[
+    binding(CHANGE_EXCHANGE, routing_key=key)
+    for key in (*types.ORGANIZATION_STATE_CARRIERS, *types.BUDGET_GROUP_MEMBER_STATE_CARRIERS,
+                *types.AGENT_STATE_CARRIERS)
+])
 # The orgs service moves a member who left or was removed back to their Individual organization and
 # takes away their access to agents (also a contributor's, on losing Builder); it assigns an accepted
 # invitation's agents.
@@ -40,10 +43,10 @@ ORGS_QUEUE = Queue("orgs.change-events", exchange=CHANGE_EXCHANGE, durable=True,
     binding(CHANGE_EXCHANGE, routing_key=key) for key in types.MEMBERSHIP_STATE_CARRIERS
 ])
 # The credits service takes a member who left or was removed out of their budget group, and keeps the
-# memberships and agents' access a spend is decided on (its read models).
+# memberships and agents' access a spend is decided on, and organizations' names (its read models).
 CREDITS_QUEUE = Queue("credits.change-events", exchange=CHANGE_EXCHANGE, durable=True, bindings=[
     binding(CHANGE_EXCHANGE, routing_key=key)
-    for key in (*types.MEMBERSHIP_STATE_CARRIERS, types.ORGANIZATION_DELETED, *types.AGENT_STATE_CARRIERS)
+    for key in (*types.MEMBERSHIP_STATE_CARRIERS, *types.ORGANIZATION_STATE_CARRIERS, *types.AGENT_STATE_CARRIERS)
 ])
 CONSUMER_QUEUES = (AUDIT_QUEUE, MEMBERS_QUEUE, ORGS_QUEUE, CREDITS_QUEUE)
 

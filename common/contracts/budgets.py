@@ -1,13 +1,12 @@
 """A budget group (product rules §5), and the members a lookup of groups names."""
 from marshmallow import fields
-from marshmallow.validate import Length, Range
+from marshmallow.validate import Range
 
 from common.contracts.base import Coded, Contract
-from common.contracts.fields import Amount, ListOf, Text
+from common.contracts.fields import Amount, Text
 
 NAME_MAX_LENGTH = 200
 BUILDER_LIMIT_MAX = 100000
-MAX_GROUP_LOOKUP = 500      # user ids per groups_of_members lookup (a page of the member list)
 BUILDER_LIMIT = Coded(f"builder_limit must be a whole number from 0 to {BUILDER_LIMIT_MAX}, or null.",
                       "invalid_builder_limit")
 
@@ -24,13 +23,3 @@ class BudgetGroupInput(Contract):
     monthly_limit = Amount(allow_zero=True, allow_none=True)
     builder_limit = fields.Integer(strict=True, allow_none=True, error_messages={"invalid": BUILDER_LIMIT},
                                    validate=[Range(0, BUILDER_LIMIT_MAX, error=BUILDER_LIMIT)])
-
-
-LOOKUP = Coded(f"user_ids must be a list of at most {MAX_GROUP_LOOKUP} user ids.", "invalid_type")
-
-
-class MemberLookupInput(Contract):
-    """Whose budget groups the member list shows."""
-    user_ids = ListOf(fields.String(error_messages={"invalid": LOOKUP, "null": LOOKUP}), required=True,
-                      validate=[Length(max=MAX_GROUP_LOOKUP, error=LOOKUP)],
-                      error_messages={"invalid": LOOKUP, "null": LOOKUP, "required": LOOKUP})

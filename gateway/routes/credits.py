@@ -74,14 +74,11 @@ class CreditRoutes:
            response=OrganizationUsagePage(), query_schema=ListQuery(),
            query={"cursor": "from next_cursor", "limit": "1-200, default 50"})
     def my_usage(self, request):
-        # A page of my organizations (in the order of the organization list), and my usage in each.
+        # A page of my organizations (in the order of the organization list), and my usage in each: credits
+        # keeps the organizations' names and memberships (its read models).
         query = load(ListQuery(), request.args.to_dict())
-        organizations = call(self.orgs.list_organizations, query["cursor"], query["limit"])
-        names = {card["id"]: card["name"] for card in organizations["items"]}
-        items = [dict(usage, organization_name=names[usage["organization_id"]])
-                 for usage in call(self.credits.my_usage, list(names))] if names else []
-        return json_response(OrganizationUsagePage().dump({"items": items,
-                                                           "next_cursor": organizations["next_cursor"]}))
+        return json_response(OrganizationUsagePage().dump(call(self.credits.my_usage, query["cursor"],
+                                                               query["limit"])))
 
     # ---- budget groups -----------------------------------------------------------------------------
     @route("GET", "/v1/organizations/<org_id>/budget-groups",

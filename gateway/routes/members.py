@@ -35,28 +35,20 @@ class MemberRoutes:
     def list_members(self, request, org_id):
         query = load(MembersQuery(), request.args.to_dict())
         filters = (org_id, query["q"], query["role"], query["sort"])
+        # Each member's budget group too: the members service keeps which group each one is in.
         if query["format"] != "csv":
             answer = call(self.members.list_members, *filters, query["cursor"], query["limit"])
-            return json_response(MemberPage().dump(self._members_page(org_id, answer)))
+            return json_response(MemberPage().dump(answer))
         members = Member(many=True).dump(export.every_page(
-            lambda cursor: self._members_page(org_id, call(self.members.list_members, *filters, cursor, 200))))
+            lambda cursor: call(self.members.list_members, *filters, cursor, 200)))
         return export.members_csv(org_id, members)
-
-    def _members_page(self, org_id, page):
-        """Members come from the members service, their budget group from credits (which owns groups)."""
-        groups = call(self.credits.budget_groups_of_members, org_id, [m["user_id"] for m in page["items"]]) \
-            if page["items"] else {}
-        for member in page["items"]:
-            member["budget_group_id"] = groups.get(member["user_id"])
-        return page
 
     @route("PATCH", "/v1/organizations/<org_id>/members/<user_id>", "Edit a member's roles (Owner/Admin)",
            body=RolesBody(), response=Member(), errors=(403, 409))
     def edit_member_roles(self, request, org_id, user_id):
         body = read_json(request, RolesBody())
+        # The member as the list shows them, their budget group included.
         member = call(self.members.edit_roles, org_id, user_id, body["roles"])
-        # Its budget group as the member list shows it (credits owns groups): not null for a member in one.
-        [member] = self._members_page(org_id, {"items": [member]})["items"]
         return json_response(Member().dump(member))
 
     @route("DELETE", "/v1/organizations/<org_id>/members/<user_id>",

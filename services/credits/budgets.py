@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from common.auth import is_valid_user_id
 from common.contracts import load
-from common.contracts.budgets import BudgetGroupInput, MemberLookupInput
+from common.contracts.budgets import BudgetGroupInput
 from common.errors import Conflict, NotFound, member_not_found
 from common.events import changed_fields
 from common.money import format_amount
@@ -26,6 +26,7 @@ from services.credits.events import (
     MEMBER_BUDGET_GROUP_CHANGED,
     emit,
 )
+from services.credits.group_member_states import carried, changed_state
 from services.credits.models import BudgetGroup, BudgetGroupMember, MemberUsage
 from services.credits.schemas import budget_group_schema, group_membership_schema
 
@@ -138,11 +139,15 @@ def delete_group(store, identity, organization_id, group_id, now=None):
     now = now or utcnow()
     with store.write() as session:
         group = _group(session, organization_id, group_id, for_update=True)
-        count = _member_count(session, group.id)
+        user_ids = sorted(session.scalars(select(BudgetGroupMember.user_id)
+                                          .where(BudgetGroupMember.group_id == group.id)).all())
         session.execute(BudgetGroupMember.__table__.delete().where(BudgetGroupMember.group_id == group.id))
         session.delete(group)
+        # Its members are in no group now: each one's new state rides on the one event.
+        states = [changed_state(session, organization_id, user_id, None) for user_id in user_ids]
         emit(session, BUDGET_GROUP_DELETED, "delete", organization_id, identity, "budget_group", group.id,
-             before=dict(_shown({k: getattr(group, k) for k in GROUP_FIELDS}), member_count=count), occurred_at=now)
+             before=dict(_shown({k: getattr(group, k) for k in GROUP_FIELDS}), member_count=len(user_ids)),
+             occurred_at=now, state=carried(*states))
 
 
 # ---- members of groups -----------------------------------------------------------------------------
@@ -210,7 +215,8 @@ def assign_member(store, identity, organization_id, group_id, user_id, is_builde
             session.add(current)
         current.group_id, current.added_by, current.added_at = group.id, identity.id, now
         emit(session, MEMBER_BUDGET_GROUP_CHANGED, "update", organization_id, identity, "member", user_id,
-             before={"budget_group_id": previous}, after={"budget_group_id": group.id}, occurred_at=now)
+             before={"budget_group_id": previous}, after={"budget_group_id": group.id}, occurred_at=now,
+             state=carried(changed_state(session, organization_id, user_id, group.id)))
         return membership_dict(current), True
 
 
@@ -225,7 +231,8 @@ def unassign_member(store, identity, organization_id, group_id, user_id, now=Non
             raise NotFound("This member is not in the budget group.", code="not_in_budget_group", field="user_id")
         session.delete(current)
         emit(session, MEMBER_BUDGET_GROUP_CHANGED, "update", organization_id, identity, "member", user_id,
-             before={"budget_group_id": group.id}, after={"budget_group_id": None}, occurred_at=now)
+             before={"budget_group_id": group.id}, after={"budget_group_id": None}, occurred_at=now,
+             state=carried(changed_state(session, organization_id, user_id, None)))
 
 
 def forget_member(session, event):
@@ -237,21 +244,8 @@ def forget_member(session, event):
     session.delete(current)
     emit(session, MEMBER_BUDGET_GROUP_CHANGED, "update", organization_id, event["actor"], "member", user_id,
          before={"budget_group_id": current.group_id}, after={"budget_group_id": None},
-         correlation_id=event["event_id"])
+         correlation_id=event["event_id"], state=carried(changed_state(session, organization_id, user_id, None)))
     return True
-
-
-def clean_lookup_ids(user_ids):
-    """The user ids of a groups_of_members lookup, checked: a list of at most MAX_GROUP_LOOKUP strings."""
-    return load(MemberLookupInput, {"user_ids": user_ids})["user_ids"]
-
-
-def groups_of_members(store, organization_id, user_ids):
-    """{user_id: budget_group_id} for those of `user_ids` who are in a group (the member list shows it)."""
-    with store.read() as session:
-        rows = session.execute(select(BudgetGroupMember.user_id, BudgetGroupMember.group_id).where(
-            BudgetGroupMember.organization_id == organization_id, BudgetGroupMember.user_id.in_(user_ids))).all()
-    return dict(rows)
 
 
 def membership_dict(membership):

@@ -2,7 +2,7 @@
 their members, each member's usage per month, alert settings and the alerts raised, idempotent requests,
 processed events, the outbox, and
 the read models a spend is decided on (memberships from members, agents' access from orgs:
-common.readmodels).
+common.readmodels), and organizations' names and order (from orgs) for "My usage".
 
 Amounts are whole numbers of ten-thousandths of a credit ("units", common.money), never floats.
 Invariant, kept in every transaction that touches an account (tests check it):
@@ -18,6 +18,7 @@ from common.outbox import OutboxMixin
 from common.readmodels import (
     AgentAccessMixin,
     MembershipFactMixin,
+    OrganizationFactMixin,
     ReadModelFilledMixin,
     ReadModels,
     RetiredOrganizationMixin,
@@ -114,6 +115,17 @@ class BudgetGroupMember(Base):
     added_at = mapped_column(DateTime(timezone=True), nullable=False)
 
 
+class BudgetGroupMemberVersion(Base):
+    """The version of which group one member of one organization is in, raised by every change to it (the
+    members service's read model applies a state only if its version is newer: group_member_states.py).
+    Never deleted, so a member taken out and put in again continues the count."""
+    __tablename__ = "budget_group_member_versions"
+
+    organization_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+
+
 class AlertSettings(Base):
     """What an organization wants to be alerted of (alerts.py): percents of a member's monthly limit and a
     balance floor. No row, or a row with neither, means no alerts, and spends then skip alerts entirely."""
@@ -178,9 +190,13 @@ class AgentAccess(AgentAccessMixin, Base):
     """Each agent's organization, contributors and assignees (owned by orgs): who may use it."""
 
 
+class OrganizationFact(OrganizationFactMixin, Base):
+    """Each organization's name, type, creation time, liveness (owned by orgs): "My usage" lists them."""
+
+
 class ReadModelFilled(ReadModelFilledMixin, Base):
     pass
 
 
 READ_MODELS = ReadModels(filled=ReadModelFilled, memberships=MembershipFact, retired=RetiredOrganization,
-                         agents=AgentAccess)
+                         agents=AgentAccess, organizations=OrganizationFact)

@@ -15,7 +15,7 @@ from nameko.messaging import consume
 from nameko.timer import timer
 
 from common.auth import Auth
-from common.commands import CREDENTIAL, OPTIONAL, PERSON, REQUIRED, USES_AGENT, command, query
+from common.commands import CREDENTIAL, OPTIONAL, PERSON, REQUIRED, SYSTEM, USES_AGENT, command, query
 from common.config import settings
 from common.db import Database
 from common.events import CREDITS_QUEUE, change_event_or_none
@@ -23,9 +23,9 @@ from common.heap import FrozenStartupHeap
 from common.membership_facts import MembershipFacts
 from common.outbox import OutboxRelay
 from common.permissions import Action, Scope
-from common.readmodels import ReadModelFill
+from common.readmodels import SNAPSHOT_PAGE, ReadModelFill
 from common.rpc import service_proxy
-from services.credits import alerts, budgets, ledger, reactions, spends
+from services.credits import alerts, budgets, group_member_states, ledger, my_usage, reactions, spends
 from services.credits.agent_access import AgentUse
 from services.credits.models import READ_MODELS, HandledRequest, OutboxEvent
 
@@ -88,11 +88,10 @@ class CreditsService:
                                      access=self.agent_use)
 
     @query(PERSON)
-    def my_usage(self, caller, organization_ids=None):
-        """The caller's usage this period, what they can still spend and what binds, per organization they
-        belong to (of `organization_ids`, when given)."""
-        member_of = [m["organization_id"] for m in self.memberships.memberships_of(caller.identity.id)]
-        return ledger.usage_by_organization(self.db, caller.identity.id, member_of, organization_ids)
+    def my_usage(self, caller, cursor=None, limit=None):
+        """A page of the caller's organizations (in the organization list's order, with their names) and
+        their usage this period in each, what they can still spend and what binds."""
+        return my_usage.my_usage_page(self.db, caller.identity.id, cursor, limit)
 
     # ---- budget groups (Owner/Admin) ---------------------------------------------------------------
     @query(Action.MANAGE_BUDGET_GROUPS, key_scope=Scope.USAGE_READ)
@@ -128,11 +127,11 @@ class CreditsService:
     def remove_budget_group_member(self, caller, organization_id, group_id, user_id):
         budgets.unassign_member(self.db, caller.identity, organization_id, group_id, user_id)
 
-    @query(Action.VIEW_MEMBERS)
-    def budget_groups_of_members(self, caller, organization_id, user_ids):
-        """{user_id: budget_group_id} for the member list (any member may see it)."""
-        budgets.clean_lookup_ids(user_ids)
-        return budgets.groups_of_members(self.db, organization_id, user_ids)
+    @query(SYSTEM)
+    def snapshot_budget_group_members(self, caller, after=None, limit=SNAPSHOT_PAGE):
+        """A page of every member's budget group as a state, to fill or rebuild the members service's read
+        model (the system only)."""
+        return group_member_states.snapshot_group_members(self.db, after, limit)
 
     # ---- alerts (Owner/Admin/Billing): thresholds of members' budgets and the balance, alerts.py --------
     @query(Action.MANAGE_ALERTS, key_scope=Scope.USAGE_READ)

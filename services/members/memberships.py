@@ -10,7 +10,7 @@ Billing holder, one pending transfer) hold when two requests race on PostgreSQL;
 BEGIN IMMEDIATE already serializes writers. The lock also orders the versions of the memberships it
 changes: each change attaches the membership's new state to its event (membership_states.py).
 """
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 
 from common.db import retry_on_unique_race
 from common.errors import Conflict, ValidationFailed, member_not_found, organization_not_found
@@ -41,7 +41,7 @@ from services.members.member_rules import (
     parse_roles,
 )
 from services.members.membership_states import carried, changed_state, current_state, removed_state
-from services.members.models import PENDING, BillingTransfer, MemberRole, Membership, User
+from services.members.models import PENDING, BillingTransfer, BudgetGroupMemberFact, MemberRole, Membership, User
 from services.members.schemas import member_schema, membership_schema
 
 MEMBER_SORTS = ("name", "joined_at", "role")
@@ -124,7 +124,11 @@ def list_members(store, identity, organization_id, q=None, role=None, sort=None,
                                code="invalid_sort", field="sort")
     with store.read() as session:
         caller_membership(session, organization_id, identity, Action.VIEW_MEMBERS)
-        query = (select(Membership, User).join(User, User.id == Membership.user_id)
+        query = (select(Membership, User, BudgetGroupMemberFact.budget_group_id)
+                 .join(User, User.id == Membership.user_id)
+                 .outerjoin(BudgetGroupMemberFact, and_(
+                     BudgetGroupMemberFact.organization_id == Membership.organization_id,
+                     BudgetGroupMemberFact.user_id == Membership.user_id))
                  .where(Membership.organization_id == organization_id))
         if q:
             query = query.where(or_(func.lower(User.name).like(like_pattern(q), escape="\\"),
@@ -153,7 +157,8 @@ def edit_roles(store, identity, organization_id, user_id, roles):
             state = set_roles(session, target, after)
             emit(session, MEMBER_ROLES_CHANGED, "update", organization_id, identity, "member", target.user_id,
                  before={"roles": sort_roles(before)}, after={"roles": sort_roles(after)}, state=carried(state))
-        return member_dict(target, session.get(User, target.user_id))
+        group = session.get(BudgetGroupMemberFact, (organization_id, target.user_id))
+        return member_dict(target, session.get(User, target.user_id), group.budget_group_id if group else None)
 
 
 def remove_member(store, identity, organization_id, user_id, now=None):
@@ -208,11 +213,12 @@ def set_roles(session, membership, roles):
     return changed_state(session, membership)
 
 
-def member_dict(membership, user):
+def member_dict(membership, user, budget_group_id=None):
     return member_schema.dump({
         "user_id": membership.user_id, "name": user.name, "email": user.email, "roles": membership.roles,
-        # Budget groups belong to the credits service; the gateway fills this in from there.
-        "budget_group_id": None, "joined_at": membership.joined_at})
+        # Budget groups belong to the credits service: which one a member is in comes from the read model
+        # of them it keeps (models.BudgetGroupMemberFact, fed by credits' events).
+        "budget_group_id": budget_group_id, "joined_at": membership.joined_at})
 
 
 def _owner_count(session, organization_id):

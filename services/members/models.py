@@ -1,6 +1,7 @@
 """Tables of the members service: users as the gateway saw them, memberships with their roles and
 versions, invitations and billing transfers, API keys; idempotent and handled requests, processed
-events (common.inbox), the outbox."""
+events (common.inbox), the outbox; the read models (common.readmodels) of which budget group each
+member is in (owned by credits) and of organizations and agents (owned by orgs)."""
 from sqlalchemy import JSON, DateTime, ForeignKeyConstraint, Index, Integer, String, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
@@ -8,6 +9,13 @@ from common.handled_requests import HandledRequestMixin
 from common.idempotency import IdempotencyMixin
 from common.inbox import ProcessedEventMixin
 from common.outbox import OutboxMixin
+from common.readmodels import (
+    AgentAccessMixin,
+    BudgetGroupMemberFactMixin,
+    OrganizationFactMixin,
+    ReadModelFilledMixin,
+    ReadModels,
+)
 
 PENDING = "pending"
 
@@ -151,3 +159,24 @@ class ApiKey(Base):
     last_used_at = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+# ---- read models (common.readmodels): fed by credits' change events ------------------------------------
+class BudgetGroupMemberFact(BudgetGroupMemberFactMixin, Base):
+    """Which budget group each member is in (owned by credits): the member list shows it."""
+
+
+class OrganizationFact(OrganizationFactMixin, Base):
+    """Each organization's name, type and liveness (owned by orgs): inviting and leaving decide on them."""
+
+
+class AgentAccess(AgentAccessMixin, Base):
+    """Each agent's organization and liveness (owned by orgs): an invitation names only live agents."""
+
+
+class ReadModelFilled(ReadModelFilledMixin, Base):
+    pass
+
+
+READ_MODELS = ReadModels(filled=ReadModelFilled, budget_group_members=BudgetGroupMemberFact,
+                         organizations=OrganizationFact, agents=AgentAccess)

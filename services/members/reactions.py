@@ -1,13 +1,15 @@
 """How the members service reacts to other services' change events (the binding of
 common.events.MEMBERS_QUEUE), each event once by the one rule of common.inbox: its id recorded in
-`processed_events` in the transaction of its effects."""
+`processed_events` in the transaction of its effects. The states the events carry feed the read models
+(common.readmodels): which budget group each member is in (from credits), organizations and agents'
+access (from orgs)."""
 from sqlalchemy import delete
 
 from common import inbox
 from common.event_types import ORGANIZATION_DELETED
 from common.timeutil import utcnow
 from services.members.api_keys import revoke_keys_of_deleted_organization
-from services.members.models import BillingTransfer, Invitation, MemberRole, Membership, ProcessedEvent
+from services.members.models import READ_MODELS, BillingTransfer, Invitation, MemberRole, Membership, ProcessedEvent
 
 
 def organization_deleted(session, event):
@@ -23,7 +25,9 @@ def organization_deleted(session, event):
         session.execute(delete(model).where(model.organization_id == organization_id))
 
 
-REACTIONS = inbox.Reactions(inbox.Inbox(ProcessedEvent), effects={ORGANIZATION_DELETED: organization_deleted})
+# Credits' and orgs' other events only feed the read models.
+REACTIONS = inbox.Reactions(inbox.Inbox(ProcessedEvent), read_models=READ_MODELS,
+                            effects={ORGANIZATION_DELETED: organization_deleted})
 
 
 def handle_change_event(store, event):

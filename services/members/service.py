@@ -2,8 +2,10 @@
 invitations.py and billing_transfers.py, the reaction to other services' events in reactions.py.
 
 The members service owns memberships, so the pipeline (common.commands) checks permissions on its own
-data (own_memberships.py); it asks orgs only for an organization's type and name, and whether
-its agents exist, when inviting.
+data (own_memberships.py); which budget group each member is in, and organizations' names, types and
+liveness and agents' organizations come from its read models of credits' and orgs' facts
+(common.readmodels, filled at start by `fill`; organization_facts.py). It asks orgs only to confirm that
+an agent an invitation names is unknown before refusing it.
 """
 import logging
 
@@ -20,18 +22,19 @@ from common.heap import FrozenStartupHeap
 from common.mail import MailerProvider
 from common.outbox import OutboxRelay
 from common.permissions import Action
-from common.readmodels import SNAPSHOT_PAGE
-from common.rpc import call, service_proxy
+from common.readmodels import SNAPSHOT_PAGE, ReadModelFill
+from common.rpc import service_proxy
 from services.members import (
     api_keys,
     billing_transfers,
     invitations,
     membership_states,
     memberships,
+    organization_facts,
     reactions,
     users,
 )
-from services.members.models import HandledRequest, OutboxEvent
+from services.members.models import READ_MODELS, HandledRequest, OutboxEvent
 from services.members.own_memberships import OwnMemberships
 
 log = logging.getLogger(__name__)
@@ -48,11 +51,13 @@ class MembersService:
     db = Database(handled_requests=HandledRequest)
     outbox = OutboxRelay(OutboxEvent)
     mailer = MailerProvider()
-    orgs = service_proxy("orgs")
+    orgs = service_proxy("orgs")        # only to confirm an unknown agent (organization_facts.py)
     memberships = OwnMemberships()      # who may call what (common.commands), from members' own tables
+    fill = ReadModelFill(READ_MODELS)
 
     @query(CREDENTIAL)
     def ping(self, caller):
+        self.fill.check()       # degraded until the read model was first filled
         return "pong"
 
     # ---- users and founders (called by orgs) ---------------------------------------------------------
@@ -63,8 +68,10 @@ class MembersService:
         return {"user": user, "created": created}
 
     @command(PERSON)
-    def add_founder(self, caller, organization_id):
-        """The caller becomes Owner and Billing of a brand-new organization (called by orgs)."""
+    def add_founder(self, caller, organization_id, organization=None):
+        """The caller becomes Owner and Billing of a brand-new organization (called by orgs, which hands
+        over the organization's state: known here before anyone can invite into it)."""
+        organization_facts.remember_organization(self.db, organization_id, organization)
         return memberships.add_founder(self.db, caller.identity, organization_id)
 
     # ---- membership states for other services' read models (common.readmodels) ----------------------
@@ -96,11 +103,10 @@ class MembersService:
         try:
             return memberships.remove_member(self.db, caller.identity, organization_id, user_id)
         except Conflict as refusal:
-            # The one member of an Individual organization holds Billing, so leaving it ends here; only
-            # orgs knows the organization's type, asked only now (never inside the write transaction),
-            # so that the answer says why: there is no one to hand Billing to.
+            # The one member of an Individual organization holds Billing, so leaving it ends here; the
+            # answer says why (there is no one to hand Billing to), from the read model of organizations.
             if refusal.code == memberships.BILLING_HOLDER_CANNOT_LEAVE \
-                    and call(self.orgs.organization_profile, organization_id)["type"] == "individual":
+                    and organization_facts.organization_profile(self.db, organization_id)["type"] == "individual":
                 raise Conflict("You cannot leave your Individual organization: it is your own.",
                                code="individual_organization") from None
             raise
@@ -109,12 +115,12 @@ class MembersService:
     @command(Action.MANAGE_INVITATIONS, idempotency=OPTIONAL)
     def invite(self, caller, organization_id, email, roles, agent_ids=None, idempotency_key=None):
         identity = caller.identity
-        # The organization's type and name from orgs (404 if it was deleted a moment ago) and its agents
-        # (422 unknown_agent), once the pipeline checked the caller's right to invite (common.commands).
-        organization = call(self.orgs.organization_profile, organization_id)
+        # The organization's type and name (404 if it was deleted) and its agents (422 unknown_agent) from
+        # the read models, once the pipeline checked the caller's right to invite (common.commands).
+        organization = organization_facts.organization_profile(self.db, organization_id)
         agent_ids = invitations.clean_agent_ids(agent_ids)
         if agent_ids:
-            call(self.orgs.check_agent_ids, organization_id, agent_ids)
+            organization_facts.check_agent_ids(self.db, organization_id, agent_ids, lambda: self.orgs)
         invitation, created = invitations.invite(self.db, identity, organization, email, roles, agent_ids,
                                                  idempotency_key)
         if created:   # a replayed idempotency key sent its email the first time

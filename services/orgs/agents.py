@@ -224,17 +224,3 @@ def delete_agent(store, identity, roles, organization_id, agent_id, now=None):
         emit(session, AGENT_DELETED, "delete", agent.organization_id, identity, "agent", agent.id,
              before=dict(config_of(agent), **access_of(agent)), state=access_changed(agent))
         return {"id": agent.id, "deleted_at": iso(now)}
-
-
-def check_agent_ids(store, organization_id, agent_ids):
-    """Refuse ids that are not live agents of the organization (invitations name agents to assign)."""
-    if not agent_ids:
-        return []
-    with store.read() as session:
-        found = set(session.scalars(select(Agent.id).where(
-            Agent.id.in_(agent_ids), Agent.organization_id == organization_id, Agent.deleted_at.is_(None))))
-    unknown = [a for a in agent_ids if a not in found]
-    if unknown:
-        raise ValidationFailed(f"No agent {unknown[0]} in this organization.", code="unknown_agent",
-                               field="agent_ids", details={"unknown_agent_ids": unknown})
-    return list(agent_ids)

@@ -28,6 +28,9 @@ class Organization(Base):
     updated_at = mapped_column(DateTime(timezone=True), nullable=False)
     # Deleted organizations are kept (their id stays taken, their audit trail stays meaningful).
     deleted_at = mapped_column(DateTime(timezone=True), nullable=True)
+    # Counts its changes (created, renamed, deleted): the version its events' `state` carries, so other
+    # services' read models of organizations keep only the newest (organization_states.py).
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ActiveOrganization(Base):

@@ -21,6 +21,7 @@ from common.paging import Keyset, asc, keyset_page
 from common.permissions import sort_roles
 from common.readmodels import apply_membership
 from common.timeutil import iso, utcnow
+from services.orgs import organization_states
 from services.orgs.events import (
     ACTIVE_ORGANIZATION_CHANGED,
     ORGANIZATION_CREATED,
@@ -82,7 +83,7 @@ def ensure_individual(store, identity):
             if session.get(ActiveOrganization, identity.id) is None:
                 session.add(ActiveOrganization(user_id=identity.id, organization_id=org.id, updated_at=now))
             emit(session, ORGANIZATION_CREATED, "create", org.id, identity, "organization", org.id,
-                 after={"name": name, "type": INDIVIDUAL})
+                 after={"name": name, "type": INDIVIDUAL}, state=organization_states.changed(org))
             session.flush()
             return org_dict(org)
     return retry_on_unique_race(create)
@@ -114,7 +115,7 @@ def create_collective(store, identity, name, idempotency_key=None):
                            created_at=now, updated_at=now)
         session.add(org)
         emit(session, ORGANIZATION_CREATED, "create", org.id, identity, "organization", org.id,
-             after={"name": name, "type": COLLECTIVE})
+             after={"name": name, "type": COLLECTIVE}, state=organization_states.changed(org))
         session.flush()
         return org_dict(org)
     return idempotency.keyed_write(store, IdempotentRequest, identity.id, idempotency_key, operation, create)
@@ -129,7 +130,7 @@ def rename(store, identity, organization_id, name):
         before = org.name
         org.name, org.updated_at = name, utcnow()
         emit(session, ORGANIZATION_RENAMED, "update", org.id, identity, "organization", org.id,
-             before={"name": before}, after={"name": name})
+             before={"name": before}, after={"name": name}, state=organization_states.changed(org))
         return org_dict(org)
 
 
@@ -143,15 +144,8 @@ def delete(store, identity, organization_id):
         org.deleted_at = now
         fallen_back = _fall_back_to_individual(session, org.id, now)
         emit(session, ORGANIZATION_DELETED, "delete", org.id, identity, "organization", org.id,
-             before={"name": org.name, "type": org.type})
+             before={"name": org.name, "type": org.type}, state=organization_states.changed(org))
         return {"id": org.id, "deleted_at": iso(now), "active_organization_reset_for": fallen_back}
-
-
-def profile(store, organization_id):
-    """Name and type of a live organization (for services that checked the caller's membership)."""
-    with store.read() as session:
-        org = get_live(session, organization_id)
-        return {"id": org.id, "name": org.name, "type": org.type}
 
 
 def live_organizations(store, organization_ids):

@@ -21,7 +21,15 @@ from common.outbox import OutboxRelay
 from common.permissions import Action
 from common.readmodels import SNAPSHOT_PAGE, ReadModelFill
 from common.rpc import call, service_proxy
-from services.orgs import agent_people, agent_states, agent_transfer, agents, organizations, reactions
+from services.orgs import (
+    agent_people,
+    agent_states,
+    agent_transfer,
+    agents,
+    organization_states,
+    organizations,
+    reactions,
+)
 from services.orgs.models import READ_MODELS, HandledRequest, OutboxEvent
 
 
@@ -47,7 +55,7 @@ class OrgsService:
         their Individual organization and their Owner+Billing membership of it exist. Idempotent."""
         call(self.members.register_user)
         individual = organizations.ensure_individual(self.db, caller.identity)
-        organizations.remember_founder(self.db, call(self.members.add_founder, individual["id"]))
+        organizations.remember_founder(self.db, self._add_founder(individual["id"]))
         return self._me(caller.identity)
 
     @query(PERSON)
@@ -65,23 +73,21 @@ class OrgsService:
     def create_organization(self, caller, name, idempotency_key=None):
         org = organizations.create_collective(self.db, caller.identity, name, idempotency_key)
         # Also on a replay: if the first attempt died before this call, the retry completes it.
-        membership = call(self.members.add_founder, org["id"])
+        membership = self._add_founder(org["id"])
         organizations.remember_founder(self.db, membership)
         card = organizations.card(org, membership, active_id=None)
         if org.get(idempotency.REPLAYED):
             card[idempotency.REPLAYED] = True       # the gateway's Idempotent-Replayed header
         return card
 
+    def _add_founder(self, organization_id):
+        """Members makes the caller the founder, told the organization's state (its read model of
+        organizations knows the organization before anyone can invite into it)."""
+        return call(self.members.add_founder, organization_id, organization_states.current(self.db, organization_id))
+
     @query(MEMBER)
     def get_organization(self, caller, organization_id):
         return organizations.member_card(self.db, caller.identity.id, caller.membership)
-
-    @query(SERVICE)
-    def organization_profile(self, caller, organization_id):
-        """Name and type of a live organization, for services that have checked the caller's membership
-        themselves (members, when inviting). It does not ask members back: a call cycle
-        members -> orgs -> members can exhaust the members workers under load and deadlock."""
-        return organizations.profile(self.db, organization_id)
 
     @command(Action.RENAME_ORGANIZATION)
     def rename_organization(self, caller, organization_id, name):
@@ -163,13 +169,6 @@ class OrgsService:
         return agent_transfer.transfer_agent(self.db, caller.identity, source_roles, destination_roles, organization_id,
                                              agent_id, destination_organization_id, dry_run, people_roles)
 
-    @query(SERVICE)
-    def check_agent_ids(self, caller, organization_id, agent_ids):
-        """The ids if all are live agents of the organization, 422 unknown_agent otherwise. For members
-        (invitations name agents), which has checked the caller's rights itself; like
-        organization_profile it does not ask members back (no call cycle)."""
-        return agents.check_agent_ids(self.db, organization_id, agent_ids)
-
     def _destination_roles(self, caller, organization_id, destination_id):
         """The caller's roles in a transfer's destination; None when they are not a member there or it
         is no other organization (check_transfer refuses both, each with its own error)."""
@@ -186,7 +185,12 @@ class OrgsService:
         user_roles = self._roles_of(organization_id, agent_people.clean_user_id(user_id))
         return give(self.db, caller.identity, caller.roles, organization_id, agent_id, user_id, user_roles)
 
-    # ---- agents' access for other services' read models (common.readmodels) --------------------------
+    # ---- organizations and agents' access for other services' read models (common.readmodels) --------
+    @query(SYSTEM)
+    def snapshot_organizations(self, caller, after=None, limit=SNAPSHOT_PAGE):
+        """One page of every organization's state (deleted ones as tombstones), for fills and rebuilds."""
+        return organization_states.snapshot(self.db, after, limit)
+
     @query(SYSTEM)
     def snapshot_agents(self, caller, after=None, limit=SNAPSHOT_PAGE):
         """One page of every agent's access state (deleted ones as tombstones), for fills and rebuilds."""

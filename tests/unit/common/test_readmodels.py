@@ -208,13 +208,20 @@ def test_a_rebuild_from_the_snapshot_equals_the_incremental_path(store, tmp_path
     assert readmodels.is_filled(rebuilt, MODELS, readmodels.MEMBERSHIPS)
 
 
-def test_the_services_with_read_models_start_after_the_owners_of_their_facts():
-    """common.config names the services that keep read models beside the list of services, which is in the
-    order they start: each owner before the services whose read models fill from it at start."""
+def test_every_read_model_fills_from_a_system_only_snapshot_of_another_service():
+    """common.config names the services that keep read models; each kind they keep is owned by another
+    service, whose snapshot RPC answers only the system. Owners keep read models of each other (members
+    and credits), so no start order can put every owner first: the fill runs in the background and
+    retries until the owner answers (ReadModelFill), and services start in any order."""
+    from common.commands import SYSTEM, declaration_of
     modules = {name: importlib.import_module(f"services.{name}.models") for name in SERVICES}
     with_models = {name: module.READ_MODELS for name, module in modules.items() if hasattr(module, "READ_MODELS")}
     assert tuple(with_models) == READ_MODEL_SERVICES
     for name, models in with_models.items():
+        assert readmodels.kept(models), name
         for kept in readmodels.kept(models):
-            owner = readmodels.SOURCES[kept][0]
-            assert SERVICES.index(owner) < SERVICES.index(name), (name, kept, owner)
+            owner, method = readmodels.SOURCES[kept]
+            assert owner in SERVICES and owner != name, (name, kept, owner)
+            service = importlib.import_module(f"services.{owner}.service")
+            [service_class] = [c for c in vars(service).values() if getattr(c, "name", None) == owner]
+            assert declaration_of(getattr(service_class, method)).access is SYSTEM, (owner, method)

@@ -316,7 +316,10 @@ def test_delete_removes_the_members_and_emits_one_event(store, alice, bob):
     budgets.delete_group(store, bob, ORG, group, now=LATER)
 
     assert member_rows(store) == [("dave", keep)]
-    assert budgets.groups_of_members(store, ORG, ["bob", "carl", "dave"]) == {"dave": keep}
+    # The one event carries each former member's new state (in no group) for the members service.
+    [deleted] = events(store, "budget_group.deleted")
+    assert [(s["user_id"], s["budget_group_id"], s["version"]) for s in deleted["state"]["budget_group_members"]] \
+        == [("bob", None, 2), ("carl", None, 2)]
     # Uncapped: no group binds bob's spending any more.
     assert ledger.allowance_of(store, ORG, "bob", now=LATER).group is None
     with pytest.raises(NotFound):
@@ -655,14 +658,17 @@ def test_unassign_of_someone_not_in_this_group_is_not_found(store, alice):
     assert events(store) == before
 
 
-def test_groups_of_members_maps_only_those_in_a_group_of_this_organization(store, alice):
+def test_every_change_of_a_members_group_carries_their_state_with_a_version_that_only_grows(store, alice):
     a, b = new_group(store, alice, "A"), new_group(store, alice, "B")
     theirs = new_group(store, alice, "T", org=OTHER_ORG)
     put(store, alice, a, "bob")
-    put(store, alice, b, "carl")
-    put(store, alice, theirs, "dave", org=OTHER_ORG)
-    assert budgets.groups_of_members(store, ORG, ["bob", "carl", "dave", "erin"]) == {"bob": a, "carl": b}
-    assert budgets.groups_of_members(store, ORG, []) == {}
+    put(store, alice, b, "bob")                                   # moved
+    budgets.unassign_member(store, alice, ORG, b, "bob")          # taken out
+    put(store, alice, a, "bob")                                   # and in again: the count goes on
+    put(store, alice, theirs, "bob", org=OTHER_ORG)               # another organization: its own count
+    states = [s for e in events(store, "member.budget_group_changed") for s in e["state"]["budget_group_members"]]
+    assert [(s["organization_id"], s["budget_group_id"], s["version"]) for s in states] == \
+        [(ORG, a, 1), (ORG, b, 2), (ORG, None, 3), (ORG, a, 4), (OTHER_ORG, theirs, 1)]
 
 
 # ---- reactions: a member who leaves or is removed leaves their group -------------------------------------

@@ -1,14 +1,18 @@
 """The credits service's entrypoints with Nameko's worker_factory: the database is real, members and
 orgs are mocks (tests/unit/credits/facts.py). Permissions and members' roles come from the read models;
 members is asked only to confirm a refusal. Spends are in test_spends.py."""
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from common.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, ValidationFailed
-from common.event_types import MEMBER_ROLES_CHANGED, ORGANIZATION_DELETED
+from common import readmodels
+from common.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable, ValidationFailed
+from common.event_types import MEMBER_ROLES_CHANGED, ORGANIZATION_DELETED, ORGANIZATION_RENAMED
 from common.events import change_event
+from common.readmodels import organization_state
 from common.timeutil import utcnow
 from services.credits import allowances, budgets
-from services.credits.models import MemberUsage
+from services.credits.models import READ_MODELS, MemberUsage
 from tests.unit.credits.facts import (
     ORG,
     credits_worker,
@@ -18,6 +22,8 @@ from tests.unit.credits.facts import (
     next_version,
     rpc_calls,
 )
+
+T_ORG = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
 def members_of(store, group_id):
@@ -124,57 +130,60 @@ def test_create_group_refuses_bad_fields_of_an_admin_and_a_stranger_before_readi
         stranger.create_budget_group(ORG, {"name": "N", "builder_limit": 1.5})
 
 
-# ---- my_usage: the organizations the caller belongs to, from the read model ----------------------------
-def test_my_usage_keeps_the_order_asked_for_and_drops_organizations_the_caller_is_not_in(store, bob):
+# ---- my_usage: the caller's organizations, names and order from the read models ------------------------
+def organization(store, org, name, type="collective", created_at=T_ORG, version=1, active=True):
+    state = organization_state(org, name, type, created_at, version, active=active)
+    with store.write() as session:
+        readmodels.apply_state(session, READ_MODELS, readmodels.ORGANIZATIONS, state)
+    return state
+
+
+def test_my_usage_pages_the_callers_live_organizations_in_the_organization_lists_order(store, bob):
     period = allowances.period_of(utcnow())
     with store.write() as session:
         session.add(MemberUsage(organization_id="org-c", user_id="bob", period=period, used=25000,
                                 updated_at=utcnow()))
     service = credits_worker(store, bob, roles=None)
+    organization(store, "org-c", "Clinic", created_at=T_ORG)
+    organization(store, "org-a", "Atelier", created_at=T_ORG + timedelta(days=1))
+    organization(store, "org-b", "Bob", type="individual", created_at=T_ORG + timedelta(days=2))
+    organization(store, "org-x", "Left", created_at=T_ORG)
+    organization(store, "org-y", "Not mine", created_at=T_ORG)
     for org in ("org-a", "org-b", "org-c"):
         member(store, "bob", ["member"], org=org)
     member(store, "bob", ["member"], org="org-x", active=False)        # removed: a tombstone
-    items = service.my_usage(["org-c", "org-x", "org-a"])
-    assert [(i["organization_id"], i["used"]) for i in items] == [("org-c", "2.5000"), ("org-a", "0.0000")]
-    assert all(i["budget"]["period"] == period for i in items)
+    first = service.my_usage(limit=2)
+    assert [(i["organization_id"], i["organization_name"], i["used"]) for i in first["items"]] == \
+        [("org-b", "Bob", "0.0000"), ("org-c", "Clinic", "2.5000")]     # Individual first, then oldest
+    assert all(i["budget"]["period"] == period for i in first["items"])
+    rest = service.my_usage(cursor=first["next_cursor"], limit=2)
+    assert [i["organization_id"] for i in rest["items"]] == ["org-a"] and rest["next_cursor"] is None
+    with pytest.raises(BadRequest):
+        service.my_usage(cursor="not-a-cursor")
     assert rpc_calls(service) == []
 
 
-def test_my_usage_without_ids_lists_every_membership_but_those_of_deleted_organizations(store, bob):
+def test_my_usage_leaves_out_deleted_and_unknown_organizations_and_follows_renames(store, bob):
     service = credits_worker(store, bob, roles=None)
-    for org in ("org-b", "org-a", "org-gone"):
+    for org in ("org-b", "org-a", "org-gone", "org-unknown"):
         member(store, "bob", ["billing"], org=org)
+    for org in ("org-a", "org-b", "org-gone"):
+        organization(store, org, org.upper())
     deliver(store, change_event(ORGANIZATION_DELETED, "delete", "org-gone", bob.as_actor(), "organization",
-                                "org-gone"))
-    assert sorted(i["organization_id"] for i in service.my_usage()) == ["org-a", "org-b"]
-    assert service.my_usage([]) == []
-    assert service.my_usage(["org-x", "org-gone"]) == []
-    assert rpc_calls(service) == []
-
-
-# ---- budget_groups_of_members --------------------------------------------------------------------------
-def test_budget_groups_of_members_refuses_bad_ids(store, alice):
-    service = credits_worker(store, alice, roles=["member"])
-    for user_ids in ([f"u{i}" for i in range(501)], [1], ["bob", None], "bob", None, {"bob": 1}, ("bob",)):
-        with pytest.raises(ValidationFailed) as err:
-            service.budget_groups_of_members(ORG, user_ids)
-        assert (err.value.code, err.value.field) == ("invalid_type", "user_ids"), user_ids
-    assert rpc_calls(service) == []
-
-
-def test_budget_groups_of_members_answers_any_member_for_up_to_500_ids(store, alice):
-    group = new_group(store, alice)
-    seat(store, alice, group, "u0007")
-    service = credits_worker(store, alice, ["billing"])
-    ids = [f"u{i:04d}" for i in range(500)]
-    assert service.budget_groups_of_members(ORG, ids) == {"u0007": group}
-    assert rpc_calls(service) == []
+                                "org-gone", state={readmodels.ORGANIZATIONS: [
+                                    organization_state("org-gone", "ORG-GONE", "collective", T_ORG, 2, False)]}))
+    renamed = organization_state("org-a", "Renamed", "collective", T_ORG, 3)
+    assert deliver(store, change_event(ORGANIZATION_RENAMED, "update", "org-a", bob.as_actor(), "organization",
+                                       "org-a", state={readmodels.ORGANIZATIONS: [renamed]})) is True
+    organization(store, "org-a", "Stale", version=2)                    # late: older than the rename
+    items = service.my_usage()["items"]
+    assert [(i["organization_id"], i["organization_name"]) for i in items] == [("org-a", "Renamed"), ("org-b", "ORG-B")]
 
 
 def test_a_non_member_is_refused_as_for_an_unknown_organization(store, alice):
     service = credits_worker(store, alice, roles=None)
     for read in (lambda: service.get_credits(ORG), lambda: service.list_budget_groups(ORG),
-                 lambda: service.budget_groups_of_members(ORG, ["bob"])):
+                 lambda: service.list_alerts(ORG)):
         with pytest.raises(NotFound) as err:
             read()
         assert err.value.code == "organization_not_found"

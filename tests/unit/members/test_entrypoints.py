@@ -1,5 +1,6 @@
 """The members service's entrypoints with Nameko's worker_factory (orgs and the mailer are mocks, the
-database is real), and the mailer against a tiny local SMTP server."""
+database is real: organizations' names and types come from its read model), and the mailer against a
+tiny local SMTP server."""
 import socket
 import threading
 
@@ -9,18 +10,25 @@ from nameko.testing.services import worker_factory
 from common.config import settings
 from common.errors import Conflict, Forbidden
 from common.mail import Mailer
-from services.members import invitations, memberships, users
+from common.readmodels import organization_state
+from services.members import invitations, memberships, organization_facts, users
 from services.members.own_memberships import Memberships
 from services.members.service import MembersService
 
 ORG = {"id": "org-1", "name": "Sehat Clinic", "type": "collective"}
 
 
+def known(store, type="collective", version=1):
+    """ORG as orgs hands it over with its founder (the members service's read model of organizations)."""
+    organization_facts.remember_organization(store, ORG["id"], organization_state(
+        ORG["id"], ORG["name"], type, "2026-01-05T09:00:00Z", version))
+
+
 def members_worker(store, identity):
     service = worker_factory(MembersService, db=store)
     service.auth.identity = identity
     service.memberships = Memberships(store)
-    service.orgs.organization_profile.call_async.return_value.result.return_value = ORG
+    known(store)
     return service
 
 
@@ -45,7 +53,7 @@ def test_invite_refused_by_the_matrix_sends_nothing(make_store, alice, bob):
     service = members_worker(store, bob)
     with pytest.raises(Forbidden):
         service.invite(ORG["id"], "someone@example.com", ["member"])
-    service.orgs.organization_profile.call_async.assert_not_called()   # refused before asking orgs
+    assert service.orgs.mock_calls == []
     service.mailer.send.assert_not_called()
 
 
@@ -56,11 +64,12 @@ def test_the_billing_holder_leaving_is_told_why_they_cannot(make_store, alice, o
     store = make_store("members")
     memberships.add_founder(store, alice, ORG["id"])
     service = members_worker(store, alice)
-    service.orgs.organization_profile.call_async.return_value.result.return_value = dict(ORG, type=organization_type)
+    known(store, organization_type, version=2)
     with pytest.raises(Conflict) as err:
         service.remove_member(ORG["id"], alice.id)
     assert err.value.code == code
     assert memberships.membership_of(store, ORG["id"], alice.id)["roles"] == ["owner", "billing"]
+    assert service.orgs.mock_calls == []                                # decided from the read model
 
 
 def test_leaving_asks_orgs_nothing_when_it_is_allowed(make_store, alice, bob):
@@ -71,7 +80,7 @@ def test_leaving_asks_orgs_nothing_when_it_is_allowed(make_store, alice, bob):
     invitations.accept_invitation(store, bob, invitation["id"])
     service = members_worker(store, bob)
     assert service.remove_member(ORG["id"], bob.id)["left"] is True
-    service.orgs.organization_profile.call_async.assert_not_called()
+    assert service.orgs.mock_calls == []
 
 
 class FakeSmtpServer:

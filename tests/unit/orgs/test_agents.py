@@ -270,18 +270,3 @@ def test_admin_deletes_too(store, org, alice):
     agent = new_agent(store, org, alice)["id"]
     agents.delete_agent(store, DAVE, ADMIN, org, agent)
     assert stored(store, agent)["deleted"] is True
-
-
-# ---- check_agent_ids -------------------------------------------------------------------------------------
-def test_check_agent_ids(store, org, alice):
-    live = [new_agent(store, org, alice, name=n)["id"] for n in ("A", "B")]
-    gone = new_agent(store, org, alice, name="Gone")["id"]
-    agents.delete_agent(store, alice, OWNER, org, gone)
-    other_org = organizations.create_collective(store, alice, "Other")["id"]
-    foreign = new_agent(store, other_org, alice, name="Foreign")["id"]
-    assert agents.check_agent_ids(store, org, []) == []
-    assert agents.check_agent_ids(store, org, live) == live
-    with pytest.raises(ValidationFailed) as err:
-        agents.check_agent_ids(store, org, [live[0], "nope", gone, foreign, live[1]])
-    assert (err.value.code, err.value.field) == ("unknown_agent", "agent_ids")
-    assert err.value.details == {"unknown_agent_ids": ["nope", gone, foreign]}

@@ -142,7 +142,9 @@ def test_sign_in_lists_the_individual_organization_at_once(store, alice):
     """members' add_founder answers with the new membership's state: applied before get_me reads."""
     service = orgs_worker(store, alice)
 
-    def add_founder(org_id):
+    def add_founder(org_id, organization):
+        assert (organization["organization_id"], organization["type"], organization["version"]) == \
+            (org_id, "individual", 1)                   # members is told the new organization's state
         membership = {"organization_id": org_id, "user_id": alice.id, "roles": ["owner", "billing"],
                       "member_count": 1}
         return Reply(dict(membership, state=membership_state(org_id, alice.id, ["owner", "billing"], 1)))
@@ -155,7 +157,7 @@ def test_sign_in_lists_the_individual_organization_at_once(store, alice):
 
 def test_an_add_founder_answer_without_state_is_tolerated(store, alice):
     service = orgs_worker(store, alice)
-    service.members.add_founder.call_async.side_effect = lambda org_id: Reply(
+    service.members.add_founder.call_async.side_effect = lambda org_id, organization: Reply(
         {"organization_id": org_id, "user_id": alice.id, "roles": ["owner", "billing"], "member_count": 1})
     card = service.create_organization("Clinic")
     assert (card["name"], card["roles"]) == ("Clinic", ["owner", "billing"])
@@ -164,7 +166,7 @@ def test_an_add_founder_answer_without_state_is_tolerated(store, alice):
 
 def test_a_new_organization_is_listed_right_away(store, alice):
     service = orgs_worker(store, alice)
-    service.members.add_founder.call_async.side_effect = lambda org_id: Reply(
+    service.members.add_founder.call_async.side_effect = lambda org_id, organization: Reply(
         {"organization_id": org_id, "user_id": alice.id, "roles": ["owner", "billing"], "member_count": 1,
          "state": membership_state(org_id, alice.id, ["owner", "billing"], 1)})
     card = service.create_organization("Clinic")

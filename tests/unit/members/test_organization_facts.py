@@ -1,0 +1,137 @@
+"""The members service's read models of orgs' facts (services/members/organization_facts.py): an
+organization's name, type and liveness and an agent's organization and liveness, applied by version
+through the one reaction rule, handed over with the founder, filled from orgs' snapshots; inviting and
+the Billing holder's leave are decided from them, an unknown agent confirmed with orgs first."""
+from types import SimpleNamespace
+
+import pytest
+
+from common import readmodels
+from common.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
+from common.event_types import AGENT_CREATED, ORGANIZATION_DELETED, ORGANIZATION_RENAMED
+from common.events import change_event
+from common.readmodels import AGENTS, ORGANIZATIONS, agent_state, organization_state
+from services.members import memberships, organization_facts, reactions
+from services.members.models import READ_MODELS
+from services.members.service import MembersService
+from services.orgs import agent_states, organization_states, organizations
+from tests.unit.members.helpers import ORG
+from tests.unit.orgs.helpers import new_agent
+
+CREATED = "2026-01-05T09:00:00Z"
+
+
+def org_event(type_, state, action="update"):
+    return change_event(type_, action, state["organization_id"], {"id": "dina"}, "organization",
+                        state["organization_id"], state={ORGANIZATIONS: [state]})
+
+
+def agent_event(state):
+    return change_event(AGENT_CREATED, "create", state["organization_id"], {"id": "dina"}, "agent",
+                        state["agent_id"], state={AGENTS: [state]})
+
+
+def founded(store, who, type="collective"):
+    """ORG founded by `who`: orgs hands its state to add_founder (as services/orgs/service.py does)."""
+    organization_facts.remember_organization(store, ORG["id"], organization_state(
+        ORG["id"], ORG["name"], type, CREATED, 1))
+    memberships.add_founder(store, who, ORG["id"])
+
+
+def test_the_profile_follows_the_newest_state_and_a_deletion_is_404(make_store, alice):
+    store = make_store("members")
+    founded(store, alice)
+    assert organization_facts.organization_profile(store, ORG["id"]) == ORG
+    renamed = organization_state(ORG["id"], "Sehat 2", "collective", CREATED, 2)
+    assert reactions.handle_change_event(store, org_event(ORGANIZATION_RENAMED, renamed)) is True
+    late = organization_state(ORG["id"], "Old name", "collective", CREATED, 1)
+    reactions.handle_change_event(store, org_event(ORGANIZATION_RENAMED, late))       # older: nothing
+    assert organization_facts.organization_profile(store, ORG["id"])["name"] == "Sehat 2"
+    deleted = org_event(ORGANIZATION_DELETED, dict(renamed, active=False, version=3), action="delete")
+    assert reactions.handle_change_event(store, deleted) is True
+    assert reactions.handle_change_event(store, deleted) is False                    # redelivered
+    for organization_id in (ORG["id"], "never-heard-of", None):
+        with pytest.raises(NotFound) as err:
+            organization_facts.organization_profile(store, organization_id)
+        assert err.value.code == "organization_not_found"
+
+
+def test_a_founders_organization_state_that_is_not_its_own_is_left_out(make_store):
+    store = make_store("members")
+    other = organization_state("org-2", "Other", "collective", CREATED, 1)
+    assert organization_facts.remember_organization(store, ORG["id"], other) is False
+    assert organization_facts.remember_organization(store, ORG["id"], None) is False
+    assert organization_facts.remember_organization(store, ORG["id"], {"organization_id": ORG["id"]}) is False
+    with pytest.raises(NotFound):
+        organization_facts.organization_profile(store, ORG["id"])
+
+
+class Orgs:
+    """orgs' agent_states as the confirm sees it (a reply with .result()), recording what was asked."""
+
+    def __init__(self, states=(), down=False):
+        self.states, self.down, self.asked = list(states), down, []
+
+    @property
+    def agent_states(self):
+        def call_async(organization_id, agent_ids):
+            self.asked.append(list(agent_ids))
+            if self.down:
+                raise ServiceUnavailable("orgs is down", code="service_unavailable")
+            return SimpleNamespace(result=lambda: [s for s in self.states if s["agent_id"] in agent_ids])
+        return SimpleNamespace(call_async=call_async, service_name="orgs", method_name="agent_states")
+
+
+def test_agents_are_checked_locally_and_an_unknown_one_confirmed_with_orgs(make_store):
+    store = make_store("members")
+    reactions.handle_change_event(store, agent_event(agent_state("a-1", ORG["id"], [], [], 1)))
+    reactions.handle_change_event(store, agent_event(agent_state("a-gone", ORG["id"], [], [], 2, active=False)))
+    reactions.handle_change_event(store, agent_event(agent_state("a-theirs", "org-2", [], [], 1)))
+    orgs = Orgs()
+    assert organization_facts.check_agent_ids(store, ORG["id"], ["a-1"], lambda: orgs) == ["a-1"]
+    assert orgs.asked == []                                             # known here: nobody asked
+    with pytest.raises(ValidationFailed) as err:
+        organization_facts.check_agent_ids(store, ORG["id"], ["a-1", "a-gone", "nope", "a-theirs"], lambda: orgs)
+    assert (err.value.code, err.value.field, err.value.details) == \
+        ("unknown_agent", "agent_ids", {"unknown_agent_ids": ["a-gone", "nope", "a-theirs"]})
+    assert orgs.asked == [["a-gone", "nope", "a-theirs"]]               # the refusal was confirmed first
+    # An agent created a moment ago (its event still on its way) is confirmed and accepted.
+    fresh = Orgs([agent_state("a-new", ORG["id"], [], [], 1)])
+    assert organization_facts.check_agent_ids(store, ORG["id"], ["a-new"], lambda: fresh) == ["a-new"]
+    # With orgs down, the local answer stands.
+    with pytest.raises(ValidationFailed):
+        organization_facts.check_agent_ids(store, ORG["id"], ["a-later"], lambda: Orgs(down=True))
+
+
+def test_organizations_and_agents_fill_from_orgs_snapshots(make_store, alice):
+    orgs_store, store = make_store("orgs"), make_store("members")
+    org = organizations.create_collective(orgs_store, alice, "Clinic")["id"]
+    agent = new_agent(orgs_store, org, alice)["id"]
+
+    class OrgsSnapshots:
+        def snapshot_organizations(self, after, limit):
+            return organization_states.snapshot(orgs_store, after, limit)
+
+        def snapshot_agents(self, after, limit):
+            return agent_states.snapshot(orgs_store, after, limit)
+
+    rpc = SimpleNamespace(orgs=OrgsSnapshots())
+    assert readmodels.fill(store, READ_MODELS, ORGANIZATIONS, rpc) == 1
+    assert readmodels.fill(store, READ_MODELS, AGENTS, rpc) == 1
+    assert organization_facts.organization_profile(store, org) == {"id": org, "name": "Clinic", "type": "collective"}
+    assert organization_facts.check_agent_ids(store, org, [agent]) == [agent]         # no orgs to ask
+
+
+def test_the_billing_holder_of_an_individual_organization_is_told_why_without_asking_orgs(make_store, alice):
+    from nameko.testing.services import worker_factory
+
+    from services.members.own_memberships import Memberships
+    store = make_store("members")
+    founded(store, alice, type="individual")
+    service = worker_factory(MembersService, db=store)
+    service.auth.identity = alice
+    service.memberships = Memberships(store)
+    with pytest.raises(Conflict) as err:
+        service.remove_member(ORG["id"], alice.id)
+    assert err.value.code == "individual_organization"
+    assert service.orgs.mock_calls == []
