@@ -115,7 +115,10 @@ def test_contributors_are_builders_managed_by_owners_and_admins_and_never_zero(s
     ok(owner.patch(f"/v1/organizations/{org}/members/{second.id}", json={"roles": ["member"]}))
     wait_for(lambda: ok(owner.get(agents_path(org, agent["id"])))["contributors"] == [],
              message="the contributor who lost Builder to be dropped")
-    types = [r["type"] for r in trail(owner, org, agent["id"], field="contributors")["items"]]
+    # The trail is written when the audit service has the events: wait for the fourth, then check the order.
+    types = wait_for(lambda: (lambda found: found if len(found) == 4 else None)(
+        [r["type"] for r in trail(owner, org, agent["id"], field="contributors")["items"]]),
+        message="four contributor changes in the agent's trail")
     assert types == ["agent.access_revoked", "agent.contributor_removed", "agent.contributor_added",
                      "agent.created"]
 
