@@ -58,6 +58,19 @@ SNAPSHOT_PAGE = 500
 
 
 # ---- applying states ---------------------------------------------------------------------------------
+# ---- the owners' side: a version per thing that only grows ----------------------------------------------
+def raise_version(session, model, **key):
+    """Raise the thing's version in the owner's `model` (its key columns and `version`; rows never deleted,
+    so a thing removed and added again counts on) and return it: 1 for its first change."""
+    row = session.get(model, tuple(key.values()), with_for_update=True)
+    if row is None:
+        row = model(**key, version=0)
+        session.add(row)
+    row.version += 1
+    session.flush()     # a second change in the same transaction finds the row
+    return row.version
+
+
 def _insert_if_absent(session, model, values):
     """INSERT .. ON CONFLICT DO NOTHING: two writers that both found no row (an event and a confirmed
     refusal, or two replicas) must not fail on the primary key; the second one then locks the first's."""

@@ -12,7 +12,7 @@ from sqlalchemy import and_, select
 
 from common.errors import ValidationFailed
 from common.paging import Keyset, asc, check_limit, keyset_rows
-from common.readmodels import BUDGET_GROUP_MEMBERS, SNAPSHOT_PAGE, budget_group_member_state
+from common.readmodels import BUDGET_GROUP_MEMBERS, SNAPSHOT_PAGE, budget_group_member_state, raise_version
 from services.credits.models import BudgetGroupMember, BudgetGroupMemberVersion
 
 MAX_SNAPSHOT_PAGE = 1000
@@ -22,13 +22,7 @@ BY_MEMBER = Keyset("budget_group_member_states", asc("organization_id", BudgetGr
 
 def next_version(session, organization_id, user_id):
     """Raise the placement's version and return it (1 for its first change)."""
-    row = session.get(BudgetGroupMemberVersion, (organization_id, user_id), with_for_update=True)
-    if row is None:
-        row = BudgetGroupMemberVersion(organization_id=organization_id, user_id=user_id, version=0)
-        session.add(row)
-    row.version += 1
-    session.flush()     # a second change in the same transaction finds the row
-    return row.version
+    return raise_version(session, BudgetGroupMemberVersion, organization_id=organization_id, user_id=user_id)
 
 
 def changed_state(session, organization_id, user_id, budget_group_id):

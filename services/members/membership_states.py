@@ -14,7 +14,7 @@ from common.auth import is_valid_user_id
 from common.errors import ValidationFailed
 from common.paging import Keyset, asc, check_limit, keyset_rows
 from common.permissions import sort_roles
-from common.readmodels import MEMBERSHIPS, SNAPSHOT_PAGE, membership_state
+from common.readmodels import MEMBERSHIPS, SNAPSHOT_PAGE, membership_state, raise_version
 from services.members.models import Membership, MembershipVersion
 
 MAX_SNAPSHOT_PAGE = 1000
@@ -27,13 +27,7 @@ BY_MEMBERSHIP = Keyset("memberships", asc("organization_id", Membership.organiza
 def next_version(session, organization_id, user_id):
     """Raise the membership's version and return it: 1 for its first change, and on from where it was
     for a membership removed and added again (the version rows are never deleted)."""
-    row = session.get(MembershipVersion, (organization_id, user_id), with_for_update=True)
-    if row is None:
-        row = MembershipVersion(organization_id=organization_id, user_id=user_id, version=0)
-        session.add(row)
-    row.version += 1
-    session.flush()     # a second change in the same transaction finds the row
-    return row.version
+    return raise_version(session, MembershipVersion, organization_id=organization_id, user_id=user_id)
 
 
 def version_of(session, organization_id, user_id):
