@@ -42,7 +42,10 @@ class AgentInput(Contract):
             raise ValidationError(NAME_REQUIRED, "name")
         url = data.get("avatar_url")
         if url:
-            parts = urlsplit(url)
+            try:
+                parts = urlsplit(url)
+            except ValueError:          # e.g. "http://[::1": an unclosed IPv6 address (was a 500)
+                raise ValidationError(INVALID_URL, "avatar_url") from None
             if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in url):
                 raise ValidationError(INVALID_URL, "avatar_url")
 

@@ -73,7 +73,8 @@ def test_unknown_field_is_refused_and_named():
 
 
 @pytest.mark.parametrize("url", ["ftp://example.com/a.png", "javascript:alert(1)", "example.com/a.png",
-                                 "https://", "http://exa mple.com/a.png", "data:image/png;base64,AAAA"])
+                                 "https://", "http://exa mple.com/a.png", "data:image/png;base64,AAAA",
+                                 "http://[::1", "https://[not-an-address]/a.png"])   # urlsplit raises on these
 def test_avatar_must_be_an_http_url(url):
     with pytest.raises(ValidationFailed) as err:
         agents.clean_fields({"name": "n", "avatar_url": url}, creating=True)
