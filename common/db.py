@@ -14,9 +14,10 @@ SQLite (the default) and PostgreSQL behave differently under concurrency, and th
   file). A commit's fsync blocked the whole service process (0.3 ms or more each, a fifth of credits'
   time under load). SQLITE_SYNCHRONOUS=FULL syncs every commit; PostgreSQL always does.
 """
+import copy
 import logging
 import threading
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 import eventlet
 import psycogreen.eventlet
@@ -80,6 +81,8 @@ def is_sqlite(engine):
 class Store:
     """A service's database: `read()` and `write()` give sessions that commit or roll back as a unit."""
 
+    request_id = None       # the RPC request a worker's view serves (for_request)
+
     def __init__(self, url):
         self.url = url
         self.engine = get_engine(url)
@@ -93,47 +96,31 @@ class Store:
         with Session(self.engine, expire_on_commit=False) as session:
             yield session
 
-    @contextmanager
-    def read_then_write(self):
-        """For a unit of work that first reads what it decides on, then writes: yields a ReadThenWrite
-        whose `read()` and `write()` give the sessions of each phase. On PostgreSQL they are one
-        transaction on one connection (reads take no locks there, and a second connection would cost
-        its own round trips); on SQLite a read transaction, then the write one, so that the database's
-        single write lock is not held while reading."""
-        if not self._sqlite:
-            with self.write() as session:
-                yield ReadThenWrite(read=lambda: nullcontext(session), write=lambda: nullcontext(session))
-            return
-        yield ReadThenWrite(read=self.read, write=self.write)
+    @property
+    def is_sqlite(self):
+        return self._sqlite
+
+    def for_request(self, request_id):
+        """This store as a worker serving RPC request `request_id` sees it: the pipeline's unit of work
+        (common.unit_of_work) records the request as handled in its first write transaction."""
+        view = copy.copy(self)
+        view.request_id = request_id
+        return view
 
     @contextmanager
     def write(self):
-        """A write transaction; committed when the block ends, rolled back on an exception. The first
-        write transaction of an RPC request records the request as handled (common.handled_requests)."""
+        """A write transaction; committed when the block ends, rolled back on an exception."""
         if not self._sqlite:
-            with self._recording_request(Session(self.engine, expire_on_commit=False)) as session:
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
                 yield session
             return
         with self._write_lock:
             connection = self.engine.connect().execution_options(sqlite_begin="IMMEDIATE")
             try:
-                with self._recording_request(Session(bind=connection, expire_on_commit=False)) as session:
+                with Session(bind=connection, expire_on_commit=False) as session, session.begin():
                     yield session
             finally:
                 connection.close()
-
-    @staticmethod
-    @contextmanager
-    def _recording_request(session):
-        recorded = False
-        try:
-            with session, session.begin():
-                recorded = handled_requests.record(session)
-                yield session
-        except BaseException:
-            if recorded:                # rolled back: the request's next write transaction records it
-                handled_requests.forget()
-            raise
 
 
 def retry_on_unique_race(attempt):
@@ -149,7 +136,7 @@ def retry_on_unique_race(attempt):
 
 
 class ReadThenWrite:
-    """One unit of work in two phases, `read()` then `write()` (Store.read_then_write)."""
+    """One unit of work in two phases, `read()` then `write()` (common.unit_of_work.UnitOfWork.read_then_write)."""
 
     def __init__(self, read, write):
         self.read, self.write = read, write
@@ -161,15 +148,17 @@ def service_store(container):
 
 
 class Database(DependencyProvider):
-    """Gives each worker the service's `Store` (service_store). With `handled_requests` (the service's
-    HandledRequest model), the RPC request a worker serves is recorded by its first write transaction,
-    and a repeated delivery of it cannot write again (common.handled_requests); old records are pruned
-    every hour."""
+    """Gives each worker the service's `Store` (service_store), as the RPC request it serves sees it
+    (Store.for_request). Names the service's tables of the command pipeline (common.unit_of_work):
+    `handled_requests` (its HandledRequest model: a repeated delivery of a request cannot write again,
+    common.handled_requests; old records are pruned every hour) and `idempotent_requests` (its
+    IdempotentRequest model: the answers stored under Idempotency-Keys, common.idempotency)."""
 
     PRUNE_EVERY_SECONDS = 3600
 
-    def __init__(self, handled_requests=None):
+    def __init__(self, handled_requests=None, idempotent_requests=None):
         self.handled_requests = handled_requests
+        self.idempotent_requests = idempotent_requests
 
     def setup(self):
         self.store = service_store(self.container)
@@ -178,14 +167,8 @@ class Database(DependencyProvider):
         if self.handled_requests is not None:
             self.container.spawn_managed_thread(self._prune_every_hour)
 
-    def worker_setup(self, worker_ctx):
-        handled_requests.begin(worker_ctx.context_data.get(RPC_REQUEST_ID), self.handled_requests)
-
-    def worker_teardown(self, worker_ctx):
-        handled_requests.end()
-
     def get_dependency(self, worker_ctx):
-        return self.store
+        return self.store.for_request(worker_ctx.context_data.get(RPC_REQUEST_ID))
 
     def _prune_every_hour(self):
         while True:

@@ -12,11 +12,10 @@ with 503 `request_interrupted` and rolled back, and the caller learns that the c
 the answer lost. A spend under an Idempotency-Key finds its stored answer before it writes anything on
 SQLite and replays it; elsewhere a retry with the same key replays it.
 
-Each service with RPC commands declares `class HandledRequest(HandledRequestMixin, Base)` and passes it
-to its Database provider (common.db), which marks the worker's request (`begin`/`end`) and prunes old
-rows; Store.write() calls `record`.
+Each service with RPC commands declares `class HandledRequest(HandledRequestMixin, Base)` and names it to
+its Database provider (common.db), which prunes old rows; the command pipeline's unit of work
+(common.unit_of_work) calls `record` in the command's first write transaction.
 """
-import threading
 from datetime import timedelta
 
 from sqlalchemy import DateTime, String, delete
@@ -42,45 +41,13 @@ def request_interrupted():
                               "under the same Idempotency-Key replays its answer).", code="request_interrupted")
 
 
-class _Request:
-    def __init__(self, request_id, model):
-        self.request_id, self.model, self.recorded = request_id, model, False
-
-
-# The request of the current worker. Thread-local is green-thread-local under eventlet, and Nameko runs a
-# worker, its setup and its teardown in one green thread (as common.outbox relies on too).
-_current = threading.local()
-
-
-def begin(request_id, model):
-    _current.request = _Request(request_id, model) if request_id and model is not None else None
-
-
-def end():
-    _current.request = None
-
-
-def record(session):
-    """In a write transaction: record the current worker's request as handled, the first time. Returns
-    True if it did (the caller forgets it again if the transaction rolls back: `forget`); raises
-    503 request_interrupted if an earlier delivery of the request already committed a change."""
-    request = getattr(_current, "request", None)
-    if request is None or request.recorded:
-        return False
-    record_once = (conflict_insert(session)(request.model)
-                   .values(request_id=request.request_id, handled_at=utcnow()).on_conflict_do_nothing())
-    inserted = session.execute(record_once).rowcount
-    if inserted == 0:
+def record(session, model, request_id):
+    """In the command's first write transaction: record the request as handled; 503 request_interrupted
+    if an earlier delivery of it already committed a change (common.unit_of_work)."""
+    record_once = (conflict_insert(session)(model)
+                   .values(request_id=request_id, handled_at=utcnow()).on_conflict_do_nothing())
+    if session.execute(record_once).rowcount == 0:
         raise request_interrupted()
-    request.recorded = True
-    return True
-
-
-def forget():
-    """The transaction that recorded the request rolled back: the next write transaction records it."""
-    request = getattr(_current, "request", None)
-    if request is not None:
-        request.recorded = False
 
 
 def prune(store, model, keep=KEPT_FOR):

@@ -1,35 +1,35 @@
-"""common.handled_requests through Store.write(), on a migrated SQLite store: the first write transaction
-of an RPC request records it; a second delivery of the request cannot write; a transaction that rolled
-back records nothing, so the request's next write does."""
+"""common.handled_requests through the command pipeline's unit of work (common.unit_of_work), on a migrated
+SQLite store: the first write transaction of an RPC request records it; a second delivery of the request
+cannot write; a transaction that rolled back records nothing, so the request's next write does."""
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from common import handled_requests
+from common.db import Database
 from common.errors import ServiceUnavailable
 from common.timeutil import utcnow
+from common.unit_of_work import UnitOfWork
 from services.credits.models import Account, HandledRequest
+
+TABLES = Database(handled_requests=HandledRequest)
 
 
 @pytest.fixture
 def store(make_store):
-    yield make_store("credits")
-    handled_requests.end()
+    return make_store("credits")
 
 
 def serve(store, request_id, account_id, fail=False):
-    """What a worker serving RPC request `request_id` does: one write transaction, then the worker ends."""
-    handled_requests.begin(request_id, HandledRequest)
-    try:
-        with store.write() as session:
-            session.add(Account(organization_id=account_id, balance=0, updated_at=utcnow()))
-            if fail:
-                raise RuntimeError("the command failed")
-        with store.write() as session:          # a second write of the same worker: no second record
-            session.get(Account, account_id).balance = 1
-    finally:
-        handled_requests.end()
+    """What a command serving RPC request `request_id` does: a write transaction, then another."""
+    uow = UnitOfWork(store.for_request(request_id), TABLES)
+    with uow.write() as session:
+        session.add(Account(organization_id=account_id, balance=0, updated_at=utcnow()))
+        if fail:
+            raise RuntimeError("the command failed")
+    with uow.write() as session:          # a second write of the same command: no second record
+        session.get(Account, account_id).balance = 1
 
 
 def count(store, model):
@@ -56,8 +56,7 @@ def test_a_request_whose_write_rolled_back_runs_when_delivered_again(store):
 
 
 def test_workers_that_serve_no_rpc_request_record_nothing(store):
-    handled_requests.begin(None, HandledRequest)            # an event consumer, a timer
-    with store.write() as session:
+    with UnitOfWork(store, TABLES).write() as session:      # an event consumer, a timer: no request id
         session.add(Account(organization_id="org-1", balance=0, updated_at=utcnow()))
     assert count(store, HandledRequest) == 0
 
