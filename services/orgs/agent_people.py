@@ -12,15 +12,13 @@ from datetime import datetime
 
 from sqlalchemy import or_, select
 
-from common.contracts import load
-from common.contracts.agents import AgentPersonInput
 from common.errors import Conflict, NotFound, ValidationFailed, member_not_found
 from common.events import changed_fields
 from common.paging import Keyset, asc, keyset_page
 from common.permissions import Role
 from common.timeutil import iso, utcnow
 from services.orgs.agent_states import access_changed, access_of
-from services.orgs.agents import check_manage, is_assigned, place_of, visible_agent
+from services.orgs.agents import is_assigned, place_of, visible_agent
 from services.orgs.events import (
     AGENT_ACCESS_REVOKED,
     AGENT_ASSIGNEE_ADDED,
@@ -37,25 +35,19 @@ class Place:
     """One kind of place on an agent: its list on the agent, its table, its events and answers."""
     kind: str                 # the agent's list, and the field the events change
     model: type
-    managing: str             # what only an Owner or Admin can do, for the 403 message
     added: str
     removed: str
     not_there: str            # the 404 message when the person has no such place
     not_there_code: str
 
 
-CONTRIBUTORS = Place("contributors", AgentContributor, "manage an agent's contributors",
-                     AGENT_CONTRIBUTOR_ADDED, AGENT_CONTRIBUTOR_REMOVED,
+CONTRIBUTORS = Place("contributors", AgentContributor, AGENT_CONTRIBUTOR_ADDED, AGENT_CONTRIBUTOR_REMOVED,
                      "This member is not a contributor of the agent.", "contributor_not_found")
-ASSIGNEES = Place("assignees", AgentAssignee, "assign agents", AGENT_ASSIGNEE_ADDED, AGENT_ASSIGNEE_REMOVED,
+ASSIGNEES = Place("assignees", AgentAssignee, AGENT_ASSIGNEE_ADDED, AGENT_ASSIGNEE_REMOVED,
                   "This member is not assigned to the agent.", "assignee_not_found")
 # Oldest first, as the agent's `contributors` (ties, rare, by user id).
 CONTRIBUTORS_BY_DATE = Keyset("contributors", asc("added_at", AgentContributor.added_at, datetime),
                               asc("user_id", AgentContributor.user_id))
-
-
-def clean_user_id(user_id):
-    return load(AgentPersonInput, {"user_id": user_id})["user_id"]
 
 
 def person_dict(row):
@@ -70,39 +62,38 @@ def list_contributors(store, identity, roles, organization_id, agent_id, cursor=
                            CONTRIBUTORS_BY_DATE, cursor, limit, dump=person_dict)
 
 
-def add_contributor(store, identity, roles, organization_id, agent_id, user_id, user_roles, now=None):
+def add_contributor(session, identity, roles, organization_id, agent_id, user_id, user_roles, now=None):
     """Make a Builder a contributor. `user_roles`: their roles in the organization, None for a
     non-member. Returns (contributor, created); adding one twice changes nothing."""
-    return _give(store, identity, roles, organization_id, agent_id, CONTRIBUTORS, user_id, user_roles, now)
+    return _give(session, identity, roles, organization_id, agent_id, CONTRIBUTORS, user_id, user_roles, now)
 
 
-def assign(store, identity, roles, organization_id, agent_id, user_id, user_roles, now=None):
+def assign(session, identity, roles, organization_id, agent_id, user_id, user_roles, now=None):
     """Let a member use the agent. Returns (assignee, created); assigning twice changes nothing."""
-    return _give(store, identity, roles, organization_id, agent_id, ASSIGNEES, user_id, user_roles, now)
+    return _give(session, identity, roles, organization_id, agent_id, ASSIGNEES, user_id, user_roles, now)
 
 
-def remove_contributor(store, identity, roles, organization_id, agent_id, user_id):
-    return _take(store, identity, roles, organization_id, agent_id, CONTRIBUTORS, user_id)
+def remove_contributor(session, identity, roles, organization_id, agent_id, user_id):
+    return _take(session, identity, roles, organization_id, agent_id, CONTRIBUTORS, user_id)
 
 
-def unassign(store, identity, roles, organization_id, agent_id, user_id):
-    return _take(store, identity, roles, organization_id, agent_id, ASSIGNEES, user_id)
+def unassign(session, identity, roles, organization_id, agent_id, user_id):
+    return _take(session, identity, roles, organization_id, agent_id, ASSIGNEES, user_id)
 
 
-def _give(store, identity, roles, organization_id, agent_id, place, user_id, user_roles, now):
-    with store.write() as session:
-        check_manage(roles, place.managing)
-        agent = visible_agent(session, identity, roles, organization_id, agent_id, for_update=True)
-        if user_roles is None:
-            raise member_not_found()
-        if place is CONTRIBUTORS and Role.BUILDER.value not in user_roles:
-            raise ValidationFailed("Only members holding the Builder role can be contributors.",
-                                   code="contributor_must_be_builder", field="user_id")
-        existing = place_of(agent, place.kind, user_id)
-        if existing is not None:
-            return person_dict(existing), False
-        row = _add_person(session, identity.as_actor(), agent, place, user_id, now or utcnow())
-        return person_dict(row), True
+# Owners and Admins only: the pipeline checked Action.EDIT_ANY_AGENT before these run.
+def _give(session, identity, roles, organization_id, agent_id, place, user_id, user_roles, now):
+    agent = visible_agent(session, identity, roles, organization_id, agent_id, for_update=True)
+    if user_roles is None:
+        raise member_not_found()
+    if place is CONTRIBUTORS and Role.BUILDER.value not in user_roles:
+        raise ValidationFailed("Only members holding the Builder role can be contributors.",
+                               code="contributor_must_be_builder", field="user_id")
+    existing = place_of(agent, place.kind, user_id)
+    if existing is not None:
+        return person_dict(existing), False
+    row = _add_person(session, identity.as_actor(), agent, place, user_id, now or utcnow())
+    return person_dict(row), True
 
 
 def _add_person(session, actor, agent, place, user_id, now, correlation_id=None):
@@ -116,23 +107,21 @@ def _add_person(session, actor, agent, place, user_id, now, correlation_id=None)
     return row
 
 
-def _take(store, identity, roles, organization_id, agent_id, place, user_id):
+def _take(session, identity, roles, organization_id, agent_id, place, user_id):
     """Take the user's place off the agent, with its event."""
-    with store.write() as session:
-        check_manage(roles, place.managing)
-        agent = visible_agent(session, identity, roles, organization_id, agent_id, for_update=True)
-        row = place_of(agent, place.kind, user_id)
-        if row is None:
-            raise NotFound(place.not_there, code=place.not_there_code, field="user_id")
-        if place is CONTRIBUTORS and len(agent.contributors) == 1:
-            raise Conflict("The last contributor of an agent cannot be removed; add another one first.",
-                           code="last_contributor", field="user_id")
-        before = access_of(agent)[place.kind]
-        getattr(agent, place.kind).remove(row)
-        emit(session, place.removed, "update", agent.organization_id, identity, "agent", agent.id,
-             before={place.kind: before}, after={place.kind: [u for u in before if u != row.user_id]},
-             state=access_changed(agent))
-        return {"agent_id": agent.id, "user_id": row.user_id}
+    agent = visible_agent(session, identity, roles, organization_id, agent_id, for_update=True)
+    row = place_of(agent, place.kind, user_id)
+    if row is None:
+        raise NotFound(place.not_there, code=place.not_there_code, field="user_id")
+    if place is CONTRIBUTORS and len(agent.contributors) == 1:
+        raise Conflict("The last contributor of an agent cannot be removed; add another one first.",
+                       code="last_contributor", field="user_id")
+    before = access_of(agent)[place.kind]
+    getattr(agent, place.kind).remove(row)
+    emit(session, place.removed, "update", agent.organization_id, identity, "agent", agent.id,
+         before={place.kind: before}, after={place.kind: [u for u in before if u != row.user_id]},
+         state=access_changed(agent))
+    return {"agent_id": agent.id, "user_id": row.user_id}
 
 
 # ---- following other services' events (called by reactions.handle_change_event, in its transaction) -----

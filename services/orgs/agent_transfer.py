@@ -53,12 +53,11 @@ def check_transfer(source_roles, destination_roles, organization_id, destination
                         code="destination_role_required")
 
 
-def people_of(store, identity, roles, organization_id, agent_id):
+def people_of(session, identity, roles, organization_id, agent_id):
     """Ids of the agent's contributors and assignees (the entrypoint asks the destination about them)."""
-    with store.read() as session:
-        agent = visible_agent(session, identity, roles, organization_id, agent_id)
-        people = access_of(agent)
-        return list(dict.fromkeys(people["contributors"] + people["assignees"]))
+    agent = visible_agent(session, identity, roles, organization_id, agent_id)
+    people = access_of(agent)
+    return list(dict.fromkeys(people["contributors"] + people["assignees"]))
 
 
 def transfer_outcomes(agent, requester_id, requester_destination_roles, people_roles):
@@ -82,43 +81,42 @@ def transfer_outcomes(agent, requester_id, requester_destination_roles, people_r
     return contributors, assignees
 
 
-def transfer_agent(store, identity, source_roles, destination_roles, organization_id, agent_id, destination_id,
+def transfer_agent(session, identity, source_roles, destination_roles, organization_id, agent_id, destination_id,
                    dry_run, people_roles, now=None):
     """Dry run: the report of what a move would do. Otherwise move the agent (not a copy) in one
     transaction, dropping contributors and assignees who lose access; both organizations' trails get
     one entry with a shared correlation id."""
     check_transfer(source_roles, destination_roles, organization_id, destination_id, dry_run)
-    with (store.read() if dry_run else store.write()) as session:
-        agent = visible_agent(session, identity, source_roles, organization_id, agent_id, for_update=not dry_run)
-        try:
-            get_live(session, destination_id, for_update=not dry_run)
-        except NotFound:
-            raise destination_not_found()
-        contributors, assignees = transfer_outcomes(agent, identity.id, destination_roles, people_roles)
-        report = {"agent_id": agent.id, "name": agent.name, "source_organization_id": organization_id,
-                  "destination_organization_id": destination_id, "dry_run": dry_run,
-                  "contributors": contributors, "assignees": assignees, "correlation_id": None}
-        if dry_run:
-            return report
-        now = now or utcnow()
-        before = dict(organization_id=organization_id, **access_of(agent))
-        kept = {c["user_id"] for c in contributors if c["outcome"] != WILL_BE_REMOVED}
-        for row in [c for c in agent.contributors if c.user_id not in kept]:
-            agent.contributors.remove(row)
-        if any(c["outcome"] == WILL_BE_ADDED for c in contributors):
-            agent.contributors.append(AgentContributor(user_id=identity.id, added_by=identity.id, added_at=now))
-        kept = {a["user_id"] for a in assignees if a["outcome"] == WILL_RETAIN}
-        for row in [a for a in agent.assignees if a.user_id not in kept]:
-            agent.assignees.remove(row)
-        agent.organization_id, agent.updated_at = destination_id, now
-        session.flush()
-        after = dict(organization_id=destination_id, **access_of(agent))
-        changed_before, changed_after = changed_fields(before, after)
-        correlation_id = str(uuid.uuid4())
-        state = access_changed(agent)        # one change, told to both organizations' trails
-        for org in (organization_id, destination_id):
-            emit(session, AGENT_TRANSFERRED, "update", org, identity, "agent", agent.id,
-                 before=changed_before, after=changed_after, correlation_id=correlation_id, state=state)
-        for person in contributors + assignees:
-            person["outcome"] = PAST_TENSE[person["outcome"]]
-        return dict(report, correlation_id=correlation_id, transferred_at=iso(now))
+    agent = visible_agent(session, identity, source_roles, organization_id, agent_id, for_update=not dry_run)
+    try:
+        get_live(session, destination_id, for_update=not dry_run)
+    except NotFound:
+        raise destination_not_found()
+    contributors, assignees = transfer_outcomes(agent, identity.id, destination_roles, people_roles)
+    report = {"agent_id": agent.id, "name": agent.name, "source_organization_id": organization_id,
+              "destination_organization_id": destination_id, "dry_run": dry_run,
+              "contributors": contributors, "assignees": assignees, "correlation_id": None}
+    if dry_run:
+        return report
+    now = now or utcnow()
+    before = dict(organization_id=organization_id, **access_of(agent))
+    kept = {c["user_id"] for c in contributors if c["outcome"] != WILL_BE_REMOVED}
+    for row in [c for c in agent.contributors if c.user_id not in kept]:
+        agent.contributors.remove(row)
+    if any(c["outcome"] == WILL_BE_ADDED for c in contributors):
+        agent.contributors.append(AgentContributor(user_id=identity.id, added_by=identity.id, added_at=now))
+    kept = {a["user_id"] for a in assignees if a["outcome"] == WILL_RETAIN}
+    for row in [a for a in agent.assignees if a.user_id not in kept]:
+        agent.assignees.remove(row)
+    agent.organization_id, agent.updated_at = destination_id, now
+    session.flush()
+    after = dict(organization_id=destination_id, **access_of(agent))
+    changed_before, changed_after = changed_fields(before, after)
+    correlation_id = str(uuid.uuid4())
+    state = access_changed(agent)        # one change, told to both organizations' trails
+    for org in (organization_id, destination_id):
+        emit(session, AGENT_TRANSFERRED, "update", org, identity, "agent", agent.id,
+             before=changed_before, after=changed_after, correlation_id=correlation_id, state=state)
+    for person in contributors + assignees:
+        person["outcome"] = PAST_TENSE[person["outcome"]]
+    return dict(report, correlation_id=correlation_id, transferred_at=iso(now))

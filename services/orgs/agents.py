@@ -2,9 +2,10 @@
 goes by. The orgs service owns agents because an agent belongs to an organization, not to a person;
 contributors and assignees are in agent_people.py, the transfer in agent_transfer.py.
 
-Plain functions over a `Store`, callable without a broker. Membership facts belong to the members
-service: the entrypoints read them from orgs' read model first (the caller's roles, other people's
-roles) and pass them in; no RPC call happens inside a write transaction.
+Plain functions over a session (a command's write transaction from the pipeline, common.commands, or
+a query's read), callable without a broker; fields arrive validated (common.contracts.agents). Membership
+facts belong to the members service: the pipeline and the entrypoints read them from orgs' read model
+(the caller's roles, other people's roles) and pass them in.
 
 Who may do what, from the caller's roles in the agent's organization (common.permissions):
 - see: Owner/Admin every agent; a Builder the agents they contribute to or are assigned; a Member the
@@ -26,9 +27,7 @@ import uuid
 
 from sqlalchemy import exists, func, or_, select
 
-from common import idempotency
-from common.contracts import load
-from common.contracts.agents import FIELD_LIMITS, AgentInput
+from common.contracts.agents import FIELD_LIMITS
 from common.errors import Forbidden, ValidationFailed, agent_not_found
 from common.events import changed_fields
 from common.paging import SEARCH_MAX_LENGTH, Keyset, asc, check_limit, keyset_page
@@ -36,22 +35,13 @@ from common.permissions import Action, Role, allows, contributes, may_see_agent,
 from common.timeutil import iso, utcnow
 from services.orgs.agent_states import access_changed, access_of
 from services.orgs.events import AGENT_CREATED, AGENT_DELETED, AGENT_UPDATED, emit
-from services.orgs.models import Agent, AgentAssignee, AgentContributor, IdempotentRequest
+from services.orgs.models import Agent, AgentAssignee, AgentContributor
 from services.orgs.organizations import get_live
 
 CONFIG_FIELDS = tuple(FIELD_LIMITS)      # configuration fields (common.contracts.agents: their limits)
-CREATE_AGENT = "create_agent"     # the kind of request its Idempotency-Keys are stored under
 # The list's order: case-insensitive by name as the database lowers it (its lower() and Python's differ
 # beyond ASCII on SQLite, and the comparison with a cursor runs in the database), then by id.
 AGENTS_BY_NAME = Keyset("agents", asc("name", func.lower(Agent.name)), asc("id", Agent.id))
-
-
-# ---- input -------------------------------------------------------------------------------------------
-def clean_fields(data, creating):
-    """The agent's configuration from a request body: strings trimmed and within their limits, the
-    avatar an http(s) URL or None. `name` is required on create and cannot be emptied later
-    (common.contracts.agents)."""
-    return load(AgentInput, data, partial=not creating)
 
 
 # ---- access rules --------------------------------------------------------------------------------------
@@ -105,12 +95,6 @@ def _visible_condition(roles, user_id):
     return or_(*conditions) if conditions else False
 
 
-def check_manage(roles, what):
-    """Owner/Admin only: deleting an agent, its contributors and assignees."""
-    if not sees_every_agent(roles):
-        raise Forbidden(f"Only an Owner or Admin can {what}.")
-
-
 # ---- shapes --------------------------------------------------------------------------------------------
 def config_of(agent):
     return {name: getattr(agent, name) for name in CONFIG_FIELDS}
@@ -150,30 +134,23 @@ def visible_agent(session, identity, roles, organization_id, agent_id, for_updat
 
 
 # ---- agents --------------------------------------------------------------------------------------------
-def create_agent(store, identity, roles, organization_id, data, idempotency_key=None, now=None):
+def create_agent(session, identity, roles, organization_id, fields, now=None):
     """Create an agent in the organization; a Builder who creates it becomes its first contributor."""
-    if not allows(roles, Action.CREATE_AGENTS):
-        raise Forbidden("Only an Owner, Admin or Builder can create agents.")
-    fields = clean_fields(data, creating=True)
     now = now or utcnow()
-    operation = idempotency.operation(CREATE_AGENT, organization_id, fields)
-
-    def insert(session):
-        get_live(session, organization_id)
-        agent = Agent(id=str(uuid.uuid4()), organization_id=organization_id, created_by=identity.id,
-                      created_at=now, updated_at=now, **{name: fields.get(name, "") for name in CONFIG_FIELDS})
-        agent.avatar_url = fields.get("avatar_url")
-        if Role.BUILDER.value in roles:
-            agent.contributors.append(AgentContributor(user_id=identity.id, added_by=identity.id, added_at=now))
-        state = access_changed(agent)          # version 1, inserted with the agent
-        session.add(agent)
-        session.flush()
-        # Fields left empty are not "changed" by the creation: they would be noise rows in the trail.
-        initial = {k: v for k, v in config_of(agent).items() if v not in ("", None)}
-        emit(session, AGENT_CREATED, "create", agent.organization_id, identity, "agent", agent.id,
-             after=dict(initial, contributors=access_of(agent)["contributors"]), state=state)
-        return agent_dict(agent, roles, identity.id)
-    return idempotency.keyed_write(store, IdempotentRequest, identity.id, idempotency_key, operation, insert)
+    get_live(session, organization_id)
+    agent = Agent(id=str(uuid.uuid4()), organization_id=organization_id, created_by=identity.id,
+                  created_at=now, updated_at=now, **{name: fields.get(name, "") for name in CONFIG_FIELDS})
+    agent.avatar_url = fields.get("avatar_url")
+    if Role.BUILDER.value in roles:
+        agent.contributors.append(AgentContributor(user_id=identity.id, added_by=identity.id, added_at=now))
+    state = access_changed(agent)          # version 1, inserted with the agent
+    session.add(agent)
+    session.flush()
+    # Fields left empty are not "changed" by the creation: they would be noise rows in the trail.
+    initial = {k: v for k, v in config_of(agent).items() if v not in ("", None)}
+    emit(session, AGENT_CREATED, "create", agent.organization_id, identity, "agent", agent.id,
+         after=dict(initial, contributors=access_of(agent)["contributors"]), state=state)
+    return agent_dict(agent, roles, identity.id)
 
 
 def list_agents(store, identity, roles, organization_id, q=None, cursor=None, limit=None):
@@ -198,29 +175,27 @@ def get_agent(store, identity, roles, organization_id, agent_id):
         return agent_dict(visible_agent(session, identity, roles, organization_id, agent_id), roles, identity.id)
 
 
-def update_agent(store, identity, roles, organization_id, agent_id, data, now=None):
-    """Change some configuration fields; the event carries only the fields whose value changed."""
-    fields = clean_fields(data, creating=False)
-    with store.write() as session:
-        agent = visible_agent(session, identity, roles, organization_id, agent_id, for_update=True)
-        if not can_edit(roles, agent, identity.id):
-            raise Forbidden("Only an Owner, Admin or a contributing Builder can edit this agent.")
-        before, after = changed_fields({k: getattr(agent, k) for k in fields}, fields)
-        if before:
-            for name, value in after.items():
-                setattr(agent, name, value)
-            agent.updated_at = now or utcnow()
-            emit(session, AGENT_UPDATED, "update", agent.organization_id, identity, "agent", agent.id,
-                 before=before, after=after)
-        return agent_dict(agent, roles, identity.id)
+def update_agent(session, identity, roles, organization_id, agent_id, fields, now=None):
+    """Change some configuration fields; the event carries only the fields whose value changed. Who may
+    edit depends on the agent (a contributing Builder), so it is decided here, not by the pipeline."""
+    agent = visible_agent(session, identity, roles, organization_id, agent_id, for_update=True)
+    if not can_edit(roles, agent, identity.id):
+        raise Forbidden("Only an Owner, Admin or a contributing Builder can edit this agent.")
+    before, after = changed_fields({k: getattr(agent, k) for k in fields}, fields)
+    if before:
+        for name, value in after.items():
+            setattr(agent, name, value)
+        agent.updated_at = now or utcnow()
+        emit(session, AGENT_UPDATED, "update", agent.organization_id, identity, "agent", agent.id,
+             before=before, after=after)
+    return agent_dict(agent, roles, identity.id)
 
 
-def delete_agent(store, identity, roles, organization_id, agent_id, now=None):
-    with store.write() as session:
-        check_manage(roles, "delete an agent")
-        agent = visible_agent(session, identity, roles, organization_id, agent_id, for_update=True)
-        now = now or utcnow()
-        agent.deleted_at = agent.updated_at = now
-        emit(session, AGENT_DELETED, "delete", agent.organization_id, identity, "agent", agent.id,
-             before=dict(config_of(agent), **access_of(agent)), state=access_changed(agent))
-        return {"id": agent.id, "deleted_at": iso(now)}
+def delete_agent(session, identity, roles, organization_id, agent_id, now=None):
+    """Delete an agent (Owner/Admin: the pipeline checked Action.EDIT_ANY_AGENT)."""
+    agent = visible_agent(session, identity, roles, organization_id, agent_id, for_update=True)
+    now = now or utcnow()
+    agent.deleted_at = agent.updated_at = now
+    emit(session, AGENT_DELETED, "delete", agent.organization_id, identity, "agent", agent.id,
+         before=dict(config_of(agent), **access_of(agent)), state=access_changed(agent))
+    return {"id": agent.id, "deleted_at": iso(now)}

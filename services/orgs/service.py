@@ -2,17 +2,22 @@
 the active organization, sign-in), agents.py, agent_people.py and agent_transfer.py; reactions to other
 services' events in reactions.py.
 
-Permissions and membership facts come from orgs' own read model of memberships (`self.memberships`,
+Every method goes through the command pipeline (common.commands): a command receives the open write
+transaction of its unit of work and passes it, with validated values, to the domain functions. Permissions
+and membership facts come from orgs' own read model of memberships (`self.memberships`,
 common.readmodels), not from calls to members: a request is the gateway and this service. RPC to
-members stays for the commands that change its data (register_user, add_founder), made before any write
-transaction opens (common.db: no RPC call while a write transaction is open). Other services' read
-models of agents' access are filled from snapshot_agents and confirmed with agent_states.
+members stays for the commands that change its data (register_user, add_founder): those two commands
+are phased (`phases=True`) so that the call is made between their write transactions, never inside one
+(common.db). Other services' read models of agents' access are filled from snapshot_agents and confirmed
+with agent_states.
 """
 from nameko.messaging import consume
 
 from common import idempotency
 from common.auth import Auth
-from common.commands import CREDENTIAL, MEMBER, OPTIONAL, PERSON, SERVICE, SYSTEM, command, query
+from common.commands import CREDENTIAL, MEMBER, OPTIONAL, PERSON, SERVICE, SYSTEM, Partial, command, query
+from common.contracts.agents import AgentInput, AgentPersonInput
+from common.contracts.organizations import OrganizationNameInput
 from common.db import Database
 from common.events import ORGS_QUEUE, change_event_or_none
 from common.heap import FrozenStartupHeap
@@ -30,7 +35,7 @@ from services.orgs import (
     organizations,
     reactions,
 )
-from services.orgs.models import READ_MODELS, HandledRequest, OutboxEvent
+from services.orgs.models import READ_MODELS, HandledRequest, IdempotentRequest, OutboxEvent
 
 
 class OrgsService:
@@ -38,7 +43,7 @@ class OrgsService:
 
     auth = Auth()
     heap = FrozenStartupHeap()      # common.heap: fewer long garbage-collector pauses under load
-    db = Database(handled_requests=HandledRequest)
+    db = Database(handled_requests=HandledRequest, idempotent_requests=IdempotentRequest)
     outbox = OutboxRelay(OutboxEvent)
     members = service_proxy("members")
     memberships = MembershipFacts(READ_MODELS, owner="members")
@@ -49,32 +54,39 @@ class OrgsService:
         self.fill.check()       # degraded until the read model was first filled from members' snapshot
         return "pong"
 
-    @command(PERSON)
-    def sign_in(self, caller):
+    @command(PERSON, phases=True)
+    def sign_in(self, caller, uow):
         """First sight of a user (or a change of their token's email/name): make sure their user record,
         their Individual organization and their Owner+Billing membership of it exist. Idempotent."""
         call(self.members.register_user)
-        individual = organizations.ensure_individual(self.db, caller.identity)
-        organizations.remember_founder(self.db, self._add_founder(individual["id"]))
-        return self._me(caller.identity)
+        individual = uow.run(organizations.ensure_individual, caller.identity)
+        founder = self._add_founder(individual["id"])
+        with uow.write() as session:
+            organizations.remember_founder(session, founder)
+        return self._read_me(caller.identity)       # read once the founder's membership is saved
 
     @query(PERSON)
     def get_me(self, caller):
-        return self._me(caller.identity)
+        return self._read_me(caller.identity)
 
-    def _me(self, identity):
-        return organizations.me(self.db, identity, self.memberships.memberships_of(identity.id))
+    def _read_me(self, identity):
+        with self.db.read() as session:
+            return self._me(session, identity)
+
+    def _me(self, session, identity):
+        return organizations.me(session, identity, self.memberships.memberships_of(identity.id))
 
     @query(PERSON)
     def list_organizations(self, caller, cursor=None, limit=None):
         return organizations.cards(self.db, caller.identity.id, cursor, limit)
 
-    @command(PERSON, idempotency=OPTIONAL)
-    def create_organization(self, caller, name, idempotency_key=None):
-        org = organizations.create_collective(self.db, caller.identity, name, idempotency_key)
+    @command(PERSON, idempotency=OPTIONAL, input=OrganizationNameInput, phases=True)
+    def create_organization(self, caller, uow, name, idempotency_key=None):
+        org = uow.run(organizations.create_collective, caller.identity, name)    # or the key's first answer
         # Also on a replay: if the first attempt died before this call, the retry completes it.
         membership = self._add_founder(org["id"])
-        organizations.remember_founder(self.db, membership)
+        with uow.write() as session:
+            organizations.remember_founder(session, membership)
         card = organizations.card(org, membership, active_id=None)
         if org.get(idempotency.REPLAYED):
             card[idempotency.REPLAYED] = True       # the gateway's Idempotent-Replayed header
@@ -87,28 +99,27 @@ class OrgsService:
 
     @query(MEMBER)
     def get_organization(self, caller, organization_id):
-        return organizations.member_card(self.db, caller.identity.id, caller.membership)
+        with self.db.read() as session:
+            return organizations.member_card(session, caller.identity.id, caller.membership)
 
-    @command(Action.RENAME_ORGANIZATION)
-    def rename_organization(self, caller, organization_id, name):
-        organizations.clean_name(name)
-        organizations.rename(self.db, caller.identity, organization_id, name)
-        return organizations.member_card(self.db, caller.identity.id, caller.membership)
+    @command(Action.RENAME_ORGANIZATION, input=OrganizationNameInput)
+    def rename_organization(self, caller, session, organization_id, name):
+        organizations.rename(session, caller.identity, organization_id, name)
+        return organizations.member_card(session, caller.identity.id, caller.membership)
 
     @command(Action.DELETE_ORGANIZATION)
-    def delete_organization(self, caller, organization_id):
-        return organizations.delete(self.db, caller.identity, organization_id)
+    def delete_organization(self, caller, session, organization_id):
+        return organizations.delete(session, caller.identity, organization_id)
 
     @command(MEMBER)
-    def set_active_organization(self, caller, organization_id):
-        organizations.set_active(self.db, caller.identity, organization_id)
-        return self._me(caller.identity)
+    def set_active_organization(self, caller, session, organization_id):
+        organizations.set_active(session, caller.identity, organization_id)
+        return self._me(session, caller.identity)
 
     # ---- agents (rules in agents.py, agent_people.py, agent_transfer.py) -------------------------------
-    @command(MEMBER, idempotency=OPTIONAL)
-    def create_agent(self, caller, organization_id, fields, idempotency_key=None):
-        return agents.create_agent(self.db, caller.identity, caller.roles, organization_id, fields,
-                                   idempotency_key)
+    @command(Action.CREATE_AGENTS, idempotency=OPTIONAL, input={"fields": AgentInput})
+    def create_agent(self, caller, session, organization_id, fields, idempotency_key=None):
+        return agents.create_agent(session, caller.identity, caller.roles, organization_id, fields)
 
     @query(MEMBER)
     def list_agents(self, caller, organization_id, q=None, cursor=None, limit=None):
@@ -118,56 +129,59 @@ class OrgsService:
     def get_agent(self, caller, organization_id, agent_id):
         return agents.get_agent(self.db, caller.identity, caller.roles, organization_id, agent_id)
 
-    @command(MEMBER)
-    def update_agent(self, caller, organization_id, agent_id, fields):
-        agents.clean_fields(fields, creating=False)
-        return agents.update_agent(self.db, caller.identity, caller.roles, organization_id, agent_id,
-                                   fields)
+    @command(MEMBER, input={"fields": Partial(AgentInput)})
+    def update_agent(self, caller, session, organization_id, agent_id, fields):
+        return agents.update_agent(session, caller.identity, caller.roles, organization_id, agent_id, fields)
 
-    @command(MEMBER)
-    def delete_agent(self, caller, organization_id, agent_id):
-        return agents.delete_agent(self.db, caller.identity, caller.roles, organization_id, agent_id)
+    @command(Action.EDIT_ANY_AGENT)
+    def delete_agent(self, caller, session, organization_id, agent_id):
+        return agents.delete_agent(session, caller.identity, caller.roles, organization_id, agent_id)
 
     @query(MEMBER)
     def list_contributors(self, caller, organization_id, agent_id, cursor=None, limit=None):
         return agent_people.list_contributors(self.db, caller.identity, caller.roles, organization_id,
                                               agent_id, cursor, limit)
 
-    @command(MEMBER)
-    def add_contributor(self, caller, organization_id, agent_id, user_id):
+    # The other person's roles are looked up before the write: the read model may confirm a miss with
+    # members (an RPC call, and the states applied in their own transaction), hence phased commands.
+    @command(Action.EDIT_ANY_AGENT, input=AgentPersonInput, phases=True)
+    def add_contributor(self, caller, uow, organization_id, agent_id, user_id):
         """Returns {"contributor", "created"} (created False when they already were one)."""
-        contributor, created = self._give_place(caller, agent_people.add_contributor, organization_id, agent_id,
-                                                user_id)
+        contributor, created = uow.run(agent_people.add_contributor, caller.identity, caller.roles, organization_id,
+                                       agent_id, user_id, self._roles_of(organization_id, user_id))
         return {"contributor": contributor, "created": created}
 
-    @command(MEMBER)
-    def remove_contributor(self, caller, organization_id, agent_id, user_id):
-        return agent_people.remove_contributor(self.db, caller.identity, caller.roles, organization_id,
+    @command(Action.EDIT_ANY_AGENT)
+    def remove_contributor(self, caller, session, organization_id, agent_id, user_id):
+        return agent_people.remove_contributor(session, caller.identity, caller.roles, organization_id,
                                                agent_id, user_id)
 
-    @command(MEMBER)
-    def assign_agent(self, caller, organization_id, agent_id, user_id):
+    @command(Action.EDIT_ANY_AGENT, input=AgentPersonInput, phases=True)
+    def assign_agent(self, caller, uow, organization_id, agent_id, user_id):
         """Returns {"assignee", "created"} (created False when they already were assigned)."""
-        assignee, created = self._give_place(caller, agent_people.assign, organization_id, agent_id, user_id)
+        assignee, created = uow.run(agent_people.assign, caller.identity, caller.roles, organization_id, agent_id,
+                                    user_id, self._roles_of(organization_id, user_id))
         return {"assignee": assignee, "created": created}
 
-    @command(MEMBER)
-    def unassign_agent(self, caller, organization_id, agent_id, user_id):
-        return agent_people.unassign(self.db, caller.identity, caller.roles, organization_id, agent_id,
-                                     user_id)
+    @command(Action.EDIT_ANY_AGENT)
+    def unassign_agent(self, caller, session, organization_id, agent_id, user_id):
+        return agent_people.unassign(session, caller.identity, caller.roles, organization_id, agent_id, user_id)
 
-    @command(MEMBER)
-    def transfer_agent(self, caller, organization_id, agent_id, destination_organization_id, dry_run):
-        """Dry run: the report (who keeps access); otherwise the move. Membership facts of both
-        organizations are read first; the move re-reads the agent under a row lock."""
+    @command(MEMBER, phases=True)
+    def transfer_agent(self, caller, uow, organization_id, agent_id, destination_organization_id, dry_run):
+        """Dry run: the report (who keeps access); otherwise the move. The caller's roles in both
+        organizations decide who may (check_transfer: the source's are only the start of it); the roles
+        of the agent's people in the destination are looked up before the move's write, which re-reads
+        the agent under a row lock."""
         source_roles = caller.roles
         destination_roles = self._destination_roles(caller, organization_id, destination_organization_id)
         agent_transfer.check_transfer(source_roles, destination_roles, organization_id, destination_organization_id,
                                       dry_run)
-        people = agent_transfer.people_of(self.db, caller.identity, source_roles, organization_id, agent_id)
+        with uow.read() as session:
+            people = agent_transfer.people_of(session, caller.identity, source_roles, organization_id, agent_id)
         people_roles = self.memberships.roles_of(destination_organization_id, people)
-        return agent_transfer.transfer_agent(self.db, caller.identity, source_roles, destination_roles, organization_id,
-                                             agent_id, destination_organization_id, dry_run, people_roles)
+        return uow.run(agent_transfer.transfer_agent, caller.identity, source_roles, destination_roles,
+                       organization_id, agent_id, destination_organization_id, dry_run, people_roles)
 
     def _destination_roles(self, caller, organization_id, destination_id):
         """The caller's roles in a transfer's destination; None when they are not a member there or it
@@ -179,11 +193,6 @@ class OrgsService:
     def _roles_of(self, organization_id, user_id):
         """Someone's roles in the organization, None if they are not a member."""
         return self.memberships.roles_of(organization_id, [user_id]).get(user_id)
-
-    def _give_place(self, caller, give, organization_id, agent_id, user_id):
-        """Add a contributor or assignee (`give`, from agent_people): the other person's roles are asked first."""
-        user_roles = self._roles_of(organization_id, agent_people.clean_user_id(user_id))
-        return give(self.db, caller.identity, caller.roles, organization_id, agent_id, user_id, user_roles)
 
     # ---- organizations and agents' access for other services' read models (common.readmodels) --------
     @query(SYSTEM)

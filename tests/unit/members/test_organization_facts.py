@@ -16,7 +16,7 @@ from services.members.models import READ_MODELS
 from services.members.service import MembersService
 from services.orgs import agent_states, organization_states, organizations
 from tests.unit.members.helpers import ORG
-from tests.unit.orgs.helpers import new_agent
+from tests.unit.orgs.helpers import committed, new_agent
 
 CREATED = "2026-01-05T09:00:00Z"
 
@@ -105,7 +105,7 @@ def test_agents_are_checked_locally_and_an_unknown_one_confirmed_with_orgs(make_
 
 def test_organizations_and_agents_fill_from_orgs_snapshots(make_store, alice):
     orgs_store, store = make_store("orgs"), make_store("members")
-    org = organizations.create_collective(orgs_store, alice, "Clinic")["id"]
+    org = committed(orgs_store, organizations.create_collective, alice, "Clinic")["id"]
     agent = new_agent(orgs_store, org, alice)["id"]
 
     class OrgsSnapshots:

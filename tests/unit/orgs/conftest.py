@@ -2,6 +2,7 @@
 import pytest
 
 from services.orgs import organizations
+from tests.unit.orgs.helpers import committed
 
 
 @pytest.fixture
@@ -12,4 +13,4 @@ def store(make_store):
 @pytest.fixture
 def org(store, alice):
     """A Collective organization created by alice (its id)."""
-    return organizations.create_collective(store, alice, "Clinic")["id"]
+    return committed(store, organizations.create_collective, alice, "Clinic")["id"]

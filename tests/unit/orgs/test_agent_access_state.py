@@ -11,7 +11,7 @@ from common.events import change_event
 from common.migrate import alembic_config, upgrade
 from common.readmodels import agent_state
 from services.orgs import agent_people, agent_states, agent_transfer, agents, organizations, reactions
-from tests.unit.orgs.helpers import BUILDER, MEMBER, OWNER, events, new_agent
+from tests.unit.orgs.helpers import BUILDER, MEMBER, OWNER, committed, events, new_agent
 
 
 def states(store, agent_id=None):
@@ -30,11 +30,11 @@ def last_state(store, agent_id):
 
 def test_every_change_of_access_carries_the_state_with_a_growing_version(store, org, alice, bob):
     agent = new_agent(store, org, bob, BUILDER, name="Scribe")["id"]
-    agent_people.add_contributor(store, alice, OWNER, org, agent, "carl", BUILDER)
-    agent_people.assign(store, alice, OWNER, org, agent, "mira", MEMBER)
-    agent_people.unassign(store, alice, OWNER, org, agent, "mira")
-    agent_people.remove_contributor(store, alice, OWNER, org, agent, "carl")
-    agents.delete_agent(store, alice, OWNER, org, agent)
+    committed(store, agent_people.add_contributor, alice, OWNER, org, agent, "carl", BUILDER)
+    committed(store, agent_people.assign, alice, OWNER, org, agent, "mira", MEMBER)
+    committed(store, agent_people.unassign, alice, OWNER, org, agent, "mira")
+    committed(store, agent_people.remove_contributor, alice, OWNER, org, agent, "carl")
+    committed(store, agents.delete_agent, alice, OWNER, org, agent)
     assert states(store, agent) == [
         ("agent.created", agent_state(agent, org, ["bob"], [], 1)),
         ("agent.contributor_added", agent_state(agent, org, ["bob", "carl"], [], 2)),
@@ -52,19 +52,19 @@ def test_an_owner_created_agent_starts_without_people(store, org, alice):
 
 def test_configuration_changes_and_repeated_places_change_no_version(store, org, alice):
     agent = new_agent(store, org, alice)["id"]
-    agent_people.assign(store, alice, OWNER, org, agent, "mira", MEMBER)
-    agents.update_agent(store, alice, OWNER, org, agent, {"mission": "Help"})
-    agent_people.assign(store, alice, OWNER, org, agent, "mira", MEMBER)     # already assigned: no event
+    committed(store, agent_people.assign, alice, OWNER, org, agent, "mira", MEMBER)
+    committed(store, agents.update_agent, alice, OWNER, org, agent, {"mission": "Help"})
+    committed(store, agent_people.assign, alice, OWNER, org, agent, "mira", MEMBER)     # already assigned: no event
     assert [(kind, s and s["version"]) for kind, s in states(store, agent)] == [
         ("agent.created", 1), ("agent.assignee_added", 2), ("agent.updated", None)]
 
 
 def test_a_transfer_tells_both_organizations_the_same_new_state(store, org, alice, bob):
-    dest = organizations.create_collective(store, alice, "Destination")["id"]
+    dest = committed(store, organizations.create_collective, alice, "Destination")["id"]
     agent = new_agent(store, org, bob, BUILDER, name="Mover")["id"]
-    agent_people.assign(store, alice, OWNER, org, agent, "mira", MEMBER)
-    agent_people.assign(store, alice, OWNER, org, agent, "dora", MEMBER)
-    agent_transfer.transfer_agent(store, alice, OWNER, BUILDER, org, agent, dest, False,
+    committed(store, agent_people.assign, alice, OWNER, org, agent, "mira", MEMBER)
+    committed(store, agent_people.assign, alice, OWNER, org, agent, "dora", MEMBER)
+    committed(store, agent_transfer.transfer_agent, alice, OWNER, BUILDER, org, agent, dest, False,
                                   {"bob": ["builder"], "mira": ["member"]})
     moved = [(e["organization_id"], e["state"]) for e in events(store) if e["type"] == "agent.transferred"]
     expected = {"agents": [agent_state(agent, dest, ["alice", "bob"], ["mira"], 4)]}
@@ -80,8 +80,8 @@ def revoked(org, user_id, kind="member.left", after=None):
 def test_access_taken_by_a_membership_change_carries_the_state(store, org, alice, bob):
     first = new_agent(store, org, bob, BUILDER, name="First")["id"]
     second = new_agent(store, org, alice, name="Second")["id"]
-    agent_people.assign(store, alice, OWNER, org, second, bob.id, MEMBER)
-    agent_people.assign(store, alice, OWNER, org, second, "mira", MEMBER)
+    committed(store, agent_people.assign, alice, OWNER, org, second, bob.id, MEMBER)
+    committed(store, agent_people.assign, alice, OWNER, org, second, "mira", MEMBER)
     reactions.handle_change_event(store, revoked(org, bob.id))
     assert states(store, first)[-1] == ("agent.access_revoked", agent_state(first, org, [], [], 2))
     assert states(store, second)[-1] == ("agent.access_revoked", agent_state(second, org, [], ["mira"], 4))
@@ -89,7 +89,7 @@ def test_access_taken_by_a_membership_change_carries_the_state(store, org, alice
 
 def test_a_builder_losing_the_role_keeps_assignments_in_the_state(store, org, alice, bob):
     agent = new_agent(store, org, bob, BUILDER, name="Scribe")["id"]
-    agent_people.assign(store, alice, OWNER, org, agent, bob.id, BUILDER)
+    committed(store, agent_people.assign, alice, OWNER, org, agent, bob.id, BUILDER)
     reactions.handle_change_event(store, revoked(org, bob.id, "member.roles_changed", {"roles": ["member"]}))
     assert last_state(store, agent) == agent_state(agent, org, [], [bob.id], 3)
 
@@ -107,8 +107,8 @@ def test_an_accepted_invitations_assignments_carry_the_state(store, org, alice):
 # ---- snapshot_agents and agent_states ------------------------------------------------------------------
 def test_the_snapshot_pages_every_agent_by_id_with_the_newest_states(store, org, alice):
     ids = [new_agent(store, org, alice, name=f"Agent {i}")["id"] for i in range(5)]
-    agent_people.assign(store, alice, OWNER, org, ids[0], "mira", MEMBER)
-    agents.delete_agent(store, alice, OWNER, org, ids[1])
+    committed(store, agent_people.assign, alice, OWNER, org, ids[0], "mira", MEMBER)
+    committed(store, agents.delete_agent, alice, OWNER, org, ids[1])
     items, after, pages = [], None, 0
     while True:
         page = agent_states.snapshot(store, after=after, limit=2)
@@ -130,10 +130,10 @@ def test_the_snapshot_refuses_bad_pages(store, after, limit):
 
 
 def test_agent_states_give_the_organizations_agents_only(store, org, alice):
-    elsewhere = organizations.create_collective(store, alice, "Elsewhere")["id"]
+    elsewhere = committed(store, organizations.create_collective, alice, "Elsewhere")["id"]
     mine, gone = new_agent(store, org, alice, name="Mine")["id"], new_agent(store, org, alice, name="Gone")["id"]
     theirs = new_agent(store, elsewhere, alice, name="Theirs")["id"]
-    agents.delete_agent(store, alice, OWNER, org, gone)
+    committed(store, agents.delete_agent, alice, OWNER, org, gone)
     found = agent_states.access_states(store, org, [mine, gone, theirs, "no-such-agent"])
     assert sorted(found, key=lambda s: s["agent_id"]) == sorted(
         [agent_state(mine, org, [], [], 1), agent_state(gone, org, [], [], 2, active=False)],
@@ -163,8 +163,8 @@ def test_agents_from_before_versions_start_at_zero(tmp_path, alice):
     upgrade("orgs", url)
     store = Store(url)
     assert agent_states.snapshot(store)["items"] == [agent_state("old-agent", "o1", [], [], 0)]
-    org = organizations.create_collective(store, alice, "Clinic")["id"]
+    org = committed(store, organizations.create_collective, alice, "Clinic")["id"]
     with store.write() as session:      # into a live organization, so that it can be changed
         session.execute(text("UPDATE agents SET organization_id = :org WHERE id = 'old-agent'"), {"org": org})
-    agent_people.assign(store, alice, OWNER, org, "old-agent", "mira", MEMBER)
+    committed(store, agent_people.assign, alice, OWNER, org, "old-agent", "mira", MEMBER)
     assert last_state(store, "old-agent") == agent_state("old-agent", org, [], ["mira"], 1)

@@ -5,7 +5,7 @@ import pytest
 from common.errors import BadRequest, NotFound, ValidationFailed
 from common.paging import encode_cursor
 from services.orgs import agent_people, agents, organizations
-from tests.unit.orgs.helpers import ADMIN, BILLING, BUILDER, MEMBER, OWNER, names, new_agent, person, stored
+from tests.unit.orgs.helpers import ADMIN, BILLING, BUILDER, MEMBER, OWNER, committed, names, new_agent, person, stored
 from tests.unit.paging import walk_pages
 
 
@@ -17,8 +17,8 @@ def zoo(store, org, alice, bob):
     ids["Alpha"] = new_agent(store, org, bob, BUILDER, name="Alpha")["id"]
     for name in ("Bravo", "Charlie", "Delta", "Echo"):
         ids[name] = new_agent(store, org, alice, name=name)["id"]
-    agent_people.assign(store, alice, OWNER, org, ids["Bravo"], "bob", BUILDER)
-    agent_people.assign(store, alice, OWNER, org, ids["Charlie"], "mira", MEMBER)
+    committed(store, agent_people.assign, alice, OWNER, org, ids["Bravo"], "bob", BUILDER)
+    committed(store, agent_people.assign, alice, OWNER, org, ids["Charlie"], "mira", MEMBER)
     return ids
 
 
@@ -47,12 +47,12 @@ def test_builder_in_contributed_but_not_assigned_sees_it_as_member_would_not(sto
 
 
 def test_agent_of_another_organization_is_not_found_here(store, org, alice):
-    other = organizations.create_collective(store, alice, "Other")["id"]
+    other = committed(store, organizations.create_collective, alice, "Other")["id"]
     foreign = new_agent(store, other, alice, name="Foreign")["id"]
     for call in (lambda: agents.get_agent(store, alice, OWNER, org, foreign),
-                 lambda: agents.update_agent(store, alice, OWNER, org, foreign, {"name": "Mine"}),
-                 lambda: agents.delete_agent(store, alice, OWNER, org, foreign),
-                 lambda: agent_people.assign(store, alice, OWNER, org, foreign, "mira", MEMBER)):
+                 lambda: committed(store, agents.update_agent, alice, OWNER, org, foreign, {"name": "Mine"}),
+                 lambda: committed(store, agents.delete_agent, alice, OWNER, org, foreign),
+                 lambda: committed(store, agent_people.assign, alice, OWNER, org, foreign, "mira", MEMBER)):
         with pytest.raises(NotFound) as err:
             call()
         assert err.value.code == "agent_not_found"
@@ -120,7 +120,7 @@ def test_paging_with_visibility_and_search(store, org, alice, bob):
     for i in range(5):
         agent = new_agent(store, org, alice, name=f"Bot {i}")
         if i % 2 == 0:
-            agent_people.assign(store, alice, OWNER, org, agent["id"], "bob", MEMBER)
+            committed(store, agent_people.assign, alice, OWNER, org, agent["id"], "bob", MEMBER)
     new_agent(store, org, alice, name="Robot hidden")
     seen, _ = walk(store, bob, MEMBER, org, 1, q="bot")
     assert [a["name"] for a in seen] == ["Bot 0", "Bot 2", "Bot 4"]
@@ -146,6 +146,6 @@ def test_invalid_cursor_is_a_bad_request(store, org, alice, cursor):
 
 
 def test_list_of_deleted_organization_is_not_found(store, org, alice):
-    organizations.delete(store, alice, org)
+    committed(store, organizations.delete, alice, org)
     with pytest.raises(NotFound):
         agents.list_agents(store, alice, OWNER, org)

@@ -4,7 +4,7 @@ leaves or loses Builder."""
 import pytest
 
 from common.auth import Identity
-from common.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from common.errors import Conflict, NotFound, ValidationFailed
 from services.orgs import agent_people, agents, organizations
 from tests.unit.orgs.helpers import (
     ADMIN,
@@ -15,10 +15,13 @@ from tests.unit.orgs.helpers import (
     MEMBER,
     MIRA,
     OWNER,
+    committed,
+    edit_agent,
     events,
     names,
     new_agent,
     person,
+    refused,
     stored,
     types,
 )
@@ -31,27 +34,27 @@ def bobs(store, org, bob):
 
 
 def test_adding_contributors_needs_owner_or_admin(store, org, bob, bobs):
-    with pytest.raises(Forbidden):
-        agent_people.add_contributor(store, bob, BUILDER, org, bobs, "carl", BUILDER)
+    assert refused(store, org, bob, BUILDER, "add_contributor", bobs, "carl") == "forbidden"
     assert stored(store, bobs)["contributors"] == ["bob"]
 
 
 def test_contributor_must_be_a_member_holding_builder(store, org, alice, bobs):
     with pytest.raises(NotFound) as err:
-        agent_people.add_contributor(store, alice, OWNER, org, bobs, "stranger", None)
+        committed(store, agent_people.add_contributor, alice, OWNER, org, bobs, "stranger", None)
     assert err.value.code == "member_not_found"
     for roles in (MEMBER, BILLING, ["owner"], ["admin", "member"]):
         with pytest.raises(ValidationFailed) as err:
-            agent_people.add_contributor(store, alice, OWNER, org, bobs, "carl", roles)
+            committed(store, agent_people.add_contributor, alice, OWNER, org, bobs, "carl", roles)
         assert err.value.code == "contributor_must_be_builder"
     assert stored(store, bobs)["contributors"] == ["bob"]
     assert types(store) == ["agent.created"]
 
 
 def test_adding_a_contributor_once(store, org, alice, bobs):
-    person_, created = agent_people.add_contributor(store, alice, OWNER, org, bobs, "carl", BUILDER)
+    person_, created = committed(store, agent_people.add_contributor, alice, OWNER, org, bobs, "carl", BUILDER)
     assert created is True and person_["user_id"] == "carl" and person_["added_by"] == "alice"
-    again, created = agent_people.add_contributor(store, DAVE, ADMIN, org, bobs, "carl", ["builder", "member"])
+    again, created = committed(store, agent_people.add_contributor, DAVE, ADMIN, org, bobs, "carl",
+                               ["builder", "member"])
     assert created is False and again == person_
     listed = agent_people.list_contributors(store, alice, OWNER, org, bobs)["items"]
     assert [c["user_id"] for c in listed] == ["bob", "carl"]
@@ -59,22 +62,21 @@ def test_adding_a_contributor_once(store, org, alice, bobs):
     assert len(added) == 1
     assert (added[0]["before"], added[0]["after"]) == ({"contributors": ["bob"]}, {"contributors": ["bob", "carl"]})
     # The new contributor (a Builder) now sees and may edit it.
-    assert agents.update_agent(store, CARL, BUILDER, org, bobs, {"mission": "c"})["mission"] == "c"
+    assert edit_agent(store, CARL, BUILDER, org, bobs, {"mission": "c"})["mission"] == "c"
 
 
 def test_removing_contributors(store, org, alice, bob, bobs):
-    with pytest.raises(Forbidden):
-        agent_people.remove_contributor(store, bob, BUILDER, org, bobs, "bob")
+    assert refused(store, org, bob, BUILDER, "remove_contributor", bobs, "bob") == "forbidden"
     with pytest.raises(NotFound) as err:
-        agent_people.remove_contributor(store, alice, OWNER, org, bobs, "carl")
+        committed(store, agent_people.remove_contributor, alice, OWNER, org, bobs, "carl")
     assert err.value.code == "contributor_not_found"
     with pytest.raises(Conflict) as err:
-        agent_people.remove_contributor(store, alice, OWNER, org, bobs, "bob")
+        committed(store, agent_people.remove_contributor, alice, OWNER, org, bobs, "bob")
     assert err.value.code == "last_contributor"
     assert stored(store, bobs)["contributors"] == ["bob"]
 
-    agent_people.add_contributor(store, alice, OWNER, org, bobs, "carl", BUILDER)
-    answer = agent_people.remove_contributor(store, alice, OWNER, org, bobs, "bob")
+    committed(store, agent_people.add_contributor, alice, OWNER, org, bobs, "carl", BUILDER)
+    answer = committed(store, agent_people.remove_contributor, alice, OWNER, org, bobs, "bob")
     assert answer == {"agent_id": bobs, "user_id": "bob"}
     assert stored(store, bobs)["contributors"] == ["carl"]
     removed = events(store)[-1]
@@ -87,7 +89,7 @@ def test_removing_contributors(store, org, alice, bob, bobs):
 def test_contributor_not_found_on_agent_without_contributors(store, org, alice):
     agent = new_agent(store, org, alice)["id"]
     with pytest.raises(NotFound) as err:
-        agent_people.remove_contributor(store, alice, OWNER, org, agent, "alice")
+        committed(store, agent_people.remove_contributor, alice, OWNER, org, agent, "alice")
     assert err.value.code == "contributor_not_found"
 
 
@@ -95,28 +97,28 @@ def test_contributor_not_found_on_agent_without_contributors(store, org, alice):
 def test_assign_and_unassign(store, org, alice, bob):
     agent = new_agent(store, org, alice)["id"]
     with pytest.raises(NotFound) as err:
-        agent_people.assign(store, alice, OWNER, org, agent, "stranger", None)
+        committed(store, agent_people.assign, alice, OWNER, org, agent, "stranger", None)
     assert err.value.code == "member_not_found"
     contributor = new_agent(store, org, bob, BUILDER, name="Bob's")["id"]
-    with pytest.raises(Forbidden):
-        agent_people.assign(store, bob, BUILDER, org, contributor, "mira", MEMBER)
+    assert refused(store, org, bob, BUILDER, "assign_agent", contributor, "mira") == "forbidden"
 
-    row, created = agent_people.assign(store, alice, OWNER, org, agent, "mira", MEMBER)
+    row, created = committed(store, agent_people.assign, alice, OWNER, org, agent, "mira", MEMBER)
     assert created is True and row["user_id"] == "mira" and row["added_by"] == "alice"
-    again, created = agent_people.assign(store, alice, OWNER, org, agent, "mira", MEMBER)
+    again, created = committed(store, agent_people.assign, alice, OWNER, org, agent, "mira", MEMBER)
     assert created is False and again == row
     added = [e for e in events(store) if e["type"] == "agent.assignee_added"]
     assert len(added) == 1 and (added[0]["before"], added[0]["after"]) == ({"assignees": []}, {"assignees": ["mira"]})
     assert agents.get_agent(store, MIRA, MEMBER, org, agent)["permissions"] == ["use"]
 
-    assert agent_people.unassign(store, alice, OWNER, org, agent, "mira") == {"agent_id": agent, "user_id": "mira"}
+    assert committed(store, agent_people.unassign, alice, OWNER, org, agent, "mira") == \
+        {"agent_id": agent, "user_id": "mira"}
     removed = events(store)[-1]
     assert removed["type"] == "agent.assignee_removed"
     assert (removed["before"], removed["after"]) == ({"assignees": ["mira"]}, {"assignees": []})
     with pytest.raises(NotFound):
         agents.get_agent(store, MIRA, MEMBER, org, agent)
     with pytest.raises(NotFound) as err:
-        agent_people.unassign(store, alice, OWNER, org, agent, "mira")
+        committed(store, agent_people.unassign, alice, OWNER, org, agent, "mira")
     assert err.value.code == "assignee_not_found"
 
 
@@ -140,8 +142,8 @@ def accepted(org, agent_ids, user="u2", event_id="e1"):
 
 def test_invitation_agents_are_assigned_once(store, org, alice):
     a1, a2, gone = (new_agent(store, org, alice, name=n)["id"] for n in ("A1", "A2", "Gone"))
-    agents.delete_agent(store, alice, OWNER, org, gone)
-    other = organizations.create_collective(store, alice, "Other")["id"]
+    committed(store, agents.delete_agent, alice, OWNER, org, gone)
+    other = committed(store, organizations.create_collective, alice, "Other")["id"]
     foreign = new_agent(store, other, alice, name="Foreign")["id"]
     count = len(events(store))
 
@@ -164,7 +166,7 @@ def test_invitation_agents_are_assigned_once(store, org, alice):
 
 def test_invitation_agents_skip_already_assigned_and_empty_lists(store, org, alice):
     a1, a2 = (new_agent(store, org, alice, name=n)["id"] for n in ("A1", "A2"))
-    agent_people.assign(store, alice, OWNER, org, a1, "u2", MEMBER)
+    committed(store, agent_people.assign, alice, OWNER, org, a1, "u2", MEMBER)
     assert apply_invitation_agents(store, accepted(org, [a1, a2, a2])) == 1
     assert stored(store, a2)["assignees"] == ["u2"]
     assert apply_invitation_agents(store, accepted(org, [])) == 0
@@ -188,12 +190,12 @@ def access(store, org, alice, bob):
            "used": new_agent(store, org, alice, name="used")["id"],
            "unrelated": new_agent(store, org, CARL, BUILDER, name="unrelated")["id"],
            "gone": new_agent(store, org, bob, BUILDER, name="gone")["id"]}
-    other = organizations.create_collective(store, alice, "Other")["id"]
+    other = committed(store, organizations.create_collective, alice, "Other")["id"]
     ids["foreign"] = new_agent(store, other, bob, BUILDER, name="foreign")["id"]
-    agent_people.add_contributor(store, alice, OWNER, org, ids["shared"], "carl", BUILDER)
-    agent_people.assign(store, alice, OWNER, org, ids["shared"], "bob", BUILDER)
-    agent_people.assign(store, alice, OWNER, org, ids["used"], "bob", BUILDER)
-    agents.delete_agent(store, alice, OWNER, org, ids["gone"])
+    committed(store, agent_people.add_contributor, alice, OWNER, org, ids["shared"], "carl", BUILDER)
+    committed(store, agent_people.assign, alice, OWNER, org, ids["shared"], "bob", BUILDER)
+    committed(store, agent_people.assign, alice, OWNER, org, ids["used"], "bob", BUILDER)
+    committed(store, agents.delete_agent, alice, OWNER, org, ids["gone"])
     return ids
 
 

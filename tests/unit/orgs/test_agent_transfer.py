@@ -4,7 +4,7 @@ import pytest
 
 from common.errors import Forbidden, NotFound, ValidationFailed
 from services.orgs import agent_people, agent_transfer, agents, organizations
-from tests.unit.orgs.helpers import ADMIN, BUILDER, MEMBER, OWNER, events, new_agent, stored, types
+from tests.unit.orgs.helpers import ADMIN, BUILDER, MEMBER, OWNER, committed, events, new_agent, stored, types
 
 
 # ---- transfer --------------------------------------------------------------------------------------------
@@ -41,11 +41,11 @@ def test_each_transfer_requirement_has_its_own_error(changes, error, code):
 @pytest.fixture
 def move(store, org, alice, bob):
     """An agent in `org` with contributors bob, carl and assignees mira, dora; a destination `dest`."""
-    dest = organizations.create_collective(store, alice, "Destination")["id"]
+    dest = committed(store, organizations.create_collective, alice, "Destination")["id"]
     agent = new_agent(store, org, bob, BUILDER, name="Mover")["id"]
-    agent_people.add_contributor(store, alice, OWNER, org, agent, "carl", BUILDER)
-    agent_people.assign(store, alice, OWNER, org, agent, "mira", MEMBER)
-    agent_people.assign(store, alice, OWNER, org, agent, "dora", MEMBER)
+    committed(store, agent_people.add_contributor, alice, OWNER, org, agent, "carl", BUILDER)
+    committed(store, agent_people.assign, alice, OWNER, org, agent, "mira", MEMBER)
+    committed(store, agent_people.assign, alice, OWNER, org, agent, "dora", MEMBER)
     people_roles = {"bob": ["builder"], "mira": ["member"], "dora": []}     # carl: not a member there
     return dest, agent, people_roles
 
@@ -58,7 +58,7 @@ def test_transfer_dry_run_reports_and_changes_nothing(store, org, alice, move):
     dest, agent, people_roles = move
     before = stored(store, agent)
     count = len(events(store))
-    report = agent_transfer.transfer_agent(store, alice, OWNER, OWNER, org, agent, dest, True, people_roles)
+    report = committed(store, agent_transfer.transfer_agent, alice, OWNER, OWNER, org, agent, dest, True, people_roles)
     assert report["dry_run"] is True and report["correlation_id"] is None
     assert (report["agent_id"], report["name"]) == (agent, "Mover")
     assert (report["source_organization_id"], report["destination_organization_id"]) == (org, dest)
@@ -73,7 +73,7 @@ def test_transfer_dry_run_reports_and_changes_nothing(store, org, alice, move):
 
 def test_transfer_moves_the_agent(store, org, alice, bob, move):
     dest, agent, people_roles = move
-    report = agent_transfer.transfer_agent(store, alice, OWNER, OWNER, org, agent, dest, False, people_roles)
+    report = committed(store, agent_transfer.transfer_agent, alice, OWNER, OWNER, org, agent, dest, False, people_roles)
     assert report["dry_run"] is False and report["correlation_id"] and report["transferred_at"]
     assert outcomes(report["contributors"]) == {"bob": "retained access", "carl": "removed"}
     assert outcomes(report["assignees"]) == {"mira": "retained access", "dora": "removed"}
@@ -103,7 +103,7 @@ def test_transfer_moves_the_agent(store, org, alice, bob, move):
 def test_transfer_when_everyone_keeps_access_records_only_the_organization(store, org, alice, move):
     dest, agent, _ = move
     everyone = {"bob": BUILDER, "carl": ["admin"], "mira": MEMBER, "dora": ["member", "billing"]}
-    agent_transfer.transfer_agent(store, alice, OWNER, OWNER, org, agent, dest, False, everyone)
+    committed(store, agent_transfer.transfer_agent, alice, OWNER, OWNER, org, agent, dest, False, everyone)
     assert stored(store, agent)["contributors"] == ["bob", "carl"]
     assert stored(store, agent)["assignees"] == ["mira", "dora"]
     event = events(store)[-1]
@@ -112,11 +112,11 @@ def test_transfer_when_everyone_keeps_access_records_only_the_organization(store
 
 def test_builder_only_requester_is_added_as_contributor(store, org, alice, move):
     dest, agent, people_roles = move
-    dry = agent_transfer.transfer_agent(store, alice, OWNER, BUILDER, org, agent, dest, True, people_roles)
+    dry = committed(store, agent_transfer.transfer_agent, alice, OWNER, BUILDER, org, agent, dest, True, people_roles)
     assert dry["contributors"][-1] == {"user_id": "alice", "destination_roles": ["builder"],
                                        "outcome": "will be added"}
     assert "alice" not in stored(store, agent)["contributors"]
-    done = agent_transfer.transfer_agent(store, alice, OWNER, BUILDER, org, agent, dest, False, people_roles)
+    done = committed(store, agent_transfer.transfer_agent, alice, OWNER, BUILDER, org, agent, dest, False, people_roles)
     assert outcomes(done["contributors"]) == {"bob": "retained access", "carl": "removed", "alice": "added"}
     assert stored(store, agent)["contributors"] == ["bob", "alice"]
     # They can see (and edit) what they moved.
@@ -127,14 +127,15 @@ def test_builder_only_requester_is_added_as_contributor(store, org, alice, move)
 def test_owner_requester_in_destination_is_not_added(store, org, alice, move):
     dest, agent, people_roles = move
     for roles in (OWNER, ["admin", "builder"]):
-        report = agent_transfer.transfer_agent(store, alice, OWNER, roles, org, agent, dest, True, people_roles)
+        report = committed(store, agent_transfer.transfer_agent, alice, OWNER, roles, org, agent, dest, True,
+                           people_roles)
         assert "alice" not in outcomes(report["contributors"])
 
 
 def test_builder_requester_already_contributing_is_not_added_twice(store, org, alice, move):
     dest, agent, people_roles = move
-    agent_people.add_contributor(store, alice, OWNER, org, agent, "alice", ["owner", "builder"])
-    report = agent_transfer.transfer_agent(store, alice, OWNER, BUILDER, org, agent, dest, False,
+    committed(store, agent_people.add_contributor, alice, OWNER, org, agent, "alice", ["owner", "builder"])
+    report = committed(store, agent_transfer.transfer_agent, alice, OWNER, BUILDER, org, agent, dest, False,
                                    dict(people_roles, alice=BUILDER))
     assert outcomes(report["contributors"])["alice"] == "retained access"
     assert stored(store, agent)["contributors"] == ["bob", "alice"]
@@ -142,11 +143,11 @@ def test_builder_requester_already_contributing_is_not_added_twice(store, org, a
 
 def test_transfer_to_deleted_or_unknown_destination(store, org, alice, move):
     dest, agent, people_roles = move
-    organizations.delete(store, alice, dest)
+    committed(store, organizations.delete, alice, dest)
     for destination in (dest, "no-such-org"):
         for dry_run in (True, False):
             with pytest.raises(NotFound) as err:
-                agent_transfer.transfer_agent(store, alice, OWNER, OWNER, org, agent, destination, dry_run,
+                committed(store, agent_transfer.transfer_agent, alice, OWNER, OWNER, org, agent, destination, dry_run,
                                               people_roles)
             assert err.value.code == "destination_not_found"
     assert stored(store, agent)["organization_id"] == org
@@ -156,12 +157,13 @@ def test_transfer_to_deleted_or_unknown_destination(store, org, alice, move):
 def test_transfer_checks_requirements_first(store, org, alice, move):
     dest, agent, people_roles = move
     with pytest.raises(Forbidden) as err:
-        agent_transfer.transfer_agent(store, alice, BUILDER, OWNER, org, agent, dest, False, people_roles)
+        committed(store, agent_transfer.transfer_agent, alice, BUILDER, OWNER, org, agent, dest, False, people_roles)
     assert err.value.code == "source_role_required"
     with pytest.raises(ValidationFailed) as err:
-        agent_transfer.transfer_agent(store, alice, OWNER, OWNER, org, agent, org, False, people_roles)
+        committed(store, agent_transfer.transfer_agent, alice, OWNER, OWNER, org, agent, org, False, people_roles)
     assert err.value.code == "same_organization"
     with pytest.raises(NotFound) as err:
-        agent_transfer.transfer_agent(store, alice, OWNER, OWNER, org, "no-such-agent", dest, False, people_roles)
+        committed(store, agent_transfer.transfer_agent, alice, OWNER, OWNER, org, "no-such-agent", dest, False,
+                  people_roles)
     assert err.value.code == "agent_not_found"
     assert stored(store, agent)["organization_id"] == org

@@ -14,39 +14,10 @@ from common.timeutil import utcnow
 from services.orgs import agents, organizations
 from services.orgs.models import READ_MODELS, AgentAssignee
 from services.orgs.service import OrgsService
+from tests.unit.orgs.helpers import Reply, committed, member, orgs_worker
 
 # What orgs used to ask members to decide with; none of it may be called any more.
 OLD_READS = ("my_membership", "my_memberships", "member_roles")
-
-
-class Reply:
-    """What `method.call_async(...)` gives back: `.result()` answers (or raises) then."""
-
-    def __init__(self, answer):
-        self.answer = answer
-
-    def result(self):
-        if isinstance(self.answer, Exception):
-            raise self.answer
-        return self.answer
-
-
-def member(store, org_id, user_id, roles, version=1):
-    """Put a membership into orgs' read model, as members' events do."""
-    with store.write() as session:
-        apply_membership(session, READ_MODELS, membership_state(org_id, user_id, roles, version))
-
-
-def orgs_worker(store, identity, owner_states=()):
-    """The orgs service for `identity`; members confirms refusals with `owner_states` (membership
-    states it holds), and its calls are counted by the mock."""
-    service = worker_factory(OrgsService, db=store)
-    service.auth.identity = identity
-    service.memberships = Memberships(store, READ_MODELS, lambda: service.members)
-    owner_states = list(owner_states)
-    service.members.membership_states.call_async.side_effect = lambda org_id, user_ids: Reply(
-        [s for s in owner_states if s["organization_id"] == org_id and s["user_id"] in user_ids])
-    return service
 
 
 def asked_members(service, methods=OLD_READS + ("membership_states",)):
@@ -60,7 +31,7 @@ def store(make_store):
 
 @pytest.mark.parametrize("roles", [["member"], ["builder"], ["billing"], ["member", "billing"]])
 def test_rename_is_refused_without_owner_or_admin(store, alice, roles):
-    org = organizations.create_collective(store, alice, "Before")
+    org = committed(store, organizations.create_collective, alice, "Before")
     member(store, org["id"], alice.id, roles)
     service = orgs_worker(store, alice, [membership_state(org["id"], alice.id, roles, 1)])
     with pytest.raises(Forbidden):
@@ -72,7 +43,7 @@ def test_rename_is_refused_without_owner_or_admin(store, alice, roles):
 
 @pytest.mark.parametrize("roles", [["owner"], ["admin"]])
 def test_owner_or_admin_may_rename_without_asking_members(store, alice, roles):
-    org = organizations.create_collective(store, alice, "Before")
+    org = committed(store, organizations.create_collective, alice, "Before")
     member(store, org["id"], alice.id, roles)
     member(store, org["id"], "bob", ["member"])
     service = orgs_worker(store, alice)
@@ -82,7 +53,7 @@ def test_owner_or_admin_may_rename_without_asking_members(store, alice, roles):
 
 
 def test_a_bad_name_is_refused_and_nothing_changes(store, alice):
-    org = organizations.create_collective(store, alice, "Clinic")["id"]
+    org = committed(store, organizations.create_collective, alice, "Clinic")["id"]
     member(store, org, alice.id, ["owner"])
     service = orgs_worker(store, alice)
     with pytest.raises(Exception) as err:
@@ -94,7 +65,7 @@ def test_a_bad_name_is_refused_and_nothing_changes(store, alice):
 
 def test_a_member_added_a_moment_ago_is_confirmed_with_members_not_refused(store, alice):
     """The read model has not heard of the membership yet: members confirms it, and its state is kept."""
-    org = organizations.create_collective(store, alice, "Clinic")["id"]
+    org = committed(store, organizations.create_collective, alice, "Clinic")["id"]
     service = orgs_worker(store, alice, [membership_state(org, alice.id, ["owner"], 3)])
     assert service.get_organization(org)["roles"] == ["owner"]
     service.members.membership_states.call_async.reset_mock()
@@ -103,7 +74,7 @@ def test_a_member_added_a_moment_ago_is_confirmed_with_members_not_refused(store
 
 
 def test_agent_routes_decide_from_the_read_model(store, alice, bob):
-    org = organizations.create_collective(store, alice, "Clinic")["id"]
+    org = committed(store, organizations.create_collective, alice, "Clinic")["id"]
     member(store, org, alice.id, ["owner"])
     member(store, org, bob.id, ["builder"])
     service = orgs_worker(store, alice)
@@ -115,7 +86,7 @@ def test_agent_routes_decide_from_the_read_model(store, alice, bob):
 
 
 def test_a_person_who_is_no_member_is_confirmed_then_refused(store, alice):
-    org = organizations.create_collective(store, alice, "Clinic")["id"]
+    org = committed(store, organizations.create_collective, alice, "Clinic")["id"]
     member(store, org, alice.id, ["owner"])
     service = orgs_worker(store, alice)
     agent = service.create_agent(org, {"name": "Scribe"})["id"]
@@ -126,8 +97,8 @@ def test_a_person_who_is_no_member_is_confirmed_then_refused(store, alice):
 
 
 def test_me_and_the_organization_list_come_from_the_read_model(store, alice):
-    individual = organizations.ensure_individual(store, alice)["id"]
-    org = organizations.create_collective(store, alice, "Clinic")["id"]
+    individual = committed(store, organizations.ensure_individual, alice)["id"]
+    org = committed(store, organizations.create_collective, alice, "Clinic")["id"]
     member(store, individual, alice.id, ["owner", "billing"])
     member(store, org, alice.id, ["admin"])
     service = orgs_worker(store, alice)
@@ -176,10 +147,10 @@ def test_a_new_organization_is_listed_right_away(store, alice):
 def test_memberships_of_a_deleted_organization_answer_404_as_before(store, alice, bob):
     """Members forgets them a moment after the deletion; orgs' read model keeps them, but they count for
     nothing from the moment orgs deleted the organization: 404 everywhere, not 403."""
-    org = organizations.create_collective(store, alice, "Clinic")["id"]
+    org = committed(store, organizations.create_collective, alice, "Clinic")["id"]
     member(store, org, alice.id, ["owner"])
     member(store, org, bob.id, ["member"])
-    organizations.delete(store, alice, org)
+    committed(store, organizations.delete, alice, org)
     still_there = [membership_state(org, bob.id, ["member"], 1)]      # members has not heard of it yet
     service = orgs_worker(store, bob, still_there)
     for attempt in (lambda: service.rename_organization(org, "New"), lambda: service.delete_organization(org),
@@ -192,7 +163,7 @@ def test_memberships_of_a_deleted_organization_answer_404_as_before(store, alice
 
 
 def test_the_dependency_gives_live_memberships_confirmed_with_the_workers_members_proxy(store, alice):
-    org = organizations.create_collective(store, alice, "Clinic")["id"]
+    org = committed(store, organizations.create_collective, alice, "Clinic")["id"]
     provider = MembershipFacts(READ_MODELS, owner="members")
     provider.store = store                      # what setup() opens from the service's database URL
     worker = orgs_worker(store, alice, [membership_state(org, alice.id, ["admin"], 2)])
@@ -221,7 +192,7 @@ def test_orgs_drops_a_message_that_is_not_a_change_event(store):
 def test_transfer_to_an_organization_the_caller_is_not_in_is_destination_not_found(store, alice):
     """The caller is no member of the destination (members confirms): they hear destination_not_found
     (naming the destination field), not a 404 about the source."""
-    org = organizations.create_collective(store, alice, "Source")["id"]
+    org = committed(store, organizations.create_collective, alice, "Source")["id"]
     member(store, org, alice.id, ["owner"])
     service = orgs_worker(store, alice)
     agent = service.create_agent(org, {"name": "Mover"})["id"]
@@ -234,8 +205,8 @@ def test_transfer_to_an_organization_the_caller_is_not_in_is_destination_not_fou
 def test_transfer_reads_the_roles_of_many_people_locally(store, alice):
     """An agent assigned to more people than members would answer for at once: every one is known in
     the read model, and nobody is asked."""
-    org = organizations.create_collective(store, alice, "Source")["id"]
-    destination = organizations.create_collective(store, alice, "Destination")["id"]
+    org = committed(store, organizations.create_collective, alice, "Source")["id"]
+    destination = committed(store, organizations.create_collective, alice, "Destination")["id"]
     member(store, org, alice.id, ["owner"])
     member(store, destination, alice.id, ["owner"])
     service = orgs_worker(store, alice)
@@ -258,8 +229,8 @@ def signed_in_as(user_id):
 
 
 def test_snapshot_agents_answers_only_the_system(store, alice):
-    org = organizations.create_collective(store, alice, "Clinic")["id"]
-    agent = agents.create_agent(store, alice, ["owner"], org, {"name": "Scribe"})["id"]
+    org = committed(store, organizations.create_collective, alice, "Clinic")["id"]
+    agent = committed(store, agents.create_agent, alice, ["owner"], org, {"name": "Scribe"})["id"]
     with pytest.raises(Forbidden) as err:
         worker_factory(OrgsService, db=store, auth=signed_in_as("alice")).snapshot_agents()
     assert err.value.code == "system_only"
@@ -271,8 +242,8 @@ def test_snapshot_agents_answers_only_the_system(store, alice):
 
 
 def test_agent_states_answer_any_signed_in_caller(store, alice):
-    org = organizations.create_collective(store, alice, "Clinic")["id"]
-    agent = agents.create_agent(store, alice, ["owner"], org, {"name": "Scribe"})["id"]
+    org = committed(store, organizations.create_collective, alice, "Clinic")["id"]
+    agent = committed(store, agents.create_agent, alice, ["owner"], org, {"name": "Scribe"})["id"]
     for caller in ("bob", "system"):
         service = worker_factory(OrgsService, db=store, auth=signed_in_as(caller))
         assert service.agent_states(org, [agent]) == [agent_state(agent, org, [], [], 1)]

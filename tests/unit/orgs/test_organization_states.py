@@ -9,6 +9,7 @@ from services.credits.models import READ_MODELS as CREDITS_MODELS
 from services.credits.models import OrganizationFact
 from services.orgs import organization_states, organizations
 from services.orgs.models import OutboxEvent
+from tests.unit.orgs.helpers import committed
 
 
 def carried(store):
@@ -19,11 +20,11 @@ def carried(store):
 
 
 def test_created_renamed_deleted_carry_the_state_with_a_growing_version(store, alice):
-    individual = organizations.ensure_individual(store, alice)["id"]
-    org = organizations.create_collective(store, alice, "Clinic")["id"]
-    organizations.rename(store, alice, org, "Clinic 2")
-    organizations.rename(store, alice, org, "Clinic 2")          # nothing changed: no event, no version
-    organizations.delete(store, alice, org)
+    individual = committed(store, organizations.ensure_individual, alice)["id"]
+    org = committed(store, organizations.create_collective, alice, "Clinic")["id"]
+    committed(store, organizations.rename, alice, org, "Clinic 2")
+    committed(store, organizations.rename, alice, org, "Clinic 2")          # nothing changed: no event, no version
+    committed(store, organizations.delete, alice, org)
     assert carried(store) == [
         ("organization.created", individual, "Alice", "individual", True, 1),
         ("organization.created", org, "Clinic", "collective", True, 1),
@@ -32,11 +33,11 @@ def test_created_renamed_deleted_carry_the_state_with_a_growing_version(store, a
 
 
 def test_a_read_model_filled_from_the_snapshot_equals_the_one_the_events_built(store, alice, make_store):
-    organizations.ensure_individual(store, alice)
-    kept = organizations.create_collective(store, alice, "Kept")["id"]
-    gone = organizations.create_collective(store, alice, "Gone")["id"]
-    organizations.rename(store, alice, kept, "Kept!")
-    organizations.delete(store, alice, gone)
+    committed(store, organizations.ensure_individual, alice)
+    kept = committed(store, organizations.create_collective, alice, "Kept")["id"]
+    gone = committed(store, organizations.create_collective, alice, "Gone")["id"]
+    committed(store, organizations.rename, alice, kept, "Kept!")
+    committed(store, organizations.delete, alice, gone)
 
     def rows(credits):
         with credits.read() as session:

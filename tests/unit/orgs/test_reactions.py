@@ -4,6 +4,7 @@ from sqlalchemy import select
 from common.events import change_event
 from services.orgs import agent_people, agents, organizations, reactions
 from services.orgs.models import OutboxEvent
+from tests.unit.orgs.helpers import committed
 
 OWNER = ["owner", "billing"]
 
@@ -21,13 +22,13 @@ def accepted(org, user_id, agent_ids):
 
 def test_a_redelivered_event_does_not_redo_what_was_undone_since(make_store, alice):
     store = make_store("orgs")
-    org = organizations.create_collective(store, alice, "Clinic")["id"]
-    agent = agents.create_agent(store, alice, OWNER, org, {"name": "Front desk"})["id"]
+    org = committed(store, organizations.create_collective, alice, "Clinic")["id"]
+    agent = committed(store, agents.create_agent, alice, OWNER, org, {"name": "Front desk"})["id"]
     event = accepted(org, "bob", [agent])
 
     assert reactions.handle_change_event(store, event) is True
     assert agents.get_agent(store, alice, OWNER, org, agent)["assignees"] == ["bob"]
-    agent_people.unassign(store, alice, OWNER, org, agent, "bob")         # an Admin takes it back on purpose
+    committed(store, agent_people.unassign, alice, OWNER, org, agent, "bob")         # an Admin takes it back on purpose
     assert reactions.handle_change_event(store, event) is False      # the broker delivers it again
     assert agents.get_agent(store, alice, OWNER, org, agent)["assignees"] == []
     assert event_types(store).count("agent.assignee_added") == 1
@@ -35,22 +36,22 @@ def test_a_redelivered_event_does_not_redo_what_was_undone_since(make_store, ali
 
 def test_leaving_resets_the_active_organization_and_access_in_one_go(make_store, alice, bob):
     store = make_store("orgs")
-    organizations.ensure_individual(store, bob)
-    org = organizations.create_collective(store, alice, "Clinic")["id"]
-    organizations.set_active(store, bob, org)
-    agent = agents.create_agent(store, bob, ["builder"], org, {"name": "Scribe"})["id"]
+    committed(store, organizations.ensure_individual, bob)
+    org = committed(store, organizations.create_collective, alice, "Clinic")["id"]
+    committed(store, organizations.set_active, bob, org)
+    agent = committed(store, agents.create_agent, bob, ["builder"], org, {"name": "Scribe"})["id"]
     left = change_event("member.left", "delete", org, bob.as_actor(), "member", bob.id, before={"roles": ["builder"]})
 
     assert reactions.handle_change_event(store, left) is True
-    assert organizations.stored_active_id(store, bob.id) != org
+    assert committed(store, organizations.stored_active_id, bob.id) != org
     assert agents.get_agent(store, alice, OWNER, org, agent)["contributors"] == []
     assert reactions.handle_change_event(store, left) is False
 
 
 def test_a_role_change_keeping_builder_changes_nothing(make_store, alice, bob):
     store = make_store("orgs")
-    org = organizations.create_collective(store, alice, "Clinic")["id"]
-    agent = agents.create_agent(store, bob, ["builder"], org, {"name": "Scribe"})["id"]
+    org = committed(store, organizations.create_collective, alice, "Clinic")["id"]
+    agent = committed(store, agents.create_agent, bob, ["builder"], org, {"name": "Scribe"})["id"]
     kept = change_event("member.roles_changed", "update", org, alice.as_actor(), "member", bob.id,
                         before={"roles": ["builder"]}, after={"roles": ["builder", "member"]})
     lost = change_event("member.roles_changed", "update", org, alice.as_actor(), "member", bob.id,

@@ -16,7 +16,7 @@ from common.migrate import upgrade
 from common.readmodels import AgentAccessMixin, ReadModelFilledMixin, ReadModels, membership_state
 from services.orgs import agent_people, agent_states, agent_transfer, agents, organizations, reactions
 from services.orgs.models import READ_MODELS, MembershipFact, ProcessedEvent
-from tests.unit.orgs.helpers import BUILDER, MEMBER, OWNER, events, new_agent
+from tests.unit.orgs.helpers import BUILDER, MEMBER, OWNER, committed, events, new_agent
 
 ACTOR = {"id": "alice", "email": "alice@example.com"}
 
@@ -80,7 +80,7 @@ def test_out_of_order_events_end_in_the_newest_state(store, org):
 
 def test_a_tombstone_is_not_undone_by_an_older_state(store, org, alice):
     agent = new_agent(store, org, alice)["id"]
-    agent_people.assign(store, alice, OWNER, org, agent, "bob", MEMBER)
+    committed(store, agent_people.assign, alice, OWNER, org, agent, "bob", MEMBER)
     added = members_event("member.added", org, "bob", membership_state(org, "bob", ["member"], 1))
     removed = members_event("member.removed", org, "bob", membership_state(org, "bob", [], 2, active=False))
     reactions.handle_change_event(store, added)
@@ -104,7 +104,7 @@ def test_a_redelivered_event_with_effects_applies_neither_twice(store, org, alic
     accepted = members_event("invitation.accepted", org, "bob", membership_state(org, "bob", ["member"], 1),
                              after={"user_id": "bob", "roles": ["member"], "agent_ids": [agent]})
     assert reactions.handle_change_event(store, accepted) is True
-    agent_people.unassign(store, alice, OWNER, org, agent, "bob")
+    committed(store, agent_people.unassign, alice, OWNER, org, agent, "bob")
     assert reactions.handle_change_event(store, accepted) is False
     assert [e["type"] for e in events(store)].count("agent.assignee_added") == 1
     assert facts(store) == [(org, "bob", ("member",), True, 1)]
@@ -183,15 +183,15 @@ def access_rows(store):
 def test_orgs_events_and_snapshot_agents_build_the_same_agent_access(store, org, alice, bob, tmp_path):
     """What credits keeps: fed by orgs' events one by one (shuffled, some twice) or filled from
     snapshot_agents, the rows are the same."""
-    dest = organizations.create_collective(store, alice, "Destination")["id"]
+    dest = committed(store, organizations.create_collective, alice, "Destination")["id"]
     scribe = new_agent(store, org, bob, BUILDER, name="Scribe")["id"]
     desk = new_agent(store, org, alice, name="Desk")["id"]
     gone = new_agent(store, org, alice, name="Gone")["id"]
-    agent_people.assign(store, alice, OWNER, org, desk, "mira", MEMBER)
-    agent_people.add_contributor(store, alice, OWNER, org, scribe, "carl", BUILDER)
-    agent_people.remove_contributor(store, alice, OWNER, org, scribe, bob.id)
-    agent_transfer.transfer_agent(store, alice, OWNER, OWNER, org, desk, dest, False, {"mira": MEMBER})
-    agents.delete_agent(store, alice, OWNER, org, gone)
+    committed(store, agent_people.assign, alice, OWNER, org, desk, "mira", MEMBER)
+    committed(store, agent_people.add_contributor, alice, OWNER, org, scribe, "carl", BUILDER)
+    committed(store, agent_people.remove_contributor, alice, OWNER, org, scribe, bob.id)
+    committed(store, agent_transfer.transfer_agent, alice, OWNER, OWNER, org, desk, dest, False, {"mira": MEMBER})
+    committed(store, agents.delete_agent, alice, OWNER, org, gone)
 
     def read_model(name):
         target = Store(f"sqlite:///{tmp_path / name}.sqlite")
