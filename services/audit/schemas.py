@@ -1,6 +1,6 @@
 """Marshmallow schemas of the audit service: trail entries out. The query filters in are
-common.contracts.audit's, which the gateway's queries share."""
-from marshmallow import Schema, fields
+common.contracts.audit's, which the gateway's queries share, as the entrypoints declare them (`input`)."""
+from marshmallow import Schema, fields, pre_load
 
 from common.contracts.audit import AgentTrailFilters, AuditFilters
 from common.schemas import UtcDateTime
@@ -30,7 +30,25 @@ class AuditEntrySchema(Schema):
     occurred_at = UtcDateTime()
 
 
-audit_filters_schema = AuditFilters.instance()
+class EmptyIsNoFilter:
+    """A filter left out, null or (from a query string) empty is no filter (common.contracts.audit): such
+    filters are dropped before the contract's rules, and no filters at all (null) are none."""
+
+    @pre_load
+    def drop_empty_filters(self, data, **kwargs):
+        if data is None:
+            return {}
+        return {k: v for k, v in data.items() if v is not None and v != ""} if isinstance(data, dict) else data
+
+
+class AuditFiltersInput(EmptyIsNoFilter, AuditFilters):
+    """The organization's trail's filters, as list_entries declares them."""
+
+
+class AgentTrailFiltersInput(EmptyIsNoFilter, AgentTrailFilters):
+    """An agent's trail's filters, as list_agent_entries declares them."""
+
+
 audit_entry_schema = AuditEntrySchema()
 
 
@@ -42,5 +60,3 @@ def agent_trail_row(entry, change):
     return dict(entry_without_changes_schema.dump(entry), field=change.field, old_value=change.old_value,
                 new_value=change.new_value)
 
-
-agent_trail_filters_schema = AgentTrailFilters.instance()

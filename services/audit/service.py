@@ -1,6 +1,7 @@
 """Nameko entrypoints of the audit service: thin; storing events (and the memberships they carry) is in
 reactions.py, the trail's storage and queries in trail.py. Who may read a trail is decided on the read
-model of memberships (common.readmodels), not by asking members."""
+model of memberships (common.readmodels), not by asking members. It has no commands: its methods are queries,
+their filters loaded by the declared input (common.commands) before they run."""
 
 from common.auth import Auth
 from common.commands import CREDENTIAL, query
@@ -14,6 +15,7 @@ from common.readmodels import ReadModelFill
 from common.rpc import service_proxy
 from services.audit import reactions, trail
 from services.audit.models import READ_MODELS
+from services.audit.schemas import AgentTrailFiltersInput, AuditFiltersInput
 
 
 class AuditService:
@@ -40,12 +42,12 @@ class AuditService:
         if events:
             reactions.handle_change_events(self.db, events)
 
-    @query(Action.VIEW_AUDIT, key_scope=Scope.AUDIT_READ)
+    @query(Action.VIEW_AUDIT, key_scope=Scope.AUDIT_READ, input={"filters": AuditFiltersInput})
     def list_entries(self, caller, organization_id, filters=None, cursor=None, limit=None):
         """The organization's audit trail (Owner/Admin only)."""
         return trail.query_entries(self.db, organization_id, filters, cursor, limit)
 
-    @query(Action.VIEW_AUDIT, key_scope=Scope.AUDIT_READ)
+    @query(Action.VIEW_AUDIT, key_scope=Scope.AUDIT_READ, input={"filters": AgentTrailFiltersInput})
     def list_agent_entries(self, caller, organization_id, agent_id, filters=None, cursor=None, limit=None):
         """One agent's trail in the organization, a row per changed field (Owner/Admin only)."""
         return trail.query_agent_trail(self.db, organization_id, agent_id, filters, cursor, limit)

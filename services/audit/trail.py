@@ -1,6 +1,7 @@
 """The audit trail: every change event as an entry with its changed fields (added once, by reactions.py),
 and the two queries over it (the organization's trail, one agent's trail), filtered and cursor-paged,
-newest first."""
+newest first. The filters come loaded by the entrypoints' declared input (schemas.AuditFiltersInput,
+schemas.AgentTrailFiltersInput: common.contracts.audit's rules, an empty filter being none)."""
 import json
 from datetime import datetime
 
@@ -8,12 +9,11 @@ from sqlalchemy import bindparam, insert, or_, select
 from sqlalchemy.orm import noload
 
 from common.auth import canonical_email
-from common.contracts import load
 from common.errors import agent_not_found
 from common.paging import Keyset, check_limit, desc, keyset_page
 from common.timeutil import utcnow
 from services.audit.models import AuditChange, AuditEntry
-from services.audit.schemas import agent_trail_filters_schema, agent_trail_row, audit_entry_schema, audit_filters_schema
+from services.audit.schemas import agent_trail_row, audit_entry_schema
 
 ENTRIES, CHANGES = AuditEntry.__table__, AuditChange.__table__
 NEWEST_FIRST = Keyset("audit", desc("at", AuditEntry.occurred_at, datetime), desc("seq", AuditEntry.seq, int))
@@ -57,11 +57,6 @@ def as_text(value):
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
-def _checked_filters(schema, filters):
-    """The filters that have a value (an empty query parameter means no filter), checked by `schema`."""
-    return load(schema, {k: v for k, v in (filters or {}).items() if v not in (None, "")})
-
-
 def _entry_conditions(filters):
     """Conditions on an entry's own columns, common to the organization's and an agent's trail."""
     conditions = []
@@ -82,8 +77,9 @@ def _entry_conditions(filters):
 
 
 def query_entries(store, organization_id, filters=None, cursor=None, limit=None):
-    """A page of the organization's trail, newest first (filters: common.contracts.audit.AuditFilters)."""
-    filters = _checked_filters(audit_filters_schema, filters)
+    """A page of the organization's trail, newest first (`filters` as schemas.AuditFiltersInput loaded them;
+    None: no filters)."""
+    filters = filters or {}
     conditions = [AuditEntry.organization_id == organization_id, *_entry_conditions(filters)]
     if "target" in filters:
         conditions.append(AuditEntry.entity_id == filters["target"])
@@ -99,11 +95,12 @@ AGENT_TRAIL_DEFAULT_LIMIT = 20
 
 def query_agent_trail(store, organization_id, agent_id, filters=None, cursor=None, limit=None):
     """The agent's trail in this organization: one row per changed field, newest first, 20 per page
-    unless `limit` says otherwise (product rules §6). Filters: common.contracts.audit.AgentTrailFilters.
+    unless `limit` says otherwise (product rules §6). `filters` as schemas.AgentTrailFiltersInput loaded them
+    (None: no filters).
 
     Only what happened to the agent while it belonged to this organization is shown: after a transfer
     each organization keeps its own part of the history (like spend made before a transfer)."""
-    filters = _checked_filters(agent_trail_filters_schema, filters)
+    filters = filters or {}
     limit = check_limit(limit, default=AGENT_TRAIL_DEFAULT_LIMIT)
     NEWEST_CHANGE_FIRST.position(cursor)    # a bad cursor is refused before the agent is looked up
     of_agent = [AuditEntry.organization_id == organization_id, AuditEntry.entity_type == "agent",

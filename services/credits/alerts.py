@@ -26,8 +26,6 @@ from collections import namedtuple
 from sqlalchemy import bindparam, select
 
 from common.auth import SYSTEM_ACTOR
-from common.contracts import load
-from common.contracts.alerts import AlertSettingsInput
 from common.events import changed_fields
 from common.money import format_amount
 from common.paging import Keyset, desc, keyset_page
@@ -46,14 +44,6 @@ Thresholds = namedtuple("Thresholds", "member_budget_percents balance_floor")
 
 
 # ---- settings ---------------------------------------------------------------------------------------
-def clean_settings(member_budget_percents, balance_floor):
-    """The settings checked (common.contracts.alerts): (percents ascending, floor in units or None); 422
-    naming the field."""
-    settings = load(AlertSettingsInput, {"member_budget_percents": member_budget_percents,
-                                         "balance_floor": balance_floor})
-    return sorted(settings["member_budget_percents"]), settings["balance_floor"]
-
-
 def _shown(fields):
     """Setting values as answers and events show them (the floor as an amount string)."""
     return {k: format_amount(v) if k == "balance_floor" else v for k, v in fields.items()}
@@ -74,26 +64,26 @@ def get_settings(store, organization_id):
         return settings_dict(organization_id, session.get(AlertSettings, organization_id))
 
 
-def set_settings(store, identity, organization_id, member_budget_percents, balance_floor, now=None):
-    """Replace the organization's settings; one `alert_settings.updated` event with what changed (none
-    when nothing did). The row is created on first use and locked, so two changes at once are audited
-    one after the other, each with the `before` the other left."""
+def set_settings(session, identity, organization_id, member_budget_percents, balance_floor, now=None):
+    """Replace the organization's settings (as the declared contract, common.contracts.alerts, loaded them:
+    the floor in units or None); one `alert_settings.updated` event with what changed (none when nothing
+    did). The row is created on first use and locked, so two changes at once are audited one after the
+    other, each with the `before` the other left."""
     now = now or utcnow()
-    percents, floor = clean_settings(member_budget_percents, balance_floor)
-    with store.write() as session:
-        session.execute(conflict_insert(session)(AlertSettings).values(
-            organization_id=organization_id, member_budget_percents=[], balance_floor=None,
-            updated_by=identity.id, updated_at=now).on_conflict_do_nothing())
-        row = session.get(AlertSettings, organization_id, with_for_update=True, populate_existing=True)
-        before, after = changed_fields(
-            {"member_budget_percents": list(row.member_budget_percents), "balance_floor": row.balance_floor},
-            {"member_budget_percents": percents, "balance_floor": floor})
-        if after:
-            row.member_budget_percents, row.balance_floor = percents, floor
-            row.updated_by, row.updated_at = identity.id, now
-            emit(session, ALERT_SETTINGS_UPDATED, "update", organization_id, identity, "alert_settings",
-                 organization_id, before=_shown(before), after=_shown(after), occurred_at=now)
-        return settings_dict(organization_id, row)
+    percents, floor = sorted(member_budget_percents), balance_floor
+    session.execute(conflict_insert(session)(AlertSettings).values(
+        organization_id=organization_id, member_budget_percents=[], balance_floor=None,
+        updated_by=identity.id, updated_at=now).on_conflict_do_nothing())
+    row = session.get(AlertSettings, organization_id, with_for_update=True, populate_existing=True)
+    before, after = changed_fields(
+        {"member_budget_percents": list(row.member_budget_percents), "balance_floor": row.balance_floor},
+        {"member_budget_percents": percents, "balance_floor": floor})
+    if after:
+        row.member_budget_percents, row.balance_floor = percents, floor
+        row.updated_by, row.updated_at = identity.id, now
+        emit(session, ALERT_SETTINGS_UPDATED, "update", organization_id, identity, "alert_settings",
+             organization_id, before=_shown(before), after=_shown(after), occurred_at=now)
+    return settings_dict(organization_id, row)
 
 
 # ---- in the spend -----------------------------------------------------------------------------------

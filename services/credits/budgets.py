@@ -1,17 +1,18 @@
 """Budget groups (product rules §5): a monthly limit per member and a limit on how many Builders a group holds.
 The monthly period and what a member may still spend are allowances.py.
 
-Plain functions over a `Store`. Who may manage groups (Owner/Admin) is checked by the entrypoints first;
-members' roles come from a lookup the entrypoint passes in (`add_member`: the memberships read model). A member is in
-at most one group: the primary key of budget_group_members is (organization, user).
+Plain functions. A command's runs in the open write transaction the command pipeline gives it (common.commands,
+common.unit_of_work), with the fields its declared contract (common.contracts.budgets.BudgetGroupInput) loaded;
+`add_member`, which looks members' roles up (perhaps asking members) between reading and writing, receives the
+command's UnitOfWork instead. Reads take a `Store`. Who may manage groups (Owner/Admin) is checked by the pipeline
+first; members' roles come from a lookup the entrypoint passes in (`add_member`: the memberships read model). A
+member is in at most one group: the primary key of budget_group_members is (organization, user).
 """
 import uuid
 
 from sqlalchemy import func, select
 
 from common.auth import is_valid_user_id
-from common.contracts import load
-from common.contracts.budgets import BudgetGroupInput
 from common.errors import Conflict, NotFound, member_not_found
 from common.events import changed_fields
 from common.money import format_amount
@@ -45,12 +46,6 @@ class GroupChanged(Exception):
 
 
 # ---- groups ----------------------------------------------------------------------------------------
-def clean_fields(data, creating):
-    """The group fields in `data`, checked (common.contracts.budgets): name required on create (trimmed, at
-    most 200 characters), monthly_limit in units (>= 0) or None (no limit), builder_limit 0 to 100000 or None."""
-    return load(BudgetGroupInput, data, partial=not creating)
-
-
 def _shown(fields):
     """Field values as events and answers show them (amounts as strings)."""
     return {k: format_amount(v) if k == "monthly_limit" else v for k, v in fields.items()}
@@ -74,16 +69,17 @@ def group_dict(group, member_count):
                                     | {"member_count": member_count})
 
 
-def create_group(store, identity, organization_id, data, now=None):
+def create_group(session, identity, organization_id, fields, now=None):
+    """A new group of the loaded `fields` (name trimmed; monthly_limit in units or None: no limit;
+    builder_limit or None)."""
     now = now or utcnow()
-    fields = dict({"monthly_limit": None, "builder_limit": None}, **clean_fields(data, creating=True))
-    with store.write() as session:
-        group = BudgetGroup(id=str(uuid.uuid4()), organization_id=organization_id, created_by=identity.id,
-                            created_at=now, updated_at=now, **fields)
-        session.add(group)
-        emit(session, BUDGET_GROUP_CREATED, "create", organization_id, identity, "budget_group", group.id,
-             after=_shown(fields), occurred_at=now)
-        return group_dict(group, 0)
+    fields = dict({"monthly_limit": None, "builder_limit": None}, **fields)
+    group = BudgetGroup(id=str(uuid.uuid4()), organization_id=organization_id, created_by=identity.id,
+                        created_at=now, updated_at=now, **fields)
+    session.add(group)
+    emit(session, BUDGET_GROUP_CREATED, "create", organization_id, identity, "budget_group", group.id,
+         after=_shown(fields), occurred_at=now)
+    return group_dict(group, 0)
 
 
 def list_groups(store, organization_id, cursor=None, limit=None):
@@ -118,41 +114,40 @@ def get_group(store, organization_id, group_id, cursor=None, limit=None, now=Non
     return answer
 
 
-def update_group(store, identity, organization_id, group_id, data, now=None):
-    """Change name or limits. A new limit applies from the next spend on; past usage is kept as it was."""
+def update_group(session, identity, organization_id, group_id, fields, now=None):
+    """Change name or limits (the loaded `fields` given). A new limit applies from the next spend on; past
+    usage is kept as it was."""
     now = now or utcnow()
-    fields = clean_fields(data, creating=False)
-    with store.write() as session:
-        group = _group(session, organization_id, group_id, for_update=True)
-        before, after = changed_fields({k: getattr(group, k) for k in fields}, fields)
-        if before:
-            for name, value in after.items():
-                setattr(group, name, value)
-            group.updated_at = now
-            emit(session, BUDGET_GROUP_UPDATED, "update", organization_id, identity, "budget_group", group.id,
-                 before=_shown(before), after=_shown(after), occurred_at=now)
-        return group_dict(group, _member_count(session, group.id))
+    group = _group(session, organization_id, group_id, for_update=True)
+    before, after = changed_fields({k: getattr(group, k) for k in fields}, fields)
+    if before:
+        for name, value in after.items():
+            setattr(group, name, value)
+        group.updated_at = now
+        emit(session, BUDGET_GROUP_UPDATED, "update", organization_id, identity, "budget_group", group.id,
+             before=_shown(before), after=_shown(after), occurred_at=now)
+    return group_dict(group, _member_count(session, group.id))
 
 
-def delete_group(store, identity, organization_id, group_id, now=None):
+def delete_group(session, identity, organization_id, group_id, now=None):
     """Delete the group; its members are no longer capped by it."""
     now = now or utcnow()
-    with store.write() as session:
-        group = _group(session, organization_id, group_id, for_update=True)
-        user_ids = sorted(session.scalars(select(BudgetGroupMember.user_id)
-                                          .where(BudgetGroupMember.group_id == group.id)).all())
-        session.execute(BudgetGroupMember.__table__.delete().where(BudgetGroupMember.group_id == group.id))
-        session.delete(group)
-        # Its members are in no group now: each one's new state rides on the one event.
-        states = [changed_state(session, organization_id, user_id, None) for user_id in user_ids]
-        emit(session, BUDGET_GROUP_DELETED, "delete", organization_id, identity, "budget_group", group.id,
-             before=dict(_shown({k: getattr(group, k) for k in GROUP_FIELDS}), member_count=len(user_ids)),
-             occurred_at=now, state=carried(*states))
+    group = _group(session, organization_id, group_id, for_update=True)
+    user_ids = sorted(session.scalars(select(BudgetGroupMember.user_id)
+                                      .where(BudgetGroupMember.group_id == group.id)).all())
+    session.execute(BudgetGroupMember.__table__.delete().where(BudgetGroupMember.group_id == group.id))
+    session.delete(group)
+    # Its members are in no group now: each one's new state rides on the one event.
+    states = [changed_state(session, organization_id, user_id, None) for user_id in user_ids]
+    emit(session, BUDGET_GROUP_DELETED, "delete", organization_id, identity, "budget_group", group.id,
+         before=dict(_shown({k: getattr(group, k) for k in GROUP_FIELDS}), member_count=len(user_ids)),
+         occurred_at=now, state=carried(*states))
 
 
 # ---- members of groups -----------------------------------------------------------------------------
-def add_member(store, identity, organization_id, group_id, user_id, roles_of, now=None):
-    """Put a member in the group (out of any other); returns {"membership", "created"}.
+def add_member(uow, identity, organization_id, group_id, user_id, roles_of, now=None):
+    """Put a member in the group (out of any other); returns {"membership", "created"}. `uow` is the
+    command's UnitOfWork (common.unit_of_work): the roles lookup may ask members, outside any write transaction.
 
     `roles_of(user_ids)` answers {user_id: [role values]} for those of `user_ids` who are members of
     the organization (from the memberships read model). The builder limit needs the roles of the group's
@@ -165,14 +160,15 @@ def add_member(store, identity, organization_id, group_id, user_id, roles_of, no
         raise member_not_found()
     is_builder = Role.BUILDER.value in user_roles
     for _ in range(ASSIGN_ATTEMPTS):
-        snapshot = group_snapshot(store, organization_id, group_id)
+        snapshot = group_snapshot(uow, organization_id, group_id)
         builders = 0
         if is_builder and snapshot["builder_limit"] is not None:
             others = [u for u in snapshot["member_ids"] if u != user_id]
             builders = sum(Role.BUILDER.value in roles for roles in roles_of(others).values())
         try:
-            membership, created = assign_member(store, identity, organization_id, group_id, user_id, is_builder,
-                                                builders, snapshot, now=now)
+            with uow.write() as session:
+                membership, created = assign_member(session, identity, organization_id, group_id, user_id,
+                                                    is_builder, builders, snapshot, now=now)
             return {"membership": membership, "created": created}
         except GroupChanged:
             continue
@@ -181,58 +177,57 @@ def add_member(store, identity, organization_id, group_id, user_id, roles_of, no
 
 
 def group_snapshot(store, organization_id, group_id):
-    """The group's builder limit and members: what the members' roles are looked up for."""
+    """The group's builder limit and members: what the members' roles are looked up for. `store` is anything
+    that opens a read transaction with `read()`: a Store, or the command's UnitOfWork."""
     with store.read() as session:
         group = _group(session, organization_id, group_id)
         ids = session.scalars(select(BudgetGroupMember.user_id).where(BudgetGroupMember.group_id == group.id)).all()
         return {"builder_limit": group.builder_limit, "member_ids": sorted(ids)}
 
 
-def assign_member(store, identity, organization_id, group_id, user_id, is_builder, builders_in_group, snapshot,
+def assign_member(session, identity, organization_id, group_id, user_id, is_builder, builders_in_group, snapshot,
                   now=None):
     """Put a member in the group (moving them out of another one). A Builder is refused when the group
     already holds `builder_limit` Builders. `builders_in_group` was counted from the members' roles in
     `snapshot`; if the group changed since, GroupChanged (add_member looks the roles up again).
     Returns (membership, created)."""
     now = now or utcnow()
-    with store.write() as session:
-        group = _group(session, organization_id, group_id, for_update=True)
-        current = session.get(BudgetGroupMember, (organization_id, user_id), with_for_update=True)
-        if current is not None and current.group_id == group.id:
-            return membership_dict(current), False
-        if is_builder and group.builder_limit is not None:
-            ids = session.scalars(select(BudgetGroupMember.user_id)
-                                  .where(BudgetGroupMember.group_id == group.id)).all()
-            if group.builder_limit != snapshot["builder_limit"] or sorted(ids) != snapshot["member_ids"]:
-                raise GroupChanged()
-            if builders_in_group >= group.builder_limit:
-                raise Conflict(f"The group \"{group.name}\" may hold at most {group.builder_limit} Builder(s) and "
-                               f"is full.", code="builder_limit_reached", field="user_id",
-                               details={"builder_limit": group.builder_limit, "builders": builders_in_group})
-        previous = current.group_id if current is not None else None
-        if current is None:
-            current = BudgetGroupMember(organization_id=organization_id, user_id=user_id)
-            session.add(current)
-        current.group_id, current.added_by, current.added_at = group.id, identity.id, now
-        emit(session, MEMBER_BUDGET_GROUP_CHANGED, "update", organization_id, identity, "member", user_id,
-             before={"budget_group_id": previous}, after={"budget_group_id": group.id}, occurred_at=now,
-             state=carried(changed_state(session, organization_id, user_id, group.id)))
-        return membership_dict(current), True
+    group = _group(session, organization_id, group_id, for_update=True)
+    current = session.get(BudgetGroupMember, (organization_id, user_id), with_for_update=True)
+    if current is not None and current.group_id == group.id:
+        return membership_dict(current), False
+    if is_builder and group.builder_limit is not None:
+        ids = session.scalars(select(BudgetGroupMember.user_id)
+                              .where(BudgetGroupMember.group_id == group.id)).all()
+        if group.builder_limit != snapshot["builder_limit"] or sorted(ids) != snapshot["member_ids"]:
+            raise GroupChanged()
+        if builders_in_group >= group.builder_limit:
+            raise Conflict(f"The group \"{group.name}\" may hold at most {group.builder_limit} Builder(s) and "
+                           f"is full.", code="builder_limit_reached", field="user_id",
+                           details={"builder_limit": group.builder_limit, "builders": builders_in_group})
+    previous = current.group_id if current is not None else None
+    if current is None:
+        current = BudgetGroupMember(organization_id=organization_id, user_id=user_id)
+        session.add(current)
+    current.group_id, current.added_by, current.added_at = group.id, identity.id, now
+    emit(session, MEMBER_BUDGET_GROUP_CHANGED, "update", organization_id, identity, "member", user_id,
+         before={"budget_group_id": previous}, after={"budget_group_id": group.id}, occurred_at=now,
+         state=carried(changed_state(session, organization_id, user_id, group.id)))
+    return membership_dict(current), True
 
 
-def unassign_member(store, identity, organization_id, group_id, user_id, now=None):
+def unassign_member(session, identity, organization_id, group_id, user_id, now=None):
     """Take a member out of the group (they are then capped by no group)."""
     now = now or utcnow()
-    with store.write() as session:
-        group = _group(session, organization_id, group_id, for_update=True)
-        current = session.get(BudgetGroupMember, (organization_id, user_id), with_for_update=True) \
-            if isinstance(user_id, str) else None
-        if current is None or current.group_id != group.id:
-            raise NotFound("This member is not in the budget group.", code="not_in_budget_group", field="user_id")
-        session.delete(current)
-        emit(session, MEMBER_BUDGET_GROUP_CHANGED, "update", organization_id, identity, "member", user_id,
-             before={"budget_group_id": group.id}, after={"budget_group_id": None}, occurred_at=now,
-             state=carried(changed_state(session, organization_id, user_id, None)))
+    group = _group(session, organization_id, group_id, for_update=True)
+    current = session.get(BudgetGroupMember, (organization_id, user_id), with_for_update=True) \
+        if isinstance(user_id, str) else None
+    if current is None or current.group_id != group.id:
+        raise NotFound("This member is not in the budget group.", code="not_in_budget_group", field="user_id")
+    session.delete(current)
+    emit(session, MEMBER_BUDGET_GROUP_CHANGED, "update", organization_id, identity, "member", user_id,
+         before={"budget_group_id": group.id}, after={"budget_group_id": None}, occurred_at=now,
+         state=carried(changed_state(session, organization_id, user_id, None)))
 
 
 def forget_member(session, event):

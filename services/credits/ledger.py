@@ -1,7 +1,9 @@
 """The credits ledger: grants and expiries of each organization's credit, its balance and the ledger
 listing; the account lock and the spend order that spends (spends.py) use too.
 
-Plain functions over a `Store`, callable without a broker. A spend and its dry run are in spends.py
+Plain functions, callable without a broker: a command's (a grant) over the open write transaction the
+command pipeline gives it (common.commands, common.unit_of_work), reads and the expiry job over a `Store`.
+A spend and its dry run are in spends.py
 (they decide whether the caller may use the agent from the read models, agent_access.py); budget groups,
 the monthly period and what a member may still spend (`Allowance`) are in budgets.py.
 
@@ -15,10 +17,8 @@ import uuid
 
 from sqlalchemy import BigInteger, case, cast, func, or_, select
 
-from common import idempotency
 from common.auth import SYSTEM_ACTOR
-from common.contracts import load
-from common.contracts.credits import FREE, PAID, GrantInput
+from common.contracts.credits import FREE, PAID
 from common.errors import ValidationFailed
 from common.money import MAX_BALANCE_UNITS, format_amount
 from common.paging import Keyset, check_limit, desc, keyset_page
@@ -26,7 +26,7 @@ from common.sql import conflict_insert
 from common.timeutil import as_utc, iso, utcnow
 from services.credits import allowances
 from services.credits.events import CREDITS_EXPIRED, CREDITS_GRANTED, emit
-from services.credits.models import Account, Grant, IdempotentRequest, LedgerEntry, MemberUsage
+from services.credits.models import Account, Grant, LedgerEntry, MemberUsage
 from services.credits.schemas import grant_schema, ledger_entry_schema
 
 LEDGER_KINDS = ("grant", "spend", "expiry")
@@ -98,40 +98,29 @@ def _add_entry(session, account, kind, amount, actor, now, grant=None, agent_id=
 
 
 # ---- grants ----------------------------------------------------------------------------------------
-def clean_grant(amount, type, expires_at):
-    """The grant's values checked (common.contracts.credits): (units, type, expiry or None). Whether an expiry
-    is still in the future is checked by add_grant, after a retry's stored answer was looked for: a retry
-    that comes after the expiry still replays."""
-    grant = load(GrantInput, {"amount": amount, "type": type, "expires_at": expires_at})
-    return grant["amount"], grant["type"], grant["expires_at"]
-
-
-def add_grant(store, identity, organization_id, amount, type, expires_at=None, idempotency_key=None, now=None):
-    """Credit comes in (Owner/Billing, checked by the entrypoint): a grant, its ledger entry, one event."""
+def add_grant(session, identity, organization_id, amount, type, expires_at=None, now=None):
+    """Credit comes in (Owner/Billing, checked by the pipeline): a grant, its ledger entry, one event.
+    `amount` (units), `type` and `expires_at` come as the declared contract loaded them
+    (common.contracts.credits.GrantInput). Whether the expiry is still in the future is decided here,
+    after the pipeline looked for a retry's stored answer: a retry that comes after the expiry still replays."""
     now = now or utcnow()
-    units, type, expires_at = clean_grant(amount, type, expires_at)
-    operation = idempotency.operation("grant", organization_id, units, type, iso(expires_at))
-
-    def grant_credit(session, account):
-        if expires_at is not None and expires_at <= now:
-            raise ValidationFailed("expires_at must be in the future.", code="expiry_in_past", field="expires_at")
-        write_off_expired(session, account, now)
-        if account.balance + units > MAX_BALANCE_UNITS:
-            raise ValidationFailed("This grant would take the balance over the most an account may hold.",
-                                   code="balance_limit", field="amount")
-        grant = Grant(id=str(uuid.uuid4()), organization_id=organization_id, type=type, amount=units,
-                      remaining=units, expires_at=expires_at, created_by=identity.id, created_at=now)
-        session.add(grant)
-        account.balance += units
-        account.updated_at = now
-        entry = _add_entry(session, account, "grant", units, identity.as_actor(), now, grant=grant)
-        answer = dict(grant_dict(grant, now), ledger_entry_id=entry.id)
-        emit(session, CREDITS_GRANTED, "create", organization_id, identity, "grant", grant.id,
-             after={"type": type, "amount": answer["amount"], "expires_at": answer["expires_at"]}, occurred_at=now)
-        return answer
-    # The account is locked before the key is looked up: two requests with one key wait for each other.
-    return idempotency.keyed_write(store, IdempotentRequest, identity.id, idempotency_key, operation, grant_credit,
-                                   lock=lambda session: _locked_account(session, organization_id, now))
+    account = _locked_account(session, organization_id, now)
+    if expires_at is not None and expires_at <= now:
+        raise ValidationFailed("expires_at must be in the future.", code="expiry_in_past", field="expires_at")
+    write_off_expired(session, account, now)
+    if account.balance + amount > MAX_BALANCE_UNITS:
+        raise ValidationFailed("This grant would take the balance over the most an account may hold.",
+                               code="balance_limit", field="amount")
+    grant = Grant(id=str(uuid.uuid4()), organization_id=organization_id, type=type, amount=amount,
+                  remaining=amount, expires_at=expires_at, created_by=identity.id, created_at=now)
+    session.add(grant)
+    account.balance += amount
+    account.updated_at = now
+    entry = _add_entry(session, account, "grant", amount, identity.as_actor(), now, grant=grant)
+    answer = dict(grant_dict(grant, now), ledger_entry_id=entry.id)
+    emit(session, CREDITS_GRANTED, "create", organization_id, identity, "grant", grant.id,
+         after={"type": type, "amount": answer["amount"], "expires_at": answer["expires_at"]}, occurred_at=now)
+    return answer
 
 
 def grant_dict(grant, now):
@@ -169,8 +158,15 @@ def usage_by_organization(store, user_id, member_of, organization_ids=None, now=
 
 
 # ---- expiry job and the credits page ----------------------------------------------------------------
+def write_off_due(session, organization_id, now):
+    """In a write transaction: lock the organization's account and write off its expired credit. Returns
+    how many grants."""
+    return write_off_expired(session, _locked_account(session, organization_id, now), now)
+
+
 def settle_expiries(store, organization_id, now=None):
-    """Write off the organization's expired credit, if any (a read first: usually nothing is due)."""
+    """Write off the organization's expired credit, if any (a read first: usually nothing is due), in its
+    own write transaction of `store`."""
     now = now or utcnow()
     with store.read() as session:
         if session.scalar(select(Grant.id).where(
@@ -178,7 +174,7 @@ def settle_expiries(store, organization_id, now=None):
                 Grant.expires_at <= now).limit(1)) is None:
             return 0
     with store.write() as session:
-        return write_off_expired(session, _locked_account(session, organization_id, now), now)
+        return write_off_due(session, organization_id, now)
 
 
 def expire_due_grants(store, now=None, max_organizations=500):

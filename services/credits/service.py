@@ -3,6 +3,13 @@ ledger), spends.py (a spend and its dry run), budgets.py (budget groups, what a 
 spend) and alerts.py (budget alerts), the reactions to other services' events in reactions.py, the
 right to use an agent in agent_access.py.
 
+Each command runs in the unit of work the pipeline gives it (common.commands, common.unit_of_work): it
+receives the open write transaction (`session`) and passes it, with the values its declared contract
+(`input`) loaded, to the domain functions, which decide; the pipeline records the request as handled,
+replays or stores the Idempotency-Key's answer and commits. The spend and the assignment of a member to a
+budget group, which may ask another service between reading and writing, receive the UnitOfWork (`uow`,
+`phases=True`) instead.
+
 A request is decided here alone: permissions and memberships come from the service's own read models
 (`self.memberships`, common.readmodels), the right to use an agent too (agent_access.py). Members and
 orgs are asked only to confirm a refusal, never inside a write transaction (common.db). Each method declares
@@ -15,8 +22,11 @@ from nameko.messaging import consume
 from nameko.timer import timer
 
 from common.auth import Auth
-from common.commands import CREDENTIAL, OPTIONAL, PERSON, REQUIRED, SYSTEM, USES_AGENT, command, query
+from common.commands import CREDENTIAL, OPTIONAL, PERSON, REQUIRED, SYSTEM, USES_AGENT, Partial, command, query
 from common.config import settings
+from common.contracts.alerts import AlertSettingsInput
+from common.contracts.budgets import BudgetGroupInput
+from common.contracts.credits import GrantInput, SpendInput
 from common.db import Database
 from common.events import CREDITS_QUEUE, change_event_or_none
 from common.heap import FrozenStartupHeap
@@ -27,7 +37,7 @@ from common.readmodels import SNAPSHOT_PAGE, ReadModelFill
 from common.rpc import service_proxy
 from services.credits import alerts, budgets, group_member_states, ledger, my_usage, reactions, spends
 from services.credits.agent_access import AgentUse
-from services.credits.models import READ_MODELS, HandledRequest, OutboxEvent
+from services.credits.models import READ_MODELS, HandledRequest, IdempotentRequest, OutboxEvent
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +50,7 @@ class CreditsService:
 
     auth = Auth()
     heap = FrozenStartupHeap()      # common.heap: fewer long garbage-collector pauses under load
-    db = Database(handled_requests=HandledRequest)
+    db = Database(handled_requests=HandledRequest, idempotent_requests=IdempotentRequest)
     outbox = OutboxRelay(OutboxEvent)
     members = service_proxy("members")       # only to confirm refusals (memberships)
     orgs = service_proxy("orgs")             # only to confirm refusals (agent_access.py)
@@ -66,20 +76,19 @@ class CreditsService:
     def list_ledger(self, caller, organization_id, kind=None, cursor=None, limit=None):
         return ledger.ledger_page(self.db, organization_id, kind, cursor, limit)
 
-    @command(Action.GRANT_CREDITS, idempotency=OPTIONAL)
-    def add_grant(self, caller, organization_id, amount, type, expires_at=None, idempotency_key=None):
-        ledger.clean_grant(amount, type, expires_at)
-        return ledger.add_grant(self.db, caller.identity, organization_id, amount, type, expires_at, idempotency_key)
+    @command(Action.GRANT_CREDITS, idempotency=OPTIONAL, input=GrantInput)
+    def add_grant(self, caller, session, organization_id, amount, type, expires_at=None, idempotency_key=None):
+        return ledger.add_grant(session, caller.identity, organization_id, amount, type, expires_at)
 
     # ---- spending ----------------------------------------------------------------------------------
-    @command(USES_AGENT, key_scope=Scope.USAGE_WRITE, idempotency=REQUIRED)
-    def spend(self, caller, organization_id, agent_id, amount, idempotency_key, user_id=None):
+    @command(USES_AGENT, key_scope=Scope.USAGE_WRITE, idempotency=REQUIRED, input=SpendInput, phases=True)
+    def spend(self, caller, uow, organization_id, agent_id, amount, idempotency_key, user_id=None):
         """Charge the caller's use of an agent, or, by an API key with usage:write, the use by the member
         `user_id` names (SPEC §9); returns {"spend", "replayed"}. 402 when the balance or the member's
-        budget does not allow it."""
+        budget does not allow it. Phased (spends.py): it reads, may confirm a refusal with members or
+        orgs, then writes; `uow` replays and stores the Idempotency-Key's answer there."""
         # The right to use the agent is decided by the spend itself (spends.py), from the read models.
-        return spends.spend(self.db, caller.identity, organization_id, agent_id, amount, idempotency_key, user_id,
-                            access=self.agent_use)
+        return spends.spend(uow, caller.identity, organization_id, agent_id, amount, user_id, access=self.agent_use)
 
     @query(USES_AGENT, key_scope=Scope.USAGE_WRITE)
     def evaluate_spend(self, caller, organization_id, agent_id, amount=None, user_id=None):
@@ -98,34 +107,34 @@ class CreditsService:
     def list_budget_groups(self, caller, organization_id, cursor=None, limit=None):
         return budgets.list_groups(self.db, organization_id, cursor, limit)
 
-    @command(Action.MANAGE_BUDGET_GROUPS)
-    def create_budget_group(self, caller, organization_id, fields):
-        budgets.clean_fields(fields, creating=True)
-        return budgets.create_group(self.db, caller.identity, organization_id, fields)
+    @command(Action.MANAGE_BUDGET_GROUPS, input={"fields": BudgetGroupInput})
+    def create_budget_group(self, caller, session, organization_id, fields):
+        return budgets.create_group(session, caller.identity, organization_id, fields)
 
     @query(Action.MANAGE_BUDGET_GROUPS, key_scope=Scope.USAGE_READ)
     def get_budget_group(self, caller, organization_id, group_id, cursor=None, limit=None):
         return budgets.get_group(self.db, organization_id, group_id, cursor, limit)
 
-    @command(Action.MANAGE_BUDGET_GROUPS)
-    def update_budget_group(self, caller, organization_id, group_id, fields):
-        budgets.clean_fields(fields, creating=False)
-        return budgets.update_group(self.db, caller.identity, organization_id, group_id, fields)
+    @command(Action.MANAGE_BUDGET_GROUPS, input={"fields": Partial(BudgetGroupInput)})
+    def update_budget_group(self, caller, session, organization_id, group_id, fields):
+        return budgets.update_group(session, caller.identity, organization_id, group_id, fields)
 
     @command(Action.MANAGE_BUDGET_GROUPS)
-    def delete_budget_group(self, caller, organization_id, group_id):
-        budgets.delete_group(self.db, caller.identity, organization_id, group_id)
+    def delete_budget_group(self, caller, session, organization_id, group_id):
+        budgets.delete_group(session, caller.identity, organization_id, group_id)
 
-    @command(Action.MANAGE_BUDGET_GROUPS)
-    def add_budget_group_member(self, caller, organization_id, group_id, user_id):
+    @command(Action.MANAGE_BUDGET_GROUPS, phases=True)
+    def add_budget_group_member(self, caller, uow, organization_id, group_id, user_id):
         """Put a member in the group (out of any other); returns {"membership", "created"}. The members'
-        roles, which the builder limit needs, come from the memberships read model (budgets.add_member)."""
+        roles, which the builder limit needs, come from the memberships read model, confirmed with members
+        for someone missing there: an RPC call between reading and writing, so the command is phased and
+        writes through `uow` (budgets.add_member)."""
         roles_of = partial(self.memberships.roles_of, organization_id)
-        return budgets.add_member(self.db, caller.identity, organization_id, group_id, user_id, roles_of)
+        return budgets.add_member(uow, caller.identity, organization_id, group_id, user_id, roles_of)
 
     @command(Action.MANAGE_BUDGET_GROUPS)
-    def remove_budget_group_member(self, caller, organization_id, group_id, user_id):
-        budgets.unassign_member(self.db, caller.identity, organization_id, group_id, user_id)
+    def remove_budget_group_member(self, caller, session, organization_id, group_id, user_id):
+        budgets.unassign_member(session, caller.identity, organization_id, group_id, user_id)
 
     @query(SYSTEM)
     def snapshot_budget_group_members(self, caller, after=None, limit=SNAPSHOT_PAGE):
@@ -138,11 +147,10 @@ class CreditsService:
     def get_alert_settings(self, caller, organization_id):
         return alerts.get_settings(self.db, organization_id)
 
-    @command(Action.MANAGE_ALERTS)
-    def set_alert_settings(self, caller, organization_id, member_budget_percents, balance_floor):
+    @command(Action.MANAGE_ALERTS, input=AlertSettingsInput)
+    def set_alert_settings(self, caller, session, organization_id, member_budget_percents, balance_floor):
         """Replace the settings: percents of a member's monthly limit, a balance floor (or null)."""
-        alerts.clean_settings(member_budget_percents, balance_floor)
-        return alerts.set_settings(self.db, caller.identity, organization_id, member_budget_percents, balance_floor)
+        return alerts.set_settings(session, caller.identity, organization_id, member_budget_percents, balance_floor)
 
     @query(Action.MANAGE_ALERTS, key_scope=Scope.USAGE_READ)
     def list_alerts(self, caller, organization_id, cursor=None, limit=None):

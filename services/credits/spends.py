@@ -8,32 +8,34 @@ organization's account lock (ledger.py, "Concurrency"), which every spend of the
 for, so it is held for as few statements as possible (spend_statements.py): the balance and the budget,
 the grants drawn, the ledger entry, the member's usage, alerts crossed, the audit event and the stored
 answer, all or nothing. On PostgreSQL both phases are one transaction on one connection; on SQLite a
-read transaction, then the write one (common.db.Store.read_then_write).
+read transaction, then the write one (common.unit_of_work.UnitOfWork.read_then_write).
+
+The spend is the one command declared with `phases=True` (common.commands): it receives the command's
+UnitOfWork, not an open write transaction, because it reads, may call another service, then writes. Its
+amount comes validated by the declared contract (common.contracts.credits.SpendInput); the unit of work
+gives the answer stored under the Idempotency-Key (`replay`, read phase), stores the new one with the
+charge (`remember`, write phase) and records the RPC request as handled in the first write transaction.
 
 A refusal from the read models is confirmed with their owners before it is given (agent_access.py);
 that is an RPC call, made between the two phases, never inside a write transaction.
 
 It runs again only in the one documented case: two requests with one Idempotency-Key committing at
-once, where the loser's commit fails on the key's row and, run again, replays the winner's answer
-(common.db.retry_on_unique_race).
+once, where the loser's commit fails on the key's row and the pipeline runs the whole spend once more,
+which replays the winner's answer (common.db.retry_on_unique_race).
 """
 import uuid
 from dataclasses import dataclass
-from functools import partial
 
-from common import idempotency
 from common.auth import Identity, is_valid_user_id
 from common.contracts import load
 from common.contracts.credits import SpendInput
-from common.db import retry_on_unique_race
 from common.errors import ValidationFailed, member_not_found
 from common.money import format_amount
 from common.timeutil import iso, utcnow
 from services.credits import alerts, allowances
 from services.credits import spend_statements as sql
 from services.credits.events import CREDITS_SPENT, emit
-from services.credits.ledger import settle_expiries, spendable_balance
-from services.credits.models import IdempotentRequest
+from services.credits.ledger import spendable_balance, write_off_due
 
 
 def spender_of(caller, user_id):
@@ -60,44 +62,37 @@ class SpendFacts:
     expired_credit: bool            # credit past its expiry not written off yet
 
 
-def spend(store, caller, organization_id, agent_id, amount, idempotency_key, user_id=None, access=None, now=None):
+def spend(uow, caller, organization_id, agent_id, amount, user_id=None, access=None, now=None):
     """Charge the organization for a member's use of an agent: the caller's own, or, for an API key, the
     member's that `user_id` names, decided exactly as theirs (the key is then the event's actor and owns
-    the Idempotency-Key, which the pipeline requires: common.commands). `access` (agent_access.AgentUse)
-    decides the right to use the agent; None when the caller decided it already. Returns {"spend",
-    "replayed"}; 402 when the balance or the member's monthly budget does not allow the amount (nothing
-    changes then)."""
+    the Idempotency-Key, which the pipeline requires: common.commands). `uow` is the command's UnitOfWork
+    (common.unit_of_work), `amount` in units as the declared contract loaded it. `access`
+    (agent_access.AgentUse) decides the right to use the agent; None when the caller decided it already.
+    Returns {"spend", "replayed"}; 402 when the balance or the member's monthly budget does not allow the
+    amount (nothing changes then)."""
     now = now or utcnow()
-    units = load(SpendInput, {"amount": amount})["amount"]
     spender = spender_of(caller, user_id)
-    # A key's Idempotency-Key covers the member too: the same key for another member is a reuse (409).
-    operation = idempotency.operation("spend", organization_id, agent_id, units,
-                                      *([spender.id] if caller.is_key else []))
-    return retry_on_unique_race(partial(_decide_and_charge, store, caller, spender, organization_id, agent_id,
-                                        units, idempotency_key, operation, access, now))
-
-
-def _decide_and_charge(store, caller, spender, organization_id, agent_id, units, key, operation, access, now):
-    with store.read_then_write() as phases:
+    with uow.read_then_write() as phases:
         with phases.read() as session:
             refusal = access.refusal_in(session, spender.id, organization_id, agent_id) if access else None
-            facts = _read_facts(session, caller, organization_id, spender, key, operation, now)
+            facts = _read_facts(session, uow, organization_id, spender, now)
         if refusal is not None:
             _check_confirmed(access, caller, refusal, spender, organization_id, agent_id)
         if facts.replay is not None:
             return {"spend": facts.replay, "replayed": True}
         if facts.expired_credit:
-            settle_expiries(store, organization_id, now)        # rare: its own transaction, first
+            with uow.write() as session:        # rare: its own transaction, first
+                write_off_due(session, organization_id, now)
         with phases.write() as session:
-            answer = _charge(session, caller, spender, organization_id, agent_id, units, facts, now)
+            answer = _charge(session, caller, spender, organization_id, agent_id, amount, facts, now)
             # A concurrent request with the same key fails here, on the key's primary key (see above).
-            idempotency.remember(session, IdempotentRequest, caller.id, key, operation, answer, now)
+            uow.remember(session, answer)
             return {"spend": answer, "replayed": False}
 
 
-def _read_facts(session, caller, organization_id, spender, key, operation, now):
+def _read_facts(session, uow, organization_id, spender, now):
     return SpendFacts(
-        replay=idempotency.find_replay(session, IdempotentRequest, caller.id, key, operation),
+        replay=uow.replay(session),
         group=allowances.member_group(session, organization_id, spender.id),
         alert_settings=alerts.settings_of(session, organization_id),
         expired_credit=session.execute(sql.ANY_EXPIRED, {"org": organization_id, "now": now}).first() is not None)

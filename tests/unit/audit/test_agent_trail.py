@@ -1,16 +1,18 @@
 """An agent's audit trail (services/audit/trail.py: query_agent_trail, over entries stored through
-reactions.py as the service does): one row per changed field, newest first, filtered and cursor-paged,
-over a migrated SQLite store."""
+reactions.py as the service does): one row per changed field, newest first, filtered (the filters loaded
+as the entrypoint declares them) and cursor-paged, over a migrated SQLite store."""
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
 
+from common.commands import declaration_of, validated
 from common.errors import BadRequest, NotFound, ValidationFailed
 from common.events import change_event, parse_change_event
 from common.paging import encode_cursor
 from services.audit import reactions
 from services.audit.models import AuditChange
+from services.audit.service import AuditService
 from services.audit.trail import as_text, query_agent_trail
 from tests.unit.paging import walk_pages
 
@@ -42,6 +44,8 @@ def put(store, *events):
 
 
 def trail(store, agent="a1", org="o1", filters=None, cursor=None, limit=None):
+    """The agent's trail, its filters loaded as list_agent_entries declares them (common.commands)."""
+    filters = validated(declaration_of(AuditService.list_agent_entries).input, {"filters": filters})["filters"]
     return query_agent_trail(store, org, agent, filters, cursor, limit)
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from common import readmodels
-from common.errors import Forbidden, NotFound, ServiceUnavailable
+from common.errors import Forbidden, NotFound, ServiceUnavailable, ValidationFailed
 from common.event_types import MEMBER_ADDED, MEMBER_REMOVED, MEMBER_ROLES_CHANGED, ORGANIZATION_DELETED
 from common.events import change_event, parse_change_event
 from common.membership_facts import Memberships
@@ -82,6 +82,21 @@ def test_a_non_member_is_refused_404_once_members_confirms_it(store, bob):
             read()
         assert err.value.code == "organization_not_found"
     service.members.membership_states.call_async.assert_called_with(ORG, ["bob"])
+
+
+def test_the_filters_are_the_declared_input_checked_after_the_permission(store, alice, bob):
+    """An empty filter (a query string's) is none; a bad one is a 422 naming it, to a member allowed to
+    read the trail only: a stranger is refused first."""
+    put(store, membership_event(MEMBER_ADDED, "alice", ["owner"], 1))
+    service = audit_worker(store, alice)
+    assert len(service.list_entries(ORG, {"since": "", "action": None, "entity_type": "member"})["items"]) == 1
+    assert service.list_entries(ORG, {"entity_type": "agent"})["items"] == []
+    for read in (service.list_entries, lambda org, filters: service.list_agent_entries(org, "a1", filters)):
+        with pytest.raises(ValidationFailed) as err:
+            read(ORG, {"since": "yesterday"})
+        assert err.value.field == "since"
+    with pytest.raises(NotFound):
+        audit_worker(store, bob, confirmed=[]).list_entries(ORG, {"since": "yesterday"})
 
 
 def test_a_member_added_a_moment_ago_is_not_refused(store, bob):

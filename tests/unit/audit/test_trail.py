@@ -6,6 +6,7 @@ import pytest
 from nameko.testing.services import worker_factory
 from sqlalchemy.exc import IntegrityError
 
+from common.commands import declaration_of, validated
 from common.errors import BadRequest, ValidationFailed
 from common.events import change_event, parse_change_event
 from common.timeutil import utcnow
@@ -18,6 +19,12 @@ ACTOR = {"id": "alice", "email": "alice@example.com"}
 def renamed(org, old, new, at=None, actor=ACTOR):
     return change_event("organization.renamed", "update", org, actor, "organization", org,
                         before={"name": old}, after={"name": new}, occurred_at=at)
+
+
+def entries(store, org, filters=None, cursor=None, limit=None):
+    """The organization's trail, its filters loaded as list_entries declares them (common.commands)."""
+    filters = validated(declaration_of(AuditService.list_entries).input, {"filters": filters})["filters"]
+    return trail.query_entries(store, org, filters, cursor, limit)
 
 
 def put(store, message):
@@ -71,17 +78,17 @@ def test_filters_and_cursor_paging_newest_first(make_store):
                             "organization", "o1", after={"name": "n0"}, occurred_at=start))
     seen, cursor = [], None
     while True:
-        page = trail.query_entries(store, "o1", {"action": "update"}, cursor, 3)
+        page = entries(store, "o1", {"action": "update"}, cursor, 3)
         seen += [e["changes"][0]["new_value"] for e in page["items"]]
         cursor = page["next_cursor"]
         if not cursor:
             break
     assert seen == [f"n{i}" for i in range(7, 0, -1)]
-    assert len(trail.query_entries(store, "o1", {"actor": "system"})["items"]) == 1
-    assert len(trail.query_entries(store, "o1", {"actor": "ALICE@example.com"})["items"]) == 7
-    assert len(trail.query_entries(store, "o1", {"field": "name"})["items"]) == 8
-    assert len(trail.query_entries(store, "o1", {"since": (start + timedelta(minutes=5)).isoformat()})["items"]) == 2
-    assert trail.query_entries(store, "o1", {"until": start.isoformat()})["items"] == []
+    assert len(entries(store, "o1", {"actor": "system"})["items"]) == 1
+    assert len(entries(store, "o1", {"actor": "ALICE@example.com"})["items"]) == 7
+    assert len(entries(store, "o1", {"field": "name"})["items"]) == 8
+    assert len(entries(store, "o1", {"since": (start + timedelta(minutes=5)).isoformat()})["items"]) == 2
+    assert entries(store, "o1", {"until": start.isoformat()})["items"] == []
 
 
 @pytest.mark.parametrize("filters, error", [({"since": "yesterday"}, ValidationFailed),
@@ -89,7 +96,7 @@ def test_filters_and_cursor_paging_newest_first(make_store):
                                             ({"colour": "red"}, ValidationFailed)])
 def test_bad_filters_are_validation_errors(make_store, filters, error):
     with pytest.raises(error):
-        trail.query_entries(make_store("audit"), "o1", filters)
+        entries(make_store("audit"), "o1", filters)
 
 
 def test_tampered_cursor_is_a_bad_request(make_store):

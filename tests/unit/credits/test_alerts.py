@@ -1,6 +1,7 @@
-"""Budget alerts (services/credits/alerts.py) on SQLite through the credits functions: the settings and their
-422s, crossings at their boundaries, once per threshold, member and month (the unique key: a second insert
-emits nothing), nothing for a refused spend, the statements a spend pays for alerts, and the entrypoints'
+"""Budget alerts (services/credits/alerts.py) on SQLite through the credits functions (run as the pipeline
+runs them: tests/unit/credits/domain.py): the settings and their 422s (the entrypoint's declared input),
+crossings at their boundaries, once per threshold, member and month (the unique key: a second insert emits
+nothing), nothing for a refused spend, the statements a spend pays for alerts, and the entrypoints'
 permissions (Owner/Admin/Billing; API keys read alerts with usage:read)."""
 from datetime import UTC, datetime
 
@@ -9,8 +10,9 @@ from sqlalchemy import event, func, select
 
 from common.auth import Identity
 from common.errors import Forbidden, PaymentRequired, ValidationFailed
-from services.credits import alerts, budgets, ledger, spends
+from services.credits import alerts
 from services.credits.models import Alert, OutboxEvent
+from tests.unit.credits import domain
 from tests.unit.credits.facts import ORG, credits_worker
 
 T0 = datetime(2031, 3, 10, 12, 0, tzinfo=UTC)
@@ -32,7 +34,7 @@ _keys = iter(range(10 ** 9))
 
 
 def spend(store, who, amount, now=T0):
-    return spends.spend(store, who, ORG, AGENT, amount, f"key-{next(_keys)}", now=now)
+    return domain.spend(store, who, ORG, AGENT, amount, f"key-{next(_keys)}", now=now)
 
 
 def events(store, type_):
@@ -48,12 +50,11 @@ def alert_count(store):
 
 def funded(store, amount="20", limit="10", percents=(80, 100), floor=None):
     """ORG with `amount` of credit, BOB in a group with a monthly `limit`, and alert settings."""
-    ledger.add_grant(store, OLGA, ORG, amount, "paid")
-    group = budgets.create_group(store, OLGA, ORG, {"name": "Team", "monthly_limit": limit})
-    snapshot = budgets.group_snapshot(store, ORG, group["id"])
-    budgets.assign_member(store, OLGA, ORG, group["id"], BOB.id, False, 0, snapshot)
+    domain.add_grant(store, OLGA, ORG, amount, "paid")
+    group = domain.create_group(store, OLGA, ORG, {"name": "Team", "monthly_limit": limit})
+    domain.assign_member(store, OLGA, ORG, group["id"], BOB.id)
     if percents or floor is not None:
-        alerts.set_settings(store, OLGA, ORG, list(percents), floor)
+        domain.set_alert_settings(store, OLGA, ORG, list(percents), floor)
 
 
 # ---- crossings at their boundaries ----------------------------------------------------------------
@@ -156,7 +157,7 @@ def test_the_same_crossing_is_raised_once_per_period_and_again_the_next_month(st
 
 def test_cleared_settings_raise_nothing(store):
     funded(store, percents=(80,))
-    alerts.set_settings(store, OLGA, ORG, [], None)
+    domain.set_alert_settings(store, OLGA, ORG, [], None)
     with store.read() as session:
         assert alerts.settings_of(session, ORG) is None
     spend(store, BOB, "9")
@@ -179,7 +180,7 @@ def statements_of_a_spend(store, who, amount):
 def test_a_spend_pays_one_select_for_alerts_and_more_only_for_a_crossing(store):
     funded(store, percents=())
     assert [s.split(" from ")[1].split()[0] for s in statements_of_a_spend(store, BOB, "1")] == ["alert_settings"]
-    alerts.set_settings(store, OLGA, ORG, [80], None)
+    domain.set_alert_settings(store, OLGA, ORG, [80], None)
     assert len(statements_of_a_spend(store, BOB, "1")) == 1           # settings, no crossing: nothing more
     crossing = statements_of_a_spend(store, BOB, "6.5")
     assert len(crossing) == 2 and crossing[1].startswith("insert into alerts")
@@ -199,12 +200,12 @@ def test_alerts_are_paged_newest_first(store):
 def test_settings_default_to_none_and_changes_are_audited_with_before_and_after(store):
     assert alerts.get_settings(store, ORG) == {"organization_id": ORG, "member_budget_percents": [],
                                                "balance_floor": None, "updated_by": None, "updated_at": None}
-    answer = alerts.set_settings(store, OLGA, ORG, [100, 80], "5", now=T0)
+    answer = domain.set_alert_settings(store, OLGA, ORG, [100, 80], "5", now=T0)
     assert (answer["member_budget_percents"], answer["balance_floor"], answer["updated_by"]) == \
         ([80, 100], "5.0000", "olga")
     assert alerts.get_settings(store, ORG) == answer
-    alerts.set_settings(store, OLGA, ORG, [80, 100], "5")              # no change: no event
-    alerts.set_settings(store, BOB, ORG, [80, 100], None)
+    domain.set_alert_settings(store, OLGA, ORG, [80, 100], "5")              # no change: no event
+    domain.set_alert_settings(store, BOB, ORG, [80, 100], None)
     first, second = events(store, "alert_settings.updated")
     assert (first["action"], first["target"], first["actor"]["id"]) == \
         ("update", {"type": "alert_settings", "id": ORG}, "olga")
@@ -229,14 +230,15 @@ def test_settings_default_to_none_and_changes_are_audited_with_before_and_after(
     ([], True, "balance_floor", "invalid_amount"),
 ])
 def test_bad_settings_are_a_422_naming_the_field(store, percents, floor, field, code):
+    """Refused by the entrypoint's declared input (common.contracts.alerts.AlertSettingsInput)."""
     with pytest.raises(ValidationFailed) as refused:
-        alerts.set_settings(store, OLGA, ORG, percents, floor)
+        credits_worker(store, OLGA).set_alert_settings(ORG, percents, floor)
     assert (refused.value.field, refused.value.code) == (field, code)
     assert events(store, "alert_settings.updated") == []
 
 
 def test_five_percents_and_a_zero_floor_are_allowed(store):
-    answer = alerts.set_settings(store, OLGA, ORG, [100, 1, 50, 75, 90], "0")
+    answer = domain.set_alert_settings(store, OLGA, ORG, [100, 1, 50, 75, 90], "0")
     assert (answer["member_budget_percents"], answer["balance_floor"]) == ([1, 50, 75, 90, 100], "0.0000")
 
 

@@ -1,5 +1,6 @@
 """Budget groups (services/credits/budgets.py) and the credits service's reactions to member events,
-as plain functions over a migrated SQLite store of the credits service."""
+as plain functions over a migrated SQLite store of the credits service, commands run as the pipeline runs
+them (tests/unit/credits/domain.py); the fields' rules are the entrypoints' declared input."""
 from datetime import UTC, datetime
 
 import pytest
@@ -10,6 +11,8 @@ from common.events import change_event
 from common.paging import encode_cursor
 from services.credits import budgets, ledger, reactions
 from services.credits.models import BudgetGroup, BudgetGroupMember, MemberUsage, OutboxEvent, ProcessedEvent
+from tests.unit.credits import domain
+from tests.unit.credits.facts import credits_worker
 
 ORG = "org-clinic"
 OTHER_ORG = "org-elsewhere"
@@ -32,14 +35,14 @@ def events(store, type_=None):
 
 
 def new_group(store, who, name="Nurses", monthly_limit="10", builder_limit=None, org=ORG, now=NOW):
-    return budgets.create_group(store, who, org, {"name": name, "monthly_limit": monthly_limit,
+    return domain.create_group(store, who, org, {"name": name, "monthly_limit": monthly_limit,
                                                   "builder_limit": builder_limit}, now=now)["id"]
 
 
 def put(store, who, group_id, user_id, is_builder=False, builders=0, org=ORG, now=NOW):
     """Assign with a fresh snapshot, as the entrypoint does when nothing races it."""
     snapshot = budgets.group_snapshot(store, org, group_id)
-    return budgets.assign_member(store, who, org, group_id, user_id, is_builder, builders, snapshot, now=now)
+    return domain.assign_member(store, who, org, group_id, user_id, is_builder, builders, snapshot, now=now)
 
 
 def member_rows(store, org=ORG):
@@ -53,46 +56,51 @@ def add_usage(store, user_id, period, units, org=ORG):
         session.add(MemberUsage(organization_id=org, user_id=user_id, period=period, used=units, updated_at=NOW))
 
 
-# ---- clean_fields ---------------------------------------------------------------------------------------
+# ---- the fields, as create_budget_group and update_budget_group declare them (common.contracts.budgets) ----
+def clean_fields(data, creating):
+    """`data` loaded by the declared input of create_budget_group (`creating`) or update_budget_group."""
+    return domain.loaded("create_budget_group" if creating else "update_budget_group", fields=data)["fields"]
+
+
 @pytest.mark.parametrize("data", [{}, {"name": None}, {"name": ""}, {"name": "   "}, {"monthly_limit": "5"}])
 def test_name_is_required_on_create(data):
     with pytest.raises(ValidationFailed) as err:
-        budgets.clean_fields(data, creating=True)
+        clean_fields(data, creating=True)
     assert (err.value.code, err.value.field) == ("name_required", "name")
 
 
 def test_name_is_optional_on_edit_but_cannot_be_emptied():
-    assert budgets.clean_fields({}, creating=False) == {}
-    assert budgets.clean_fields({"builder_limit": 3}, creating=False) == {"builder_limit": 3}
+    assert clean_fields({}, creating=False) == {}
+    assert clean_fields({"builder_limit": 3}, creating=False) == {"builder_limit": 3}
     for empty in (None, "", " \t "):
         with pytest.raises(ValidationFailed) as err:
-            budgets.clean_fields({"name": empty}, creating=False)
+            clean_fields({"name": empty}, creating=False)
         assert (err.value.code, err.value.field) == ("name_required", "name")
 
 
 def test_create_defaults_are_absent_from_cleaned_fields_and_name_is_trimmed():
-    assert budgets.clean_fields({"name": "  Night shift \n"}, creating=True) == {"name": "Night shift"}
+    assert clean_fields({"name": "  Night shift \n"}, creating=True) == {"name": "Night shift"}
 
 
 def test_name_at_most_200_characters_after_trimming():
     at_limit = "n" * 200
-    assert budgets.clean_fields({"name": "  " + at_limit + "  "}, creating=True) == {"name": at_limit}
+    assert clean_fields({"name": "  " + at_limit + "  "}, creating=True) == {"name": at_limit}
     with pytest.raises(ValidationFailed) as err:
-        budgets.clean_fields({"name": "n" * 201}, creating=False)
+        clean_fields({"name": "n" * 201}, creating=False)
     assert (err.value.code, err.value.field) == ("name_too_long", "name")
 
 
 @pytest.mark.parametrize("name", [123, ["Nurses"], {"x": 1}, True, 1.5])
 def test_name_must_be_a_string(name):
     with pytest.raises(ValidationFailed) as err:
-        budgets.clean_fields({"name": name}, creating=True)
+        clean_fields({"name": name}, creating=True)
     assert (err.value.code, err.value.field) == ("invalid_type", "name")
 
 
 @pytest.mark.parametrize("value, units", [(None, None), ("0", 0), (0, 0), ("12.5", 125000), (" 3 ", 30000),
                                           ("0.0001", 1), (7, 70000)])
 def test_monthly_limit_is_an_amount_of_zero_or_more_or_none(value, units):
-    assert budgets.clean_fields({"monthly_limit": value}, creating=False) == {"monthly_limit": units}
+    assert clean_fields({"monthly_limit": value}, creating=False) == {"monthly_limit": units}
 
 
 @pytest.mark.parametrize("value, code", [("-1", "invalid_amount"), (-5, "invalid_amount"), ("abc", "invalid_amount"),
@@ -101,38 +109,38 @@ def test_monthly_limit_is_an_amount_of_zero_or_more_or_none(value, units):
                                          ("1000000001", "amount_too_large")])
 def test_bad_monthly_limits_are_refused(value, code):
     with pytest.raises(ValidationFailed) as err:
-        budgets.clean_fields({"name": "N", "monthly_limit": value}, creating=True)
+        clean_fields({"name": "N", "monthly_limit": value}, creating=True)
     assert (err.value.code, err.value.field) == (code, "monthly_limit")
 
 
 @pytest.mark.parametrize("value", [None, 0, 1, 100000])
 def test_builder_limit_is_a_whole_number_up_to_100000_or_none(value):
-    assert budgets.clean_fields({"builder_limit": value}, creating=False) == {"builder_limit": value}
+    assert clean_fields({"builder_limit": value}, creating=False) == {"builder_limit": value}
 
 
 @pytest.mark.parametrize("value", [True, False, 1.0, 2.5, -1, 100001, "3", [1]])
 def test_bad_builder_limits_are_refused(value):
     with pytest.raises(ValidationFailed) as err:
-        budgets.clean_fields({"name": "N", "builder_limit": value}, creating=True)
+        clean_fields({"name": "N", "builder_limit": value}, creating=True)
     assert (err.value.code, err.value.field) == ("invalid_builder_limit", "builder_limit")
 
 
 def test_unknown_fields_are_refused_naming_the_first_in_order():
     with pytest.raises(ValidationFailed) as err:
-        budgets.clean_fields({"name": "N", "zeta": 1, "colour": "red"}, creating=True)
+        clean_fields({"name": "N", "zeta": 1, "colour": "red"}, creating=True)
     assert (err.value.code, err.value.field) == ("unknown_field", "colour")
 
 
 @pytest.mark.parametrize("data", [None, "Nurses", ["name"], 5])
 def test_body_must_be_an_object(data):
     with pytest.raises(ValidationFailed) as err:
-        budgets.clean_fields(data, creating=True)
+        clean_fields(data, creating=True)
     assert err.value.code == "invalid_body"
 
 
 # ---- create / list / get ------------------------------------------------------------------------------
 def test_create_returns_the_group_and_emits_one_event(store, alice):
-    group = budgets.create_group(store, alice, ORG, {"name": " Nurses ", "monthly_limit": "10.5"}, now=NOW)
+    group = domain.create_group(store, alice, ORG, {"name": " Nurses ", "monthly_limit": "10.5"}, now=NOW)
     assert group == {"id": group["id"], "organization_id": ORG, "name": "Nurses", "monthly_limit": "10.5000",
                      "monthly_limit_label": "10.5000", "builder_limit": None, "member_count": 0,
                      "created_by": "alice", "created_at": NOW_ISO, "updated_at": NOW_ISO}
@@ -144,7 +152,7 @@ def test_create_returns_the_group_and_emits_one_event(store, alice):
 
 def test_create_with_bad_fields_writes_nothing(store, alice):
     with pytest.raises(ValidationFailed):
-        budgets.create_group(store, alice, ORG, {"name": "N", "builder_limit": -1})
+        credits_worker(store, alice).create_budget_group(ORG, {"name": "N", "builder_limit": -1})
     with store.read() as session:
         assert session.scalar(select(func.count()).select_from(BudgetGroup)) == 0
     assert events(store) == []
@@ -273,7 +281,7 @@ def test_get_refuses_a_bad_members_cursor(store, alice):
 # ---- update / delete -----------------------------------------------------------------------------------
 def test_update_emits_only_the_changed_fields_with_amounts_as_strings(store, alice, bob):
     group = new_group(store, alice, monthly_limit="10", builder_limit=1)
-    answer = budgets.update_group(store, bob, ORG, group, {"name": "Nurses", "monthly_limit": "25.5",
+    answer = domain.update_group(store, bob, ORG, group, {"name": "Nurses", "monthly_limit": "25.5",
                                                            "builder_limit": None}, now=LATER)
     assert (answer["name"], answer["monthly_limit"], answer["builder_limit"], answer["updated_at"],
             answer["created_at"]) == ("Nurses", "25.5000", None, LATER_ISO, NOW_ISO)
@@ -286,7 +294,7 @@ def test_update_emits_only_the_changed_fields_with_amounts_as_strings(store, ali
 
 def test_update_from_no_limit_to_a_limit(store, alice):
     group = new_group(store, alice, monthly_limit=None)
-    budgets.update_group(store, alice, ORG, group, {"monthly_limit": 5}, now=LATER)
+    domain.update_group(store, alice, ORG, group, {"monthly_limit": 5}, now=LATER)
     [event] = events(store, "budget_group.updated")
     assert (event["before"], event["after"]) == ({"monthly_limit": None}, {"monthly_limit": "5.0000"})
 
@@ -294,7 +302,7 @@ def test_update_from_no_limit_to_a_limit(store, alice):
 def test_update_that_changes_nothing_emits_nothing(store, alice):
     group = new_group(store, alice, monthly_limit="10", builder_limit=1)
     put(store, alice, group, "bob")
-    answer = budgets.update_group(store, alice, ORG, group,
+    answer = domain.update_group(store, alice, ORG, group,
                                   {"name": "  Nurses ", "monthly_limit": "10.0000", "builder_limit": 1}, now=LATER)
     assert (answer["updated_at"], answer["member_count"]) == (NOW_ISO, 1)
     assert events(store, "budget_group.updated") == []
@@ -303,7 +311,7 @@ def test_update_that_changes_nothing_emits_nothing(store, alice):
 def test_update_with_bad_fields_changes_nothing(store, alice):
     group = new_group(store, alice, monthly_limit="10")
     with pytest.raises(ValidationFailed):
-        budgets.update_group(store, alice, ORG, group, {"monthly_limit": "-2"})
+        credits_worker(store, alice).update_budget_group(ORG, group, {"monthly_limit": "-2"})
     assert budgets.get_group(store, ORG, group)["monthly_limit"] == "10.0000"
 
 
@@ -313,7 +321,7 @@ def test_delete_removes_the_members_and_emits_one_event(store, alice, bob):
     put(store, alice, group, "bob")
     put(store, alice, group, "carl")
     put(store, alice, keep, "dave")
-    budgets.delete_group(store, bob, ORG, group, now=LATER)
+    domain.delete_group(store, bob, ORG, group, now=LATER)
 
     assert member_rows(store) == [("dave", keep)]
     # The one event carries each former member's new state (in no group) for the members service.
@@ -337,11 +345,11 @@ def test_another_organizations_group_is_not_found(store, alice):
     snapshot = {"builder_limit": None, "member_ids": ["bob"]}
     attempts = [
         lambda: budgets.get_group(store, ORG, theirs),
-        lambda: budgets.update_group(store, alice, ORG, theirs, {"name": "Mine now"}),
-        lambda: budgets.delete_group(store, alice, ORG, theirs),
+        lambda: domain.update_group(store, alice, ORG, theirs, {"name": "Mine now"}),
+        lambda: domain.delete_group(store, alice, ORG, theirs),
         lambda: budgets.group_snapshot(store, ORG, theirs),
-        lambda: budgets.assign_member(store, alice, ORG, theirs, "carl", False, 0, snapshot),
-        lambda: budgets.unassign_member(store, alice, ORG, theirs, "bob"),
+        lambda: domain.assign_member(store, alice, ORG, theirs, "carl", False, 0, snapshot),
+        lambda: domain.unassign_member(store, alice, ORG, theirs, "bob"),
     ]
     for attempt in attempts:
         with pytest.raises(NotFound) as err:
@@ -456,7 +464,7 @@ def test_lowering_the_builder_limit_evicts_nobody_and_refuses_the_next_builder(s
     group = new_group(store, alice, builder_limit=2)
     put(store, alice, group, "carl", is_builder=True)
     put(store, alice, group, "dave", is_builder=True, builders=1)
-    budgets.update_group(store, alice, ORG, group, {"builder_limit": 1})
+    domain.update_group(store, alice, ORG, group, {"builder_limit": 1})
     assert member_rows(store) == [("carl", group), ("dave", group)]
     _, created = put(store, alice, group, "dave", is_builder=True, builders=1)   # already there: kept
     assert created is False
@@ -470,7 +478,7 @@ def test_a_member_added_since_the_snapshot_is_group_changed(store, alice):
     snapshot = budgets.group_snapshot(store, ORG, group)
     put(store, alice, group, "carl", is_builder=True)     # slips in after the roles were looked up
     with pytest.raises(budgets.GroupChanged):
-        budgets.assign_member(store, alice, ORG, group, "dave", True, 0, snapshot)
+        domain.assign_member(store, alice, ORG, group, "dave", True, 0, snapshot)
     assert member_rows(store) == [("carl", group)]
     assert len(events(store, CHANGED)) == 1
 
@@ -479,9 +487,9 @@ def test_a_member_removed_since_the_snapshot_is_group_changed(store, alice):
     group = new_group(store, alice, builder_limit=2)
     put(store, alice, group, "carl", is_builder=True)
     snapshot = budgets.group_snapshot(store, ORG, group)
-    budgets.unassign_member(store, alice, ORG, group, "carl")
+    domain.unassign_member(store, alice, ORG, group, "carl")
     with pytest.raises(budgets.GroupChanged):
-        budgets.assign_member(store, alice, ORG, group, "dave", True, 1, snapshot)
+        domain.assign_member(store, alice, ORG, group, "dave", True, 1, snapshot)
     assert member_rows(store) == []
 
 
@@ -489,17 +497,17 @@ def test_a_builder_limit_changed_since_the_snapshot_is_group_changed(store, alic
     for before, after in ((1, 2), (None, 1), (3, 1)):
         group = new_group(store, alice, f"{before} to {after}", builder_limit=before)
         snapshot = budgets.group_snapshot(store, ORG, group)
-        budgets.update_group(store, alice, ORG, group, {"builder_limit": after})
+        domain.update_group(store, alice, ORG, group, {"builder_limit": after})
         with pytest.raises(budgets.GroupChanged):
-            budgets.assign_member(store, alice, ORG, group, "dave", True, 0, snapshot)
+            domain.assign_member(store, alice, ORG, group, "dave", True, 0, snapshot)
     assert member_rows(store) == []
 
 
 def test_a_stale_snapshot_does_not_matter_once_the_builder_limit_is_lifted(store, alice):
     group = new_group(store, alice, builder_limit=1)
     snapshot = budgets.group_snapshot(store, ORG, group)
-    budgets.update_group(store, alice, ORG, group, {"builder_limit": None})
-    _, created = budgets.assign_member(store, alice, ORG, group, "dave", True, 5, snapshot)
+    domain.update_group(store, alice, ORG, group, {"builder_limit": None})
+    _, created = domain.assign_member(store, alice, ORG, group, "dave", True, 5, snapshot)
     assert created is True
 
 
@@ -530,13 +538,13 @@ def test_add_member_counts_the_builders_among_the_other_members(store, alice):
     roles_of, asked = roles_lookup({"carl": ["builder", "member"], "dave": ["member"], "erin": ["builder"],
                                     "fay": ["builder"]})
 
-    answer = budgets.add_member(store, alice, ORG, group, "erin", roles_of, now=LATER)
+    answer = domain.add_member(store, alice, ORG, group, "erin", roles_of, now=LATER)
     assert answer == {"membership": {"user_id": "erin", "budget_group_id": group, "added_by": "alice",
                                      "added_at": LATER_ISO}, "created": True}
     assert asked == [["erin"], ["carl", "dave", "gone"]]
 
     with pytest.raises(Conflict) as err:
-        budgets.add_member(store, alice, ORG, group, "fay", roles_of)
+        domain.add_member(store, alice, ORG, group, "fay", roles_of)
     assert (err.value.code, err.value.details) == ("builder_limit_reached", {"builder_limit": 2, "builders": 2})
     assert asked[2:] == [["fay"], ["carl", "dave", "erin", "gone"]]
     assert members_of(store, group) == ["carl", "dave", "erin", "gone"]
@@ -547,8 +555,8 @@ def test_add_member_asks_only_the_members_roles_for_a_non_builder_or_a_group_wit
     put(store, alice, capped, "carl", is_builder=True)
     put(store, alice, open_, "carl", is_builder=True)
     roles_of, asked = roles_lookup({"bob": ["member"], "erin": ["builder"]})
-    assert budgets.add_member(store, alice, ORG, capped, "bob", roles_of)["created"] is True
-    assert budgets.add_member(store, alice, ORG, open_, "erin", roles_of)["created"] is True
+    assert domain.add_member(store, alice, ORG, capped, "bob", roles_of)["created"] is True
+    assert domain.add_member(store, alice, ORG, open_, "erin", roles_of)["created"] is True
     assert asked == [["bob"], ["erin"]]
 
 
@@ -556,7 +564,7 @@ def test_a_builder_already_in_the_group_is_not_counted_against_themselves(store,
     group = new_group(store, alice, builder_limit=1)
     put(store, alice, group, "erin", is_builder=True)
     roles_of, asked = roles_lookup({"erin": ["builder"]})
-    assert budgets.add_member(store, alice, ORG, group, "erin", roles_of)["created"] is False
+    assert domain.add_member(store, alice, ORG, group, "erin", roles_of)["created"] is False
     assert asked == [["erin"], []]      # no other member: nobody else to ask about
 
 
@@ -572,7 +580,7 @@ def test_add_member_retries_when_the_group_changed(store, alice, monkeypatch):
         return real(*args, **kwargs)
     monkeypatch.setattr(budgets, "assign_member", assign_member)
 
-    answer = budgets.add_member(store, alice, ORG, group, "bob", roles_of)
+    answer = domain.add_member(store, alice, ORG, group, "bob", roles_of)
     assert answer["created"] is True and answer["membership"]["budget_group_id"] == group
     assert len(attempts) == 2
     assert members_of(store, group) == ["bob"]
@@ -589,7 +597,7 @@ def test_add_member_gives_up_after_three_changes(store, alice, monkeypatch):
     monkeypatch.setattr(budgets, "assign_member", assign_member)
 
     with pytest.raises(Conflict) as err:
-        budgets.add_member(store, alice, ORG, group, "bob", roles_of)
+        domain.add_member(store, alice, ORG, group, "bob", roles_of)
     assert err.value.code == "budget_group_busy"
     assert len(attempts) == budgets.ASSIGN_ATTEMPTS == 3
     assert members_of(store, group) == []
@@ -607,7 +615,7 @@ def test_a_builder_who_slips_in_during_the_roles_lookup_is_counted_on_the_retry(
     roles_of, asked = roles_lookup({"carl": ["member"], "dave": ["builder"], "erin": ["builder"]}, meanwhile)
 
     with pytest.raises(Conflict) as err:
-        budgets.add_member(store, alice, ORG, group, "erin", roles_of)
+        domain.add_member(store, alice, ORG, group, "erin", roles_of)
     assert (err.value.code, err.value.details) == ("builder_limit_reached", {"builder_limit": 1, "builders": 1})
     assert asked == [["erin"], ["carl"], ["carl", "dave"]]
     assert members_of(store, group) == ["carl", "dave"]
@@ -617,7 +625,7 @@ def test_add_someone_who_is_not_a_member_is_member_not_found(store, alice):
     group = new_group(store, alice)
     roles_of, asked = roles_lookup({"bob": ["member"]})
     with pytest.raises(NotFound) as err:
-        budgets.add_member(store, alice, ORG, group, "stranger", roles_of)
+        domain.add_member(store, alice, ORG, group, "stranger", roles_of)
     assert (err.value.code, err.value.field, err.value.message) == \
         ("member_not_found", "user_id", "There is no such member in this organization.")
     assert asked == [["stranger"]]
@@ -629,7 +637,7 @@ def test_add_a_malformed_user_id_is_member_not_found_without_a_lookup(store, ali
     roles_of, asked = roles_lookup({"bob": ["member"]})
     for user_id in (None, 7, "", "u" * 129, "b\x00b", ["bob"]):
         with pytest.raises(NotFound) as err:
-            budgets.add_member(store, alice, ORG, group, user_id, roles_of)
+            domain.add_member(store, alice, ORG, group, user_id, roles_of)
         assert err.value.code == "member_not_found", user_id
     assert asked == []
     assert members_of(store, group) == []
@@ -639,7 +647,7 @@ def test_unassign_takes_the_member_out_with_one_event(store, alice, bob):
     group = new_group(store, alice)
     put(store, alice, group, "carl")
     put(store, alice, group, "dave")
-    assert budgets.unassign_member(store, bob, ORG, group, "carl", now=LATER) is None
+    assert domain.unassign_member(store, bob, ORG, group, "carl", now=LATER) is None
     assert member_rows(store) == [("dave", group)]
     event = events(store, CHANGED)[-1]
     assert (event["actor"], event["target"], event["before"], event["after"]) == \
@@ -652,7 +660,7 @@ def test_unassign_of_someone_not_in_this_group_is_not_found(store, alice):
     before = events(store)
     for user_id in ("carl", "dave", None, 7):      # nowhere, in the other group, malformed
         with pytest.raises(NotFound) as err:
-            budgets.unassign_member(store, alice, ORG, group, user_id)
+            domain.unassign_member(store, alice, ORG, group, user_id)
         assert (err.value.code, err.value.field) == ("not_in_budget_group", "user_id"), user_id
     assert member_rows(store) == [("dave", other)]
     assert events(store) == before
@@ -663,7 +671,7 @@ def test_every_change_of_a_members_group_carries_their_state_with_a_version_that
     theirs = new_group(store, alice, "T", org=OTHER_ORG)
     put(store, alice, a, "bob")
     put(store, alice, b, "bob")                                   # moved
-    budgets.unassign_member(store, alice, ORG, b, "bob")          # taken out
+    domain.unassign_member(store, alice, ORG, b, "bob")          # taken out
     put(store, alice, a, "bob")                                   # and in again: the count goes on
     put(store, alice, theirs, "bob", org=OTHER_ORG)               # another organization: its own count
     states = [s for e in events(store, "member.budget_group_changed") for s in e["state"]["budget_group_members"]]

@@ -1,18 +1,22 @@
 """The credits service's entrypoints with Nameko's worker_factory: the database is real, members and
 orgs are mocks (tests/unit/credits/facts.py). Permissions and members' roles come from the read models;
 members is asked only to confirm a refusal. Spends are in test_spends.py."""
+import inspect
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from common import readmodels
+from common.commands import declaration_of
 from common.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable, ValidationFailed
 from common.event_types import MEMBER_ROLES_CHANGED, ORGANIZATION_DELETED, ORGANIZATION_RENAMED
 from common.events import change_event
 from common.readmodels import organization_state
 from common.timeutil import utcnow
-from services.credits import allowances, budgets
+from services.credits import allowances, budgets, ledger
 from services.credits.models import READ_MODELS, MemberUsage
+from services.credits.service import CreditsService
+from tests.unit.credits import domain
 from tests.unit.credits.facts import (
     ORG,
     credits_worker,
@@ -36,14 +40,23 @@ def store(make_store):
 
 
 def new_group(store, who, builder_limit=None, name="Nurses"):
-    return budgets.create_group(store, who, ORG, {"name": name, "monthly_limit": "10",
-                                                  "builder_limit": builder_limit})["id"]
+    return domain.create_group(store, who, ORG, {"name": name, "monthly_limit": "10",
+                                                 "builder_limit": builder_limit})["id"]
 
 
 def seat(store, who, group_id, user_id, is_builder=False):
     """Put someone in the group directly (as an earlier request did)."""
-    snapshot = budgets.group_snapshot(store, ORG, group_id)
-    budgets.assign_member(store, who, ORG, group_id, user_id, is_builder, 0, snapshot)
+    domain.assign_member(store, who, ORG, group_id, user_id, is_builder)
+
+
+# ---- every command runs in the pipeline's unit of work (common.commands) ---------------------------------
+def test_every_command_takes_its_session_or_its_unit_of_work():
+    """No command of the service is written the old way (the pipeline's transitional path)."""
+    commands = {name: method for name, method in vars(CreditsService).items()
+                if declaration_of(method) is not None and declaration_of(method).kind == "command"}
+    taken = {name: list(inspect.signature(method.__wrapped__).parameters)[2] for name, method in commands.items()}
+    assert taken == {name: "uow" if declaration_of(method).phases else "session" for name, method in commands.items()}
+    assert {name for name, given in taken.items() if given == "uow"} == {"spend", "add_budget_group_member"}
 
 
 # ---- add_budget_group_member ---------------------------------------------------------------------------
@@ -128,6 +141,44 @@ def test_create_group_refuses_bad_fields_of_an_admin_and_a_stranger_before_readi
     stranger = credits_worker(store, bob, roles=None)
     with pytest.raises(NotFound):
         stranger.create_budget_group(ORG, {"name": "N", "builder_limit": 1.5})
+
+
+# ---- add_grant: its declared input and its Idempotency-Key, decided by the pipeline --------------------
+def grant_count(store):
+    return len(ledger.ledger_page(store, ORG, kind="grant")["items"])
+
+
+def test_a_grant_with_the_same_key_is_replayed_not_doubled(store, alice):
+    service = credits_worker(store, alice)
+    first = service.add_grant(ORG, "3", "paid", None, "g-1")
+    again = service.add_grant(ORG, "3.0000", "paid", None, "g-1")      # the same amount, written differently
+    assert again == dict(first, idempotent_replayed=True)
+    assert (ledger.credits_page(store, ORG)["balance"], grant_count(store)) == ("3.0000", 1)
+
+
+def test_a_grant_key_reused_for_another_grant_is_a_conflict(store, alice):
+    service = credits_worker(store, alice)
+    service.add_grant(ORG, "3", "paid", None, "g-1")
+    for other in (("4", "paid", None), ("3", "free", None), ("3", "free", "2999-01-01T00:00:00Z")):
+        with pytest.raises(Conflict) as err:
+            service.add_grant(ORG, *other, "g-1")
+        assert (err.value.code, err.value.field) == ("idempotency_key_reused", "Idempotency-Key"), other
+    assert (ledger.credits_page(store, ORG)["balance"], grant_count(store)) == ("3.0000", 1)
+
+
+def test_a_grant_is_refused_for_bad_input_after_the_permission_and_the_key(store, alice, bob):
+    service = credits_worker(store, alice, roles=["billing"])
+    with pytest.raises(ValidationFailed) as err:
+        service.add_grant(ORG, "0", "paid", None, "g-1")
+    assert (err.value.code, err.value.field) == ("invalid_amount", "amount")
+    with pytest.raises(BadRequest) as err:
+        service.add_grant(ORG, "0", "paid", None, "tab\tinside")
+    assert err.value.code == "invalid_idempotency_key"
+    with pytest.raises(NotFound):
+        credits_worker(store, bob, roles=None).add_grant(ORG, "0", "paid", None, "g-1")
+    with pytest.raises(Forbidden):
+        credits_worker(store, bob, roles=["member"]).add_grant(ORG, "0", "paid", None, "g-1")
+    assert grant_count(store) == 0
 
 
 # ---- my_usage: the caller's organizations, names and order from the read models ------------------------

@@ -1,6 +1,9 @@
 """The credits ledger (services/credits/ledger.py) as plain functions over a migrated SQLite store: grants,
 spends, expiries and the ledger pages, with what a spend asks of budgets.py (the monthly budget period, the
-member's Allowance). Time is always passed in through `now=`."""
+member's Allowance). Time is always passed in through `now=`. Commands run as the pipeline runs them
+(tests/unit/credits/domain.py: their declared input loaded, in a unit of work); what only the pipeline
+decides (the Idempotency-Key's fingerprint) is tested through the entrypoints (test_entrypoints.py,
+test_spends.py)."""
 import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
@@ -10,12 +13,12 @@ from sqlalchemy import func, select
 
 from common.auth import Identity
 from common.db import Store
-from common.errors import BadRequest, Conflict, PaymentRequired, ValidationFailed
+from common.errors import BadRequest, PaymentRequired, ValidationFailed
 from common.migrate import upgrade
 from common.money import MAX_BALANCE_UNITS, UNITS_PER_CREDIT
 from common.paging import encode_cursor
 from common.timeutil import as_utc, iso
-from services.credits import allowances, budgets, ledger, spends
+from services.credits import allowances, ledger, spends
 from services.credits.models import (
     Account,
     BudgetGroup,
@@ -25,11 +28,12 @@ from services.credits.models import (
     MemberUsage,
     OutboxEvent,
 )
+from tests.unit.credits import domain
 
 UTC = UTC
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 ORG, OTHER_ORG, THIRD_ORG = "org-1", "org-2", "org-3"
-AGENT, OTHER_AGENT = "agent-1", "agent-2"
+AGENT = "agent-1"
 CAROL = Identity("carol", "carol@example.com", "Carol")
 
 
@@ -60,14 +64,14 @@ def store(migrated_template, tmp_path):
 
 
 def grant(store, who, amount, type="free", expires_at=None, org=ORG, now=T0, key=None):
-    return ledger.add_grant(store, who, org, amount, type, expires_at=expires_at, idempotency_key=key, now=now)
+    return domain.add_grant(store, who, org, amount, type, expires_at=expires_at, key=key, now=now)
 
 
 _keys = iter(range(10 ** 9))
 
 
 def spend(store, who, amount, org=ORG, agent=AGENT, key=None, now=T0):
-    return spends.spend(store, who, org, agent, amount, key or f"key-{next(_keys)}", now=now)
+    return domain.spend(store, who, org, agent, amount, key or f"key-{next(_keys)}", now=now)
 
 
 def refused(call):
@@ -108,10 +112,9 @@ def events(store, type):
 
 def budget_group(store, owner, limit, members, org=ORG, now=T0, name="Team"):
     """A group with a monthly limit (a string, or None for no limit) holding `members` (user ids)."""
-    group = budgets.create_group(store, owner, org, {"name": name, "monthly_limit": limit}, now=now)
+    group = domain.create_group(store, owner, org, {"name": name, "monthly_limit": limit}, now=now)
     for user_id in members:
-        snapshot = budgets.group_snapshot(store, org, group["id"])
-        budgets.assign_member(store, owner, org, group["id"], user_id, False, 0, snapshot, now=now)
+        domain.assign_member(store, owner, org, group["id"], user_id, now=now)
     return group
 
 
@@ -191,23 +194,10 @@ def test_an_expiry_with_an_offset_is_kept_in_utc(store, alice):
     assert ledger.allowance_of(store, ORG, "alice", now=at(2026, 4, 1)).can_spend == 0
 
 
-def test_a_grant_with_the_same_key_is_replayed_not_doubled(store, alice):
-    first = grant(store, alice, "3", "paid", key="g-1")
-    again = grant(store, alice, "3", "paid", key="g-1", now=T0 + timedelta(minutes=1))
-    assert again == dict(first, idempotent_replayed=True)
-    assert account_balance(store) == 30000
-    assert len(entries(store)) == 1
+# A grant's Idempotency-Key (replayed, or reused for another grant: 409) is the pipeline's: test_entrypoints.py.
 
 
-def test_a_grant_key_reused_for_another_amount_is_a_conflict(store, alice):
-    grant(store, alice, "3", "paid", key="g-1")
-    with pytest.raises(Conflict) as err:
-        grant(store, alice, "4", "paid", key="g-1")
-    assert err.value.code == "idempotency_key_reused"
-    assert account_balance(store) == 30000
-
-
-# ---- validation of add_grant -------------------------------------------------------------------------------
+# ---- validation of add_grant: its declared input (common.contracts.credits.GrantInput), then the domain's ----
 def assert_nothing_written(store, org=ORG):
     assert entries(store, org) == []
     with store.read() as session:
@@ -621,30 +611,8 @@ def test_a_replay_is_answered_even_when_the_balance_is_gone(store, alice):
     assert account_balance(store) == 0
 
 
-@pytest.mark.parametrize("change", [{"amount": "4"}, {"amount": "3.0001"}, {"agent": OTHER_AGENT},
-                                    {"org": OTHER_ORG}])
-def test_the_same_key_for_another_spend_is_a_conflict(store, alice, change):
-    grant(store, alice, "10", "paid", org=ORG)
-    grant(store, alice, "10", "paid", org=OTHER_ORG)
-    spend(store, alice, "3", key="k-1")
-    with pytest.raises(Conflict) as err:
-        spend(store, alice, **dict({"amount": "3", "key": "k-1"}, **change))
-    assert (err.value.status, err.value.code, err.value.field) == (409, "idempotency_key_reused", "Idempotency-Key")
-    assert (account_balance(store, ORG), account_balance(store, OTHER_ORG)) == (units(7), units(10))
-
-
-def test_the_same_amount_written_differently_is_the_same_request(store, alice):
-    grant(store, alice, "10", "paid")
-    first = spend(store, alice, "3", key="k-1")
-    again = spend(store, alice, "3.0000", key="k-1")
-    assert (again["replayed"], again["spend"]) == (True, dict(first["spend"], idempotent_replayed=True))
-
-
-def test_a_grant_key_used_again_for_a_spend_is_a_conflict(store, alice):
-    grant(store, alice, "10", "paid", key="k-1")
-    with pytest.raises(Conflict) as err:
-        spend(store, alice, "1", key="k-1")
-    assert err.value.code == "idempotency_key_reused"
+# The key's fingerprint (the same key for another spend or a grant: 409; the same amount written
+# differently: the same request) is the pipeline's: test_spends.py, through the entrypoint.
 
 
 def test_a_refused_spend_stores_nothing_and_its_key_works_after_a_grant(store, alice):

@@ -25,6 +25,7 @@ from common.membership_facts import Memberships
 from common.readmodels import agent_state, membership_state
 from services.credits import budgets, reactions
 from services.credits.models import READ_MODELS, AgentAccess, BudgetGroupMember, MembershipFact, ProcessedEvent
+from tests.unit.credits import domain
 from tests.unit.credits.facts import ADMIN_ACTOR, AGENT, ORG, OTHER_ORG, agent_event, deliver, membership_event
 
 
@@ -134,8 +135,8 @@ def test_agent_access_follows_the_agents_events(store):
 
 
 def test_the_states_are_applied_in_the_transaction_of_the_events_other_effects(store, alice, monkeypatch):
-    group = budgets.create_group(store, alice, ORG, {"name": "Team"})["id"]
-    budgets.assign_member(store, alice, ORG, group, "bob", False, 0, budgets.group_snapshot(store, ORG, group))
+    group = domain.create_group(store, alice, ORG, {"name": "Team"})["id"]
+    domain.assign_member(store, alice, ORG, group, "bob")
     deliver(store, membership_event(MEMBER_ADDED, bob(1), action="create"))
     removed = membership_event(MEMBER_REMOVED, bob(2, active=False), action="delete")
 

@@ -5,12 +5,13 @@ the local answer stands when they cannot answer."""
 import pytest
 from sqlalchemy import event, func, select
 
-from common.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable, ValidationFailed
+from common.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable, ValidationFailed
 from common.event_types import AGENT_ASSIGNEE_REMOVED, MEMBER_REMOVED, ORGANIZATION_DELETED
 from common.events import change_event
 from common.readmodels import agent_state
-from services.credits import ledger, spends
+from services.credits import ledger
 from services.credits.models import Account, AgentAccess, IdempotentRequest, LedgerEntry, MemberUsage, OutboxEvent
+from tests.unit.credits import domain
 from tests.unit.credits.facts import (
     ADMIN_ACTOR,
     AGENT,
@@ -37,7 +38,7 @@ def count(store, model, *conditions):
         return session.scalar(select(func.count()).select_from(model).where(*conditions))
 # ---- spend: decided from the read models, in the spend's transaction -----------------------------------
 def funded(store, alice):
-    ledger.add_grant(store, alice, ORG, "100", "paid")
+    domain.add_grant(store, alice, ORG, "100", "paid")
 
 
 def nothing_spent(store):
@@ -256,7 +257,7 @@ def test_the_access_check_runs_in_the_spend_before_anything_is_charged(store, al
             confirmed.append((user_id, organization_id, agent_id))
             return refusal
     with pytest.raises(Forbidden):
-        spends.spend(store, bob, ORG, AGENT, "1", "key-1", access=Refusing())
+        domain.spend(store, bob, ORG, AGENT, "1", "key-1", access=Refusing())
     assert checked == [1] and confirmed == [("bob", ORG, AGENT)]                   # the grant's entry
     assert (nothing_spent(store), count(store, Account)) == ((0, 0, 0, 0), 1)   # the grant's account only
 
@@ -264,7 +265,8 @@ def test_the_access_check_runs_in_the_spend_before_anything_is_charged(store, al
 def test_a_bad_amount_or_missing_key_is_refused_before_any_check(store, bob):
     service = credits_worker(store, bob, roles=None)
     for amount, code in (("abc", "invalid_amount"), ("0", "invalid_amount"), ("-1", "invalid_amount"),
-                         (None, "amount_required"), (2.5, "invalid_amount"), (True, "invalid_amount"),
+                         (None, "amount_required"), (2.5, "invalid_amount"), (0.5, "invalid_amount"),
+                         (True, "invalid_amount"),
                          ("1.00001", "too_many_decimal_places"), ("1000000001", "amount_too_large")):
         with pytest.raises(ValidationFailed) as err:
             service.spend(ORG, AGENT, amount, "key-1")
@@ -290,6 +292,62 @@ def test_the_dry_run_is_decided_from_the_same_facts(store, alice, bob):
     assert service.evaluate_spend(ORG, AGENT)["allowed"] is None
     assert rpc_calls(service) == []
     assert nothing_spent(store) == (0, 0, 0, 0)
+
+
+# ---- the Idempotency-Key's fingerprint: the spend's values as its declared input loaded them -------------
+@pytest.mark.parametrize("change", [{"amount": "4"}, {"amount": "3.0001"}, {"agent_id": "agent-2"},
+                                    {"organization_id": OTHER_ORG, "agent_id": "agent-3"}])
+def test_the_same_key_for_another_spend_is_a_conflict(store, alice, bob, change):
+    funded(store, alice)
+    domain.add_grant(store, alice, OTHER_ORG, "10", "paid")
+    service = credits_worker(store, bob, ["member"])
+    member(store, "bob", ["member"], org=OTHER_ORG)
+    agent(store, assignees=["bob"])
+    agent(store, "agent-2", assignees=["bob"])
+    agent(store, "agent-3", org=OTHER_ORG, assignees=["bob"])
+    service.spend(ORG, AGENT, "3", "k-1")
+    with pytest.raises(Conflict) as err:
+        service.spend(**dict({"organization_id": ORG, "agent_id": AGENT, "amount": "3", "idempotency_key": "k-1"},
+                             **change))
+    assert (err.value.status, err.value.code, err.value.field) == (409, "idempotency_key_reused", "Idempotency-Key")
+    assert (ledger.credits_page(store, ORG)["balance"], ledger.credits_page(store, OTHER_ORG)["balance"]) == \
+        ("97.0000", "10.0000")
+
+
+def test_the_same_amount_written_differently_is_the_same_request(store, alice, bob):
+    funded(store, alice)
+    service = credits_worker(store, bob, ["member"])
+    agent(store, assignees=["bob"])
+    first = service.spend(ORG, AGENT, "3", "k-1")
+    again = service.spend(ORG, AGENT, "3.0000", "k-1")
+    assert (again["replayed"], again["spend"]) == (True, dict(first["spend"], idempotent_replayed=True))
+    assert nothing_spent(store)[0] == 1
+
+
+def test_a_grant_key_used_again_for_a_spend_is_a_conflict(store, alice):
+    service = credits_worker(store, alice)
+    agent(store)
+    service.add_grant(ORG, "10", "paid", None, "k-1")
+    with pytest.raises(Conflict) as err:
+        service.spend(ORG, AGENT, "1", "k-1")
+    assert err.value.code == "idempotency_key_reused"
+    assert ledger.credits_page(store, ORG)["balance"] == "10.0000"
+
+
+# ---- a request delivered twice (common.handled_requests): recorded by the spend's write phase --------------
+def test_a_spend_request_delivered_again_replays_or_is_refused_and_charges_once(store, alice, bob):
+    funded(store, alice)
+    service = credits_worker(store.for_request("rpc-1"), bob, ["member"])
+    agent(store, assignees=["bob"])
+    first = service.spend(ORG, AGENT, "1", "key-1")
+    # The same request again: its key's answer is found in the read phase, before anything is written.
+    assert service.spend(ORG, AGENT, "1", "key-1") == {"spend": dict(first["spend"], idempotent_replayed=True),
+                                                        "replayed": True}
+    with pytest.raises(ServiceUnavailable) as err:       # a request id that already wrote cannot write again
+        service.spend(ORG, AGENT, "1", "key-2")
+    assert err.value.code == "request_interrupted"
+    assert nothing_spent(store) == (1, 1, 1, 1)
+    assert ledger.credits_page(store, ORG)["balance"] == "99.0000"
 
 
 # ---- what a spend costs the database ---------------------------------------------------------------------

@@ -8,9 +8,10 @@ from common.errors import ServiceUnavailable
 from common.event_types import BUDGET_GROUP_DELETED, MEMBER_BUDGET_GROUP_CHANGED
 from common.events import change_event
 from common.readmodels import BUDGET_GROUP_MEMBERS, budget_group_member_state
-from services.credits import budgets, group_member_states
+from services.credits import group_member_states
 from services.members import memberships, reactions, users
 from services.members.models import READ_MODELS, BudgetGroupMemberFact
+from tests.unit.credits import domain
 from tests.unit.members.helpers import ORG, join, person
 
 GROUP, OTHER = "group-a", "group-b"
@@ -72,11 +73,10 @@ def test_credits_states_fill_the_read_model_through_its_snapshot_and_equal_the_e
     """credits' own functions produce the states; the fill pages through its snapshot."""
     store, dina, mira = team
     credits = make_store("credits")
-    a = budgets.create_group(credits, alice, ORG["id"], {"name": "A"})["id"]
-    b = budgets.create_group(credits, alice, ORG["id"], {"name": "B"})["id"]
+    a = domain.create_group(credits, alice, ORG["id"], {"name": "A"})["id"]
+    b = domain.create_group(credits, alice, ORG["id"], {"name": "B"})["id"]
     for user_id, group in (("mira", a), ("dina", a), ("mira", b), ("zoe", b)):
-        budgets.assign_member(credits, alice, ORG["id"], group, user_id, False, 0,
-                              budgets.group_snapshot(credits, ORG["id"], group))
+        domain.assign_member(credits, alice, ORG["id"], group, user_id)
 
     class Credits:
         pages = []
