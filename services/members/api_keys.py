@@ -5,7 +5,9 @@ revoke them; the secret is shown once, at creation, and only its keyed hash is s
 
 A key reads `opk_<key id>_<secret>`: the fixed prefix tells it from a JWT, the id finds its row, the
 secret is 32 random bytes. Creating and revoking are audited (api_key.created, api_key.revoked; the
-secret never in an event); using a key is not a change.
+secret never in an event); using a key is not a change. Creating and revoking are commands
+(common.commands): the pipeline checked the caller's right and the key's fields (ApiKeyInput), and
+gives the open write transaction; that the expiry is in the future is decided here, by this clock.
 """
 import hashlib
 import hmac
@@ -15,8 +17,6 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from common.auth import API_KEY_PREFIX, SYSTEM_ACTOR, split_api_key
-from common.contracts import load
-from common.contracts.api_keys import ApiKeyInput
 from common.errors import NotFound, Unauthenticated, ValidationFailed
 from common.paging import Keyset, asc, desc, keyset_page
 from common.permissions import SCOPES, Action
@@ -47,15 +47,11 @@ def secret_matches(secret, stored_hash, hash_key):
 
 
 # ---- checks -----------------------------------------------------------------------------------------------
-def clean_fields(name, scopes, expires_at, now):
-    """(name trimmed, scopes in SCOPES' order, expiry as a UTC datetime or None), checked
-    (common.contracts.api_keys); the expiry must also be after `now`."""
-    if isinstance(expires_at, datetime):
-        expires_at = iso(expires_at)
-    key = load(ApiKeyInput, {"name": name, "scopes": scopes, "expires_at": expires_at})
-    if key["expires_at"] is not None and key["expires_at"] <= now:
+def check_expiry(expires_at, now):
+    """The expiry (a UTC datetime, as the contract loaded it, or None) must be after `now`."""
+    if expires_at is not None and expires_at <= now:
         raise ValidationFailed("expires_at must be in the future.", code="expiry_in_past", field="expires_at")
-    return key["name"], sorted(set(key["scopes"]), key=SCOPES.index), key["expires_at"]
+    return expires_at
 
 
 def status_of(key, now):
@@ -76,21 +72,20 @@ def key_dict(key, now):
 
 
 # ---- create, list, revoke (Owner/Admin) ---------------------------------------------------------------
-def create_key(store, identity, organization_id, name, scopes, expires_at, hash_key, now=None):
-    """A new key; the answer carries `key`, the secret, this once."""
+def create_key(session, identity, organization_id, name, scopes, expires_at, hash_key, now=None):
+    """A new key (name, scopes and expiry as ApiKeyInput loaded them); the answer carries `key`, the
+    secret, this once."""
     now = now or utcnow()
-    name, scopes, expires_at = clean_fields(name, scopes, expires_at, now)
+    expires_at, scopes = check_expiry(expires_at, now), sorted(set(scopes), key=SCOPES.index)
     key_id, secret, key = new_key()
-    with store.write() as session:
-        caller_membership(session, organization_id, identity, Action.MANAGE_API_KEYS)
-        row = ApiKey(id=key_id, organization_id=organization_id, name=name, scopes=scopes,
-                     secret_hash=secret_hash(secret, hash_key), secret_start=secret[:4], created_by=identity.id,
-                     created_at=now, expires_at=expires_at)
-        session.add(row)
-        session.flush()
-        answer = key_dict(row, now)
-        emit(session, API_KEY_CREATED, "create", organization_id, identity, "api_key", key_id,
-             after={"name": name, "scopes": scopes, "expires_at": answer["expires_at"]})
+    row = ApiKey(id=key_id, organization_id=organization_id, name=name, scopes=scopes,
+                 secret_hash=secret_hash(secret, hash_key), secret_start=secret[:4], created_by=identity.id,
+                 created_at=now, expires_at=expires_at)
+    session.add(row)
+    session.flush()
+    answer = key_dict(row, now)
+    emit(session, API_KEY_CREATED, "create", organization_id, identity, "api_key", key_id,
+         after={"name": name, "scopes": scopes, "expires_at": answer["expires_at"]})
     return dict(answer, key=key)
 
 
@@ -102,19 +97,17 @@ def list_keys(store, identity, organization_id, cursor=None, limit=None, now=Non
                            cursor, limit, dump=lambda row: key_dict(row, now))
 
 
-def revoke_key(store, identity, organization_id, key_id, now=None):
+def revoke_key(session, identity, organization_id, key_id, now=None):
     """End a key at once; revoking it again changes nothing."""
     now = now or utcnow()
-    with store.write() as session:
-        caller_membership(session, organization_id, identity, Action.MANAGE_API_KEYS)
-        row = session.get(ApiKey, key_id, with_for_update=True) if isinstance(key_id, str) else None
-        if row is None or row.organization_id != organization_id:
-            raise NotFound("There is no such API key in this organization.", code="api_key_not_found")
-        if row.revoked_at is None:
-            row.revoked_at, row.revoked_by = now, identity.id
-            emit(session, API_KEY_REVOKED, "update", organization_id, identity, "api_key", key_id,
-                 before={"status": "active"}, after={"status": "revoked"})
-        return key_dict(row, now)
+    row = session.get(ApiKey, key_id, with_for_update=True) if isinstance(key_id, str) else None
+    if row is None or row.organization_id != organization_id:
+        raise NotFound("There is no such API key in this organization.", code="api_key_not_found")
+    if row.revoked_at is None:
+        row.revoked_at, row.revoked_by = now, identity.id
+        emit(session, API_KEY_REVOKED, "update", organization_id, identity, "api_key", key_id,
+             before={"status": "active"}, after={"status": "revoked"})
+    return key_dict(row, now)
 
 
 # ---- verifying a key (the gateway, on first sight of a key and each minute it stays in use) -------------

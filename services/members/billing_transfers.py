@@ -3,14 +3,17 @@ member, who accepts (taking it over) or declines; the initiator may cancel. At m
 pending per organization. An accepted transfer's event carries both members' new membership states.
 
 pending -> accepted | declined | cancelled; each move is one change event. A recipient who leaves or is
-removed ends the offer too (memberships.remove_member), which is why `end_transfer` lives there.
+removed ends the offer too (memberships.remove_member), which is why `end_transfer` lives in member_rules.
+
+The functions that change transfers receive the command's open write transaction (`session`); the
+pipeline (common.commands) checked that the caller is a member, and runs the command again when its commit
+loses a race on a unique key (a concurrent start taking the one pending slot: then this one answers 409).
 """
 import uuid
 from datetime import datetime
 
 from sqlalchemy import or_, select
 
-from common.db import retry_on_unique_race
 from common.errors import Conflict, Forbidden, NotFound, ValidationFailed, member_not_found
 from common.paging import Keyset, asc, desc, keyset_page
 from common.timeutil import utcnow
@@ -34,60 +37,54 @@ TRANSFERS = Keyset("billing_transfers", desc("created_at", BillingTransfer.creat
                    asc("id", BillingTransfer.id))           # newest first
 
 
-def start_billing_transfer(store, identity, organization_id, to_user_id, now=None):
-    """Offer Billing to another member; only an Owner who holds Billing; one pending per organization."""
+def start_billing_transfer(session, identity, organization_id, to_user_id, now=None):
+    """Offer Billing to another member; only an Owner who holds Billing (their roles read under the lock);
+    one pending per organization."""
     now = now or utcnow()
     if not isinstance(to_user_id, str) or not to_user_id.strip():
         raise ValidationFailed("to_user_id is required.", code="to_user_id_required", field="to_user_id")
-    def attempt():      # a concurrent start may take the one pending slot: the retry answers 409
-        with store.write() as session:
-            lock_organization(session, organization_id)
-            caller = caller_membership(session, organization_id, identity)
-            if not {OWNER, BILLING} <= set(caller.roles):
-                raise Forbidden("Only an Owner who holds Billing can hand Billing over.", code="not_billing_owner")
-            if to_user_id == identity.id:
-                raise ValidationFailed("You already hold Billing; choose another member.",
-                                       code="already_billing_holder", field="to_user_id")
-            if find_member(session, organization_id, to_user_id) is None:
-                raise member_not_found(field="to_user_id")
-            _check_no_pending_transfer(session, organization_id)
-            transfer = BillingTransfer(id=str(uuid.uuid4()), organization_id=organization_id,
-                                       from_user_id=identity.id, to_user_id=to_user_id, status=PENDING,
-                                       created_at=now)
-            session.add(transfer)
-            session.flush()
-            emit(session, BILLING_TRANSFER_STARTED, "create", organization_id, identity, "billing_transfer",
-                 transfer.id, after={"from_user_id": identity.id, "to_user_id": to_user_id, "status": PENDING})
-            return billing_transfer_schema.dump(transfer)
-    return retry_on_unique_race(attempt)
+    lock_organization(session, organization_id)
+    caller = caller_membership(session, organization_id, identity)
+    if not {OWNER, BILLING} <= set(caller.roles):
+        raise Forbidden("Only an Owner who holds Billing can hand Billing over.", code="not_billing_owner")
+    if to_user_id == identity.id:
+        raise ValidationFailed("You already hold Billing; choose another member.",
+                               code="already_billing_holder", field="to_user_id")
+    if find_member(session, organization_id, to_user_id) is None:
+        raise member_not_found(field="to_user_id")
+    _check_no_pending_transfer(session, organization_id)
+    transfer = BillingTransfer(id=str(uuid.uuid4()), organization_id=organization_id, from_user_id=identity.id,
+                               to_user_id=to_user_id, status=PENDING, created_at=now)
+    session.add(transfer)
+    session.flush()
+    emit(session, BILLING_TRANSFER_STARTED, "create", organization_id, identity, "billing_transfer",
+         transfer.id, after={"from_user_id": identity.id, "to_user_id": to_user_id, "status": PENDING})
+    return billing_transfer_schema.dump(transfer)
 
 
-def accept_billing_transfer(store, identity, organization_id, transfer_id, now=None):
+def accept_billing_transfer(session, identity, organization_id, transfer_id, now=None):
     """The recipient takes Billing over: it leaves the initiator and joins the recipient's roles."""
     now = now or utcnow()
-    with store.write() as session:
-        transfer = _pending_transfer(session, identity, organization_id, transfer_id, "recipient")
-        giver = find_member(session, organization_id, transfer.from_user_id)
-        receiver = find_member(session, organization_id, identity.id)
-        states = (set_roles(session, giver, set(giver.roles) - {BILLING}),
-                  set_roles(session, receiver, set(receiver.roles) | {BILLING}))
-        return end_transfer(session, transfer, "accepted", identity, now,
-                            before={"billing_holder": giver.user_id}, after={"billing_holder": receiver.user_id},
-                            state=carried(*states))
+    transfer = _pending_transfer(session, identity, organization_id, transfer_id, "recipient")
+    giver = find_member(session, organization_id, transfer.from_user_id)
+    receiver = find_member(session, organization_id, identity.id)
+    states = (set_roles(session, giver, set(giver.roles) - {BILLING}),
+              set_roles(session, receiver, set(receiver.roles) | {BILLING}))
+    return end_transfer(session, transfer, "accepted", identity, now,
+                        before={"billing_holder": giver.user_id}, after={"billing_holder": receiver.user_id},
+                        state=carried(*states))
 
 
-def decline_billing_transfer(store, identity, organization_id, transfer_id, now=None):
+def decline_billing_transfer(session, identity, organization_id, transfer_id, now=None):
     now = now or utcnow()
-    with store.write() as session:
-        transfer = _pending_transfer(session, identity, organization_id, transfer_id, "recipient")
-        return end_transfer(session, transfer, "declined", identity, now)
+    transfer = _pending_transfer(session, identity, organization_id, transfer_id, "recipient")
+    return end_transfer(session, transfer, "declined", identity, now)
 
 
-def cancel_billing_transfer(store, identity, organization_id, transfer_id, now=None):
+def cancel_billing_transfer(session, identity, organization_id, transfer_id, now=None):
     now = now or utcnow()
-    with store.write() as session:
-        transfer = _pending_transfer(session, identity, organization_id, transfer_id, "initiator")
-        return end_transfer(session, transfer, "cancelled", identity, now)
+    transfer = _pending_transfer(session, identity, organization_id, transfer_id, "initiator")
+    return end_transfer(session, transfer, "cancelled", identity, now)
 
 
 def list_billing_transfers(store, identity, organization_id, status=None, cursor=None, limit=None):
@@ -114,9 +111,8 @@ def _check_no_pending_transfer(session, organization_id):
 
 def _pending_transfer(session, identity, organization_id, transfer_id, party):
     """The pending transfer, in the locked organization, that the caller may answer as `party`
-    ("recipient" to accept or decline, "initiator" to cancel)."""
+    ("recipient" to accept or decline, "initiator" to cancel; the pipeline checked they are a member)."""
     lock_organization(session, organization_id)
-    caller_membership(session, organization_id, identity)
     transfer = session.get(BillingTransfer, transfer_id) if isinstance(transfer_id, str) else None
     if transfer is None or transfer.organization_id != organization_id:
         raise NotFound("There is no such billing transfer in this organization.",

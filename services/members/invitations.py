@@ -3,16 +3,18 @@ the person signed in with that address accepts (joining the organization) or rej
 resends or revokes; a periodic job records the expiry of those left pending past their date.
 
 pending -> accepted | rejected | revoked | expired; each move is one change event.
+
+The functions that change invitations receive the command's open write transaction (`session`) and
+values its declared contract validated (common.commands; the invitation's address is canonical); the
+pipeline checked the caller's right, replays an Idempotency-Key's answer and commits. The email an
+invitation carries is sent by the service once the transaction committed.
 """
 import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
 
-from common import idempotency
 from common.auth import SYSTEM_ACTOR
-from common.contracts import load
-from common.contracts.invitations import InvitationInput
 from common.errors import Conflict, Forbidden, NotFound
 from common.paging import Keyset, asc, desc, keyset_page
 from common.permissions import Action, sort_roles
@@ -30,7 +32,7 @@ from services.members.member_rules import (
     parse_roles,
 )
 from services.members.membership_states import carried, changed_state
-from services.members.models import PENDING, IdempotentRequest, Invitation, MemberRole, Membership, User
+from services.members.models import PENDING, Invitation, MemberRole, Membership, User
 from services.members.schemas import invitation_schema
 from services.members.users import caller_email
 
@@ -40,52 +42,42 @@ INVITATION_STATUSES = ("pending", "accepted", "rejected", "revoked", "expired")
 
 
 # ---- inviting ----------------------------------------------------------------------------------------
-def clean_email(email):
-    """The address in its canonical form (common.contracts.invitations)."""
-    return load(InvitationInput, {"email": email}, partial=True)["email"]
-
-
-def clean_agent_ids(agent_ids):
-    """The agents to assign, each once, in the order given; none for None."""
-    agent_ids = load(InvitationInput, {"agent_ids": agent_ids}, partial=True)["agent_ids"]
+def distinct_agent_ids(agent_ids):
+    """The agents to assign (as the contract loaded them), each once, in the order given; none for None."""
     return list(dict.fromkeys(agent_ids or []))
 
 
-def invite(store, identity, organization, email, roles, agent_ids=None, idempotency_key=None, now=None):
-    """Invite an email address (Owner/Admin). `organization` is {"id", "name", "type"} as the orgs
-    service described it to the entrypoint. Returns (invitation, created?) — False for a replayed key."""
+def invite(session, identity, organization, email, roles, agent_ids=None, now=None):
+    """Invite a canonical email address (the pipeline checked the caller may invite; what roles they may
+    grant is decided here from their roles). `organization` is {"id", "name", "type"} as the read model
+    of organizations describes it (organization_facts.organization_profile); `agent_ids` are agents of
+    it (the entrypoint checked them with organization_facts.check_agent_ids, outside this transaction)."""
     now = now or utcnow()
-    email, wanted, agent_ids = clean_email(email), parse_roles(roles), clean_agent_ids(agent_ids)
+    wanted, agent_ids = parse_roles(roles), distinct_agent_ids(agent_ids)
     check_billing_not_granted(wanted, set())
-    organization_id = organization["id"]
-    operation = idempotency.operation("invite", organization_id, email, sort_roles(wanted), agent_ids)
     if organization["type"] == "individual":
         raise Conflict("An Individual organization cannot receive invitations.", code="individual_organization")
-
-    def create(session):
-        # A race lost to another admin inviting this email ends in _check_no_pending_invitation's 409.
-        caller = caller_membership(session, organization_id, identity, Action.MANAGE_INVITATIONS)
-        check_grant(set(caller.roles), set(), wanted, False)
-        if session.scalar(select(func.count()).select_from(Membership).join(User, User.id == Membership.user_id)
-                          .where(Membership.organization_id == organization_id, User.email == email)):
-            raise Conflict(f"{email} is already a member of this organization.", code="already_member",
-                           field="email")
-        _expire_due(session, now, Invitation.organization_id == organization_id, Invitation.email == email)
-        _check_no_pending_invitation(session, organization_id, email)
-        invitation = Invitation(
-            id=str(uuid.uuid4()), organization_id=organization_id, organization_name=organization["name"],
-            email=email, roles=sort_roles(wanted), agent_ids=agent_ids, status=PENDING,
-            invited_by=identity.id, invited_by_email=identity.email, send_count=1, created_at=now,
-            last_sent_at=now, expires_at=now + INVITATION_TTL)
-        session.add(invitation)
-        session.flush()
-        result = invitation_dict(invitation, now)
-        emit(session, INVITATION_CREATED, "create", organization_id, identity, "invitation", invitation.id,
-             after={"email": email, "roles": result["roles"], "agent_ids": agent_ids,
-                    "status": PENDING, "expires_at": result["expires_at"]})
-        return result
-    answer = idempotency.keyed_write(store, IdempotentRequest, identity.id, idempotency_key, operation, create)
-    return answer, not answer.get(idempotency.REPLAYED)
+    organization_id = organization["id"]
+    # A race lost to another admin inviting this email ends in _check_no_pending_invitation's 409.
+    caller = caller_membership(session, organization_id, identity)
+    check_grant(set(caller.roles), set(), wanted, False)
+    if session.scalar(select(func.count()).select_from(Membership).join(User, User.id == Membership.user_id)
+                      .where(Membership.organization_id == organization_id, User.email == email)):
+        raise Conflict(f"{email} is already a member of this organization.", code="already_member", field="email")
+    _expire_due(session, now, Invitation.organization_id == organization_id, Invitation.email == email)
+    _check_no_pending_invitation(session, organization_id, email)
+    invitation = Invitation(
+        id=str(uuid.uuid4()), organization_id=organization_id, organization_name=organization["name"],
+        email=email, roles=sort_roles(wanted), agent_ids=agent_ids, status=PENDING,
+        invited_by=identity.id, invited_by_email=identity.email, send_count=1, created_at=now,
+        last_sent_at=now, expires_at=now + INVITATION_TTL)
+    session.add(invitation)
+    session.flush()
+    result = invitation_dict(invitation, now)
+    emit(session, INVITATION_CREATED, "create", organization_id, identity, "invitation", invitation.id,
+         after={"email": email, "roles": result["roles"], "agent_ids": agent_ids,
+                "status": PENDING, "expires_at": result["expires_at"]})
+    return result
 
 
 def _check_no_pending_invitation(session, organization_id, email):
@@ -107,34 +99,31 @@ def invitation_email(invitation, app_url):
 
 
 # ---- the inviter: resend, revoke ---------------------------------------------------------------------
-def resend_invitation(store, identity, organization_id, invitation_id, now=None):
+def resend_invitation(session, identity, organization_id, invitation_id, now=None):
     """Send again and renew the expiry (Owner/Admin); only 10 minutes or more after the last send."""
     now = now or utcnow()
-    with store.write() as session:
-        invitation = _pending_invitation_to_manage(session, identity, organization_id, invitation_id, now)
-        retry_at = as_utc(invitation.last_sent_at) + RESEND_AFTER
-        if now < retry_at:
-            raise Conflict(f"This invitation was last sent at {iso(invitation.last_sent_at)}; it can be resent "
-                           f"from {iso(retry_at)} (10 minutes after the last send).", code="resend_too_early",
-                           details={"retry_at": iso(retry_at), "last_sent_at": iso(invitation.last_sent_at)})
-        before = {"last_sent_at": iso(invitation.last_sent_at), "expires_at": iso(invitation.expires_at)}
-        invitation.last_sent_at, invitation.expires_at = now, now + INVITATION_TTL
-        invitation.send_count += 1
-        emit(session, INVITATION_RESENT, "update", organization_id, identity, "invitation", invitation.id,
-             before=before, after={"last_sent_at": iso(now), "expires_at": iso(invitation.expires_at)})
-        return invitation_dict(invitation, now)
+    invitation = _pending_invitation_to_manage(session, organization_id, invitation_id, now)
+    retry_at = as_utc(invitation.last_sent_at) + RESEND_AFTER
+    if now < retry_at:
+        raise Conflict(f"This invitation was last sent at {iso(invitation.last_sent_at)}; it can be resent "
+                       f"from {iso(retry_at)} (10 minutes after the last send).", code="resend_too_early",
+                       details={"retry_at": iso(retry_at), "last_sent_at": iso(invitation.last_sent_at)})
+    before = {"last_sent_at": iso(invitation.last_sent_at), "expires_at": iso(invitation.expires_at)}
+    invitation.last_sent_at, invitation.expires_at = now, now + INVITATION_TTL
+    invitation.send_count += 1
+    emit(session, INVITATION_RESENT, "update", organization_id, identity, "invitation", invitation.id,
+         before=before, after={"last_sent_at": iso(now), "expires_at": iso(invitation.expires_at)})
+    return invitation_dict(invitation, now)
 
 
-def revoke_invitation(store, identity, organization_id, invitation_id, now=None):
+def revoke_invitation(session, identity, organization_id, invitation_id, now=None):
     now = now or utcnow()
-    with store.write() as session:
-        invitation = _pending_invitation_to_manage(session, identity, organization_id, invitation_id, now)
-        return _end_invitation(session, invitation, "revoked", identity, now)
+    invitation = _pending_invitation_to_manage(session, organization_id, invitation_id, now)
+    return _end_invitation(session, invitation, "revoked", identity, now)
 
 
-def _pending_invitation_to_manage(session, identity, organization_id, invitation_id, now):
+def _pending_invitation_to_manage(session, organization_id, invitation_id, now):
     """A pending invitation of the organization, locked, for an Owner/Admin to resend or revoke."""
-    caller_membership(session, organization_id, identity, Action.MANAGE_INVITATIONS)
     invitation = (session.get(Invitation, invitation_id, with_for_update=True)
                   if isinstance(invitation_id, str) else None)
     if invitation is None or invitation.organization_id != organization_id:
@@ -145,32 +134,30 @@ def _pending_invitation_to_manage(session, identity, organization_id, invitation
 
 
 # ---- the invitee: accept, reject ---------------------------------------------------------------------
-def accept_invitation(store, identity, invitation_id, now=None):
+def accept_invitation(session, identity, invitation_id, now=None):
     """Join the organization with the invitation's roles (its agent list travels in the event)."""
     now = now or utcnow()
-    with store.write() as session:
-        invitation = _addressed_invitation(session, identity, invitation_id)
-        _check_pending(invitation, now)
-        organization_id = invitation.organization_id
-        lock_organization(session, organization_id)
-        if find_member(session, organization_id, identity.id) is not None:
-            raise Conflict("You are already a member of this organization.", code="already_member")
-        membership = Membership(organization_id=organization_id, user_id=identity.id, joined_at=now)
-        membership.role_rows = [MemberRole(organization_id=organization_id, user_id=identity.id, role=r)
-                                for r in invitation.roles]
-        session.add(membership)
-        invitation.accepted_by = identity.id
-        return _end_invitation(session, invitation, "accepted", identity, now,
-                               state=carried(changed_state(session, membership)), user_id=identity.id,
-                               roles=invitation.roles, agent_ids=invitation.agent_ids)
+    invitation = _addressed_invitation(session, identity, invitation_id)
+    _check_pending(invitation, now)
+    organization_id = invitation.organization_id
+    lock_organization(session, organization_id)
+    if find_member(session, organization_id, identity.id) is not None:
+        raise Conflict("You are already a member of this organization.", code="already_member")
+    membership = Membership(organization_id=organization_id, user_id=identity.id, joined_at=now)
+    membership.role_rows = [MemberRole(organization_id=organization_id, user_id=identity.id, role=r)
+                            for r in invitation.roles]
+    session.add(membership)
+    invitation.accepted_by = identity.id
+    return _end_invitation(session, invitation, "accepted", identity, now,
+                           state=carried(changed_state(session, membership)), user_id=identity.id,
+                           roles=invitation.roles, agent_ids=invitation.agent_ids)
 
 
-def reject_invitation(store, identity, invitation_id, now=None):
+def reject_invitation(session, identity, invitation_id, now=None):
     now = now or utcnow()
-    with store.write() as session:
-        invitation = _addressed_invitation(session, identity, invitation_id)
-        _check_pending(invitation, now)
-        return _end_invitation(session, invitation, "rejected", identity, now)
+    invitation = _addressed_invitation(session, identity, invitation_id)
+    _check_pending(invitation, now)
+    return _end_invitation(session, invitation, "rejected", identity, now)
 
 
 def _addressed_invitation(session, identity, invitation_id):

@@ -4,7 +4,9 @@ invitations and billing-transfer modules share with these: who the caller is in 
 what their roles allow, the organization lock, the ownership rules for granting roles, the status that
 ends a billing transfer (a member who leaves ends the transfers offered to them).
 
-Every function that changes memberships first locks the organization's membership rows
+The functions that change memberships receive the command's open write transaction (`session`; the
+command pipeline, common.commands, checked the caller's right, commits, and runs the command again when
+its commit loses a race on a unique key) and first lock the organization's membership rows
 (`lock_organization`), so that invariants counted across rows (at least one Owner, exactly one
 Billing holder, one pending transfer) hold when two requests race on PostgreSQL; SQLite's
 BEGIN IMMEDIATE already serializes writers. The lock also orders the versions of the memberships it
@@ -12,7 +14,6 @@ changes: each change attaches the membership's new state to its event (membershi
 """
 from sqlalchemy import and_, func, or_, select
 
-from common.db import retry_on_unique_race
 from common.errors import Conflict, ValidationFailed, member_not_found, organization_not_found
 from common.paging import keyset_page
 from common.permissions import ROLE_ORDER, Action, sort_roles
@@ -51,33 +52,31 @@ BILLING_HOLDER_CANNOT_LEAVE = "billing_holder_cannot_leave"
 
 
 # ---- founders and lookups ----------------------------------------------------------------------------
-def add_founder(store, identity, organization_id):
+def add_founder(session, identity, organization_id):
     """Make the caller the first member of a new organization, holding Owner and Billing.
 
     Idempotent for the founder; refused once the organization has any other member, so this cannot be
     used to join an existing organization. The answer carries the founder's membership state too, so
-    orgs can apply it to its read model at once (the new organization is readable by its founder).
+    orgs can apply it to its read model at once (the new organization is readable by its founder). A
+    concurrent retry of this very call may insert it first: run again, this one finds it.
     """
-    def attempt():      # a concurrent retry of this very call may insert it first: then it is found
-        with store.write() as session:
-            lock_organization(session, organization_id)
-            if session.scalar(select(func.count()).select_from(Membership).where(
-                    Membership.organization_id == organization_id, Membership.user_id != identity.id)):
-                raise Conflict("This organization already has members.", code="organization_has_members")
-            existing = session.get(Membership, (organization_id, identity.id))
-            if existing is not None:
-                return _founder_answer(session, existing, current_state(session, existing))
-            membership = Membership(organization_id=organization_id, user_id=identity.id, joined_at=utcnow())
-            membership.role_rows = [MemberRole(organization_id=organization_id, user_id=identity.id, role=r)
-                                    for r in FOUNDER_ROLES]
-            session.add(membership)
-            session.flush()
-            state = changed_state(session, membership)
-            emit(session, MEMBER_ADDED, "create", organization_id, identity, "member", identity.id,
-                 after={"user_id": identity.id, "email": identity.email, "roles": list(FOUNDER_ROLES)},
-                 state=carried(state))
-            return _founder_answer(session, membership, state)
-    return retry_on_unique_race(attempt)
+    lock_organization(session, organization_id)
+    if session.scalar(select(func.count()).select_from(Membership).where(
+            Membership.organization_id == organization_id, Membership.user_id != identity.id)):
+        raise Conflict("This organization already has members.", code="organization_has_members")
+    existing = session.get(Membership, (organization_id, identity.id))
+    if existing is not None:
+        return _founder_answer(session, existing, current_state(session, existing))
+    membership = Membership(organization_id=organization_id, user_id=identity.id, joined_at=utcnow())
+    membership.role_rows = [MemberRole(organization_id=organization_id, user_id=identity.id, role=r)
+                            for r in FOUNDER_ROLES]
+    session.add(membership)
+    session.flush()
+    state = changed_state(session, membership)
+    emit(session, MEMBER_ADDED, "create", organization_id, identity, "member", identity.id,
+         after={"user_id": identity.id, "email": identity.email, "roles": list(FOUNDER_ROLES)},
+         state=carried(state))
+    return _founder_answer(session, membership, state)
 
 
 def _founder_answer(session, membership, state):
@@ -138,64 +137,63 @@ def list_members(store, identity, organization_id, q=None, role=None, sort=None,
         return keyset_page(session, query, members_in_order(sort), cursor, limit, dump=lambda row: member_dict(*row))
 
 
-def edit_roles(store, identity, organization_id, user_id, roles):
-    """Set a member's roles (Owner/Admin). Billing is kept if held and never granted here."""
+def edit_roles(session, identity, organization_id, user_id, roles):
+    """Set a member's roles (the pipeline checked the caller may edit roles; what they may grant is
+    decided here from their roles under the lock). Billing is kept if held and never granted here."""
     wanted = parse_roles(roles)
-    with store.write() as session:
-        lock_organization(session, organization_id)
-        caller = caller_membership(session, organization_id, identity, Action.EDIT_MEMBER_ROLES)
-        target = find_member(session, organization_id, user_id)
-        if target is None:
-            raise member_not_found()
-        before = set(target.roles)
-        check_billing_not_granted(wanted, before)
-        after = wanted | (before & {BILLING})
-        check_grant(set(caller.roles), before, after, target.user_id == identity.id)
-        if OWNER in before and OWNER not in after and _owner_count(session, organization_id) == 1:
-            raise _last_owner()
-        if after != before:
-            state = set_roles(session, target, after)
-            emit(session, MEMBER_ROLES_CHANGED, "update", organization_id, identity, "member", target.user_id,
-                 before={"roles": sort_roles(before)}, after={"roles": sort_roles(after)}, state=carried(state))
-        group = session.get(BudgetGroupMemberFact, (organization_id, target.user_id))
-        return member_dict(target, session.get(User, target.user_id), group.budget_group_id if group else None)
+    lock_organization(session, organization_id)
+    caller = caller_membership(session, organization_id, identity)
+    target = find_member(session, organization_id, user_id)
+    if target is None:
+        raise member_not_found()
+    before = set(target.roles)
+    check_billing_not_granted(wanted, before)
+    after = wanted | (before & {BILLING})
+    check_grant(set(caller.roles), before, after, target.user_id == identity.id)
+    if OWNER in before and OWNER not in after and _owner_count(session, organization_id) == 1:
+        raise _last_owner()
+    if after != before:
+        state = set_roles(session, target, after)
+        emit(session, MEMBER_ROLES_CHANGED, "update", organization_id, identity, "member", target.user_id,
+             before={"roles": sort_roles(before)}, after={"roles": sort_roles(after)}, state=carried(state))
+    group = session.get(BudgetGroupMemberFact, (organization_id, target.user_id))
+    return member_dict(target, session.get(User, target.user_id), group.budget_group_id if group else None)
 
 
-def remove_member(store, identity, organization_id, user_id, now=None):
-    """Remove a member (Owner/Admin), or leave when `user_id` is the caller's own id."""
+def remove_member(session, identity, organization_id, user_id, now=None):
+    """Remove a member (Owner/Admin), or leave when `user_id` is the caller's own id (any member: the
+    pipeline checked only membership, so the right to remove others is decided here)."""
     now = now or utcnow()
-    with store.write() as session:
-        lock_organization(session, organization_id)
-        if user_id == identity.id:
-            membership = caller_membership(session, organization_id, identity)
-            roles = set(membership.roles)
-            if BILLING in roles:
-                raise Conflict("You hold Billing: hand it over with a billing transfer before leaving.",
-                               code=BILLING_HOLDER_CANNOT_LEAVE)
-            if OWNER in roles and _owner_count(session, organization_id) == 1:
-                raise Conflict("You are the only Owner: make another member Owner before leaving.",
-                               code="last_owner")
-            event_type = MEMBER_LEFT
-        else:
-            caller = caller_membership(session, organization_id, identity, Action.REMOVE_MEMBERS)
-            membership = find_member(session, organization_id, user_id)
-            if membership is None:
-                raise member_not_found()
-            roles = set(membership.roles)
-            check_grant(set(caller.roles), roles, roles, False)   # an Admin may not remove an Owner/Admin
-            if BILLING in roles:
-                raise Conflict("This member holds Billing: it must be handed over with a billing transfer "
-                               "before they can be removed.", code="billing_holder")
-            if OWNER in roles and _owner_count(session, organization_id) == 1:
-                raise _last_owner()
-            event_type = MEMBER_REMOVED
-        _cancel_transfers_to(session, identity, organization_id, membership.user_id, now)
-        user = session.get(User, membership.user_id)
-        session.delete(membership)
-        state = removed_state(session, organization_id, membership.user_id)
-        emit(session, event_type, "delete", organization_id, identity, "member", membership.user_id,
-             before={"email": user.email, "name": user.name, "roles": sort_roles(roles)}, state=carried(state))
-        return {"organization_id": organization_id, "user_id": membership.user_id, "left": event_type == MEMBER_LEFT}
+    lock_organization(session, organization_id)
+    if user_id == identity.id:
+        membership = caller_membership(session, organization_id, identity)
+        roles = set(membership.roles)
+        if BILLING in roles:
+            raise Conflict("You hold Billing: hand it over with a billing transfer before leaving.",
+                           code=BILLING_HOLDER_CANNOT_LEAVE)
+        if OWNER in roles and _owner_count(session, organization_id) == 1:
+            raise Conflict("You are the only Owner: make another member Owner before leaving.", code="last_owner")
+        event_type = MEMBER_LEFT
+    else:
+        caller = caller_membership(session, organization_id, identity, Action.REMOVE_MEMBERS)
+        membership = find_member(session, organization_id, user_id)
+        if membership is None:
+            raise member_not_found()
+        roles = set(membership.roles)
+        check_grant(set(caller.roles), roles, roles, False)   # an Admin may not remove an Owner/Admin
+        if BILLING in roles:
+            raise Conflict("This member holds Billing: it must be handed over with a billing transfer "
+                           "before they can be removed.", code="billing_holder")
+        if OWNER in roles and _owner_count(session, organization_id) == 1:
+            raise _last_owner()
+        event_type = MEMBER_REMOVED
+    _cancel_transfers_to(session, identity, organization_id, membership.user_id, now)
+    user = session.get(User, membership.user_id)
+    session.delete(membership)
+    state = removed_state(session, organization_id, membership.user_id)
+    emit(session, event_type, "delete", organization_id, identity, "member", membership.user_id,
+         before={"email": user.email, "name": user.name, "roles": sort_roles(roles)}, state=carried(state))
+    return {"organization_id": organization_id, "user_id": membership.user_id, "left": event_type == MEMBER_LEFT}
 
 
 def set_roles(session, membership, roles):

@@ -20,26 +20,25 @@ from services.members.models import READ_MODELS, AgentAccess, OrganizationFact
 STATES_LOOKUP_MAX = 500     # orgs.agent_states answers this many ids at a time
 
 
-def organization_profile(store, organization_id):
+def organization_profile(session, organization_id):
     """{"id", "name", "type"} of a live organization, or 404 organization_not_found."""
-    with store.read() as session:
-        fact = session.get(OrganizationFact, organization_id) if isinstance(organization_id, str) else None
-        if fact is None or not fact.active:
-            raise organization_not_found()
-        return {"id": fact.organization_id, "name": fact.name, "type": fact.type}
+    fact = session.get(OrganizationFact, organization_id) if isinstance(organization_id, str) else None
+    if fact is None or not fact.active:
+        raise organization_not_found()
+    return {"id": fact.organization_id, "name": fact.name, "type": fact.type}
 
 
-def remember_organization(store, organization_id, state):
-    """Apply the state of a new organization its creator's service handed over with the founder (newer
-    versions only, as any state). A state that is not this organization's is left out."""
+def remember_organization(session, organization_id, state):
+    """Apply, in the founder's write transaction, the state of a new organization its creator's service
+    handed over with the founder (newer versions only, as any state). A state that is not this
+    organization's is left out."""
     if not isinstance(state, dict) or state.get("organization_id") != organization_id:
         return False
     kind = KIND[ORGANIZATIONS]
     if not all(field in state for field in (*kind.key, *kind.columns, "version")) \
             or not isinstance(state["version"], int) or isinstance(state["version"], bool):
         return False
-    with store.write() as session:
-        return apply_state(session, READ_MODELS, ORGANIZATIONS, state)
+    return apply_state(session, READ_MODELS, ORGANIZATIONS, state)
 
 
 def _unknown_agents(store, organization_id, agent_ids):
@@ -69,7 +68,9 @@ def _confirm(store, orgs, organization_id, agent_ids):
 
 def check_agent_ids(store, organization_id, agent_ids, orgs=None):
     """The ids if all are live agents of the organization, else 422 unknown_agent (as orgs answered it).
-    `orgs`, a callable giving the orgs RPC proxy, confirms a refusal first."""
+    `orgs`, a callable giving the orgs RPC proxy, confirms a refusal first: so this is called outside
+    any write transaction, and applies the states orgs tells in a write transaction of its own (the
+    read model's, not the command's)."""
     if not agent_ids:
         return []
     unknown = _unknown_agents(store, organization_id, agent_ids)

@@ -6,6 +6,13 @@ data (own_memberships.py); which budget group each member is in, and organizatio
 liveness and agents' organizations come from its read models of credits' and orgs' facts
 (common.readmodels, filled at start by `fill`; organization_facts.py). It asks orgs only to confirm that
 an agent an invitation names is unknown before refusing it.
+
+Each command (common.commands) receives the open write transaction of its unit of work (common.unit_of_work)
+and hands it, with the values its declared contract validated, to the domain functions, which decide; the
+pipeline checked the caller's right, replays or stores an Idempotency-Key's answer, commits and retries a
+lost unique-key race. An invitation's email is an effect after the commit (`after_commit`), so a replay,
+which does not run the command, sends none. `invite` alone is phased (`phases=True`): its call to orgs
+comes between its reads and its write transaction.
 """
 import logging
 
@@ -15,6 +22,8 @@ from nameko.timer import timer
 from common.auth import SYSTEM_ACTOR, Auth
 from common.commands import CREDENTIAL, MEMBER, OPTIONAL, PERSON, SERVICE, SYSTEM, command, query
 from common.config import settings
+from common.contracts.api_keys import ApiKeyInput
+from common.contracts.invitations import InvitationInput
 from common.db import Database
 from common.errors import Conflict
 from common.events import MEMBERS_QUEUE, change_event_or_none
@@ -24,6 +33,7 @@ from common.outbox import OutboxRelay
 from common.permissions import Action
 from common.readmodels import SNAPSHOT_PAGE, ReadModelFill
 from common.rpc import service_proxy
+from common.unit_of_work import after_commit
 from services.members import (
     api_keys,
     billing_transfers,
@@ -34,7 +44,7 @@ from services.members import (
     reactions,
     users,
 )
-from services.members.models import READ_MODELS, HandledRequest, OutboxEvent
+from services.members.models import READ_MODELS, HandledRequest, IdempotentRequest, OutboxEvent
 from services.members.own_memberships import OwnMemberships
 
 log = logging.getLogger(__name__)
@@ -48,7 +58,7 @@ class MembersService:
 
     auth = Auth()
     heap = FrozenStartupHeap()      # common.heap: fewer long garbage-collector pauses under load
-    db = Database(handled_requests=HandledRequest)
+    db = Database(handled_requests=HandledRequest, idempotent_requests=IdempotentRequest)
     outbox = OutboxRelay(OutboxEvent)
     mailer = MailerProvider()
     orgs = service_proxy("orgs")        # only to confirm an unknown agent (organization_facts.py)
@@ -62,17 +72,17 @@ class MembersService:
 
     # ---- users and founders (called by orgs) ---------------------------------------------------------
     @command(PERSON)
-    def register_user(self, caller):
+    def register_user(self, caller, session):
         """Create or refresh the caller's user record from their token's claims."""
-        user, created = users.register_user(self.db, caller.identity)
+        user, created = users.register_user(session, caller.identity)
         return {"user": user, "created": created}
 
     @command(PERSON)
-    def add_founder(self, caller, organization_id, organization=None):
+    def add_founder(self, caller, session, organization_id, organization=None):
         """The caller becomes Owner and Billing of a brand-new organization (called by orgs, which hands
         over the organization's state: known here before anyone can invite into it)."""
-        organization_facts.remember_organization(self.db, organization_id, organization)
-        return memberships.add_founder(self.db, caller.identity, organization_id)
+        organization_facts.remember_organization(session, organization_id, organization)
+        return memberships.add_founder(session, caller.identity, organization_id)
 
     # ---- membership states for other services' read models (common.readmodels) ----------------------
     @query(SYSTEM)
@@ -94,48 +104,53 @@ class MembersService:
                                         limit)
 
     @command(Action.EDIT_MEMBER_ROLES)
-    def edit_roles(self, caller, organization_id, user_id, roles):
-        return memberships.edit_roles(self.db, caller.identity, organization_id, user_id, roles)
+    def edit_roles(self, caller, session, organization_id, user_id, roles):
+        return memberships.edit_roles(session, caller.identity, organization_id, user_id, roles)
 
     @command(MEMBER)
-    def remove_member(self, caller, organization_id, user_id):
+    def remove_member(self, caller, session, organization_id, user_id):
         """Remove a member, or leave when `user_id` is the caller."""
         try:
-            return memberships.remove_member(self.db, caller.identity, organization_id, user_id)
+            return memberships.remove_member(session, caller.identity, organization_id, user_id)
         except Conflict as refusal:
             # The one member of an Individual organization holds Billing, so leaving it ends here; the
             # answer says why (there is no one to hand Billing to), from the read model of organizations.
             if refusal.code == memberships.BILLING_HOLDER_CANNOT_LEAVE \
-                    and organization_facts.organization_profile(self.db, organization_id)["type"] == "individual":
+                    and organization_facts.organization_profile(session, organization_id)["type"] == "individual":
                 raise Conflict("You cannot leave your Individual organization: it is your own.",
                                code="individual_organization") from None
             raise
 
     # ---- invitations ---------------------------------------------------------------------------------
-    @command(Action.MANAGE_INVITATIONS, idempotency=OPTIONAL)
-    def invite(self, caller, organization_id, email, roles, agent_ids=None, idempotency_key=None):
-        identity = caller.identity
-        # The organization's type and name (404 if it was deleted) and its agents (422 unknown_agent) from
-        # the read models, once the pipeline checked the caller's right to invite (common.commands).
-        organization = organization_facts.organization_profile(self.db, organization_id)
-        agent_ids = invitations.clean_agent_ids(agent_ids)
-        if agent_ids:
+    @command(Action.MANAGE_INVITATIONS, idempotency=OPTIONAL, input=InvitationInput, phases=True)
+    def invite(self, caller, uow, organization_id, email, roles, agent_ids=None, idempotency_key=None):
+        """Invite an email address. Phased: an agent the read model does not know is confirmed with orgs
+        between the reads and the write transaction (never inside one)."""
+        with uow.read() as session:
+            replayed = uow.replay(session)
+            if replayed is not None:
+                return replayed         # its email was sent the first time
+            # The organization's type and name (404 if it was deleted), from the read model.
+            organization = organization_facts.organization_profile(session, organization_id)
+        agent_ids = invitations.distinct_agent_ids(agent_ids)
+        if agent_ids:       # its agents (422 unknown_agent); a write of the read model's own if orgs is asked
             organization_facts.check_agent_ids(self.db, organization_id, agent_ids, lambda: self.orgs)
-        invitation, created = invitations.invite(self.db, identity, organization, email, roles, agent_ids,
-                                                 idempotency_key)
-        if created:   # a replayed idempotency key sent its email the first time
-            self._send(invitation)
+
+        def create(session):
+            invitation = invitations.invite(session, caller.identity, organization, email, roles, agent_ids)
+            after_commit(session, lambda: self._send(invitation))
+            return invitation
+        return uow.run(create)      # replays an answer stored meanwhile under the key, else stores this one
+
+    @command(Action.MANAGE_INVITATIONS)
+    def resend_invitation(self, caller, session, organization_id, invitation_id):
+        invitation = invitations.resend_invitation(session, caller.identity, organization_id, invitation_id)
+        after_commit(session, lambda: self._send(invitation))
         return invitation
 
     @command(Action.MANAGE_INVITATIONS)
-    def resend_invitation(self, caller, organization_id, invitation_id):
-        invitation = invitations.resend_invitation(self.db, caller.identity, organization_id, invitation_id)
-        self._send(invitation)
-        return invitation
-
-    @command(Action.MANAGE_INVITATIONS)
-    def revoke_invitation(self, caller, organization_id, invitation_id):
-        return invitations.revoke_invitation(self.db, caller.identity, organization_id, invitation_id)
+    def revoke_invitation(self, caller, session, organization_id, invitation_id):
+        return invitations.revoke_invitation(session, caller.identity, organization_id, invitation_id)
 
     @query(Action.MANAGE_INVITATIONS)
     def list_invitations(self, caller, organization_id, status=None, q=None, cursor=None, limit=None):
@@ -147,12 +162,12 @@ class MembersService:
         return invitations.my_invitations(self.db, caller.identity, status, cursor, limit)
 
     @command(PERSON)
-    def accept_invitation(self, caller, invitation_id):
-        return invitations.accept_invitation(self.db, caller.identity, invitation_id)
+    def accept_invitation(self, caller, session, invitation_id):
+        return invitations.accept_invitation(session, caller.identity, invitation_id)
 
     @command(PERSON)
-    def reject_invitation(self, caller, invitation_id):
-        return invitations.reject_invitation(self.db, caller.identity, invitation_id)
+    def reject_invitation(self, caller, session, invitation_id):
+        return invitations.reject_invitation(session, caller.identity, invitation_id)
 
     @timer(interval=INVITATION_SWEEP_SECONDS)
     def expire_invitations(self):
@@ -161,28 +176,27 @@ class MembersService:
             log.info("expired %d invitation(s)", expired)
 
     def _send(self, invitation):
-        # After the commit, outside the transaction: a failed send is logged; the invitation stands
-        # and can be resent.
+        # After the commit (after_commit), outside the transaction: a failed send is logged; the
+        # invitation stands and can be resent.
         subject, body = invitations.invitation_email(invitation, settings().app_url)
         self.mailer.send(invitation["email"], subject, body)
 
     # ---- billing transfers ---------------------------------------------------------------------------
     @command(MEMBER)
-    def start_billing_transfer(self, caller, organization_id, to_user_id):
-        return billing_transfers.start_billing_transfer(self.db, caller.identity, organization_id, to_user_id)
+    def start_billing_transfer(self, caller, session, organization_id, to_user_id):
+        return billing_transfers.start_billing_transfer(session, caller.identity, organization_id, to_user_id)
 
     @command(MEMBER)
-    def accept_billing_transfer(self, caller, organization_id, transfer_id):
-        return billing_transfers.accept_billing_transfer(self.db, caller.identity, organization_id, transfer_id)
+    def accept_billing_transfer(self, caller, session, organization_id, transfer_id):
+        return billing_transfers.accept_billing_transfer(session, caller.identity, organization_id, transfer_id)
 
     @command(MEMBER)
-    def decline_billing_transfer(self, caller, organization_id, transfer_id):
-        return billing_transfers.decline_billing_transfer(self.db, caller.identity, organization_id,
-                                                          transfer_id)
+    def decline_billing_transfer(self, caller, session, organization_id, transfer_id):
+        return billing_transfers.decline_billing_transfer(session, caller.identity, organization_id, transfer_id)
 
     @command(MEMBER)
-    def cancel_billing_transfer(self, caller, organization_id, transfer_id):
-        return billing_transfers.cancel_billing_transfer(self.db, caller.identity, organization_id, transfer_id)
+    def cancel_billing_transfer(self, caller, session, organization_id, transfer_id):
+        return billing_transfers.cancel_billing_transfer(session, caller.identity, organization_id, transfer_id)
 
     @query(MEMBER)
     def list_billing_transfers(self, caller, organization_id, status=None, cursor=None, limit=None):
@@ -190,10 +204,10 @@ class MembersService:
                                                         cursor, limit)
 
     # ---- API keys (Owner/Admin; SPEC §9) ------------------------------------------------------------
-    @command(Action.MANAGE_API_KEYS)
-    def create_api_key(self, caller, organization_id, name, scopes, expires_at=None):
+    @command(Action.MANAGE_API_KEYS, input=ApiKeyInput)
+    def create_api_key(self, caller, session, organization_id, name, scopes, expires_at=None):
         """A new key; the answer's `key` is the secret, shown this once."""
-        return api_keys.create_key(self.db, caller.identity, organization_id, name, scopes, expires_at,
+        return api_keys.create_key(session, caller.identity, organization_id, name, scopes, expires_at,
                                    settings().api_key_hash_secret)
 
     @query(Action.MANAGE_API_KEYS)
@@ -201,8 +215,8 @@ class MembersService:
         return api_keys.list_keys(self.db, caller.identity, organization_id, cursor, limit)
 
     @command(Action.MANAGE_API_KEYS)
-    def revoke_api_key(self, caller, organization_id, key_id):
-        return api_keys.revoke_key(self.db, caller.identity, organization_id, key_id)
+    def revoke_api_key(self, caller, session, organization_id, key_id):
+        return api_keys.revoke_key(session, caller.identity, organization_id, key_id)
 
     @query(CREDENTIAL)
     def authenticate_api_key(self, caller, key):

@@ -2,19 +2,12 @@
 or name changes."""
 
 from common.auth import canonical_email
-from common.db import retry_on_unique_race
 from common.errors import Unauthenticated
 from common.events import changed_fields
 from common.timeutil import utcnow
 from services.members.events import USER_REGISTERED, USER_UPDATED, emit
 from services.members.models import User
 from services.members.schemas import user_schema
-
-
-def register_user(store, identity):
-    """Create or refresh the user the gateway saw in a token. Returns (user dict, created?)."""
-    # Two first requests of a new user may race: the loser finds the winner's row.
-    return retry_on_unique_race(lambda: _register_user(store, identity))
 
 
 def caller_email(identity):
@@ -28,23 +21,23 @@ def caller_email(identity):
     return email
 
 
-def _register_user(store, identity):
+def register_user(session, identity):
+    """Create or refresh the user the gateway saw in a token. Returns (user dict, created?). Two first
+    requests of a new user may race: the command pipeline runs the loser again, which finds the row."""
     email = caller_email(identity)
-    with store.write() as session:
-        user = session.get(User, identity.id)
-        now = utcnow()
-        if user is None:
-            user = User(id=identity.id, email=email, name=identity.name, created_at=now, updated_at=now)
-            session.add(user)
-            emit(session, USER_REGISTERED, "create", None, identity, "user", identity.id,
-                 after={"email": email, "name": identity.name})
-            return user_dict(user), True
-        before, after = changed_fields({"email": user.email, "name": user.name},
-                                       {"email": email, "name": identity.name})
-        if after:
-            user.email, user.name, user.updated_at = email, identity.name, now
-            emit(session, USER_UPDATED, "update", None, identity, "user", identity.id, before=before, after=after)
-        return user_dict(user), False
+    user = session.get(User, identity.id)
+    now = utcnow()
+    if user is None:
+        user = User(id=identity.id, email=email, name=identity.name, created_at=now, updated_at=now)
+        session.add(user)
+        emit(session, USER_REGISTERED, "create", None, identity, "user", identity.id,
+             after={"email": email, "name": identity.name})
+        return user_dict(user), True
+    before, after = changed_fields({"email": user.email, "name": user.name}, {"email": email, "name": identity.name})
+    if after:
+        user.email, user.name, user.updated_at = email, identity.name, now
+        emit(session, USER_UPDATED, "update", None, identity, "user", identity.id, before=before, after=after)
+    return user_dict(user), False
 
 
 def user_dict(user):

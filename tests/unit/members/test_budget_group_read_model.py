@@ -12,7 +12,7 @@ from services.credits import group_member_states
 from services.members import memberships, reactions, users
 from services.members.models import READ_MODELS, BudgetGroupMemberFact
 from tests.unit.credits import domain
-from tests.unit.members.helpers import ORG, join, person
+from tests.unit.members.helpers import ORG, join, person, written
 
 GROUP, OTHER = "group-a", "group-b"
 
@@ -22,8 +22,8 @@ def team(make_store):
     """dina founds ORG; mira joins as Member."""
     store = make_store("members")
     dina = person("dina")
-    users.register_user(store, dina)
-    memberships.add_founder(store, dina, ORG["id"])
+    written(store, users.register_user, dina)
+    written(store, memberships.add_founder, dina, ORG["id"])
     return store, dina, join(store, dina, "mira", ["member"])
 
 
@@ -42,8 +42,8 @@ def test_the_member_list_and_a_role_edit_answer_each_members_group_from_the_read
     assert groups_listed(store, dina) == {"dina": None, "mira": None}
     assert reactions.handle_change_event(store, placed("mira", GROUP, 1)) is True
     assert groups_listed(store, dina) == {"dina": None, "mira": GROUP}
-    assert memberships.edit_roles(store, dina, ORG["id"], "mira", ["builder"])["budget_group_id"] == GROUP
-    assert memberships.edit_roles(store, dina, ORG["id"], "dina", ["owner"])["budget_group_id"] is None
+    assert written(store, memberships.edit_roles, dina, ORG["id"], "mira", ["builder"])["budget_group_id"] == GROUP
+    assert written(store, memberships.edit_roles, dina, ORG["id"], "dina", ["owner"])["budget_group_id"] is None
 
 
 def test_newer_versions_win_and_redelivery_or_a_late_state_changes_nothing(team):

@@ -3,38 +3,24 @@ database is real: organizations' names and types come from its read model), and 
 tiny local SMTP server."""
 import socket
 import threading
+from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
-from nameko.testing.services import worker_factory
 
 from common.config import settings
-from common.errors import Conflict, Forbidden
+from common.errors import Conflict, Forbidden, ValidationFailed
 from common.mail import Mailer
-from common.readmodels import organization_state
-from services.members import invitations, memberships, organization_facts, users
-from services.members.own_memberships import Memberships
-from services.members.service import MembersService
-
-ORG = {"id": "org-1", "name": "Sehat Clinic", "type": "collective"}
-
-
-def known(store, type="collective", version=1):
-    """ORG as orgs hands it over with its founder (the members service's read model of organizations)."""
-    organization_facts.remember_organization(store, ORG["id"], organization_state(
-        ORG["id"], ORG["name"], type, "2026-01-05T09:00:00Z", version))
-
-
-def members_worker(store, identity):
-    service = worker_factory(MembersService, db=store)
-    service.auth.identity = identity
-    service.memberships = Memberships(store)
-    known(store)
-    return service
+from common.readmodels import agent_state
+from common.timeutil import utcnow
+from services.members import invitations, memberships, users
+from services.members.models import Invitation
+from tests.unit.members.helpers import ORG, known, members_worker, read, written
 
 
 def test_invite_sends_one_email_with_the_accept_link_and_a_replay_sends_none(make_store, alice):
     store = make_store("members")
-    memberships.add_founder(store, alice, ORG["id"])
+    written(store, memberships.add_founder, alice, ORG["id"])
     service = members_worker(store, alice)
     first = service.invite(ORG["id"], "budi@example.com", ["builder"], None, "key-1")
     again = service.invite(ORG["id"], "budi@example.com", ["builder"], None, "key-1")
@@ -45,11 +31,61 @@ def test_invite_sends_one_email_with_the_accept_link_and_a_replay_sends_none(mak
     assert f"/v1/invitations/{first['id']}/accept" in body
 
 
+def test_the_same_key_with_another_address_is_a_409_and_a_replay_asks_orgs_nothing(make_store, alice):
+    """The pipeline stores invite's answer under the key, fingerprinted with its validated values."""
+    store = make_store("members")
+    written(store, memberships.add_founder, alice, ORG["id"])
+    service = members_worker(store, alice)
+    service.orgs.agent_states.call_async.side_effect = lambda organization_id, agent_ids: SimpleNamespace(
+        result=lambda: [agent_state(a, ORG["id"], [], [], 1) for a in agent_ids])
+    first = service.invite(ORG["id"], "budi@example.com", ["builder"], ["a-1"], "key-1")
+    assert service.orgs.agent_states.call_async.call_count == 1        # a-1 confirmed with orgs
+    # The address as the contract made it canonical: the same request, replayed without asking orgs again.
+    assert service.invite(ORG["id"], " Budi@Example.com", ["builder"], ["a-1"], "key-1")["id"] == first["id"]
+    assert service.orgs.agent_states.call_async.call_count == 1
+    with pytest.raises(Conflict) as err:
+        service.invite(ORG["id"], "someone-else@example.com", ["builder"], None, "key-1")
+    assert err.value.code == "idempotency_key_reused"
+    service.mailer.send.assert_called_once()
+
+
+def test_invite_asks_orgs_about_an_unknown_agent_outside_the_write_transaction(make_store, alice):
+    store = make_store("members")
+    written(store, memberships.add_founder, alice, ORG["id"])
+    service = members_worker(store, alice)
+    write_lock_held = []
+
+    def agent_states(organization_id, agent_ids):
+        write_lock_held.append(store._write_lock.locked())     # SQLite's writers queue on it
+        return SimpleNamespace(result=lambda: [])
+    service.orgs.agent_states.call_async.side_effect = agent_states
+    with pytest.raises(ValidationFailed) as err:
+        service.invite(ORG["id"], "budi@example.com", ["builder"], ["a-unknown"])
+    assert err.value.code == "unknown_agent" and write_lock_held == [False]
+    service.mailer.send.assert_not_called()
+
+
+def test_a_resent_invitation_is_emailed_after_its_commit_and_a_refused_resend_sends_nothing(make_store, alice):
+    store = make_store("members")
+    written(store, memberships.add_founder, alice, ORG["id"])
+    sent_at = utcnow() - timedelta(minutes=11)
+    invitation = written(store, invitations.invite, alice, ORG, "budi@example.com", ["member"], now=sent_at)
+    service = members_worker(store, alice)
+    committed = []
+    service.mailer.send.side_effect = lambda *message: committed.append(
+        read(store, lambda session: session.get(Invitation, invitation["id"]).send_count))
+    assert service.resend_invitation(ORG["id"], invitation["id"])["id"] == invitation["id"]
+    assert committed == [2]                                     # sent once the new send count was saved
+    with pytest.raises(Conflict) as err:
+        service.resend_invitation(ORG["id"], invitation["id"])
+    assert err.value.code == "resend_too_early" and committed == [2]
+
+
 def test_invite_refused_by_the_matrix_sends_nothing(make_store, alice, bob):
     store = make_store("members")
-    memberships.add_founder(store, alice, ORG["id"])
-    invitation, _ = invitations.invite(store, alice, ORG, bob.email, ["member"])
-    invitations.accept_invitation(store, bob, invitation["id"])
+    written(store, memberships.add_founder, alice, ORG["id"])
+    invitation = written(store, invitations.invite, alice, ORG, bob.email, ["member"])
+    written(store, invitations.accept_invitation, bob, invitation["id"])
     service = members_worker(store, bob)
     with pytest.raises(Forbidden):
         service.invite(ORG["id"], "someone@example.com", ["member"])
@@ -62,7 +98,7 @@ def test_invite_refused_by_the_matrix_sends_nothing(make_store, alice, bob):
 def test_the_billing_holder_leaving_is_told_why_they_cannot(make_store, alice, organization_type, code):
     """In an Individual organization there is nobody to hand Billing to: the answer says so."""
     store = make_store("members")
-    memberships.add_founder(store, alice, ORG["id"])
+    written(store, memberships.add_founder, alice, ORG["id"])
     service = members_worker(store, alice)
     known(store, organization_type, version=2)
     with pytest.raises(Conflict) as err:
@@ -74,10 +110,10 @@ def test_the_billing_holder_leaving_is_told_why_they_cannot(make_store, alice, o
 
 def test_leaving_asks_orgs_nothing_when_it_is_allowed(make_store, alice, bob):
     store = make_store("members")
-    users.register_user(store, bob)
-    memberships.add_founder(store, alice, ORG["id"])
-    invitation, _ = invitations.invite(store, alice, ORG, bob.email, ["member"])
-    invitations.accept_invitation(store, bob, invitation["id"])
+    written(store, users.register_user, bob)
+    written(store, memberships.add_founder, alice, ORG["id"])
+    invitation = written(store, invitations.invite, alice, ORG, bob.email, ["member"])
+    written(store, invitations.accept_invitation, bob, invitation["id"])
     service = members_worker(store, bob)
     assert service.remove_member(ORG["id"], bob.id)["left"] is True
     assert service.orgs.mock_calls == []

@@ -12,7 +12,7 @@ from common.permissions import ROLE_ORDER
 from services.members import invitations, memberships, users
 from services.members.member_order import members_in_order
 from services.members.models import Membership
-from tests.unit.members.helpers import ORG
+from tests.unit.members.helpers import ORG, written
 from tests.unit.paging import walk_pages
 
 # (user id, email, name, role, joined): equal names folded ("ß"/"SS"/"ss", "Émile"/"émile"), names that
@@ -28,13 +28,13 @@ PEOPLE = [("u-ss1", "ss1@example.com", "ß", "member", 3), ("u-ss2", "ss2@exampl
 def listing(make_store):
     store = make_store("members")
     dina = Identity("dina", "dina@example.com", "Dina")
-    users.register_user(store, dina)
-    memberships.add_founder(store, dina, ORG["id"])
+    written(store, users.register_user, dina)
+    written(store, memberships.add_founder, dina, ORG["id"])
     for user_id, email, name, role, _ in PEOPLE:
         who = Identity(user_id, email, name)
-        users.register_user(store, who)
-        invitation, _ = invitations.invite(store, dina, ORG, email, [role])
-        invitations.accept_invitation(store, who, invitation["id"])
+        written(store, users.register_user, who)
+        invitation = written(store, invitations.invite, dina, ORG, email, [role])
+        written(store, invitations.accept_invitation, who, invitation["id"])
     with store.write() as session:
         for user_id, *_, day in [("dina", None, None, None, 1)] + PEOPLE:
             session.execute(update(Membership).where(Membership.user_id == user_id)
@@ -65,7 +65,7 @@ def test_filters_keep_the_order_and_a_renamed_member_moves(listing):
     listed = lambda **options: [m["user_id"] for m in memberships.list_members(store, dina, ORG["id"], **options)["items"]]  # noqa: E731,E501
     assert listed(q="ss", sort="name") == ["u-ss0", "u-ss1", "u-ss2"]
     assert listed(role="admin", sort="-name") == ["u-em1", "u-bob1"]
-    users.register_user(store, Identity("u-sig", "sigma@example.com", "Aaron"))
+    written(store, users.register_user, Identity("u-sig", "sigma@example.com", "Aaron"))
     assert listed(sort="name")[0] == "u-sig"
 
 

@@ -12,7 +12,7 @@ from common.readmodels import membership_state
 from services.members import billing_transfers, invitations, membership_states, memberships, reactions, users
 from services.members.models import Membership, MembershipVersion
 from services.members.service import MembersService
-from tests.unit.members.helpers import ORG, events, join, organization_deleted, person
+from tests.unit.members.helpers import ORG, events, join, organization_deleted, person, written
 
 
 def last_event(store, type):
@@ -30,8 +30,8 @@ def team(make_store):
     """dina founds the organization (Owner, Billing); mira joins as Member."""
     store = make_store("members")
     dina = person("dina")
-    users.register_user(store, dina)
-    memberships.add_founder(store, dina, ORG["id"])
+    written(store, users.register_user, dina)
+    written(store, memberships.add_founder, dina, ORG["id"])
     return store, dina, join(store, dina, "mira", ["member"])
 
 
@@ -43,13 +43,14 @@ def version(store, user_id, organization_id=ORG["id"]):
 # ---- versions and the states events carry ------------------------------------------------------------
 def test_the_founder_event_and_answer_carry_the_founder_state(make_store, alice):
     store = make_store("members")
-    answer = memberships.add_founder(store, alice, "org-9")
+    answer = written(store, memberships.add_founder, alice, "org-9")
     assert answer["roles"] == ["owner", "billing"] and answer["member_count"] == 1     # the keys stay
     state = answer["state"]
     assert state == membership_state("org-9", "alice", ["owner", "billing"], 1, joined_at=answer["joined_at"])
     event = last_event(store, "member.added")
     assert event["state"] == {"memberships": [state]} and event["after"]["roles"] == ["owner", "billing"]
-    assert memberships.add_founder(store, alice, "org-9") == answer    # a retry: the same state, no new version
+    assert written(store, memberships.add_founder, alice, "org-9") == answer    # a retry: the same state
+    # ... and no new version
     assert version(store, "alice", "org-9") == 1
 
 
@@ -63,18 +64,18 @@ def test_an_accepted_invitation_carries_the_new_membership(team):
 
 def test_a_role_edit_carries_the_new_roles_and_an_unchanged_edit_no_version(team):
     store, dina, mira = team
-    memberships.edit_roles(store, dina, ORG["id"], "mira", ["builder", "member"])
+    written(store, memberships.edit_roles, dina, ORG["id"], "mira", ["builder", "member"])
     event = last_event(store, "member.roles_changed")
     assert carried(event) == {"mira": (["builder", "member"], True, 2)}
     assert event["before"] == {"roles": ["member"]} and event["after"] == {"roles": ["builder", "member"]}
-    memberships.edit_roles(store, dina, ORG["id"], "mira", ["member", "builder"])     # no change, no event
+    written(store, memberships.edit_roles, dina, ORG["id"], "mira", ["member", "builder"])     # no change, no event
     assert version(store, "mira") == 2
 
 
 @pytest.mark.parametrize("who, event_type", [("dina", "member.removed"), ("mira", "member.left")])
 def test_removal_and_leaving_carry_a_tombstone(team, who, event_type):
     store, dina, mira = team
-    memberships.remove_member(store, dina if who == "dina" else mira, ORG["id"], "mira")
+    written(store, memberships.remove_member, dina if who == "dina" else mira, ORG["id"], "mira")
     event = last_event(store, event_type)
     assert carried(event) == {"mira": ([], False, 2)}
     assert event["state"]["memberships"][0]["joined_at"] is None
@@ -83,10 +84,10 @@ def test_removal_and_leaving_carry_a_tombstone(team, who, event_type):
 
 def test_versions_grow_across_removal_and_adding_again_and_outlive_the_organization(team):
     store, dina, mira = team
-    memberships.remove_member(store, mira, ORG["id"], "mira")
+    written(store, memberships.remove_member, mira, ORG["id"], "mira")
     join(store, dina, "mira", ["builder"])
     assert carried(last_event(store, "invitation.accepted")) == {"mira": (["builder"], True, 3)}
-    memberships.edit_roles(store, dina, ORG["id"], "mira", ["member"])
+    written(store, memberships.edit_roles, dina, ORG["id"], "mira", ["member"])
     assert carried(last_event(store, "member.roles_changed")) == {"mira": (["member"], True, 4)}
     reactions.handle_change_event(store, organization_deleted(ORG["id"]))
     assert version(store, "mira") == 4 and version(store, "dina") == 1     # version rows are never deleted
@@ -94,8 +95,8 @@ def test_versions_grow_across_removal_and_adding_again_and_outlive_the_organizat
 
 def test_an_accepted_billing_transfer_carries_both_members(team):
     store, dina, mira = team
-    transfer = billing_transfers.start_billing_transfer(store, dina, ORG["id"], "mira")
-    billing_transfers.accept_billing_transfer(store, mira, ORG["id"], transfer["id"])
+    transfer = written(store, billing_transfers.start_billing_transfer, dina, ORG["id"], "mira")
+    written(store, billing_transfers.accept_billing_transfer, mira, ORG["id"], transfer["id"])
     event = last_event(store, "billing_transfer.accepted")
     assert carried(event) == {"dina": (["owner"], True, 2), "mira": (["member", "billing"], True, 2)}
     assert event["before"]["billing_holder"] == "dina" and event["after"]["billing_holder"] == "mira"
@@ -103,9 +104,9 @@ def test_an_accepted_billing_transfer_carries_both_members(team):
 
 def test_only_membership_changes_carry_state(team):
     store, dina, mira = team
-    transfer = billing_transfers.start_billing_transfer(store, dina, ORG["id"], "mira")
-    billing_transfers.cancel_billing_transfer(store, dina, ORG["id"], transfer["id"])
-    invitations.invite(store, dina, ORG, "new@example.com", ["member"])
+    transfer = written(store, billing_transfers.start_billing_transfer, dina, ORG["id"], "mira")
+    written(store, billing_transfers.cancel_billing_transfer, dina, ORG["id"], transfer["id"])
+    written(store, invitations.invite, dina, ORG, "new@example.com", ["member"])
     carriers = {"member.added", "invitation.accepted", "member.roles_changed", "member.removed", "member.left",
                 "billing_transfer.accepted"}
     for event in events(store):
@@ -117,9 +118,9 @@ def test_only_membership_changes_carry_state(team):
 def spread(team):
     """Five memberships over three organizations; mira's in org-1 is from before versions (version 0)."""
     store, dina, mira = team
-    memberships.add_founder(store, dina, "org-0")
-    memberships.add_founder(store, person("zoe"), "org-2")
-    memberships.add_founder(store, mira, "org-2x")
+    written(store, memberships.add_founder, dina, "org-0")
+    written(store, memberships.add_founder, person("zoe"), "org-2")
+    written(store, memberships.add_founder, mira, "org-2x")
     with store.write() as session:
         session.delete(session.get(MembershipVersion, (ORG["id"], "mira")))
     return store
@@ -151,7 +152,7 @@ def test_the_snapshot_pages_through_every_membership_in_order(spread):
 
 def test_the_snapshot_leaves_out_removed_memberships(team):
     store, dina, mira = team
-    memberships.remove_member(store, mira, ORG["id"], "mira")
+    written(store, memberships.remove_member, mira, ORG["id"], "mira")
     items = membership_states.snapshot_memberships(store)["items"]
     assert [(s["user_id"], s["version"]) for s in items] == [("dina", 1)]
 
@@ -172,10 +173,10 @@ def test_the_snapshot_after_is_the_pair_it_handed_out(team, after):
 
 # ---- the confirm lookup ------------------------------------------------------------------------------
 def test_membership_states_answers_current_members_with_their_versions(spread):
-    memberships.remove_member(spread, person("dina"), ORG["id"], "mira")
+    written(spread, memberships.remove_member, person("dina"), ORG["id"], "mira")
     join(spread, person("dina"), "mira", ["builder"])      # back, continuing from version 0 + removal
     join(spread, person("dina"), "budi", ["member"])
-    memberships.remove_member(spread, person("budi"), ORG["id"], "budi")
+    written(spread, memberships.remove_member, person("budi"), ORG["id"], "budi")
     found = membership_states.membership_states(spread, ORG["id"], ["mira", "zoe", "budi", "nobody", "dina", "dina"])
     assert [(s["user_id"], s["roles"], s["version"], s["active"]) for s in found] == [
         ("dina", ["owner", "billing"], 1, True), ("mira", ["builder"], 2, True)]

@@ -15,7 +15,7 @@ from services.members import memberships, organization_facts, reactions
 from services.members.models import READ_MODELS
 from services.members.service import MembersService
 from services.orgs import agent_states, organization_states, organizations
-from tests.unit.members.helpers import ORG
+from tests.unit.members.helpers import ORG, read, written
 from tests.unit.orgs.helpers import committed, new_agent
 
 CREATED = "2026-01-05T09:00:00Z"
@@ -33,37 +33,37 @@ def agent_event(state):
 
 def founded(store, who, type="collective"):
     """ORG founded by `who`: orgs hands its state to add_founder (as services/orgs/service.py does)."""
-    organization_facts.remember_organization(store, ORG["id"], organization_state(
+    written(store, organization_facts.remember_organization, ORG["id"], organization_state(
         ORG["id"], ORG["name"], type, CREATED, 1))
-    memberships.add_founder(store, who, ORG["id"])
+    written(store, memberships.add_founder, who, ORG["id"])
 
 
 def test_the_profile_follows_the_newest_state_and_a_deletion_is_404(make_store, alice):
     store = make_store("members")
     founded(store, alice)
-    assert organization_facts.organization_profile(store, ORG["id"]) == ORG
+    assert read(store, organization_facts.organization_profile, ORG["id"]) == ORG
     renamed = organization_state(ORG["id"], "Sehat 2", "collective", CREATED, 2)
     assert reactions.handle_change_event(store, org_event(ORGANIZATION_RENAMED, renamed)) is True
     late = organization_state(ORG["id"], "Old name", "collective", CREATED, 1)
     reactions.handle_change_event(store, org_event(ORGANIZATION_RENAMED, late))       # older: nothing
-    assert organization_facts.organization_profile(store, ORG["id"])["name"] == "Sehat 2"
+    assert read(store, organization_facts.organization_profile, ORG["id"])["name"] == "Sehat 2"
     deleted = org_event(ORGANIZATION_DELETED, dict(renamed, active=False, version=3), action="delete")
     assert reactions.handle_change_event(store, deleted) is True
     assert reactions.handle_change_event(store, deleted) is False                    # redelivered
     for organization_id in (ORG["id"], "never-heard-of", None):
         with pytest.raises(NotFound) as err:
-            organization_facts.organization_profile(store, organization_id)
+            read(store, organization_facts.organization_profile, organization_id)
         assert err.value.code == "organization_not_found"
 
 
 def test_a_founders_organization_state_that_is_not_its_own_is_left_out(make_store):
     store = make_store("members")
     other = organization_state("org-2", "Other", "collective", CREATED, 1)
-    assert organization_facts.remember_organization(store, ORG["id"], other) is False
-    assert organization_facts.remember_organization(store, ORG["id"], None) is False
-    assert organization_facts.remember_organization(store, ORG["id"], {"organization_id": ORG["id"]}) is False
+    assert written(store, organization_facts.remember_organization, ORG["id"], other) is False
+    assert written(store, organization_facts.remember_organization, ORG["id"], None) is False
+    assert written(store, organization_facts.remember_organization, ORG["id"], {"organization_id": ORG["id"]}) is False
     with pytest.raises(NotFound):
-        organization_facts.organization_profile(store, ORG["id"])
+        read(store, organization_facts.organization_profile, ORG["id"])
 
 
 class Orgs:
@@ -118,7 +118,8 @@ def test_organizations_and_agents_fill_from_orgs_snapshots(make_store, alice):
     rpc = SimpleNamespace(orgs=OrgsSnapshots())
     assert readmodels.fill(store, READ_MODELS, ORGANIZATIONS, rpc) == 1
     assert readmodels.fill(store, READ_MODELS, AGENTS, rpc) == 1
-    assert organization_facts.organization_profile(store, org) == {"id": org, "name": "Clinic", "type": "collective"}
+    profile = read(store, organization_facts.organization_profile, org)
+    assert profile == {"id": org, "name": "Clinic", "type": "collective"}
     assert organization_facts.check_agent_ids(store, org, [agent]) == [agent]         # no orgs to ask
 
 
