@@ -129,12 +129,9 @@ def _declared(kind, access, key_scope, idempotency=None, input=None, phases=Fals
     def decorate(method):
         signature = inspect.signature(method)
         parameters = list(signature.parameters.values())
-        # TRANSITIONAL (removed once every service is converted): a command still written the old way.
-        legacy = kind == "command" and (len(parameters) < 3 or parameters[2].name not in ("session", "uow"))
-        given_here = () if legacy else given
-        if [p.name for p in parameters[1:2 + len(given_here)]] != ["caller", *given_here]:
+        if [p.name for p in parameters[1:2 + len(given)]] != ["caller", *given]:
             raise TypeError(f"{method.__qualname__} must take {', '.join(['caller', *given])} after `self`")
-        public = signature.replace(parameters=[parameters[0], *parameters[2 + len(given_here):]])
+        public = signature.replace(parameters=[parameters[0], *parameters[2 + len(given):]])
         if declaration.needs_organization and ORGANIZATION_ARGUMENT not in public.parameters:
             raise TypeError(f"{method.__qualname__} checks a membership: it needs an {ORGANIZATION_ARGUMENT} argument")
         if (declaration.idempotency is not None) != (IDEMPOTENCY_ARGUMENT in public.parameters):
@@ -150,7 +147,7 @@ def _declared(kind, access, key_scope, idempotency=None, input=None, phases=Fals
             if declaration.idempotency is not None:
                 key = arguments[IDEMPOTENCY_ARGUMENT] = checked_key(declaration, arguments.get(IDEMPOTENCY_ARGUMENT))
             arguments = validated(declaration.input, arguments)
-            if kind == "query" or legacy:
+            if kind == "query":
                 return method(self, caller, **arguments)
             uow = unit_of_work(self, caller, key, method.__name__, arguments)
             if phases:

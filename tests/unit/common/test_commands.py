@@ -69,9 +69,10 @@ class Fake:
     def __init__(self, identity, roles=None):
         self.auth = type("Auth", (), {"identity": identity})()
         self.memberships = FakeMemberships(roles)
+        self.db = STORE
 
     @command(Action.RENAME_ORGANIZATION)
-    def rename(self, caller, organization_id, name):
+    def rename(self, caller, session, organization_id, name):
         return caller
 
     @query(Action.VIEW_BILLING, key_scope=Scope.USAGE_READ)
@@ -116,6 +117,15 @@ class FakeMemberships:
 
 
 ALICE = Identity("alice", "alice@example.com", "Alice")
+STORE = None        # set per test by the `store` fixture: the commands' unit of work opens a transaction in it
+
+
+@pytest.fixture(autouse=True)
+def store(make_store):
+    global STORE
+    STORE = make_store("orgs")
+    yield STORE
+    STORE = None
 SYSTEM_IDENTITY = Identity("system", "", "")
 
 
@@ -171,14 +181,15 @@ class Keyed:
 
     def __init__(self):
         self.auth = type("Auth", (), {"identity": ALICE})()
+        self.db = STORE
 
-    @command(PERSON, idempotency=OPTIONAL)
-    def make(self, caller, name, idempotency_key=None):
-        return idempotency_key
+    @command(PERSON, idempotency=OPTIONAL, phases=True)
+    def make(self, caller, uow, name, idempotency_key=None):
+        return uow.key
 
-    @command(PERSON, idempotency=REQUIRED)
-    def charge(self, caller, amount, idempotency_key):
-        return idempotency_key
+    @command(PERSON, idempotency=REQUIRED, phases=True)
+    def charge(self, caller, uow, amount, idempotency_key):
+        return uow.key
 
 
 def test_an_idempotency_key_is_checked_before_the_method_and_handed_to_it():
@@ -192,16 +203,26 @@ def test_an_idempotency_key_is_checked_before_the_method_and_handed_to_it():
             call()
         assert (refused.value.code, refused.value.field) == (code, "Idempotency-Key")
     with pytest.raises(TypeError):                     # a key argument goes with a declaration, and back
-        command(PERSON)(lambda self, caller, idempotency_key=None: None)
+        command(PERSON)(lambda self, caller, session, idempotency_key=None: None)
     with pytest.raises(TypeError):
-        command(PERSON, idempotency=OPTIONAL)(lambda self, caller: None)
+        command(PERSON, idempotency=OPTIONAL)(lambda self, caller, session: None)
 
 
 def test_a_declaration_needs_a_caller_parameter_and_an_organization_to_check():
     with pytest.raises(TypeError):
-        command(MEMBER)(lambda self, organization_id: None)
+        command(MEMBER)(lambda self, session, organization_id: None)
     with pytest.raises(TypeError):
-        command(Action.RENAME_ORGANIZATION)(lambda self, caller, name: None)
+        command(Action.RENAME_ORGANIZATION)(lambda self, caller, session, name: None)
+
+
+def test_a_command_takes_its_session_or_its_unit_of_work_after_the_caller():
+    with pytest.raises(TypeError):                     # written the old way: no transaction given
+        command(PERSON)(lambda self, caller, name: None)
+    with pytest.raises(TypeError):
+        command(PERSON, phases=True)(lambda self, caller, session: None)
+    command(PERSON)(lambda self, caller, session: None)
+    command(PERSON, phases=True)(lambda self, caller, uow: None)
+    query(PERSON)(lambda self, caller: None)
 
 
 def test_an_undeclared_rpc_method_answers_nobody():
