@@ -1,7 +1,8 @@
 """Idempotency-Key support for creates: the first answer is stored with the change and replayed to
 retries, so a client that lost a response can safely send the request again.
 
-Each service that accepts keys declares `class IdempotentRequest(IdempotencyMixin, Base)`.
+Each service that accepts keys declares `class IdempotentRequest(IdempotencyMixin, Base)` and names it to its
+Database provider; the command pipeline's unit of work (common.unit_of_work) replays and stores answers.
 """
 import hashlib
 import json
@@ -10,9 +11,7 @@ from functools import cache
 from sqlalchemy import JSON, DateTime, String, bindparam, insert, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from common.db import retry_on_unique_race
 from common.errors import BadRequest, Conflict
-from common.timeutil import utcnow
 
 KEY_MAX_LENGTH = 200
 # Marks an answer that find_replay took from storage, for the gateway's Idempotent-Replayed header.
@@ -72,24 +71,6 @@ def remember(session, model, user_id, key, operation, response, now):
     if key:     # a plain INSERT (no ORM object): a second request with the key fails here, on the primary key
         session.execute(_store_answer(model), {"user_id": user_id, "key": key, "operation": operation,
                                                "response": response, "created_at": now})
-
-
-def keyed_write(store, model, user_id, key, operation, work, lock=None):
-    """The one way to write under an Idempotency-Key: in one write transaction, `lock(session)` first
-    when given (serializing what the work decides on, e.g. an account), then the stored answer of an
-    earlier request with this key (replayed), else `work(session)` — `work(session, locked)` with what
-    the lock returned — and its answer stored with the change. A race between two requests with one
-    key is settled by retry_on_unique_race (the loser replays)."""
-    def attempt():
-        with store.write() as session:
-            locked = () if lock is None else (lock(session),)
-            replay = find_replay(session, model, user_id, key, operation)
-            if replay is not None:
-                return replay
-            answer = work(session, *locked)
-            remember(session, model, user_id, key, operation, answer, utcnow())
-            return answer
-    return retry_on_unique_race(attempt)
 
 
 # Built once per table: they run in every spend, where building them cost more than running them.

@@ -74,7 +74,7 @@ class UnitOfWork:
 
     @contextmanager
     def read_then_write(self):
-        """The phases of a command that reads, then writes (common.db.Store.read_then_write): on PostgreSQL
+        """The phases of a command that reads, then writes: on PostgreSQL
         one transaction on one connection, on SQLite a read transaction and then the write one."""
         if self.store.is_sqlite:
             yield ReadThenWrite(read=self.read, write=self.write)

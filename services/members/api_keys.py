@@ -19,10 +19,9 @@ from sqlalchemy import select, update
 from common.auth import API_KEY_PREFIX, SYSTEM_ACTOR, split_api_key
 from common.errors import NotFound, Unauthenticated, ValidationFailed
 from common.paging import Keyset, asc, desc, keyset_page
-from common.permissions import SCOPES, Action
+from common.permissions import SCOPES
 from common.timeutil import as_utc, iso, utcnow
 from services.members.events import API_KEY_CREATED, API_KEY_REVOKED, emit
-from services.members.member_rules import caller_membership
 from services.members.models import ApiKey
 
 KEY_ID_BYTES, SECRET_BYTES = 6, 32          # 12 hex characters (never "_", which ends the id); 43 URL-safe
@@ -92,7 +91,6 @@ def create_key(session, identity, organization_id, name, scopes, expires_at, has
 def list_keys(store, identity, organization_id, cursor=None, limit=None, now=None):
     now = now or utcnow()
     with store.read() as session:
-        caller_membership(session, organization_id, identity, Action.MANAGE_API_KEYS)
         return keyset_page(session, select(ApiKey).where(ApiKey.organization_id == organization_id), NEWEST_FIRST,
                            cursor, limit, dump=lambda row: key_dict(row, now))
 

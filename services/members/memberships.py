@@ -122,7 +122,6 @@ def list_members(store, identity, organization_id, q=None, role=None, sort=None,
         raise ValidationFailed(f"sort must be one of {', '.join(MEMBER_SORTS)} (prefix - for descending).",
                                code="invalid_sort", field="sort")
     with store.read() as session:
-        caller_membership(session, organization_id, identity, Action.VIEW_MEMBERS)
         query = (select(Membership, User, BudgetGroupMemberFact.budget_group_id)
                  .join(User, User.id == Membership.user_id)
                  .outerjoin(BudgetGroupMemberFact, and_(

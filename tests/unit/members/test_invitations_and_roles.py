@@ -221,4 +221,4 @@ def test_member_list_search_filter_sort(team):
     with pytest.raises(ValidationFailed):
         memberships.list_members(store, p["mira"], ORG["id"], sort="email")
     with pytest.raises(NotFound):
-        memberships.list_members(store, person("eve"), ORG["id"])
+        members_worker(store, person("eve")).list_members(ORG["id"])

@@ -1,13 +1,21 @@
-"""The one way to write under an Idempotency-Key (common.idempotency.keyed_write) and to settle a race on
-a unique key (common.db.retry_on_unique_race), over a migrated SQLite store of the orgs service."""
+"""The one way to write under an Idempotency-Key (common.unit_of_work.UnitOfWork.run, which the command
+pipeline runs) and to settle a race on a unique key (common.db.retry_on_unique_race), over a migrated SQLite
+store of the orgs service."""
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from common import idempotency
-from common.db import retry_on_unique_race
+from common.db import Database, retry_on_unique_race
 from common.errors import Conflict, ValidationFailed
+from common.unit_of_work import UnitOfWork
 from services.orgs.models import IdempotentRequest
+
+TABLES = Database(idempotent_requests=IdempotentRequest)
+
+
+def keyed_write(store, user_id, key, operation, work):
+    return UnitOfWork(store, TABLES, user_id, key, operation).run(work)
 
 
 @pytest.fixture
@@ -26,22 +34,21 @@ def test_a_keyed_write_runs_once_and_replays_its_answer_marked(store):
     def work(session):
         runs.append(1)
         return {"id": "thing-1"}
-    first = idempotency.keyed_write(store, IdempotentRequest, "alice", "k1", "make:abc", work)
-    again = idempotency.keyed_write(store, IdempotentRequest, "alice", "k1", "make:abc", work)
+    first = keyed_write(store, "alice", "k1", "make:abc", work)
+    again = keyed_write(store, "alice", "k1", "make:abc", work)
     assert first == {"id": "thing-1"} and again == {"id": "thing-1", idempotency.REPLAYED: True}
     assert runs == [1]
-    other_user = idempotency.keyed_write(store, IdempotentRequest, "bob", "k1", "make:abc", work)
+    other_user = keyed_write(store, "bob", "k1", "make:abc", work)
     assert other_user == {"id": "thing-1"} and runs == [1, 1]        # keys are per user
 
 
 def test_the_same_key_with_another_request_is_a_409_and_no_key_writes_every_time(store):
-    idempotency.keyed_write(store, IdempotentRequest, "alice", "k1", "make:abc", lambda session: {"n": 1})
+    keyed_write(store, "alice", "k1", "make:abc", lambda session: {"n": 1})
     with pytest.raises(Conflict) as reused:
-        idempotency.keyed_write(store, IdempotentRequest, "alice", "k1", "make:other", lambda session: {"n": 2})
+        keyed_write(store, "alice", "k1", "make:other", lambda session: {"n": 2})
     assert reused.value.code == "idempotency_key_reused"
     for _ in range(2):
-        assert idempotency.keyed_write(store, IdempotentRequest, "alice", None, "make:abc",
-                                       lambda session: {"n": 3}) == {"n": 3}
+        assert keyed_write(store, "alice", None, "make:abc", lambda session: {"n": 3}) == {"n": 3}
     assert stored_keys(store) == 1
 
 
@@ -49,25 +56,10 @@ def test_a_refused_write_stores_no_answer_so_a_corrected_retry_runs(store):
     def refuse(session):
         raise ValidationFailed("no", field="name")
     with pytest.raises(ValidationFailed):
-        idempotency.keyed_write(store, IdempotentRequest, "alice", "k1", "make:abc", refuse)
+        keyed_write(store, "alice", "k1", "make:abc", refuse)
     assert stored_keys(store) == 0
-    answer = idempotency.keyed_write(store, IdempotentRequest, "alice", "k1", "make:abc", lambda s: {"ok": 1})
+    answer = keyed_write(store, "alice", "k1", "make:abc", lambda s: {"ok": 1})
     assert answer == {"ok": 1}
-
-
-def test_the_lock_runs_first_and_its_result_is_given_to_the_work(store):
-    order = []
-
-    def lock(session):
-        order.append("lock")
-        return "account"
-
-    def work(session, locked):
-        order.append(locked)
-        return {}
-    idempotency.keyed_write(store, IdempotentRequest, "alice", "k1", "make:abc", work, lock=lock)
-    idempotency.keyed_write(store, IdempotentRequest, "alice", "k1", "make:abc", work, lock=lock)   # replayed
-    assert order == ["lock", "account", "lock"]
 
 
 def test_a_race_on_a_unique_key_runs_the_attempt_once_more_and_a_second_clash_propagates():
