@@ -4,15 +4,15 @@ invitations.py and billing_transfers.py, the reaction to other services' events 
 The members service owns memberships, so the pipeline (common.commands) checks permissions on its own
 data (own_memberships.py); which budget group each member is in, and organizations' names, types and
 liveness and agents' organizations come from its read models of credits' and orgs' facts
-(common.readmodels, filled at start by `fill`; organization_facts.py). It asks orgs only to confirm that
-an agent an invitation names is unknown before refusing it.
+(common.readmodels, filled at start by `fill`; organization_facts.py). It calls no other service on a
+request (orgs calls it, for an organization's founder: a call back would be a cycle).
 
 Each command (common.commands) receives the open write transaction of its unit of work (common.unit_of_work)
 and hands it, with the values its declared contract validated, to the domain functions, which decide; the
 pipeline checked the caller's right, replays or stores an Idempotency-Key's answer, commits and retries a
 lost unique-key race. An invitation's email is an effect after the commit (`after_commit`), so a replay,
-which does not run the command, sends none. `invite` alone is phased (`phases=True`): its call to orgs
-comes between its reads and its write transaction.
+which does not run the command, sends none. `invite` alone is phased (`phases=True`): it may wait for
+its read model to learn of an agent created a moment ago, between its reads and its write transaction.
 """
 import logging
 
@@ -32,7 +32,6 @@ from common.mail import MailerProvider
 from common.outbox import OutboxRelay
 from common.permissions import Action
 from common.readmodels import SNAPSHOT_PAGE, ReadModelFill
-from common.rpc import service_proxy
 from common.unit_of_work import after_commit
 from services.members import (
     api_keys,
@@ -61,7 +60,6 @@ class MembersService:
     db = Database(handled_requests=HandledRequest, idempotent_requests=IdempotentRequest)
     outbox = OutboxRelay(OutboxEvent)
     mailer = MailerProvider()
-    orgs = service_proxy("orgs")        # only to confirm an unknown agent (organization_facts.py)
     memberships = OwnMemberships()      # who may call what (common.commands), from members' own tables
     fill = ReadModelFill(READ_MODELS)
 
@@ -124,8 +122,8 @@ class MembersService:
     # ---- invitations ---------------------------------------------------------------------------------
     @command(Action.MANAGE_INVITATIONS, idempotency=OPTIONAL, input=InvitationInput, phases=True)
     def invite(self, caller, uow, organization_id, email, roles, agent_ids=None, idempotency_key=None):
-        """Invite an email address. Phased: an agent the read model does not know is confirmed with orgs
-        between the reads and the write transaction (never inside one)."""
+        """Invite an email address. Phased: an agent the read model does not know yet is waited for
+        between the reads and the write transaction (never inside one: organization_facts.py)."""
         with uow.read() as session:
             replayed = uow.replay(session)
             if replayed is not None:
@@ -133,8 +131,8 @@ class MembersService:
             # The organization's type and name (404 if it was deleted), from the read model.
             organization = organization_facts.organization_profile(session, organization_id)
         agent_ids = invitations.distinct_agent_ids(agent_ids)
-        if agent_ids:       # its agents (422 unknown_agent); a write of the read model's own if orgs is asked
-            organization_facts.check_agent_ids(self.db, organization_id, agent_ids, lambda: self.orgs)
+        if agent_ids:       # its agents (422 unknown_agent), from the read model
+            organization_facts.check_agent_ids(self.db, organization_id, agent_ids)
 
         def create(session):
             invitation = invitations.invite(session, caller.identity, organization, email, roles, agent_ids)

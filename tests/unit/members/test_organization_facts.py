@@ -1,13 +1,14 @@
 """The members service's read models of orgs' facts (services/members/organization_facts.py): an
 organization's name, type and liveness and an agent's organization and liveness, applied by version
 through the one reaction rule, handed over with the founder, filled from orgs' snapshots; inviting and
-the Billing holder's leave are decided from them, an unknown agent confirmed with orgs first."""
+the Billing holder's leave are decided from them, an unknown agent waited for, never asked of orgs."""
+import uuid
 from types import SimpleNamespace
 
 import pytest
 
 from common import readmodels
-from common.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
+from common.errors import Conflict, NotFound, ValidationFailed
 from common.event_types import AGENT_CREATED, ORGANIZATION_DELETED, ORGANIZATION_RENAMED
 from common.events import change_event
 from common.readmodels import AGENTS, ORGANIZATIONS, agent_state, organization_state
@@ -66,41 +67,46 @@ def test_a_founders_organization_state_that_is_not_its_own_is_left_out(make_stor
         read(store, organization_facts.organization_profile, ORG["id"])
 
 
-class Orgs:
-    """orgs' agent_states as the confirm sees it (a reply with .result()), recording what was asked."""
+class Clock:
+    """A clock the waiting check moves by sleeping; `on_sleep` runs at each sleep (an event arriving)."""
 
-    def __init__(self, states=(), down=False):
-        self.states, self.down, self.asked = list(states), down, []
+    def __init__(self, on_sleep=lambda: None):
+        self.now, self.sleeps, self.on_sleep = 0.0, 0, on_sleep
 
-    @property
-    def agent_states(self):
-        def call_async(organization_id, agent_ids):
-            self.asked.append(list(agent_ids))
-            if self.down:
-                raise ServiceUnavailable("orgs is down", code="service_unavailable")
-            return SimpleNamespace(result=lambda: [s for s in self.states if s["agent_id"] in agent_ids])
-        return SimpleNamespace(call_async=call_async, service_name="orgs", method_name="agent_states")
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+        self.sleeps += 1
+        self.on_sleep()
 
 
-def test_agents_are_checked_locally_and_an_unknown_one_confirmed_with_orgs(make_store):
+A_1, GONE, THEIRS, NEW = (str(uuid.UUID(int=n)) for n in (1, 2, 3, 4))
+
+
+def test_agents_are_checked_in_the_read_model_and_an_unknown_one_waited_for(make_store):
     store = make_store("members")
-    reactions.handle_change_event(store, agent_event(agent_state("a-1", ORG["id"], [], [], 1)))
-    reactions.handle_change_event(store, agent_event(agent_state("a-gone", ORG["id"], [], [], 2, active=False)))
-    reactions.handle_change_event(store, agent_event(agent_state("a-theirs", "org-2", [], [], 1)))
-    orgs = Orgs()
-    assert organization_facts.check_agent_ids(store, ORG["id"], ["a-1"], lambda: orgs) == ["a-1"]
-    assert orgs.asked == []                                             # known here: nobody asked
+    reactions.handle_change_event(store, agent_event(agent_state(A_1, ORG["id"], [], [], 1)))
+    reactions.handle_change_event(store, agent_event(agent_state(GONE, ORG["id"], [], [], 2, active=False)))
+    reactions.handle_change_event(store, agent_event(agent_state(THEIRS, "org-2", [], [], 1)))
+    clock = Clock()
+    assert organization_facts.check_agent_ids(store, ORG["id"], [A_1], clock, clock.sleep) == [A_1]
+    assert clock.sleeps == 0                                            # known here: no wait
     with pytest.raises(ValidationFailed) as err:
-        organization_facts.check_agent_ids(store, ORG["id"], ["a-1", "a-gone", "nope", "a-theirs"], lambda: orgs)
+        organization_facts.check_agent_ids(store, ORG["id"], [A_1, GONE, NEW, THEIRS], clock, clock.sleep)
     assert (err.value.code, err.value.field, err.value.details) == \
-        ("unknown_agent", "agent_ids", {"unknown_agent_ids": ["a-gone", "nope", "a-theirs"]})
-    assert orgs.asked == [["a-gone", "nope", "a-theirs"]]               # the refusal was confirmed first
-    # An agent created a moment ago (its event still on its way) is confirmed and accepted.
-    fresh = Orgs([agent_state("a-new", ORG["id"], [], [], 1)])
-    assert organization_facts.check_agent_ids(store, ORG["id"], ["a-new"], lambda: fresh) == ["a-new"]
-    # With orgs down, the local answer stands.
+        ("unknown_agent", "agent_ids", {"unknown_agent_ids": [GONE, NEW, THEIRS]})
+    assert clock.now >= organization_facts.NEW_AGENT_WAIT_SECONDS       # refused once the wait was over
+    # An agent created a moment ago, whose event arrives during the wait, is accepted.
+    arriving = Clock(lambda: reactions.handle_change_event(store, agent_event(agent_state(NEW, ORG["id"], [], [], 1))))
+    assert organization_facts.check_agent_ids(store, ORG["id"], [A_1, NEW], arriving, arriving.sleep) == [A_1, NEW]
+    assert arriving.sleeps == 1
+    # An id that is no agent's shape is refused at once.
+    never = Clock()
     with pytest.raises(ValidationFailed):
-        organization_facts.check_agent_ids(store, ORG["id"], ["a-later"], lambda: Orgs(down=True))
+        organization_facts.check_agent_ids(store, ORG["id"], ["nope"], never, never.sleep)
+    assert never.sleeps == 0
 
 
 def test_organizations_and_agents_fill_from_orgs_snapshots(make_store, alice):
@@ -135,4 +141,3 @@ def test_the_billing_holder_of_an_individual_organization_is_told_why_without_as
     with pytest.raises(Conflict) as err:
         service.remove_member(ORG["id"], alice.id)
     assert err.value.code == "individual_organization"
-    assert service.orgs.mock_calls == []
