@@ -36,7 +36,7 @@ def running_system(postgres=False):
             from devtools.postgres import PostgresCluster
             cluster = PostgresCluster().start()
             env = {f"{s.upper()}_DATABASE_URL": cluster.create_database(s) for s in SERVICES}
-        system = System(workdir, broker.amqp_uri, free_port(), env)
+        system = System(workdir, broker.amqp_uri, free_port(), dict(env, LOCALSTRIPE_PORT=str(free_port())))
         system.postgres_dir = cluster.dir if cluster else None      # for process_cpu
         try:
             yield system.start_all()

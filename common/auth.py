@@ -6,6 +6,7 @@ each downstream service, and onwards from there. Services read it through the `A
 """
 import re
 import unicodedata
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from nameko.extensions import DependencyProvider
@@ -19,6 +20,8 @@ USER_NAME_KEY = "user_name"
 # scopes (comma-separated), beside USER_ID_KEY = "key:<key id>" and USER_NAME_KEY = the key's name.
 KEY_ORGANIZATION_KEY = "api_key_organization_id"
 KEY_SCOPES_KEY = "api_key_scopes"
+# Every context key that says who calls.
+IDENTITY_KEYS = (USER_ID_KEY, USER_EMAIL_KEY, USER_NAME_KEY, KEY_ORGANIZATION_KEY, KEY_SCOPES_KEY)
 
 SYSTEM_ACTOR = {"id": "system"}
 
@@ -126,6 +129,21 @@ class AuthContext:
                             key_organization_id=data[KEY_ORGANIZATION_KEY],
                             key_scopes=tuple(filter(None, (data.get(KEY_SCOPES_KEY) or "").split(","))))
         return Identity(data[USER_ID_KEY], data.get(USER_EMAIL_KEY) or "", data.get(USER_NAME_KEY) or "")
+
+    @contextmanager
+    def as_system(self):
+        """For the calls made inside it, this worker calls as the platform itself (another service's SYSTEM
+        command: the billing service asking credits to grant a payment's credit), then as its caller again.
+        No token or key can carry the system's id (is_reserved_user_id), so only a service can."""
+        data = self._worker_ctx.data
+        kept = {key: data.pop(key) for key in IDENTITY_KEYS if key in data}
+        data[USER_ID_KEY] = SYSTEM_ACTOR["id"]
+        try:
+            yield
+        finally:
+            for key in IDENTITY_KEYS:
+                data.pop(key, None)
+            data.update(kept)
 
     def adopt(self, identity):
         """Make `identity` this worker's caller, from here on and in every RPC call it makes (the gateway,

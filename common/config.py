@@ -20,12 +20,16 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production"   # documented; set JWT_SECRET anywhere else
 DEV_API_KEY_HASH_SECRET = "dev-only-api-key-hash-secret"       # documented; set API_KEY_HASH_SECRET elsewhere
+# localstripe, the fake payment provider (no STRIPE_API_KEY): any key is accepted, and its webhooks are signed
+# with the secret it is configured with at start (devtools/system.py).
+LOCALSTRIPE_API_KEY = "sk_test_localstripe"
+DEV_STRIPE_WEBHOOK_SECRET = "whsec_dev_localstripe_only"
 # Every service, the one list (migrations, make run, the gateway's /health, the tests), in the order they
 # are started. Those that keep read models (common.readmodels) are named beside it: each fills an empty
 # read model from its owner's snapshot in the background, retrying until the owner answers, so services
 # that own facts of each other (members and credits) start in any order.
-SERVICES = ("members", "orgs", "credits", "audit")
-READ_MODEL_SERVICES = ("members", "orgs", "credits", "audit")
+SERVICES = ("members", "orgs", "credits", "billing", "audit")
+READ_MODEL_SERVICES = ("members", "orgs", "credits", "billing", "audit")
 # A CORS origin as browsers send it: scheme://host[:port], nothing after (no path, no trailing slash). No
 # `*` inside one: origins are compared exactly, so https://*.example.com would be a pattern that never matches.
 _ORIGIN = re.compile(r"https?://[^/?#*\s]+")
@@ -43,6 +47,23 @@ class SmtpSettings:
     password: str | None
     sender: str
     starttls: bool
+
+
+@dataclass(frozen=True)
+class PaymentSettings:
+    """The payment provider (services/billing): Stripe with STRIPE_API_KEY, else localstripe on a local port."""
+    api_key: str
+    webhook_secret: str
+    fake: bool                # True: localstripe, which `make run` and the tests start (devtools/system.py)
+    localstripe_port: int
+    localstripe_host: str
+    credits_per_usd: int      # the price: credits one USD buys
+    reconcile_seconds: float  # how often pending payments are looked up at the provider
+
+    @property
+    def api_base(self):
+        """Where the SDK sends its requests: localstripe's port, or Stripe's own (None: the SDK's default)."""
+        return f"http://{self.localstripe_host}:{self.localstripe_port}" if self.fake else None
 
 
 @dataclass(frozen=True)
@@ -70,6 +91,7 @@ class Settings:
     smtp: SmtpSettings
     database_urls: dict       # service name -> URL given in <SERVICE>_DATABASE_URL (others: SQLite)
     sqlite_synchronous: str   # NORMAL or FULL (common.db says what each keeps safe)
+    payments: PaymentSettings
 
     def database_url(self, service_name):
         """The service's database: <SERVICE>_DATABASE_URL, or a SQLite file under DATA_DIR."""
@@ -171,6 +193,26 @@ def read_settings(env):
         ),
         database_urls={name: text(f"{name.upper()}_DATABASE_URL") for name in SERVICES},
         sqlite_synchronous=choice("SQLITE_SYNCHRONOUS", ("NORMAL", "FULL")),
+        payments=read_payment_settings(text, number),
+    )
+
+
+def read_payment_settings(text, number):
+    api_key = text("STRIPE_API_KEY")
+    if api_key is not None and not api_key.startswith(("sk_", "rk_")):
+        raise ConfigError("STRIPE_API_KEY must be a Stripe secret or restricted key (sk_... or rk_...)")
+    if api_key is not None and text("STRIPE_WEBHOOK_SECRET") is None:
+        # Without it the provider's webhook cannot be verified, and pending payments would wait for the
+        # reconciliation job alone.
+        raise ConfigError("STRIPE_WEBHOOK_SECRET must be set when STRIPE_API_KEY is")
+    return PaymentSettings(
+        api_key=api_key or LOCALSTRIPE_API_KEY,
+        webhook_secret=text("STRIPE_WEBHOOK_SECRET", DEV_STRIPE_WEBHOOK_SECRET),
+        fake=api_key is None,
+        localstripe_port=number("LOCALSTRIPE_PORT", 8420, minimum=1),
+        localstripe_host=text("LOCALSTRIPE_HOST", "127.0.0.1"),
+        credits_per_usd=number("CREDITS_PER_USD", 100, minimum=1),
+        reconcile_seconds=number("BILLING_RECONCILE_SECONDS", 30.0, float, minimum=0.1),
     )
 
 

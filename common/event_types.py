@@ -48,6 +48,15 @@ MEMBER_BUDGET_GROUP_CHANGED = "member.budget_group_changed"
 ALERT_SETTINGS_UPDATED = "alert_settings.updated"
 CREDITS_ALERT_RAISED = "credits.alert_raised"
 
+# ---- billing ------------------------------------------------------------------------------------------
+PAYMENT_METHOD_ADDED = "payment_method.added"
+PAYMENT_METHOD_REMOVED = "payment_method.removed"
+PAYMENT_METHOD_DEFAULT_CHANGED = "payment_method.default_changed"
+TRANSACTION_CREATED = "transaction.created"
+TRANSACTION_SUCCEEDED = "transaction.succeeded"
+TRANSACTION_FAILED = "transaction.failed"
+TRANSACTION_CANCELLED = "transaction.cancelled"
+
 # Membership ended, however it happened: consumers that keep per-member state drop it on these.
 MEMBERSHIP_ENDED = (MEMBER_REMOVED, MEMBER_LEFT)
 

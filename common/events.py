@@ -48,7 +48,11 @@ CREDITS_QUEUE = Queue("credits.change-events", exchange=CHANGE_EXCHANGE, durable
     binding(CHANGE_EXCHANGE, routing_key=key)
     for key in (*types.MEMBERSHIP_STATE_CARRIERS, *types.ORGANIZATION_STATE_CARRIERS, *types.AGENT_STATE_CARRIERS)
 ])
-CONSUMER_QUEUES = (AUDIT_QUEUE, MEMBERS_QUEUE, ORGS_QUEUE, CREDITS_QUEUE)
+# The billing service keeps the memberships it decides who may pay on (its read model).
+BILLING_QUEUE = Queue("billing.change-events", exchange=CHANGE_EXCHANGE, durable=True, bindings=[
+    binding(CHANGE_EXCHANGE, routing_key=key) for key in (*types.MEMBERSHIP_STATE_CARRIERS, types.ORGANIZATION_DELETED)
+])
+CONSUMER_QUEUES = (AUDIT_QUEUE, MEMBERS_QUEUE, ORGS_QUEUE, CREDITS_QUEUE, BILLING_QUEUE)
 
 
 def key_revocations_queue():

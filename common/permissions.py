@@ -33,6 +33,7 @@ class Action(str, Enum):
     VIEW_MEMBERS = "view_members"
     MANAGE_API_KEYS = "manage_api_keys"           # SPEC §9: create, list and revoke organization API keys
     MANAGE_ALERTS = "manage_alerts"               # issue 15: budget alert settings and the alerts raised
+    MANAGE_PAYMENTS = "manage_payments"           # SPEC §11: payment methods, purchases, auto top-up, transactions
 
 
 class Scope(str, Enum):
@@ -65,6 +66,7 @@ MATRIX = {
     Action.VIEW_MEMBERS: {_O, _A, _B, _M, _BI},
     Action.MANAGE_API_KEYS: {_O, _A},
     Action.MANAGE_ALERTS: {_O, _A, _BI},
+    Action.MANAGE_PAYMENTS: {_O, _BI},
 }
 
 

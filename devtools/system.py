@@ -1,6 +1,7 @@
 """Starts and stops the whole system as local processes: a private RabbitMQ node, every service and
-the gateway. `make run` (devtools/run.py) and the test fixtures (tests/conftest.py) both use it, so the
-tests exercise exactly what a developer runs."""
+the gateway, and, unless STRIPE_API_KEY names a real Stripe account, localstripe, the fake payment provider
+(devtools/localstripe.py). `make run` (devtools/run.py) and the test fixtures (tests/conftest.py) both use
+it, so the tests exercise exactly what a developer runs."""
 import json
 import os
 import signal
@@ -11,12 +12,14 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common.config import SERVICES, database_url
+from common.config import SERVICES, database_url, settings
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = {name: f"services.{name}.service" for name in SERVICES}
 MODULES["gateway"] = "gateway.service"
 VENV_BIN = Path(sys.executable).parent
+PAYMENT_PROVIDER = "localstripe"        # the process of the fake payment provider, beside the services
+WEBHOOK_PATH = "/v1/billing/stripe/webhook"
 
 
 def free_port():
@@ -97,14 +100,25 @@ class System:
         subprocess.run([str(VENV_BIN / "python"), "-m", "common.migrate", *SERVICES], env=self.env, cwd=ROOT,
                        check=True, stdout=subprocess.DEVNULL)
 
+    @property
+    def payments(self):
+        return settings(self.env).payments
+
     def start(self, name, replica=None):
         """Start a service (or, with `replica`, one more process of it: replicas share its queues)."""
         key = name if replica is None else f"{name}-{replica}"
+        if name == PAYMENT_PROVIDER:
+            command = [str(VENV_BIN / "python"), "-m", "devtools.localstripe", str(self.payments.localstripe_port),
+                       str(self.data_dir / "localstripe.pickle"), self.url + WEBHOOK_PATH,
+                       self.payments.webhook_secret]
+        else:
+            command = [str(VENV_BIN / "python"), "-m", "devtools.serve", MODULES[name]]
         log = open(self.log_dir / f"{key}.log", "ab")
-        self.processes[key] = subprocess.Popen(
-            [str(VENV_BIN / "python"), "-m", "devtools.serve", MODULES[name]],
-            env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.processes[key] = subprocess.Popen(command, env=self.env, cwd=ROOT, stdout=log,
+                                               stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
+        if name == PAYMENT_PROVIDER:
+            self._wait_for_port(self.payments.localstripe_port, key)
 
     def restart(self, key):
         """Start again the process named `key` ("orgs", or a replica: "orgs-2")."""
@@ -121,6 +135,8 @@ class System:
 
     def start_all(self, timeout=90):
         self.migrate()
+        if self.payments.fake:
+            self.start(PAYMENT_PROVIDER)
         for name in (*SERVICES, "gateway"):
             self.start(name)
         self.wait_healthy(timeout)
@@ -136,6 +152,17 @@ class System:
         for process in running:
             _wait_or_kill(process)
         self.processes.clear()
+
+    def _wait_for_port(self, port, key, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.processes[key].poll() is not None:
+                raise RuntimeError(f"{key} exited with {self.processes[key].returncode}; see {self.log_dir / key}.log")
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"{key} does not listen on port {port} after {timeout} s; see {self.log_dir / key}.log")
 
     def health(self):
         try:

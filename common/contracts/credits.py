@@ -1,7 +1,7 @@
 """Credit coming in (a grant, product rules §4) and going out (a spend): amounts are common.money's rules
 (fields.Amount)."""
 from marshmallow import ValidationError, fields
-from marshmallow.validate import OneOf
+from marshmallow.validate import Length, OneOf
 
 from common.contracts.base import Coded, Contract
 from common.contracts.fields import Amount, IsoTime
@@ -33,3 +33,10 @@ class GrantInput(Contract):
 class SpendInput(Contract):
     """A spend's amount (optional in a dry run: Spend.field("amount") there is loaded only when given)."""
     amount = Amount(required=True)
+
+
+class PaymentGrantInput(Contract):
+    """Paid credit for a payment, as the billing service asks credits for it (services/credits/ledger.py)."""
+    transaction_id = fields.String(required=True, validate=[Length(1, 36)])
+    amount = Amount(required=True)
+    buyer = fields.Dict(required=True)

@@ -107,19 +107,43 @@ def add_grant(session, identity, organization_id, amount, type, expires_at=None,
     account = _locked_account(session, organization_id, now)
     if expires_at is not None and expires_at <= now:
         raise ValidationFailed("expires_at must be in the future.", code="expiry_in_past", field="expires_at")
+    return _grant(session, account, identity.as_actor(), amount, type, expires_at, now)
+
+
+def grant_payment(session, organization_id, transaction_id, amount, buyer, now=None):
+    """Paid credit for a successful payment (the billing service's command, as the system): granted once per
+    transaction, whoever asks first (the provider's answer, its webhook, the reconciliation); asked again,
+    the grant made the first time, with `granted` False. `buyer`: the actor of the purchase ({"id", "email"},
+    or the system for an automatic top-up). The account's lock serializes two askers; the unique
+    transaction id settles the rest (the pipeline runs the loser once more, and it finds the grant)."""
+    now = now or utcnow()
+    account = _locked_account(session, organization_id, now)
+    grant = session.scalar(select(Grant).where(Grant.transaction_id == transaction_id))
+    if grant is not None:
+        return dict(grant_dict(grant, now), granted=False)
+    answer = _grant(session, account, {"id": buyer["id"], "email": buyer.get("email") or None}, amount, PAID, None,
+                    now, transaction_id=transaction_id)
+    return dict(answer, granted=True)
+
+
+def _grant(session, account, actor, amount, type, expires_at, now, transaction_id=None):
     write_off_expired(session, account, now)
     if account.balance + amount > MAX_BALANCE_UNITS:
         raise ValidationFailed("This grant would take the balance over the most an account may hold.",
                                code="balance_limit", field="amount")
-    grant = Grant(id=str(uuid.uuid4()), organization_id=organization_id, type=type, amount=amount,
-                  remaining=amount, expires_at=expires_at, created_by=identity.id, created_at=now)
+    grant = Grant(id=str(uuid.uuid4()), organization_id=account.organization_id, type=type, amount=amount,
+                  remaining=amount, expires_at=expires_at, created_by=actor["id"], created_at=now,
+                  transaction_id=transaction_id)
     session.add(grant)
     account.balance += amount
     account.updated_at = now
-    entry = _add_entry(session, account, "grant", amount, identity.as_actor(), now, grant=grant)
+    entry = _add_entry(session, account, "grant", amount, actor, now, grant=grant)
     answer = dict(grant_dict(grant, now), ledger_entry_id=entry.id)
-    emit(session, CREDITS_GRANTED, "create", organization_id, identity, "grant", grant.id,
-         after={"type": type, "amount": answer["amount"], "expires_at": answer["expires_at"]}, occurred_at=now)
+    after = {"type": type, "amount": answer["amount"], "expires_at": answer["expires_at"]}
+    if transaction_id is not None:
+        after["transaction_id"] = transaction_id
+    emit(session, CREDITS_GRANTED, "create", account.organization_id, actor, "grant", grant.id, after=after,
+         occurred_at=now)
     return answer
 
 

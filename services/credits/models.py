@@ -44,7 +44,8 @@ class Grant(Base):
     """Credit that came in: `free` (may expire) or `paid`. Spends draw `remaining` down (product rules §4 order:
     free first, then the soonest expiring); an expiry writes what is left off."""
     __tablename__ = "grants"
-    __table_args__ = (Index("ix_grants_spendable", "organization_id", "remaining"),)
+    __table_args__ = (Index("ix_grants_spendable", "organization_id", "remaining"),
+                      Index("uq_grants_transaction_id", "transaction_id", unique=True))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     organization_id: Mapped[str] = mapped_column(String(36))
@@ -55,6 +56,9 @@ class Grant(Base):
     expired_at = mapped_column(DateTime(timezone=True), nullable=True)   # when the rest was written off
     created_by: Mapped[str] = mapped_column(String(128))
     created_at = mapped_column(DateTime(timezone=True), nullable=False)
+    # The billing service's transaction this paid credit was bought with: unique, so a payment is granted
+    # once, whichever of the provider's answer, its webhook or the reconciliation asks first.
+    transaction_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
 
 
 class LedgerEntry(Base):

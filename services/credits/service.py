@@ -26,7 +26,7 @@ from common.commands import CREDENTIAL, OPTIONAL, PERSON, REQUIRED, SYSTEM, USES
 from common.config import settings
 from common.contracts.alerts import AlertSettingsInput
 from common.contracts.budgets import BudgetGroupInput
-from common.contracts.credits import GrantInput, SpendInput
+from common.contracts.credits import GrantInput, PaymentGrantInput, SpendInput
 from common.db import Database
 from common.events import CREDITS_QUEUE, change_event_or_none
 from common.heap import FrozenStartupHeap
@@ -79,6 +79,13 @@ class CreditsService:
     @command(Action.GRANT_CREDITS, idempotency=OPTIONAL, input=GrantInput)
     def add_grant(self, caller, session, organization_id, amount, type, expires_at=None, idempotency_key=None):
         return ledger.add_grant(session, caller.identity, organization_id, amount, type, expires_at)
+
+    @command(SYSTEM, input=PaymentGrantInput)
+    def grant_payment(self, caller, session, organization_id, transaction_id, amount, buyer):
+        """Paid credit for the billing service's successful payment `transaction_id`, granted once however
+        often it is asked (answers `granted` False after the first). The platform only: billing calls it as
+        the system (common.auth.AuthContext.as_system), no person or key can."""
+        return ledger.grant_payment(session, organization_id, transaction_id, amount, buyer)
 
     # ---- spending ----------------------------------------------------------------------------------
     @command(USES_AGENT, key_scope=Scope.USAGE_WRITE, idempotency=REQUIRED, input=SpendInput, phases=True)

@@ -5,6 +5,7 @@ from collections import Counter
 from common import event_types
 from common.events import CONSUMER_QUEUES
 from services.audit import events as audit
+from services.billing import events as billing
 from services.credits import events as credits
 from services.members import events as members
 from services.orgs import events as orgs
@@ -13,7 +14,7 @@ NAMED = {value for name, value in vars(event_types).items() if name.isupper() an
 
 
 def test_each_type_is_emitted_by_exactly_one_service():
-    emitted = Counter([*orgs.EMITS, *members.EMITS, *credits.EMITS, *audit.EMITS])
+    emitted = Counter([*orgs.EMITS, *members.EMITS, *credits.EMITS, *billing.EMITS, *audit.EMITS])
     assert set(emitted) == NAMED
     assert [t for t, count in emitted.items() if count > 1] == []
 

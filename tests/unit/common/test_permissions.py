@@ -19,6 +19,7 @@ SPEC = {
     "view_audit": "owner admin",
     "view_members": "owner admin builder member billing",
     "manage_api_keys": "owner admin",          # SPEC §9: Owner/Admin create, list and revoke API keys
+    "manage_payments": "owner billing",        # SPEC §11: the roles that see billing
     "manage_alerts": "owner admin billing",    # issue 15: budget alert settings and the alerts raised
 }
 

@@ -83,8 +83,16 @@ ENTRYPOINTS = {
     ("POST", "/v1/organizations/<org_id>/agents/<agent_id>/transfer", "transfer_agent"),
     ("GET", "/v1/organizations/<org_id>/agents/<agent_id>/audit", "agent_audit"),
     ("GET", "/v1/organizations/<org_id>/audit", "list_audit"),
+    ("GET", "/v1/organizations/<org_id>/payment-methods", "list_payment_methods"),
+    ("POST", "/v1/organizations/<org_id>/payment-methods", "add_payment_method"),
+    ("PUT", "/v1/organizations/<org_id>/payment-methods/<payment_method_id>/default", "set_default_payment_method"),
+    ("DELETE", "/v1/organizations/<org_id>/payment-methods/<payment_method_id>", "remove_payment_method"),
+    ("POST", "/v1/organizations/<org_id>/purchases", "purchase"),
+    ("GET", "/v1/organizations/<org_id>/transactions", "list_transactions"),
+    ("POST", "/v1/billing/stripe/webhook", "stripe_webhook"),
 }
-PUBLIC = {"health", "openapi", "unknown_route", "console_without_slash", "console_page", "console_file", "dev_token"}
+PUBLIC = {"health", "openapi", "unknown_route", "console_without_slash", "console_page", "console_file", "dev_token",
+          "stripe_webhook"}
 PATH_VARIABLE = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 
 
@@ -118,7 +126,7 @@ def error_of(response):
 
 def test_the_container_finds_every_route_once_on_the_mixins(entrypoints):
     found = [(entrypoint.method, entrypoint.url, entrypoint.method_name) for entrypoint in entrypoints]
-    assert len(found) == len(ENTRYPOINTS) == 60
+    assert len(found) == len(ENTRYPOINTS) == 67
     assert set(found) == ENTRYPOINTS
     assert {entrypoint.method_name for entrypoint in entrypoints if entrypoint.public} == PUBLIC
 
@@ -132,7 +140,7 @@ def test_every_route_but_the_public_ones_refuses_a_request_without_a_token(entry
         assert (status, error["code"], error["message"], error["field"]) == (
             401, "missing_token", "Sign in: send Authorization: Bearer <token>.", None), entrypoint.method_name
         refused.add(entrypoint.method_name)
-    assert len(refused) == 53
+    assert len(refused) == 59
 
 
 @pytest.mark.parametrize("authorization, code", [

@@ -1,0 +1,66 @@
+"""Buying credit (SPEC §11): a purchase's amount in USD, a payment method's provider id, the transactions'
+filters, the auto top-up settings."""
+import re
+from decimal import Decimal, InvalidOperation
+
+from marshmallow import ValidationError, fields
+from marshmallow.validate import Length, OneOf
+
+from common.contracts.base import Coded, Contract
+
+MIN_PURCHASE_CENTS, MAX_PURCHASE_CENTS = 500, 1_000_000          # 5.00 to 10,000.00 USD
+TRANSACTION_TYPES = ("manual_purchase", "auto_topup", "subscription", "enterprise")
+TRANSACTION_STATUSES = ("pending", "success", "failed", "cancelled")
+PROVIDER_ID_MAX_LENGTH = 255
+_USD = re.compile(r"[0-9]+(\.[0-9]{1,2})?")
+AMOUNT_USD = Coded("amount_usd must be an amount in USD such as \"25.00\" (at most 2 decimals).", "invalid_amount")
+
+
+class Usd(fields.Field):
+    """An amount in USD ("25.00", or a JSON number with at most 2 decimals) to whole cents, within the
+    purchase limits."""
+    openapi = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]{1,2})?$", "maxLength": 8,
+               "description": "USD with at most 2 decimals, from 5.00 to 10000.00"}
+    default_error_messages = {"required": Coded("amount_usd is required.", "amount_required"),
+                              "null": Coded("amount_usd is required.", "amount_required")}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValidationError(AMOUNT_USD)
+        text = value.strip() if isinstance(value, str) else repr(value)
+        if not _USD.fullmatch(text):
+            raise ValidationError(AMOUNT_USD)
+        try:
+            cents = int(Decimal(text) * 100)
+        except InvalidOperation:
+            raise ValidationError(AMOUNT_USD) from None
+        if not MIN_PURCHASE_CENTS <= cents <= MAX_PURCHASE_CENTS:
+            raise ValidationError(Coded("amount_usd must be from 5.00 to 10000.00.", "amount_out_of_range"))
+        return cents
+
+
+def _provider_id(name):
+    message = Coded(f"{name} must be the payment provider's id of a payment method, such as pm_card_visa.",
+                    "invalid_payment_method")
+    return fields.String(required=True, validate=[Length(1, PROVIDER_ID_MAX_LENGTH, error=message)],
+                         error_messages={"invalid": message, "null": message,
+                                         "required": Coded(f"{name} is required.", "payment_method_required")})
+
+
+class PaymentMethodInput(Contract):
+    provider_payment_method_id = _provider_id("provider_payment_method_id")
+
+
+class PurchaseInput(Contract):
+    amount_usd = Usd(required=True)
+    payment_method_id = fields.String(allow_none=True, validate=[Length(1, 36)],
+                                      error_messages={"invalid": Coded("payment_method_id must be the id of one "
+                                                                       "of the organization's payment methods.",
+                                                                       "invalid_payment_method")})
+
+
+class TransactionFilters(Contract):
+    status = fields.String(allow_none=True, validate=[OneOf(TRANSACTION_STATUSES, error=Coded(
+        f"status must be one of {', '.join(TRANSACTION_STATUSES)}.", "invalid_status"))])
+    type = fields.String(allow_none=True, validate=[OneOf(TRANSACTION_TYPES, error=Coded(
+        f"type must be one of {', '.join(TRANSACTION_TYPES)}.", "invalid_type"))])

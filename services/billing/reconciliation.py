@@ -1,0 +1,53 @@
+"""Pending transactions settled from the provider's side: its signed webhook, and a periodic job that asks
+it about every transaction still pending, so a lost answer and a lost webhook both end in the right state
+(SPEC §11). Both settle through purchases.settle, so a payment is recorded, and its credit granted, once."""
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from common.timeutil import utcnow
+from services.billing import purchases
+from services.billing.models import Transaction
+
+# The provider's events about a payment; any other is acknowledged and ignored.
+PAYMENT_EVENTS = ("payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled",
+                  "payment_intent.requires_action")
+# A pending transaction without a payment at the provider after this long was left by a process that died
+# before creating it: nothing was charged (a purchase takes seconds from one step to the next).
+UNCHARGED_AFTER = timedelta(minutes=2)
+BATCH = 100
+
+
+def handle_webhook(uow, provider, grant, payload, signature):
+    """The provider's signed event (400 invalid_signature otherwise): the payment it names looked up at the
+    provider (the event may be old or out of order) and settled. {"received": True, "transaction_id"}."""
+    event = provider.webhook_event(payload, signature)
+    if event.type not in PAYMENT_EVENTS:
+        return {"received": True, "transaction_id": None}
+    provider_id = event.data.object.id
+    with uow.read() as session:
+        transaction_id = session.scalar(select(Transaction.id).where(Transaction.provider_payment_id == provider_id))
+    if transaction_id is None:      # not ours, or its id not saved yet: the job settles it then
+        return {"received": True, "transaction_id": None}
+    purchases.settle(uow, grant, transaction_id, provider.payment(provider_id))
+    return {"received": True, "transaction_id": transaction_id}
+
+
+def reconcile(uow, provider, grant, now=None):
+    """Settle what the provider knows of every pending transaction (a batch); cancel those it never saw.
+    Returns how many changed status."""
+    now = now or utcnow()
+    with uow.read() as session:
+        pending = session.execute(select(Transaction.id, Transaction.provider_payment_id, Transaction.created_at)
+                                  .where(Transaction.status == "pending").order_by(Transaction.created_at)
+                                  .limit(BATCH)).all()
+    changed = 0
+    for transaction_id, provider_id, created_at in pending:
+        if provider_id is None:
+            if created_at.replace(tzinfo=now.tzinfo) <= now - UNCHARGED_AFTER:
+                purchases.cancel(uow, transaction_id, "The payment was never sent to the provider.")
+                changed += 1
+            continue
+        settled = purchases.settle(uow, grant, transaction_id, provider.payment(provider_id))
+        changed += settled.status != "pending"
+    return changed
