@@ -18,6 +18,7 @@ then marks the transaction `success`; a decline marks it `failed`; each status c
 """
 import uuid
 
+from common import idempotency
 from common.errors import PaymentRequired, ValidationFailed
 from common.timeutil import utcnow
 from services.billing import payment_methods
@@ -54,11 +55,16 @@ def answer(transaction):
     return transaction_dict(transaction)
 
 
+def replay(session, stored):
+    """A retry's answer: the transaction the key made, as it stands now (marked replayed), or its 402."""
+    return {**answer(session.get(Transaction, stored["transaction_id"])), idempotency.REPLAYED: True}
+
+
 def purchase(uow, provider, grant, identity, organization_id, amount_cents, payment_method_id, credits_per_usd):
     with uow.read() as session:
         replayed = uow.replay(session)
         if replayed is not None:
-            return answer(session.get(Transaction, replayed["transaction_id"]))
+            return replay(session, replayed)
         method = (payment_methods.live(session, organization_id, payment_method_id) if payment_method_id
                   else payment_methods.default_of(session, organization_id))
         if method is None:
@@ -68,7 +74,7 @@ def purchase(uow, provider, grant, identity, organization_id, amount_cents, paym
                         credits_for(amount_cents, credits_per_usd), method)
     if transaction is None:                   # a twin request with the key got there first
         with uow.read() as session:
-            return answer(session.get(Transaction, uow.replay(session)["transaction_id"]))
+            return replay(session, uow.replay(session))
     try:
         provider_id = provider.create_payment(transaction.id, customer, method.provider_payment_method_id,
                                               amount_cents)
