@@ -58,6 +58,7 @@ def main():
 The platform is up.
   gateway:  http://localhost:{gateway_port}   (health: /health, API document: /openapi.json)
   broker:   {amqp_uri}
+  payments: {payments_line(config.payments)}
   data:     {data_dir}   (SQLite files; logs in {data_dir}/logs)
 
 Mint a token (JWT_SECRET must match the gateway's):
@@ -76,6 +77,13 @@ Logs follow; Ctrl-C stops everything.
             time.sleep(0.5)
     finally:
         tail.terminate()
+
+
+def payments_line(payments):
+    if payments.fake:
+        return (f"localstripe on {payments.api_base} - a FAKE Stripe: no card is charged "
+                "(set STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET for real payments)")
+    return "Stripe (STRIPE_API_KEY): real cards are charged"
 
 
 class Supervisor:

@@ -50,6 +50,11 @@ ALLOWED = {   # action -> roles that may do it (product rules §2)
     "view budget groups": {"owner", "admin"},
     "create an API key": {"owner", "admin"},                      # SPEC §9
     "set budget alerts": {"owner", "admin", "billing"},           # issue 15; README "Budget alerts"
+    "add a payment method": {"owner", "billing"},                 # SPEC §11: the roles that see billing
+    "set the default payment method": {"owner", "billing"},
+    "remove a payment method": {"owner", "billing"},
+    "buy credit": {"owner", "billing"},
+    "view transactions": {"owner", "billing"},
 }
 EDIT_AGENT = {"edit an agent one contributes to", "edit an agent one does not contribute to"}
 REFUSAL_CODE = {"transfer an agent": "source_role_required"}
@@ -123,6 +128,8 @@ def attempt(system, action, founder, org, actor):
         return response, lambda: ok(founder.get(f"{base}/alert-settings"))["member_budget_percents"] == [80]
     if action in BUDGET_GROUP_ACTIONS:
         return budget_group_attempt(system, action, founder, org, actor)
+    if action in BILLING_ACTIONS:
+        return billing_attempt(action, founder, org, actor)
     if action in USE_AGENT:
         return use_attempt(action, founder, org, actor)
     if action == "create an agent":
@@ -182,6 +189,30 @@ def budget_group_attempt(system, action, founder, org, actor):
         response = actor.put(f"{path}/members/{target.id}")
         return response, lambda: [m["user_id"] for m in ok(founder.get(path))["members"]["items"]] == [target.id]
     return actor.get(groups), None
+
+
+BILLING_ACTIONS = {"add a payment method", "set the default payment method", "remove a payment method", "buy credit",
+                   "view transactions"}
+
+
+def billing_attempt(action, founder, org, actor):
+    cards = f"/v1/organizations/{org}/payment-methods"
+    if action == "add a payment method":
+        response = actor.post(cards, json={"provider_payment_method_id": "pm_card_visa"})
+        return response, lambda: len(ok(founder.get(cards))["items"]) == 1
+    if action == "view transactions":
+        return actor.get(f"/v1/organizations/{org}/transactions"), None
+    first = ok(founder.post(cards, json={"provider_payment_method_id": "pm_card_visa"}), 201)
+    if action == "buy credit":
+        response = actor.post(f"/v1/organizations/{org}/purchases", json={"amount_usd": "5.00"},
+                              headers={"Idempotency-Key": "matrix"})
+        return response, lambda: ok(founder.get(f"/v1/organizations/{org}/credits"))["balance"] == "500.0000"
+    if action == "remove a payment method":
+        response = actor.delete(f"{cards}/{first['id']}")
+        return response, lambda: ok(founder.get(cards))["items"] == []
+    second = ok(founder.post(cards, json={"provider_payment_method_id": "pm_card_visa"}), 201)    # another card
+    response = actor.put(f"{cards}/{second['id']}/default")
+    return response, lambda: [c["is_default"] for c in ok(founder.get(cards))["items"]] == [False, True]
 
 
 def use_attempt(action, founder, org, actor):

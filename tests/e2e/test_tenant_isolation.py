@@ -24,6 +24,8 @@ def bodies(org_a, b_member, agent_id):
         "create_budget_group": {"name": "Planted"},
         "update_budget_group": {"monthly_limit": None},
         "create_api_key": {"name": "Planted", "scopes": ["usage:write"]},
+        "add_payment_method": {"provider_payment_method_id": "pm_card_visa"},
+        "purchase": {"amount_usd": "5.00"},
     }
 
 
@@ -43,9 +45,11 @@ def test_a_member_of_one_organization_gets_404_for_every_route_of_another(system
     ok(bob_member.post(f"/v1/organizations/{org_b}/usage", json={"agent_id": agent["id"], "amount": "1.5"},
                        headers={"Idempotency-Key": "b-spend"}), 201)
     key = ok(bob.post(f"/v1/organizations/{org_b}/api-keys", json={"name": "B's key", "scopes": ["usage:read"]}), 201)
+    card = ok(bob.post(f"/v1/organizations/{org_b}/payment-methods",
+                       json={"provider_payment_method_id": "pm_card_visa"}), 201)
     ids = {"org_id": org_b, "user_id": bob_member.id, "invitation_id": invitation["id"], "transfer_id": transfer["id"],
-           "agent_id": agent["id"], "group_id": group["id"], "key_id": key["id"]}
-    trail_before = wait_for(lambda: (lambda e: e if len(e) >= 13 else None)(audit_entries(bob, org_b)),
+           "agent_id": agent["id"], "group_id": group["id"], "key_id": key["id"], "payment_method_id": card["id"]}
+    trail_before = wait_for(lambda: (lambda e: e if len(e) >= 14 else None)(audit_entries(bob, org_b)),
                             message="B's audit entries")
     ledger_before = ok(bob.get(f"/v1/organizations/{org_b}/credits/ledger"))["items"]
     group_before = ok(bob.get(f"/v1/organizations/{org_b}/budget-groups/{group['id']}"))
@@ -78,6 +82,8 @@ def test_a_member_of_one_organization_gets_404_for_every_route_of_another(system
     assert ok(alice.get(f"/v1/organizations/{org_a}/agents"))["items"] == []
     assert ok(bob.get(f"/v1/organizations/{org_b}/credits"))["balance"] == "8.5000"
     assert ok(bob.get(f"/v1/organizations/{org_b}/credits/ledger"))["items"] == ledger_before
+    assert ok(bob.get(f"/v1/organizations/{org_b}/payment-methods"))["items"] == [card]
+    assert ok(bob.get(f"/v1/organizations/{org_b}/transactions"))["items"] == []
     assert ok(bob.get(f"/v1/organizations/{org_b}/budget-groups/{group['id']}")) == group_before
     assert [(k["id"], k["status"]) for k in ok(bob.get(f"/v1/organizations/{org_b}/api-keys"))["items"]] == \
         [(key["id"], "active")]
