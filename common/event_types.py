@@ -56,6 +56,13 @@ TRANSACTION_CREATED = "transaction.created"
 TRANSACTION_SUCCEEDED = "transaction.succeeded"
 TRANSACTION_FAILED = "transaction.failed"
 TRANSACTION_CANCELLED = "transaction.cancelled"
+AUTO_TOPUP_UPDATED = "auto_topup.updated"
+AUTO_TOPUP_CAP_REACHED = "auto_topup.cap_reached"
+AUTO_TOPUP_DISABLED = "auto_topup.disabled"
+
+# The key in the `state` of credits' events (credits.spent, credits.granted) of the account's balance after
+# the change: [{"organization_id", "balance"}] (an exact decimal as text). Billing starts auto top-ups from it.
+BALANCE_STATE = "balance"
 
 # Membership ended, however it happened: consumers that keep per-member state drop it on these.
 MEMBERSHIP_ENDED = (MEMBER_REMOVED, MEMBER_LEFT)

@@ -48,9 +48,12 @@ CREDITS_QUEUE = Queue("credits.change-events", exchange=CHANGE_EXCHANGE, durable
     binding(CHANGE_EXCHANGE, routing_key=key)
     for key in (*types.MEMBERSHIP_STATE_CARRIERS, *types.ORGANIZATION_STATE_CARRIERS, *types.AGENT_STATE_CARRIERS)
 ])
-# The billing service keeps the memberships it decides who may pay on (its read model).
+# The billing service keeps the memberships it decides who may pay on (its read model), and the balance
+# credits' spends and grants leave (auto top-up starts from it).
 BILLING_QUEUE = Queue("billing.change-events", exchange=CHANGE_EXCHANGE, durable=True, bindings=[
-    binding(CHANGE_EXCHANGE, routing_key=key) for key in (*types.MEMBERSHIP_STATE_CARRIERS, types.ORGANIZATION_DELETED)
+    binding(CHANGE_EXCHANGE, routing_key=key)
+    for key in (*types.MEMBERSHIP_STATE_CARRIERS, types.ORGANIZATION_DELETED, types.CREDITS_SPENT,
+                types.CREDITS_GRANTED)
 ])
 CONSUMER_QUEUES = (AUDIT_QUEUE, MEMBERS_QUEUE, ORGS_QUEUE, CREDITS_QUEUE, BILLING_QUEUE)
 

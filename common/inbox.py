@@ -38,6 +38,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from common import readmodels
 from common.sql import conflict_insert
 from common.timeutil import utcnow
+from common.unit_of_work import effects_after_commit
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,9 @@ def react_once(store, inbox, event, effect):
         new = bool(record(session, inbox, [event]))
         if new:
             effect(session, event)
+        effects = effects_after_commit(session)
+    for after in effects:           # e.g. an automatic top-up charged, once the reaction that started it is saved
+        after()
     prune_now_and_then(store, inbox)
     return new
 

@@ -33,6 +33,12 @@ def after_commit(session, effect):
     session.info.setdefault(_AFTER_COMMIT, []).append(effect)
 
 
+def effects_after_commit(session):
+    """Take the effects asked for in this transaction (`after_commit`), to run once it committed: for a
+    write that is not a command's (an event's reaction, common.inbox)."""
+    return session.info.pop(_AFTER_COMMIT, [])
+
+
 class UnitOfWork:
     """One command's transactions, as the pipeline runs them (see the module's text).
 
@@ -64,7 +70,7 @@ class UnitOfWork:
                     handled_requests.record(session, self.handled_model, self.request_id)
                     self._recorded = True
                 yield session
-                effects = session.info.pop(_AFTER_COMMIT, [])
+                effects = effects_after_commit(session)
         except BaseException:
             if recording:
                 self._recorded = False

@@ -3,10 +3,11 @@ filters, the auto top-up settings."""
 import re
 from decimal import Decimal, InvalidOperation
 
-from marshmallow import ValidationError, fields
+from marshmallow import ValidationError, fields, validates_schema
 from marshmallow.validate import Length, OneOf
 
 from common.contracts.base import Coded, Contract
+from common.contracts.fields import Amount
 
 MIN_PURCHASE_CENTS, MAX_PURCHASE_CENTS = 500, 1_000_000          # 5.00 to 10,000.00 USD
 TRANSACTION_TYPES = ("manual_purchase", "auto_topup", "subscription", "enterprise")
@@ -64,3 +65,31 @@ class TransactionFilters(Contract):
         f"status must be one of {', '.join(TRANSACTION_STATUSES)}.", "invalid_status"))])
     type = fields.String(allow_none=True, validate=[OneOf(TRANSACTION_TYPES, error=Coded(
         f"type must be one of {', '.join(TRANSACTION_TYPES)}.", "invalid_type"))])
+
+
+class StrictBool(fields.Boolean):
+    """true or false only (marshmallow's Boolean also takes 1, "yes", "on"...)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class AutoTopupInput(Contract):
+    """Auto top-up settings (SPEC §11): when a spend takes the balance to or below `threshold`, a top-up
+    brings it back to `target` (above the threshold), never past `monthly_cap_usd` a month (null: no cap),
+    charged to `payment_method_id` (null: the default card)."""
+    enabled = StrictBool(required=True, error_messages={
+        "invalid": Coded("enabled must be true or false.", "invalid_type"),
+        "required": Coded("enabled is required.", "enabled_required")})
+    threshold = Amount(required=True, allow_zero=True)
+    target = Amount(required=True)
+    monthly_cap_usd = Usd(allow_none=True, load_default=None)
+    payment_method_id = fields.String(allow_none=True, load_default=None, validate=[Length(1, 36)])
+
+    @validates_schema
+    def _target_above_threshold(self, data, **kwargs):
+        if data["target"] <= data["threshold"]:
+            raise ValidationError(Coded("target must be above threshold.", "target_not_above_threshold"),
+                                  field_name="target")

@@ -5,6 +5,8 @@ from common.rpc import call
 from gateway.http import json_response, route
 from gateway.request_input import idempotency_key, load, read_json
 from gateway.schemas.billing import (
+    AutoTopup,
+    AutoTopupBody,
     PaymentMethod,
     PaymentMethodBody,
     PaymentMethodPage,
@@ -75,6 +77,21 @@ class BillingRoutes:
         filters = {"status": query["status"], "type": query["type"]}
         page = call(self.billing.list_transactions, org_id, filters, query["cursor"], query["limit"])
         return json_response(TransactionPage().dump(page))
+
+    # ---- auto top-up ----------------------------------------------------------------------------------
+    @route("GET", "/v1/organizations/<org_id>/auto-topup", "Auto top-up settings (Owner/Billing)",
+           response=AutoTopup(), errors=(403,))
+    def get_auto_topup(self, request, org_id):
+        return json_response(AutoTopup().dump(call(self.billing.get_auto_topup, org_id)))
+
+    @route("PUT", "/v1/organizations/<org_id>/auto-topup",
+           "Replace the auto top-up settings (Owner/Billing; audited); enabling it at or below the threshold "
+           "starts a top-up at once", body=AutoTopupBody(), response=AutoTopup(), errors=(403, 404, 422))
+    def set_auto_topup(self, request, org_id):
+        body = read_json(request, AutoTopupBody())
+        answer = call(self.billing.set_auto_topup, org_id, body["enabled"], body["threshold"], body["target"],
+                      body["monthly_cap_usd"], body["payment_method_id"])
+        return json_response(AutoTopup().dump(answer))
 
     # ---- the provider ------------------------------------------------------------------------------
     @route("POST", "/v1/billing/stripe/webhook",

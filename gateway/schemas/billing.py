@@ -8,6 +8,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from common.contracts.billing import (
     TRANSACTION_STATUSES,
     TRANSACTION_TYPES,
+    AutoTopupInput,
     PaymentMethodInput,
     PurchaseInput,
 )
@@ -100,3 +101,27 @@ TransactionPage = page_of(Transaction, "TransactionPage")
 class WebhookReceipt(Schema):
     received = fields.Boolean()
     transaction_id = fields.String(allow_none=True)
+
+
+class AutoTopupBody(Strict):
+    enabled = ContractField(AutoTopupInput.field("enabled"), shape=fields.Boolean(), required=True)
+    threshold = ContractField(AutoTopupInput.field("threshold"), shape=fields.Raw(), required=True,
+                              metadata={"description": "credits: a spend taking the balance to or below it starts "
+                                                       "a top-up"})
+    target = ContractField(AutoTopupInput.field("target"), shape=fields.Raw(), required=True,
+                           metadata={"description": "credits, above the threshold: what a top-up brings the "
+                                                    "balance back to (in one charge, at least 5.00 USD)"})
+    monthly_cap_usd = ContractField(AutoTopupInput.field("monthly_cap_usd"), shape=fields.Raw(), load_default=None,
+                                    allow_none=True, metadata={"description": "USD a calendar month; null: no cap"})
+    payment_method_id = ContractField(AutoTopupInput.field("payment_method_id"), shape=fields.String(),
+                                      load_default=None, allow_none=True,
+                                      metadata={"description": "null: the default card"})
+
+
+class AutoTopup(Schema):
+    enabled = fields.Boolean()
+    threshold = fields.String(allow_none=True)
+    target = fields.String(allow_none=True)
+    monthly_cap_usd = fields.String(allow_none=True)
+    payment_method_id = fields.String(allow_none=True)
+    consecutive_failures = fields.Integer(metadata={"description": "3 in a row switch auto top-up off"})

@@ -5,7 +5,7 @@ model of memberships the pipeline decides who may do what on (common.readmodels)
 
 Amounts in USD are whole cents; credit is in units (ten-thousandths of a credit, common.money), as in credits.
 """
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Index, Integer, String, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.handled_requests import HandledRequestMixin
@@ -51,8 +51,13 @@ class Transaction(Base):
     """One payment attempt (SPEC §11): `pending` until the provider's answer, webhook or the reconciliation
     settles it as `success` (its credit granted by credits, keyed by this id), `failed` or `cancelled`."""
     __tablename__ = "transactions"
+    # One automatic top-up pending at a time per organization: the unique index, not a look before the
+    # insert, is what keeps twenty spends crossing the threshold together to one top-up.
     __table_args__ = (Index("ix_transactions_listed", "organization_id", "created_at", "id"),
-                      Index("ix_transactions_pending", "status", "created_at"))
+                      Index("ix_transactions_pending", "status", "created_at"),
+                      Index("uq_transactions_one_pending_topup", "organization_id", unique=True,
+                            sqlite_where=text("type = 'auto_topup' AND status = 'pending'"),
+                            postgresql_where=text("type = 'auto_topup' AND status = 'pending'")))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     organization_id: Mapped[str] = mapped_column(String(36))
@@ -71,6 +76,34 @@ class Transaction(Base):
     created_by_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
     created_at = mapped_column(DateTime(timezone=True), nullable=False)
     completed_at = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AutoTopup(Base):
+    """An organization's auto top-up settings (SPEC §11): when a spend takes the balance to or below
+    `threshold`, one top-up is started, sized to bring it back to `target`, never past `monthly_cap_cents`
+    in a calendar month; `consecutive_failures` reaching 3 switches it off."""
+    __tablename__ = "auto_topups"
+
+    organization_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    threshold: Mapped[int] = mapped_column(BigInteger)              # units
+    target: Mapped[int] = mapped_column(BigInteger)                 # units
+    monthly_cap_cents: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    payment_method_id: Mapped[str | None] = mapped_column(String(36), nullable=True)   # None: the default card
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    cap_reached_period: Mapped[str | None] = mapped_column(String(7), nullable=True)   # "2026-12": told once
+    updated_by: Mapped[str] = mapped_column(String(128))
+    updated_at = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class Balance(Base):
+    """The organization's balance as credits' latest event told it (`as_of`: that change's time): what
+    auto top-up decides on. An older event arriving late changes nothing."""
+    __tablename__ = "balances"
+
+    organization_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    balance: Mapped[int] = mapped_column(BigInteger)                # units
+    as_of = mapped_column(DateTime(timezone=True), nullable=False)
 
 
 class IdempotentRequest(IdempotencyMixin, Base):

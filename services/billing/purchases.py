@@ -19,7 +19,9 @@ then marks the transaction `success`; a decline marks it `failed`; each status c
 import uuid
 
 from common import idempotency
+from common.contracts.billing import MIN_PURCHASE_CENTS
 from common.errors import PaymentRequired, ValidationFailed
+from common.money import format_amount
 from common.timeutil import utcnow
 from services.billing import payment_methods
 from services.billing.events import (
@@ -29,11 +31,12 @@ from services.billing.events import (
     TRANSACTION_SUCCEEDED,
     emit,
 )
-from services.billing.models import Transaction
+from services.billing.models import Customer, PaymentMethod, Transaction
 from services.billing.provider import FAILED, PENDING, SUCCEEDED
 from services.billing.schemas import transaction_dict, usd
 
 MANUAL_PURCHASE, AUTO_TOPUP = "manual_purchase", "auto_topup"
+MIN_TOPUP_CENTS = MIN_PURCHASE_CENTS
 UNITS_PER_CENT = 100                # a credit is 10,000 units (common.money); a USD buys `price` credits
 
 
@@ -75,16 +78,25 @@ def purchase(uow, provider, grant, identity, organization_id, amount_cents, paym
     if transaction is None:                   # a twin request with the key got there first
         with uow.read() as session:
             return replay(session, uow.replay(session))
+    return answer(charge(uow, provider, grant, transaction.id, customer))
+
+
+def charge(uow, provider, grant, transaction_id, customer=None):
+    """Steps 3 and 4 (see the module's text) for a pending transaction: the payment created at the provider
+    and its id saved, then confirmed and settled. The transaction as it stands then."""
+    with uow.read() as session:
+        transaction = session.get(Transaction, transaction_id)
+        method = session.get(PaymentMethod, transaction.payment_method_id)
+        customer = customer or session.get(Customer, transaction.organization_id).provider_customer_id
     try:
         provider_id = provider.create_payment(transaction.id, customer, method.provider_payment_method_id,
-                                              amount_cents)
+                                              transaction.amount_cents)
     except Exception as error:                  # nothing was charged: the transaction ends here
         settle_failure(uow, transaction.id, getattr(error, "code", "payment_provider_error"), str(error))
         raise
     with uow.write() as session:
         session.get(Transaction, transaction.id, with_for_update=True).provider_payment_id = provider_id
-    payment = provider.confirm_payment(provider_id)
-    return answer(settle(uow, grant, transaction.id, payment))
+    return settle(uow, grant, transaction.id, provider.confirm_payment(provider_id))
 
 
 def start(uow, actor, organization_id, type, amount_cents, credits, method):
@@ -93,19 +105,24 @@ def start(uow, actor, organization_id, type, amount_cents, credits, method):
     with uow.write() as session:
         if uow.replay(session) is not None:
             return None
-        now = utcnow()
-        transaction = Transaction(
-            id=str(uuid.uuid4()), organization_id=organization_id, type=type, status="pending",
-            amount_cents=amount_cents, credits=credits, payment_method_id=method.id,
-            payment_method_brand=method.brand, payment_method_last4=method.last4, created_by=actor["id"],
-            created_by_email=actor.get("email") or None, created_at=now)
-        session.add(transaction)
-        session.flush()
-        emit(session, TRANSACTION_CREATED, "create", organization_id, actor, "transaction", transaction.id,
-             after={"type": type, "status": "pending", "amount_usd": usd(amount_cents),
-                    "payment_method": f"{method.brand} {method.last4}"})
+        transaction = new_transaction(session, actor, organization_id, type, amount_cents, credits, method)
         uow.remember(session, {"transaction_id": transaction.id})
         return transaction
+
+
+def new_transaction(session, actor, organization_id, type, amount_cents, credits, method):
+    """A pending transaction and its event, in the session's transaction."""
+    transaction = Transaction(
+        id=str(uuid.uuid4()), organization_id=organization_id, type=type, status="pending",
+        amount_cents=amount_cents, credits=credits, payment_method_id=method.id,
+        payment_method_brand=method.brand, payment_method_last4=method.last4, created_by=actor["id"],
+        created_by_email=actor.get("email") or None, created_at=utcnow())
+    session.add(transaction)
+    session.flush()
+    emit(session, TRANSACTION_CREATED, "create", organization_id, actor, "transaction", transaction.id,
+         after={"type": type, "status": "pending", "amount_usd": usd(amount_cents),
+                "credits": format_amount(credits), "payment_method": f"{method.brand} {method.last4}"})
+    return transaction
 
 
 def settle(uow, grant, transaction_id, payment):
@@ -149,9 +166,10 @@ def _finish(uow, transaction_id, status, event_type, failure_code=None, failure_
         after = {"status": status}
         if failure_code:
             after.update(failure_code=failure_code, failure_message=failure_message)
-        actor = {"id": "system"} if transaction.type == AUTO_TOPUP else _creator(transaction)
-        emit(session, event_type, "update", transaction.organization_id, actor, "transaction", transaction.id,
-             before={"status": "pending"}, after=after)
+        emit(session, event_type, "update", transaction.organization_id, buyer_of(transaction), "transaction",
+             transaction.id, before={"status": "pending"}, after=after)
+        from services.billing import auto_topup  # noqa: I001 (it builds on this module: imported when needed)
+        auto_topup.after_settled(session, transaction)
         return transaction
 
 

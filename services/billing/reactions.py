@@ -1,12 +1,23 @@
 """How the billing service reacts to other services' change events (common.events.BILLING_QUEUE), each
-event once by the one rule of common.inbox: the memberships it decides who may pay on (its read model,
-fed by members' events; an organization's deletion retires them)."""
+event once by the one rule of common.inbox: the memberships it decides who may pay on (its read model, fed
+by members' events; an organization's deletion retires them), and the balance credits' spends and grants
+leave, from which auto top-up starts (auto_topup.py)."""
 from common import inbox
+from common.config import settings
+from common.event_types import CREDITS_GRANTED, CREDITS_SPENT
+from services.billing import auto_topup
 from services.billing.models import READ_MODELS, ProcessedEvent
 
-REACTIONS = inbox.Reactions(inbox.Inbox(ProcessedEvent), read_models=READ_MODELS, effects={})
+INBOX = inbox.Inbox(ProcessedEvent)
+REACTIONS = inbox.Reactions(INBOX, read_models=READ_MODELS)
+BALANCE_CARRIERS = (CREDITS_SPENT, CREDITS_GRANTED)
 
 
-def handle_change_event(store, event):
-    """Apply the event's states once. Returns False for a redelivery."""
-    return REACTIONS.once(store, event)
+def handle_change_event(store, event, charge):
+    """Apply the event's states and its effects once; `charge(transaction_id)` charges a top-up it started,
+    once the reaction is saved. Returns False for a redelivery."""
+    def effect(session, event):
+        REACTIONS.effect(session, event)
+        if event["type"] in BALANCE_CARRIERS:
+            auto_topup.on_balance(session, charge, event, settings().payments.credits_per_usd)
+    return inbox.react_once(store, INBOX, event, effect)

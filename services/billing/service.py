@@ -17,18 +17,18 @@ from nameko.timer import timer
 from common.auth import Auth
 from common.commands import CREDENTIAL, REQUIRED, command, query
 from common.config import settings
-from common.contracts.billing import PaymentMethodInput, PurchaseInput, TransactionFilters
+from common.contracts.billing import AutoTopupInput, PaymentMethodInput, PurchaseInput, TransactionFilters
 from common.db import Database
 from common.events import BILLING_QUEUE, change_event_or_none
 from common.heap import FrozenStartupHeap
 from common.membership_facts import MembershipFacts
-from common.money import format_amount
+from common.money import format_amount, parse_amount
 from common.outbox import OutboxRelay
 from common.permissions import Action, Scope
 from common.readmodels import ReadModelFill
 from common.rpc import call, service_proxy
 from common.unit_of_work import UnitOfWork
-from services.billing import payment_methods, purchases, reactions, reconciliation, transactions
+from services.billing import auto_topup, payment_methods, purchases, reactions, reconciliation, transactions
 from services.billing.models import READ_MODELS, HandledRequest, IdempotentRequest, OutboxEvent
 from services.billing.provider import Stripe
 
@@ -84,6 +84,21 @@ class BillingService:
         return purchases.purchase(uow, self.provider, self._grant, caller.identity, organization_id, amount_usd,
                                   payment_method_id, settings().payments.credits_per_usd)
 
+    # ---- auto top-up ----------------------------------------------------------------------------------
+    @query(Action.MANAGE_PAYMENTS)
+    def get_auto_topup(self, caller, organization_id):
+        return auto_topup.get(self.db, organization_id)
+
+    @command(Action.MANAGE_PAYMENTS, input=AutoTopupInput, phases=True)
+    def set_auto_topup(self, caller, uow, organization_id, enabled, threshold, target, monthly_cap_usd=None,
+                       payment_method_id=None):
+        """Replace the settings; at or below the threshold already, a top-up starts at once (charged once
+        the settings are saved, before this answers)."""
+        values = {"enabled": enabled, "threshold": threshold, "target": target, "monthly_cap_usd": monthly_cap_usd,
+                  "payment_method_id": payment_method_id}
+        return auto_topup.put(uow, self._charge, lambda: self._balance(organization_id), caller.identity,
+                              organization_id, values, settings().payments.credits_per_usd)
+
     @query(Action.MANAGE_PAYMENTS, key_scope=Scope.USAGE_READ, input={"filters": TransactionFilters})
     def list_transactions(self, caller, organization_id, filters=None, cursor=None, limit=None):
         return transactions.page(self.db, organization_id, filters, cursor, limit)
@@ -104,6 +119,20 @@ class BillingService:
         if changed:
             log.info("reconciled %d pending transaction(s)", changed)
 
+    def _charge(self, transaction_id):
+        """Charge a pending automatic top-up (auto_topup.py), once the transaction that started it is saved.
+        A failure is the top-up's (settled as failed, or left pending for the reconciliation), not the
+        caller's: it is logged."""
+        try:
+            purchases.charge(UnitOfWork(self.db), self.provider, self._grant, transaction_id)
+        except Exception:
+            log.warning("automatic top-up %s: the charge did not complete", transaction_id, exc_info=True)
+
+    def _balance(self, organization_id):
+        """The balance now, from credits (asked as the system; the one read billing asks another service)."""
+        with self.auth.as_system():
+            return parse_amount(call(self.credits.account_balance, organization_id), allow_zero=True)
+
     def _grant(self, transaction):
         """credits grants the transaction's credit (once per transaction, however often asked)."""
         with self.auth.as_system():
@@ -115,4 +144,4 @@ class BillingService:
     def on_change_event(self, message):
         event = change_event_or_none(message)
         if event is not None:
-            reactions.handle_change_event(self.db, event)
+            reactions.handle_change_event(self.db, event, self._charge)

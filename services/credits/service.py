@@ -31,10 +31,12 @@ from common.db import Database
 from common.events import CREDITS_QUEUE, change_event_or_none
 from common.heap import FrozenStartupHeap
 from common.membership_facts import MembershipFacts
+from common.money import format_amount
 from common.outbox import OutboxRelay
 from common.permissions import Action, Scope
 from common.readmodels import SNAPSHOT_PAGE, ReadModelFill
 from common.rpc import service_proxy
+from common.timeutil import utcnow
 from services.credits import alerts, budgets, group_member_states, ledger, my_usage, reactions, spends
 from services.credits.agent_access import AgentUse
 from services.credits.models import READ_MODELS, HandledRequest, IdempotentRequest, OutboxEvent
@@ -86,6 +88,13 @@ class CreditsService:
         often it is asked (answers `granted` False after the first). The platform only: billing calls it as
         the system (common.auth.AuthContext.as_system), no person or key can."""
         return ledger.grant_payment(session, organization_id, transaction_id, amount, buyer)
+
+    @query(SYSTEM)
+    def account_balance(self, caller, organization_id):
+        """The organization's spendable balance now (exact decimal text), for the billing service deciding
+        whether auto top-up, as it is switched on, must start at once. The platform only."""
+        with self.db.read() as session:
+            return format_amount(ledger.spendable_balance(session, organization_id, utcnow()))
 
     # ---- spending ----------------------------------------------------------------------------------
     @command(USES_AGENT, key_scope=Scope.USAGE_WRITE, idempotency=REQUIRED, input=SpendInput, phases=True)

@@ -34,7 +34,7 @@ from common.money import format_amount
 from common.timeutil import iso, utcnow
 from services.credits import alerts, allowances
 from services.credits import spend_statements as sql
-from services.credits.events import CREDITS_SPENT, emit
+from services.credits.events import CREDITS_SPENT, balance_state, emit
 from services.credits.ledger import spendable_balance, write_off_due
 
 
@@ -132,7 +132,8 @@ def _charge(session, caller, spender, organization_id, agent_id, units, facts, n
     answer = {"id": entry_id, "organization_id": organization_id, "agent_id": agent_id, "user_id": spender.id,
               "amount": format_amount(units), "occurred_at": iso(now), "budget": allowance.budget()}
     emit(session, CREDITS_SPENT, "create", organization_id, caller, "spend", entry_id,
-         after={"amount": answer["amount"], "agent_id": agent_id, "user_id": spender.id}, occurred_at=now)
+         after={"amount": answer["amount"], "agent_id": agent_id, "user_id": spender.id}, occurred_at=now,
+         state=balance_state(organization_id, balance))
     if facts.alert_settings is not None:     # thresholds this spend crossed (alerts.py): none, usually
         alerts.record_crossings(session, connection, facts.alert_settings, organization_id, spender.id,
                                 facts.group.monthly_limit if facts.group else None, (used - units, used),

@@ -90,6 +90,8 @@ ENTRYPOINTS = {
     ("POST", "/v1/organizations/<org_id>/purchases", "purchase"),
     ("GET", "/v1/organizations/<org_id>/transactions", "list_transactions"),
     ("POST", "/v1/billing/stripe/webhook", "stripe_webhook"),
+    ("GET", "/v1/organizations/<org_id>/auto-topup", "get_auto_topup"),
+    ("PUT", "/v1/organizations/<org_id>/auto-topup", "set_auto_topup"),
 }
 PUBLIC = {"health", "openapi", "unknown_route", "console_without_slash", "console_page", "console_file", "dev_token",
           "stripe_webhook"}
@@ -126,7 +128,7 @@ def error_of(response):
 
 def test_the_container_finds_every_route_once_on_the_mixins(entrypoints):
     found = [(entrypoint.method, entrypoint.url, entrypoint.method_name) for entrypoint in entrypoints]
-    assert len(found) == len(ENTRYPOINTS) == 67
+    assert len(found) == len(ENTRYPOINTS) == 69
     assert set(found) == ENTRYPOINTS
     assert {entrypoint.method_name for entrypoint in entrypoints if entrypoint.public} == PUBLIC
 
@@ -140,7 +142,7 @@ def test_every_route_but_the_public_ones_refuses_a_request_without_a_token(entry
         assert (status, error["code"], error["message"], error["field"]) == (
             401, "missing_token", "Sign in: send Authorization: Bearer <token>.", None), entrypoint.method_name
         refused.add(entrypoint.method_name)
-    assert len(refused) == 59
+    assert len(refused) == 61
 
 
 @pytest.mark.parametrize("authorization, code", [

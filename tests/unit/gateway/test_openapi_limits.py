@@ -25,7 +25,7 @@ TRAIL_FILTER = "a trail filter is compared with stored values and never had a le
 # "METHOD path ?name".
 EXCEPTIONS = {
     "GrantBody.amount": AMOUNT, "SpendBody.amount": AMOUNT, "BudgetGroupBody.monthly_limit": AMOUNT,
-    "AlertSettingsBody.balance_floor": AMOUNT,
+    "AlertSettingsBody.balance_floor": AMOUNT, "AutoTopupBody.threshold": AMOUNT, "AutoTopupBody.target": AMOUNT,
     **{f"GET {path} ?{name}": TRAIL_FILTER
        for path, names in [("/v1/organizations/{org_id}/audit", ("entity_type", "actor", "field", "target")),
                            ("/v1/organizations/{org_id}/agents/{agent_id}/audit",

@@ -1,0 +1,168 @@
+"""Auto top-up (SPEC §11): credit bought by itself when spends take the balance to or below a threshold.
+
+Billing learns the balance from credits' events (each spend's and grant's event carries the balance after it:
+common.event_types.BALANCE_STATE), so the spend path gains nothing. A spend's event that finds the balance at
+or below the threshold starts one top-up, in the reaction's transaction: a pending `auto_topup` transaction
+sized to bring the balance back to the target in one charge (at least the 5.00 USD minimum). A unique index
+keeps one pending at a time per organization, whatever number of spends cross the threshold together; the
+monthly cap is never passed (then none starts, and `auto_topup.cap_reached` is raised once that month). The
+charge runs once the reaction is saved (common.unit_of_work.after_commit), like a purchase's (purchases.charge).
+A failed top-up counts; three in a row switch auto top-up off (`auto_topup.disabled`, actor system); a
+success resets the count. Enabling it at or below the threshold starts one at once.
+"""
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from common.event_types import BALANCE_STATE
+from common.money import format_amount, parse_amount
+from common.timeutil import as_utc, parse_iso, utcnow
+from common.unit_of_work import after_commit
+from services.billing import payment_methods, purchases
+from services.billing.events import AUTO_TOPUP_CAP_REACHED, AUTO_TOPUP_DISABLED, AUTO_TOPUP_UPDATED, emit
+from services.billing.models import AutoTopup, Balance, Customer, Transaction
+from services.billing.schemas import usd
+
+FAILURES_BEFORE_OFF = 3
+SYSTEM = {"id": "system"}
+
+
+def settings_dict(row):
+    if row is None:
+        return {"enabled": False, "threshold": None, "target": None, "monthly_cap_usd": None,
+                "payment_method_id": None, "consecutive_failures": 0}
+    return {"enabled": row.enabled, "threshold": format_amount(row.threshold), "target": format_amount(row.target),
+            "monthly_cap_usd": usd(row.monthly_cap_cents) if row.monthly_cap_cents is not None else None,
+            "payment_method_id": row.payment_method_id, "consecutive_failures": row.consecutive_failures}
+
+
+def get(store, organization_id):
+    with store.read() as session:
+        return settings_dict(session.get(AutoTopup, organization_id))
+
+
+def put(uow, charge, current_balance, identity, organization_id, values, credits_per_usd):
+    """Replace the settings (audited); enabling them at or below the threshold starts a top-up at once
+    (`charge(transaction_id)` charges it once saved). `current_balance()`: the balance now, asked of credits
+    when auto top-up is switched on (billing's own knows it only as fast as credits' events arrive: a grant
+    made a moment before would be missed)."""
+    balance = current_balance() if values["enabled"] else None
+    with uow.write() as session:
+        if values["payment_method_id"] is not None:
+            payment_methods.live(session, organization_id, values["payment_method_id"])
+        row = session.get(AutoTopup, organization_id, with_for_update=True)
+        before = settings_dict(row)
+        if row is None:
+            row = AutoTopup(organization_id=organization_id, consecutive_failures=0)
+            session.add(row)
+        row.enabled, row.threshold, row.target = values["enabled"], values["threshold"], values["target"]
+        row.monthly_cap_cents, row.payment_method_id = values["monthly_cap_usd"], values["payment_method_id"]
+        if row.enabled and not before["enabled"]:
+            row.consecutive_failures = 0
+        row.updated_by, row.updated_at = identity.id, utcnow()
+        after = settings_dict(row)
+        changed = {k: after[k] for k in after if after[k] != before[k] and k != "consecutive_failures"}
+        if changed:
+            emit(session, AUTO_TOPUP_UPDATED, "update", organization_id, identity, "auto_topup", organization_id,
+                 before={k: before[k] for k in changed}, after=changed)
+        if balance is not None:
+            start_if_due(session, charge, row, balance, credits_per_usd)
+        return after
+
+
+def on_balance(session, charge, event, credits_per_usd):
+    """A credits event with the balance after it: keep it (if newer), and start a top-up if a spend took it
+    to or below the threshold."""
+    organization_id = event["organization_id"]
+    for state in (event.get("state") or {}).get(BALANCE_STATE) or []:
+        if state.get("organization_id") != organization_id:
+            continue
+        at = event["occurred_at"]           # a datetime once the consumer parsed the event
+        balance, at = parse_amount(state["balance"], allow_zero=True), parse_iso(at) if isinstance(at, str) else at
+        row = session.get(Balance, organization_id, with_for_update=True)
+        if row is not None and as_utc(row.as_of) >= at:
+            continue                        # an older event arriving late: it decides nothing
+        if row is None:
+            session.add(Balance(organization_id=organization_id, balance=balance, as_of=at))
+        else:
+            row.balance, row.as_of = balance, at
+        if event["type"] == "credits.spent":
+            settings = session.get(AutoTopup, organization_id, with_for_update=True)
+            if settings is not None:
+                start_if_due(session, charge, settings, balance, credits_per_usd, as_of=at)
+
+
+def start_if_due(session, charge, settings, balance, credits_per_usd, as_of=None, now=None):
+    """The pending top-up (its charge asked for after the commit), or None: off, above the threshold, a
+    balance from before the last top-up's credit (`as_of`: when it was the balance), one pending already, no
+    card, or the monthly cap reached."""
+    if not settings.enabled or balance > settings.threshold:
+        return None
+    now = now or utcnow()
+    organization_id = settings.organization_id
+    if as_of is not None and last_topped_up(session, organization_id) >= as_of:
+        return None                         # that balance is from before the last top-up's credit
+    unit_price = credits_per_usd * purchases.UNITS_PER_CENT          # units one cent buys
+    cents = max(purchases.MIN_TOPUP_CENTS, -(-(settings.target - balance) // unit_price))
+    if settings.monthly_cap_cents is not None and spent_this_month(session, organization_id, now) + cents > \
+            settings.monthly_cap_cents:
+        cap_reached(session, settings, now)
+        return None
+    method = (payment_methods.live(session, organization_id, settings.payment_method_id)
+              if settings.payment_method_id else payment_methods.default_of(session, organization_id))
+    customer = session.get(Customer, organization_id)
+    if method is None or customer is None or method.removed_at is not None:
+        return None
+    try:
+        with session.begin_nested():        # the unique index: one pending top-up per organization
+            transaction = purchases.new_transaction(session, SYSTEM, organization_id, purchases.AUTO_TOPUP, cents,
+                                                    purchases.credits_for(cents, credits_per_usd), method)
+    except IntegrityError:
+        return None
+    after_commit(session, lambda: charge(transaction.id))
+    return transaction
+
+
+def last_topped_up(session, organization_id):
+    """When the last successful top-up's credit came in (a time before any, if none)."""
+    latest = session.scalar(select(func.max(Transaction.completed_at)).where(
+        Transaction.organization_id == organization_id, Transaction.type == purchases.AUTO_TOPUP,
+        Transaction.status == "success"))
+    return as_utc(latest) if latest is not None else datetime.min.replace(tzinfo=UTC)
+
+
+def spent_this_month(session, organization_id, now):
+    month_start = datetime(now.year, now.month, 1, tzinfo=now.tzinfo)
+    return session.scalar(select(func.coalesce(func.sum(Transaction.amount_cents), 0)).where(
+        Transaction.organization_id == organization_id, Transaction.type == purchases.AUTO_TOPUP,
+        Transaction.status.in_(("pending", "success")), Transaction.created_at >= month_start)) or 0
+
+
+def cap_reached(session, settings, now):
+    """Once per calendar month: the event (audited) that no top-up starts until the next month."""
+    period = now.strftime("%Y-%m")
+    if getattr(settings, "cap_reached_period", None) == period:
+        return
+    settings.cap_reached_period = period
+    emit(session, AUTO_TOPUP_CAP_REACHED, "update", settings.organization_id, SYSTEM, "auto_topup",
+         settings.organization_id, after={"period": period, "monthly_cap_usd": usd(settings.monthly_cap_cents)})
+
+
+def after_settled(session, transaction):
+    """In the transaction that settled an automatic top-up: count its failure, or reset the count."""
+    if transaction.type != purchases.AUTO_TOPUP:
+        return
+    settings = session.get(AutoTopup, transaction.organization_id, with_for_update=True)
+    if settings is None:
+        return
+    if transaction.status == "success":
+        settings.consecutive_failures = 0
+        return
+    settings.consecutive_failures += 1
+    if settings.enabled and settings.consecutive_failures >= FAILURES_BEFORE_OFF:
+        settings.enabled = False
+        emit(session, AUTO_TOPUP_DISABLED, "update", transaction.organization_id, SYSTEM, "auto_topup",
+             transaction.organization_id, before={"enabled": True},
+             after={"enabled": False, "consecutive_failures": settings.consecutive_failures,
+                    "reason": f"{FAILURES_BEFORE_OFF} top-ups in a row failed"})
