@@ -57,6 +57,7 @@ TRANSACTION_SUCCEEDED = "transaction.succeeded"
 TRANSACTION_FAILED = "transaction.failed"
 TRANSACTION_CANCELLED = "transaction.cancelled"
 AUTO_TOPUP_UPDATED = "auto_topup.updated"
+AUTO_TOPUP_FAILED = "auto_topup.failed"
 AUTO_TOPUP_CAP_REACHED = "auto_topup.cap_reached"
 AUTO_TOPUP_DISABLED = "auto_topup.disabled"
 

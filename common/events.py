@@ -46,7 +46,8 @@ ORGS_QUEUE = Queue("orgs.change-events", exchange=CHANGE_EXCHANGE, durable=True,
 # memberships and agents' access a spend is decided on, and organizations' names (its read models).
 CREDITS_QUEUE = Queue("credits.change-events", exchange=CHANGE_EXCHANGE, durable=True, bindings=[
     binding(CHANGE_EXCHANGE, routing_key=key)
-    for key in (*types.MEMBERSHIP_STATE_CARRIERS, *types.ORGANIZATION_STATE_CARRIERS, *types.AGENT_STATE_CARRIERS)
+    for key in (*types.MEMBERSHIP_STATE_CARRIERS, *types.ORGANIZATION_STATE_CARRIERS, *types.AGENT_STATE_CARRIERS,
+                types.AUTO_TOPUP_FAILED, types.AUTO_TOPUP_CAP_REACHED, types.AUTO_TOPUP_DISABLED)
 ])
 # The billing service keeps the memberships it decides who may pay on (its read model), and the balance
 # credits' spends and grants leave (auto top-up starts from it).

@@ -234,7 +234,7 @@ class AlertSettings(Schema):
     updated_at = date_time(allow_none=True)
 
 
-ALERT_KINDS = ["member_budget", "balance_floor"]
+ALERT_KINDS = ["member_budget", "balance_floor", "auto_topup_failed", "auto_topup_cap_reached", "auto_topup_disabled"]
 
 
 class Alert(Schema):
@@ -242,13 +242,16 @@ class Alert(Schema):
     id = fields.String()
     organization_id = fields.String()
     kind = fields.String(metadata={"enum": ALERT_KINDS})
-    threshold = fields.String(metadata={"description": 'member_budget: the percent, e.g. "80"; balance_floor: '
-                                                       'the floor, an amount such as "5.0000"'})
+    threshold = fields.String(allow_none=True, metadata={
+        "description": 'member_budget: the percent, e.g. "80"; balance_floor: the floor, an amount such as "5.0000"; '
+                       'null for the auto top-up alerts'})
     user_id = fields.String(allow_none=True, metadata={"description": "the member; null for the balance floor"})
     period = fields.String(metadata={"description": "calendar month, UTC, e.g. 2026-11"})
-    value = fields.String(metadata={"description": "the member's usage this month, or the balance, after the spend"})
-    limit = fields.String(metadata={"description": "the member's monthly limit, or the floor"})
-    spend_id = fields.String(metadata={"description": "the ledger entry of the spend that crossed it"})
+    value = fields.String(allow_none=True,
+                          metadata={"description": "the member's usage this month, or the balance, after the spend"})
+    limit = fields.String(allow_none=True, metadata={"description": "the member's monthly limit, or the floor"})
+    spend_id = fields.String(allow_none=True, metadata={"description": "the ledger entry of the spend that crossed it"})
+    transaction_id = fields.String(allow_none=True, metadata={"description": "auto_topup_failed: the failed top-up"})
     raised_at = date_time()
 
 

@@ -20,7 +20,13 @@ from common.money import format_amount, parse_amount
 from common.timeutil import as_utc, parse_iso, utcnow
 from common.unit_of_work import after_commit
 from services.billing import payment_methods, purchases
-from services.billing.events import AUTO_TOPUP_CAP_REACHED, AUTO_TOPUP_DISABLED, AUTO_TOPUP_UPDATED, emit
+from services.billing.events import (
+    AUTO_TOPUP_CAP_REACHED,
+    AUTO_TOPUP_DISABLED,
+    AUTO_TOPUP_FAILED,
+    AUTO_TOPUP_UPDATED,
+    emit,
+)
 from services.billing.models import AutoTopup, Balance, Customer, Transaction
 from services.billing.schemas import usd
 
@@ -160,6 +166,9 @@ def after_settled(session, transaction):
         settings.consecutive_failures = 0
         return
     settings.consecutive_failures += 1
+    emit(session, AUTO_TOPUP_FAILED, "update", transaction.organization_id, SYSTEM, "auto_topup",
+         transaction.organization_id, after={"transaction_id": transaction.id, "failure_code": transaction.failure_code,
+                                             "consecutive_failures": settings.consecutive_failures})
     if settings.enabled and settings.consecutive_failures >= FAILURES_BEFORE_OFF:
         settings.enabled = False
         emit(session, AUTO_TOPUP_DISABLED, "update", transaction.organization_id, SYSTEM, "auto_topup",

@@ -140,6 +140,10 @@ def alert_dict(alert):
     `limit` the member's monthly limit or the floor."""
     get = alert.get if isinstance(alert, dict) else lambda name: getattr(alert, name)
     kind = get("kind")
+    if kind.startswith("auto_topup_"):         # topup_alerts.py: no threshold, value or limit
+        return {"id": get("id"), "organization_id": get("organization_id"), "kind": kind, "threshold": None,
+                "user_id": None, "period": get("period"), "value": None, "limit": None,
+                "spend_id": None, "transaction_id": get("spend_id") or None, "raised_at": iso(get("raised_at"))}
     return {"id": get("id"), "organization_id": get("organization_id"), "kind": kind,
             "threshold": str(get("threshold")) if kind == MEMBER_BUDGET else format_amount(get("threshold")),
             "user_id": get("user_id") or None, "period": get("period"), "value": format_amount(get("value")),

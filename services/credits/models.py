@@ -156,7 +156,7 @@ class Alert(Base):
     id: Mapped[str] = mapped_column(String(36), unique=True)
     organization_id: Mapped[str] = mapped_column(String(36))
     period: Mapped[str] = mapped_column(String(7))               # the calendar month (UTC), e.g. "2026-11"
-    kind: Mapped[str] = mapped_column(String(16))                # member_budget | balance_floor
+    kind: Mapped[str] = mapped_column(String(32))                # member_budget | balance_floor | auto_topup_…
     user_id: Mapped[str] = mapped_column(String(128))            # the member; '' for the balance floor
     threshold: Mapped[int] = mapped_column(BigInteger)           # a percent, or the floor in units
     value: Mapped[int] = mapped_column(BigInteger)               # the member's usage or the balance, after

@@ -5,12 +5,13 @@ common.events.CREDITS_QUEUE), each event once by the one rule of common.inbox: i
 Every event the queue delivers feeds the read models (memberships from members, agents' access from
 orgs; common.readmodels): a state is applied only if its version is newer than the one held, and an
 organization's deletion retires its memberships. member.removed / member.left also take the member out
-of their budget group.
+of their budget group. The billing service's auto top-up events raise alerts (topup_alerts.py).
 """
 from common import inbox
 from common.event_types import MEMBERSHIP_ENDED
 from services.credits import budgets
 from services.credits.models import READ_MODELS, ProcessedEvent
+from services.credits.topup_alerts import KIND_OF, raise_topup_alert
 
 
 def membership_ended(session, event):
@@ -19,7 +20,8 @@ def membership_ended(session, event):
 
 
 REACTIONS = inbox.Reactions(inbox.Inbox(ProcessedEvent), read_models=READ_MODELS,
-                            effects=dict.fromkeys(MEMBERSHIP_ENDED, membership_ended))
+                            effects={**dict.fromkeys(MEMBERSHIP_ENDED, membership_ended),
+                                     **dict.fromkeys(KIND_OF, raise_topup_alert)})
 
 
 def handle_change_event(store, event):

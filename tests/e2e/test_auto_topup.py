@@ -72,6 +72,8 @@ def test_the_monthly_cap_is_never_passed(system):
     entries = wait_for(lambda: [e for e in audit_entries(owner, org) if e["type"] == "auto_topup.cap_reached"] or None,
                        message="auto_topup.cap_reached")
     assert len(entries) == 1 and len(topups(owner, org)) == 1
+    [alert] = wait_for(lambda: ok(owner.get(path(org, "/alerts")))["items"] or None, message="the cap's alert")
+    assert (alert["kind"], alert["threshold"], alert["transaction_id"]) == ("auto_topup_cap_reached", None, None)
 
 
 def test_three_failed_top_ups_in_a_row_switch_it_off(system):
@@ -88,6 +90,12 @@ def test_three_failed_top_ups_in_a_row_switch_it_off(system):
                         message="auto_topup.disabled")
     assert len(disabled) == 1 and disabled[0]["actor"]["id"] == "system"
     assert len(topups(owner, org)) == 3 and balance(owner, org) == Decimal("16")
+    # Beside the budget alerts: one per failed top-up, and the switch-off.
+    raised = wait_for(lambda: (lambda a: a if len(a) == 4 else None)(ok(owner.get(path(org, "/alerts")))["items"]),
+                      message="the auto top-up alerts")
+    assert sorted(a["kind"] for a in raised) == ["auto_topup_disabled"] + ["auto_topup_failed"] * 3
+    assert {a["transaction_id"] for a in raised if a["kind"] == "auto_topup_failed"} == \
+        {t["id"] for t in topups(owner, org)}
 
 
 def test_bad_settings_are_refused(system):

@@ -55,6 +55,8 @@ ALLOWED = {   # action -> roles that may do it (product rules §2)
     "remove a payment method": {"owner", "billing"},
     "buy credit": {"owner", "billing"},
     "view transactions": {"owner", "billing"},
+    "set auto top-up": {"owner", "billing"},
+    "view auto top-up": {"owner", "billing"},
 }
 EDIT_AGENT = {"edit an agent one contributes to", "edit an agent one does not contribute to"}
 REFUSAL_CODE = {"transfer an agent": "source_role_required"}
@@ -192,7 +194,7 @@ def budget_group_attempt(system, action, founder, org, actor):
 
 
 BILLING_ACTIONS = {"add a payment method", "set the default payment method", "remove a payment method", "buy credit",
-                   "view transactions"}
+                   "view transactions", "set auto top-up", "view auto top-up"}
 
 
 def billing_attempt(action, founder, org, actor):
@@ -202,6 +204,12 @@ def billing_attempt(action, founder, org, actor):
         return response, lambda: len(ok(founder.get(cards))["items"]) == 1
     if action == "view transactions":
         return actor.get(f"/v1/organizations/{org}/transactions"), None
+    if action == "view auto top-up":
+        return actor.get(f"/v1/organizations/{org}/auto-topup"), None
+    if action == "set auto top-up":
+        response = actor.put(f"/v1/organizations/{org}/auto-topup",
+                             json={"enabled": False, "threshold": "10", "target": "600"})
+        return response, lambda: ok(founder.get(f"/v1/organizations/{org}/auto-topup"))["target"] == "600.0000"
     first = ok(founder.post(cards, json={"provider_payment_method_id": "pm_card_visa"}), 201)
     if action == "buy credit":
         response = actor.post(f"/v1/organizations/{org}/purchases", json={"amount_usd": "5.00"},

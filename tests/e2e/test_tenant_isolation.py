@@ -26,6 +26,7 @@ def bodies(org_a, b_member, agent_id):
         "create_api_key": {"name": "Planted", "scopes": ["usage:write"]},
         "add_payment_method": {"provider_payment_method_id": "pm_card_visa"},
         "purchase": {"amount_usd": "5.00"},
+        "set_auto_topup": {"enabled": True, "threshold": "1000", "target": "5000"},
     }
 
 
@@ -84,6 +85,7 @@ def test_a_member_of_one_organization_gets_404_for_every_route_of_another(system
     assert ok(bob.get(f"/v1/organizations/{org_b}/credits/ledger"))["items"] == ledger_before
     assert ok(bob.get(f"/v1/organizations/{org_b}/payment-methods"))["items"] == [card]
     assert ok(bob.get(f"/v1/organizations/{org_b}/transactions"))["items"] == []
+    assert ok(bob.get(f"/v1/organizations/{org_b}/auto-topup"))["enabled"] is False
     assert ok(bob.get(f"/v1/organizations/{org_b}/budget-groups/{group['id']}")) == group_before
     assert [(k["id"], k["status"]) for k in ok(bob.get(f"/v1/organizations/{org_b}/api-keys"))["items"]] == \
         [(key["id"], "active")]
