@@ -209,6 +209,22 @@ def main():
         spread_rate = timed(lambda: spend_as(owner, *spread[next(spenders) % len(spread)])(), n, c)
         report("HTTP POST usage, 20 orgs round-robin (owner)", *spread_rate)
 
+        # Auto top-up on (SPEC §11): billing follows every spend's balance from its event and tops up once the
+        # threshold is crossed (here after about 400 spends); the spend path itself gains nothing.
+        plain = timed(spend_as(owner, *organization_with_credit(url, owner, "Without auto top-up")), n, c)
+        topped_org, topped_agent = organization_with_credit(url, owner, "With auto top-up")
+        owner.post(f"{url}/v1/organizations/{topped_org}/payment-methods",
+                   json={"provider_payment_method_id": "pm_card_visa"}).raise_for_status()
+        owner.put(f"{url}/v1/organizations/{topped_org}/auto-topup",
+                  json={"enabled": True, "threshold": "999995", "target": "1000500"}).raise_for_status()
+        topped = timed(spend_as(owner, topped_org, topped_agent), n, c)
+        report(f"HTTP POST usage, one org, {c} concurrent, auto top-up off (owner)", *plain)
+        report(f"HTTP POST usage, one org, {c} concurrent, auto top-up on (owner)", *topped)
+        topups = owner.get(f"{url}/v1/organizations/{topped_org}/transactions", params={"type": "auto_topup"}).json()
+        print(f"  auto top-up on: {topped[0] / plain[0]:.2f}x the throughput without (goal >= 0.95x), p99 "
+              f"{percentile(topped[1], 99):.0f} vs {percentile(plain[1], 99):.0f} ms; top-ups: "
+              f"{[t['status'] for t in topups['items']]}")
+
         dry = lambda: member.post(f"{url}/v1/organizations/{org}/usage",  # noqa: E731
                                   json={"agent_id": agent, "amount": "1", "dry_run": True}).raise_for_status()
         report("HTTP POST usage dry_run", *timed(dry, n // 2, c))

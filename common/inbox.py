@@ -114,9 +114,12 @@ def react_once_each(store, inbox, events, effect):
             for event in events:
                 if event["event_id"] in new:
                     effect(session, event)
+            effects = effects_after_commit(session)
     except IntegrityError:
         log.info("a batch of %d events clashed on a unique key: handled one by one", len(events))
         return sum(react_once(store, inbox, event, effect) for event in events)
+    for after in effects:
+        after()
     prune_now_and_then(store, inbox)
     return len(new)
 

@@ -5,7 +5,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from common.timeutil import utcnow
+from common.config import settings
+from common.timeutil import as_utc, utcnow
 from services.billing import purchases
 from services.billing.models import Transaction
 
@@ -13,8 +14,10 @@ from services.billing.models import Transaction
 PAYMENT_EVENTS = ("payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled",
                   "payment_intent.requires_action")
 # A pending transaction without a payment at the provider after this long was left by a process that died
-# before creating it: nothing was charged (a purchase takes seconds from one step to the next).
-UNCHARGED_AFTER = timedelta(minutes=2)
+# before creating it: nothing was charged (a purchase goes from one step to the next within the gateway's
+# 10 s): four runs of the job, at least 20 s (2 minutes with the default BILLING_RECONCILE_SECONDS).
+def uncharged_after():
+    return timedelta(seconds=max(20.0, 4 * settings().payments.reconcile_seconds))
 BATCH = 100
 
 
@@ -44,7 +47,7 @@ def reconcile(uow, provider, grant, now=None):
     changed = 0
     for transaction_id, provider_id, created_at in pending:
         if provider_id is None:
-            if created_at.replace(tzinfo=now.tzinfo) <= now - UNCHARGED_AFTER:
+            if as_utc(created_at) <= now - uncharged_after():
                 purchases.cancel(uow, transaction_id, "The payment was never sent to the provider.")
                 changed += 1
             continue

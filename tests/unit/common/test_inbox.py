@@ -74,6 +74,23 @@ def test_a_redelivered_event_does_nothing(store):
     assert effects(store) == recorded(store) == [first["event_id"]]
 
 
+def test_what_an_effect_asks_to_run_after_the_commit_runs_then_and_once(store):
+    """An effect outside the database (billing charging a top-up it started) runs once the reaction is saved,
+    and not again on a redelivery."""
+    from common.unit_of_work import after_commit
+    first, ran = event(), []
+
+    def starts_something(session, event):
+        note(session, event)
+        after_commit(session, lambda: ran.append(effects(store)))     # sees the committed effect
+    for _ in range(2):
+        inbox.react_once(store, INBOX, first, starts_something)
+    assert ran == [[first["event_id"]]]
+    second = event()
+    inbox.react_once_each(store, INBOX, [second], starts_something)
+    assert ran[-1] == sorted([first["event_id"], second["event_id"]])
+
+
 def test_an_effect_that_raises_leaves_no_record_so_the_retry_runs_it(store):
     first = event()
 
