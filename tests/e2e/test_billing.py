@@ -27,6 +27,11 @@ def provider(system):
     return stripe.StripeClient(payments.api_key, base_addresses={"api": payments.api_base})
 
 
+def transaction_of(intent):
+    """The platform's transaction a PaymentIntent was made for (its metadata), or None."""
+    return (intent.to_dict().get("metadata") or {}).get("transaction_id")
+
+
 def add_card(api, org_id, provider_id=VISA):
     return api.post(path(org_id, "/payment-methods"), json={"provider_payment_method_id": provider_id})
 
@@ -120,7 +125,7 @@ def test_a_forged_webhook_is_a_400_and_a_repeated_one_changes_nothing(system):
     transaction = ok(buy(owner, org, "5.00"), 201)
     transactions_ = {t["id"] for t in transactions(owner, org)}
     [intent] = [i for i in provider(system).v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()
-                if (i.metadata or {}).get("transaction_id") in transactions_]
+                if transaction_of(i) in transactions_]
     event = json.dumps({"id": "evt_1", "object": "event", "type": "payment_intent.succeeded", "created": 1,
                         "data": {"object": {"id": intent.id, "object": "payment_intent"}}})
     url = system.url + "/v1/billing/stripe/webhook"

@@ -12,6 +12,7 @@ import stripe
 
 from common.config import settings
 from tests.e2e.helpers import create_organization, ok, path, wait_for
+from tests.e2e.test_billing import transaction_of
 
 PURCHASES = 30
 KILL_AFTER = 5
@@ -65,8 +66,7 @@ def test_billing_killed_mid_purchases_credits_each_payment_once(system, figure):
     payments = settings(system.env).payments
     client = stripe.StripeClient(payments.api_key, base_addresses={"api": payments.api_base})
     intents = client.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()
-    charged = {i.metadata["transaction_id"] for i in intents
-               if i.status == "succeeded" and (i.metadata or {}).get("transaction_id") in ours}
+    charged = {transaction_of(i) for i in intents if i.status == "succeeded" and transaction_of(i) in ours}
     # Every payment the provider took is a successful transaction, credited exactly once.
     assert charged == {t["id"] for t in succeeded}
     balance = Decimal(ok(owner.get(path(org, "/credits")))["balance"])
