@@ -49,12 +49,11 @@ CREDITS_QUEUE = Queue("credits.change-events", exchange=CHANGE_EXCHANGE, durable
     for key in (*types.MEMBERSHIP_STATE_CARRIERS, *types.ORGANIZATION_STATE_CARRIERS, *types.AGENT_STATE_CARRIERS,
                 types.AUTO_TOPUP_FAILED, types.AUTO_TOPUP_CAP_REACHED, types.AUTO_TOPUP_DISABLED)
 ])
-# The billing service keeps the memberships it decides who may pay on (its read model), and the balance
-# credits' spends and grants leave (auto top-up starts from it).
+# The billing service keeps the memberships it decides who may pay on (its read model), and follows the
+# balance credits' spends leave (auto top-up starts from it).
 BILLING_QUEUE = Queue("billing.change-events", exchange=CHANGE_EXCHANGE, durable=True, bindings=[
     binding(CHANGE_EXCHANGE, routing_key=key)
-    for key in (*types.MEMBERSHIP_STATE_CARRIERS, types.ORGANIZATION_DELETED, types.CREDITS_SPENT,
-                types.CREDITS_GRANTED)
+    for key in (*types.MEMBERSHIP_STATE_CARRIERS, types.ORGANIZATION_DELETED, types.CREDITS_SPENT)
 ])
 CONSUMER_QUEUES = (AUDIT_QUEUE, MEMBERS_QUEUE, ORGS_QUEUE, CREDITS_QUEUE, BILLING_QUEUE)
 

@@ -1,14 +1,15 @@
 """Auto top-up (SPEC §11): credit bought by itself when spends take the balance to or below a threshold.
 
-Billing learns the balance from credits' events (each spend's and grant's event carries the balance after it:
-common.event_types.BALANCE_STATE), so the spend path gains nothing. A spend's event that finds the balance at
-or below the threshold starts one top-up, in the reaction's transaction: a pending `auto_topup` transaction
-sized to bring the balance back to the target in one charge (at least the 5.00 USD minimum). A unique index
-keeps one pending at a time per organization, whatever number of spends cross the threshold together; the
-monthly cap is never passed (then none starts, and `auto_topup.cap_reached` is raised once that month). The
-charge runs once the reaction is saved (common.unit_of_work.after_commit), like a purchase's (purchases.charge).
-A failed top-up counts; three in a row switch auto top-up off (`auto_topup.disabled`, actor system); a
-success resets the count. Enabling it at or below the threshold starts one at once.
+Billing learns the balance from credits' events (each spend's event carries the balance after it:
+common.event_types.BALANCE_STATE), so the spend path gains nothing. An event that cannot start a top-up
+(auto top-up off, or the balance above the threshold: most) costs billing one read and no write. One that
+finds the balance at or below the threshold starts a top-up in the reaction's transaction: a pending
+`auto_topup` transaction sized to bring the balance back to the target in one charge (at least 5.00 USD).
+A unique index keeps one pending at a time per organization, whatever number of spends cross together;
+the monthly cap is never passed (then none starts, and `auto_topup.cap_reached` is raised once a month).
+The charge runs once the reaction is saved (common.unit_of_work.after_commit), as a purchase's does
+(purchases.charge). A failed top-up counts; three in a row switch auto top-up off (`auto_topup.disabled`,
+actor system); a success resets the count. Enabling it at or below the threshold starts one at once.
 """
 from datetime import UTC, datetime
 
@@ -27,7 +28,7 @@ from services.billing.events import (
     AUTO_TOPUP_UPDATED,
     emit,
 )
-from services.billing.models import AutoTopup, Balance, Customer, Transaction
+from services.billing.models import AutoTopup, Customer, Transaction
 from services.billing.schemas import usd
 
 FAILURES_BEFORE_OFF = 3
@@ -77,26 +78,33 @@ def put(uow, charge, current_balance, identity, organization_id, values, credits
         return after
 
 
-def on_balance(session, charge, event, credits_per_usd):
-    """A credits event with the balance after it: keep it (if newer), and start a top-up if a spend took it
-    to or below the threshold."""
-    organization_id = event["organization_id"]
+def balance_of(event):
+    """(balance in units, when) a spend's event carries (common.event_types.BALANCE_STATE), or None."""
     for state in (event.get("state") or {}).get(BALANCE_STATE) or []:
-        if state.get("organization_id") != organization_id:
-            continue
-        at = event["occurred_at"]           # a datetime once the consumer parsed the event
-        balance, at = parse_amount(state["balance"], allow_zero=True), parse_iso(at) if isinstance(at, str) else at
-        row = session.get(Balance, organization_id, with_for_update=True)
-        if row is not None and as_utc(row.as_of) >= at:
-            continue                        # an older event arriving late: it decides nothing
-        if row is None:
-            session.add(Balance(organization_id=organization_id, balance=balance, as_of=at))
-        else:
-            row.balance, row.as_of = balance, at
-        if event["type"] == "credits.spent":
-            settings = session.get(AutoTopup, organization_id, with_for_update=True)
-            if settings is not None:
-                start_if_due(session, charge, settings, balance, credits_per_usd, as_of=at)
+        if state.get("organization_id") == event["organization_id"]:
+            at = event["occurred_at"]           # a datetime once the consumer parsed the event
+            return parse_amount(state["balance"], allow_zero=True), parse_iso(at) if isinstance(at, str) else as_utc(at)
+    return None
+
+
+def may_start(store, event):
+    """Whether a spend's event may start a top-up: its organization has auto top-up on and the balance it left
+    is at or below the threshold. One read, no write: most spends' events end here (the one reaction rule
+    records an event in the transaction of its effect, and these have none)."""
+    found = balance_of(event)
+    if found is None:
+        return False
+    with store.read() as session:
+        settings = session.get(AutoTopup, event["organization_id"])
+        return settings is not None and settings.enabled and found[0] <= settings.threshold
+
+
+def on_spent(session, charge, event, credits_per_usd):
+    """A spend's event that may start a top-up (may_start): decided again in the reaction's transaction."""
+    found = balance_of(event)
+    settings = session.get(AutoTopup, event["organization_id"], with_for_update=True)
+    if found is not None and settings is not None:
+        start_if_due(session, charge, settings, found[0], credits_per_usd, as_of=found[1])
 
 
 def start_if_due(session, charge, settings, balance, credits_per_usd, as_of=None, now=None):

@@ -96,16 +96,6 @@ class AutoTopup(Base):
     updated_at = mapped_column(DateTime(timezone=True), nullable=False)
 
 
-class Balance(Base):
-    """The organization's balance as credits' latest event told it (`as_of`: that change's time): what
-    auto top-up decides on. An older event arriving late changes nothing."""
-    __tablename__ = "balances"
-
-    organization_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    balance: Mapped[int] = mapped_column(BigInteger)                # units
-    as_of = mapped_column(DateTime(timezone=True), nullable=False)
-
-
 class IdempotentRequest(IdempotencyMixin, Base):
     pass
 

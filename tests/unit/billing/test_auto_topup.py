@@ -35,8 +35,10 @@ def spent_to(store, balance_credits, at=None):
     event = {"event_id": str(uuid.uuid4()), "type": "credits.spent", "organization_id": ORG,
              "occurred_at": at or utcnow(), "state": {"balance": [{"organization_id": ORG,
                                                                   "balance": str(balance_credits)}]}}
+    if not auto_topup.may_start(store, event):
+        return charged
     with store.write() as session:
-        auto_topup.on_balance(session, charged.append, event, PRICE)
+        auto_topup.on_spent(session, charged.append, event, PRICE)
         after = effects_after_commit(session)
     for effect in after:                    # as the one reaction rule runs them (common.inbox)
         effect()

@@ -33,12 +33,6 @@ def upgrade() -> None:
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('organization_id')
     )
-    op.create_table('balances',
-    sa.Column('organization_id', sa.String(length=36), nullable=False),
-    sa.Column('balance', sa.BigInteger(), nullable=False),
-    sa.Column('as_of', sa.DateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('organization_id')
-    )
     with op.batch_alter_table('transactions', schema=None) as batch_op:
         batch_op.create_index('uq_transactions_one_pending_topup', ['organization_id'], unique=True, sqlite_where=sa.text("type = 'auto_topup' AND status = 'pending'"), postgresql_where=sa.text("type = 'auto_topup' AND status = 'pending'"))
 
@@ -51,6 +45,5 @@ def downgrade() -> None:
     with op.batch_alter_table('transactions', schema=None) as batch_op:
         batch_op.drop_index('uq_transactions_one_pending_topup', sqlite_where=sa.text("type = 'auto_topup' AND status = 'pending'"), postgresql_where=sa.text("type = 'auto_topup' AND status = 'pending'"))
 
-    op.drop_table('balances')
     op.drop_table('auto_topups')
     # ### end Alembic commands ###
