@@ -47,6 +47,7 @@ BUDGET_GROUP_DELETED = "budget_group.deleted"
 MEMBER_BUDGET_GROUP_CHANGED = "member.budget_group_changed"
 ALERT_SETTINGS_UPDATED = "alert_settings.updated"
 CREDITS_ALERT_RAISED = "credits.alert_raised"
+CREDITS_BALANCE_LOW = "credits.balance_low"     # a spend left the balance at or below the auto top-up threshold
 
 # ---- billing ------------------------------------------------------------------------------------------
 PAYMENT_METHOD_ADDED = "payment_method.added"
@@ -64,6 +65,10 @@ AUTO_TOPUP_DISABLED = "auto_topup.disabled"
 # The key in the `state` of credits' events (credits.spent, credits.granted) of the account's balance after
 # the change: [{"organization_id", "balance"}] (an exact decimal as text). Billing starts auto top-ups from it.
 BALANCE_STATE = "balance"
+# The key in the `state` of billing's auto top-up events (auto_topup.updated, auto_topup.disabled) of the settings
+# credits needs: [{"organization_id", "enabled", "threshold"}] (the threshold as text). Credits keeps the threshold
+# beside its alert settings and says when a spend leaves the balance at or below it (credits.balance_low).
+AUTO_TOPUP_STATE = "auto_topup"
 
 # Membership ended, however it happened: consumers that keep per-member state drop it on these.
 MEMBERSHIP_ENDED = (MEMBER_REMOVED, MEMBER_LEFT)

@@ -47,13 +47,14 @@ ORGS_QUEUE = Queue("orgs.change-events", exchange=CHANGE_EXCHANGE, durable=True,
 CREDITS_QUEUE = Queue("credits.change-events", exchange=CHANGE_EXCHANGE, durable=True, bindings=[
     binding(CHANGE_EXCHANGE, routing_key=key)
     for key in (*types.MEMBERSHIP_STATE_CARRIERS, *types.ORGANIZATION_STATE_CARRIERS, *types.AGENT_STATE_CARRIERS,
-                types.AUTO_TOPUP_FAILED, types.AUTO_TOPUP_CAP_REACHED, types.AUTO_TOPUP_DISABLED)
+                types.AUTO_TOPUP_UPDATED, types.AUTO_TOPUP_FAILED, types.AUTO_TOPUP_CAP_REACHED,
+                types.AUTO_TOPUP_DISABLED)
 ])
-# The billing service keeps the memberships it decides who may pay on (its read model), and follows the
-# balance credits' spends leave (auto top-up starts from it).
+# The billing service keeps the memberships it decides who may pay on (its read model), and hears of the spends
+# that leave the balance at or below the auto top-up threshold (credits.balance_low: it tops up then).
 BILLING_QUEUE = Queue("billing.change-events", exchange=CHANGE_EXCHANGE, durable=True, bindings=[
     binding(CHANGE_EXCHANGE, routing_key=key)
-    for key in (*types.MEMBERSHIP_STATE_CARRIERS, types.ORGANIZATION_DELETED, types.CREDITS_SPENT)
+    for key in (*types.MEMBERSHIP_STATE_CARRIERS, types.ORGANIZATION_DELETED, types.CREDITS_BALANCE_LOW)
 ])
 CONSUMER_QUEUES = (AUDIT_QUEUE, MEMBERS_QUEUE, ORGS_QUEUE, CREDITS_QUEUE, BILLING_QUEUE)
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from common.event_types import BALANCE_STATE
+from common.event_types import AUTO_TOPUP_STATE, BALANCE_STATE
 from common.money import format_amount, parse_amount
 from common.timeutil import as_utc, parse_iso, utcnow
 from common.unit_of_work import after_commit
@@ -42,6 +42,12 @@ def settings_dict(row):
     return {"enabled": row.enabled, "threshold": format_amount(row.threshold), "target": format_amount(row.target),
             "monthly_cap_usd": usd(row.monthly_cap_cents) if row.monthly_cap_cents is not None else None,
             "payment_method_id": row.payment_method_id, "consecutive_failures": row.consecutive_failures}
+
+
+def topup_state(row):
+    """What credits keeps of the settings (common.event_types.AUTO_TOPUP_STATE)."""
+    return {AUTO_TOPUP_STATE: [{"organization_id": row.organization_id, "enabled": row.enabled,
+                                "threshold": format_amount(row.threshold)}]}
 
 
 def get(store, organization_id):
@@ -72,7 +78,7 @@ def put(uow, charge, current_balance, identity, organization_id, values, credits
         changed = {k: after[k] for k in after if after[k] != before[k] and k != "consecutive_failures"}
         if changed:
             emit(session, AUTO_TOPUP_UPDATED, "update", organization_id, identity, "auto_topup", organization_id,
-                 before={k: before[k] for k in changed}, after=changed)
+                 before={k: before[k] for k in changed}, after=changed, state=topup_state(row))
         if balance is not None:
             start_if_due(session, charge, row, balance, credits_per_usd)
         return after
@@ -180,6 +186,6 @@ def after_settled(session, transaction):
     if settings.enabled and settings.consecutive_failures >= FAILURES_BEFORE_OFF:
         settings.enabled = False
         emit(session, AUTO_TOPUP_DISABLED, "update", transaction.organization_id, SYSTEM, "auto_topup",
-             transaction.organization_id, before={"enabled": True},
+             transaction.organization_id, before={"enabled": True}, state=topup_state(settings),
              after={"enabled": False, "consecutive_failures": settings.consecutive_failures,
                     "reason": f"{FAILURES_BEFORE_OFF} top-ups in a row failed"})

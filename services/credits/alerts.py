@@ -40,7 +40,7 @@ ALERTS, SETTINGS = Alert.__table__, AlertSettings.__table__
 NEWEST_FIRST = Keyset("alerts", desc("seq", Alert.seq, int))
 
 # What a spend needs of the settings: the percents (ascending) and the floor in units (or None).
-Thresholds = namedtuple("Thresholds", "member_budget_percents balance_floor")
+Thresholds = namedtuple("Thresholds", "member_budget_percents balance_floor topup_threshold", defaults=(None,))
 
 
 # ---- settings ---------------------------------------------------------------------------------------
@@ -90,9 +90,9 @@ def set_settings(session, identity, organization_id, member_budget_percents, bal
 def settings_of(session, organization_id):
     """The organization's Thresholds, or None when it set none (then the spend skips alerts)."""
     row = session.execute(SETTINGS_OF, {"org": organization_id}).first()
-    if row is None or (not row.member_budget_percents and row.balance_floor is None):
+    if row is None or (not row.member_budget_percents and row.balance_floor is None and row.topup_threshold is None):
         return None
-    return Thresholds(tuple(row.member_budget_percents), row.balance_floor)
+    return Thresholds(tuple(row.member_budget_percents), row.balance_floor, row.topup_threshold)
 
 
 def crossings(thresholds, monthly_limit, used, balance):
@@ -159,7 +159,7 @@ def list_alerts(store, organization_id, cursor=None, limit=None):
 
 
 # ---- statements the spend runs, built once (spends.py says why) ----------------------------------------
-SETTINGS_OF = select(SETTINGS.c.member_budget_percents, SETTINGS.c.balance_floor).where(
+SETTINGS_OF = select(SETTINGS.c.member_budget_percents, SETTINGS.c.balance_floor, SETTINGS.c.topup_threshold).where(
     SETTINGS.c.organization_id == bindparam("org"))
 
 

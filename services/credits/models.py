@@ -138,6 +138,10 @@ class AlertSettings(Base):
     organization_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     member_budget_percents: Mapped[list] = mapped_column(JSON)         # e.g. [80, 100]; [] for none
     balance_floor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)   # units; None: no floor
+    # The billing service's auto top-up threshold while auto top-up is on (topup_alerts.py): a spend that leaves
+    # the balance at or below it says so (credits.balance_low). `topup_as_of`: the billing change it came with.
+    topup_threshold: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    topup_as_of = mapped_column(DateTime(timezone=True), nullable=True)
     updated_by: Mapped[str] = mapped_column(String(128))
     updated_at = mapped_column(DateTime(timezone=True), nullable=False)
 

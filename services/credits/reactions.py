@@ -11,7 +11,7 @@ from common import inbox
 from common.event_types import MEMBERSHIP_ENDED
 from services.credits import budgets
 from services.credits.models import READ_MODELS, ProcessedEvent
-from services.credits.topup_alerts import KIND_OF, raise_topup_alert
+from services.credits.topup_alerts import TOPUP_EVENTS, on_topup_event
 
 
 def membership_ended(session, event):
@@ -21,7 +21,7 @@ def membership_ended(session, event):
 
 REACTIONS = inbox.Reactions(inbox.Inbox(ProcessedEvent), read_models=READ_MODELS,
                             effects={**dict.fromkeys(MEMBERSHIP_ENDED, membership_ended),
-                                     **dict.fromkeys(KIND_OF, raise_topup_alert)})
+                                     **dict.fromkeys(TOPUP_EVENTS, on_topup_event)})
 
 
 def handle_change_event(store, event):

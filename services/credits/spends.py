@@ -26,7 +26,7 @@ which replays the winner's answer (common.db.retry_on_unique_race).
 import uuid
 from dataclasses import dataclass
 
-from common.auth import Identity, is_valid_user_id
+from common.auth import SYSTEM_ACTOR, Identity, is_valid_user_id
 from common.contracts import load
 from common.contracts.credits import SpendInput
 from common.errors import ValidationFailed, member_not_found
@@ -34,7 +34,7 @@ from common.money import format_amount
 from common.timeutil import iso, utcnow
 from services.credits import alerts, allowances
 from services.credits import spend_statements as sql
-from services.credits.events import CREDITS_SPENT, balance_state, emit
+from services.credits.events import CREDITS_BALANCE_LOW, CREDITS_SPENT, balance_state, emit
 from services.credits.ledger import spendable_balance, write_off_due
 
 
@@ -138,6 +138,11 @@ def _charge(session, caller, spender, organization_id, agent_id, units, facts, n
         alerts.record_crossings(session, connection, facts.alert_settings, organization_id, spender.id,
                                 facts.group.monthly_limit if facts.group else None, (used - units, used),
                                 (balance + units, balance), entry_id, now)
+        topup = facts.alert_settings.topup_threshold
+        if topup is not None and balance <= topup:      # billing tops up from this (topup_alerts.py)
+            emit(session, CREDITS_BALANCE_LOW, "update", organization_id, SYSTEM_ACTOR, "account", organization_id,
+                 after={"balance": format_amount(balance)}, occurred_at=now,
+                 state=balance_state(organization_id, balance))
     return answer
 
 

@@ -24,6 +24,15 @@ def auto_topup(api, org, **settings):
     return api.put(path(org, "/auto-topup"), json=dict({"enabled": True}, **settings))
 
 
+def enabled(api, org, **settings):
+    """Auto top-up switched on, once its event has travelled (credits keeps the threshold from it, and says
+    when a spend leaves the balance at or below it: within the event's trip after the PUT)."""
+    answer = ok(auto_topup(api, org, **settings))
+    wait_for(lambda: [e for e in audit_entries(api, org) if e["type"] == "auto_topup.updated"] or None,
+             message="auto_topup.updated")
+    return answer
+
+
 def spend(api, org, agent, amount="1"):
     return api.post(path(org, "/usage"), json={"agent_id": agent, "amount": amount},
                     headers={"Idempotency-Key": uuid.uuid4().hex})
@@ -40,7 +49,7 @@ def topups(api, org, status=None):
 
 def test_concurrent_spends_crossing_the_threshold_start_exactly_one_top_up(system):
     owner, org, agent = organization_with_card(system, credit="1010")
-    ok(auto_topup(owner, org, threshold="1000", target="5000"))
+    enabled(owner, org, threshold="1000", target="5000")
     with ThreadPoolExecutor(20) as pool:
         statuses = list(pool.map(lambda _: spend(owner, org, agent).status_code, range(20)))
     assert statuses == [201] * 20
@@ -65,7 +74,7 @@ def test_enabling_at_the_threshold_tops_up_at_once(system):
 
 def test_the_monthly_cap_is_never_passed(system):
     owner, org, agent = organization_with_card(system, credit="20")
-    ok(auto_topup(owner, org, threshold="10", target="600", monthly_cap_usd="10.00"))
+    enabled(owner, org, threshold="10", target="600", monthly_cap_usd="10.00")
     ok(spend(owner, org, agent, "11"), 201)                    # 9 left: a 5.91 USD top-up, within the cap
     wait_for(lambda: topups(owner, org, "success") or None, message="the first top-up")
     ok(spend(owner, org, agent, "595"), 201)                   # 5 left: 5.95 more would pass 10.00
@@ -78,7 +87,7 @@ def test_the_monthly_cap_is_never_passed(system):
 
 def test_three_failed_top_ups_in_a_row_switch_it_off(system):
     owner, org, agent = organization_with_card(system, card=FAILS_EVERY_CHARGE, credit="20")
-    ok(auto_topup(owner, org, threshold="19.5", target="600"))
+    enabled(owner, org, threshold="19.5", target="600")
     for expected in (1, 2, 3):                                 # 19, 18, 17 left: each a top-up, each failing
         ok(spend(owner, org, agent), 201)
         wait_for(lambda n=expected: len(topups(owner, org, "failed")) == n or None, message=f"failed top-up {expected}")

@@ -32,7 +32,7 @@ def store(make_store):
 def spent_to(store, balance_credits, at=None):
     """What a spend's event that left `balance_credits` does; the charges it asked for after the commit."""
     charged = []
-    event = {"event_id": str(uuid.uuid4()), "type": "credits.spent", "organization_id": ORG,
+    event = {"event_id": str(uuid.uuid4()), "type": "credits.balance_low", "organization_id": ORG,
              "occurred_at": at or utcnow(), "state": {"balance": [{"organization_id": ORG,
                                                                   "balance": str(balance_credits)}]}}
     if not auto_topup.may_start(store, event):
