@@ -18,6 +18,7 @@ from common.errors import ServiceUnavailable, ValidationFailed
 
 CALL_TIMEOUT_SECONDS = 6            # the gateway waits 10 s for the whole request
 SUCCEEDED, FAILED, PENDING = "succeeded", "failed", "pending"
+UNCONFIRMED = "unconfirmed"         # created, never confirmed: nothing was charged
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,9 @@ class Card:
 
 @dataclass(frozen=True)
 class Payment:
-    """Where a payment stands at the provider: SUCCEEDED, FAILED (with the decline's code and message) or
-    PENDING (`next_action`: what the customer must do, e.g. 3-D Secure, with the client secret)."""
+    """Where a payment stands at the provider: SUCCEEDED, FAILED (with the decline's code and message),
+    PENDING (`next_action`: what the customer must do, e.g. 3-D Secure, with the client secret), or
+    UNCONFIRMED (created, never confirmed: its process died between the two steps; nothing was charged)."""
     provider_id: str
     status: str
     failure_code: str | None = None
@@ -90,6 +92,11 @@ class Stripe:
             return Payment(provider_id, FAILED, declined.code, declined.message)
         return _payment_of(intent)
 
+    def cancel_payment(self, provider_id):
+        """Cancel a payment that was never confirmed (nothing charged), so that it never can be."""
+        with _answers(missing_is_fine=True):
+            self.client.v1.payment_intents.cancel(provider_id)
+
     def payment(self, provider_id):
         """The payment as it stands now (the webhook's and the reconciliation's lookup)."""
         with _answers():
@@ -109,7 +116,10 @@ def _payment_of(intent):
     if intent.status == "succeeded":
         return Payment(intent.id, SUCCEEDED)
     fields = intent.to_dict()
-    if intent.status in ("requires_action", "processing", "requires_confirmation"):
+    if intent.status == "requires_confirmation" or (intent.status == "requires_payment_method"
+                                                     and not fields.get("last_payment_error")):
+        return Payment(intent.id, UNCONFIRMED)
+    if intent.status in ("requires_action", "processing"):
         action = fields.get("next_action") or {}
         return Payment(intent.id, PENDING, next_action={"type": action.get("type"),
                                                         "client_secret": fields.get("client_secret")})

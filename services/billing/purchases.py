@@ -32,7 +32,7 @@ from services.billing.events import (
     emit,
 )
 from services.billing.models import Customer, PaymentMethod, Transaction
-from services.billing.provider import FAILED, PENDING, SUCCEEDED
+from services.billing.provider import FAILED, PENDING, SUCCEEDED, UNCONFIRMED
 from services.billing.schemas import transaction_dict, usd
 
 MANUAL_PURCHASE, AUTO_TOPUP = "manual_purchase", "auto_topup"
@@ -136,6 +136,9 @@ def settle(uow, grant, transaction_id, payment):
     if payment.status == FAILED:
         return _finish(uow, transaction_id, "failed", TRANSACTION_FAILED, payment.failure_code,
                        payment.failure_message)
+    if payment.status == UNCONFIRMED:         # the reconciliation cancels it once it is old enough
+        with uow.read() as session:
+            return session.get(Transaction, transaction_id)
     if payment.status == PENDING:
         with uow.write() as session:
             transaction = session.get(Transaction, transaction_id, with_for_update=True)

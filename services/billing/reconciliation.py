@@ -9,6 +9,7 @@ from common.config import settings
 from common.timeutil import as_utc, utcnow
 from services.billing import purchases
 from services.billing.models import Transaction
+from services.billing.provider import UNCONFIRMED
 
 # The provider's events about a payment; any other is acknowledged and ignored.
 PAYMENT_EVENTS = ("payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled",
@@ -46,11 +47,19 @@ def reconcile(uow, provider, grant, now=None):
                                   .limit(BATCH)).all()
     changed = 0
     for transaction_id, provider_id, created_at in pending:
+        old = as_utc(created_at) <= now - uncharged_after()
         if provider_id is None:
-            if as_utc(created_at) <= now - uncharged_after():
+            if old:
                 purchases.cancel(uow, transaction_id, "The payment was never sent to the provider.")
                 changed += 1
             continue
-        settled = purchases.settle(uow, grant, transaction_id, provider.payment(provider_id))
+        payment = provider.payment(provider_id)
+        if payment.status == UNCONFIRMED:
+            if old:                     # its process died before the charge: nothing was charged, and never will be
+                provider.cancel_payment(provider_id)
+                purchases.cancel(uow, transaction_id, "The payment was never confirmed at the provider.")
+                changed += 1
+            continue
+        settled = purchases.settle(uow, grant, transaction_id, payment)
         changed += settled.status != "pending"
     return changed
