@@ -62,8 +62,8 @@ AUTO_TOPUP_FAILED = "auto_topup.failed"
 AUTO_TOPUP_CAP_REACHED = "auto_topup.cap_reached"
 AUTO_TOPUP_DISABLED = "auto_topup.disabled"
 
-# The key in the `state` of credits' events (credits.spent, credits.granted) of the account's balance after
-# the change: [{"organization_id", "balance"}] (an exact decimal as text). Billing starts auto top-ups from it.
+# The key in the `state` of credits.balance_low of the account's balance after the spend: [{"organization_id",
+# "balance"}] (an exact decimal as text). Billing starts auto top-ups from it.
 BALANCE_STATE = "balance"
 # The key in the `state` of billing's auto top-up events (auto_topup.updated, auto_topup.disabled) of the settings
 # credits needs: [{"organization_id", "enabled", "threshold"}] (the threshold as text). Credits keeps the threshold

@@ -1,8 +1,9 @@
 """Auto top-up (SPEC §11): credit bought by itself when spends take the balance to or below a threshold.
 
-Billing learns the balance from credits' events (each spend's event carries the balance after it:
-common.event_types.BALANCE_STATE), so the spend path gains nothing. An event that cannot start a top-up
-(auto top-up off, or the balance above the threshold: most) costs billing one read and no write. One that
+Billing hears of the spends that leave the balance at or below the threshold: credits keeps the threshold
+beside its alert settings and emits credits.balance_low with the balance (common.event_types.BALANCE_STATE),
+so the spend path gains nothing. An event that cannot start a top-up (auto top-up switched off meanwhile, or
+a balance above a threshold raised meanwhile) costs billing one read and no write. One that
 finds the balance at or below the threshold starts a top-up in the reaction's transaction: a pending
 `auto_topup` transaction sized to bring the balance back to the target in one charge (at least 5.00 USD).
 A unique index keeps one pending at a time per organization, whatever number of spends cross together;
@@ -28,7 +29,7 @@ from services.billing.events import (
     AUTO_TOPUP_UPDATED,
     emit,
 )
-from services.billing.models import AutoTopup, Customer, Transaction
+from services.billing.models import AutoTopup, Customer, PaymentMethod, Transaction
 from services.billing.schemas import usd
 
 FAILURES_BEFORE_OFF = 3
@@ -105,7 +106,7 @@ def may_start(store, event):
         return settings is not None and settings.enabled and found[0] <= settings.threshold
 
 
-def on_spent(session, charge, event, credits_per_usd):
+def on_balance_low(session, charge, event, credits_per_usd):
     """A spend's event that may start a top-up (may_start): decided again in the reaction's transaction."""
     found = balance_of(event)
     settings = session.get(AutoTopup, event["organization_id"], with_for_update=True)
@@ -129,10 +130,8 @@ def start_if_due(session, charge, settings, balance, credits_per_usd, as_of=None
             settings.monthly_cap_cents:
         cap_reached(session, settings, now)
         return None
-    method = (payment_methods.live(session, organization_id, settings.payment_method_id)
-              if settings.payment_method_id else payment_methods.default_of(session, organization_id))
-    customer = session.get(Customer, organization_id)
-    if method is None or customer is None or method.removed_at is not None:
+    method = chosen_card(session, settings)
+    if method is None or session.get(Customer, organization_id) is None:
         return None
     try:
         with session.begin_nested():        # the unique index: one pending top-up per organization
@@ -152,6 +151,17 @@ def last_topped_up(session, organization_id):
     return as_utc(latest) if latest is not None else datetime.min.replace(tzinfo=UTC)
 
 
+def chosen_card(session, settings):
+    """The card a top-up is charged to: the one the settings name while it is still the organization's, else
+    none; the default one when they name none. Never a refusal: this runs in a reaction, where one would
+    requeue the event for ever (the card the settings name was checked when they were saved; it may be gone)."""
+    if settings.payment_method_id is None:
+        return payment_methods.default_of(session, settings.organization_id)
+    method = session.get(PaymentMethod, settings.payment_method_id)
+    live = method is not None and method.organization_id == settings.organization_id and method.removed_at is None
+    return method if live else None
+
+
 def spent_this_month(session, organization_id, now):
     month_start = datetime(now.year, now.month, 1, tzinfo=now.tzinfo)
     return session.scalar(select(func.coalesce(func.sum(Transaction.amount_cents), 0)).where(
@@ -162,7 +172,7 @@ def spent_this_month(session, organization_id, now):
 def cap_reached(session, settings, now):
     """Once per calendar month: the event (audited) that no top-up starts until the next month."""
     period = now.strftime("%Y-%m")
-    if getattr(settings, "cap_reached_period", None) == period:
+    if settings.cap_reached_period == period:
         return
     settings.cap_reached_period = period
     emit(session, AUTO_TOPUP_CAP_REACHED, "update", settings.organization_id, SYSTEM, "auto_topup",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import stripe
 
 from common.config import settings
-from common.errors import ServiceUnavailable, ValidationFailed
+from common.errors import BadRequest, ServiceUnavailable, ValidationFailed
 
 CALL_TIMEOUT_SECONDS = 6            # the gateway waits 10 s for the whole request
 SUCCEEDED, FAILED, PENDING = "succeeded", "failed", "pending"
@@ -107,7 +107,6 @@ class Stripe:
         try:
             return stripe.Webhook.construct_event(payload, signature, self.webhook_secret)
         except (stripe.SignatureVerificationError, ValueError):
-            from common.errors import BadRequest
             raise BadRequest("The webhook's signature does not match its body.", code="invalid_signature",
                              field="Stripe-Signature") from None
 

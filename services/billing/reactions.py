@@ -22,5 +22,5 @@ def handle_change_event(store, event, charge):
     def effect(session, event):
         REACTIONS.effect(session, event)
         if event["type"] == CREDITS_BALANCE_LOW:
-            auto_topup.on_spent(session, charge, event, settings().payments.credits_per_usd)
+            auto_topup.on_balance_low(session, charge, event, settings().payments.credits_per_usd)
     return inbox.react_once(store, INBOX, event, effect)

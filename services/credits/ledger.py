@@ -25,7 +25,7 @@ from common.paging import Keyset, check_limit, desc, keyset_page
 from common.sql import conflict_insert
 from common.timeutil import as_utc, iso, utcnow
 from services.credits import allowances
-from services.credits.events import CREDITS_EXPIRED, CREDITS_GRANTED, balance_state, emit
+from services.credits.events import CREDITS_EXPIRED, CREDITS_GRANTED, emit
 from services.credits.models import Account, Grant, LedgerEntry, MemberUsage
 from services.credits.schemas import grant_schema, ledger_entry_schema
 
@@ -143,7 +143,7 @@ def _grant(session, account, actor, amount, type, expires_at, now, transaction_i
     if transaction_id is not None:
         after["transaction_id"] = transaction_id
     emit(session, CREDITS_GRANTED, "create", account.organization_id, actor, "grant", grant.id, after=after,
-         occurred_at=now, state=balance_state(account.organization_id, account.balance))
+         occurred_at=now)
     return answer
 
 

@@ -132,8 +132,7 @@ def _charge(session, caller, spender, organization_id, agent_id, units, facts, n
     answer = {"id": entry_id, "organization_id": organization_id, "agent_id": agent_id, "user_id": spender.id,
               "amount": format_amount(units), "occurred_at": iso(now), "budget": allowance.budget()}
     emit(session, CREDITS_SPENT, "create", organization_id, caller, "spend", entry_id,
-         after={"amount": answer["amount"], "agent_id": agent_id, "user_id": spender.id}, occurred_at=now,
-         state=balance_state(organization_id, balance))
+         after={"amount": answer["amount"], "agent_id": agent_id, "user_id": spender.id}, occurred_at=now)
     if facts.alert_settings is not None:     # thresholds this spend crossed (alerts.py): none, usually
         alerts.record_crossings(session, connection, facts.alert_settings, organization_id, spender.id,
                                 facts.group.monthly_limit if facts.group else None, (used - units, used),

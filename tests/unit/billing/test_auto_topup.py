@@ -38,7 +38,7 @@ def spent_to(store, balance_credits, at=None):
     if not auto_topup.may_start(store, event):
         return charged
     with store.write() as session:
-        auto_topup.on_spent(session, charged.append, event, PRICE)
+        auto_topup.on_balance_low(session, charged.append, event, PRICE)
         after = effects_after_commit(session)
     for effect in after:                    # as the one reaction rule runs them (common.inbox)
         effect()
@@ -106,3 +106,11 @@ def test_three_failures_in_a_row_switch_it_off_and_a_success_resets_the_count(st
     assert (settings.enabled, settings.consecutive_failures) == (False, 3)
     assert said.count("auto_topup.disabled") == 1 and said.count("auto_topup.failed") == 4
     assert spent_to(store, "900") == []                                          # off: nothing more
+
+
+def test_a_removed_card_named_by_the_settings_starts_nothing_and_refuses_nothing(store):
+    """The reaction must not fail (a refusal would requeue the event for ever): no card, no top-up."""
+    with store.write() as session:
+        session.get(AutoTopup, ORG).payment_method_id = "card-1"
+        session.get(PaymentMethod, "card-1").removed_at = utcnow()
+    assert spent_to(store, "999") == [] and transactions(store) == []
