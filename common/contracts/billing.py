@@ -14,29 +14,36 @@ TRANSACTION_TYPES = ("manual_purchase", "auto_topup", "subscription", "enterpris
 TRANSACTION_STATUSES = ("pending", "success", "failed", "cancelled")
 PROVIDER_ID_MAX_LENGTH = 255
 _USD = re.compile(r"[0-9]+(\.[0-9]{1,2})?")
-AMOUNT_USD = Coded("amount_usd must be an amount in USD such as \"25.00\" (at most 2 decimals).", "invalid_amount")
+MAX_MONTHLY_CAP_CENTS = 100_000_000                               # 1,000,000.00 USD a month
 
 
 class Usd(fields.Field):
-    """An amount in USD ("25.00", or a JSON number with at most 2 decimals) to whole cents, within the
-    purchase limits."""
-    openapi = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]{1,2})?$", "maxLength": 8,
-               "description": "USD with at most 2 decimals, from 5.00 to 10000.00"}
-    default_error_messages = {"required": Coded("amount_usd is required.", "amount_required"),
-                              "null": Coded("amount_usd is required.", "amount_required")}
+    """An amount in USD ("25.00", or a JSON number with at most 2 decimals) to whole cents, within
+    [min_cents, max_cents]; `name` is the field the messages name."""
+    def __init__(self, name, min_cents, max_cents, **kwargs):
+        self.name, self.min_cents, self.max_cents = name, min_cents, max_cents
+        self.bounds = f"from {min_cents / 100:.2f} to {max_cents / 100:.2f}"
+        self.malformed = Coded(f"{name} must be an amount in USD such as \"25.00\" (at most 2 decimals).",
+                               "invalid_amount")
+        self.openapi = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]{1,2})?$",
+                        "maxLength": len(str(max_cents)) + 1,
+                        "description": f"USD with at most 2 decimals, {self.bounds}"}
+        super().__init__(**kwargs)
+        self.error_messages.update({"required": Coded(f"{name} is required.", "amount_required"),
+                                    "null": Coded(f"{name} is required.", "amount_required")})
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise ValidationError(AMOUNT_USD)
+            raise ValidationError(self.malformed)
         text = value.strip() if isinstance(value, str) else repr(value)
         if not _USD.fullmatch(text):
-            raise ValidationError(AMOUNT_USD)
+            raise ValidationError(self.malformed)
         try:
             cents = int(Decimal(text) * 100)
         except InvalidOperation:
-            raise ValidationError(AMOUNT_USD) from None
-        if not MIN_PURCHASE_CENTS <= cents <= MAX_PURCHASE_CENTS:
-            raise ValidationError(Coded("amount_usd must be from 5.00 to 10000.00.", "amount_out_of_range"))
+            raise ValidationError(self.malformed) from None
+        if not self.min_cents <= cents <= self.max_cents:
+            raise ValidationError(Coded(f"{self.name} must be {self.bounds}.", "amount_out_of_range"))
         return cents
 
 
@@ -53,7 +60,7 @@ class PaymentMethodInput(Contract):
 
 
 class PurchaseInput(Contract):
-    amount_usd = Usd(required=True)
+    amount_usd = Usd("amount_usd", MIN_PURCHASE_CENTS, MAX_PURCHASE_CENTS, required=True)
     payment_method_id = fields.String(allow_none=True, validate=[Length(1, 36)],
                                       error_messages={"invalid": Coded("payment_method_id must be the id of one "
                                                                        "of the organization's payment methods.",
@@ -85,7 +92,9 @@ class AutoTopupInput(Contract):
         "required": Coded("enabled is required.", "enabled_required")})
     threshold = Amount(required=True, allow_zero=True)
     target = Amount(required=True)
-    monthly_cap_usd = Usd(allow_none=True, load_default=None)
+    # A cap below one top-up's 5.00 minimum would let none through: the purchase minimum is its floor too.
+    monthly_cap_usd = Usd("monthly_cap_usd", MIN_PURCHASE_CENTS, MAX_MONTHLY_CAP_CENTS, allow_none=True,
+                          load_default=None)
     payment_method_id = fields.String(allow_none=True, load_default=None, validate=[Length(1, 36)])
 
     @validates_schema

@@ -114,4 +114,10 @@ def test_bad_settings_are_refused(system):
                       404) == "payment_method_not_found"
     assert error_code(owner.put(path(org, "/auto-topup"), json={"threshold": "1", "target": "5"}), 422) == \
         "validation_error"
+    # The cap is refused in its own name, not a purchase's: below one top-up's 5.00 minimum, or malformed.
+    for cap, code in (("4.99", "amount_out_of_range"), ("10.001", "invalid_amount"), (True, "invalid_amount")):
+        refused = auto_topup(owner, org, threshold="1", target="50", monthly_cap_usd=cap)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["field"] == "monthly_cap_usd", refused.text
+        assert "monthly_cap_usd" in refused.json()["error"]["message"] and refused.json()["error"]["code"] == code
     assert ok(owner.get(path(org, "/auto-topup")))["enabled"] is False
