@@ -6,6 +6,7 @@ import * as agents from "./screens/agents.js";
 import * as alerts from "./screens/alerts.js";
 import * as apiKeys from "./screens/api_keys.js";
 import * as audit from "./screens/audit.js";
+import * as billing from "./screens/billing.js";
 import * as budgets from "./screens/budgets.js";
 import * as credits from "./screens/credits.js";
 import * as members from "./screens/members.js";
@@ -18,6 +19,7 @@ const SCREENS = [
   { path: "budget-groups", label: "Budget groups", render: budgets.render, needs: "manage_budget_groups" },
   { path: "agents", label: "Agents", render: agents.render },
   { path: "credits", label: "Credits", render: credits.renderCredits, needs: "view_billing" },
+  { path: "billing", label: "Billing", render: billing.render, needs: "manage_payments" },
   { path: "alerts", label: "Budget alerts", render: alerts.render, needs: "manage_alerts" },
   { path: "my-credit", label: "My Credit", render: credits.renderMyCredit },
   { path: "audit", label: "Audit trail", render: audit.render, needs: "view_audit" },

@@ -125,3 +125,5 @@ class AutoTopup(Schema):
     monthly_cap_usd = fields.String(allow_none=True)
     payment_method_id = fields.String(allow_none=True)
     consecutive_failures = fields.Integer(metadata={"description": "3 in a row switch auto top-up off"})
+    credits_per_usd = fields.Integer(metadata={"description": "the price: the credits one USD buys, in a purchase "
+                                                              "or a top-up"})

@@ -87,7 +87,7 @@ class BillingService:
     # ---- auto top-up ----------------------------------------------------------------------------------
     @query(Action.MANAGE_PAYMENTS)
     def get_auto_topup(self, caller, organization_id):
-        return auto_topup.get(self.db, organization_id)
+        return dict(auto_topup.get(self.db, organization_id), credits_per_usd=settings().payments.credits_per_usd)
 
     @command(Action.MANAGE_PAYMENTS, input=AutoTopupInput, phases=True)
     def set_auto_topup(self, caller, uow, organization_id, enabled, threshold, target, monthly_cap_usd=None,
@@ -96,8 +96,10 @@ class BillingService:
         the settings are saved, before this answers)."""
         values = {"enabled": enabled, "threshold": threshold, "target": target, "monthly_cap_usd": monthly_cap_usd,
                   "payment_method_id": payment_method_id}
-        return auto_topup.put(uow, self._charge, lambda: self._balance(organization_id), caller.identity,
-                              organization_id, values, settings().payments.credits_per_usd)
+        price = settings().payments.credits_per_usd
+        saved = auto_topup.put(uow, self._charge, lambda: self._balance(organization_id), caller.identity,
+                               organization_id, values, price)
+        return dict(saved, credits_per_usd=price)
 
     @query(Action.MANAGE_PAYMENTS, key_scope=Scope.USAGE_READ, input={"filters": TransactionFilters})
     def list_transactions(self, caller, organization_id, filters=None, cursor=None, limit=None):

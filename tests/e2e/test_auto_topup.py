@@ -120,4 +120,5 @@ def test_bad_settings_are_refused(system):
         assert refused.status_code == 422, refused.text
         assert refused.json()["error"]["field"] == "monthly_cap_usd", refused.text
         assert "monthly_cap_usd" in refused.json()["error"]["message"] and refused.json()["error"]["code"] == code
-    assert ok(owner.get(path(org, "/auto-topup")))["enabled"] is False
+    unchanged = ok(owner.get(path(org, "/auto-topup")))
+    assert unchanged["enabled"] is False and unchanged["credits_per_usd"] == 100   # the price the console shows

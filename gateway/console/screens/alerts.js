@@ -64,12 +64,33 @@ export async function render(ctx) {
     raised.element);
 }
 
+// The auto top-up alerts (SPEC §11) share the list; they have no threshold or value of their own.
+const KINDS = {
+  member_budget: ["Member budget", "alert-member"],
+  balance_floor: ["Balance floor", "alert-floor"],
+  auto_topup_failed: ["Top-up failed", "alert-floor"],
+  auto_topup_cap_reached: ["Top-up cap reached", "alert-member"],
+  auto_topup_disabled: ["Auto top-up off", "alert-floor"],
+};
+const TOPUP_TEXT = {
+  auto_topup_failed: "A top-up's charge failed (see Billing, transactions)",
+  auto_topup_cap_reached: "The monthly cap stopped a top-up",
+  auto_topup_disabled: "3 failed top-ups in a row switched auto top-up off",
+};
+
+function kindBadge(alert) {
+  const [label, kind] = KINDS[alert.kind] || [alert.kind, ""];
+  return badge(label, kind);
+}
+
 function threshold(alert) {
+  if (alert.kind in TOPUP_TEXT) return TOPUP_TEXT[alert.kind];
   return alert.kind === "member_budget" ? `${alert.threshold} % of the monthly limit`
     : `Balance at or below ${alert.threshold}`;
 }
 
 function reached(alert) {
+  if (alert.kind in TOPUP_TEXT) return "—";
   return alert.kind === "member_budget" ? `${alert.value} used of ${alert.limit}` : `Balance ${alert.value}`;
 }
 
@@ -77,9 +98,8 @@ function reached(alert) {
 function alertsSection(ctx, nameOf) {
   const { results, more, refresh } = pagedTable("Alerts raised", [
     { label: "Raised", cell: (a) => when(a.raised_at) },
-    { label: "Kind", cell: (a) => (a.kind === "member_budget" ? badge("Member budget", "alert-member")
-      : badge("Balance floor", "alert-floor")) },
-    { label: "Member", cell: (a) => (a.user_id ? nameOf(a.user_id) : "—") },
+    { label: "Kind", cell: kindBadge },
+    { label: "Member", cell: (a) => (a.kind === "member_budget" && a.user_id ? nameOf(a.user_id) : "—") },
     { label: "Threshold", cell: threshold },
     { label: "Reached", cell: reached, class: "number" },
     { label: "Month", cell: (a) => a.period },
