@@ -92,6 +92,9 @@ class Settings:
     database_urls: dict       # service name -> URL given in <SERVICE>_DATABASE_URL (others: SQLite)
     sqlite_synchronous: str   # NORMAL or FULL (common.db says what each keeps safe)
     payments: PaymentSettings
+    audit_signing_key_file: Path   # Ed25519 private key (PEM) of the audit checkpoints; made if absent
+    audit_signing_key_given: bool  # False: the development key under DATA_DIR, generated at first start
+    audit_checkpoint_seconds: float
 
     def database_url(self, service_name):
         """The service's database: <SERVICE>_DATABASE_URL, or a SQLite file under DATA_DIR."""
@@ -162,8 +165,9 @@ def read_settings(env):
     gateway_port = number("GATEWAY_PORT", 8000, minimum=1)
     rabbitmq_port = number("RABBITMQ_PORT", 5672, minimum=1)
     amqp_uri = text("AMQP_URI")
+    data_dir = Path(text("DATA_DIR", PROJECT_ROOT / "data")).resolve()
     return Settings(
-        data_dir=Path(text("DATA_DIR", PROJECT_ROOT / "data")).resolve(),
+        data_dir=data_dir,
         gateway_port=gateway_port,
         web_server_address=text("WEB_SERVER_ADDRESS", f"0.0.0.0:{gateway_port}"),
         rabbitmq_port=rabbitmq_port,
@@ -194,6 +198,9 @@ def read_settings(env):
         database_urls={name: text(f"{name.upper()}_DATABASE_URL") for name in SERVICES},
         sqlite_synchronous=choice("SQLITE_SYNCHRONOUS", ("NORMAL", "FULL")),
         payments=read_payment_settings(text, number),
+        audit_signing_key_file=Path(text("AUDIT_SIGNING_KEY_FILE", data_dir / "audit-signing-key.pem")),
+        audit_signing_key_given=text("AUDIT_SIGNING_KEY_FILE") is not None,
+        audit_checkpoint_seconds=number("AUDIT_CHECKPOINT_SECONDS", 60.0, float, minimum=0.1),
     )
 
 

@@ -90,13 +90,15 @@ def record(session, inbox, events):
     return set(session.scalars(statement, [inbox.record(event) for event in distinct(events)]))
 
 
-def react_once(store, inbox, event, effect):
+def react_once(store, inbox, event, effect, then=None):
     """Run `effect(session, event)` in one write transaction with the event's record in `inbox`, unless
-    the event is recorded already. Returns False for a redelivery."""
+    the event is recorded already (then `then(session, [event])`, if given). Returns False for a redelivery."""
     with store.write() as session:
         new = bool(record(session, inbox, [event]))
         if new:
             effect(session, event)
+            if then is not None:
+                then(session, [event])
         effects = effects_after_commit(session)
     for after in effects:           # e.g. an automatic top-up charged, once the reaction that started it is saved
         after()
@@ -104,20 +106,23 @@ def react_once(store, inbox, event, effect):
     return new
 
 
-def react_once_each(store, inbox, events, effect):
+def react_once_each(store, inbox, events, effect, then=None):
     """A batch: every event recorded, and the effects of those not recorded before run, in one write
-    transaction; one transaction per event if that one fails on a unique key. Returns how many were new."""
+    transaction (then `then(session, new_events)`, in batch order, if given: an effect of the batch as a
+    whole); one transaction per event if that one fails on a unique key. Returns how many were new."""
     events = distinct(events)
     try:
         with store.write() as session:
             new = record(session, inbox, events)
-            for event in events:
-                if event["event_id"] in new:
-                    effect(session, event)
+            fresh = [event for event in events if event["event_id"] in new]
+            for event in fresh:
+                effect(session, event)
+            if then is not None and fresh:
+                then(session, fresh)
             effects = effects_after_commit(session)
     except IntegrityError:
         log.info("a batch of %d events clashed on a unique key: handled one by one", len(events))
-        return sum(react_once(store, inbox, event, effect) for event in events)
+        return sum(react_once(store, inbox, event, effect, then) for event in events)
     for after in effects:
         after()
     prune_now_and_then(store, inbox)
@@ -128,11 +133,14 @@ def react_once_each(store, inbox, events, effect):
 class Reactions:
     """How a consumer reacts to events: `effects` maps an event type to its effect(session, event);
     `otherwise` is the effect of the other types (None: nothing beyond the record). With `read_models`,
-    the states every event carries are applied (newer versions win) before its type's effect."""
+    the states every event carries are applied (newer versions win) before its type's effect. `then`
+    (session, new_events) runs after the effects of a delivery's new events, in their transaction (the
+    audit trail chains its entries there)."""
     inbox: Inbox
     effects: Mapping[str, Callable] = field(default_factory=dict)
     read_models: readmodels.ReadModels | None = None
     otherwise: Callable | None = None
+    then: Callable | None = None
 
     def effect(self, session, event):
         if self.read_models is not None:
@@ -143,11 +151,11 @@ class Reactions:
 
     def once(self, store, event):
         """One event (react_once); False for a redelivery."""
-        return react_once(store, self.inbox, event, self.effect)
+        return react_once(store, self.inbox, event, self.effect, self.then)
 
     def once_each(self, store, events):
         """A batch (react_once_each); how many were new."""
-        return react_once_each(store, self.inbox, events, self.effect)
+        return react_once_each(store, self.inbox, events, self.effect, self.then)
 
 
 # ---- pruning: at most once an hour per process and inbox, after a reaction -----------------------------

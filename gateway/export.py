@@ -6,6 +6,7 @@ import json
 
 from werkzeug.wrappers import Response
 
+from common.timeutil import iso, utcnow
 from gateway.http import json_response
 
 EXPORT_MAX_ROWS = 10000
@@ -34,11 +35,15 @@ def members_csv(org_id, members):
     return csv_download(f"members-{org_id}.csv", MEMBER_CSV_COLUMNS, rows)
 
 
-def audit_download(org_id, export, entries):
-    """The audit trail download, `export` "json" or "csv": `entries` as dumped by the AuditEntry schema."""
+def audit_download(org_id, export, entries, checkpoints=(), complete=False):
+    """The audit trail download, `export` "json" or "csv": `entries` as dumped by the AuditEntry schema. The
+    JSON one is what the offline verifier reads (services/audit/chain.py): the entries with their hashes, the
+    organization's signed checkpoints, and whether it is the whole chain."""
     filename = f"audit-{org_id}.{export}"
     if export == "json":
-        return json_response(entries, headers=_attachment(filename))
+        document = {"organization_id": org_id, "exported_at": iso(utcnow()), "complete": complete,
+                    "entries": entries, "checkpoints": list(checkpoints)}
+        return json_response(document, headers=_attachment(filename))
     return csv_download(filename, AUDIT_CSV_COLUMNS, audit_rows(entries))
 
 

@@ -1,11 +1,23 @@
 """Audit trails: an agent's (a row per changed field) and the organization's (JSON pages, or a CSV/JSON
-download of every matching entry)."""
+download of every matching entry); the trail's hash chain verified, its signed checkpoints, and the key
+they are signed with (SPEC §13)."""
 from common.permissions import Scope
 from common.rpc import call
 from gateway import export
 from gateway.http import json_response, route
 from gateway.request_input import load
-from gateway.schemas.audit import AgentTrailPage, AgentTrailQuery, AuditEntry, AuditPage, AuditQuery
+from gateway.schemas.audit import (
+    AgentTrailPage,
+    AgentTrailQuery,
+    AuditEntry,
+    AuditExport,
+    AuditPage,
+    AuditQuery,
+    ChainVerdict,
+    CheckpointPage,
+    PublicKey,
+)
+from gateway.schemas.common import ListQuery
 
 
 class AuditRoutes:
@@ -25,7 +37,7 @@ class AuditRoutes:
     @route("GET", "/v1/organizations/<org_id>/audit",
            "The organization's audit trail (Owner/Admin; API keys: audit:read)",
            response=AuditPage(), errors=(403,), key_scope=Scope.AUDIT_READ, query_schema=AuditQuery(),
-           downloads={"application/json": AuditEntry(many=True), "text/csv": export.AUDIT_CSV_COLUMNS}, query={
+           downloads={"application/json": AuditExport(), "text/csv": export.AUDIT_CSV_COLUMNS}, query={
                "entity_type": "e.g. organization", "action": "create | update | delete",
                "actor": "user id or email", "field": "a changed field", "target": "entity id",
                "since": "ISO 8601, inclusive", "until": "ISO 8601, exclusive", "cursor": "from next_cursor",
@@ -36,5 +48,33 @@ class AuditRoutes:
         if export_format is None:
             page = call(self.audit.list_entries, org_id, query, cursor, limit)
             return json_response(AuditPage().dump(page))
+        # The checkpoints first: each names an entry stored before it, so all of them are in the download.
+        checkpoints = (export.every_page(lambda cursor: call(self.audit.list_checkpoints, org_id, cursor, 200))
+                       if export_format == "json" else [])
         entries = export.every_page(lambda cursor: call(self.audit.list_entries, org_id, query, cursor, 200))
-        return export.audit_download(org_id, export_format, AuditEntry(many=True).dump(entries))
+        unfiltered = all(value is None for value in query.values())
+        return export.audit_download(org_id, export_format, AuditEntry(many=True).dump(entries),
+                                     CheckpointPage().dump({"items": checkpoints, "next_cursor": None})["items"],
+                                     complete=unfiltered and len(entries) < export.EXPORT_MAX_ROWS)
+
+    @route("GET", "/v1/organizations/<org_id>/audit/verify",
+           "Check the organization's hash chain and its latest signed checkpoints: intact, or the first bad seq "
+           "and why (Owner/Admin; API keys: audit:read)",
+           response=ChainVerdict(), errors=(403,), key_scope=Scope.AUDIT_READ)
+    def verify_audit(self, request, org_id):
+        return json_response(ChainVerdict().dump(call(self.audit.verify_chain, org_id)))
+
+    @route("GET", "/v1/organizations/<org_id>/audit/checkpoints",
+           "The signed heads of the organization's hash chain, newest first (Owner/Admin; API keys: audit:read)",
+           response=CheckpointPage(), errors=(403,), key_scope=Scope.AUDIT_READ, query_schema=ListQuery(),
+           query={"cursor": "from next_cursor", "limit": "1-200, default 50"})
+    def list_audit_checkpoints(self, request, org_id):
+        query = load(ListQuery(), request.args.to_dict())
+        page = call(self.audit.list_checkpoints, org_id, query["cursor"], query["limit"])
+        return json_response(CheckpointPage().dump(page))
+
+    @route("GET", "/v1/audit/public-key",
+           "The Ed25519 public key the audit checkpoints are signed with (public: what an auditor verifies an "
+           "export with)", public=True, response=PublicKey())
+    def audit_public_key(self, request):
+        return json_response(PublicKey().dump(call(self.audit.public_key)))

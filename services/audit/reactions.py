@@ -4,7 +4,8 @@ type, and each event becomes one entry of the trail (trail.py), once, by the one
 The trail is the audit service's inbox: an entry is the record of its event (unique by `event_id`, kept
 for ever), inserted first in the transaction; its changed fields and the memberships' states the event
 carries (applied to the read model, common.readmodels) are its effects, in the same transaction: an
-entry is never stored without its state, nor a state applied twice.
+entry is never stored without its state, nor a state applied twice. Last in that transaction, the new
+entries are appended to their organizations' hash chains (trail.link, chain.py).
 
 Events arrive in batches (common.framework.batch_consume): a batch is one transaction (common.inbox.react_once_each),
 which falls back to one transaction per event on a unique-key clash with another consumer."""
@@ -38,7 +39,9 @@ def _apply_state(session, event):
                   event["event_id"], event["type"], exc_info=True)
 
 
-REACTIONS = inbox.Reactions(inbox.Inbox(AuditEntry, record=trail.entry, kept_for=None), otherwise=store_entry)
+# The new entries of a delivery are chained (trail.link) in the transaction that stores them.
+REACTIONS = inbox.Reactions(inbox.Inbox(AuditEntry, record=trail.entry, kept_for=None), otherwise=store_entry,
+                            then=trail.link)
 
 
 def handle_change_events(store, events):

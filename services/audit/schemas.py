@@ -28,6 +28,11 @@ class AuditEntrySchema(Schema):
     correlation_id = fields.String(allow_none=True)
     changes = fields.List(fields.Nested(ChangeSchema))
     occurred_at = UtcDateTime()
+    # The hash chain (chain.py): the entry's position in its organization's chain, the hash of the entry
+    # before it, and its own hash (over the fields above with seq and prev_hash).
+    seq = fields.Integer(attribute="chain_seq", allow_none=True)
+    prev_hash = fields.String(allow_none=True)
+    hash = fields.String(allow_none=True)
 
 
 class EmptyIsNoFilter:
@@ -52,8 +57,9 @@ class AgentTrailFiltersInput(EmptyIsNoFilter, AgentTrailFilters):
 audit_entry_schema = AuditEntrySchema()
 
 
-# An agent trail row is an entry without its list of changes, plus the one changed field.
-entry_without_changes_schema = AuditEntrySchema(exclude=("changes",))
+# An agent trail row is an entry without its list of changes, plus the one changed field (and without the
+# chain's fields: a row cannot be checked against a hash that covers all of the entry's changes).
+entry_without_changes_schema = AuditEntrySchema(exclude=("changes", "seq", "prev_hash", "hash"))
 
 
 def agent_trail_row(entry, change):

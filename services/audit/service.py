@@ -1,10 +1,15 @@
 """Nameko entrypoints of the audit service: thin; storing events (and the memberships they carry) is in
-reactions.py, the trail's storage and queries in trail.py. Who may read a trail is decided on the read
+reactions.py, the trail's storage, chain and queries in trail.py, the signed checkpoints and verification
+in checkpoints.py (what is hashed and signed: chain.py). Who may read a trail is decided on the read
 model of memberships (common.readmodels), not by asking members. It has no commands: its methods are queries,
 their filters loaded by the declared input (common.commands) before they run."""
+import logging
+
+from nameko.timer import timer
 
 from common.auth import Auth
 from common.commands import CREDENTIAL, query
+from common.config import settings
 from common.db import Database
 from common.events import AUDIT_QUEUE, change_event_or_none
 from common.framework.batch_consume import consume_batch
@@ -13,9 +18,12 @@ from common.membership_facts import MembershipFacts
 from common.permissions import Action, Scope
 from common.readmodels import ReadModelFill
 from common.rpc import service_proxy
-from services.audit import reactions, trail
+from services.audit import checkpoints, reactions, trail
 from services.audit.models import READ_MODELS
 from services.audit.schemas import AgentTrailFiltersInput, AuditFiltersInput
+
+log = logging.getLogger(__name__)
+CHECKPOINT_SECONDS = settings().audit_checkpoint_seconds
 
 
 class AuditService:
@@ -27,6 +35,7 @@ class AuditService:
     members = service_proxy("members")      # only to confirm a refusal (common.readmodels.Memberships)
     memberships = MembershipFacts(READ_MODELS, owner="members")
     fill = ReadModelFill(READ_MODELS)
+    signing_key = checkpoints.SigningKey()  # read (or made, in development) at start: a bad one stops the start
 
     @query(CREDENTIAL)
     def ping(self, caller):
@@ -51,3 +60,28 @@ class AuditService:
     def list_agent_entries(self, caller, organization_id, agent_id, filters=None, cursor=None, limit=None):
         """One agent's trail in the organization, a row per changed field (Owner/Admin only)."""
         return trail.query_agent_trail(self.db, organization_id, agent_id, filters, cursor, limit)
+
+    # ---- the hash chain (SPEC §13) ----------------------------------------------------------------------
+    @timer(interval=CHECKPOINT_SECONDS)
+    def sign_checkpoints(self):
+        try:
+            signed = checkpoints.sign_moved_heads(self.db, self.signing_key)
+        except Exception:           # the database away for a moment: the next run signs what moved
+            log.warning("could not sign the audit checkpoints", exc_info=True)
+            return
+        if signed:
+            log.debug("signed %d audit checkpoint(s)", signed)
+
+    @query(Action.VIEW_AUDIT, key_scope=Scope.AUDIT_READ)
+    def verify_chain(self, caller, organization_id):
+        """The organization's chain checked entry by entry and against its latest signed checkpoint."""
+        return checkpoints.verify_chain(self.db, organization_id, self.signing_key.public_key())
+
+    @query(Action.VIEW_AUDIT, key_scope=Scope.AUDIT_READ)
+    def list_checkpoints(self, caller, organization_id, cursor=None, limit=None):
+        return checkpoints.list_checkpoints(self.db, organization_id, cursor, limit)
+
+    @query(CREDENTIAL)
+    def public_key(self, caller):
+        """The key the checkpoints are signed with (public: an auditor verifies exports with it)."""
+        return checkpoints.public_key_dict(self.signing_key)

@@ -1,21 +1,24 @@
 """The audit trail: every change event as an entry with its changed fields (added once, by reactions.py),
-and the two queries over it (the organization's trail, one agent's trail), filtered and cursor-paged,
-newest first. The filters come loaded by the entrypoints' declared input (schemas.AuditFiltersInput,
-schemas.AgentTrailFiltersInput: common.contracts.audit's rules, an empty filter being none)."""
+chained per organization as it is stored (link: chain.py's hash chain), and the two queries over it (the
+organization's trail, one agent's trail), filtered and cursor-paged, newest first. The filters come loaded
+by the entrypoints' declared input (schemas.AuditFiltersInput, schemas.AgentTrailFiltersInput:
+common.contracts.audit's rules, an empty filter being none)."""
 import json
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, or_, select
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.orm import noload
 
 from common.auth import canonical_email
 from common.errors import agent_not_found
 from common.paging import Keyset, check_limit, desc, keyset_page
-from common.timeutil import utcnow
-from services.audit.models import AuditChange, AuditEntry
+from common.sql import conflict_insert
+from common.timeutil import iso, utcnow
+from services.audit import chain
+from services.audit.models import AuditChange, AuditEntry, ChainHead
 from services.audit.schemas import agent_trail_row, audit_entry_schema
 
-ENTRIES, CHANGES = AuditEntry.__table__, AuditChange.__table__
+ENTRIES, CHANGES, HEADS = AuditEntry.__table__, AuditChange.__table__, ChainHead.__table__
 NEWEST_FIRST = Keyset("audit", desc("at", AuditEntry.occurred_at, datetime), desc("seq", AuditEntry.seq, int))
 # The agent's trail: a row per changed field, so the change's id ends the keys.
 NEWEST_CHANGE_FIRST = Keyset("agent_audit", desc("at", AuditEntry.occurred_at, datetime),
@@ -37,6 +40,12 @@ def entry(event):
 _ENTRY_OF_EVENT = select(ENTRIES.c.seq).where(ENTRIES.c.event_id == bindparam("entry_event_id")).scalar_subquery()
 
 
+def changed_fields(event):
+    """The event's changed fields in the order they are stored (and hashed): `before`'s, then `after`'s new ones."""
+    before, after = event["before"], event["after"]
+    return list(before) + [k for k in after if k not in before]
+
+
 def add_changes(session, event):
     """Add the changed fields of the event's entry (stored already, in the caller's transaction). Plain
     INSERTs, not ORM objects: every change of the system passes here, and the unit of work cost more
@@ -45,9 +54,65 @@ def add_changes(session, event):
     changes = [{"entry_event_id": event["event_id"], "field": field, "old_value": before.get(field),
                 "new_value": after.get(field), "old_text": as_text(before.get(field)),
                 "new_text": as_text(after.get(field))}
-               for field in list(before) + [k for k in after if k not in before]]
+               for field in changed_fields(event)]
     if changes:
         session.execute(insert(CHANGES).values(entry_seq=_ENTRY_OF_EVENT), changes)
+
+
+# ---- the hash chain (chain.py) ------------------------------------------------------------------------
+def chain_of(organization_id):
+    """The chain an entry belongs to: its organization's, or "" for the entries without one."""
+    return organization_id or ""
+
+
+def hashed_entry(event):
+    """The entry of `event` as the API answers it (schemas.AuditEntrySchema), which is what its hash covers:
+    computed from the event, in the transaction that stores it, as the stored row will read back."""
+    actor, before, after = event["actor"], event["before"], event["after"]
+    return {"event_id": event["event_id"], "type": event["type"], "entity_type": event["target"]["type"],
+            "entity_id": event["target"]["id"], "action": event["action"],
+            "actor": {"id": actor["id"], **({"email": actor["email"]} if actor.get("email") else {}),
+                      **({"name": actor["name"]} if actor.get("name") else {})},
+            "organization_id": event["organization_id"], "correlation_id": event["correlation_id"],
+            "occurred_at": iso(event["occurred_at"]),
+            "changes": [{"field": f, "old_value": before.get(f), "new_value": after.get(f)}
+                        for f in changed_fields(event)]}
+
+
+# The head of a chain, locked until the transaction ends (created at seq 0 the first time): an upsert that
+# changes nothing takes the row lock on PostgreSQL and answers the head in one round trip.
+def _lock_head(session, chain_id):
+    statement = (conflict_insert(session)(HEADS).values(chain_id=chain_id, seq=0, hash=chain.GENESIS,
+                                                        checkpointed_seq=0)
+                 .on_conflict_do_update(index_elements=[HEADS.c.chain_id], set_={"seq": HEADS.c.seq})
+                 .returning(HEADS.c.seq, HEADS.c.hash))
+    return session.execute(statement).one()
+
+
+_LINK_ENTRY = (update(ENTRIES).where(ENTRIES.c.event_id == bindparam("linked_event_id"))
+               .values(chain_seq=bindparam("linked_seq"), prev_hash=bindparam("linked_prev_hash"),
+                       hash=bindparam("linked_hash")))
+
+
+def link(session, events):
+    """Append the entries of `events` (stored in this transaction, in this order) to their chains. Each
+    chain's head is locked first, in the chains' order, so that two audit processes storing entries of the
+    same organizations append one after the other (never the same position twice: the chain never forks)
+    and never wait for each other in a cycle."""
+    by_chain = {}
+    for event in events:
+        by_chain.setdefault(chain_of(event["organization_id"]), []).append(event)
+    for chain_id in sorted(by_chain):
+        seq, previous = _lock_head(session, chain_id)
+        links = []
+        for event in by_chain[chain_id]:
+            seq += 1
+            entry_hash = chain.entry_hash(dict(hashed_entry(event), seq=seq, prev_hash=previous))
+            links.append({"linked_event_id": event["event_id"], "linked_seq": seq, "linked_prev_hash": previous,
+                          "linked_hash": entry_hash})
+            previous = entry_hash
+        session.execute(_LINK_ENTRY, links)
+        session.execute(update(HEADS).where(HEADS.c.chain_id == chain_id).values(seq=seq, hash=previous))
 
 
 def as_text(value):

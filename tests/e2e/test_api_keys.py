@@ -127,10 +127,15 @@ def test_a_key_stays_in_its_organization_and_its_scopes(system):
     ok(reader.get(f"/v1/organizations/{org}/credits/ledger"))
     ok(reader.get(f"/v1/organizations/{org}/budget-groups"))
     ok(auditor.get(f"/v1/organizations/{org}/audit"))
+    assert ok(auditor.get(f"/v1/organizations/{org}/audit/verify"))["intact"] is True
+    ok(auditor.get(f"/v1/organizations/{org}/audit/checkpoints"))
     refusals = [
         (reader.post(f"/v1/organizations/{org}/usage", json={"agent_id": "a", "amount": "1", "user_id": owner.id},
                      headers={"Idempotency-Key": "k"}), 403, "api_key_scope_missing"),
         (reader.get(f"/v1/organizations/{org}/audit"), 403, "api_key_scope_missing"),
+        (reader.get(f"/v1/organizations/{org}/audit/verify"), 403, "api_key_scope_missing"),
+        (reader.get(f"/v1/organizations/{org}/audit/checkpoints"), 403, "api_key_scope_missing"),
+        (auditor.get(f"/v1/organizations/{elsewhere}/audit/verify"), 404, "organization_not_found"),
         (auditor.get(f"/v1/organizations/{org}/credits"), 403, "api_key_scope_missing"),
         (reader.get(f"/v1/organizations/{org}/members"), 403, "api_key_not_allowed"),
         (reader.get(f"/v1/organizations/{org}/api-keys"), 403, "api_key_not_allowed"),

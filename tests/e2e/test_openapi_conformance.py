@@ -186,8 +186,12 @@ def test_downloads_conform(system, conforms):
     assert csv_text.startswith("user_id,name,email")
     conforms(owner.get(f"/v1/organizations/{org}/members", params={"limit": 1, "sort": "-name"}), members_path)
     audit_path = "/v1/organizations/{org_id}/audit"
-    entries = conforms(owner.get(f"/v1/organizations/{org}/audit", params={"format": "json"}), audit_path)
-    assert isinstance(entries, list) and entries
+    exported = conforms(owner.get(f"/v1/organizations/{org}/audit", params={"format": "json"}), audit_path)
+    assert exported["complete"] is True and exported["entries"] and exported["organization_id"] == org
+    verdict = conforms(owner.get(f"/v1/organizations/{org}/audit/verify"), "/v1/organizations/{org_id}/audit/verify")
+    assert verdict["intact"] is True
+    conforms(owner.get(f"/v1/organizations/{org}/audit/checkpoints"), "/v1/organizations/{org_id}/audit/checkpoints")
+    conforms(owner.get("/v1/audit/public-key"), "/v1/audit/public-key")
     assert conforms(owner.get(f"/v1/organizations/{org}/audit", params={"format": "csv"}), audit_path)
     conforms(owner.get(f"/v1/organizations/{org}/audit", params={"limit": 2}), audit_path)
 

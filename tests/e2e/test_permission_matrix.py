@@ -57,6 +57,8 @@ ALLOWED = {   # action -> roles that may do it (product rules §2)
     "view transactions": {"owner", "billing"},
     "set auto top-up": {"owner", "billing"},
     "view auto top-up": {"owner", "billing"},
+    "verify the audit trail": {"owner", "admin"},                 # SPEC §13: those who see the trail
+    "list the audit checkpoints": {"owner", "admin"},
 }
 EDIT_AGENT = {"edit an agent one contributes to", "edit an agent one does not contribute to"}
 REFUSAL_CODE = {"transfer an agent": "source_role_required"}
@@ -115,6 +117,10 @@ def attempt(system, action, founder, org, actor):
         return actor.get(f"{base}/credits"), None
     if action == "view the audit trail":
         return actor.get(f"{base}/audit"), None
+    if action == "verify the audit trail":
+        return actor.get(f"{base}/audit/verify"), None
+    if action == "list the audit checkpoints":
+        return actor.get(f"{base}/audit/checkpoints"), None
     if action == "view the member list":
         return actor.get(f"{base}/members"), None
     if action == "add credit":

@@ -119,14 +119,16 @@ def test_every_success_a_route_gives_is_documented_with_its_schema():
     assert json_schema(health["503"]) == json_schema(health["200"]) == {"$ref": "#/components/schemas/Health"}
 
 
-def test_downloads_are_documented_as_csv_and_a_bare_array():
+def test_downloads_are_documented_as_csv_and_the_verifiable_export():
     members = operation("get", "/v1/organizations/{org_id}/members")["responses"]["200"]["content"]
     assert members["text/csv"]["schema"]["type"] == "string"
     audit = operation("get", "/v1/organizations/{org_id}/audit")["responses"]["200"]["content"]
     assert audit["text/csv"]["schema"]["type"] == "string"
     assert audit["application/json"]["schema"]["oneOf"] == [
-        {"$ref": "#/components/schemas/AuditPage"},
-        {"type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}}]
+        {"$ref": "#/components/schemas/AuditPage"}, {"$ref": "#/components/schemas/AuditExport"}]
+    assert {"seq", "prev_hash", "hash"} <= set(SCHEMAS["AuditEntry"]["properties"])
+    assert set(SCHEMAS["AuditExport"]["properties"]) == {"organization_id", "exported_at", "complete", "entries",
+                                                         "checkpoints"}
 
 
 def test_answers_are_nullable_required_formatted_and_enumerated():

@@ -1,0 +1,115 @@
+"""The hash chain as the audit service stores it (trail.link, checkpoints.py) over a migrated SQLite store:
+entries chained per organization in the transaction that stores them, checkpoints signed when a head moved,
+tampering in the database found by verify_chain, and the migration chaining entries stored before it
+exactly as the service does."""
+import importlib
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import delete, select, text, update
+
+from common.events import change_event, parse_change_event
+from services.audit import chain, checkpoints, reactions, trail
+from services.audit.models import AuditChange, AuditEntry, ChainHead, Checkpoint
+
+KEY = Ed25519PrivateKey.generate()
+ACTOR = {"id": "alice", "email": "alice@example.com"}
+MIGRATION = importlib.import_module("services.audit.migrations.versions.0006_hash_chain")
+
+
+def renamed(org, old, new):
+    return parse_change_event(change_event("organization.renamed", "update", org, ACTOR, "organization", org,
+                                           before={"name": old}, after={"name": new}))
+
+
+def user_event():
+    """An event of no organization (e.g. a user's own): the entries of the chain ""."""
+    return parse_change_event(change_event("invitation.declined", "update", None, ACTOR, "invitation", "i1",
+                                           before={"status": "pending"}, after={"status": "declined"}))
+
+
+def stored_chain(store, org):
+    return sorted(trail.query_entries(store, org, limit=200)["items"], key=lambda e: e["seq"])
+
+
+def verify(store, org):
+    return checkpoints.verify_chain(store, org, KEY.public_key())
+
+
+def test_entries_are_chained_per_organization_as_they_are_stored(make_store):
+    store = make_store("audit")
+    batch = [renamed("o1", "a", "b"), renamed("o2", "x", "y"), user_event(), renamed("o1", "b", "c")]
+    assert reactions.handle_change_events(store, batch) == 4
+    reactions.handle_change_event(store, renamed("o1", "c", "d"))                # one at a time too
+    first, second, third = stored_chain(store, "o1")
+    assert [e["seq"] for e in (first, second, third)] == [1, 2, 3]
+    assert first["prev_hash"] == chain.GENESIS and second["prev_hash"] == first["hash"]
+    assert third["prev_hash"] == second["hash"]
+    assert all(chain.entry_hash(e) == e["hash"] for e in (first, second, third))
+    [other] = stored_chain(store, "o2")
+    assert other["seq"] == 1 and other["prev_hash"] == chain.GENESIS
+    assert verify(store, "o1")["intact"] and verify(store, "o2")["intact"]
+    with store.read() as session:
+        heads = {h.chain_id: (h.seq, h.hash) for h in session.query(ChainHead)}
+    assert heads == {"o1": (3, third["hash"]), "o2": (1, other["hash"]), "": (1, heads[""][1])}
+    reactions.handle_change_events(store, [batch[0]])                            # a redelivery: not chained again
+    assert len(stored_chain(store, "o1")) == 3 and verify(store, "o1")["head_seq"] == 3
+
+
+def test_a_head_is_signed_when_it_moved_and_checked_by_verify(make_store):
+    store = make_store("audit")
+    reactions.handle_change_events(store, [renamed("o1", "a", "b"), renamed("o2", "x", "y")])
+    assert checkpoints.sign_moved_heads(store, KEY) == 2
+    assert checkpoints.sign_moved_heads(store, KEY) == 0                         # nothing moved since
+    reactions.handle_change_event(store, renamed("o1", "b", "c"))
+    assert checkpoints.sign_moved_heads(store, KEY) == 1
+    listed = checkpoints.list_checkpoints(store, "o1")["items"]
+    assert [c["seq"] for c in listed] == [2, 1] and all(chain.signature_holds(KEY.public_key(), c) for c in listed)
+    result = verify(store, "o1")
+    assert (result["intact"], result["head_seq"], result["latest_checkpoint_seq"]) == (True, 2, 2)
+    other_key = Ed25519PrivateKey.generate()
+    assert checkpoints.verify_chain(store, "o1", other_key.public_key())["code"] == "bad_signature"
+
+
+def test_tampering_in_the_database_is_found(make_store):
+    store = make_store("audit")
+    reactions.handle_change_events(store, [renamed(org, str(i), str(i + 1)) for org in ("edit", "change", "gone",
+                                                                                       "cut", "added")
+                                           for i in range(5)])
+    checkpoints.sign_moved_heads(store, KEY)
+    with store.write() as session:
+        session.execute(update(AuditEntry).where(AuditEntry.organization_id == "edit", AuditEntry.chain_seq == 3)
+                        .values(actor_id="mallory"))
+        seq_4 = session.scalar(text("SELECT seq FROM audit_entries WHERE organization_id = 'change' AND chain_seq = 4"))
+        session.execute(update(AuditChange).where(AuditChange.entry_seq == seq_4).values(new_value="forged"))
+        gone = session.scalar(text("SELECT seq FROM audit_entries WHERE organization_id = 'gone' AND chain_seq = 2"))
+        session.execute(delete(AuditChange).where(AuditChange.entry_seq == gone))
+        session.execute(delete(AuditEntry).where(AuditEntry.seq == gone))
+        cut = select(AuditEntry.seq).where(AuditEntry.organization_id == "cut", AuditEntry.chain_seq >= 4)
+        session.execute(delete(AuditChange).where(AuditChange.entry_seq.in_(cut)))
+        session.execute(delete(AuditEntry).where(AuditEntry.seq.in_(cut)))
+        session.execute(text("INSERT INTO audit_entries (event_id, type, entity_type, entity_id, action, actor_id, "
+                             "organization_id, occurred_at, received_at) VALUES ('forged', 'organization.renamed', "
+                             "'organization', 'added', 'update', 'mallory', 'added', '2026-12-02 10:00:00', "
+                             "'2026-12-02 10:00:00')"))
+    found = {org: verify(store, org) for org in ("edit", "change", "gone", "cut", "added")}
+    assert {org: (v["first_bad_seq"], v["code"]) for org, v in found.items()} == {
+        "edit": (3, "hash_mismatch"), "change": (4, "hash_mismatch"), "gone": (2, "missing_entry"),
+        "cut": (4, "missing_tail"), "added": (None, "unchained_entry")}
+    assert not any(v["intact"] for v in found.values())
+
+
+def test_the_migration_chains_stored_entries_as_the_service_does(make_store):
+    store = make_store("audit")
+    reactions.handle_change_events(store, [renamed("o1", "a", "b"), user_event(), renamed("o2", "x", "y"),
+                                           renamed("o1", "b", "c")])
+    before = {org: stored_chain(store, org) for org in ("o1", "o2")}
+    with store.write() as session:          # as if stored before the chain existed
+        session.execute(update(AuditEntry).values(chain_seq=None, prev_hash=None, hash=None))
+        session.execute(delete(ChainHead))
+        session.execute(delete(Checkpoint))
+    with store.engine.begin() as connection:
+        MIGRATION.chain_stored_entries(connection)
+    assert {org: stored_chain(store, org) for org in ("o1", "o2")} == before
+    assert verify(store, "o1")["intact"]
+    reactions.handle_change_event(store, renamed("o1", "c", "d"))                # the service goes on from there
+    assert [e["seq"] for e in stored_chain(store, "o1")] == [1, 2, 3] and verify(store, "o1")["intact"]
