@@ -12,6 +12,8 @@ moved since its last checkpoint. Replicas may both do it: a checkpoint is unique
 import base64
 import logging
 import os
+import sys
+from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from nameko.extensions import DependencyProvider
@@ -131,3 +133,10 @@ def verify_chain(store, organization_id, public_key):
         verdict.reason = ("an entry of the organization has no place in the chain: it was added outside the "
                           "audit service")
     return verdict.as_dict()
+
+
+if __name__ == "__main__":
+    # `python -m services.audit.checkpoints PATH`: make a signing key at PATH unless one is there (docker
+    # compose does it into a volume its audit containers share; in production mount your own there).
+    signing_key(Path(sys.argv[1]), given=False)
+    print(f"audit signing key: {sys.argv[1]}")
