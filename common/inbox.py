@@ -18,7 +18,8 @@ are effects like the others: applied on the first delivery only (they are idempo
   event itself if the other rolled back).
 - An inbox (`Inbox`) is a table with a unique `event_id`: by default `processed_events`
   (`ProcessedEventMixin`), whose rows go after KEPT_FOR (a redelivery comes within seconds). The
-  audit service's inbox is its trail: an entry is the record of its event, kept for ever.
+  audit service's inbox is its trail: an entry is the record of its event, kept for ever, and carries
+  its place in the trail's hash chain (services/audit/reactions.py applies this rule with records it makes).
 - A batch (`react_once_each`, the audit service's consumer) records every event id of the batch in one
   INSERT and runs the effects of the new ones, in one transaction. If that fails on a unique key (an
   effect's row stored at the same moment by a consumer of another replica), the batch's events are
@@ -78,27 +79,27 @@ def distinct(events):
     return list(first.values())
 
 
-def record(session, inbox, events):
+def record(session, inbox, events, rows=None):
     """Record `events` in the inbox, in the caller's transaction; returns the ids of those that were not
-    recorded before (of an event twice in `events`, its first copy)."""
+    recorded before (of an event twice in `events`, its first copy). `rows`: the records, when the caller
+    made them (the audit trail's carry their places in its hash chain), else inbox.record(event) each."""
     if not events:
         return set()
     table = inbox.model.__table__
     statement = (conflict_insert(session)(table).on_conflict_do_nothing(index_elements=[table.c.event_id])
                  .returning(table.c.event_id))
     # One statement for the whole batch (SQLAlchemy's "insertmanyvalues": multi-row VALUES, cached).
-    return set(session.scalars(statement, [inbox.record(event) for event in distinct(events)]))
+    return set(session.scalars(statement, rows if rows is not None
+                               else [inbox.record(event) for event in distinct(events)]))
 
 
-def react_once(store, inbox, event, effect, then=None):
+def react_once(store, inbox, event, effect):
     """Run `effect(session, event)` in one write transaction with the event's record in `inbox`, unless
-    the event is recorded already (then `then(session, [event])`, if given). Returns False for a redelivery."""
+    the event is recorded already. Returns False for a redelivery."""
     with store.write() as session:
         new = bool(record(session, inbox, [event]))
         if new:
             effect(session, event)
-            if then is not None:
-                then(session, [event])
         effects = effects_after_commit(session)
     for after in effects:           # e.g. an automatic top-up charged, once the reaction that started it is saved
         after()
@@ -106,23 +107,20 @@ def react_once(store, inbox, event, effect, then=None):
     return new
 
 
-def react_once_each(store, inbox, events, effect, then=None):
+def react_once_each(store, inbox, events, effect):
     """A batch: every event recorded, and the effects of those not recorded before run, in one write
-    transaction (then `then(session, new_events)`, in batch order, if given: an effect of the batch as a
-    whole); one transaction per event if that one fails on a unique key. Returns how many were new."""
+    transaction; one transaction per event if that one fails on a unique key. Returns how many were new."""
     events = distinct(events)
     try:
         with store.write() as session:
             new = record(session, inbox, events)
-            fresh = [event for event in events if event["event_id"] in new]
-            for event in fresh:
-                effect(session, event)
-            if then is not None and fresh:
-                then(session, fresh)
+            for event in events:
+                if event["event_id"] in new:
+                    effect(session, event)
             effects = effects_after_commit(session)
     except IntegrityError:
         log.info("a batch of %d events clashed on a unique key: handled one by one", len(events))
-        return sum(react_once(store, inbox, event, effect, then) for event in events)
+        return sum(react_once(store, inbox, event, effect) for event in events)
     for after in effects:
         after()
     prune_now_and_then(store, inbox)
@@ -133,14 +131,11 @@ def react_once_each(store, inbox, events, effect, then=None):
 class Reactions:
     """How a consumer reacts to events: `effects` maps an event type to its effect(session, event);
     `otherwise` is the effect of the other types (None: nothing beyond the record). With `read_models`,
-    the states every event carries are applied (newer versions win) before its type's effect. `then`
-    (session, new_events) runs after the effects of a delivery's new events, in their transaction (the
-    audit trail chains its entries there)."""
+    the states every event carries are applied (newer versions win) before its type's effect."""
     inbox: Inbox
     effects: Mapping[str, Callable] = field(default_factory=dict)
     read_models: readmodels.ReadModels | None = None
     otherwise: Callable | None = None
-    then: Callable | None = None
 
     def effect(self, session, event):
         if self.read_models is not None:
@@ -151,11 +146,11 @@ class Reactions:
 
     def once(self, store, event):
         """One event (react_once); False for a redelivery."""
-        return react_once(store, self.inbox, event, self.effect, self.then)
+        return react_once(store, self.inbox, event, self.effect)
 
     def once_each(self, store, events):
         """A batch (react_once_each); how many were new."""
-        return react_once_each(store, self.inbox, events, self.effect, self.then)
+        return react_once_each(store, self.inbox, events, self.effect)
 
 
 # ---- pruning: at most once an hour per process and inbox, after a reaction -----------------------------

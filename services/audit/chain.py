@@ -48,7 +48,9 @@ def canonical(value):
 
 def entry_hash(entry):
     """The hash of an entry (a dict in the API's shape, with `seq` and `prev_hash`)."""
-    return hashlib.sha256(canonical({k: entry.get(k) for k in HASHED_FIELDS})).hexdigest()
+    if len(entry) != len(HASHED_FIELDS) or any(k not in entry for k in HASHED_FIELDS):
+        entry = {k: entry.get(k) for k in HASHED_FIELDS}
+    return hashlib.sha256(canonical(entry)).hexdigest()
 
 
 # ---- keys and signatures -------------------------------------------------------------------------

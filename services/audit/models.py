@@ -32,7 +32,7 @@ class AuditEntry(Base):
     occurred_at = mapped_column(DateTime(timezone=True), nullable=False)
     received_at = mapped_column(DateTime(timezone=True), nullable=False)
     # The hash chain (chain.py): the entry's position in its organization's chain (the API's `seq`), the
-    # hash of the entry before it, its own. Set in the transaction that stores the entry (trail.link).
+    # hash of the entry before it, its own. Stored with the entry (trail.Chains).
     chain_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
     prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     hash: Mapped[str | None] = mapped_column(String(64), nullable=True)

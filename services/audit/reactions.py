@@ -4,12 +4,16 @@ type, and each event becomes one entry of the trail (trail.py), once, by the one
 The trail is the audit service's inbox: an entry is the record of its event (unique by `event_id`, kept
 for ever), inserted first in the transaction; its changed fields and the memberships' states the event
 carries (applied to the read model, common.readmodels) are its effects, in the same transaction: an
-entry is never stored without its state, nor a state applied twice. Last in that transaction, the new
-entries are appended to their organizations' hash chains (trail.link, chain.py).
+entry is never stored without its state, nor a state applied twice. Each entry is inserted with its
+place in its organization's hash chain (trail.Chains, chain.py); the chains' heads are moved last in
+that transaction.
 
-Events arrive in batches (common.framework.batch_consume): a batch is one transaction (common.inbox.react_once_each),
-which falls back to one transaction per event on a unique-key clash with another consumer."""
+Events arrive in batches (common.framework.batch_consume): a batch is one transaction, which falls back to
+one transaction per event on a redelivery among them, a unique-key clash with another consumer, or a chain
+another audit process moved (trail.Chains)."""
 import logging
+
+from sqlalchemy.exc import IntegrityError
 
 from common import inbox, readmodels
 from common.event_types import ORGANIZATION_DELETED
@@ -39,17 +43,51 @@ def _apply_state(session, event):
                   event["event_id"], event["type"], exc_info=True)
 
 
-# The new entries of a delivery are chained (trail.link) in the transaction that stores them.
-REACTIONS = inbox.Reactions(inbox.Inbox(AuditEntry, record=trail.entry, kept_for=None), otherwise=store_entry,
-                            then=trail.link)
+INBOX = inbox.Inbox(AuditEntry, record=trail.entry, kept_for=None)
+CHAINS = trail.Chains()         # the heads this process last wrote (trail.Chains)
+
+
+class _Redelivered(Exception):
+    """A delivery held an event stored before: its entries' places were counted for it."""
 
 
 def handle_change_events(store, events):
-    """A batch of change events: each stored once, with its state, in one transaction. Returns how many
-    were new."""
-    return REACTIONS.once_each(store, events)
+    """A batch of change events: each stored once, with its state, in its organization's chain, in one
+    transaction. If that fails (an event stored before, a chain another audit process moved, a unique
+    key), they are stored one at a time, each chain's head read and locked. Returns how many were new."""
+    events = inbox.distinct(events)
+    try:
+        return _store(store, events)
+    except (_Redelivered, trail.ChainMoved, IntegrityError) as failure:
+        log.info("a batch of %d events is stored one by one (%s)", len(events), type(failure).__name__)
+        return sum(_store(store, [event], locked=True) for event in events)
 
 
 def handle_change_event(store, event):
-    """One change event: stored in the trail with the state it carries. Returns False for a redelivery."""
-    return REACTIONS.once(store, event)
+    """One change event: stored in the trail with the state it carries. Returns False for a redelivery.
+    A failure of its own effects (a unique key) is raised, and the broker's next delivery stores it."""
+    try:
+        return _store(store, [event]) == 1
+    except trail.ChainMoved:
+        return _store(store, [event], locked=True) == 1
+
+
+def _store(store, events, locked=False):
+    """The one rule of common.inbox with the trail's own records: the entries (each with its place in its
+    chain) inserted first, their effects only if they are new, the chains' heads moved last."""
+    try:
+        with store.write() as session:
+            stamped = CHAINS.stamp(session, events, locked)
+            new = inbox.record(session, INBOX, events, rows=stamped.rows)
+            if not new:                 # stored before, all of them: nothing to do, nothing moved
+                return 0
+            if len(new) < len(events):
+                raise _Redelivered()
+            for event in events:
+                store_entry(session, event)
+            CHAINS.move(session, stamped)
+    except BaseException:
+        CHAINS.forget()                 # what it knew of the heads may be what failed
+        raise
+    CHAINS.remember(stamped)
+    return len(new)

@@ -3,10 +3,12 @@ chained per organization as it is stored (link: chain.py's hash chain), and the 
 organization's trail, one agent's trail), filtered and cursor-paged, newest first. The filters come loaded
 by the entrypoints' declared input (schemas.AuditFiltersInput, schemas.AgentTrailFiltersInput:
 common.contracts.audit's rules, an empty filter being none)."""
+import functools
 import json
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, case, insert, or_, select, update
 from sqlalchemy.orm import noload
 
 from common.auth import canonical_email
@@ -65,11 +67,12 @@ def chain_of(organization_id):
     return organization_id or ""
 
 
-def hashed_entry(event):
-    """The entry of `event` as the API answers it (schemas.AuditEntrySchema), which is what its hash covers:
-    computed from the event, in the transaction that stores it, as the stored row will read back."""
+def hashed_entry(event, seq, prev_hash):
+    """The entry of `event` at `seq` of its chain as the API answers it (schemas.AuditEntrySchema), which is
+    what its hash covers: computed from the event, before it is stored, as the stored row will read back."""
     actor, before, after = event["actor"], event["before"], event["after"]
-    return {"event_id": event["event_id"], "type": event["type"], "entity_type": event["target"]["type"],
+    return {"seq": seq, "prev_hash": prev_hash, "event_id": event["event_id"], "type": event["type"],
+            "entity_type": event["target"]["type"],
             "entity_id": event["target"]["id"], "action": event["action"],
             "actor": {"id": actor["id"], **({"email": actor["email"]} if actor.get("email") else {}),
                       **({"name": actor["name"]} if actor.get("name") else {})},
@@ -79,40 +82,99 @@ def hashed_entry(event):
                         for f in changed_fields(event)]}
 
 
-# The head of a chain, locked until the transaction ends (created at seq 0 the first time): an upsert that
-# changes nothing takes the row lock on PostgreSQL and answers the head in one round trip.
+class ChainMoved(Exception):
+    """A chain's head is not where this process last saw it: another audit process appended to it."""
+
+
 def _lock_head(session, chain_id):
+    """The head of a chain, locked until the transaction ends (created at seq 0 the first time): an upsert
+    that changes nothing takes the row lock on PostgreSQL and answers the head in one round trip."""
     statement = (conflict_insert(session)(HEADS).values(chain_id=chain_id, seq=0, hash=chain.GENESIS,
                                                         checkpointed_seq=0)
                  .on_conflict_do_update(index_elements=[HEADS.c.chain_id], set_={"seq": HEADS.c.seq})
                  .returning(HEADS.c.seq, HEADS.c.hash))
-    return session.execute(statement).one()
+    return tuple(session.execute(statement).one())
 
 
-_LINK_ENTRY = (update(ENTRIES).where(ENTRIES.c.event_id == bindparam("linked_event_id"))
-               .values(chain_seq=bindparam("linked_seq"), prev_hash=bindparam("linked_prev_hash"),
-                       hash=bindparam("linked_hash")))
+@functools.cache
+def _move_heads(count):
+    """The statement that moves `count` chains' heads (chain_<i> from seen_<i> to seq_<i>, hash_<i>), each only
+    from where it was seen: a head not answered is one another process moved. Built once per count."""
+    def each(name):
+        return case(*((HEADS.c.chain_id == bindparam(f"chain_{i}"), bindparam(f"{name}_{i}")) for i in range(count)))
+    chains = [bindparam(f"chain_{i}") for i in range(count)]
+    return (update(HEADS).where(HEADS.c.chain_id.in_(chains), HEADS.c.seq == each("seen"))
+            .values(seq=each("seq"), hash=each("hash")).returning(HEADS.c.chain_id))
 
 
-def link(session, events):
-    """Append the entries of `events` (stored in this transaction, in this order) to their chains. Each
-    chain's head is locked first, in the chains' order, so that two audit processes storing entries of the
-    same organizations append one after the other (never the same position twice: the chain never forks)
-    and never wait for each other in a cycle."""
-    by_chain = {}
-    for event in events:
-        by_chain.setdefault(chain_of(event["organization_id"]), []).append(event)
-    for chain_id in sorted(by_chain):
-        seq, previous = _lock_head(session, chain_id)
-        links = []
-        for event in by_chain[chain_id]:
-            seq += 1
-            entry_hash = chain.entry_hash(dict(hashed_entry(event), seq=seq, prev_hash=previous))
-            links.append({"linked_event_id": event["event_id"], "linked_seq": seq, "linked_prev_hash": previous,
-                          "linked_hash": entry_hash})
-            previous = entry_hash
-        session.execute(_LINK_ENTRY, links)
-        session.execute(update(HEADS).where(HEADS.c.chain_id == chain_id).values(seq=seq, hash=previous))
+@dataclass
+class Stamped:
+    """A delivery's entries with their places in their chains: the inbox's rows, and the heads before and
+    after (`absent`: chains that had no head row yet)."""
+    rows: list
+    before: dict
+    after: dict
+    absent: set
+
+
+class Chains:
+    """Where new entries go in their organizations' chains (chain.py). The heads this process last wrote are
+    kept in memory, so that a delivery costs its chains one statement (one audit process is the usual case):
+    each head is moved only from where it was seen, and an entry's place is unique per chain, so a head
+    another process moved meanwhile fails the delivery (ChainMoved, or a unique key), which is then stored
+    again with the heads read and locked in the database (`locked`)."""
+
+    def __init__(self):
+        self.heads = {}
+
+    def forget(self):
+        self.heads.clear()
+
+    def stamp(self, session, events, locked=False):
+        """The inbox rows of `events` (trail.entry's, with chain_seq, prev_hash and hash), in this order."""
+        chain_ids = sorted({chain_of(e["organization_id"]) for e in events})
+        absent = set()
+        if locked:          # in the chains' order: two processes never wait for each other in a cycle
+            before = {chain_id: _lock_head(session, chain_id) for chain_id in chain_ids}
+        else:
+            unknown = [chain_id for chain_id in chain_ids if chain_id not in self.heads]
+            if unknown:
+                found = {row.chain_id: (row.seq, row.hash) for row in session.execute(
+                    select(HEADS.c.chain_id, HEADS.c.seq, HEADS.c.hash).where(HEADS.c.chain_id.in_(unknown)))}
+                absent = set(unknown) - set(found)
+                self.heads.update(found)
+            before = {chain_id: self.heads.get(chain_id, (0, chain.GENESIS)) for chain_id in chain_ids}
+        after, rows = dict(before), []
+        for event in events:
+            chain_id = chain_of(event["organization_id"])
+            seq, previous = after[chain_id]
+            entry_hash = chain.entry_hash(hashed_entry(event, seq + 1, previous))
+            rows.append(dict(entry(event), chain_seq=seq + 1, prev_hash=previous, hash=entry_hash))
+            after[chain_id] = (seq + 1, entry_hash)
+        return Stamped(rows, before, after, absent)
+
+    def move(self, session, stamped):
+        """Move the heads to where the delivery's entries took them, from where they were seen; ChainMoved if
+        another process moved one meanwhile (the caller's transaction then rolls back)."""
+        if stamped.absent:
+            created = session.scalars(conflict_insert(session)(HEADS).values(
+                [{"chain_id": chain_id, "seq": stamped.after[chain_id][0], "hash": stamped.after[chain_id][1],
+                  "checkpointed_seq": 0} for chain_id in sorted(stamped.absent)])
+                .on_conflict_do_nothing().returning(HEADS.c.chain_id)).all()
+            if len(created) != len(stamped.absent):
+                raise ChainMoved()
+        present = sorted(set(stamped.after) - stamped.absent)
+        parameters = {}
+        for i, chain_id in enumerate(present):
+            parameters.update({f"chain_{i}": chain_id, f"seen_{i}": stamped.before[chain_id][0],
+                               f"seq_{i}": stamped.after[chain_id][0], f"hash_{i}": stamped.after[chain_id][1]})
+        moved = session.scalars(_move_heads(len(present)), parameters).all() if present else []
+        if len(moved) != len(present):
+            raise ChainMoved()
+
+    def remember(self, stamped):
+        """The delivery was committed: its heads are where this process goes on from."""
+        self.heads.update(stamped.after)
 
 
 def as_text(value):

@@ -1,4 +1,4 @@
-"""The hash chain as the audit service stores it (trail.link, checkpoints.py) over a migrated SQLite store:
+"""The hash chain as the audit service stores it (trail.Chains, checkpoints.py) over a migrated SQLite store:
 entries chained per organization in the transaction that stores them, checkpoints signed when a head moved,
 tampering in the database found by verify_chain, and the migration chaining entries stored before it
 exactly as the service does."""

@@ -83,6 +83,9 @@ ENTRYPOINTS = {
     ("POST", "/v1/organizations/<org_id>/agents/<agent_id>/transfer", "transfer_agent"),
     ("GET", "/v1/organizations/<org_id>/agents/<agent_id>/audit", "agent_audit"),
     ("GET", "/v1/organizations/<org_id>/audit", "list_audit"),
+    ("GET", "/v1/organizations/<org_id>/audit/verify", "verify_audit"),
+    ("GET", "/v1/organizations/<org_id>/audit/checkpoints", "list_audit_checkpoints"),
+    ("GET", "/v1/audit/public-key", "audit_public_key"),
     ("GET", "/v1/organizations/<org_id>/payment-methods", "list_payment_methods"),
     ("POST", "/v1/organizations/<org_id>/payment-methods", "add_payment_method"),
     ("PUT", "/v1/organizations/<org_id>/payment-methods/<payment_method_id>/default", "set_default_payment_method"),
@@ -94,7 +97,7 @@ ENTRYPOINTS = {
     ("PUT", "/v1/organizations/<org_id>/auto-topup", "set_auto_topup"),
 }
 PUBLIC = {"health", "openapi", "unknown_route", "console_without_slash", "console_page", "console_file", "dev_token",
-          "stripe_webhook"}
+          "stripe_webhook", "audit_public_key"}
 PATH_VARIABLE = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 
 
@@ -128,7 +131,7 @@ def error_of(response):
 
 def test_the_container_finds_every_route_once_on_the_mixins(entrypoints):
     found = [(entrypoint.method, entrypoint.url, entrypoint.method_name) for entrypoint in entrypoints]
-    assert len(found) == len(ENTRYPOINTS) == 69
+    assert len(found) == len(ENTRYPOINTS) == 72
     assert set(found) == ENTRYPOINTS
     assert {entrypoint.method_name for entrypoint in entrypoints if entrypoint.public} == PUBLIC
 
@@ -142,7 +145,7 @@ def test_every_route_but_the_public_ones_refuses_a_request_without_a_token(entry
         assert (status, error["code"], error["message"], error["field"]) == (
             401, "missing_token", "Sign in: send Authorization: Bearer <token>.", None), entrypoint.method_name
         refused.add(entrypoint.method_name)
-    assert len(refused) == 61
+    assert len(refused) == 63
 
 
 @pytest.mark.parametrize("authorization, code", [

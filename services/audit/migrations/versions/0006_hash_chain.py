@@ -60,7 +60,7 @@ def upgrade() -> None:
 
 def chain_stored_entries(connection):
     """Every entry stored so far, chained in storage order (its seq) per organization, as the audit service
-    chains new ones (trail.link): the entry as the API shows it is what is hashed."""
+    chains new ones (trail.Chains): the entry as the API shows it is what is hashed."""
     heads, after = {}, 0
     while True:
         rows = connection.execute(sa.select(ENTRIES).where(ENTRIES.c.seq > after).order_by(ENTRIES.c.seq)
