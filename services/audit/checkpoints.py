@@ -35,19 +35,24 @@ VERIFY_BATCH = 500          # entries read at a time while verifying: a long cha
 # ---- the key --------------------------------------------------------------------------------------------
 def signing_key(path, given):
     """The private key in `path`; when not `given` (development) and absent, one is generated there first
-    (created exclusively: two processes starting together end with the same key)."""
+    (two processes starting together end with the same key)."""
     if not path.exists():
         if given:
             raise ConfigError(f"AUDIT_SIGNING_KEY_FILE names {path}, which does not exist")
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole under a name of its own, then linked into place (linking never replaces a file):
+        # another process starting at the same moment reads either no key or a complete one.
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as key_file:
+            key_file.write(chain.new_private_key_pem())
         try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass                                    # another process made it a moment ago
-        else:
-            with os.fdopen(descriptor, "wb") as key_file:
-                key_file.write(chain.new_private_key_pem())
+            os.link(draft, path)
             log.info("generated the development audit signing key in %s", path)
+        except FileExistsError:
+            pass                                    # another process made it a moment ago: theirs is the key
+        finally:
+            draft.unlink()
     try:
         return chain.load_private_key(path.read_bytes())
     except ValueError as error:

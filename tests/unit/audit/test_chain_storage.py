@@ -4,9 +4,11 @@ tampering in the database found by verify_chain, and the migration chaining entr
 exactly as the service does."""
 import importlib
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, select, text, update
 
+from common.config import ConfigError
 from common.events import change_event, parse_change_event
 from services.audit import chain, checkpoints, reactions, trail
 from services.audit.models import AuditChange, AuditEntry, ChainHead, Checkpoint
@@ -113,3 +115,16 @@ def test_the_migration_chains_stored_entries_as_the_service_does(make_store):
     assert verify(store, "o1")["intact"]
     reactions.handle_change_event(store, renamed("o1", "c", "d"))                # the service goes on from there
     assert [e["seq"] for e in stored_chain(store, "o1")] == [1, 2, 3] and verify(store, "o1")["intact"]
+
+
+def test_the_development_key_is_made_once_and_a_configured_one_must_exist(tmp_path):
+    made = checkpoints.signing_key(tmp_path / "keys" / "audit.pem", given=False)
+    again = checkpoints.signing_key(tmp_path / "keys" / "audit.pem", given=False)
+    assert chain.key_id(made.public_key()) == chain.key_id(again.public_key())
+    assert oct((tmp_path / "keys" / "audit.pem").stat().st_mode & 0o777) == "0o600"
+    assert [p.name for p in (tmp_path / "keys").iterdir()] == ["audit.pem"]          # no draft left behind
+    with pytest.raises(ConfigError, match="does not exist"):
+        checkpoints.signing_key(tmp_path / "missing.pem", given=True)
+    (tmp_path / "rsa.pem").write_text("not a key")
+    with pytest.raises(ConfigError, match="AUDIT_SIGNING_KEY_FILE"):
+        checkpoints.signing_key(tmp_path / "rsa.pem", given=True)
