@@ -3,6 +3,7 @@ it needs through the API as fresh users (tests/conftest.py's `system`), then doe
 page and checks what the page shows, and what the API then holds."""
 import csv
 import io
+import json
 
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
@@ -250,6 +251,11 @@ def test_audit_filter_and_csv_download(system, console):
     assert {row["event_id"] for row in rows} == {entry["event_id"] for entry in expected}
     assert {row["field"] for row in rows} >= {"name"}
     console.text_appears("Downloaded audit.csv", css="#status")
+    console.click("Download JSON", within=filters)                 # the verifiable export (SPEC §13)
+    exported = json.loads(console.downloaded("audit.json").read_text())
+    assert {entry["event_id"] for entry in exported["entries"]} == {entry["event_id"] for entry in expected}
+    assert all(entry["hash"] for entry in exported["entries"])
+    console.text_appears(f"Downloaded audit.json ({len(expected)} entries)", css="#status")
 
     # More than a page: the first 20, then "Load more" for the rest.
     for number in range(20):

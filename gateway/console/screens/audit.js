@@ -49,7 +49,7 @@ export async function render(ctx) {
     const { limit, ...matching } = filters;   // an export holds every matching entry, not one page
     const text = await download(path, { ...matching, format }, `audit.${format}`);
     // A CSV has a row per changed field, a JSON document an item per entry.
-    const count = format === "csv" ? `${text.trim().split("\n").length - 1} rows` : `${JSON.parse(text).length} entries`;
+    const count = format === "csv" ? `${text.trim().split("\n").length - 1} rows` : `${JSON.parse(text).entries.length} entries`;
     ctx.announce(`Downloaded audit.${format} (${count}).`);
   };
 
