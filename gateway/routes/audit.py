@@ -14,6 +14,7 @@ from gateway.schemas.audit import (
     AuditPage,
     AuditQuery,
     ChainVerdict,
+    Checkpoint,
     CheckpointPage,
     PublicKey,
 )
@@ -48,13 +49,17 @@ class AuditRoutes:
         if export_format is None:
             page = call(self.audit.list_entries, org_id, query, cursor, limit)
             return json_response(AuditPage().dump(page))
-        # The checkpoints first: each names an entry stored before it, so all of them are in the download.
-        checkpoints = (export.every_page(lambda cursor: call(self.audit.list_checkpoints, org_id, cursor, 200))
-                       if export_format == "json" else [])
-        entries = export.every_page(lambda cursor: call(self.audit.list_entries, org_id, query, cursor, 200))
+        # One method, page after page; the first page also brings the organization's signed checkpoints.
+        first_page = {}
+
+        def export_page(cursor):
+            page = call(self.audit.export_entries, org_id, query, cursor, 200)
+            first_page.setdefault("checkpoints", page.get("checkpoints") or [])
+            return page
+        entries = export.every_page(export_page)
         unfiltered = all(value is None for value in query.values())
         return export.audit_download(org_id, export_format, AuditEntry(many=True).dump(entries),
-                                     CheckpointPage().dump({"items": checkpoints, "next_cursor": None})["items"],
+                                     Checkpoint(many=True).dump(first_page["checkpoints"]),
                                      complete=unfiltered and len(entries) < export.EXPORT_MAX_ROWS)
 
     @route("GET", "/v1/organizations/<org_id>/audit/verify",

@@ -100,6 +100,13 @@ def sign_moved_heads(store, private_key, now=None):
     return len(heads)
 
 
+def all_checkpoints(store, organization_id):
+    """Every checkpoint of the organization, newest first (what an export carries)."""
+    with store.read() as session:
+        return [checkpoint_dict(row) for row in session.scalars(
+            select(Checkpoint).where(Checkpoint.chain_id == organization_id).order_by(Checkpoint.seq.desc()))]
+
+
 def list_checkpoints(store, organization_id, cursor=None, limit=None):
     with store.read() as session:
         return keyset_page(session, select(Checkpoint).where(Checkpoint.chain_id == organization_id), NEWEST_FIRST,

@@ -5,8 +5,7 @@ The trail is the audit service's inbox: an entry is the record of its event (uni
 for ever), inserted first in the transaction; its changed fields and the memberships' states the event
 carries (applied to the read model, common.readmodels) are its effects, in the same transaction: an
 entry is never stored without its state, nor a state applied twice. Each entry is inserted with its
-place in its organization's hash chain (trail.Chains, chain.py); the chains' heads are moved last in
-that transaction.
+place in its organization's hash chain (trail.Chains, chain.py), its chain's head moved just before.
 
 Events arrive in batches (common.framework.batch_consume): a batch is one transaction, which falls back to
 one transaction per event on a redelivery among them, a unique-key clash with another consumer, or a chain
@@ -74,18 +73,22 @@ def handle_change_event(store, event):
 
 def _store(store, events, locked=False):
     """The one rule of common.inbox with the trail's own records: the entries (each with its place in its
-    chain) inserted first, their effects only if they are new, the chains' heads moved last."""
+    chain, the chains' heads moved first) inserted first of what the event does, their effects only if they
+    are all new. A single event stored before is 0; in a batch it is _Redelivered (nothing kept)."""
     try:
         with store.write() as session:
             stamped = CHAINS.stamp(session, events, locked)
+            CHAINS.move(session, stamped)
             new = inbox.record(session, INBOX, events, rows=stamped.rows)
-            if not new:                 # stored before, all of them: nothing to do, nothing moved
-                return 0
             if len(new) < len(events):
-                raise _Redelivered()
+                raise _Redelivered()        # rolls the heads back too
             for event in events:
                 store_entry(session, event)
-            CHAINS.move(session, stamped)
+    except _Redelivered:
+        CHAINS.forget()
+        if len(events) == 1:
+            return 0
+        raise
     except BaseException:
         CHAINS.forget()                 # what it knew of the heads may be what failed
         raise

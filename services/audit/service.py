@@ -56,6 +56,14 @@ class AuditService:
         """The organization's audit trail (Owner/Admin only)."""
         return trail.query_entries(self.db, organization_id, filters, cursor, limit)
 
+    @query(Action.VIEW_AUDIT, key_scope=Scope.AUDIT_READ, input={"filters": AuditFiltersInput})
+    def export_entries(self, caller, organization_id, filters=None, cursor=None, limit=None):
+        """A page of the trail for a download; the first page also holds every signed checkpoint of the
+        organization, read before its entries, so that each names an entry the download holds."""
+        checkpoints_first = (checkpoints.all_checkpoints(self.db, organization_id) if cursor is None else None)
+        page = trail.query_entries(self.db, organization_id, filters, cursor, limit)
+        return dict(page, checkpoints=checkpoints_first) if checkpoints_first is not None else page
+
     @query(Action.VIEW_AUDIT, key_scope=Scope.AUDIT_READ, input={"filters": AgentTrailFiltersInput})
     def list_agent_entries(self, caller, organization_id, agent_id, filters=None, cursor=None, limit=None):
         """One agent's trail in the organization, a row per changed field (Owner/Admin only)."""

@@ -154,22 +154,32 @@ class Chains:
         return Stamped(rows, before, after, absent)
 
     def move(self, session, stamped):
-        """Move the heads to where the delivery's entries took them, from where they were seen; ChainMoved if
-        another process moved one meanwhile (the caller's transaction then rolls back)."""
-        if stamped.absent:
-            created = session.scalars(conflict_insert(session)(HEADS).values(
-                [{"chain_id": chain_id, "seq": stamped.after[chain_id][0], "hash": stamped.after[chain_id][1],
-                  "checkpointed_seq": 0} for chain_id in sorted(stamped.absent)])
-                .on_conflict_do_nothing().returning(HEADS.c.chain_id)).all()
-            if len(created) != len(stamped.absent):
-                raise ChainMoved()
-        present = sorted(set(stamped.after) - stamped.absent)
+        """Move the heads to where the delivery's entries will take them, from where they were seen, before
+        the entries are inserted; ChainMoved if another process moved one meanwhile (the caller's transaction
+        then rolls back). Heads are taken in the chains' order, as the locked way takes them, and entries
+        are inserted only once their heads are held: two audit processes never wait for each other in a
+        cycle (PostgreSQL would end one of them with a deadlock)."""
+        def chain_params(chain_id, i=0):
+            return {f"chain_{i}": chain_id, f"seen_{i}": stamped.before[chain_id][0],
+                    f"seq_{i}": stamped.after[chain_id][0], f"hash_{i}": stamped.after[chain_id][1]}
+
+        chain_ids = sorted(stamped.after)
+        if stamped.absent:          # a chain's first entries (rare): each chain in turn, in order
+            for chain_id in chain_ids:
+                if chain_id in stamped.absent:
+                    moved = session.scalars(conflict_insert(session)(HEADS).values(
+                        chain_id=chain_id, seq=stamped.after[chain_id][0], hash=stamped.after[chain_id][1],
+                        checkpointed_seq=0).on_conflict_do_nothing().returning(HEADS.c.chain_id)).all()
+                else:
+                    moved = session.scalars(_move_heads(1), chain_params(chain_id)).all()
+                if not moved:
+                    raise ChainMoved()
+            return
         parameters = {}
-        for i, chain_id in enumerate(present):
-            parameters.update({f"chain_{i}": chain_id, f"seen_{i}": stamped.before[chain_id][0],
-                               f"seq_{i}": stamped.after[chain_id][0], f"hash_{i}": stamped.after[chain_id][1]})
-        moved = session.scalars(_move_heads(len(present)), parameters).all() if present else []
-        if len(moved) != len(present):
+        for i, chain_id in enumerate(chain_ids):
+            parameters.update(chain_params(chain_id, i))
+        # One statement for all of them; PostgreSQL locks the rows in the primary key's order.
+        if len(session.scalars(_move_heads(len(chain_ids)), parameters).all()) != len(chain_ids):
             raise ChainMoved()
 
     def remember(self, stamped):
