@@ -61,10 +61,31 @@ def is_valid_user_id(value):
     return is_printable_text(value) and 0 < len(value) <= USER_ID_MAX_LENGTH
 
 
+# Letters of other scripts that look like the Latin ones of "system" and "key:" (Unicode's confusables,
+# TR39, for these letters): NFKC leaves them alone, a reader does not tell them apart.
+_LOOK_ALIKES = str.maketrans({
+    "\u0455": "s", "\u0443": "y", "\u04af": "y", "\u03b3": "y", "\u0442": "t", "\u03c4": "t",
+    "\u0435": "e", "\u0454": "e", "\u03b5": "e", "\u043c": "m", "\u03bc": "m", "\u043a": "k",
+    "\u03ba": "k", "\u0138": "k", "\u0261": "g", "\u0391": "a", "\u0430": "a", "\u03bf": "o", "\u043e": "o",
+    "\u0456": "i", "\u0131": "i", "\u0458": "j", "\u0440": "p", "\u0441": "c", "\u0445": "x",
+    "\u02d0": ":", "\u0589": ":", "\u05c3": ":", "\u2236": ":", "\ua789": ":", "\ufe55": ":",
+})
+
+
+def skeleton(value):
+    """`value` as a reader sees it, for comparing with reserved names: NFKC (full-width letters, the
+    full-width colon), case folded, look-alike letters of other scripts read as Latin, spaces trimmed."""
+    return unicodedata.normalize("NFKC", value).casefold().translate(_LOOK_ALIKES).strip()
+
+
 def is_reserved_user_id(value):
     """`system` names the platform's own actions (and may call snapshot RPCs), `key:…` an API key's: no
-    token may claim either, or its changes would be audited as theirs."""
-    return value == SYSTEM_ACTOR["id"] or (isinstance(value, str) and value.startswith(KEY_ACTOR_PREFIX))
+    token may claim either, or anything that reads as either ("System", " system", "ｓｙｓｔｅｍ", "ѕystem"
+    in Cyrillic, "key：x"), or its changes would be audited as theirs."""
+    if not isinstance(value, str):
+        return False
+    seen = skeleton(value)
+    return seen == SYSTEM_ACTOR["id"] or seen.startswith(KEY_ACTOR_PREFIX)
 
 
 def canonical_email(value):

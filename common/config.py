@@ -81,6 +81,7 @@ class Settings:
     jwt_issuer: str | None    # the `iss` and `aud` JWKS-verified tokens must carry (both set with jwt_jwks)
     jwt_audience: str | None
     jwks_cache_seconds: float
+    jwt_max_token_age: float  # seconds: a token whose exp is further away than this is refused
     cors_allowed_origins: tuple   # exact origins (or "*") browsers may call from; empty: no CORS headers
     log_level: str
     max_workers: int
@@ -180,6 +181,7 @@ def read_settings(env):
         jwt_issuer=text("JWT_ISSUER"),
         jwt_audience=text("JWT_AUDIENCE"),
         jwks_cache_seconds=number("JWKS_CACHE_SECONDS", 300.0, float, minimum=1),
+        jwt_max_token_age=number("JWT_MAX_TOKEN_AGE", 86400.0, float, minimum=60),
         cors_allowed_origins=origins("CORS_ALLOWED_ORIGINS"),
         log_level=text("LOG_LEVEL", "INFO"),
         max_workers=number("MAX_WORKERS", 10, minimum=1),

@@ -3,6 +3,7 @@ the gateway (request bodies, queries, paths) and common.paging (cursors) apply a
 API's inputs are common.contracts'."""
 import json
 import re
+import unicodedata
 from decimal import Decimal
 
 from marshmallow import fields, validate
@@ -66,6 +67,29 @@ def json_depth(value):
 # U+D800-U+DFFF alone: JSON's "\ud800" escape makes one, and no database or encoder can store it
 # (UnicodeEncodeError, a 500). NUL: PostgreSQL text cannot hold it.
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+# Marks that turn the text after them around (U+202A-U+202E embeddings and overrides, U+2066-U+2069
+# isolates): "Invoice \u202egnp.exe" reads as "Invoice exe.png".
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Letters that draw nothing (Hangul fillers, the braille blank), beside the marks and formats below.
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+_INVISIBLE_CATEGORIES = frozenset({"Mn", "Me", "Cf", "Zs", "Zl", "Zp"})
+
+
+def name_problem(text):
+    """Why `text` is not a name a person can read (SPEC §10, issue 25), or None: "control_character" (C0, C1,
+    DEL: a line break in a name forges a log line), "direction_override" (bidirectional overrides and
+    isolates), "invisible_name" (only zero-width, combining, format or blank characters). One rule for
+    every human-facing name: organizations, agents, budget groups, API keys, display names from tokens."""
+    for character in text:
+        if unicodedata.category(character) == "Cc":
+            return "control_character"
+        if character in BIDI_CONTROLS:
+            return "direction_override"
+    if text and all(c in _BLANK_LETTERS or unicodedata.category(c) in _INVISIBLE_CATEGORIES for c in text):
+        return "invisible_name"
+    return None
 
 
 def text_problem(text):

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import re
 
 from werkzeug.wrappers import Response
 
@@ -64,10 +65,21 @@ def csv_download(filename, header, rows):
     return Response(out.getvalue(), headers=_attachment(filename), mimetype="text/csv")
 
 
+# What makes a spreadsheet read a cell as a formula (OWASP "CSV injection"): these first characters, or
+# their full-width forms, which some spreadsheets fold to them.
+FORMULA_STARTS = "=+-@\t\r\uff1d\uff0b\uff0d\uff20"
+# A `;` before one of them: a spreadsheet that splits on `;` (most European locales) starts a cell there.
+_FORMULA_AFTER_SEPARATOR = re.compile(f"(;[ ]*)(?=[{re.escape(FORMULA_STARTS)}])")
+
+
 def spreadsheet_safe(cell):
-    """Text a spreadsheet would run as a formula (a member named "=HYPERLINK(...)") gets a leading
-    apostrophe, so opening a download cannot execute what a user typed into their name."""
-    if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    """Text a spreadsheet would run as a formula (a member named "=HYPERLINK(...)", or "x;=cmd|...") gets an
+    apostrophe before it, at the start of the cell and after any `;` that would start a cell in a spreadsheet
+    splitting on `;`, so opening a download cannot execute what a user typed into their name."""
+    if not isinstance(cell, str):
+        return cell
+    cell = _FORMULA_AFTER_SEPARATOR.sub(r"\1'", cell)
+    if cell.lstrip(" ")[:1] in tuple(FORMULA_STARTS):
         return "'" + cell
     return cell
 

@@ -59,6 +59,7 @@ class JsonWsgiApp(web.WsgiApp):
         environ[REQUEST_ID] = request_ids.new_request_id(environ.get("HTTP_X_REQUEST_ID"))
         response = self.cors.preflight_response(environ) or self._response(request)
         response.headers[request_ids.HEADER] = environ[REQUEST_ID]
+        protect(response)
         self.cors.add_headers(response, environ.get("HTTP_ORIGIN"))
         access_log.info("%s %s %d %.1fms caller=%s request=%s route=%s rpc=%s", _printable(request.method, 16),
                         _printable(request.path, 300), response.status_code, (time.perf_counter() - started) * 1000,
@@ -76,6 +77,26 @@ class JsonWsgiApp(web.WsgiApp):
         except Exception as exc:
             log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
             return internal_error_response()
+
+
+def protect(response):
+    """Headers every answer carries: nothing the API answers (members' emails, balances) is kept by a
+    browser or a proxy (`Cache-Control: no-store`, unless the answer says otherwise: the console's files),
+    no answer is sniffed into another type, and a 401 says which scheme signs in (RFC 6750)."""
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if response.status_code == 401 and "WWW-Authenticate" not in response.headers:
+        code = _error_code(response)
+        response.headers["WWW-Authenticate"] = (
+            'Bearer realm="orgplatform"' if code == "missing_token"
+            else f'Bearer realm="orgplatform", error="invalid_token", error_description="{code}"')
+
+
+def _error_code(response):
+    try:
+        return json.loads(response.get_data())["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return "invalid_token"
 
 
 def routing_error_response(exc, request):

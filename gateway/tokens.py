@@ -35,6 +35,7 @@ from common.auth import (
 )
 from common.config import settings
 from common.errors import ServiceUnavailable, Unauthenticated
+from common.schemas import name_problem
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,10 @@ JWKS_MIN_REFRESH_SECONDS = 10.0
 # event loop itself keeps serving), so a provider that does not answer must not hold them up for long.
 JWKS_FETCH_TIMEOUT = (2.0, 3.0)
 JWKS_MAX_BYTES = 512 * 1024
+
+
+# Clocks differ a little: a token minted for exactly JWT_MAX_TOKEN_AGE by a clock a little ahead is taken.
+EXP_LEEWAY_SECONDS = 60
 
 
 def secret():
@@ -243,6 +248,8 @@ def claim_problem(claim, value):
                    "Kelvin sign for a K)"
     elif not is_printable_text(value) or len(value) > NAME_MAX_LENGTH:
         return f"must be at most {NAME_MAX_LENGTH} printable characters"
+    elif value.strip() and name_problem(value.strip()) is not None:
+        return "must contain a visible character (not only combining marks or blanks)"
     return None
 
 
@@ -251,6 +258,10 @@ def identity_from_claims(claims):
     # PyJWT compares int(exp), so it lets "4102444800" (a string) through; a number is required.
     if isinstance(claims["exp"], bool) or not isinstance(claims["exp"], (int, float)):
         raise _invalid_claim("exp", "must be a number")
+    # A token that never expires (exp 10**30) is a password that cannot be changed: its life is bounded.
+    max_age = settings().jwt_max_token_age
+    if claims["exp"] - time.time() > max_age + EXP_LEEWAY_SECONDS:
+        raise _invalid_claim("exp", f"is more than {max_age / 3600:g} h away (JWT_MAX_TOKEN_AGE)")
     name = claims.get("name")
     values = {"sub": claims["sub"], "email": claims["email"], "name": "" if name is None else name}
     for claim, value in values.items():

@@ -6,7 +6,7 @@ from marshmallow.validate import Length, Predicate
 
 from common.auth import USER_ID_MAX_LENGTH
 from common.contracts.base import Coded, Contract
-from common.contracts.fields import Text
+from common.contracts.fields import Name, Text
 
 # Configuration fields and their length limits (characters, counted after trimming).
 FIELD_LIMITS = {"name": 200, "code": 100, "mission": 2000, "welcome_message": 2000,
@@ -16,10 +16,12 @@ INVALID_URL = Coded("avatar_url must be an http or https URL.", "invalid_url")
 
 
 def _config_text(name):
-    """A configuration field: text, trimmed; null clears it (the empty text)."""
+    """A configuration field: text, trimmed; null clears it (the empty text). The name is one people read
+    (common.contracts.fields.Name)."""
     limit = FIELD_LIMITS[name]
-    return Text(limit, none_as_empty=True, invalid=Coded(f"{name} must be a string.", "invalid_type"),
-                too_long=Coded(f"{name} must be {limit} characters or fewer.", "too_long"))
+    field_type = (lambda *args, **kwargs: Name("Agent name", *args, **kwargs)) if name == "name" else Text
+    return field_type(limit, none_as_empty=True, invalid=Coded(f"{name} must be a string.", "invalid_type"),
+                      too_long=Coded(f"{name} must be {limit} characters or fewer.", "too_long"))
 
 
 class AgentInput(Contract):

@@ -4,7 +4,7 @@ from marshmallow import fields
 from marshmallow.validate import Length, OneOf, Predicate
 
 from common.contracts.base import Coded, Contract
-from common.contracts.fields import IsoTime, ListOf, Text
+from common.contracts.fields import IsoTime, ListOf, Name
 from common.permissions import SCOPES
 
 NAME_MAX_LENGTH = 200
@@ -14,8 +14,8 @@ INVALID_SCOPES = Coded(f"scopes must list at least one of {', '.join(SCOPES)}.",
 
 
 class ApiKeyInput(Contract):
-    name = Text(NAME_MAX_LENGTH, required=True, blank=NAME_REQUIRED, invalid=NAME_REQUIRED, too_long=NAME_TOO_LONG,
-                validate=[Predicate("isprintable", error=NAME_TOO_LONG)])
+    name = Name("The key's name", NAME_MAX_LENGTH, required=True, blank=NAME_REQUIRED, invalid=NAME_REQUIRED,
+                too_long=NAME_TOO_LONG, validate=[Predicate("isprintable", error=NAME_TOO_LONG)])
     scopes = ListOf(fields.String(validate=[OneOf(SCOPES, error=INVALID_SCOPES)],
                                   error_messages={"invalid": INVALID_SCOPES, "null": INVALID_SCOPES}),
                     required=True, validate=[Length(min=1, error=INVALID_SCOPES)],

@@ -3,7 +3,7 @@ from marshmallow import fields
 from marshmallow.validate import Range
 
 from common.contracts.base import Coded, Contract
-from common.contracts.fields import Amount, Text
+from common.contracts.fields import Amount, Name
 
 NAME_MAX_LENGTH = 200
 BUILDER_LIMIT_MAX = 100000
@@ -17,7 +17,8 @@ class BudgetGroupInput(Contract):
     error_messages = {"type": Coded("The body must be an object.", "invalid_body"),
                       "unknown": Coded("Unknown field: {field}.", "unknown_field")}
 
-    name = Text(NAME_MAX_LENGTH, required=True, blank=Coded("Budget group name is required.", "name_required"),
+    name = Name("Budget group name", NAME_MAX_LENGTH, required=True,
+                blank=Coded("Budget group name is required.", "name_required"),
                 invalid=Coded("name must be a string.", "invalid_type"),
                 too_long=Coded(f"Name must be {NAME_MAX_LENGTH} characters or fewer.", "name_too_long"))
     monthly_limit = Amount(allow_zero=True, allow_none=True)

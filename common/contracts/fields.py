@@ -8,6 +8,7 @@ from common.auth import EMAIL_MAX_LENGTH, canonical_email
 from common.contracts.base import Coded
 from common.errors import ValidationFailed
 from common.money import MAX_AMOUNT, PLACES, parse_amount
+from common.schemas import name_problem
 from common.timeutil import parse_iso
 
 
@@ -30,6 +31,30 @@ class Text(fields.String):
 
     def _deserialize(self, value, attr, data, **kwargs):
         return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+class ReadableName(validate.Validator):
+    """A name a person can read (common.schemas.name_problem), refused with the problem as its code and a
+    message naming `label`."""
+    MESSAGES = {"control_character": "{label} must not contain control characters such as line breaks.",
+                "direction_override": "{label} must not contain direction overrides or isolates "
+                                      "(U+202A to U+202E, U+2066 to U+2069).",
+                "invisible_name": "{label} must contain at least one visible character."}
+
+    def __init__(self, label):
+        self.label = label
+
+    def __call__(self, value):
+        problem = name_problem(value)
+        if problem is not None:
+            raise ValidationError(Coded(self.MESSAGES[problem].format(label=self.label), problem))
+        return value
+
+
+def Name(label, max_length, **kwargs):
+    """Trimmed text that names something people see (an organization, an agent, a budget group, a key):
+    Text with the readable-name rule, checked after the length and before the field's own rules."""
+    return Text(max_length, validate=[ReadableName(label), *kwargs.pop("validate", ())], **kwargs)
 
 
 class EmailAddress(Text):

@@ -54,19 +54,42 @@ EVENTLET_REFUSALS = {
 # The environ key under which `WsgiApp.route` leaves the matched rule (e.g. /v1/organizations/<org_id>).
 ROUTE_RULE = "orgplatform.route_rule"
 
+# What Python's http.server (under eventlet's protocol) answers by itself as an HTML page: the status
+# line's status -> (status, code, message). More than 100 header lines is http.client's limit.
+HTML_REFUSALS = {
+    b" 431 ": ("431 Request Header Fields Too Large", "too_many_headers",
+               "A request may have at most 100 header lines."),
+}
+
+
+def _json_refusal(status, code, message):
+    body = json.dumps({"error": {"code": code, "message": message, "field": None}}).encode()
+    return (f"HTTP/1.0 {status}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
 class _JsonRefusals:
-    """The connection's write side, turning eventlet's own empty refusals into JSON errors."""
+    """The connection's write side, turning eventlet's own empty refusals, and the HTML pages of
+    http.server's, into JSON errors."""
 
     def __init__(self, wfile):
         self._wfile = wfile
+        self._dropping_page = False
 
     def write(self, data):
-        for prefix, (status, code, message) in EVENTLET_REFUSALS.items():
-            if isinstance(data, bytes) and data.startswith(prefix):
-                body = json.dumps({"error": {"code": code, "message": message, "field": None}}).encode()
-                data = (f"HTTP/1.0 {status}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-                        f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-                break
+        if self._dropping_page:         # the HTML page after a refusal's headers already answered as JSON
+            self._dropping_page = False
+            return len(data)
+        if isinstance(data, bytes):
+            for prefix, refusal in EVENTLET_REFUSALS.items():
+                if data.startswith(prefix):
+                    return self._wfile.write(_json_refusal(*refusal))
+            status_line = data.split(b"\r\n", 1)[0]
+            for status, refusal in HTML_REFUSALS.items():
+                if status_line.startswith(b"HTTP/1.") and status in status_line:
+                    self._dropping_page = b"\r\n\r\n" in data and data.endswith(b"\r\n\r\n")
+                    return self._wfile.write(_json_refusal(*refusal))
         return self._wfile.write(data)
 
     def __getattr__(self, name):

@@ -201,6 +201,9 @@ def raw_answer(system, request_bytes):
      "invalid_content_length"),
     (b"POST /v1/organizations HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}",
      b" 400 ", "conflicting_body_length"),
+    # More than 100 header lines: Python's http.server answers 431 with an HTML page (issue 25).
+    (b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(101)) + b"\r\n",
+     b" 431 ", "too_many_headers"),
 ])
 def test_what_eventlet_refuses_itself_is_a_json_error_too(system, request_bytes, status, code):
     """eventlet's wsgi server answers these before any application code runs (with an empty body): the

