@@ -248,7 +248,7 @@ def claim_problem(claim, value):
                    "Kelvin sign for a K)"
     elif not is_printable_text(value) or len(value) > NAME_MAX_LENGTH:
         return f"must be at most {NAME_MAX_LENGTH} printable characters"
-    elif value.strip() and name_problem(value.strip()) is not None:
+    elif name_problem(value.strip()) is not None:
         return "must contain a visible character (not only combining marks or blanks)"
     return None
 

@@ -88,7 +88,7 @@ class _JsonRefusals:
             status_line = data.split(b"\r\n", 1)[0]
             for status, refusal in HTML_REFUSALS.items():
                 if status_line.startswith(b"HTTP/1.") and status in status_line:
-                    self._dropping_page = b"\r\n\r\n" in data and data.endswith(b"\r\n\r\n")
+                    self._dropping_page = data.endswith(b"\r\n\r\n")   # the page comes in its own write
                     return self._wfile.write(_json_refusal(*refusal))
         return self._wfile.write(data)
 

@@ -10,6 +10,8 @@ from selenium.common.exceptions import NoSuchElementException, StaleElementRefer
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from tests.e2e.helpers import create_organization, ok
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 DESKTOP = (1280, 800)
@@ -22,6 +24,19 @@ UNLABELLED_CONTROLS = """return [...document.querySelectorAll('main input, main 
     .map((c) => c.name || c.outerHTML);"""
 
 _screens_dir = None
+
+
+def activate(api, org_id):
+    """`org_id` made `api`'s user's active organization: the one the console's screens work on."""
+    ok(api.put("/v1/me/active-organization", json={"organization_id": org_id}))
+
+
+def owner_of(system, label, organization_name):
+    """A new user (`label`) who founded `organization_name`, now their active one: (client, organization id)."""
+    owner = system.user(label)
+    org = create_organization(owner, organization_name)["id"]
+    activate(owner, org)
+    return owner, org
 
 
 def screens_dir(create=True):

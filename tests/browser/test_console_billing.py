@@ -9,25 +9,15 @@ from decimal import Decimal
 import pytest
 from selenium.webdriver.common.by import By
 
-from tests.browser.helpers import UNLABELLED_CONTROLS
-from tests.e2e.helpers import audit_entries, create_organization, ok, path, wait_for
+from tests.browser.helpers import UNLABELLED_CONTROLS, owner_of
+from tests.e2e.helpers import audit_entries, ok, path, wait_for
+from tests.e2e.test_billing import balance, transactions
 
 pytestmark = pytest.mark.parametrize("system", ["sqlite"], indirect=True)
 
 
 def owner_of_a_studio(system):
-    rosa = system.user("rosa")
-    org = create_organization(rosa, "Kestrel Studio")["id"]
-    ok(rosa.put("/v1/me/active-organization", json={"organization_id": org}))
-    return rosa, org
-
-
-def balance(api, org):
-    return Decimal(ok(api.get(path(org, "/credits")))["balance"])
-
-
-def transactions(api, org, **params):
-    return ok(api.get(path(org, "/transactions"), params=params))["items"]
+    return owner_of(system, "rosa", "Kestrel Studio")
 
 
 def test_buy_credit_with_a_card_and_see_a_declined_one_refused(system, console):

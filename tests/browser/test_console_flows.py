@@ -9,16 +9,12 @@ import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 
-from tests.browser.helpers import PHONE, UNLABELLED_CONTROLS
+from tests.browser.helpers import PHONE, UNLABELLED_CONTROLS, activate
 from tests.e2e.helpers import create_organization, invite, join, ok, wait_for
 
 pytestmark = pytest.mark.parametrize("system", ["sqlite"], indirect=True)
 
 TOO_LONG = "x" * 201
-
-
-def activate(api, org_id):
-    ok(api.put("/v1/me/active-organization", json={"organization_id": org_id}))
 
 
 def test_create_an_organization_with_both_exact_messages(system, console):

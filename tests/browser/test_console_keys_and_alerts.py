@@ -8,17 +8,14 @@ import pytest
 import requests
 from selenium.webdriver.common.by import By
 
-from tests.browser.helpers import PHONE, UNLABELLED_CONTROLS
-from tests.e2e.helpers import create_agent, create_organization, error_code, join, ok, path, wait_for
+from tests.browser.helpers import PHONE, UNLABELLED_CONTROLS, owner_of
+from tests.e2e.helpers import create_agent, error_code, join, ok, path, wait_for
 
 pytestmark = pytest.mark.parametrize("system", ["sqlite"], indirect=True)
 
 
 def owner_of_a_clinic(system):
-    dina = system.user("dina")
-    org = create_organization(dina, "Sehat Clinic")["id"]
-    ok(dina.put("/v1/me/active-organization", json={"organization_id": org}))
-    return dina, org
+    return owner_of(system, "dina", "Sehat Clinic")
 
 
 def test_create_an_api_key_shown_once_then_revoke_it(system, console):
