@@ -88,6 +88,7 @@ class Settings:
     app_url: str
     replicas: int             # processes of each service `make run` starts (the gateway: one)
     invitation_sweep_seconds: float
+    email_send_seconds: float       # how often members sends the emails due (services/members/emails.py)
     credit_expiry_sweep_seconds: float
     smtp: SmtpSettings
     database_urls: dict       # service name -> URL given in <SERVICE>_DATABASE_URL (others: SQLite)
@@ -188,6 +189,7 @@ def read_settings(env):
         app_url=text("APP_URL", f"http://127.0.0.1:{gateway_port}"),
         replicas=number("REPLICAS", 1, minimum=1),
         invitation_sweep_seconds=number("INVITATION_SWEEP_SECONDS", 60.0, float, minimum=0.1),
+        email_send_seconds=number("EMAIL_SEND_SECONDS", 2.0, float, minimum=0.1),
         credit_expiry_sweep_seconds=number("CREDIT_EXPIRY_SWEEP_SECONDS", 60.0, float, minimum=0.1),
         smtp=SmtpSettings(
             host=text("SMTP_HOST"),
@@ -242,13 +244,16 @@ def nameko_config(config):
 
 
 def logging_config(level):
-    """One line per record on stderr, "[request id]" after the logger's name: the request the logging worker
-    serves (common.request_ids), "-" outside one. Nameko's, kombu's and amqp's own loggers at WARNING."""
+    """One line per record on stderr, that a client cannot forge; "[request id]" after the logger's name:
+    the request the logging worker serves (common.request_ids), "-" outside one. Nameko's, kombu's and
+    amqp's own loggers at WARNING."""
     broker_outage_once = {"level": "WARNING", "filters": ["broker_outage_once"]}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"}},
+        # One line per record, client text escaped and emails masked (common/framework/log_format.py).
+        "formatters": {"plain": {"class": "common.framework.log_format.SafeFormatter",
+                                 "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"}},
         "filters": {"broker_outage_once": {"()": "common.framework.log_filters.BrokerOutageOnce"},
                     "request_id": {"()": "common.request_ids.RequestIdFilter"}},
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
