@@ -5,6 +5,8 @@ Envelope (ARCHITECTURE.md "Events and the audit trail"):
     organization_id, actor ({"id", "email"}, an API key's {"id": "key:<id>", "name"}, or {"id": "system"}),
     target ({"type", "id"}),
     before, after (only the changed fields; secrets never included), correlation_id (optional),
+    request_id (optional: the HTTP request that made the change, common.request_ids, so a reaction's log
+    lines can name it),
     state (optional: the whole current state of the memberships or agents the change touched, with
     their versions, for other services' read models; see common.readmodels)
 
@@ -19,6 +21,7 @@ from kombu import Exchange, Queue, binding
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
 from common import event_types as types
+from common import request_ids
 from common.timeutil import iso, parse_iso, utcnow
 
 log = logging.getLogger(__name__)
@@ -29,11 +32,12 @@ CHANGE_EXCHANGE = Exchange("change-events", type="topic", durable=True)
 AUDIT_QUEUE = Queue("audit.change-events", exchange=CHANGE_EXCHANGE, routing_key="#", durable=True)
 # Every queue below that feeds a read model (common.readmodels) binds the events that carry its state.
 # The members service forgets the memberships of a deleted organization, and keeps which budget group
-# each member is in (fed by credits), organizations and agents (fed by orgs): its read models.
+# each member is in (fed by credits), organizations and agents (fed by orgs): its read models. Its own
+# invitation events call for the invitation's email (services/members/emails.py).
 MEMBERS_QUEUE = Queue("members.change-events", exchange=CHANGE_EXCHANGE, durable=True, bindings=[
     binding(CHANGE_EXCHANGE, routing_key=key)
     for key in (*types.ORGANIZATION_STATE_CARRIERS, *types.BUDGET_GROUP_MEMBER_STATE_CARRIERS,
-                *types.AGENT_STATE_CARRIERS)
+                *types.AGENT_STATE_CARRIERS, types.INVITATION_CREATED, types.INVITATION_RESENT)
 ])
 # The orgs service moves a member who left or was removed back to their Individual organization and
 # takes away their access to agents (also a contributor's, on losing Builder); it assigns an accepted
@@ -87,6 +91,7 @@ def change_event(type, action, organization_id, actor, target_type, target_id,
         "after": after or {},
         "correlation_id": correlation_id,
         **({"state": state} if state else {}),
+        **({"request_id": request_id} if (request_id := request_ids.current()) else {}),
     }
 
 

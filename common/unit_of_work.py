@@ -8,7 +8,7 @@ UnitOfWork, does the rest, in this order and in that one transaction:
   else 409) instead of running the command again;
 - runs the command, then stores its answer under the key (common.idempotency);
 - commits: the change, its outbox events (added to the session by `emit`) and both records together;
-- after the commit, runs what the command asked to happen then (`after_commit`: an email, say);
+- after the commit, runs what the command asked to happen then (`after_commit`: a call to the payment provider, say);
 - when the commit loses a race on a unique key (two requests with one key, one user's first sign-in),
   runs the whole attempt once more, where it sees the winner's row (common.db.retry_on_unique_race).
 

@@ -1,5 +1,5 @@
 """Tables of the members service: users as the gateway saw them, memberships with their roles and
-versions, invitations and billing transfers, API keys; idempotent and handled requests, processed
+versions, invitations and billing transfers, API keys, emails to send; idempotent and handled requests, processed
 events (common.inbox), the outbox; the read models (common.readmodels) of which budget group each
 member is in (owned by credits) and of organizations and agents (owned by orgs)."""
 from sqlalchemy import JSON, DateTime, ForeignKeyConstraint, Index, Integer, String, text
@@ -159,6 +159,27 @@ class ApiKey(Base):
     last_used_at = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class OutgoingEmail(Base):
+    """An email to send (services/members/emails.py): stored by the reaction to the event that calls for
+    it (its id is the event's, so a redelivered event stores none), sent by the job, tried again on a
+    failure until `gave_up_at`."""
+    __tablename__ = "outgoing_emails"
+    __table_args__ = (Index("ix_outgoing_emails_due", "sent_at", "gave_up_at", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(100))                # the event type that called for it
+    recipient: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(400))
+    body: Mapped[str] = mapped_column(String(4000))
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)   # for the log lines
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at = mapped_column(DateTime(timezone=True), nullable=False)
+    next_attempt_at = mapped_column(DateTime(timezone=True), nullable=False)
+    sent_at = mapped_column(DateTime(timezone=True), nullable=True)
+    gave_up_at = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(400), nullable=True)
 
 
 # ---- read models (common.readmodels): fed by credits' change events ------------------------------------

@@ -2,13 +2,16 @@
 common.events.MEMBERS_QUEUE), each event once by the one rule of common.inbox: its id recorded in
 `processed_events` in the transaction of its effects. The states the events carry feed the read models
 (common.readmodels): which budget group each member is in (from credits), organizations and agents'
-access (from orgs)."""
+access (from orgs). Members' own invitation events call for an email (emails.py: stored here, sent by a
+job)."""
 from sqlalchemy import delete
 
 from common import inbox
-from common.event_types import ORGANIZATION_DELETED
+from common.config import settings
+from common.event_types import INVITATION_CREATED, INVITATION_RESENT, ORGANIZATION_DELETED
 from common.timeutil import utcnow
 from services.members.api_keys import revoke_keys_of_deleted_organization
+from services.members.emails import queue_invitation_email
 from services.members.models import READ_MODELS, BillingTransfer, Invitation, MemberRole, Membership, ProcessedEvent
 
 
@@ -25,9 +28,15 @@ def organization_deleted(session, event):
         session.execute(delete(model).where(model.organization_id == organization_id))
 
 
+def invitation_sent(session, event):
+    """invitation.created, invitation.resent: its email, sent by the job (emails.py)."""
+    queue_invitation_email(session, event, settings().app_url)
+
+
 # Credits' and orgs' other events only feed the read models.
 REACTIONS = inbox.Reactions(inbox.Inbox(ProcessedEvent), read_models=READ_MODELS,
-                            effects={ORGANIZATION_DELETED: organization_deleted})
+                            effects={ORGANIZATION_DELETED: organization_deleted,
+                                     INVITATION_CREATED: invitation_sent, INVITATION_RESENT: invitation_sent})
 
 
 def handle_change_event(store, event):

@@ -10,9 +10,10 @@ request (orgs calls it, for an organization's founder: a call back would be a cy
 Each command (common.commands) receives the open write transaction of its unit of work (common.unit_of_work)
 and hands it, with the values its declared contract validated, to the domain functions, which decide; the
 pipeline checked the caller's right, replays or stores an Idempotency-Key's answer, commits and retries a
-lost unique-key race. An invitation's email is an effect after the commit (`after_commit`), so a replay,
-which does not run the command, sends none. `invite` alone is phased (`phases=True`): it may wait for
-its read model to learn of an agent created a moment ago, between its reads and its write transaction.
+lost unique-key race. An invitation's email is not sent by the request: its event comes back to the
+reaction, which stores the email, and a job sends it and tries again on a failure (emails.py), so a
+replay, which emits no event, sends none. `invite` alone is phased (`phases=True`): it may wait for its
+read model to learn of an agent created a moment ago, between its reads and its write transaction.
 """
 import logging
 
@@ -32,10 +33,10 @@ from common.mail import MailerProvider
 from common.outbox import OutboxRelay
 from common.permissions import Action
 from common.readmodels import SNAPSHOT_PAGE, ReadModelFill
-from common.unit_of_work import after_commit
 from services.members import (
     api_keys,
     billing_transfers,
+    emails,
     invitations,
     membership_states,
     memberships,
@@ -48,8 +49,10 @@ from services.members.own_memberships import OwnMemberships
 
 log = logging.getLogger(__name__)
 
-# How often the expiry job looks for invitations past their date (tests shorten it).
+# How often the expiry job looks for invitations past their date, and the email job for emails due
+# (tests shorten both).
 INVITATION_SWEEP_SECONDS = settings().invitation_sweep_seconds
+EMAIL_SEND_SECONDS = settings().email_send_seconds
 
 
 class MembersService:
@@ -127,7 +130,7 @@ class MembersService:
         with uow.read() as session:
             replayed = uow.replay(session)
             if replayed is not None:
-                return replayed         # its email was sent the first time
+                return replayed         # its email was called for by the first one's event
             # The organization's type and name (404 if it was deleted), from the read model.
             organization = organization_facts.organization_profile(session, organization_id)
         agent_ids = invitations.distinct_agent_ids(agent_ids)
@@ -135,16 +138,12 @@ class MembersService:
             organization_facts.check_agent_ids(self.db, organization_id, agent_ids)
 
         def create(session):
-            invitation = invitations.invite(session, caller.identity, organization, email, roles, agent_ids)
-            after_commit(session, lambda: self._send(invitation))
-            return invitation
+            return invitations.invite(session, caller.identity, organization, email, roles, agent_ids)
         return uow.run(create)      # replays an answer stored meanwhile under the key, else stores this one
 
     @command(Action.MANAGE_INVITATIONS)
     def resend_invitation(self, caller, session, organization_id, invitation_id):
-        invitation = invitations.resend_invitation(session, caller.identity, organization_id, invitation_id)
-        after_commit(session, lambda: self._send(invitation))
-        return invitation
+        return invitations.resend_invitation(session, caller.identity, organization_id, invitation_id)
 
     @command(Action.MANAGE_INVITATIONS)
     def revoke_invitation(self, caller, session, organization_id, invitation_id):
@@ -173,11 +172,11 @@ class MembersService:
         if expired:
             log.info("expired %d invitation(s)", expired)
 
-    def _send(self, invitation):
-        # After the commit (after_commit), outside the transaction: a failed send is logged; the
-        # invitation stands and can be resent.
-        subject, body = invitations.invitation_email(invitation, settings().app_url)
-        self.mailer.send(invitation["email"], subject, body)
+    @timer(interval=EMAIL_SEND_SECONDS)
+    def send_due_emails(self):
+        """The emails the reactions stored (emails.py), each sent outside any transaction, retried later
+        when the mail server fails."""
+        emails.send_due_emails(self.db, self.mailer)
 
     # ---- billing transfers ---------------------------------------------------------------------------
     @command(MEMBER)
