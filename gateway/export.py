@@ -68,8 +68,10 @@ def csv_download(filename, header, rows):
 # What makes a spreadsheet read a cell as a formula (OWASP "CSV injection"): these first characters, or
 # their full-width forms, which some spreadsheets fold to them.
 FORMULA_STARTS = "=+-@\t\r\uff1d\uff0b\uff0d\uff20"
-# A `;` before one of them: a spreadsheet that splits on `;` (most European locales) starts a cell there.
-_FORMULA_AFTER_SEPARATOR = re.compile(f"(;[ ]*)(?=[{re.escape(FORMULA_STARTS)}])")
+# A `;` before one of them: a spreadsheet that splits on `;` (most European locales) starts a cell there,
+# also past spaces and quotes (`x;"=cmd…` is written `x;""=cmd…`, which splits into an empty quoted text
+# and `=cmd…`).
+_FORMULA_AFTER_SEPARATOR = re.compile(f"(;[ \"]*)(?=[{re.escape(FORMULA_STARTS)}])")
 
 
 def spreadsheet_safe(cell):
