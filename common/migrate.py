@@ -2,6 +2,9 @@
 
     python -m common.migrate orgs [members credits audit]     upgrade each to head
 
+Once at head, each service's stored names that break the readable-name rule are logged (common.name_check):
+reported, never rewritten.
+
 Replicas starting together may all run this: on PostgreSQL an advisory lock makes them take turns.
 """
 import sys
@@ -11,6 +14,7 @@ from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import text
 
+from common import name_check
 from common.config import PROJECT_ROOT, SERVICES, database_url
 from common.db import get_engine
 
@@ -33,6 +37,8 @@ def upgrade(service_name, url=None):
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
         connection.commit()
+        # Stored names that break the readable-name rule: reported (common.name_check), never rewritten.
+        name_check.report_after_migration(connection, service_name)
 
 
 def run_env(target_metadata):
