@@ -26,8 +26,9 @@ def arguments(count_flag, count, concurrency, description=None):
 
 
 @contextmanager
-def running_system(postgres=False):
-    """A private broker and the whole system (PostgreSQL databases with `postgres`), stopped afterwards."""
+def running_system(postgres=False, settings=None):
+    """A private broker and the whole system (PostgreSQL databases with `postgres`, environment `settings`
+    added), stopped afterwards."""
     workdir = tempfile.mkdtemp(prefix="orgplatform-bench-")
     broker = Broker(f"{workdir}/rabbitmq", free_broker_port()).start()
     cluster, env = None, {}
@@ -36,7 +37,8 @@ def running_system(postgres=False):
             from devtools.postgres import PostgresCluster
             cluster = PostgresCluster().start()
             env = {f"{s.upper()}_DATABASE_URL": cluster.create_database(s) for s in SERVICES}
-        system = System(workdir, broker.amqp_uri, free_port(), dict(env, LOCALSTRIPE_PORT=str(free_port())))
+        system = System(workdir, broker.amqp_uri, free_port(),
+                        dict(env, LOCALSTRIPE_PORT=str(free_port()), **(settings or {})))
         system.postgres_dir = cluster.dir if cluster else None      # for process_cpu
         try:
             yield system.start_all()

@@ -97,6 +97,7 @@ class Settings:
     audit_signing_key_file: Path   # Ed25519 private key (PEM) of the audit checkpoints; made if absent
     audit_signing_key_given: bool  # False: the development key under DATA_DIR, generated at first start
     audit_checkpoint_seconds: float
+    rate_limits: "RateLimitSettings"
 
     def database_url(self, service_name):
         """The service's database: <SERVICE>_DATABASE_URL, or a SQLite file under DATA_DIR."""
@@ -205,7 +206,45 @@ def read_settings(env):
         audit_signing_key_file=Path(text("AUDIT_SIGNING_KEY_FILE", data_dir / "audit-signing-key.pem")),
         audit_signing_key_given=text("AUDIT_SIGNING_KEY_FILE") is not None,
         audit_checkpoint_seconds=number("AUDIT_CHECKPOINT_SECONDS", 60.0, float, minimum=0.1),
+        rate_limits=read_rate_limits(text),
     )
+
+
+@dataclass(frozen=True)
+class RateLimitSettings:
+    """The gateway's limits (gateway/rate_limits.py), in the `limits` package's notation ("20/minute"),
+    counted per gateway process."""
+    auth_failures_per_address: str     # refused credentials from one client address
+    auth_failures_per_key: str         # wrong secrets for one API key id
+    exports_per_organization: str      # downloads of one organization's members or audit trail
+    trusted_proxies: tuple             # addresses (or networks) whose X-Forwarded-For names the client
+
+
+def read_rate_limits(text):
+    from ipaddress import ip_network
+
+    from limits import parse
+
+    def limit(name, default):
+        value = text(name, default)
+        try:
+            parse(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be a rate such as 20/minute or 100 per hour, not {value!r}") from None
+        return value
+
+    proxies = []
+    for entry in (part.strip() for part in text("TRUSTED_PROXIES", "").split(",")):
+        if entry:
+            try:
+                proxies.append(ip_network(entry, strict=False))
+            except ValueError:
+                raise ConfigError(f"TRUSTED_PROXIES must list IP addresses or networks, not {entry!r}") from None
+    return RateLimitSettings(
+        auth_failures_per_address=limit("RATE_LIMIT_AUTH_FAILURES_PER_ADDRESS", "60/minute"),
+        auth_failures_per_key=limit("RATE_LIMIT_AUTH_FAILURES_PER_KEY", "20/minute"),
+        exports_per_organization=limit("RATE_LIMIT_EXPORTS_PER_ORGANIZATION", "10/minute"),
+        trusted_proxies=tuple(proxies))
 
 
 def read_payment_settings(text, number):

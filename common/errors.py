@@ -81,6 +81,12 @@ class ValidationFailed(AppError):      # well-formed request whose values break 
 
 
 @_registered
+class TooManyRequests(AppError):       # a rate limit (gateway/rate_limits.py); details.retry_after in seconds
+    status = 429
+    default_code = "rate_limited"
+
+
+@_registered
 class ServiceUnavailable(AppError):    # a service did not answer in time
     status = 503
     default_code = "service_unavailable"

@@ -5,13 +5,14 @@ Two steps, split by what each needs:
   public, before a worker is spawned: verifies the bearer token (401 otherwise, without a worker) and
   returns the identity as worker context data, under the keys common.auth reads. So `Auth` sees the
   caller in the handler, and Nameko copies it into every RPC call the worker makes. An API key
-  (`opk_…`, SPEC §9) verified in the last minute is settled here too (gateway.known_keys); one not seen
-  yet is left to the next step, which can ask members.
+  (`opk_…`, SPEC §9) whose id was asked about in the last minute is checked here too (gateway.known_keys);
+  one not seen yet is left to the next step, which can ask members. Refused credentials count towards the
+  failure limits of gateway.rate_limits (429 past them).
 - `caller_settled_first(handler, key_scope)`, wrapped around the same routes' handlers: a key not seen yet
-  is verified with members (`members.authenticate_api_key`) and becomes the worker's identity; a key may
-  then call the route only in its own organization and with `key_scope` (403 otherwise, 404 for another
-  organization); a person is signed in (`orgs.sign_in`, which creates their Individual organization) the
-  first time this process sees them.
+  is checked with what members answers about its id (`members.authenticate_api_key`) and becomes the
+  worker's identity; a key may then call the route only in its own organization and with `key_scope`
+  (403 otherwise, 404 for another organization); a person is signed in (`orgs.sign_in`, which creates
+  their Individual organization) the first time this process sees them.
 """
 import functools
 from collections import OrderedDict
@@ -21,10 +22,11 @@ from eventlet.event import Event
 from common import auth
 from common.authz import check_key_allowed
 from common.config import settings
-from common.errors import AppError, Forbidden, Unauthenticated
+from common.errors import Forbidden, Unauthenticated
 from common.rpc import call
 from gateway import tokens
-from gateway.known_keys import digest_of, key_id_of, known_keys
+from gateway.known_keys import key_id_of, known_keys
+from gateway.rate_limits import rate_limits
 
 # Read at import, so the gateway refuses to start (a ConfigError naming the variable, however it is started;
 # devtools.serve reads them before anything else) rather than answering 500s with settings tokens cannot be
@@ -43,7 +45,7 @@ CALLER_ID = "gateway.caller_id"
 # request's environ: never context data, which travels with every RPC call and would carry the secret).
 KEY_TO_VERIFY = "gateway.api_key_to_verify"
 
-# Keys being asked of members right now (the digest of each), with the event their answer is sent on.
+# Key ids being asked of members right now, with the event their answer is sent on.
 _asking = {}
 
 KEY_REFUSALS = {"invalid_api_key": "The API key is not valid.",
@@ -53,54 +55,61 @@ KEY_REFUSALS = {"invalid_api_key": "The API key is not valid.",
 
 def context_data(request):
     """The worker context data of a request whose `Authorization: Bearer` token is valid; Unauthenticated
-    (missing_token, invalid_token, token_expired, invalid_api_key, api_key_revoked, api_key_expired)
-    otherwise. {} for a well-formed key this process has not verified lately (left in the environ)."""
-    credential = tokens.bearer_credential(request.headers.get("Authorization"))
+    (missing_token, invalid_token, token_expired, invalid_api_key, api_key_revoked, api_key_expired), or
+    429 past the failure limits (gateway.rate_limits), otherwise. {} for a well-formed key whose id this
+    process keeps nothing about lately (left in the environ, for the handler's step to ask members)."""
+    address = rate_limits.client_address(request.environ)
+    credential = tokens.bearer_credential(request.headers.get("Authorization"))   # missing_token: no guess
     if not credential.startswith(auth.API_KEY_PREFIX):
-        return auth.context_data(tokens.identity_from_token(credential))
-    key = well_formed_key(credential)
+        try:
+            return auth.context_data(tokens.identity_from_token(credential))
+        except Unauthenticated as refusal:
+            raise rate_limits.failed(refusal, address) from None
+    key = well_formed_key(credential, address)
     identity, refusal = known_keys.find(key)
     if refusal is not None:
-        raise Unauthenticated(KEY_REFUSALS[refusal], code=refusal)
+        raise rate_limits.failed(Unauthenticated(KEY_REFUSALS[refusal], code=refusal), address, key_id_of(key))
     if identity is not None:
         return auth.context_data(identity)
-    request.environ[KEY_TO_VERIFY] = key
+    rate_limits.check_not_blocked(address, key_id_of(key))      # no call to members past a limit
+    request.environ[KEY_TO_VERIFY] = (key, address)
     return {}
 
 
-def well_formed_key(credential):
+def well_formed_key(credential, address=None):
     """A credential with the API key prefix, if it has a key's whole shape: 401 otherwise, without asking
     anyone."""
     if key_id_of(credential) is None or not credential.isprintable():
-        raise Unauthenticated(KEY_REFUSALS["invalid_api_key"], code="invalid_api_key")
+        raise rate_limits.failed(Unauthenticated(KEY_REFUSALS["invalid_api_key"], code="invalid_api_key"), address)
     return credential
 
 
-def verified_key(service, key):
-    """The identity of a key this process has not verified lately, asked of members once; its refusal is
-    remembered a few seconds (gateway.known_keys). Requests bringing the same key meanwhile wait for that
-    one answer: a runtime that starts with 20 calls at once (or whose key's minute just ran out under
-    load) makes members check it once, not 20 times."""
-    digest = digest_of(key)
-    pending = _asking.get(digest)
-    if pending is not None:
-        outcome = pending.wait()
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-    pending = _asking[digest] = Event()
-    try:
-        identity = known_keys.remember(key, call(service.members.authenticate_api_key, key))
-    except Exception as exc:
-        if isinstance(exc, AppError) and exc.code in KEY_REFUSALS:
-            known_keys.refuse(key, exc.code)
-        pending.send(exc)
-        raise
+def verified_key(service, key, address=None):
+    """The identity of a key whose id this process keeps nothing about lately: members is asked once for
+    what lets the gateway check it (gateway.known_keys), and the key is checked here, as a kept one is.
+    Requests bringing the same key id meanwhile wait for that one answer: a runtime that starts with 20
+    calls at once (or whose key's minute just ran out under load) makes members look once, not 20 times."""
+    key_id = key_id_of(key)
+    pending = _asking.get(key_id)
+    if pending is None:
+        pending = _asking[key_id] = Event()
+        try:
+            facts = call(service.members.authenticate_api_key, key)
+        except Exception as exc:
+            pending.send(exc)
+            raise
+        else:
+            pending.send(facts)
+        finally:
+            del _asking[key_id]
     else:
-        pending.send(identity)
-        return identity
-    finally:
-        del _asking[digest]
+        facts = pending.wait()
+        if isinstance(facts, Exception):
+            raise facts
+    identity, refusal = known_keys.remember(key, facts)
+    if refusal is not None:
+        raise rate_limits.failed(Unauthenticated(KEY_REFUSALS[refusal], code=refusal), address, key_id)
+    return identity
 
 
 def check_key_route(identity, key_scope, organization_id):
@@ -126,9 +135,9 @@ def caller_settled_first(handler, key_scope=None):
     tests/unit/gateway checks every handler's parameters against its path instead.)"""
     @functools.wraps(handler)
     def settled_handler(service, request, **path_values):
-        key = request.environ.pop(KEY_TO_VERIFY, None)
-        if key is not None:
-            service.auth.adopt(verified_key(service, key))
+        key_to_verify = request.environ.pop(KEY_TO_VERIFY, None)
+        if key_to_verify is not None:
+            service.auth.adopt(verified_key(service, *key_to_verify))
         identity = service.auth.identity
         if identity.is_key:
             request.environ[CALLER_ID] = identity.id

@@ -9,6 +9,7 @@ from werkzeug.wrappers import Response
 
 from common.timeutil import iso, utcnow
 from gateway.http import json_response
+from gateway.rate_limits import rate_limits
 
 EXPORT_MAX_ROWS = 10000
 
@@ -17,11 +18,15 @@ AUDIT_CSV_COLUMNS = ["occurred_at", "event_id", "type", "entity_type", "entity_i
                      "actor_email", "field", "old_value", "new_value"]
 
 
-def every_page(fetch):
-    """Follow next_cursor from the first page; at most EXPORT_MAX_ROWS items (downloads)."""
+def every_page(organization_id, fetch):
+    """Follow next_cursor from the first page; at most EXPORT_MAX_ROWS items (downloads). Counted towards
+    the organization's download limit (gateway.rate_limits) once the first page came back: the service
+    checked the caller's right to it, so a stranger cannot use up an organization's downloads."""
     items, cursor = [], None
     while len(items) < EXPORT_MAX_ROWS:
         page = fetch(cursor)
+        if cursor is None:
+            rate_limits.count_export(organization_id)
         items += page["items"]
         cursor = page["next_cursor"]
         if cursor is None:

@@ -82,14 +82,24 @@ class JsonWsgiApp(web.WsgiApp):
 def protect(response):
     """Headers every answer carries: nothing the API answers (members' emails, balances) is kept by a
     browser or a proxy (`Cache-Control: no-store`, unless the answer says otherwise: the console's files),
-    no answer is sniffed into another type, and a 401 says which scheme signs in (RFC 6750)."""
+    no answer is sniffed into another type, a 401 says which scheme signs in (RFC 6750), a 429 when to try
+    again (Retry-After)."""
     response.headers.setdefault("Cache-Control", "no-store")
     response.headers["X-Content-Type-Options"] = "nosniff"
+    if response.status_code == 429 and "Retry-After" not in response.headers:
+        response.headers["Retry-After"] = str(_error_details(response).get("retry_after", 60))
     if response.status_code == 401 and "WWW-Authenticate" not in response.headers:
         code = _error_code(response)
         response.headers["WWW-Authenticate"] = (
             'Bearer realm="orgplatform"' if code == "missing_token"
             else f'Bearer realm="orgplatform", error="invalid_token", error_description="{code}"')
+
+
+def _error_details(response):
+    try:
+        return json.loads(response.get_data())["error"].get("details") or {}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 def _error_code(response):

@@ -1,38 +1,42 @@
-"""The API keys this gateway process has verified (SPEC §9; docs/decisions.md "Machine callers").
+"""The API keys this gateway process keeps (SPEC §9; docs/decisions.md "Machine callers").
 
 A request by key must not wait on the members service each time (that would make every spend by a
-machine a chain of two services), so a key members accepted is kept here for a minute at most: the
-organization it acts in, its name, scopes and expiry, and a SHA-256 digest of the whole key as sent (a
-request's key is compared with it in constant time; the secret itself is not kept). Revocation does not
-wait for the minute: each gateway process consumes `api_key.revoked` on a queue of its own
-(gateway.service) and forgets the key at once; a key revoked while members was being asked about it
-is not kept (`_revoked`), so a slow answer cannot bring it back for the minute. Keys members refused are remembered
-for a few seconds, so a client repeating a wrong key cannot make every request a call to members.
+machine a chain of two services), so what members answered about a key id is kept here for a minute at
+most, and the gateway checks the secret itself: for a key, its organization, name, scopes, expiry,
+status and the keyed hash of its secret (members' `secret_hash`, never the secret); for an id no key has,
+that it has none, with a hash no secret has (the cached refusal of an unknown id: it costs members no
+read for the minute).
+
+A key is checked in the same steps whatever is kept about its id, and whether the secret is right or
+not: hash the secret sent (common.auth.api_key_secret_hash), compare in constant time, then read the
+status. So the time of a refusal does not tell whether an id exists (before, a wrong secret for a key
+id verified in the last minute was refused from memory in 1.0 ms, and an unknown id took 5.5 ms).
+
+Revocation does not wait for the minute: each gateway process consumes `api_key.revoked` on a queue of
+its own (gateway.service) and marks the key revoked at once; a key revoked while members was being asked
+about it stays revoked (`_revoked`), so a slow answer cannot bring it back for the minute.
 """
-import hashlib
 import hmac
+import secrets
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from common.auth import KEY_ACTOR_PREFIX, Identity, split_api_key
+from common.auth import KEY_ACTOR_PREFIX, Identity, api_key_secret_hash, split_api_key
+from common.config import settings
 from common.timeutil import parse_iso, utcnow
 
-KEEP_SECONDS = 60            # the longest a key is used without asking members again
-REFUSAL_KEEP_SECONDS = 5
+KEEP_SECONDS = 60            # the longest an answer of members is used without asking again
 MAX_KEYS = 10000
 
 
 @dataclass(frozen=True)
-class KnownKey:
-    digest: bytes
-    identity: Identity
+class KeptKey:
+    verifier: str             # the keyed hash of the key's secret; for an id no key has, a hash no secret has
+    identity: Identity | None  # None: no key has this id
+    status: str               # "active", "revoked", "expired", as members said ("unknown" for no key)
     expires_at: object        # an aware datetime, or None
-    verified_at: float        # time.monotonic()
-
-
-def digest_of(key):
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+    kept_at: float            # time.monotonic()
 
 
 def key_id_of(key):
@@ -48,47 +52,54 @@ def identity_of(facts):
 
 
 class KnownKeys:
-    def __init__(self, clock=time.monotonic):
+    def __init__(self, hash_key, clock=time.monotonic):
+        self._hash_key = hash_key
         self._clock = clock
-        self._keys = OrderedDict()         # key id -> KnownKey
-        self._refused = OrderedDict()      # digest -> (the answer to give, until)
-        self._revoked = OrderedDict()      # key id -> when forgotten (kept as long as an answer can lag)
+        self._keys = OrderedDict()         # key id -> KeptKey
+        self._revoked = OrderedDict()      # key id -> when revoked (kept as long as an answer can lag)
+        self._no_key = api_key_secret_hash(secrets.token_urlsafe(32), secrets.token_hex(16))
 
     def find(self, key):
-        """(identity, None) for a key verified less than a minute ago; (None, error) for one refused a moment
-        ago or expired since; (None, None) when members must be asked."""
-        now, digest = self._clock(), digest_of(key)
-        known = self._keys.get(key_id_of(key))
-        if known is not None and now - known.verified_at < KEEP_SECONDS:
-            if not hmac.compare_digest(known.digest, digest):
-                return None, "invalid_api_key"       # the id of a key we know, with another secret
-            if known.expires_at is not None and known.expires_at <= utcnow():
-                return None, "api_key_expired"
-            return known.identity, None
-        refused = self._refused.get(digest)
-        if refused is not None and now < refused[1]:
-            return None, refused[0]
-        return None, None
+        """(identity, None) for a key whose id is kept and whose secret is right; (None, refusal code) for
+        a kept id with a wrong secret, an id no key has, a revoked or expired key; (None, None) when members
+        must be asked (nothing kept about the id, or kept more than a minute ago)."""
+        key_id, secret = split_api_key(key)
+        kept = self._keys.get(key_id)
+        if kept is None or self._clock() - kept.kept_at >= KEEP_SECONDS:
+            return None, None
+        return self.check(kept, secret)
+
+    def check(self, kept, secret):
+        """The same steps for every kept id: hash, compare in constant time, then the status."""
+        right = hmac.compare_digest(api_key_secret_hash(secret, self._hash_key), kept.verifier)
+        if not right or kept.identity is None:
+            return None, "invalid_api_key"
+        if kept.status == "revoked":
+            return None, "api_key_revoked"
+        if kept.status == "expired" or (kept.expires_at is not None and kept.expires_at <= utcnow()):
+            return None, "api_key_expired"
+        return kept.identity, None
 
     def remember(self, key, facts):
-        """Keep what members answered about `key`, unless the key was revoked meanwhile (its event may have
-        arrived while the answer travelled: a revoked key never comes back); returns the key's identity."""
-        key_id, identity = facts["id"], identity_of(facts)
-        if key_id in self._revoked:
-            return identity
-        expires_at = parse_iso(facts["expires_at"]) if facts.get("expires_at") else None
-        self._keys[key_id] = KnownKey(digest_of(key), identity, expires_at, self._clock())
+        """Keep what members answered about `key`'s id (a key revoked meanwhile stays revoked: its event may
+        have arrived while the answer travelled); returns find(key)'s answer for it."""
+        key_id, secret = split_api_key(key)
+        if facts.get("found"):
+            status = "revoked" if key_id in self._revoked else facts["status"]
+            expires_at = parse_iso(facts["expires_at"]) if facts.get("expires_at") else None
+            kept = KeptKey(facts["secret_hash"], identity_of(facts), status, expires_at, self._clock())
+        else:
+            kept = KeptKey(self._no_key, None, "unknown", None, self._clock())
+        self._keys[key_id] = kept
         self._keys.move_to_end(key_id)
         _trim(self._keys)
-        return identity
-
-    def refuse(self, key, code):
-        self._refused[digest_of(key)] = (code, self._clock() + REFUSAL_KEEP_SECONDS)
-        _trim(self._refused)
+        return self.check(kept, secret)
 
     def forget(self, key_id):
-        """The key was revoked: never use what is kept about it again."""
-        self._keys.pop(key_id, None)
+        """The key was revoked: never accept it again (what is kept about it says revoked)."""
+        kept = self._keys.get(key_id)
+        if kept is not None and kept.identity is not None:
+            self._keys[key_id] = replace(kept, status="revoked")
         self._revoked[key_id] = self._clock()
         self._revoked.move_to_end(key_id)
         while self._revoked and self._clock() - next(iter(self._revoked.values())) > 10 * KEEP_SECONDS:
@@ -102,4 +113,4 @@ def _trim(ordered):
 
 
 # One per gateway process: the HTTP entrypoint, the handlers and the revocation consumer share it.
-known_keys = KnownKeys()
+known_keys = KnownKeys(settings().api_key_hash_secret)

@@ -4,7 +4,8 @@ so that it cannot drift from what the routes answer.
 Every route documents each status it can answer: its success (and the other successes it declares in
 `responses`, such as a dry run's 200), 400 on every route (a path, header or transfer coding can be
 refused anywhere), 414 on every route (a URL longer than 8 KB is refused before any route is found, and
-query values within their maxLength can still add up to one), 401 unless public, 404 where an id is in the
+query values within their maxLength can still add up to one), 401 and 429 unless public (failure limits; 429
+also where a download is offered), 404 where an id is in the
 path, 409 idempotency_key_reused where an Idempotency-Key is taken, 422 where a body or query is validated,
 503 where a service is called, and the statuses it declares in `errors`; every error body is ErrorBody.
 Answers' fields are required unless their metadata says "optional" (gateway/schemas/common.py).
@@ -223,6 +224,11 @@ def _error_statuses(route):
                          "api_key_revoked or api_key_expired: no valid API key")
         statuses[503] = ("service_unavailable: a service did not answer in time (or stopped mid-request); "
                          "identity_provider_unavailable: the JWKS has never been read")
+        statuses[429] = ("too_many_failures: too many refused credentials from this address or for this key id "
+                         "(Retry-After says when to try again)")
+    if route.downloads:
+        statuses[429] = statuses.get(429, "") + ("; " if 429 in statuses else "") + (
+            "too_many_exports: too many downloads of this organization's lists (Retry-After)")
     if PATH_PARAMETER.search(route.path):
         statuses[404] = "an id in the path names nothing the caller can see"
     if is_keyed(route):

@@ -122,7 +122,10 @@ def system(request, broker, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp(f"system-{backend}")
     env = dict(database_env(backend, request, "e2e"), JWT_SECRET=tokens.secret(), INVITATION_SWEEP_SECONDS="1",
                EMAIL_SEND_SECONDS="0.3", CREDIT_EXPIRY_SWEEP_SECONDS="1", LOCALSTRIPE_PORT=str(free_port()),
-               BILLING_RECONCILE_SECONDS="1", AUDIT_CHECKPOINT_SECONDS="1")
+               BILLING_RECONCILE_SECONDS="1", AUDIT_CHECKPOINT_SECONDS="1",
+               # Every test's requests come from 127.0.0.1: its failures are counted per key id and per
+               # organization's downloads as in production, not per address (test_rate_limits uses others).
+               RATE_LIMIT_AUTH_FAILURES_PER_ADDRESS="100000/minute")
     running = RunningSystem(data_dir, broker.amqp_uri, free_port(), env)
     running.backend = backend
     # Consumer queues are shared per broker: empty them so the other backend's leftovers do not leak in.

@@ -56,7 +56,7 @@ class AuditRoutes:
             page = call(self.audit.export_entries, org_id, query, cursor, 200)
             first_page.setdefault("checkpoints", page.get("checkpoints") or [])
             return page
-        entries = export.every_page(export_page)
+        entries = export.every_page(org_id, export_page)
         unfiltered = all(value is None for value in query.values())
         return export.audit_download(org_id, export_format, AuditEntry(many=True).dump(entries),
                                      Checkpoint(many=True).dump(first_page["checkpoints"]),

@@ -39,7 +39,7 @@ class MemberRoutes:
         if query["format"] != "csv":
             answer = call(self.members.list_members, *filters, query["cursor"], query["limit"])
             return json_response(MemberPage().dump(answer))
-        members = Member(many=True).dump(export.every_page(
+        members = Member(many=True).dump(export.every_page(org_id,
             lambda cursor: call(self.members.list_members, *filters, cursor, 200)))
         return export.members_csv(org_id, members)
 

@@ -9,7 +9,6 @@ secret never in an event); using a key is not a change. Creating and revoking ar
 (common.commands): the pipeline checked the caller's right and the key's fields (ApiKeyInput), and
 gives the open write transaction; that the expiry is in the future is decided here, by this clock.
 """
-import hashlib
 import hmac
 import secrets
 from datetime import datetime
@@ -17,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from common.auth import API_KEY_PREFIX, SYSTEM_ACTOR, split_api_key
+from common.auth import api_key_secret_hash as secret_hash
 from common.errors import NotFound, Unauthenticated, ValidationFailed
 from common.paging import Keyset, asc, desc, keyset_page
 from common.permissions import SCOPES
@@ -33,12 +33,6 @@ def new_key():
     """(key id, secret, the whole key as the caller sends it)."""
     key_id, secret = secrets.token_hex(KEY_ID_BYTES), secrets.token_urlsafe(SECRET_BYTES)
     return key_id, secret, f"{API_KEY_PREFIX}{key_id}_{secret}"
-
-
-def secret_hash(secret, hash_key):
-    """HMAC-SHA256 of the secret under the server's `hash_key` (hex): fast on purpose, as a 256-bit random
-    secret cannot be guessed; keyed so that a copy of the table alone cannot check guesses."""
-    return hmac.new(hash_key.encode(), secret.encode(), hashlib.sha256).hexdigest()
 
 
 def secret_matches(secret, stored_hash, hash_key):
@@ -109,33 +103,35 @@ def revoke_key(session, identity, organization_id, key_id, now=None):
 
 
 # ---- verifying a key (the gateway, on first sight of a key and each minute it stays in use) -------------
-# Refusals say no more than the caller proves it knows: an unknown id and a wrong secret are one answer.
-def invalid_key():
-    return Unauthenticated("The API key is not valid.", code="invalid_api_key")
+# An id no key has is hashed against this, so that it costs what a known id costs.
+NO_KEY_HASH = secret_hash(secrets.token_urlsafe(SECRET_BYTES), secrets.token_hex(16))
 
 
-def authenticate(store, key, hash_key, now=None):
-    """What the gateway needs to let `key` (as sent) act: {id, organization_id, name, scopes, expires_at};
-    401 invalid_api_key, api_key_revoked or api_key_expired otherwise. Records the use in `last_used_at`:
-    the gateway asks at most once a minute per key and process, so the list shows use to the minute."""
+def verifier_of(store, key, hash_key, now=None):
+    """What the gateway needs to check `key` itself for as long as it keeps the answer (gateway.known_keys):
+    for a key with this id, its facts (organization, name, scopes, expiry), its status and the keyed hash
+    of its secret, whether or not the secret sent matches; for an id no key has, {"id", "found": False},
+    after the same hashing work. Neither answer tells the caller whether its secret was right: the gateway
+    decides, in the same steps for both, so an answer's time does not tell whether the id exists.
+    Records the use in `last_used_at` when the secret matches an active key (the gateway asks at most once
+    a minute per key and process, so the list shows use to the minute). 401 for text not shaped like a key."""
     now = now or utcnow()
     parts = split_api_key(key)
     if parts is None:
-        raise invalid_key()
+        raise Unauthenticated("The API key is not valid.", code="invalid_api_key")
     key_id, secret = parts
+    presented = secret_hash(secret, hash_key)
     with store.read() as session:
         row = session.get(ApiKey, key_id)
-        if row is None or not secret_matches(secret, row.secret_hash, hash_key):
-            raise invalid_key()
-        status = status_of(row, now)
-        facts = {"id": row.id, "organization_id": row.organization_id, "name": row.name, "scopes": row.scopes,
-                 "expires_at": iso(row.expires_at) if row.expires_at else None}
-    if status == "revoked":
-        raise Unauthenticated("The API key was revoked.", code="api_key_revoked")
-    if status == "expired":
-        raise Unauthenticated("The API key has expired.", code="api_key_expired")
-    with store.write() as session:
-        session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+        matches = hmac.compare_digest(presented, row.secret_hash if row is not None else NO_KEY_HASH)
+        if row is None:
+            return {"id": key_id, "found": False}
+        facts = {"id": row.id, "found": True, "organization_id": row.organization_id, "name": row.name,
+                 "scopes": row.scopes, "expires_at": iso(row.expires_at) if row.expires_at else None,
+                 "status": status_of(row, now), "secret_hash": row.secret_hash}
+    if matches and facts["status"] == "active":
+        with store.write() as session:
+            session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
     return facts
 
 

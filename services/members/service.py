@@ -217,9 +217,10 @@ class MembersService:
 
     @query(CREDENTIAL)
     def authenticate_api_key(self, caller, key):
-        """The gateway's check of a key it has not seen in the last minute: the key (its secret) is the
-        credential, so no identity is asked for; the answer carries no secret or hash."""
-        return api_keys.authenticate(self.db, key, settings().api_key_hash_secret)
+        """The gateway's question about a key it does not keep: the key (its secret) is the credential, so
+        no identity is asked for; the answer lets the gateway check the secret itself (api_keys.verifier_of:
+        the keyed hash, never the secret)."""
+        return api_keys.verifier_of(self.db, key, settings().api_key_hash_secret)
 
     # ---- events --------------------------------------------------------------------------------------
     # Acknowledged after the effects commit; an error (database down) requeues the event. A message

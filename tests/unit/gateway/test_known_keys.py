@@ -1,20 +1,25 @@
-"""The gateway's memory of API keys (gateway.known_keys): a key members accepted is used for a minute
-without asking again, a revoked one is forgotten at once and stays forgotten even if members' answer
-about it arrives after the revocation, a refused one is refused from memory for a few seconds."""
+"""The gateway's keeping of API keys (gateway.known_keys): what members answered about a key id is kept a
+minute, and the gateway checks the secret itself, in the same steps whether the id is a key's or no key's
+and whether the secret is right; a revoked key is refused at once and stays refused even if members'
+answer about it arrives after the revocation."""
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import eventlet
 import pytest
 
-from common.errors import AppError, ServiceUnavailable, Unauthenticated
+from common.auth import api_key_secret_hash
+from common.errors import AppError, ServiceUnavailable
 from gateway import authentication
-from gateway.known_keys import KEEP_SECONDS, REFUSAL_KEEP_SECONDS, KnownKeys, key_id_of
+from gateway.known_keys import KEEP_SECONDS, KnownKeys, key_id_of
 from tests.unit.clock import Clock
 
+HASH_KEY = "gateway-test-hash-key"
 KEY = "opk_0123456789ab_s3cret-part"
-FACTS = {"id": "0123456789ab", "organization_id": "org-1", "name": "Runtime", "scopes": ["usage:write"],
-         "expires_at": None}
+FACTS = {"id": "0123456789ab", "found": True, "organization_id": "org-1", "name": "Runtime",
+         "scopes": ["usage:write"], "expires_at": None, "status": "active",
+         "secret_hash": api_key_secret_hash("s3cret-part", HASH_KEY)}
+UNKNOWN = "opk_ffffffffffff_s3cret-part"
 
 
 @pytest.fixture
@@ -24,43 +29,58 @@ def clock():
 
 @pytest.fixture
 def keys(clock):
-    return KnownKeys(clock)
+    return KnownKeys(HASH_KEY, clock)
 
 
-def test_a_key_members_accepted_is_the_key_identity_for_a_minute(keys, clock):
+def test_a_key_members_knows_is_checked_here_for_a_minute(keys, clock):
     assert keys.find(KEY) == (None, None)                     # never seen: members must be asked
-    identity = keys.remember(KEY, FACTS)
-    assert identity.id == "key:0123456789ab" and identity.is_key and identity.key_scopes == ("usage:write",)
-    assert identity.as_actor() == {"id": "key:0123456789ab", "name": "Runtime"}
+    identity, refusal = keys.remember(KEY, FACTS)
+    assert refusal is None and identity.id == "key:0123456789ab" and identity.is_key
+    assert identity.key_scopes == ("usage:write",) and identity.as_actor() == {"id": "key:0123456789ab",
+                                                                                 "name": "Runtime"}
     assert keys.find(KEY) == (identity, None)
     clock.now += KEEP_SECONDS + 1
     assert keys.find(KEY) == (None, None)                     # asked again after the minute
 
 
-def test_the_id_of_a_known_key_with_another_secret_is_refused_without_asking(keys):
+def test_a_wrong_secret_and_an_unknown_id_are_one_refusal_from_memory(keys):
+    """Members' answer for a wrong secret is the key's (it does not say the secret was wrong), so the right
+    secret still works afterwards: nobody can lock a key out by sending wrong ones."""
+    assert keys.remember(KEY[:-1] + "X", FACTS) == (None, "invalid_api_key")
+    assert keys.find(KEY[:-2] + "YY") == (None, "invalid_api_key")
+    assert keys.find(KEY)[0].id == "key:0123456789ab"
+    assert keys.remember(UNKNOWN, {"id": "ffffffffffff", "found": False}) == (None, "invalid_api_key")
+    assert keys.find(UNKNOWN) == (None, "invalid_api_key")       # kept: members is not asked again
+    assert keys.find("opk_ffffffffffff_" + "s" * 43) == (None, "invalid_api_key")
+
+
+def test_the_same_steps_whatever_is_kept(keys, monkeypatch):
+    """One hash and one constant-time comparison for a kept key's id and for an unknown id alike."""
     keys.remember(KEY, FACTS)
-    assert keys.find(KEY[:-1] + "X") == (None, "invalid_api_key")
+    keys.remember(UNKNOWN, {"id": "ffffffffffff", "found": False})
+    steps = []
+    monkeypatch.setattr("gateway.known_keys.api_key_secret_hash", lambda *a: steps.append("hash") or "0" * 64)
+    monkeypatch.setattr("gateway.known_keys.hmac.compare_digest", lambda a, b: steps.append("compare") or False)
+    for key in (KEY[:-1] + "X", UNKNOWN):
+        steps.clear()
+        assert keys.find(key) == (None, "invalid_api_key")
+        assert steps == ["hash", "compare"]
 
 
-def test_a_revoked_key_is_forgotten_and_a_late_answer_does_not_bring_it_back(keys):
+def test_a_revoked_key_is_refused_and_a_late_answer_does_not_bring_it_back(keys):
     keys.remember(KEY, FACTS)
     keys.forget(FACTS["id"])
-    assert keys.find(KEY) == (None, None)
-    keys.remember(KEY, FACTS)         # members' answer, given before the revocation, arriving after it
-    assert keys.find(KEY) == (None, None)
-
-
-def test_a_key_that_expires_while_kept_is_refused(keys):
-    soon = dict(FACTS, expires_at=(datetime.now(UTC) - timedelta(seconds=1)).isoformat())
-    keys.remember(KEY, soon)
-    assert keys.find(KEY) == (None, "api_key_expired")
-
-
-def test_a_refusal_is_remembered_a_few_seconds(keys, clock):
-    keys.refuse(KEY, "api_key_revoked")
     assert keys.find(KEY) == (None, "api_key_revoked")
-    clock.now += REFUSAL_KEEP_SECONDS + 0.1
-    assert keys.find(KEY) == (None, None)
+    assert keys.remember(KEY, FACTS) == (None, "api_key_revoked")   # an answer given before the revocation
+    assert keys.find(KEY[:-1] + "X") == (None, "invalid_api_key")   # a wrong secret says no more than that
+
+
+@pytest.mark.parametrize("facts, code", [
+    (dict(FACTS, expires_at=(datetime.now(UTC) - timedelta(seconds=1)).isoformat()), "api_key_expired"),
+    (dict(FACTS, status="expired"), "api_key_expired"), (dict(FACTS, status="revoked"), "api_key_revoked")])
+def test_revoked_and_expired_keys_are_refused_by_name(keys, facts, code):
+    assert keys.remember(KEY, facts) == (None, code)
+    assert keys.find(KEY) == (None, code)
 
 
 @pytest.mark.parametrize("text", ["opk_", "opk_abc", "opk__secret", "opk_abc_", "jwt.like.text", "opk_" + "a" * 300])
@@ -90,7 +110,7 @@ def test_a_jwt_is_not_taken_for_a_key(header, code):
 def test_a_well_formed_key_not_seen_yet_is_left_for_the_worker_to_verify(fresh_keys):
     request = request_with(f"Bearer {KEY}")
     assert authentication.context_data(request) == {}
-    assert request.environ == {authentication.KEY_TO_VERIFY: KEY}
+    assert request.environ == {authentication.KEY_TO_VERIFY: (KEY, "-")}
 
 
 class SlowMembers:
@@ -109,18 +129,19 @@ class SlowMembers:
         eventlet.sleep(0.05)
         if self.refusal:
             raise self.refusal
-        return dict(FACTS)
+        return self.answer
 
 
 @pytest.fixture
 def fresh_keys(monkeypatch):
-    monkeypatch.setattr(authentication, "known_keys", KnownKeys())
+    monkeypatch.setattr(authentication, "known_keys", KnownKeys(HASH_KEY))
 
 
-@pytest.mark.parametrize("refusal", [None, Unauthenticated("The API key was revoked.", code="api_key_revoked"),
-                                     ServiceUnavailable("The members service did not answer.")])
-def test_requests_bringing_one_new_key_at_once_ask_members_once(fresh_keys, refusal):
+@pytest.mark.parametrize("answer, refusal", [(FACTS, None), (dict(FACTS, status="revoked"), None),
+                                             (FACTS, ServiceUnavailable("The members service did not answer."))])
+def test_requests_bringing_one_new_key_at_once_ask_members_once(fresh_keys, answer, refusal):
     members = SlowMembers(refusal)
+    members.answer = answer
     service = SimpleNamespace(members=members)
 
     def verify(_):
@@ -131,12 +152,11 @@ def test_requests_bringing_one_new_key_at_once_ask_members_once(fresh_keys, refu
 
     answers = list(eventlet.GreenPool(20).imap(verify, range(20)))
     assert members.calls == 1 and authentication._asking == {}
-    assert set(answers) == {"key:0123456789ab" if refusal is None else refusal.code}
-    # What members said is kept (the key, or its refusal for a few seconds); that it could not answer is not.
+    expected = refusal.code if refusal else "key:0123456789ab" if answer["status"] == "active" else "api_key_revoked"
+    assert set(answers) == {expected}
+    # What members said is kept; that it could not answer is not.
     identity, remembered_refusal = authentication.known_keys.find(KEY)
-    if refusal is None:
-        assert identity.id == "key:0123456789ab"
-    elif refusal.code == "api_key_revoked":
-        assert remembered_refusal == "api_key_revoked"
-    else:
+    if refusal is not None:
         assert (identity, remembered_refusal) == (None, None)
+    else:
+        assert (identity.id if identity else remembered_refusal) == expected
