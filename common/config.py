@@ -28,8 +28,8 @@ DEV_STRIPE_WEBHOOK_SECRET = "whsec_dev_localstripe_only"
 # are started. Those that keep read models (common.readmodels) are named beside it: each fills an empty
 # read model from its owner's snapshot in the background, retrying until the owner answers, so services
 # that own facts of each other (members and credits) start in any order.
-SERVICES = ("members", "orgs", "credits", "billing", "audit")
-READ_MODEL_SERVICES = ("members", "orgs", "credits", "billing", "audit")
+SERVICES = ("members", "orgs", "credits", "billing", "audit", "webhooks")
+READ_MODEL_SERVICES = ("members", "orgs", "credits", "billing", "audit", "webhooks")
 # A CORS origin as browsers send it: scheme://host[:port], nothing after (no path, no trailing slash). No
 # `*` inside one: origins are compared exactly, so https://*.example.com would be a pattern that never matches.
 _ORIGIN = re.compile(r"https?://[^/?#*\s]+")
@@ -98,6 +98,7 @@ class Settings:
     audit_signing_key_given: bool  # False: the development key under DATA_DIR, generated at first start
     audit_checkpoint_seconds: float
     rate_limits: "RateLimitSettings"
+    webhooks: "WebhookSettings"
 
     def database_url(self, service_name):
         """The service's database: <SERVICE>_DATABASE_URL, or a SQLite file under DATA_DIR."""
@@ -207,7 +208,26 @@ def read_settings(env):
         audit_signing_key_given=text("AUDIT_SIGNING_KEY_FILE") is not None,
         audit_checkpoint_seconds=number("AUDIT_CHECKPOINT_SECONDS", 60.0, float, minimum=0.1),
         rate_limits=read_rate_limits(text),
+        webhooks=WebhookSettings(
+            allow_private_networks=text("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", "false").lower() in ("1", "true", "yes"),
+            poll_seconds=number("WEBHOOK_POLL_SECONDS", 1.0, float, minimum=0.05),
+            timeout_seconds=number("WEBHOOK_TIMEOUT_SECONDS", 15.0, float, minimum=0.1),
+            concurrency=number("WEBHOOK_CONCURRENCY", 20, minimum=1),
+            disable_after_seconds=number("WEBHOOK_DISABLE_AFTER_SECONDS", 5 * 24 * 3600.0, float, minimum=1),
+            retry_scale=number("WEBHOOK_RETRY_SCALE", 1.0, float, minimum=0.0001),
+        ),
     )
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """The webhooks service (services/webhooks, SPEC §12)."""
+    allow_private_networks: bool   # http and loopback/private addresses allowed: development and tests only
+    poll_seconds: float            # how often due deliveries are looked for
+    timeout_seconds: float         # a receiver's whole answer must come within this
+    concurrency: int               # deliveries in flight at once per process (at most 2 per endpoint)
+    disable_after_seconds: float   # an endpoint failing every attempt this long is disabled (5 days)
+    retry_scale: float             # the retry schedule multiplied by this (tests shorten it; 1 in production)
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,13 @@ AUTO_TOPUP_FAILED = "auto_topup.failed"
 AUTO_TOPUP_CAP_REACHED = "auto_topup.cap_reached"
 AUTO_TOPUP_DISABLED = "auto_topup.disabled"
 
+# ---- webhooks -----------------------------------------------------------------------------------------
+WEBHOOK_ENDPOINT_CREATED = "webhook_endpoint.created"
+WEBHOOK_ENDPOINT_UPDATED = "webhook_endpoint.updated"
+WEBHOOK_ENDPOINT_DELETED = "webhook_endpoint.deleted"
+WEBHOOK_ENDPOINT_SECRET_ROTATED = "webhook_endpoint.secret_rotated"
+WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"       # by the system: 410 Gone, or 5 days of failures
+
 # The key in the `state` of credits.balance_low of the account's balance after the spend: [{"organization_id",
 # "balance"}] (an exact decimal as text). Billing starts auto top-ups from it.
 BALANCE_STATE = "balance"
@@ -84,3 +91,8 @@ ORGANIZATION_STATE_CARRIERS = (ORGANIZATION_CREATED, ORGANIZATION_RENAMED, ORGAN
 # The events that carry an agent's access state: its organization, contributors and assignees.
 AGENT_STATE_CARRIERS = (AGENT_CREATED, AGENT_DELETED, AGENT_TRANSFERRED, AGENT_ACCESS_REVOKED, AGENT_CONTRIBUTOR_ADDED,
                         AGENT_CONTRIBUTOR_REMOVED, AGENT_ASSIGNEE_ADDED, AGENT_ASSIGNEE_REMOVED)
+
+# Every change event type, sorted: what a webhook endpoint may subscribe to by name (SPEC §12).
+ALL_TYPES = tuple(sorted(value for name, value in dict(globals()).items()
+                         if name.isupper() and isinstance(value, str)
+                         and name not in ("BALANCE_STATE", "AUTO_TOPUP_STATE")))

@@ -60,7 +60,10 @@ BILLING_QUEUE = Queue("billing.change-events", exchange=CHANGE_EXCHANGE, durable
     binding(CHANGE_EXCHANGE, routing_key=key)
     for key in (*types.MEMBERSHIP_STATE_CARRIERS, types.ORGANIZATION_DELETED, types.CREDITS_BALANCE_LOW)
 ])
-CONSUMER_QUEUES = (AUDIT_QUEUE, MEMBERS_QUEUE, ORGS_QUEUE, CREDITS_QUEUE, BILLING_QUEUE)
+# The webhooks service delivers every change event an endpoint subscribes to (SPEC §12), and keeps the
+# memberships it decides who may manage endpoints on (its read model).
+WEBHOOKS_QUEUE = Queue("webhooks.change-events", exchange=CHANGE_EXCHANGE, routing_key="#", durable=True)
+CONSUMER_QUEUES = (AUDIT_QUEUE, MEMBERS_QUEUE, ORGS_QUEUE, CREDITS_QUEUE, BILLING_QUEUE, WEBHOOKS_QUEUE)
 
 
 def key_revocations_queue():
@@ -150,6 +153,26 @@ def change_event_or_none(message):
     except InvalidChangeEvent:
         log.error("dropping a message that is not a change event", exc_info=True)
         return None
+
+
+def stored_changes(event):
+    """The event's changed fields as the audit trail stores (and hashes) them: `before`'s fields, then
+    `after`'s new ones, each with its old and new value."""
+    before, after = event["before"], event["after"]
+    return [{"field": field, "old_value": before.get(field), "new_value": after.get(field)}
+            for field in [*before, *(k for k in after if k not in before)]]
+
+
+def entry_of(event):
+    """A checked change event (parse_change_event) as the audit trail shows its entry, without its place in
+    the hash chain: what audit hashes (services/audit/trail.py) and what a webhook delivers as `data`."""
+    actor = event["actor"]
+    return {"event_id": event["event_id"], "type": event["type"], "entity_type": event["target"]["type"],
+            "entity_id": event["target"]["id"], "action": event["action"],
+            "actor": {"id": actor["id"], **({"email": actor["email"]} if actor.get("email") else {}),
+                      **({"name": actor["name"]} if actor.get("name") else {})},
+            "organization_id": event["organization_id"], "correlation_id": event["correlation_id"],
+            "occurred_at": iso(event["occurred_at"]), "changes": stored_changes(event)}
 
 
 def changed_fields(before, after):

@@ -34,6 +34,7 @@ class Action(str, Enum):
     MANAGE_API_KEYS = "manage_api_keys"           # SPEC §9: create, list and revoke organization API keys
     MANAGE_ALERTS = "manage_alerts"               # issue 15: budget alert settings and the alerts raised
     MANAGE_PAYMENTS = "manage_payments"           # SPEC §11: payment methods, purchases, auto top-up, transactions
+    MANAGE_WEBHOOKS = "manage_webhooks"           # SPEC §12: endpoints, their secrets, deliveries, test events
 
 
 class Scope(str, Enum):
@@ -67,6 +68,7 @@ MATRIX = {
     Action.MANAGE_API_KEYS: {_O, _A},
     Action.MANAGE_ALERTS: {_O, _A, _BI},
     Action.MANAGE_PAYMENTS: {_O, _BI},
+    Action.MANAGE_WEBHOOKS: {_O, _A},
 }
 
 

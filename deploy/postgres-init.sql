@@ -4,3 +4,4 @@ CREATE USER members PASSWORD 'members';   CREATE DATABASE members OWNER members;
 CREATE USER credits PASSWORD 'credits';   CREATE DATABASE credits OWNER credits;
 CREATE USER billing PASSWORD 'billing';   CREATE DATABASE billing OWNER billing;
 CREATE USER audit PASSWORD 'audit';       CREATE DATABASE audit OWNER audit;
+CREATE USER webhooks PASSWORD 'webhooks'; CREATE DATABASE webhooks OWNER webhooks;

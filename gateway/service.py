@@ -22,13 +22,14 @@ from gateway.known_keys import known_keys
 # Modules, not their classes: `python -m devtools.serve gateway.service` runs every class in this module
 # that has entrypoints, and a mixin imported here by name would be one (with no `name`, so the run would fail).
 # isort: off
-from gateway.routes import operations, me, organizations, members, api_keys, credits, billing, agents, audit, console
+from gateway.routes import (operations, me, organizations, members, api_keys, credits, billing, agents, audit,
+                            webhooks, console)
 # isort: on
 
 
 class GatewayService(operations.OperationRoutes, me.MeRoutes, organizations.OrganizationRoutes,
                      members.MemberRoutes, api_keys.ApiKeyRoutes, credits.CreditRoutes, billing.BillingRoutes,
-                     agents.AgentRoutes, audit.AuditRoutes, console.ConsoleRoutes):
+                     agents.AgentRoutes, audit.AuditRoutes, webhooks.WebhookRoutes, console.ConsoleRoutes):
     name = "gateway"
 
     auth = Auth()
@@ -39,6 +40,7 @@ class GatewayService(operations.OperationRoutes, me.MeRoutes, organizations.Orga
     credits = service_proxy("credits")
     billing = service_proxy("billing")
     audit = service_proxy("audit")
+    webhooks = service_proxy("webhooks")
 
     # A revoked API key stops working at once in every gateway process, not when its minute in
     # gateway.known_keys runs out.

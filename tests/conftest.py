@@ -125,7 +125,10 @@ def system(request, broker, tmp_path_factory):
                BILLING_RECONCILE_SECONDS="1", AUDIT_CHECKPOINT_SECONDS="1",
                # Every test's requests come from 127.0.0.1: its failures are counted per key id and per
                # organization's downloads as in production, not per address (test_rate_limits uses others).
-               RATE_LIMIT_AUTH_FAILURES_PER_ADDRESS="100000/minute")
+               RATE_LIMIT_AUTH_FAILURES_PER_ADDRESS="100000/minute",
+               # Webhooks go to receivers the tests run on loopback, sooner than in production.
+               WEBHOOKS_ALLOW_PRIVATE_NETWORKS="true", WEBHOOK_POLL_SECONDS="0.1", WEBHOOK_RETRY_SCALE="0.01",
+               WEBHOOK_TIMEOUT_SECONDS="5")
     running = RunningSystem(data_dir, broker.amqp_uri, free_port(), env)
     running.backend = backend
     # Consumer queues are shared per broker: empty them so the other backend's leftovers do not leak in.

@@ -7,7 +7,7 @@ from marshmallow import ValidationError, fields, validates_schema
 from marshmallow.validate import Length, OneOf
 
 from common.contracts.base import Coded, Contract
-from common.contracts.fields import Amount
+from common.contracts.fields import Amount, StrictBool
 
 MIN_PURCHASE_CENTS, MAX_PURCHASE_CENTS = 500, 1_000_000          # 5.00 to 10,000.00 USD
 TRANSACTION_TYPES = ("manual_purchase", "auto_topup", "subscription", "enterprise")
@@ -72,15 +72,6 @@ class TransactionFilters(Contract):
         f"status must be one of {', '.join(TRANSACTION_STATUSES)}.", "invalid_status"))])
     type = fields.String(allow_none=True, validate=[OneOf(TRANSACTION_TYPES, error=Coded(
         f"type must be one of {', '.join(TRANSACTION_TYPES)}.", "invalid_type"))])
-
-
-class StrictBool(fields.Boolean):
-    """true or false only (marshmallow's Boolean also takes 1, "yes", "on"...)."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, bool):
-            raise self.make_error("invalid")
-        return value
 
 
 class AutoTopupInput(Contract):

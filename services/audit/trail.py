@@ -13,9 +13,10 @@ from sqlalchemy.orm import noload
 
 from common.auth import canonical_email
 from common.errors import agent_not_found
+from common.events import entry_of, stored_changes
 from common.paging import Keyset, check_limit, desc, keyset_page
 from common.sql import conflict_insert
-from common.timeutil import iso, utcnow
+from common.timeutil import utcnow
 from services.audit import chain
 from services.audit.models import AuditChange, AuditEntry, ChainHead
 from services.audit.schemas import agent_trail_row, audit_entry_schema
@@ -42,21 +43,13 @@ def entry(event):
 _ENTRY_OF_EVENT = select(ENTRIES.c.seq).where(ENTRIES.c.event_id == bindparam("entry_event_id")).scalar_subquery()
 
 
-def changed_fields(event):
-    """The event's changed fields in the order they are stored (and hashed): `before`'s, then `after`'s new ones."""
-    before, after = event["before"], event["after"]
-    return list(before) + [k for k in after if k not in before]
-
-
 def add_changes(session, event):
-    """Add the changed fields of the event's entry (stored already, in the caller's transaction). Plain
-    INSERTs, not ORM objects: every change of the system passes here, and the unit of work cost more
-    than the statements."""
-    before, after = event["before"], event["after"]
-    changes = [{"entry_event_id": event["event_id"], "field": field, "old_value": before.get(field),
-                "new_value": after.get(field), "old_text": as_text(before.get(field)),
-                "new_text": as_text(after.get(field))}
-               for field in changed_fields(event)]
+    """Add the changed fields of the event's entry (stored already, in the caller's transaction), in the
+    order they are hashed (common.events.stored_changes). Plain INSERTs, not ORM objects: every change of
+    the system passes here, and the unit of work cost more than the statements."""
+    changes = [dict(change, entry_event_id=event["event_id"], old_text=as_text(change["old_value"]),
+                    new_text=as_text(change["new_value"]))
+               for change in stored_changes(event)]
     if changes:
         session.execute(insert(CHANGES).values(entry_seq=_ENTRY_OF_EVENT), changes)
 
@@ -70,16 +63,7 @@ def chain_of(organization_id):
 def hashed_entry(event, seq, prev_hash):
     """The entry of `event` at `seq` of its chain as the API answers it (schemas.AuditEntrySchema), which is
     what its hash covers: computed from the event, before it is stored, as the stored row will read back."""
-    actor, before, after = event["actor"], event["before"], event["after"]
-    return {"seq": seq, "prev_hash": prev_hash, "event_id": event["event_id"], "type": event["type"],
-            "entity_type": event["target"]["type"],
-            "entity_id": event["target"]["id"], "action": event["action"],
-            "actor": {"id": actor["id"], **({"email": actor["email"]} if actor.get("email") else {}),
-                      **({"name": actor["name"]} if actor.get("name") else {})},
-            "organization_id": event["organization_id"], "correlation_id": event["correlation_id"],
-            "occurred_at": iso(event["occurred_at"]),
-            "changes": [{"field": f, "old_value": before.get(f), "new_value": after.get(f)}
-                        for f in changed_fields(event)]}
+    return {"seq": seq, "prev_hash": prev_hash, **entry_of(event)}
 
 
 class ChainMoved(Exception):

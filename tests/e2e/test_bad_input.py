@@ -97,11 +97,15 @@ CRAFTED_CURSORS = [crafted('{"offset":1e30}'), crafted('{"before":1e30}'), craft
 
 
 def organization_with_things(user):
-    """An organization of `user` with an agent and a budget group: {placeholder: id} for route paths."""
+    """An organization of `user` with an agent, a budget group and a webhook endpoint: {placeholder: id} for
+    route paths."""
     org = user.post("/v1/organizations", json={"name": "Hostile"}).json()["id"]
+    endpoint = user.post(f"/v1/organizations/{org}/webhooks",
+                         json={"url": "http://127.0.0.1:9/hostile", "event_types": ["budget_group.deleted"]}).json()
     return {"org_id": org, "user_id": user.id,
             "agent_id": user.post(f"/v1/organizations/{org}/agents", json={"name": "Agent"}).json()["id"],
-            "group_id": user.post(f"/v1/organizations/{org}/budget-groups", json={"name": "G"}).json()["id"]}
+            "group_id": user.post(f"/v1/organizations/{org}/budget-groups", json={"name": "G"}).json()["id"],
+            "endpoint_id": endpoint["id"]}
 
 
 def paths_of(routes, ids):

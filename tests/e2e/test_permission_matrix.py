@@ -58,6 +58,9 @@ ALLOWED = {   # action -> roles that may do it (product rules §2)
     "set auto top-up": {"owner", "billing"},
     "view auto top-up": {"owner", "billing"},
     "verify the audit trail": {"owner", "admin"},                 # SPEC §13: those who see the trail
+    "add a webhook endpoint": {"owner", "admin"},                 # SPEC §12
+    "view webhook endpoints": {"owner", "admin"},
+    "send a webhook test": {"owner", "admin"},
     "list the audit checkpoints": {"owner", "admin"},
 }
 EDIT_AGENT = {"edit an agent one contributes to", "edit an agent one does not contribute to"}
@@ -138,6 +141,8 @@ def attempt(system, action, founder, org, actor):
         return budget_group_attempt(system, action, founder, org, actor)
     if action in BILLING_ACTIONS:
         return billing_attempt(action, founder, org, actor)
+    if action in WEBHOOK_ACTIONS:
+        return webhook_attempt(action, founder, org, actor)
     if action in USE_AGENT:
         return use_attempt(action, founder, org, actor)
     if action == "create an agent":
@@ -173,6 +178,24 @@ def attempt(system, action, founder, org, actor):
     if action == "view an agent's audit trail":
         return actor.get(f"{path}/audit"), None
     raise AssertionError(action)
+
+
+WEBHOOK_ACTIONS = {"add a webhook endpoint", "view webhook endpoints", "send a webhook test"}
+# An endpoint nothing is sent to in these tests: it subscribes to one type the test never makes happen, and
+# the test message goes to the discard port (its failed tries are the delivery log's business).
+QUIET_ENDPOINT = {"url": "http://127.0.0.1:9/matrix", "event_types": ["budget_group.deleted"]}
+
+
+def webhook_attempt(action, founder, org, actor):
+    hooks = f"/v1/organizations/{org}/webhooks"
+    if action == "add a webhook endpoint":
+        response = actor.post(hooks, json=QUIET_ENDPOINT)
+        return response, lambda: len(ok(founder.get(hooks))["items"]) == 1
+    if action == "view webhook endpoints":
+        return actor.get(hooks), None
+    endpoint = ok(founder.post(hooks, json=QUIET_ENDPOINT), 201)
+    response = actor.post(f"{hooks}/{endpoint['id']}/test")
+    return response, lambda: len(ok(founder.get(f"{hooks}/{endpoint['id']}/deliveries"))["items"]) == 1
 
 
 BUDGET_GROUP_ACTIONS = {"create a budget group", "edit a budget group", "delete a budget group",

@@ -27,6 +27,8 @@ def bodies(org_a, b_member, agent_id):
         "add_payment_method": {"provider_payment_method_id": "pm_card_visa"},
         "purchase": {"amount_usd": "5.00"},
         "set_auto_topup": {"enabled": True, "threshold": "1000", "target": "5000"},
+        "create_webhook_endpoint": {"url": "http://127.0.0.1:9/planted", "event_types": ["*"]},
+        "update_webhook_endpoint": {"url": "http://127.0.0.1:9/hijacked"},
     }
 
 
@@ -48,9 +50,13 @@ def test_a_member_of_one_organization_gets_404_for_every_route_of_another(system
     key = ok(bob.post(f"/v1/organizations/{org_b}/api-keys", json={"name": "B's key", "scopes": ["usage:read"]}), 201)
     card = ok(bob.post(f"/v1/organizations/{org_b}/payment-methods",
                        json={"provider_payment_method_id": "pm_card_visa"}), 201)
+    endpoint = ok(bob.post(f"/v1/organizations/{org_b}/webhooks",
+                           json={"url": "http://127.0.0.1:9/b", "event_types": ["budget_group.deleted"]}), 201)
+    delivery = ok(bob.post(f"/v1/organizations/{org_b}/webhooks/{endpoint['id']}/test"), 201)
     ids = {"org_id": org_b, "user_id": bob_member.id, "invitation_id": invitation["id"], "transfer_id": transfer["id"],
-           "agent_id": agent["id"], "group_id": group["id"], "key_id": key["id"], "payment_method_id": card["id"]}
-    trail_before = wait_for(lambda: (lambda e: e if len(e) >= 14 else None)(audit_entries(bob, org_b)),
+           "agent_id": agent["id"], "group_id": group["id"], "key_id": key["id"], "payment_method_id": card["id"],
+           "endpoint_id": endpoint["id"], "delivery_id": delivery["id"]}
+    trail_before = wait_for(lambda: (lambda e: e if len(e) >= 15 else None)(audit_entries(bob, org_b)),
                             message="B's audit entries")
     ledger_before = ok(bob.get(f"/v1/organizations/{org_b}/credits/ledger"))["items"]
     group_before = ok(bob.get(f"/v1/organizations/{org_b}/budget-groups/{group['id']}"))
@@ -68,7 +74,8 @@ def test_a_member_of_one_organization_gets_404_for_every_route_of_another(system
         checked.append(route.handler)
     assert len(checked) >= 41, checked   # every organization route of today, none skipped silently
 
-    # Nothing in B changed: name, members, the invitation, the transfer, the trail.
+    # Nothing in B changed: name, members, the invitation, the transfer, the webhook endpoint, the trail.
+    assert ok(bob.get(f"/v1/organizations/{org_b}/webhooks/{endpoint['id']}"))["url"] == "http://127.0.0.1:9/b"
     assert ok(bob.get(f"/v1/organizations/{org_b}"))["name"] == "B"
     assert sorted(m["user_id"] for m in ok(bob.get(f"/v1/organizations/{org_b}/members"))["items"]) == \
         sorted([bob.id, bob_member.id])

@@ -9,6 +9,7 @@ from services.billing import events as billing
 from services.credits import events as credits
 from services.members import events as members
 from services.orgs import events as orgs
+from services.webhooks import events as webhooks
 
 NAMED = {value for name, value in vars(event_types).items()
          if name.isupper() and isinstance(value, str)
@@ -16,7 +17,8 @@ NAMED = {value for name, value in vars(event_types).items()
 
 
 def test_each_type_is_emitted_by_exactly_one_service():
-    emitted = Counter([*orgs.EMITS, *members.EMITS, *credits.EMITS, *billing.EMITS, *audit.EMITS])
+    emitted = Counter([*orgs.EMITS, *members.EMITS, *credits.EMITS, *billing.EMITS, *audit.EMITS,
+                       *webhooks.EMITS])
     assert set(emitted) == NAMED
     assert [t for t, count in emitted.items() if count > 1] == []
 

@@ -95,6 +95,17 @@ ENTRYPOINTS = {
     ("POST", "/v1/billing/stripe/webhook", "stripe_webhook"),
     ("GET", "/v1/organizations/<org_id>/auto-topup", "get_auto_topup"),
     ("PUT", "/v1/organizations/<org_id>/auto-topup", "set_auto_topup"),
+    ("GET", "/v1/webhooks/event-types", "webhook_event_types"),
+    ("POST", "/v1/organizations/<org_id>/webhooks", "create_webhook_endpoint"),
+    ("GET", "/v1/organizations/<org_id>/webhooks", "list_webhook_endpoints"),
+    ("GET", "/v1/organizations/<org_id>/webhooks/<endpoint_id>", "get_webhook_endpoint"),
+    ("PATCH", "/v1/organizations/<org_id>/webhooks/<endpoint_id>", "update_webhook_endpoint"),
+    ("DELETE", "/v1/organizations/<org_id>/webhooks/<endpoint_id>", "delete_webhook_endpoint"),
+    ("POST", "/v1/organizations/<org_id>/webhooks/<endpoint_id>/rotate-secret", "rotate_webhook_secret"),
+    ("GET", "/v1/organizations/<org_id>/webhooks/<endpoint_id>/deliveries", "list_webhook_deliveries"),
+    ("POST", "/v1/organizations/<org_id>/webhooks/<endpoint_id>/deliveries/<delivery_id>/retry",
+     "retry_webhook_delivery"),
+    ("POST", "/v1/organizations/<org_id>/webhooks/<endpoint_id>/test", "send_webhook_test"),
 }
 PUBLIC = {"health", "openapi", "unknown_route", "console_without_slash", "console_page", "console_file", "dev_token",
           "stripe_webhook", "audit_public_key"}
@@ -131,7 +142,7 @@ def error_of(response):
 
 def test_the_container_finds_every_route_once_on_the_mixins(entrypoints):
     found = [(entrypoint.method, entrypoint.url, entrypoint.method_name) for entrypoint in entrypoints]
-    assert len(found) == len(ENTRYPOINTS) == 72
+    assert len(found) == len(ENTRYPOINTS) == 82
     assert set(found) == ENTRYPOINTS
     assert {entrypoint.method_name for entrypoint in entrypoints if entrypoint.public} == PUBLIC
 
@@ -145,7 +156,7 @@ def test_every_route_but_the_public_ones_refuses_a_request_without_a_token(entry
         assert (status, error["code"], error["message"], error["field"]) == (
             401, "missing_token", "Sign in: send Authorization: Bearer <token>.", None), entrypoint.method_name
         refused.add(entrypoint.method_name)
-    assert len(refused) == 63
+    assert len(refused) == 73
 
 
 @pytest.mark.parametrize("authorization, code", [

@@ -22,7 +22,7 @@ def start_gateway(container_factory, web_config, monkeypatch, environment):
     def start(origins):
         environment.set(CORS_ALLOWED_ORIGINS=origins)
         container = container_factory(GatewayService, dict(web_config, AMQP_URI="memory://"))
-        orgs, *_ = replace_dependencies(container, "orgs", "members", "credits", "billing", "audit")
+        orgs, *_ = replace_dependencies(container, "orgs", "members", "credits", "billing", "audit", "webhooks")
         container.start()
         return f"http://{web_config['WEB_SERVER_ADDRESS']}", orgs
     return start

@@ -1,0 +1,1 @@
+"""The webhooks service (SPEC §12): change events pushed to the organizations' endpoints."""
