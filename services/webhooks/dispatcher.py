@@ -25,8 +25,9 @@ class Dispatcher:
         self.clock = clock
         self.pool = GreenPool(config.concurrency)
         self.busy = Counter()                 # endpoint id -> deliveries in flight
-        # A claimed row is not due again before its send must have ended (or its process died).
-        self.claim_for = timedelta(seconds=config.timeout_seconds + 60)
+        # A claimed row is not due again before its send has ended (a send is cut at the timeout), or its
+        # process died: then it is sent again after this (at least once).
+        self.claim_for = timedelta(seconds=config.timeout_seconds + 10)
 
     def run_due(self, store, now=None):
         """Claim what the free senders can take now and start sending it; returns how many started."""

@@ -8,8 +8,8 @@ import json
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from devtools.webhook_receiver import Receiver
 from tests.e2e.helpers import audit_entries, create_agent, create_organization, error_code, ok, path, wait_for
-from tests.webhook_receiver import Receiver
 
 
 @pytest.fixture

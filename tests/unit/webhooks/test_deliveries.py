@@ -14,11 +14,11 @@ from common.config import WebhookSettings
 from common.errors import Conflict, ValidationFailed
 from common.events import change_event, parse_change_event
 from common.timeutil import utcnow
+from devtools.webhook_receiver import Receiver
 from services.webhooks import deliveries, endpoints, reactions
 from services.webhooks.dispatcher import Dispatcher
 from services.webhooks.models import Delivery, Endpoint, OutboxEvent
 from services.webhooks.sender import Outcome
-from tests.webhook_receiver import Receiver
 
 ORG = "org-1"
 DINA = Identity("dina", "dina@example.com", "Dina")

@@ -1,4 +1,4 @@
-"""A webhook receiver for the tests: a real HTTP server on loopback that records every request and answers
+"""A webhook receiver for the tests and the benchmarks: a real HTTP server on loopback that records every request
 what the test scripts (statuses in order, then 200), and can be taken down and brought back."""
 import json
 import threading
