@@ -11,6 +11,7 @@ import * as budgets from "./screens/budgets.js";
 import * as credits from "./screens/credits.js";
 import * as members from "./screens/members.js";
 import * as organizations from "./screens/organizations.js";
+import * as webhooks from "./screens/webhooks.js";
 
 // path, navigation label, screen, and the action (the organization card's `permissions`) it needs.
 const SCREENS = [
@@ -24,6 +25,7 @@ const SCREENS = [
   { path: "my-credit", label: "My Credit", render: credits.renderMyCredit },
   { path: "audit", label: "Audit trail", render: audit.render, needs: "view_audit" },
   { path: "api-keys", label: "API keys", render: apiKeys.render, needs: "manage_api_keys" },
+  { path: "webhooks", label: "Webhooks", render: webhooks.render, needs: "manage_webhooks" },
 ];
 
 const main = document.getElementById("main");

@@ -261,3 +261,33 @@ export function formDialog(title, submitLabel, fields, onSubmit) {
     extraActions: [h("button", { type: "button", onclick: close }, "Cancel")],
   }, fields));
 }
+
+// ---- a secret shown once -------------------------------------------------------------------------------
+// A secret the API answers once (an API key, a webhook's signing secret): a read-only field to select, a
+// Copy button, the warning; `dismiss()` on Done, after which focus goes back to the screen's heading.
+export function oneTimeSecret({ title, label, value, warning, details, dismiss }) {
+  const secret = h("input", { name: "secret", class: "secret", readonly: true, value, spellcheck: "false",
+    autocomplete: "off" });
+  const copied = h("p", { class: "hint copy-result", role: "status" });
+  const copy = async () => {
+    try {
+      await navigator.clipboard.writeText(value);
+      copied.textContent = "Copied to the clipboard.";
+    } catch {
+      // No clipboard (a page not served over https, or permission refused): the secret is selected instead.
+      secret.focus();
+      secret.select();
+      copied.textContent = "It is selected: press Ctrl+C (⌘C) to copy it.";
+    }
+  };
+  const headingId = uid("secret-heading");
+  return h("section", { class: "panel secret-panel", "aria-labelledby": headingId },
+    h("h2", { id: headingId, tabindex: "-1" }, title),
+    h("p", { class: "notice", role: "alert" }, warning),
+    field(label, secret, details),
+    h("div", { class: "actions" },
+      h("button", { type: "button", class: "primary", onclick: copy }, "Copy"),
+      h("button", { type: "button", onclick: () => { dismiss(); document.querySelector("main h1")?.focus(); } },
+        "Done")),
+    copied);
+}

@@ -4,8 +4,8 @@
 // optional expiry) and, right after, the secret shown this once with a Copy button; Revoke, after asking.
 import { all, del, post } from "../api.js";
 import {
-  badge, checkedValues, confirmAction, countedField, field, form, h, input, isoFromLocal, loading, openDialog, pageHead,
-  table, uid, when,
+  badge, checkedValues, confirmAction, countedField, field, form, h, input, isoFromLocal, loading, oneTimeSecret,
+  openDialog, pageHead, table, uid, when,
 } from "../ui.js";
 
 const NAME_LIMIT = 200;
@@ -96,35 +96,15 @@ function createDialog(ctx, secretSlot, refresh) {
   });
 }
 
-// The whole key, this once: a read-only field to select, a Copy button, and the warning.
+// The whole key, this once (ui.js oneTimeSecret).
 function secretPanel(created, dismiss) {
-  const secret = h("input", { name: "secret", class: "secret", readonly: true, value: created.key, spellcheck: "false",
-    autocomplete: "off" });
-  const copied = h("p", { class: "hint copy-result", role: "status" });
-  const copy = async () => {
-    try {
-      await navigator.clipboard.writeText(created.key);
-      copied.textContent = "Copied to the clipboard.";
-    } catch {
-      // No clipboard (a page not served over https, or permission refused): the key is selected instead.
-      secret.focus();
-      secret.select();
-      copied.textContent = "The key is selected: press Ctrl+C (⌘C) to copy it.";
-    }
-  };
-  const headingId = uid("secret-heading");
-  return h("section", { class: "panel secret-panel", "aria-labelledby": headingId },
-    h("h2", { id: headingId, tabindex: "-1" }, `Your new API key: ${created.name}`),
-    h("p", { class: "notice", role: "alert" },
-      h("strong", {}, "Copy this key now. "), "It will not be shown again: only its prefix stays in the list. ",
-      "Lost, it cannot be recovered; create a new key and revoke this one."),
-    field("API key", secret, [`Scopes: ${created.scopes.join(", ")}. Expires: `,
-      created.expires_at ? when(created.expires_at) : "never", "."]),
-    h("div", { class: "actions" },
-      h("button", { type: "button", class: "primary", onclick: copy }, "Copy"),
-      h("button", { type: "button", onclick: () => { dismiss(); document.querySelector("main h1")?.focus(); } },
-        "Done")),
-    copied);
+  return oneTimeSecret({
+    title: `Your new API key: ${created.name}`, label: "API key", value: created.key,
+    warning: [h("strong", {}, "Copy this key now. "), "It will not be shown again: only its prefix stays in the list. ",
+      "Lost, it cannot be recovered; create a new key and revoke this one."],
+    details: [`Scopes: ${created.scopes.join(", ")}. Expires: `, created.expires_at ? when(created.expires_at) : "never", "."],
+    dismiss,
+  });
 }
 
 async function revokeKey(ctx, key, refresh) {
