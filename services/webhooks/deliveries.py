@@ -14,14 +14,14 @@ schedule of rows, never by sleeping workers.
   failed for 5 days (from its first failure after a success) is disabled, audited as the system's act
   with the reason.
 - By hand: a delivery sent again, a test message sent to an endpoint; the delivery log lists each
-  delivery with its attempts.
+  delivery with its attempts, for LOG_RETENTION after it ended (an hourly job forgets older ones).
 """
 import json
 import random
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from common.auth import SYSTEM_ACTOR
 from common.errors import Conflict, NotFound
@@ -37,6 +37,7 @@ RETRY_SCHEDULE = (timedelta(seconds=5), timedelta(minutes=5), timedelta(minutes=
 JITTER = 0.1                        # each delay is moved by up to ±10 %
 LONGEST_RETRY_AFTER = timedelta(hours=24)
 ATTEMPTS_LISTED = 20                # the last attempts shown per delivery in the log
+LOG_RETENTION = timedelta(days=30)  # how long an ended delivery stays in the log
 NEWEST_FIRST = Keyset("webhook_deliveries", desc("created_at", Delivery.created_at, datetime),
                       desc("id", Delivery.id, str))
 STATUSES = ("pending", "delivered", "failed")
@@ -140,6 +141,19 @@ def record(store, delivery_id, outcome, settings, now=None):
             return "failed"
         delivery.next_attempt_at = now + delay
         return "pending"
+
+
+def prune_ended(store, now=None, keep=LOG_RETENTION, batch=1000):
+    """Forget deliveries that ended more than `keep` ago, with their attempts (the log keeps 30 days);
+    returns how many went."""
+    now = now or utcnow()
+    with store.write() as session:
+        ids = session.scalars(select(Delivery.id).where(Delivery.status != "pending", Delivery.ended_at < now - keep)
+                              .limit(batch)).all()
+        if ids:
+            session.execute(delete(Attempt).where(Attempt.delivery_id.in_(ids)))
+            session.execute(delete(Delivery).where(Delivery.id.in_(ids)))
+        return len(ids)
 
 
 # ---- by hand ------------------------------------------------------------------------------------------------

@@ -100,6 +100,11 @@ class WebhooksService:
         """Start sending what is due (the sends go on after this returns: dispatcher.py)."""
         self.dispatcher.run_due(self.db)
 
+    @timer(interval=3600)
+    def prune_delivery_log(self):
+        while deliveries.prune_ended(self.db):
+            pass
+
     # ---- events ------------------------------------------------------------------------------------
     # Batches (common.framework.batch_consume), acknowledged once their deliveries are stored; on an error
     # (database down) the batch goes back to the queue. A message that is not a change event is dropped.

@@ -17,7 +17,7 @@ from common.timeutil import utcnow
 from devtools.webhook_receiver import Receiver
 from services.webhooks import deliveries, endpoints, reactions
 from services.webhooks.dispatcher import Dispatcher
-from services.webhooks.models import Delivery, Endpoint, OutboxEvent
+from services.webhooks.models import Attempt, Delivery, Endpoint, OutboxEvent
 from services.webhooks.sender import Outcome
 
 ORG = "org-1"
@@ -247,3 +247,13 @@ def test_the_recorded_outcome_of_a_deleted_endpoints_delivery_changes_nothing(st
     [delivery] = rows(store)
     assert delivery.status == "failed" and delivery.last_error == "the endpoint was deleted"
     assert deliveries.record(store, delivery.id, Outcome(200, 5), CONFIG) == "failed"
+
+
+def test_the_log_forgets_deliveries_ended_more_than_30_days_ago(store, receiver):
+    new_endpoint(store, receiver.url)
+    reactions.handle_change_events(store, [event(), event()])
+    deliver(store, Dispatcher(CONFIG))
+    assert deliveries.prune_ended(store, utcnow() + timedelta(days=29)) == 0
+    reactions.handle_change_events(store, [event()])            # pending: kept however old
+    assert deliveries.prune_ended(store, utcnow() + timedelta(days=31)) == 2
+    assert [d.status for d in rows(store)] == ["pending"] and rows(store, Attempt) == []
