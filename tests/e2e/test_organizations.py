@@ -183,7 +183,8 @@ def test_health_and_openapi(system):
     import requests
     health = requests.get(system.url + "/health").json()
     assert health == {"status": "ok", "rabbitmq": "ok",
-                      "services": {"orgs": "ok", "members": "ok", "credits": "ok", "billing": "ok", "audit": "ok"}}
+                      "services": {"orgs": "ok", "members": "ok", "credits": "ok", "billing": "ok", "audit": "ok",
+                                   "webhooks": "ok"}}
     document = requests.get(system.url + "/openapi.json").json()
     assert "/v1/organizations/{org_id}" in document["paths"]
 
