@@ -2,6 +2,7 @@
 what the test scripts (statuses in order, then 200), and can be taken down and brought back."""
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook
@@ -11,6 +12,7 @@ class Receiver:
     def __init__(self, port=0):
         self.received = []              # (headers as a dict, body text)
         self.paths = []                 # the path (and query) of each
+        self.times = []                 # when each arrived (time.perf_counter())
         self.script = []                # statuses (or (status, headers)) answered in order, then 200
         self.lock = threading.Lock()
         self.port = port
@@ -30,6 +32,7 @@ class Receiver:
                 with receiver.lock:
                     receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
                     receiver.paths.append(self.path)
+                    receiver.times.append(time.perf_counter())
                     answer = receiver.script.pop(0) if receiver.script else 200
                 status, headers = answer if isinstance(answer, tuple) else (answer, {})
                 self.send_response(status)

@@ -5,9 +5,11 @@ schedule of rows, never by sleeping workers.
   per enabled endpoint of the event's organization that subscribes to its type, in the transaction that
   records the event as handled: an acknowledged event always has its deliveries, a redelivered one none
   more. The body is fixed then: `{"type", "timestamp", "data"}`, `data` the audit entry's shape.
-- The job claims due deliveries (PostgreSQL: FOR UPDATE SKIP LOCKED, so replicas share them; the claim
-  moves `next_attempt_at` past the time a send can take, so a process that dies mid-send leaves the row
-  to be sent again later: at least once), sends each (sender.py) and records the attempt.
+- The job finds the endpoints with deliveries due and gives each up to two lanes (dispatcher.py); a lane
+  claims the endpoint's next due delivery (PostgreSQL: FOR UPDATE SKIP LOCKED, so replicas share them;
+  the claim moves `next_attempt_at` past the time a send can take, so a process that dies mid-send leaves
+  the row to be sent again later: at least once), sends it (sender.py), records the attempt, and goes on
+  with the next.
 - A 2xx is delivered. 410 Gone disables the endpoint. Anything else (no answer, a timeout, a refused
   address, another status) is tried again after RETRY_SCHEDULE's next delay, with jitter, or later when
   the receiver's Retry-After says so; after the last one it has failed. An endpoint whose attempts all
@@ -21,7 +23,7 @@ import random
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from common.auth import SYSTEM_ACTOR
 from common.errors import Conflict, NotFound
@@ -71,30 +73,33 @@ def store_for_event(session, event, now=None):
 
 
 # ---- the job ----------------------------------------------------------------------------------------------
-def claim_due(store, now, slots, busy, per_endpoint, claim_for):
-    """Up to `slots` due deliveries, at most `per_endpoint` per endpoint counting those `busy` (endpoint id
-    -> deliveries in flight in this process), each claimed for `claim_for`. Returns what sending needs:
-    [(delivery id, endpoint id, url, signing secrets, message id, body)]."""
-    if slots <= 0:
-        return []
-    due = (select(Delivery).where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
-           .order_by(Delivery.next_attempt_at).limit(slots * 4).with_for_update(skip_locked=True))
-    claimed = []
+def due_endpoints(store, now, limit=100):
+    """Endpoints with a delivery due now, the longest waiting first."""
+    with store.read() as session:
+        rows = session.execute(select(Delivery.endpoint_id, func.min(Delivery.next_attempt_at))
+                               .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
+                               .group_by(Delivery.endpoint_id).order_by(func.min(Delivery.next_attempt_at))
+                               .limit(limit)).all()
+        return [row[0] for row in rows]
+
+
+def claim_next(store, endpoint_id, now, claim_for):
+    """The endpoint's next due delivery, claimed for `claim_for` (on PostgreSQL, one another process is
+    claiming is skipped): (delivery id, url, signing secrets, message id, body), or None when none is due
+    or the endpoint may not be sent to any more (its due deliveries then end as failed)."""
+    due = (select(Delivery).where(Delivery.endpoint_id == endpoint_id, Delivery.status == "pending",
+                                  Delivery.next_attempt_at <= now)
+           .order_by(Delivery.next_attempt_at).limit(1).with_for_update(skip_locked=True))
     with store.write() as session:
-        rows = session.scalars(due).all()
-        taken = dict(busy)
-        for row in rows:
-            if len(claimed) >= slots or taken.get(row.endpoint_id, 0) >= per_endpoint:
-                continue
-            endpoint = session.get(Endpoint, row.endpoint_id)
-            if endpoint is None or not endpoint.enabled or endpoint.deleted_at is not None:
-                row.status, row.ended_at, row.last_error = "failed", now, "the endpoint is disabled or deleted"
-                continue
-            taken[row.endpoint_id] = taken.get(row.endpoint_id, 0) + 1
-            row.next_attempt_at = now + claim_for
-            claimed.append((row.id, endpoint.id, endpoint.url, endpoints.signing_secrets(endpoint, now),
-                            row.message_id, row.body))
-    return claimed
+        row = session.scalars(due).first()
+        if row is None:
+            return None
+        endpoint = session.get(Endpoint, endpoint_id)
+        if endpoint is None or not endpoint.enabled or endpoint.deleted_at is not None:
+            endpoints.end_pending(session, endpoint_id, "the endpoint is disabled or deleted", now)
+            return None
+        row.next_attempt_at = now + claim_for
+        return row.id, endpoint.url, endpoints.signing_secrets(endpoint, now), row.message_id, row.body
 
 
 def retry_delay(attempts, retry_after=None, scale=1.0):
