@@ -59,7 +59,23 @@ def audit_rows(entries):
         for change in e["changes"] or [{"field": "", "old_value": None, "new_value": None}]:
             yield [e["occurred_at"], e["event_id"], e["type"], e["entity_type"], e["entity_id"], e["action"],
                    e["actor"].get("id"), e["actor"].get("email", ""), change["field"],
-                   json.dumps(change["old_value"]), json.dumps(change["new_value"])]
+                   plain_value(change["old_value"]), plain_value(change["new_value"])]
+
+
+def plain_value(value):
+    """A changed value as a spreadsheet cell: text as it is, empty for null, true/false, numbers as written,
+    a list of plain values separated by ", ", anything else (an object) as JSON. (The JSON download keeps
+    every value exactly; this one is for reading.)"""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    if isinstance(value, list) and all(isinstance(item, (str, int, float)) and not isinstance(item, bool)
+                                       for item in value):
+        return ", ".join(str(item) for item in value)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
 def csv_download(filename, header, rows):

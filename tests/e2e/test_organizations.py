@@ -1,5 +1,7 @@
 """Organizations end to end: through the gateway, every service running, a real RabbitMQ, on SQLite
 and on PostgreSQL (the `system` fixture runs each test once per backend)."""
+import csv
+import io
 import uuid
 
 import pytest
@@ -240,8 +242,12 @@ def test_audit_trail_filters_and_paging(system):
     csv_export = alice.get(f"/v1/organizations/{org['id']}/audit", params={"format": "csv"})
     assert csv_export.status_code == 200 and csv_export.headers["Content-Type"].startswith("text/csv")
     assert csv_export.text.count("organization.renamed") == 3
+    # Values as a person reads them: text as text (before: JSON, "\"Name 0\""), empty for null.
+    rows = list(csv.DictReader(io.StringIO(csv_export.text)))
+    assert [row["new_value"] for row in rows if row["type"] == "organization.renamed"] == ["Name 2", "Name 1", "Name 0"]
+    assert {row["old_value"] for row in rows if row["type"] == "organization.created"} == {""}
     json_export = alice.get(f"/v1/organizations/{org['id']}/audit", params={"format": "json"}).json()
-    assert len(json_export) == 5
+    assert len(json_export["entries"]) == 5
 
 
 def test_concurrent_first_requests_create_one_individual_organization(system):

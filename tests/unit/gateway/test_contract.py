@@ -7,7 +7,7 @@ from nameko.exceptions import deserialize, serialize
 
 from common.errors import NotFound, Unauthenticated, ValidationFailed
 from gateway import tokens
-from gateway.export import FORMULA_STARTS, csv_download
+from gateway.export import FORMULA_STARTS, audit_rows, csv_download
 from gateway.openapi import document, openapi_path
 from gateway.service import GatewayService
 
@@ -71,3 +71,19 @@ def test_no_csv_cell_starts_a_formula_whichever_separator_a_spreadsheet_splits_o
     if delimiter == ",":          # what a person typed is all still there, behind the apostrophes
         names = [row[0] for row in csv.reader(io.StringIO(response.get_data(as_text=True)))][1:]
         assert [name.replace("'", "") for name in names] == [p.replace("'", "") for p in FORMULA_PAYLOADS]
+
+
+def test_the_audit_csv_holds_values_as_a_person_reads_them():
+    """Text as text, empty for null, lists of plain values joined; still defused where a cell could start a
+    formula (issue 28: the download JSON-encoded every value: \"\"\"Sehat Clinic\"\"\", null)."""
+    entry = {"occurred_at": "2026-12-03T10:00:00Z", "event_id": "e1", "type": "member.roles_changed",
+             "entity_type": "member", "entity_id": "budi", "action": "update", "actor": {"id": "dina"},
+             "changes": [{"field": "name", "old_value": None, "new_value": "Sehat Clinic"},
+                         {"field": "roles", "old_value": ["builder"], "new_value": ["admin", "member"]},
+                         {"field": "enabled", "old_value": True, "new_value": False},
+                         {"field": "limit", "old_value": 5, "new_value": {"a": 1}},
+                         {"field": "formula", "old_value": "", "new_value": "=1+2"}]}
+    text = csv_download("audit.csv", ["a"] * 11, audit_rows([entry])).get_data(as_text=True)
+    values = [(row[9], row[10]) for row in csv.reader(io.StringIO(text))][1:]
+    assert values == [("", "Sehat Clinic"), ("builder", "admin, member"), ("true", "false"), ("5", '{"a": 1}'),
+                      ("", "'=1+2")]
