@@ -87,7 +87,8 @@ class System:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.gateway_port = gateway_port
         self.url = f"http://127.0.0.1:{gateway_port}"
-        self.env = dict(os.environ, DATA_DIR=str(self.data_dir), AMQP_URI=amqp_uri,
+        # GATEWAY_PORT too: the links the services write (an invitation email's) name this gateway.
+        self.env = dict(os.environ, DATA_DIR=str(self.data_dir), AMQP_URI=amqp_uri, GATEWAY_PORT=str(gateway_port),
                         WEB_SERVER_ADDRESS=f"0.0.0.0:{gateway_port}", PYTHONWARNINGS="ignore",
                         **(env or {}))
         self.processes = {}

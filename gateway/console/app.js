@@ -9,6 +9,7 @@ import * as audit from "./screens/audit.js";
 import * as billing from "./screens/billing.js";
 import * as budgets from "./screens/budgets.js";
 import * as credits from "./screens/credits.js";
+import * as invitation from "./screens/invitation.js";
 import * as members from "./screens/members.js";
 import * as organizations from "./screens/organizations.js";
 import * as webhooks from "./screens/webhooks.js";
@@ -26,6 +27,8 @@ const SCREENS = [
   { path: "audit", label: "Audit trail", render: audit.render, needs: "view_audit" },
   { path: "api-keys", label: "API keys", render: apiKeys.render, needs: "manage_api_keys" },
   { path: "webhooks", label: "Webhooks", render: webhooks.render, needs: "manage_webhooks" },
+  // Not in the navigation: the page an invitation email links to (#/invitations/<id>).
+  { path: "invitations", label: "Invitation", render: invitation.render, hidden: true },
 ];
 
 const main = document.getElementById("main");
@@ -153,7 +156,8 @@ function renderHeader() {
   document.getElementById("active-org").replaceChildren(
     ctx.org ? h("span", {}, "Active: ", h("strong", {}, ctx.org.name)) : "");
   const current = currentPath()[0];
-  nav.replaceChildren(h("ul", {}, SCREENS.filter((screen) => !screen.needs || ctx.can(screen.needs)).map((screen) =>
+  const listed = SCREENS.filter((screen) => !screen.hidden && (!screen.needs || ctx.can(screen.needs)));
+  nav.replaceChildren(h("ul", {}, listed.map((screen) =>
     h("li", {}, h("a", { href: `#/${screen.path}`, "aria-current": screen.path === current ? "page" : null },
       screen.label)))));
 }

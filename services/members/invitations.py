@@ -89,12 +89,17 @@ def _check_no_pending_invitation(session, organization_id, email):
 
 
 def invitation_email(invitation, app_url):
-    """Subject and body of the email that carries an invitation."""
-    link = f"{app_url.rstrip('/')}/v1/invitations/{invitation['id']}/accept"
+    """Subject and body of the email that carries an invitation: a link a person opens (the console's page
+    of the invitation: the organization, the roles, Accept and Decline once signed in), and the API call
+    for a program."""
+    base = app_url.rstrip("/")
+    page = f"{base}/console/#/invitations/{invitation['id']}"
     subject = f"You are invited to {invitation['organization_name']}"
     body = (f"{invitation['invited_by_email']} invited you to join {invitation['organization_name']} as "
-            f"{', '.join(invitation['roles'])}.\n\nAccept (signed in as {invitation['email']}): POST {link}\n"
-            f"The invitation expires at {invitation['expires_at']}.\n")
+            f"{', '.join(invitation['roles'])}.\n\n"
+            f"Open the invitation to accept or decline it (sign in as {invitation['email']}):\n{page}\n\n"
+            f"The invitation expires at {invitation['expires_at']}.\n"
+            f"(With the API: POST {base}/v1/invitations/{invitation['id']}/accept)\n")
     return subject, body
 
 

@@ -49,7 +49,8 @@ def test_invite_calls_for_one_email_with_the_accept_link_and_a_replay_for_none(m
     assert emails.send_due_emails(store, mailbox) == {"sent": 1, "retrying": 0, "given_up": 0}
     [(to, subject, body)] = mailbox.sent
     assert to == "budi@example.com" and "Sehat Clinic" in subject
-    assert f"/v1/invitations/{first['id']}/accept" in body
+    assert f"/console/#/invitations/{first['id']}\n" in body           # a link a person opens
+    assert f"POST http://127.0.0.1:8000/v1/invitations/{first['id']}/accept" in body
     assert emails.send_due_emails(store, mailbox) == {"sent": 0, "retrying": 0, "given_up": 0}
 
 
