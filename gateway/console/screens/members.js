@@ -1,6 +1,8 @@
 // Members of the active organization: search, role filter, sort, CSV download of the filtered list, role
-// edits, removal (after a confirmation) and leaving; and, for Owners and Admins, its invitations: invite,
-// resend, revoke, filtered by status and searched by email.
+// edits, removal (after a confirmation) and leaving; who holds Billing and its hand-over (Transfer Billing:
+// the holder, an Owner, offers it to a member; the offer shown to everyone, Accept and Decline for the
+// member it is offered to, Cancel for the one who offered); and, for Owners and Admins, its invitations:
+// invite, resend, revoke, filtered by status and searched by email.
 import { all, del, download, get, idempotencyKey, patch, post } from "../api.js";
 import {
   GRANTABLE_ROLES, ROLE_LABELS, badge, checkboxes, checkedValues, confirmAction, field, form, formDialog, h, input,
@@ -52,8 +54,67 @@ export async function render(ctx) {
     h("p", { class: "subtitle" }, org.name),
     toolbar, results);
   await refreshMembers();
+  const billingSlot = h("div", {});
+  const refreshBilling = async () => {
+    billingSlot.replaceChildren(await billingSection(ctx, async () => { await refreshBilling(); await refreshMembers(); }));
+  };
+  if (org.type === "collective") {
+    await refreshBilling();
+    view.append(billingSlot);
+  }
   if (ctx.can("manage_invitations") && org.type === "collective") view.append(await invitationsSection(ctx));
   return view;
+}
+
+// ---- the Billing role and its hand-over ------------------------------------------------------------------
+async function billingSection(ctx, refresh) {
+  const [members, pending] = await Promise.all([all(ctx.orgPath("/members")),
+    get(ctx.orgPath("/billing-transfers"), { status: "pending", limit: 1 })]);
+  const nameOf = (userId) => {
+    const member = members.find((m) => m.user_id === userId);
+    return member ? member.name || member.email : userId;
+  };
+  const holder = members.find((m) => m.roles.includes("billing"));
+  const me = members.find((m) => m.user_id === ctx.me.id);
+  const transfer = pending.items[0];
+  const answer = (what, done) => async () => {
+    await post(ctx.orgPath(`/billing-transfers/${encodeURIComponent(transfer.id)}/${what}`));
+    await refresh();
+    ctx.announce(done);
+  };
+  const parts = [h("p", {}, holder ? [h("strong", {}, nameOf(holder.user_id)), " holds Billing: they see the ",
+    "organization's credit and pay for it."] : "Nobody holds Billing.")];
+  if (transfer) {
+    const to = nameOf(transfer.to_user_id);
+    const from = nameOf(transfer.from_user_id);
+    parts.push(h("div", { class: "panel pending-transfer", role: "status" },
+      h("p", {}, `${from} offered Billing to ${to} on `, when(transfer.created_at), ". ",
+        transfer.to_user_id === ctx.me.id ? "Accepting makes you the one who pays for this organization."
+          : `It moves when ${to} accepts.`),
+      h("div", { class: "actions" },
+        transfer.to_user_id === ctx.me.id ? [
+          h("button", { type: "button", class: "primary", onclick: answer("accept", "You now hold Billing.") }, "Accept Billing"),
+          h("button", { type: "button", onclick: answer("decline", `You declined Billing; ${from} keeps it.`) }, "Decline")]
+          : null,
+        transfer.from_user_id === ctx.me.id
+          ? h("button", { type: "button", onclick: answer("cancel", `The offer to ${to} was cancelled.`) }, "Cancel offer")
+          : null)));
+  } else if (me && me.roles.includes("billing") && me.roles.includes("owner")) {
+    const others = members.filter((m) => m.user_id !== ctx.me.id);
+    parts.push(others.length ? form({
+      submitLabel: "Offer Billing",
+      onSubmit: async (element) => {
+        const to = element.elements.to_user_id.value;
+        await post(ctx.orgPath("/billing-transfers"), { to_user_id: to });
+        await refresh();
+        ctx.announce(`Billing offered to ${nameOf(to)}. It moves when they accept.`);
+      },
+    }, field("Transfer Billing to", select("to_user_id", others.map((m) => [m.user_id, m.name || m.email])),
+      "They become the one who pays for this organization once they accept; you keep your other roles."))
+      : h("p", { class: "hint" }, "Invite someone first: Billing can only go to a member."));
+  }
+  return h("section", { "aria-labelledby": "billing-heading" },
+    h("h2", { id: "billing-heading" }, "Billing"), parts);
 }
 
 function memberTable(ctx, members, groupNames, refreshMembers) {
