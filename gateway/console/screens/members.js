@@ -232,11 +232,22 @@ function invitationTable(ctx, invitations, refresh) {
     { label: "Last sent", cell: (i) => when(i.last_sent_at) },
     { label: "Invited by", cell: (i) => i.invited_by_email || i.invited_by },
     { label: "Actions", cell: (i) => (i.status !== "pending" ? "—" : h("div", { class: "actions" },
-      h("button", { type: "button", onclick: () => act(i, "resend", `Invitation to ${i.email} sent again.`),
-        "aria-label": `Resend the invitation to ${i.email}` }, "Resend"),
+      resendButton(i, () => act(i, "resend", `Invitation to ${i.email} sent again.`)),
       h("button", { type: "button", class: "danger", onclick: () => act(i, "revoke", `Invitation to ${i.email} revoked.`),
         "aria-label": `Revoke the invitation to ${i.email}` }, "Revoke"))) },
   ], invitations, "No invitations yet.");
+}
+
+// An invitation can be sent again 10 minutes after its last send: until then the button says from when.
+const RESEND_AFTER_MS = 10 * 60 * 1000;
+
+function resendButton(invitation, resend) {
+  const from = new Date(Date.parse(invitation.last_sent_at) + RESEND_AFTER_MS);
+  const early = from > new Date();
+  const at = from.toLocaleTimeString([], { hour: "numeric", minute: "2-digit" });
+  return h("button", { type: "button", disabled: early, onclick: resend,
+    "aria-label": early ? `Resend the invitation to ${invitation.email}: possible from ${at}`
+      : `Resend the invitation to ${invitation.email}` }, early ? `Resend from ${at}` : "Resend");
 }
 
 function capitalized(text) {
