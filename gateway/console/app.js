@@ -88,14 +88,12 @@ function takeRedirectedToken() {
   return true;
 }
 
-// Whether the gateway hands out development tokens: an empty request is refused as invalid (422) when it
-// does and as unknown (404 dev_token_disabled) when it does not; nothing is minted either way.
+// Whether the gateway hands out development tokens (only while it runs with its development secret).
 async function devSignInOffered() {
   try {
-    await post("/v1/dev/token", {});
-    return true;
-  } catch (error) {
-    return error instanceof ApiError && error.status === 422;
+    return Boolean((await get("/console/settings.json")).dev_sign_in);
+  } catch {
+    return false;
   }
 }
 

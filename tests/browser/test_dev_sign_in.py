@@ -45,6 +45,18 @@ def open_sign_in(console, gateway):
     console.heading_is("Sign in")
 
 
+@pytest.mark.parametrize("own_secret", [False, True])
+def test_loading_the_sign_in_page_logs_no_error_in_the_browser(gateway, console, environment, own_secret):
+    """Not even a refused request (the page once probed POST /v1/dev/token for its 422 or 404, a red line in
+    the browser's console on every load): it asks /console/settings.json what to offer."""
+    if own_secret:
+        environment.set(JWT_SECRET="a-secret-of-our-own")
+    console.driver.get_log("browser")                       # whatever came before
+    open_sign_in(console, gateway)
+    assert bool(console.driver.find_elements("css selector", "input[name='sub']")) is not own_secret
+    assert console.driver.get_log("browser") == []
+
+
 def test_in_development_the_form_gets_a_token_for_the_user(gateway, console):
     open_sign_in(console, gateway)
     form = console.find("form:has(input[name='sub'])")

@@ -28,6 +28,7 @@ ENTRYPOINTS = {
     ("GET", "/console", "console_without_slash"),
     ("GET", "/console/", "console_page"),
     ("GET", "/console/<path:file>", "console_file"),
+    ("GET", "/console/settings.json", "console_settings"),
     ("POST", "/v1/dev/token", "dev_token"),
     ("GET", "/v1/me", "get_me"),
     ("PUT", "/v1/me/active-organization", "set_active_organization"),
@@ -107,8 +108,8 @@ ENTRYPOINTS = {
      "retry_webhook_delivery"),
     ("POST", "/v1/organizations/<org_id>/webhooks/<endpoint_id>/test", "send_webhook_test"),
 }
-PUBLIC = {"health", "openapi", "unknown_route", "console_without_slash", "console_page", "console_file", "dev_token",
-          "stripe_webhook", "audit_public_key"}
+PUBLIC = {"health", "openapi", "unknown_route", "console_without_slash", "console_page", "console_file",
+          "console_settings", "dev_token", "stripe_webhook", "audit_public_key"}
 PATH_VARIABLE = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 
 
@@ -142,7 +143,7 @@ def error_of(response):
 
 def test_the_container_finds_every_route_once_on_the_mixins(entrypoints):
     found = [(entrypoint.method, entrypoint.url, entrypoint.method_name) for entrypoint in entrypoints]
-    assert len(found) == len(ENTRYPOINTS) == 82
+    assert len(found) == len(ENTRYPOINTS) == 83
     assert set(found) == ENTRYPOINTS
     assert {entrypoint.method_name for entrypoint in entrypoints if entrypoint.public} == PUBLIC
 
