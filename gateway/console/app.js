@@ -1,6 +1,6 @@
 // The console's frame: signing in, the header and navigation, and which screen the URL (#/members, ...)
 // shows. Every screen works on the signed-in user's active organization, as the product's guides do.
-import { ApiError, all, get, post, session, watchBusy, watchSignOut } from "./api.js";
+import { ApiError, all, get, post, put, session, watchBusy, watchSignOut } from "./api.js";
 import { describeError, field, form, h, input, loading } from "./ui.js";
 import * as agents from "./screens/agents.js";
 import * as alerts from "./screens/alerts.js";
@@ -151,13 +151,35 @@ async function start() {
 // ---- the frame -------------------------------------------------------------------------------------------
 function renderHeader() {
   document.getElementById("user").textContent = ctx.me.name ? `${ctx.me.name} (${ctx.me.email})` : ctx.me.email;
-  document.getElementById("active-org").replaceChildren(
-    ctx.org ? h("span", {}, "Active: ", h("strong", {}, ctx.org.name)) : "");
+  document.getElementById("active-org").replaceChildren(ctx.org ? organizationSwitcher() : "");
   const current = currentPath()[0];
   const listed = SCREENS.filter((screen) => !screen.hidden && (!screen.needs || ctx.can(screen.needs)));
   nav.replaceChildren(h("ul", {}, listed.map((screen) =>
     h("li", {}, h("a", { href: `#/${screen.path}`, "aria-current": screen.path === current ? "page" : null },
       screen.label)))));
+}
+
+// The active organization, switched from any screen. Each choice says what tells namesakes apart: the
+// type, your roles, when it was made and the start of its id.
+const TYPE_LABELS = { individual: "Individual", collective: "Collective" };
+
+export function organizationLabel(card) {
+  const roles = card.roles.map((role) => role.charAt(0).toUpperCase() + role.slice(1)).join(", ");
+  const made = new Date(card.created_at).toLocaleDateString([], { year: "numeric", month: "short", day: "numeric" });
+  return `${card.name} · ${TYPE_LABELS[card.type] || card.type} · ${roles} · since ${made} · #${card.id.slice(0, 6)}`;
+}
+
+function organizationSwitcher() {
+  const choice = h("select", { id: "organization-switcher", name: "organization" },
+    ctx.cards.map((card) => h("option", { value: card.id, selected: card.id === ctx.org.id }, organizationLabel(card))));
+  choice.addEventListener("change", async () => {
+    const card = ctx.cards.find((candidate) => candidate.id === choice.value);
+    await put("/v1/me/active-organization", { organization_id: card.id });
+    await ctx.reload();
+    await renderScreen({ focus: false });
+    ctx.announce(`${card.name} is now your active organization.`);
+  });
+  return h("span", { class: "switcher" }, h("label", { for: choice.id }, "Active organization"), choice);
 }
 
 function currentPath() {

@@ -31,6 +31,11 @@ def activate(api, org_id):
     ok(api.put("/v1/me/active-organization", json={"organization_id": org_id}))
 
 
+def active_organization(console):
+    """The header switcher's choice: the active organization as the console names it."""
+    return Select(console.find("#organization-switcher")).first_selected_option.text
+
+
 def owner_of(system, label, organization_name):
     """A new user (`label`) who founded `organization_name`, now their active one: (client, organization id)."""
     owner = system.user(label)

@@ -7,9 +7,11 @@ import json
 
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select
 
-from tests.browser.helpers import PHONE, UNLABELLED_CONTROLS, activate
+from tests.browser.helpers import PHONE, UNLABELLED_CONTROLS, activate, active_organization
 from tests.e2e.helpers import create_organization, invite, join, ok, wait_for
 
 pytestmark = pytest.mark.parametrize("system", ["sqlite"], indirect=True)
@@ -61,8 +63,35 @@ def test_switch_the_active_organization(system, console):
     console.click("Switch", within=card)
     console.text_appears("Sehat Lab is now your active organization.", css="#status")
     assert "ACTIVE" in console.row_of("Sehat Lab").text
-    assert "Active: Sehat Lab" in console.find("#active-org").text
+    assert active_organization(console).startswith("Sehat Lab · Collective · Owner, Billing · since ")
     assert ok(alice.get("/v1/me"))["active_organization_id"] == lab["id"]
+
+
+def test_two_namesakes_are_told_apart_in_the_header_and_the_right_one_is_switched_to(system, console):
+    """Two organizations named "Sehat Clinic": one Dina founded, one where she is a Builder. The header's
+    switcher says which is which (type, roles, when made, the start of the id) and switches to the one
+    chosen, whatever screen is open."""
+    dina, budi = system.user("dina"), system.user("budi")
+    own = create_organization(dina, "Sehat Clinic")
+    other = create_organization(budi, "Sehat Clinic")
+    join_as = invite(budi, other["id"], dina.email, ["builder"])
+    ok(dina.post(f"/v1/invitations/{join_as['id']}/accept"))
+    activate(dina, own["id"])
+    console.sign_in(dina)
+    console.go("Members")
+    options = {o.get_attribute("value"): o.text
+               for o in console.driver.find_elements(By.CSS_SELECTOR, "#organization-switcher option")}
+    assert options[own["id"]].startswith("Sehat Clinic · Collective · Owner, Billing · since ")
+    assert options[other["id"]].startswith("Sehat Clinic · Collective · Builder · since ")
+    assert options[own["id"]].endswith(f"#{own['id'][:6]}") and options[other["id"]].endswith(f"#{other['id'][:6]}")
+    assert len(set(options.values())) == len(options)
+    console.shot("organization-switcher", docs=True)
+    Select(console.find("#organization-switcher")).select_by_value(other["id"])
+    console.text_appears("Sehat Clinic is now your active organization.", css="#status")
+    console.heading_is("Members")
+    wait_for(lambda: ok(dina.get("/v1/me"))["active_organization_id"] == other["id"], message="the switch")
+    assert budi.name in console.find("main table").text          # the other clinic's members now
+    assert active_organization(console).startswith("Sehat Clinic · Collective · Builder")
 
 
 def test_invite_and_accept_as_the_invitee(system, console):
