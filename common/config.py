@@ -89,6 +89,7 @@ class Settings:
     replicas: int             # processes of each service `make run` starts (the gateway: one)
     invitation_sweep_seconds: float
     email_send_seconds: float       # how often members sends the emails due (services/members/emails.py)
+    console_request_timeout_seconds: float   # the console gives a request up after this, offering Retry
     credit_expiry_sweep_seconds: float
     smtp: SmtpSettings
     database_urls: dict       # service name -> URL given in <SERVICE>_DATABASE_URL (others: SQLite)
@@ -192,6 +193,7 @@ def read_settings(env):
         replicas=number("REPLICAS", 1, minimum=1),
         invitation_sweep_seconds=number("INVITATION_SWEEP_SECONDS", 60.0, float, minimum=0.1),
         email_send_seconds=number("EMAIL_SEND_SECONDS", 2.0, float, minimum=0.1),
+        console_request_timeout_seconds=number("CONSOLE_REQUEST_TIMEOUT_SECONDS", 15.0, float, minimum=1),
         credit_expiry_sweep_seconds=number("CREDIT_EXPIRY_SWEEP_SECONDS", 60.0, float, minimum=0.1),
         smtp=SmtpSettings(
             host=text("SMTP_HOST"),

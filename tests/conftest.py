@@ -128,7 +128,9 @@ def system(request, broker, tmp_path_factory):
                RATE_LIMIT_AUTH_FAILURES_PER_ADDRESS="100000/minute",
                # Webhooks go to receivers the tests run on loopback, sooner than in production.
                WEBHOOKS_ALLOW_PRIVATE_NETWORKS="true", WEBHOOK_POLL_SECONDS="0.1", WEBHOOK_RETRY_SCALE="0.01",
-               WEBHOOK_TIMEOUT_SECONDS="5")
+               WEBHOOK_TIMEOUT_SECONDS="5",
+               # The console gives a request up sooner than its 15 s (the frozen-gateway test waits for it).
+               CONSOLE_REQUEST_TIMEOUT_SECONDS="6")
     running = RunningSystem(data_dir, broker.amqp_uri, free_port(), env)
     running.backend = backend
     # Consumer queues are shared per broker: empty them so the other backend's leftovers do not leak in.

@@ -26,6 +26,13 @@ export class ApiError extends Error {
   }
 }
 
+// A request the gateway does not answer within this long is given up (an ApiError with code "timeout"), so
+// a screen never shows "Loading…" for ever; the gateway says how long (/console/settings.json).
+let timeoutMs = 15000;
+export function setRequestTimeout(seconds) {
+  if (seconds > 0) timeoutMs = seconds * 1000;
+}
+
 // Called with the number of requests under way, so the page can show that it is loading.
 let onBusyChange = () => {};
 let pending = 0;
@@ -54,15 +61,23 @@ async function send(method, path, { body, query, headers } = {}) {
   if (body !== undefined) allHeaders["Content-Type"] = "application/json";
   pending += 1;
   onBusyChange(pending);
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), timeoutMs);
   try {
     return await fetch(url(path, query), {
       method,
       headers: allHeaders,
       body: body === undefined ? undefined : JSON.stringify(body),
+      signal: controller.signal,
     });
   } catch {
+    if (controller.signal.aborted) {
+      throw new ApiError(0, { code: "timeout",
+        message: `The gateway did not answer within ${timeoutMs / 1000} seconds; try again.` });
+    }
     throw new ApiError(0, { code: "network_error", message: "The gateway cannot be reached; try again." });
   } finally {
+    clearTimeout(timer);
     pending -= 1;
     onBusyChange(pending);
   }

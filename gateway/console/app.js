@@ -1,6 +1,6 @@
 // The console's frame: signing in, the header and navigation, and which screen the URL (#/members, ...)
 // shows. Every screen works on the signed-in user's active organization, as the product's guides do.
-import { ApiError, all, get, post, put, session, watchBusy, watchSignOut } from "./api.js";
+import { ApiError, all, get, post, put, session, setRequestTimeout, watchBusy, watchSignOut } from "./api.js";
 import { describeError, field, form, h, input, loading } from "./ui.js";
 import * as agents from "./screens/agents.js";
 import * as alerts from "./screens/alerts.js";
@@ -88,13 +88,12 @@ function takeRedirectedToken() {
   return true;
 }
 
-// Whether the gateway hands out development tokens (only while it runs with its development secret).
+// What the gateway tells the page (/console/settings.json): whether it hands out development tokens (only
+// while it runs with its development secret), and how long a request may take.
+const consoleSettings = get("/console/settings.json").catch(() => ({}));
+
 async function devSignInOffered() {
-  try {
-    return Boolean((await get("/console/settings.json")).dev_sign_in);
-  } catch {
-    return false;
-  }
+  return Boolean((await consoleSettings).dev_sign_in);
 }
 
 async function showSignIn(reason) {
@@ -206,7 +205,11 @@ async function renderScreen({ focus }) {
   } catch (error) {
     if (!(error instanceof ApiError)) throw error;
     if (error.status === 401) return;
-    view = h("section", {}, h("h1", { tabindex: "-1" }, screen.label), h("p", { class: "notice", role: "alert" }, error.message));
+    // No answer (a time-out, the gateway unreachable): the reason, and Retry.
+    const retry = error.status === 0
+      ? h("button", { type: "button", class: "primary", onclick: () => renderScreen({ focus: true }) }, "Retry") : null;
+    view = h("section", {}, h("h1", { tabindex: "-1" }, screen.label),
+      h("p", { class: "notice", role: "alert" }, error.message), retry);
   }
   if (mine !== renderCount) return;
   main.replaceChildren(view);
@@ -273,5 +276,7 @@ watchSignOut((error) => {
 });
 
 takeRedirectedToken();
-if (session.token) start();
-else showSignIn();
+consoleSettings.then((settings) => setRequestTimeout(settings.request_timeout_seconds)).finally(() => {
+  if (session.token) start();
+  else showSignIn();
+});

@@ -49,7 +49,9 @@ class ConsoleRoutes:
     def console_settings(self, request):
         # What the sign-in page offers, asked without a refusal to log: probing POST /v1/dev/token for its
         # 422 or 404 put a red error in the browser's console on every load.
-        return json_response({"dev_sign_in": dev_tokens_enabled()}, headers={"Cache-Control": "no-cache"})
+        return json_response({"dev_sign_in": dev_tokens_enabled(),
+                              "request_timeout_seconds": settings().console_request_timeout_seconds},
+                             headers={"Cache-Control": "no-cache"})
 
     @http("GET", "/console/<path:file>", public=True)
     def console_file(self, request, file):
