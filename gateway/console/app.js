@@ -96,7 +96,27 @@ async function devSignInOffered() {
   return Boolean((await consoleSettings).dev_sign_in);
 }
 
+// Who was signed in when the token ran out (kept for this tab): the sign-in page names them and fills their
+// details in, and, the address kept, signing in again returns to the same screen.
+const LAST_USER_KEY = "console.lastUser";
+
+function rememberedUser() {
+  try {
+    return JSON.parse(sessionStorage.getItem(LAST_USER_KEY) || "null");
+  } catch {
+    return null;
+  }
+}
+
+// Why the page signs out, in a person's words (the API's code says which case it is).
+function signedOutBecause(error, user) {
+  const who = user ? ` as ${user.name ? `${user.name} (${user.email})` : user.email}` : "";
+  if (error?.code === "token_expired") return `Your session has expired. Sign in again${who} to go on where you were.`;
+  return `You were signed out: ${error?.message || "the token was refused"} Sign in again${who}.`;
+}
+
 async function showSignIn(reason) {
+  const last = reason ? rememberedUser() : null;
   document.body.classList.add("signed-out");
   main.replaceChildren(loading());
   const development = await devSignInOffered();
@@ -119,10 +139,10 @@ async function showSignIn(reason) {
       await start();
     },
   },
-  field("User id", input("sub", { required: true, autocomplete: "username" })),
-  field("Email", input("email", { type: "email", required: true, autocomplete: "email" })),
-  field("Name", input("name", { autocomplete: "name" })));
-  const reasonLine = reason ? h("p", { class: "notice", role: "alert" }, `The token was refused: ${reason}`) : null;
+  field("User id", input("sub", { required: true, autocomplete: "username", value: last?.id || "" })),
+  field("Email", input("email", { type: "email", required: true, autocomplete: "email", value: last?.email || "" })),
+  field("Name", input("name", { autocomplete: "name", value: last?.name || "" })));
+  const reasonLine = reason ? h("p", { class: "notice", role: "alert" }, reason) : null;
   main.replaceChildren(h("section", { class: "sign-in" },
     h("h1", { tabindex: "-1" }, "Sign in"),
     reasonLine,
@@ -234,6 +254,7 @@ menuToggle.addEventListener("click", () => {
 // expired keeps the address, so signing in again returns to where one was.)
 document.getElementById("sign-out").addEventListener("click", () => {
   session.signOut();
+  sessionStorage.removeItem(LAST_USER_KEY);
   ctx.me = null;
   statusLine.hidden = true;
   history.replaceState(null, "", `${location.pathname}${location.search}#/organizations`);
@@ -271,8 +292,12 @@ watchBusy((pending) => {
 });
 
 watchSignOut((error) => {
+  const wasSignedIn = Boolean(ctx.me);
+  if (wasSignedIn) {
+    sessionStorage.setItem(LAST_USER_KEY, JSON.stringify({ id: ctx.me.id, email: ctx.me.email, name: ctx.me.name }));
+  }
   ctx.me = null;
-  showSignIn(error.message);
+  showSignIn(wasSignedIn ? signedOutBecause(error, rememberedUser()) : `The token was refused: ${error.message}`);
 });
 
 takeRedirectedToken();
