@@ -148,11 +148,34 @@ export function checkedValues(form, name) {
   return [...form.querySelectorAll(`input[name="${name}"]:checked`)].map((box) => box.value);
 }
 
-// What a refusal says to a person: the API's message, with what kind of refusal it is where that matters.
-export function describeError(error) {
-  if (error.code === "budget_exceeded") return `Refused: budget exceeded. ${error.message}`;
-  if (error.code === "insufficient_credits") return `Refused: not enough credit. ${error.message}`;
-  return error.message;
+// What a refusal says to a person, the one place the API's words become the screen's: what kind of refusal
+// it is where that matters, the field called by its label on screen (the API says "monthly_limit", the
+// screen "Monthly limit per member"), times in the browser's locale and time zone, credit amounts without
+// the zeros that say nothing ("12.5000" is 12.5).
+export function describeError(error, label = null) {
+  let text = inScreenWords(error.message, error.field, label);
+  if (error.code === "budget_exceeded") text = `Refused: budget exceeded. ${text}`;
+  if (error.code === "insufficient_credits") text = `Refused: not enough credit. ${text}`;
+  return text;
+}
+
+const ISO_TIME = /\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})\b/g;
+// Credit amounts, which the API writes with 4 decimals ("12.5000"); USD ("5.00") and examples keep theirs.
+const PADDED_AMOUNT = /\b(\d+)\.(\d{4})\b/g;
+
+export function inScreenWords(message, field, label) {
+  let text = message || "";
+  if (field && label) {
+    // "The sub must be…", "monthly_limit is not…": the field's name where the screen shows its label.
+    const names = [field, field.replaceAll("_", " ")].map((name) => name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+    const named = new RegExp(`^(?:The )?(?:${names.join("|")})\\b`);
+    if (named.test(text)) text = text.replace(named, label);
+  }
+  text = text.replace(ISO_TIME, (iso) => new Date(iso).toLocaleString([], { dateStyle: "medium", timeStyle: "short" }));
+  return text.replace(PADDED_AMOUNT, (_, whole, fraction) => {
+    const digits = fraction.replace(/0+$/, "");
+    return digits ? `${whole}.${digits}` : whole;
+  });
 }
 
 export function clearErrors(form) {
@@ -166,8 +189,9 @@ export function clearErrors(form) {
 // The error beside the field it names when the form has that field, else at the top of the form.
 export function showError(form, error) {
   clearErrors(form);
-  const text = describeError(error);
   const holder = error.field ? form.querySelector(`[data-field="${CSS.escape(error.field)}"]`) : null;
+  const label = holder?.querySelector(":scope > label, :scope > legend")?.textContent.trim() || null;
+  const text = describeError(error, label);
   if (holder) {
     const slot = holder.querySelector(".field-error");
     slot.textContent = text;

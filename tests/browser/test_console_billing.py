@@ -45,7 +45,8 @@ def test_buy_credit_with_a_card_and_see_a_declined_one_refused(system, console):
     amount.clear()
     amount.send_keys("4.50")
     console.click("Buy credit")
-    assert console.error_beside("amount_usd") == "amount_usd must be from 5.00 to 10000.00."
+    # The API's words with the field called as the screen labels it (ui.js describeError).
+    assert console.error_beside("amount_usd") == "Amount (USD) must be from 5.00 to 10000.00."
     assert transactions(rosa, org) == []
     console.fill("amount_usd", "25")
     console.click("Buy credit")
@@ -95,11 +96,11 @@ def test_switch_auto_top_up_on_and_see_it_top_up_at_once(system, console):
     console.fill("threshold", "100", section)
     console.fill("target", "50", section)
     console.click("Save auto top-up", within=section)
-    assert console.error_beside("target", section) == "target must be above threshold."
+    assert console.error_beside("target", section) == "Target (credits) must be above threshold."
     console.fill("target", "1000", section)
     console.fill("monthly_cap_usd", "1", section)
     console.click("Save auto top-up", within=section)
-    assert console.error_beside("monthly_cap_usd", section) == "monthly_cap_usd must be from 5.00 to 1000000.00."
+    assert console.error_beside("monthly_cap_usd", section) == "Monthly cap (USD) must be from 5.00 to 1000000.00."
     assert ok(rosa.get(path(org, "/auto-topup")))["enabled"] is False      # refused: nothing saved
 
     # Saved with a cap: the balance (0) is below the threshold, so a top-up to the target ran before the answer.
