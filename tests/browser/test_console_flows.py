@@ -247,6 +247,37 @@ def test_agent_transfer_dry_run(system, console):
     assert moved["contributors"] == [citra.id]
 
 
+def test_an_agents_history_reads_as_phrases_with_its_name(system, console):
+    """The audit trail for people (issue 28): an agent's page shows its configuration and links to its
+    History, where each change is a phrase ("Instructions changed"), the agent is named, not only its id,
+    and a list of people reads as their names."""
+    dina = system.user("dina")
+    org = create_organization(dina, "Sehat Clinic")["id"]
+    activate(dina, org)
+    budi = join(system, dina, org, ["builder"], label="budi")
+    agent = ok(dina.post(f"/v1/organizations/{org}/agents", json={"name": "Triage nurse",
+                                                                     "instructions": "Greet the patient."}), 201)
+    ok(dina.patch(f"/v1/organizations/{org}/agents/{agent['id']}", json={"instructions": "Ask about symptoms."}))
+    ok(dina.post(f"/v1/organizations/{org}/agents/{agent['id']}/contributors", json={"user_id": budi.id}), 201)
+    wait_for(lambda: len(ok(dina.get(f"/v1/organizations/{org}/audit", params={"target": agent["id"]}))["items"]) >= 3,
+             message="the agent's three entries")
+    console.sign_in(dina)
+    console.go("Agents")
+    console.click("Triage nurse", css="a", tag="a")
+    console.heading_is("Triage nurse")
+    assert "Ask about symptoms." in console.find(".agent-configuration").text
+    console.click("History", css="main a", tag="a")
+    console.heading_is("Audit trail")
+    console.text_appears("the history of Triage nurse", css="main .subtitle")
+    changed = console.row_of("Instructions changed")
+    assert "Triage nurse" in changed.text
+    assert "Greet the patient." in changed.text and "Ask about symptoms." in changed.text
+    assert "agent.updated" in changed.text                              # the event's code, below the phrase
+    added = console.row_of("Agent contributor added")
+    assert "Budi" in added.text
+    console.shot("audit-agent-history", docs=True)
+
+
 def test_audit_filter_and_csv_download(system, console):
     dina = system.user("dina")
     org = create_organization(dina, "Sehat Clinic")
@@ -265,7 +296,7 @@ def test_audit_filter_and_csv_download(system, console):
     console.go("Audit trail")
     filters = console.find("form[role='search']")
     console.choose("entity_type", "organization", filters)
-    console.fill("field", "name", filters)
+    console.choose("field", "Name", filters)
     console.click("Apply filters", within=filters)
     console.text_appears(f"{len(expected)} entries shown.", css="main .hint")
     shown = console.find("main table").text

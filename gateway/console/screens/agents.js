@@ -87,10 +87,16 @@ async function renderAgent(ctx, agentId) {
   } }, "Delete") : null;
 
   const view = h("section", {},
-    pageHead(agent.name, edit, remove, h("a", { href: "#/agents" }, "All agents")),
+    pageHead(agent.name, edit, remove, ctx.can("view_audit")
+      ? h("a", { href: `#/audit/${encodeURIComponent(agent.id)}` }, "History") : null,
+    h("a", { href: "#/agents" }, "All agents")),
     h("dl", { class: "facts" },
       fact("Code", agent.code || "—"), fact("Created", when(agent.created_at)), fact("Updated", when(agent.updated_at))),
-    agent.mission ? h("p", {}, h("strong", {}, "Mission: "), agent.mission) : null,
+    // Its configuration, as it is now (its History shows how it came to be).
+    h("section", { class: "panel agent-configuration", "aria-labelledby": "configuration-heading" },
+      h("h2", { id: "configuration-heading" }, "Configuration"),
+      h("dl", {}, h("dt", {}, "Mission"), h("dd", {}, agent.mission || "—"),
+        h("dt", {}, "Instructions"), h("dd", { class: "instructions" }, agent.instructions || "—"))),
     peopleSection(ctx, agent, path, "contributors", members, nameOf, may("manage_access")),
     peopleSection(ctx, agent, path, "assignees", members, nameOf, may("manage_access")));
   if (may("transfer")) view.append(transferSection(ctx, agent, path, nameOf));
