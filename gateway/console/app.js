@@ -18,14 +18,14 @@ import * as webhooks from "./screens/webhooks.js";
 const SCREENS = [
   { path: "organizations", label: "Organizations", render: organizations.render },
   { path: "members", label: "Members", render: members.render, needs: "view_members" },
-  { path: "budget-groups", label: "Budget groups", render: budgets.render, needs: "manage_budget_groups" },
+  { path: "budget-groups", label: "Budget Groups", render: budgets.render, needs: "manage_budget_groups" },
   { path: "agents", label: "Agents", render: agents.render },
   { path: "credits", label: "Credits", render: credits.renderCredits, needs: "view_billing" },
   { path: "billing", label: "Billing", render: billing.render, needs: "manage_payments" },
-  { path: "alerts", label: "Budget alerts", render: alerts.render, needs: "manage_alerts" },
+  { path: "alerts", label: "Budget Alerts", render: alerts.render, needs: "manage_alerts" },
   { path: "my-credit", label: "My Credit", render: credits.renderMyCredit },
-  { path: "audit", label: "Audit trail", render: audit.render, needs: "view_audit" },
-  { path: "api-keys", label: "API keys", render: apiKeys.render, needs: "manage_api_keys" },
+  { path: "audit", label: "Audit Trail", render: audit.render, needs: "view_audit" },
+  { path: "api-keys", label: "API Keys", render: apiKeys.render, needs: "manage_api_keys" },
   { path: "webhooks", label: "Webhooks", render: webhooks.render, needs: "manage_webhooks" },
   // Not in the navigation: the page an invitation email links to (#/invitations/<id>).
   { path: "invitations", label: "Invitation", render: invitation.render, hidden: true },

@@ -170,13 +170,13 @@ def test_budget_group_with_a_limit_and_a_refused_spend_shown_in_my_credit(system
     ok(dina.post(f"/v1/organizations/{org['id']}/credits/grants", json={"amount": "50", "type": "paid"}), 201)
     ok(budi.post(f"/v1/organizations/{org['id']}/agents", json={"name": "Intake desk"}), 201)
     console.sign_in(dina)
-    console.go("Budget groups")
+    console.go("Budget Groups")
 
     for name, limit in [("Interns", "5"), ("Doctors", "")]:
         create = console.find("form:has(input[name='monthly_limit'])")
         console.fill("name", name, create)
         console.fill("monthly_limit", limit, create)
-        console.click("Create budget group", within=create)
+        console.click("Create Budget Group", within=create)
         console.row_of(name)
     assert "5.0000" in console.row_of("Interns").text
     assert "No limit" in console.row_of("Doctors").text
@@ -205,7 +205,7 @@ def test_budget_group_with_a_limit_and_a_refused_spend_shown_in_my_credit(system
 
     # Back as Dina: the group's page shows what Budi used of his limit.
     console.sign_in(dina)
-    console.go("Budget groups")
+    console.go("Budget Groups")
     console.click("Interns", css="a", tag="a")
     console.heading_is("Interns")
     assert "1.2500" in console.row_of("Budi").text and "3.7500" in console.row_of("Budi").text
@@ -267,7 +267,7 @@ def test_an_agents_history_reads_as_phrases_with_its_name(system, console):
     console.heading_is("Triage nurse")
     assert "Ask about symptoms." in console.find(".agent-configuration").text
     console.click("History", css="main a", tag="a")
-    console.heading_is("Audit trail")
+    console.heading_is("Audit Trail")
     console.text_appears("the history of Triage nurse", css="main .subtitle")
     changed = console.row_of("Instructions changed")
     assert "Triage nurse" in changed.text
@@ -293,7 +293,7 @@ def test_audit_filter_and_csv_download(system, console):
         return entries if sum(entry["type"] == "organization.renamed" for entry in entries) == 2 else None
     expected = wait_for(entries_naming_a_name, message="both renames in the trail")
     console.sign_in(dina)
-    console.go("Audit trail")
+    console.go("Audit Trail")
     filters = console.find("form[role='search']")
     console.choose("entity_type", "organization", filters)
     console.choose("field", "Name", filters)
@@ -332,7 +332,7 @@ def test_every_control_has_a_label_and_the_dialogs_work_by_keyboard(system, cons
     activate(dina, org["id"])
     ok(dina.post(f"/v1/organizations/{org['id']}/agents", json={"name": "Intake desk"}), 201)
     console.sign_in(dina)
-    for screen in ("Members", "Budget groups", "Agents", "Credits", "My Credit", "Audit trail", "Organizations"):
+    for screen in ("Members", "Budget Groups", "Agents", "Credits", "My Credit", "Audit Trail", "Organizations"):
         console.go(screen)
         assert console.driver.execute_script(UNLABELLED_CONTROLS) == [], screen
     console.go("Agents")

@@ -21,26 +21,26 @@ def owner_of_a_clinic(system):
 def test_create_an_api_key_shown_once_then_revoke_it(system, console):
     dina, org = owner_of_a_clinic(system)
     console.sign_in(dina)
-    console.go("API keys")
+    console.go("API Keys")
     console.text_appears("No API keys yet.", css="main .empty")
     assert console.driver.execute_script(UNLABELLED_CONTROLS) == []
 
-    console.click("Create API key")
+    console.click("Create API Key")
     dialog = console.dialog()
     name = console.find("input[name='name']", dialog)
     assert console.driver.switch_to.active_element == name          # the dialog opens on its first field
     assert console.find(".counter", dialog).text == "0/200 characters"
     assert "Read the audit trail" in console.find("[data-field='scopes']", dialog).text
     assert console.driver.execute_script(UNLABELLED_CONTROLS) == []
-    console.click("Create API key", within=dialog)
+    console.click("Create API Key", within=dialog)
     assert console.error_beside("name", dialog) == "A key needs a name."
     console.fill("name", "Agent runtime", dialog)
     assert console.find(".counter", dialog).text == "13/200 characters"
-    console.click("Create API key", within=dialog)                  # no scope: refused beside the scopes
+    console.click("Create API Key", within=dialog)                  # no scope: refused beside the scopes
     assert "at least one of usage:write" in console.error_beside("scopes", dialog)
     for scope in ("usage:write", "usage:read"):
         console.find(f"input[name='scopes'][value='{scope}']", dialog).click()
-    console.click("Create API key", within=dialog)
+    console.click("Create API Key", within=dialog)
     console.no_dialog()
 
     # The secret, this once, with the warning; the list has only the key's prefix.
@@ -64,7 +64,7 @@ def test_create_an_api_key_shown_once_then_revoke_it(system, console):
     console.wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, ".secret-panel"), "the secret to go")
     assert key not in console.driver.page_source
     console.go("Organizations")
-    console.go("API keys")
+    console.go("API Keys")
     assert key not in console.driver.page_source and listed["prefix"] in console.row_of("Agent runtime").text
 
     # Revoking asks first; Cancel (focused first) keeps the key.
@@ -86,7 +86,7 @@ def test_create_an_api_key_shown_once_then_revoke_it(system, console):
 
     # At phone width the button fills the main area and the list is stacked rows.
     console.viewport(*PHONE)
-    button = console.element_with_text("Create API key")
+    button = console.element_with_text("Create API Key")
     assert button.rect["width"] > console.find("main").rect["width"] * 0.8
 
 
@@ -105,7 +105,7 @@ def test_alert_settings_and_the_alerts_raised(system, console):
     ok(dina.put(path(org, f"/budget-groups/{group['id']}/members/{budi.id}")), 201)
     ok(dina.post(path(org, "/credits/grants"), json={"amount": "30", "type": "paid"}), 201)
     console.sign_in(dina)
-    console.go("Budget alerts")
+    console.go("Budget Alerts")
     console.text_appears("No alerts yet.", css="main .empty")
     assert "Not set up yet" in console.find("main").text
     assert console.driver.execute_script(UNLABELLED_CONTROLS) == []

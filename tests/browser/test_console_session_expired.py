@@ -17,11 +17,11 @@ def test_an_expired_session_names_the_user_and_returns_to_the_same_screen(system
     console.sign_in(dina)
     console.go("Members")
     time.sleep(3.5)
-    console.click("Budget groups", css="nav a", tag="a")
+    console.click("Budget Groups", css="nav a", tag="a")
     notice = console.text_appears("Your session has expired.", css="main .notice")
     assert notice == f"Your session has expired. Sign in again as Dina ({dina.email}) to go on where you were."
     assert "token_expired" not in notice and "refused" not in notice
     assert console.driver.current_url.endswith("#/budget-groups")
     console.fill("token", tokens.mint(dina.id, dina.email, "Dina"))
     console.click("Sign in with this token")
-    console.heading_is("Budget groups")
+    console.heading_is("Budget Groups")

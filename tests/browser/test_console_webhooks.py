@@ -34,13 +34,13 @@ def test_add_an_endpoint_read_its_delivery_log_retry_rotate_and_delete(system, c
     console.text_appears("No endpoints yet", css="main .empty")
 
     # Add: refusals beside their fields, then the picker's choice.
-    console.click("Add endpoint")
+    console.click("Add Endpoint")
     dialog = console.dialog()
     assert console.driver.execute_script(UNLABELLED_CONTROLS) == []
-    console.click("Add endpoint", within=dialog)
+    console.click("Add Endpoint", within=dialog)
     assert "https URL" in console.error_beside("url", dialog)
     console.fill("url", receiver.url, dialog)
-    console.click("Add endpoint", within=dialog)
+    console.click("Add Endpoint", within=dialog)
     assert console.error_beside("event_types", dialog).startswith("Events to send must list event types")
     assert console.find(".event-types", dialog).is_displayed()        # types one by one
     console.find("input[name='all_events']", dialog).click()          # all events: no list to choose from
@@ -49,7 +49,7 @@ def test_add_an_endpoint_read_its_delivery_log_retry_rotate_and_delete(system, c
     for event_type in ("agent.created", "organization.renamed"):
         console.find(f"input[name='event_types'][value='{event_type}']", dialog).click()
     console.fill("description", "CRM sync", dialog)
-    console.click("Add endpoint", within=dialog)
+    console.click("Add Endpoint", within=dialog)
     console.no_dialog()
 
     # The secret, this once; it verifies what arrives.

@@ -56,11 +56,11 @@ async function renderList(ctx) {
   }, field("Search by name", input("q", { type: "search" })));
   search.setAttribute("role", "search");
   const create = ctx.can("create_agents") ? h("button", { type: "button", class: "primary", onclick: () =>
-    formDialog("Create agent", "Create agent", configFields(), async (element) => {
+    formDialog("Create Agent", "Create Agent", configFields(), async (element) => {
       const agent = await post(ctx.orgPath("/agents"), configBody(element, { keepEmpty: false }),
         { headers: { "Idempotency-Key": idempotencyKey() } });
       ctx.go(`agents/${encodeURIComponent(agent.id)}`, `${agent.name} created.`);
-    }) }, "Create agent") : null;
+    }) }, "Create Agent") : null;
   await refresh();
   return h("section", {}, pageHead("Agents", create), h("p", { class: "subtitle" }, ctx.org.name), search, results);
 }

@@ -58,7 +58,7 @@ export async function render(ctx) {
   const raised = alertsSection(ctx, nameOf);
   await raised.refresh();
   return h("section", {},
-    pageHead("Budget alerts"),
+    pageHead("Budget Alerts"),
     h("p", { class: "subtitle" }, ctx.org.name),
     h("div", { class: "panel" }, h("h2", {}, "Alert settings"), summary, settingsForm),
     raised.element);

@@ -31,8 +31,8 @@ export async function render(ctx) {
   };
 
   const view = h("section", {},
-    pageHead("API keys", h("button", { type: "button", class: "primary", id: "create-api-key",
-      onclick: () => createDialog(ctx, secretSlot, refresh) }, "Create API key")),
+    pageHead("API Keys", h("button", { type: "button", class: "primary", id: "create-api-key",
+      onclick: () => createDialog(ctx, secretSlot, refresh) }, "Create API Key")),
     h("p", { class: "subtitle" }, ctx.org.name),
     h("p", { class: "hint intro" }, `A key lets a machine caller, such as an agent runtime, use the API for ${ctx.org.name} `,
       "within its scopes, sent as ", h("code", {}, "Authorization: Bearer <key>"), ". Its secret is shown once, when ",
@@ -44,7 +44,7 @@ export async function render(ctx) {
 }
 
 function keyTable(ctx, keys, names, refresh) {
-  return table("API keys", [
+  return table("API Keys", [
     { label: "Name", cell: (k) => k.name },
     { label: "Scopes", cell: (k) => h("span", { class: "badges" }, k.scopes.map((scope) => badge(scope, "scope"))) },
     { label: "Prefix", cell: (k) => h("code", { class: "key-prefix" }, k.prefix) },
@@ -71,8 +71,8 @@ function scopeChoices() {
 // The dialog closes on success and the new key's secret is shown on the screen, once; focus goes to it.
 function createDialog(ctx, secretSlot, refresh) {
   let created = null;
-  const dialog = openDialog("Create API key", (close) => form({
-    submitLabel: "Create API key",
+  const dialog = openDialog("Create API Key", (close) => form({
+    submitLabel: "Create API Key",
     onSubmit: async (element) => {
       const body = { name: element.elements.name.value, scopes: checkedValues(element, "scopes") };
       const expires = isoFromLocal(element.elements.expires_at.value);

@@ -77,7 +77,7 @@ export async function render(ctx, [target] = []) {
   };
   let filters = {};
   const summary = h("p", { class: "hint", "aria-live": "polite" });
-  const { results, more, refresh } = pagedTable("Audit trail", [
+  const { results, more, refresh } = pagedTable("Audit Trail", [
     { label: "When", cell: (e) => when(e.occurred_at) },
     { label: "What", cell: (e) => h("span", {}, phrase(e), h("br"), h("span", { class: "hint" }, e.type)) },
     { label: "Of", cell: (e) => h("span", {}, names.get(e.entity_id) || fieldLabel(e.entity_type), h("br"),
@@ -133,7 +133,7 @@ export async function render(ctx, [target] = []) {
   filterForm.setAttribute("role", "search");
 
   const view = h("section", {},
-    pageHead("Audit trail"),
+    pageHead("Audit Trail"),
     h("p", { class: "subtitle" }, target ? `${ctx.org.name}: the history of ${names.get(target) || target}` : ctx.org.name),
     filterForm, summary, results, more);
   await apply(filterForm);

@@ -34,7 +34,7 @@ async function renderList(ctx) {
   const refresh = async () => {
     results.replaceChildren(loading("Loading budget groups…"));
     const groups = await all(ctx.orgPath("/budget-groups"));
-    results.replaceChildren(table("Budget groups", [
+    results.replaceChildren(table("Budget Groups", [
       { label: "Name", cell: (g) => h("a", { href: `#/budget-groups/${encodeURIComponent(g.id)}` }, g.name) },
       { label: "Monthly limit", cell: (g) => g.monthly_limit_label, class: "number" },
       { label: "Builder limit", cell: (g) => (g.builder_limit === null ? "Any number" : String(g.builder_limit)), class: "number" },
@@ -44,7 +44,7 @@ async function renderList(ctx) {
     ], groups, "No budget groups yet."));
   };
   const createForm = form({
-    submitLabel: "Create budget group",
+    submitLabel: "Create Budget Group",
     onSubmit: async (element) => {
       const group = await post(ctx.orgPath("/budget-groups"), groupBody(element));
       element.reset();
@@ -54,7 +54,7 @@ async function renderList(ctx) {
   }, groupFields());
   await refresh();
   return h("section", {},
-    pageHead("Budget groups"),
+    pageHead("Budget Groups"),
     h("p", { class: "subtitle" }, ctx.org.name),
     results,
     h("div", { class: "panel" }, h("h2", {}, "New budget group"), createForm));
@@ -119,7 +119,7 @@ async function renderGroup(ctx, groupId) {
       { label: "Limit", cell: (m) => m.limit ?? "No limit", class: "number" },
       { label: "Remaining", cell: (m) => m.remaining ?? "No limit", class: "number" },
       { label: "Actions", cell: (m) => h("button", { type: "button", onclick: () => takeOut(m.user_id),
-        "aria-label": `Take ${nameOf(m.user_id)} out of the group` }, "Take out") },
+        "aria-label": `Remove ${nameOf(m.user_id)} from the group` }, "Remove from Group") },
     ], group.members.items, "No members in this group yet."),
     candidates.length ? h("div", { class: "panel" }, h("h2", {}, "Add a member"), addForm) : null,
     h("div", { class: "panel" }, h("h2", {}, "Edit group"), editForm));

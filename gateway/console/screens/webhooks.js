@@ -39,7 +39,7 @@ export async function render(ctx) {
         showSecret(created, `Signing secret of ${created.url}`);
         ctx.announce("Endpoint added.");
         await refresh();
-      }) }, "Add endpoint")),
+      }) }, "Add Endpoint")),
     h("p", { class: "subtitle" }, ctx.org.name),
     h("p", { class: "hint intro" }, `The events of ${ctx.org.name} you choose are sent to your endpoints as signed `,
       "POST requests (Standard Webhooks: verify them with the endpoint's signing secret). A failed delivery is ",
@@ -137,8 +137,8 @@ function chosenTypes(element) {
 // Add (endpoint null) or edit an endpoint; `done(answer)` runs once the dialog closed after a success.
 function endpointDialog(ctx, types, endpoint, done) {
   let saved = null;
-  const dialog = openDialog(endpoint ? "Edit endpoint" : "Add endpoint", (close) => form({
-    submitLabel: endpoint ? "Save" : "Add endpoint",
+  const dialog = openDialog(endpoint ? "Edit endpoint" : "Add Endpoint", (close) => form({
+    submitLabel: endpoint ? "Save" : "Add Endpoint",
     onSubmit: async (element) => {
       const body = { url: element.elements.url.value, description: element.elements.description.value,
         event_types: chosenTypes(element) };
