@@ -152,8 +152,14 @@ export function checkedValues(form, name) {
 // it is where that matters, the field called by its label on screen (the API says "monthly_limit", the
 // screen "Monthly limit per member"), times in the browser's locale and time zone, credit amounts without
 // the zeros that say nothing ("12.5000" is 12.5).
+// Codes whose API message speaks of the API's rules more than of what to type: the screen's own sentence.
+const SENTENCES = {
+  invalid_email: (label) => `${label || "Email"} must be an email address, such as name@example.com.`,
+};
+
 export function describeError(error, label = null) {
-  let text = inScreenWords(error.message, error.field, label);
+  const own = SENTENCES[error.code];
+  let text = own ? own(label) : inScreenWords(error.message, error.field, label);
   if (error.code === "budget_exceeded") text = `Refused: budget exceeded. ${text}`;
   if (error.code === "insufficient_credits") text = `Refused: not enough credit. ${text}`;
   return text;

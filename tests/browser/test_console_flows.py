@@ -105,6 +105,10 @@ def test_invite_and_accept_as_the_invitee(system, console):
     invite_form = console.find("form:has(input[name='email'])")
     console.click("Send invitation", within=invite_form)
     assert console.error_beside("email", invite_form)           # the API's refusal, beside the field it names
+    console.fill("email", "not-an-email", invite_form)
+    console.click("Send invitation", within=invite_form)
+    # In the screen's words (ui.js describeError), not the API's rule about compatibility characters.
+    assert console.error_beside("email", invite_form) == "Email must be an email address, such as name@example.com."
     console.fill("email", budi.email, invite_form)
     console.find("input[name='roles'][value='builder']", invite_form).click()
     console.find("input[name='roles'][value='member']", invite_form).click()
