@@ -7,6 +7,7 @@ each downstream service, and onwards from there. Services read it through the `A
 import hashlib
 import hmac
 import re
+import secrets
 import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,6 +53,11 @@ def api_key_secret_hash(secret, hash_key):
     purpose, as a 256-bit random secret cannot be guessed; keyed so that a copy of the table alone cannot
     check guesses."""
     return hmac.new(hash_key.encode(), secret.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
+
+# What a secret sent for an id no key has is compared with (members, and the gateway's cached refusal),
+# so that an unknown id costs what a known one does: a hash no secret has (random, per process).
+NO_KEY_HASH = api_key_secret_hash(secrets.token_urlsafe(32), secrets.token_hex(16))
 
 # A user id is the `sub` of the token the gateway verified: 1 to 128 printable characters (every
 # service stores it in String(128) columns). The one rule, used by the gateway and every service.

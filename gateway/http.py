@@ -87,26 +87,21 @@ def protect(response):
     response.headers.setdefault("Cache-Control", "no-store")
     response.headers["X-Content-Type-Options"] = "nosniff"
     if response.status_code == 429 and "Retry-After" not in response.headers:
-        response.headers["Retry-After"] = str(_error_details(response).get("retry_after", 60))
+        response.headers["Retry-After"] = str((_error_of(response).get("details") or {}).get("retry_after", 60))
     if response.status_code == 401 and "WWW-Authenticate" not in response.headers:
-        code = _error_code(response)
+        code = _error_of(response).get("code", "invalid_token")
         response.headers["WWW-Authenticate"] = (
             'Bearer realm="orgplatform"' if code == "missing_token"
             else f'Bearer realm="orgplatform", error="invalid_token", error_description="{code}"')
 
 
-def _error_details(response):
+def _error_of(response):
+    """The {"code", "message", "field", "details"} of an error answer's body; {} for another body."""
     try:
-        return json.loads(response.get_data())["error"].get("details") or {}
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return {}
-
-
-def _error_code(response):
-    try:
-        return json.loads(response.get_data())["error"]["code"]
+        error = json.loads(response.get_data())["error"]
     except (ValueError, KeyError, TypeError):
-        return "invalid_token"
+        return {}
+    return error if isinstance(error, dict) else {}
 
 
 def routing_error_response(exc, request):

@@ -17,12 +17,11 @@ its own (gateway.service) and marks the key revoked at once; a key revoked while
 about it stays revoked (`_revoked`), so a slow answer cannot bring it back for the minute.
 """
 import hmac
-import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 
-from common.auth import KEY_ACTOR_PREFIX, Identity, api_key_secret_hash, split_api_key
+from common.auth import KEY_ACTOR_PREFIX, NO_KEY_HASH, Identity, api_key_secret_hash, split_api_key
 from common.config import settings
 from common.timeutil import parse_iso, utcnow
 
@@ -57,7 +56,6 @@ class KnownKeys:
         self._clock = clock
         self._keys = OrderedDict()         # key id -> KeptKey
         self._revoked = OrderedDict()      # key id -> when revoked (kept as long as an answer can lag)
-        self._no_key = api_key_secret_hash(secrets.token_urlsafe(32), secrets.token_hex(16))
 
     def find(self, key):
         """(identity, None) for a key whose id is kept and whose secret is right; (None, refusal code) for
@@ -89,7 +87,7 @@ class KnownKeys:
             expires_at = parse_iso(facts["expires_at"]) if facts.get("expires_at") else None
             kept = KeptKey(facts["secret_hash"], identity_of(facts), status, expires_at, self._clock())
         else:
-            kept = KeptKey(self._no_key, None, "unknown", None, self._clock())
+            kept = KeptKey(NO_KEY_HASH, None, "unknown", None, self._clock())
         self._keys[key_id] = kept
         self._keys.move_to_end(key_id)
         _trim(self._keys)

@@ -28,6 +28,8 @@ from limits.strategies import MovingWindowRateLimiter
 from common.config import settings
 from common.errors import TooManyRequests
 
+TOO_MANY_FAILURES = "Too many failed sign-ins; try again later."
+
 
 class RateLimits:
     def __init__(self, config):
@@ -58,8 +60,7 @@ class RateLimits:
         """Before asking members about a key: 429 when its address or id is past its failures."""
         for limit, who in ((self.per_address, address), (self.per_key, key_id)):
             if who is not None and not self._limiter.test(limit, _key("auth", who)):
-                raise self._refusal(limit, _key("auth", who), "too_many_failures",
-                                    "Too many failed sign-ins; try again later.")
+                raise self._refusal(limit, _key("auth", who), "too_many_failures", TOO_MANY_FAILURES)
 
     def failed(self, refusal, address, key_id=None):
         """Count a refused credential; returns the error to raise: `refusal` (a 401), or a 429 once past a
@@ -70,7 +71,7 @@ class RateLimits:
                 past = past or (limit, _key("auth", who))
         if past is None:
             return refusal
-        return self._refusal(*past, "too_many_failures", "Too many failed sign-ins; try again later.")
+        return self._refusal(*past, "too_many_failures", TOO_MANY_FAILURES)
 
     def count_export(self, organization_id):
         if not self._limiter.hit(self.exports, _key("export", organization_id)):

@@ -1,7 +1,7 @@
 // The console's frame: signing in, the header and navigation, and which screen the URL (#/members, ...)
 // shows. Every screen works on the signed-in user's active organization, as the product's guides do.
 import { ApiError, all, get, post, put, session, setRequestTimeout, watchBusy, watchSignOut } from "./api.js";
-import { describeError, field, form, h, input, loading } from "./ui.js";
+import { ROLE_LABELS, capitalized, describeError, field, form, h, input, loading } from "./ui.js";
 import * as agents from "./screens/agents.js";
 import * as alerts from "./screens/alerts.js";
 import * as apiKeys from "./screens/api_keys.js";
@@ -180,12 +180,10 @@ function renderHeader() {
 
 // The active organization, switched from any screen. Each choice says what tells namesakes apart: the
 // type, your roles, when it was made and the start of its id.
-const TYPE_LABELS = { individual: "Individual", collective: "Collective" };
-
 export function organizationLabel(card) {
-  const roles = card.roles.map((role) => role.charAt(0).toUpperCase() + role.slice(1)).join(", ");
+  const roles = card.roles.map((role) => ROLE_LABELS[role] || role).join(", ");
   const made = new Date(card.created_at).toLocaleDateString([], { year: "numeric", month: "short", day: "numeric" });
-  return `${card.name} · ${TYPE_LABELS[card.type] || card.type} · ${roles} · since ${made} · #${card.id.slice(0, 6)}`;
+  return `${card.name} · ${capitalized(card.type)} · ${roles} · since ${made} · #${card.id.slice(0, 6)}`;
 }
 
 function organizationSwitcher() {

@@ -24,6 +24,11 @@ export function h(tag, props = {}, ...children) {
   return element;
 }
 
+// "collective" as "Collective": the first letter capitalized (a code shown as a word).
+export function capitalized(text) {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
 export const ROLE_LABELS = { owner: "Owner", admin: "Admin", builder: "Builder", member: "Member", billing: "Billing" };
 // The roles an invitation or a role edit can set: Billing moves only by a billing transfer.
 export const GRANTABLE_ROLES = ["owner", "admin", "builder", "member"];

@@ -4,6 +4,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields
 
 from common.contracts.base import first_message
 from common.contracts.credits import GRANT_TYPES as _GRANT_TYPES
+from common.contracts.fields import StrictBool
 from common.paging import MAX_CURSOR_LENGTH, MAX_LIMIT
 from common.permissions import ALL_ROLES
 
@@ -72,13 +73,8 @@ class ListQuery(Schema):
     limit = fields.Integer(load_default=None, strict=False, metadata={"minimum": 1, "maximum": MAX_LIMIT})
 
 
-class StrictBoolean(fields.Boolean):
-    """true or false only (marshmallow's Boolean also takes 1, "yes", "on"...)."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, bool):
-            raise self.make_error("invalid")
-        return value
+# true or false only: the contracts' field (marshmallow's Boolean also takes 1, "yes", "on"...).
+StrictBoolean = StrictBool
 
 
 def page_of(item_schema, name):

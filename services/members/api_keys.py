@@ -15,7 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
-from common.auth import API_KEY_PREFIX, SYSTEM_ACTOR, split_api_key
+from common.auth import API_KEY_PREFIX, NO_KEY_HASH, SYSTEM_ACTOR, split_api_key
 from common.auth import api_key_secret_hash as secret_hash
 from common.errors import NotFound, Unauthenticated, ValidationFailed
 from common.paging import Keyset, asc, desc, keyset_page
@@ -33,10 +33,6 @@ def new_key():
     """(key id, secret, the whole key as the caller sends it)."""
     key_id, secret = secrets.token_hex(KEY_ID_BYTES), secrets.token_urlsafe(SECRET_BYTES)
     return key_id, secret, f"{API_KEY_PREFIX}{key_id}_{secret}"
-
-
-def secret_matches(secret, stored_hash, hash_key):
-    return hmac.compare_digest(secret_hash(secret, hash_key), stored_hash)
 
 
 # ---- checks -----------------------------------------------------------------------------------------------
@@ -103,10 +99,6 @@ def revoke_key(session, identity, organization_id, key_id, now=None):
 
 
 # ---- verifying a key (the gateway, on first sight of a key and each minute it stays in use) -------------
-# An id no key has is hashed against this, so that it costs what a known id costs.
-NO_KEY_HASH = secret_hash(secrets.token_urlsafe(SECRET_BYTES), secrets.token_hex(16))
-
-
 def verifier_of(store, key, hash_key, now=None):
     """What the gateway needs to check `key` itself for as long as it keeps the answer (gateway.known_keys):
     for a key with this id, its facts (organization, name, scopes, expiry), its status and the keyed hash

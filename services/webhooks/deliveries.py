@@ -42,7 +42,6 @@ ATTEMPTS_LISTED = 20                # the last attempts shown per delivery in th
 LOG_RETENTION = timedelta(days=30)  # how long an ended delivery stays in the log
 NEWEST_FIRST = Keyset("webhook_deliveries", desc("created_at", Delivery.created_at, datetime),
                       desc("id", Delivery.id, str))
-STATUSES = ("pending", "delivered", "failed")
 
 
 def body_of(event):

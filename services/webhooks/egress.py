@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 
 import urllib3
 
+from common.contracts.webhooks import URL_MAX_LENGTH
+
 READ_LIMIT = 4096
-MAX_URL_LENGTH = 2048
 
 
 class EgressRefused(ValueError):
@@ -38,8 +39,9 @@ class Target:
 
 def parse_url(url, allow_private):
     """The URL's parts, or EgressRefused (invalid_url, https_required)."""
-    if not isinstance(url, str) or len(url) > MAX_URL_LENGTH or not url.isprintable() or " " in url:
-        raise EgressRefused("url must be an absolute https URL of at most 2048 characters.", "invalid_url")
+    if not isinstance(url, str) or len(url) > URL_MAX_LENGTH or not url.isprintable() or " " in url:
+        raise EgressRefused(f"url must be an absolute https URL of at most {URL_MAX_LENGTH} characters.",
+                            "invalid_url")
     try:
         parts = urlsplit(url)
         port = parts.port

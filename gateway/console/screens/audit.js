@@ -5,7 +5,7 @@
 // the fields that exist, target (#/audit/<id> opens it on one entity: an agent's History link) and time, a
 // page at a time; exported as CSV or JSON with the same filters.
 import { all, download, get } from "../api.js";
-import { badge, field, form, h, input, isoFromLocal, pageHead, pagedTable, select, when } from "../ui.js";
+import { badge, capitalized, field, form, h, input, isoFromLocal, pageHead, pagedTable, select, when } from "../ui.js";
 
 const ENTITY_TYPES = ["organization", "member", "invitation", "billing_transfer", "budget_group", "grant", "spend",
   "agent", "api_key", "user"];
@@ -20,8 +20,7 @@ const FIELDS = ["active_organization_id", "amount", "assignees", "balance", "bil
 
 // "budget_group_id" is read "Budget group"; "instructions", "Instructions".
 export function fieldLabel(name) {
-  const words = name.replace(/_id$/, "").replaceAll("_", " ");
-  return words.charAt(0).toUpperCase() + words.slice(1);
+  return capitalized(name.replace(/_id$/, "").replaceAll("_", " "));
 }
 
 // An entry as a phrase: an update by the field it changed ("Instructions changed"), anything else by its
@@ -31,8 +30,7 @@ export function phrase(entry) {
     const [first, ...rest] = entry.changes;
     return `${fieldLabel(first.field)} changed${rest.length ? ` (and ${rest.map((c) => fieldLabel(c.field).toLowerCase()).join(", ")})` : ""}`;
   }
-  const words = entry.type.replace(".", " ").replaceAll("_", " ");
-  return words.charAt(0).toUpperCase() + words.slice(1);
+  return capitalized(entry.type.replace(".", " ").replaceAll("_", " "));
 }
 
 function shown(value, names) {

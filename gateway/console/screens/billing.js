@@ -6,7 +6,7 @@
 // Cards are added by the provider's payment method id: in production one Stripe.js makes in the page; with
 // the development provider (localstripe, what `make run` starts) a test id such as pm_card_visa.
 import { ApiError, all, del, get, idempotencyKey, post, put } from "../api.js";
-import { badge, confirmAction, field, form, h, input, pageHead, pagedTable, select, table, when } from "../ui.js";
+import { badge, capitalized, confirmAction, field, form, h, input, pageHead, pagedTable, select, table, when } from "../ui.js";
 import { fact } from "./budgets.js";
 
 const PAGE_SIZE = 20;
@@ -25,7 +25,7 @@ const STATUS_BADGES = { success: ["Succeeded", "status-accepted"], pending: ["Pe
 
 function cardName(card) {
   if (!card) return "—";
-  const brand = card.brand ? card.brand.charAt(0).toUpperCase() + card.brand.slice(1) : "Card";
+  const brand = card.brand ? capitalized(card.brand) : "Card";
   return `${brand} •••• ${card.last4}`;
 }
 

@@ -3,7 +3,7 @@
 // refused by the member's budget group shows its reason as "budget exceeded" beside the amount, and a
 // budget with nothing left reads "Budget exceeded" in the usage table.
 import { all, get, idempotencyKey, post } from "../api.js";
-import { badge, field, form, h, input, isoFromLocal, pageHead, pagedTable, select, table, when } from "../ui.js";
+import { badge, capitalized, field, form, h, input, isoFromLocal, pageHead, pagedTable, select, table, when } from "../ui.js";
 import { fact } from "./budgets.js";
 
 const KINDS = [["", "All entries"], ["grant", "Grants"], ["spend", "Spends"], ["expiry", "Expiries"]];
@@ -61,7 +61,7 @@ function ledgerSection(ctx, names) {
   let kind = "";
   const ledger = pagedTable("Ledger", [
     { label: "When", cell: (e) => when(e.occurred_at) },
-    { label: "Kind", cell: (e) => e.kind.charAt(0).toUpperCase() + e.kind.slice(1) },
+    { label: "Kind", cell: (e) => capitalized(e.kind) },
     { label: "Amount", cell: (e) => `${e.kind === "grant" ? "+" : "−"}${e.amount}`, class: "number" },
     { label: "Balance after", cell: (e) => e.balance_after, class: "number" },
     { label: "By", cell: (e) => e.actor.email || e.actor.name || e.actor.id },

@@ -5,7 +5,7 @@
 // invite, resend, revoke, filtered by status and searched by email.
 import { all, del, download, get, idempotencyKey, patch, post } from "../api.js";
 import {
-  GRANTABLE_ROLES, ROLE_LABELS, badge, checkboxes, checkedValues, confirmAction, field, form, formDialog, h, input,
+  GRANTABLE_ROLES, ROLE_LABELS, badge, capitalized, checkboxes, checkedValues, confirmAction, field, form, formDialog, h, input,
   loading, pageHead, roleBadges, select, table, when,
 } from "../ui.js";
 
@@ -248,8 +248,4 @@ function resendButton(invitation, resend) {
   return h("button", { type: "button", disabled: early, onclick: resend,
     "aria-label": early ? `Resend the invitation to ${invitation.email}: possible from ${at}`
       : `Resend the invitation to ${invitation.email}` }, early ? `Resend from ${at}` : "Resend");
-}
-
-function capitalized(text) {
-  return text.charAt(0).toUpperCase() + text.slice(1);
 }
