@@ -49,7 +49,7 @@ def split_api_key(key):
 
 def api_key_secret_hash(secret, hash_key):
     """HMAC-SHA256 of a key's secret under the server's `hash_key` (hex): what members stores, and what
-    the gateway compares a presented secret's hash with (docs/decisions.md, "Machine callers"). Fast on
+    the gateway compares a presented secret's hash with (docs/decisions.md 86 and 90). Fast on
     purpose, as a 256-bit random secret cannot be guessed; keyed so that a copy of the table alone cannot
     check guesses."""
     return hmac.new(hash_key.encode(), secret.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()

@@ -1,6 +1,6 @@
 """Read models: the facts a service needs from another service, kept in its own database and fed by
 that service's change events, so that no request waits on a chain of RPC calls to decide a read or a
-permission (docs/decisions.md "Read models").
+permission (docs/decisions.md 75 to 78).
 
 Each kind of fact (common.readmodel_kinds: memberships owned by members, agents' access owned by orgs,
 budget group members owned by credits, organizations owned by orgs) travels in an event's `state` (beside the audit's

@@ -1,4 +1,4 @@
-"""The API keys this gateway process keeps (SPEC §9; docs/decisions.md "Machine callers").
+"""The API keys this gateway process keeps (SPEC §9; docs/decisions.md 87 and 92).
 
 A request by key must not wait on the members service each time (that would make every spend by a
 machine a chain of two services), so what members answered about a key id is kept here for a minute at

@@ -1,7 +1,7 @@
 """Organization API keys (product rules; SPEC §9): credentials of machine callers, such as an agent
 runtime charging usage on behalf of the member who talks to an agent. Owners and Admins create, list and
-revoke them; the secret is shown once, at creation, and only its keyed hash is stored (docs/decisions.md,
-"Machine callers": why a fast keyed hash, and how the gateway verifies a key without a call chain).
+revoke them; the secret is shown once, at creation, and only its keyed hash is stored (docs/decisions.md
+86 and 87: why a fast keyed hash, and how the gateway verifies a key without a call chain).
 
 A key reads `opk_<key id>_<secret>`: the fixed prefix tells it from a JWT, the id finds its row, the
 secret is 32 random bytes. Creating and revoking are audited (api_key.created, api_key.revoked; the

@@ -1,5 +1,5 @@
 """Versions and full states of memberships: what other services' read models of them receive
-(common.readmodels, docs/decisions.md "Read models").
+(common.readmodels, docs/decisions.md 76).
 
 Every change to a membership raises its version (`next_version`) and attaches the membership's whole new
 state to the event that records the change; a removal attaches a tombstone (no roles, inactive, a newer

@@ -1,7 +1,7 @@
 """A request is the gateway and ONE service (ARCHITECTURE "Read models"): every request the e2e tests
 sent before this one is in the gateway's log with its route and the RPC calls its handler made
 (gateway.http: `route=… rpc=…`); no route may make more than one call, except the ones docs/decisions.md
-lists ("Routes that still make two calls") with the calls they make. Named to run after the other e2e
+lists (decision 80, "Routes that still make two calls") with the calls they make. Named to run after the other e2e
 tests of its backend, so that it reads what they did."""
 import re
 from collections import defaultdict
@@ -13,7 +13,7 @@ from gateway.http import ROUTES
 # before the route's own call: the answer is cached, so later requests make the route's call alone.
 SETTLING_CALLS = {"orgs.sign_in", "members.authenticate_api_key"}
 
-# docs/decisions.md, "Routes that still make two calls": each with the calls it makes, until the read
+# docs/decisions.md 80, "Routes that still make two calls": each with the calls it makes, until the read
 # models that remove the second call exist. A route listed here that makes one call fails the test too, so
 # the list shrinks when a route is fixed.
 TWO_CALL_ROUTES = {}
@@ -46,11 +46,11 @@ def test_every_route_makes_at_most_one_rpc_call_except_those_listed(system, figu
         allowed = TWO_CALL_ROUTES.get(route)
         if len(most) > 1 and (allowed is None or set(most) - set(allowed)):
             offenders[route] = sorted(call_sets)
-    assert offenders == {}, f"routes making more than one RPC call, not in docs/decisions.md: {offenders}"
+    assert offenders == {}, f"routes making more than one RPC call, not in docs/decisions.md 80: {offenders}"
     for route, expected in TWO_CALL_ROUTES.items():
         if route in succeeded:
             assert max(len(calls) for calls in succeeded[route]) == len(expected), \
-                f"{route} makes fewer calls now: take it off TWO_CALL_ROUTES and docs/decisions.md"
+                f"{route} makes fewer calls now: take it off TWO_CALL_ROUTES and docs/decisions.md 80"
     unseen = sorted(routes - set(seen))
     figure(f"{len(routes) - len(unseen)} of {len(routes)} routes seen in the e2e traffic ({system.backend}); "
            f"not exercised: {unseen}")
