@@ -1,5 +1,5 @@
 # The two commands: `make run` and `make test`. Both set up what they need first (scripts/setup.sh).
-.PHONY: run test setup token clean
+.PHONY: run test setup lock token clean
 
 run:
 	bash scripts/run.sh
@@ -9,6 +9,10 @@ test:
 
 setup:
 	bash scripts/setup.sh --with-postgres
+
+# The lock files from pyproject.toml (pip-compile); make lock ARGS="--upgrade-package NAME" moves one package.
+lock:
+	bash scripts/lock.sh $(ARGS)
 
 # make token SUB=alice EMAIL=alice@example.com NAME=Alice
 token:
