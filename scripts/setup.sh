@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Installs what the project needs on a fresh Debian machine, and nothing twice:
-#   - rabbitmq-server (Debian package), without letting the package start its own system node
-#   - PostgreSQL server binaries (only with --with-postgres: the test suite needs a throwaway cluster)
-#   - chromium and chromium-driver (only with --with-postgres, i.e. for the tests: tests/browser/ drives the
-#     console in Debian's headless Chromium; `make run` does not need them)
-#   - a virtualenv in .venv with the exact pins of requirements.txt, and the project itself installed
-#     editable (pyproject.toml), so no command needs PYTHONPATH
+# Installs what the project needs on a fresh Debian machine, and nothing twice. The Python packages come in the
+# tiers of pyproject.toml, at the versions of its lock files (made by `make lock`):
+#   bash scripts/setup.sh                   `make run`: the runtime tier (requirements.txt) and localstripe, the fake
+#                                           Stripe that `make run` starts (its version from requirements-test.txt)
+#   bash scripts/setup.sh --with-postgres   `make test`: the test tier (requirements-test.txt), and from Debian's
+#                                           packages what the tests start: the PostgreSQL server binaries (a
+#                                           throwaway cluster), chromium and chromium-driver (tests/browser/ drive the
+#                                           console in headless Chromium), prometheus and promtool (a real Prometheus
+#                                           scraping the running system)
+#   bash scripts/setup.sh --dev             the test tier and the lock tool, pip-tools (requirements-dev.txt)
+# Every tier also gets rabbitmq-server (Debian package), without letting the package start its own system node,
+# and a virtualenv in .venv with the project itself installed editable (pyproject.toml), so no command needs
+# PYTHONPATH. One .venv serves every tier: a larger tier already installed satisfies a smaller one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Two `make run`s (or a run and a test) started together would build .venv at the same time.
@@ -13,7 +19,14 @@ exec 9>.setup.lock
 flock 9
 
 with_postgres=0
-[ "${1:-}" = "--with-postgres" ] && with_postgres=1
+tier=run
+for arg in "$@"; do
+  case "$arg" in
+    --with-postgres) with_postgres=1; tier=test ;;
+    --dev) tier=dev ;;
+    *) echo "setup: unknown option $arg (--with-postgres, --dev)" >&2; exit 2 ;;
+  esac
+done
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -39,24 +52,33 @@ fi
 if [ $with_postgres = 1 ]; then
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+  { [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ]; } || missing+=(prometheus)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]} from Debian's packages"
   apt_install "${missing[@]}"
 fi
 
-# The virtualenv is rebuilt only when requirements.txt changes, and the project reinstalled (editable)
-# when pyproject.toml does; their hashes are kept beside them.
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
-if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then
-  echo "setup: creating .venv from requirements.txt"
-  python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
-  echo "$want" > .venv/.requirements.sha256
-fi
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-if [ "$(cat .venv/.project.sha256 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing the project into .venv (editable)"
-  .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
-  echo "$want" > .venv/.project.sha256
+# The tier is installed when .venv has no tier at least as large stamped with the current hash of pyproject.toml
+# and the lock files (kept in .venv/.tier as "TIER HASH"); otherwise nothing is run, so a second setup is instant.
+# pip installs over what is there (a package dropped from a lock stays until .venv is removed).
+rank() { case "$1" in run) echo 1 ;; test) echo 2 ;; dev) echo 3 ;; *) echo 0 ;; esac; }
+want=$(cat pyproject.toml requirements.txt requirements-test.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+have_tier="" have_hash=""
+[ ! -f .venv/.tier ] || read -r have_tier have_hash < .venv/.tier || true
+if [ ! -x .venv/bin/python ] || [ "$have_hash" != "$want" ] \
+   || [ "$(rank "$have_tier")" -lt "$(rank "$tier")" ]; then
+  [ -x .venv/bin/python ] || python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
+  pip=(.venv/bin/pip install -q --disable-pip-version-check)
+  case "$tier" in
+    run)  echo "setup: installing the runtime tier and localstripe into .venv (requirements.txt)"
+          "${pip[@]}" -r requirements.txt -c requirements-test.txt -e '.[local]' ;;
+    test) echo "setup: installing the test tier into .venv (requirements-test.txt)"
+          "${pip[@]}" -r requirements-test.txt -e '.[local,test]' ;;
+    dev)  echo "setup: installing the dev tier into .venv (requirements-dev.txt)"
+          "${pip[@]}" -r requirements-dev.txt -e '.[local,test,dev]' ;;
+  esac
+  .venv/bin/pip check --disable-pip-version-check >/dev/null || { .venv/bin/pip check; exit 1; }
+  echo "$tier $want" > .venv/.tier
+  rm -f .venv/.requirements.sha256 .venv/.project.sha256   # the stamps of the single-tier setup before
 fi
