@@ -1,4 +1,4 @@
-"""The filters of the audit trails (product rules §6, §13): one definition for the gateway's queries and
+"""The filters of the audit trails (product rules §6, §7): one definition for the gateway's queries and
 the audit service. A filter left out, null or (from a query string) empty is no filter."""
 from marshmallow import fields
 from marshmallow.validate import OneOf

@@ -49,7 +49,7 @@ ALLOWED = {   # action -> roles that may do it (product rules §2)
     "put a member in a budget group": {"owner", "admin"},
     "view budget groups": {"owner", "admin"},
     "create an API key": {"owner", "admin"},                      # SPEC §9
-    "set budget alerts": {"owner", "admin", "billing"},           # issue 15; README "Budget alerts"
+    "set budget alerts": {"owner", "admin", "billing"},           # issue 15; product rules §5
     "add a payment method": {"owner", "billing"},                 # SPEC §11: the roles that see billing
     "set the default payment method": {"owner", "billing"},
     "remove a payment method": {"owner", "billing"},
