@@ -204,9 +204,11 @@ function currentPath() {
   return parts.length ? parts : ["organizations"];
 }
 
-// Renders the screen of the address; a slower render started earlier never overwrites a newer one.
+// Renders the screen of the address; a slower render started earlier never overwrites a newer one. Moving
+// to a screen (`reload`) asks again who you are in which organization first: roles someone else changed
+// meanwhile (Billing handed over, a role removed) show in the header and the navigation.
 let renderCount = 0;
-async function renderScreen({ focus }) {
+async function renderScreen({ focus, reload = false }) {
   const mine = ++renderCount;
   const [path, ...params] = currentPath();
   const screen = SCREENS.find((candidate) => candidate.path === path) || SCREENS[0];
@@ -214,6 +216,7 @@ async function renderScreen({ focus }) {
   if (focus) main.replaceChildren(loading());
   let view;
   try {
+    if (reload) await ctx.reload();
     if (screen.needs && !ctx.can(screen.needs)) {
       view = h("section", {}, h("h1", { tabindex: "-1" }, screen.label),
         h("p", { class: "notice" }, `Your roles in ${ctx.org?.name ?? "this organization"} do not give access to this screen.`));
@@ -274,7 +277,7 @@ window.addEventListener("hashchange", () => {
   if (!location.hash.startsWith("#/")) return;
   closeMenu();
   statusLine.hidden = true;
-  if (session.token && ctx.me) renderScreen({ focus: true });
+  if (session.token && ctx.me) renderScreen({ focus: true, reload: true });
 });
 
 // A button's action refused by the API (a form shows its own errors): the reason, above the screen.

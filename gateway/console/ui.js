@@ -155,16 +155,20 @@ export function checkedValues(form, name) {
 
 // What a refusal says to a person, the one place the API's words become the screen's: what kind of refusal
 // it is where that matters, the field called by its label on screen (the API says "monthly_limit", the
-// screen "Monthly limit per member"), times in the browser's locale and time zone, credit amounts without
-// the zeros that say nothing ("12.5000" is 12.5).
+// screen "Monthly limit per member"), times in the browser's locale and time zone, credit amounts with
+// their unit and without the zeros that say nothing ("12.5000" is "12.5 credits").
 // Codes whose API message speaks of the API's rules more than of what to type: the screen's own sentence.
+// A sentence may return null to keep the API's own message (put in the screen's words) for that case.
 const SENTENCES = {
   invalid_email: (label) => `${label || "Email"} must be an email address, such as name@example.com.`,
+  // "amount is not a decimal number such as "12.50"" (a string of digits is what the API asks of programs).
+  invalid_amount: (label, error) => (/zero/.test(error.message) ? null
+    : `${label || "Amount"} must be a number, such as 12.5.`),
 };
 
 export function describeError(error, label = null) {
-  const own = SENTENCES[error.code];
-  let text = own ? own(label) : inScreenWords(error.message, error.field, label);
+  const own = SENTENCES[error.code]?.(label, error);
+  let text = own || inScreenWords(error.message, error.field, label);
   if (error.code === "budget_exceeded") text = `Refused: budget exceeded. ${text}`;
   if (error.code === "insufficient_credits") text = `Refused: not enough credit. ${text}`;
   return text;
@@ -183,10 +187,28 @@ export function inScreenWords(message, field, label) {
     if (named.test(text)) text = text.replace(named, label);
   }
   text = text.replace(ISO_TIME, (iso) => new Date(iso).toLocaleString([], { dateStyle: "medium", timeStyle: "short" }));
-  return text.replace(PADDED_AMOUNT, (_, whole, fraction) => {
-    const digits = fraction.replace(/0+$/, "");
-    return digits ? `${whole}.${digits}` : whole;
-  });
+  return text.replace(PADDED_AMOUNT, (amount) => credits(amount));
+}
+
+// A credit amount as a person reads it: the API writes exact amounts with 4 decimals ("2500.0000"); the
+// screen shows "2,500" and "1.25", without the zeros that say nothing, and `credits` adds the unit.
+export function plainAmount(amount) {
+  if (amount === null || amount === undefined || amount === "") return "";
+  const text = String(amount);
+  const sign = text.startsWith("-") ? "−" : "";
+  const [whole, fraction = ""] = text.replace(/^[-+]/, "").split(".");
+  const digits = fraction.replace(/0+$/, "");
+  return `${sign}${BigInt(whole).toLocaleString("en-US")}${digits ? `.${digits}` : ""}`;
+}
+
+export function credits(amount) {
+  const plain = plainAmount(amount);
+  return `${plain} ${plain === "1" ? "credit" : "credits"}`;
+}
+
+// An amount put back into a field to edit: the same exact number without padding or separators ("20").
+export function editableAmount(amount) {
+  return amount === null || amount === undefined ? "" : plainAmount(amount).replaceAll(",", "").replace("−", "-");
 }
 
 export function clearErrors(form) {

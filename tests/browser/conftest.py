@@ -38,8 +38,8 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"console screenshots: {screens_dir()}")
 
 
-@pytest.fixture(scope="session")
-def chromium(tmp_path_factory):
+def start_chromium(tmp_path_factory):
+    """A headless Chromium with its own profile and downloads folder: (driver, downloads)."""
     require_chromium()
     downloads = tmp_path_factory.mktemp("console-downloads")
     options = webdriver.ChromeOptions()
@@ -51,6 +51,12 @@ def chromium(tmp_path_factory):
     options.set_capability("goog:loggingPrefs", {"browser": "SEVERE"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    return driver, downloads
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory):
+    driver, downloads = start_chromium(tmp_path_factory)
     yield driver, downloads
     driver.quit()
 
@@ -62,18 +68,33 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-@pytest.fixture
-def console(chromium, request):
-    driver, downloads = chromium
+def console_of(driver, downloads, request, name):
+    """The Console on `driver` for one test; afterwards, a screenshot if the test failed, and the check that
+    the page logged no error."""
     for leftover in downloads.iterdir():
         leftover.unlink()
     yield Console(driver, downloads)
     # What the page showed when a test failed is the first thing to look at.
     failed = getattr(request.node, "report_call", None)
     if failed is not None and failed.failed:
-        Console(driver, downloads).shot(f"failed-{request.node.name}")
+        Console(driver, downloads).shot(f"failed-{request.node.name}{name}")
     # A script error or a refused script, style or image (the content security policy) is a failure too;
     # the API's refusals (4xx) the page expects are logged as "network" errors and are not.
     page_errors = [entry["message"] for entry in driver.get_log("browser") if entry.get("source") != "network"]
     driver.get("about:blank")
     assert not page_errors, page_errors
+
+
+@pytest.fixture
+def console(chromium, request):
+    yield from console_of(*chromium, request, "")
+
+
+@pytest.fixture
+def second_console(tmp_path_factory, request):
+    """A second browser, for a story with two people signed in at once (each keeps their own session)."""
+    driver, downloads = start_chromium(tmp_path_factory)
+    try:
+        yield from console_of(driver, downloads, request, "-second")
+    finally:
+        driver.quit()

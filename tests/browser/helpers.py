@@ -2,6 +2,7 @@
 folder, and `Console`, the browser on the console with the steps and explicit waits the flows use."""
 import base64
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -10,7 +11,7 @@ from selenium.common.exceptions import NoSuchElementException, StaleElementRefer
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.e2e.helpers import create_organization, ok
+from tests.e2e.helpers import create_organization, ok, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -34,6 +35,15 @@ def activate(api, org_id):
 def active_organization(console):
     """The header switcher's choice: the active organization as the console names it."""
     return Select(console.find("#organization-switcher")).first_selected_option.text
+
+
+def link_in_the_email(system, invitation_id):
+    """The console link of the invitation's email, as members logged it (the formatter writes its line
+    breaks as \\n: the log line is one line)."""
+    pattern = re.compile(r"(http://\S+?/console/#/invitations/" + re.escape(invitation_id) + ")")
+    log = system.log_dir / "members.log"
+    found = wait_for(lambda: pattern.search(log.read_text(errors="replace")), message="the invitation's email")
+    return found.group(1)
 
 
 def owner_of(system, label, organization_name):

@@ -53,7 +53,7 @@ def test_buy_credit_with_a_card_and_see_a_declined_one_refused(system, console):
     outcome = console.text_appears("added to the balance", css="main .purchase-outcome")
     assert outcome == "Paid 25.00 USD with Visa •••• 4242: 2,500 credits added to the balance."
     assert balance(rosa, org) == Decimal("2500")
-    console.text_appears("2500", css="main .facts")
+    console.text_appears("2,500 credits", css="main .facts")
     row = console.row_of("Purchase")
     assert "Succeeded" in row.text and "25.00" in row.text and "2,500" in row.text and "Rosa" in row.text
 
@@ -106,7 +106,7 @@ def test_switch_auto_top_up_on_and_see_it_top_up_at_once(system, console):
     # Saved with a cap: the balance (0) is below the threshold, so a top-up to the target ran before the answer.
     console.fill("monthly_cap_usd", "50", section)
     console.click("Save auto top-up", within=section)
-    console.text_appears("On: when a spend takes the balance to 100.0000 or below", css=".settings-summary",
+    console.text_appears("On: when a spend takes the balance to 100 credits or below", css=".settings-summary",
                          within=section)
     assert "at most 50.00 USD a month" in section.text
     settings = ok(rosa.get(path(org, "/auto-topup")))
@@ -118,7 +118,7 @@ def test_switch_auto_top_up_on_and_see_it_top_up_at_once(system, console):
         ("auto_topup", "success", "10.00", "system")
     row = console.row_of("Auto top-up")
     assert "Succeeded" in row.text and "10.00" in row.text and "1,000" in row.text
-    console.text_appears("1000", css="main .facts")
+    console.text_appears("1,000 credits", css="main .facts")
     wait_for(lambda: [e for e in audit_entries(rosa, org) if e["type"] == "auto_topup.updated"] or None,
              message="the settings' audit entry")
     console.shot("billing-auto-topup", docs=True)
@@ -128,4 +128,4 @@ def test_switch_auto_top_up_on_and_see_it_top_up_at_once(system, console):
     console.go("Billing")
     section = console.find("section[aria-labelledby='topup-heading']")
     assert console.find("input[name='enabled']", section).is_selected()
-    assert console.find("input[name='target']", section).get_attribute("value") == "1000.0000"
+    assert console.find("input[name='target']", section).get_attribute("value") == "1000"

@@ -182,7 +182,7 @@ def test_budget_group_with_a_limit_and_a_refused_spend_shown_in_my_credit(system
         console.fill("monthly_limit", limit, create)
         console.click("Create Budget Group", within=create)
         console.row_of(name)
-    assert "5.0000" in console.row_of("Interns").text
+    assert "5 credits" in console.row_of("Interns").text
     assert "No limit" in console.row_of("Doctors").text
     console.shot("budget-groups", docs=True)
 
@@ -191,7 +191,7 @@ def test_budget_group_with_a_limit_and_a_refused_spend_shown_in_my_credit(system
     console.choose("user_id", f"Budi ({budi.email})")
     console.click("Add to group")
     console.text_appears("Budi is now in Interns.", css="#status")
-    assert "5.0000" in console.row_of("Budi").text
+    assert "5 credits" in console.row_of("Budi").text
 
     activate(budi, org["id"])
     console.sign_in(budi)
@@ -199,12 +199,12 @@ def test_budget_group_with_a_limit_and_a_refused_spend_shown_in_my_credit(system
     spend = console.find("form:has(input[name='amount'])")
     console.fill("amount", "1.25", spend)
     console.click("Use agent", within=spend)
-    console.text_appears("Spent 1.2500 in Sehat Clinic. 3.7500 left of your monthly budget.", css=".spend-result")
+    console.text_appears("Spent 1.25 credits in Sehat Clinic. 3.75 credits left of your monthly budget.", css=".spend-result")
     console.fill("amount", "4", spend)
     console.click("Use agent", within=spend)
     refusal = console.error_beside("amount", spend)
     assert refusal.startswith("Refused: budget exceeded.") and "Interns" in refusal
-    assert "1.2500" in console.row_of("Sehat Clinic").text
+    assert "1.25 credits" in console.row_of("Sehat Clinic").text
     console.shot("my-credit", docs=True)
 
     # Back as Dina: the group's page shows what Budi used of his limit.
@@ -212,7 +212,7 @@ def test_budget_group_with_a_limit_and_a_refused_spend_shown_in_my_credit(system
     console.go("Budget Groups")
     console.click("Interns", css="a", tag="a")
     console.heading_is("Interns")
-    assert "1.2500" in console.row_of("Budi").text and "3.7500" in console.row_of("Budi").text
+    assert "1.25 credits" in console.row_of("Budi").text and "3.75 credits" in console.row_of("Budi").text
     console.shot("budget-group-usage", docs=True)
 
 

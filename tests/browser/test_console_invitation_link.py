@@ -2,23 +2,12 @@
 to its log (no SMTP in tests), opened by the invitee: signed out, the sign-in comes first and returns to
 the invitation; the page shows the organization, the roles and who invited; Accept, then "Switch to <name>"
 makes it the active organization. Opened by someone else, the page says it is not theirs."""
-import re
-
 import pytest
 
-from tests.browser.helpers import active_organization
-from tests.e2e.helpers import create_organization, invite, ok, wait_for
+from tests.browser.helpers import active_organization, link_in_the_email
+from tests.e2e.helpers import create_organization, invite, ok
 
 pytestmark = pytest.mark.parametrize("system", ["sqlite"], indirect=True)
-
-
-def link_in_the_email(system, invitation_id):
-    """The console link of the invitation's email, as members logged it (the formatter writes its line
-    breaks as \\n: the log line is one line)."""
-    pattern = re.compile(r"(http://\S+?/console/#/invitations/" + re.escape(invitation_id) + ")")
-    log = system.log_dir / "members.log"
-    found = wait_for(lambda: pattern.search(log.read_text(errors="replace")), message="the invitation's email")
-    return found.group(1)
 
 
 def test_the_invitation_link_from_the_email_opens_its_page_accept_then_switch(system, console):

@@ -120,7 +120,7 @@ def test_alert_settings_and_the_alerts_raised(system, console):
     console.click("Save alert settings", within=settings)
     console.text_appears("Alert settings saved.", css="#status")
     assert console.find("input[name='member_budget_percents']", settings).get_attribute("value") == "80, 100"
-    assert console.find("input[name='balance_floor']", settings).get_attribute("value") == "20.0000"
+    assert console.find("input[name='balance_floor']", settings).get_attribute("value") == "20"
     console.text_appears("Last changed by Dina", css="main .panel")
     saved = ok(dina.get(path(org, "/alert-settings")))
     assert (saved["member_budget_percents"], saved["balance_floor"]) == ([80, 100], "20.0000")
@@ -130,9 +130,9 @@ def test_alert_settings_and_the_alerts_raised(system, console):
     spend(dina, org, agent, "2")
     console.click("Refresh")
     member_alert = console.row_of("Budi")
-    assert "80 % of the monthly limit" in member_alert.text and "8.5000 used of 10.0000" in member_alert.text
-    floor_alert = console.row_of("Balance at or below 20.0000")
-    assert "Balance 19.5000" in floor_alert.text
+    assert "80 % of the monthly limit" in member_alert.text and "8.5 used of 10 credits" in member_alert.text
+    floor_alert = console.row_of("Balance at or below 20 credits")
+    assert "Balance 19.5 credits" in floor_alert.text
     rows = console.driver.find_elements(By.CSS_SELECTOR, "main tbody tr")
     assert [r.text for r in rows] == [floor_alert.text, member_alert.text]        # newest first
     assert [a["kind"] for a in ok(dina.get(path(org, "/alerts")))["items"]] == ["balance_floor", "member_budget"]

@@ -2,7 +2,7 @@
 // member's monthly limit, typed as a comma list, and a balance floor), saved whole as the API's PUT takes
 // them, its refusals beside the field they name; and the alerts raised, newest first, a page at a time.
 import { all, get, put } from "../api.js";
-import { badge, field, form, h, input, pageHead, pagedTable, when } from "../ui.js";
+import { badge, credits, editableAmount, field, form, h, input, pageHead, pagedTable, plainAmount, when } from "../ui.js";
 
 const PAGE_SIZE = 20;
 
@@ -18,7 +18,7 @@ function settingsSummary(settings, nameOf) {
   const parts = [
     percents.length ? h("span", {}, "At ", h("span", { class: "badges" }, percents.map((p) => badge(`${p} %`, "percent"))),
       " of a member's monthly limit") : "No member budget alerts",
-    settings.balance_floor === null ? "; no balance floor." : `; when the balance falls to ${settings.balance_floor} or below.`,
+    settings.balance_floor === null ? "; no balance floor." : `; when the balance falls to ${credits(settings.balance_floor)} or below.`,
   ];
   const changed = settings.updated_at
     ? h("p", { class: "hint" }, `Last changed by ${nameOf(settings.updated_by)}, `, when(settings.updated_at), ".")
@@ -41,9 +41,9 @@ export async function render(ctx) {
         member_budget_percents: percentsFrom(element.elements.member_budget_percents.value),
         balance_floor: floor === "" ? null : floor,
       });
-      // The values as the API keeps them: percents in order, the floor to four decimal places.
+      // The values as the API keeps them: percents in order, the floor as the exact amount it keeps.
       element.elements.member_budget_percents.value = saved.member_budget_percents.join(", ");
-      element.elements.balance_floor.value = saved.balance_floor ?? "";
+      element.elements.balance_floor.value = editableAmount(saved.balance_floor);
       summary.replaceChildren(...settingsSummary(saved, nameOf));
       ctx.announce("Alert settings saved.");
     },
@@ -52,8 +52,8 @@ export async function render(ctx) {
     value: settings.member_budget_percents.join(", "), inputmode: "numeric", placeholder: "e.g. 80, 100" }),
   "Up to five whole percents from 1 to 100, separated by commas. A spend that takes a member's usage this month " +
     "to one of them raises an alert (members without a monthly limit never do). Empty: none."),
-  field("Balance floor", input("balance_floor", { value: settings.balance_floor ?? "", inputmode: "decimal" }),
-    "Credits. A spend that takes the organization's balance to this amount or below raises an alert. Empty: no floor."));
+  field("Balance floor (credits)", input("balance_floor", { value: editableAmount(settings.balance_floor), inputmode: "decimal" }),
+    "A spend that takes the organization's balance to this amount or below raises an alert. Empty: no floor."));
 
   const raised = alertsSection(ctx, nameOf);
   await raised.refresh();
@@ -86,12 +86,12 @@ function kindBadge(alert) {
 function threshold(alert) {
   if (alert.kind in TOPUP_TEXT) return TOPUP_TEXT[alert.kind];
   return alert.kind === "member_budget" ? `${alert.threshold} % of the monthly limit`
-    : `Balance at or below ${alert.threshold}`;
+    : `Balance at or below ${credits(alert.threshold)}`;
 }
 
 function reached(alert) {
   if (alert.kind in TOPUP_TEXT) return "—";
-  return alert.kind === "member_budget" ? `${alert.value} used of ${alert.limit}` : `Balance ${alert.value}`;
+  return alert.kind === "member_budget" ? `${plainAmount(alert.value)} used of ${credits(alert.limit)}` : `Balance ${credits(alert.value)}`;
 }
 
 // The alerts raised, newest first, a page at a time ("Load more"); Refresh asks again from the top.

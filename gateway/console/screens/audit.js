@@ -5,7 +5,9 @@
 // the fields that exist, target (#/audit/<id> opens it on one entity: an agent's History link) and time, a
 // page at a time; exported as CSV or JSON with the same filters.
 import { all, download, get } from "../api.js";
-import { badge, capitalized, field, form, h, input, isoFromLocal, pageHead, pagedTable, select, when } from "../ui.js";
+import {
+  badge, capitalized, credits, field, form, h, input, isoFromLocal, pageHead, pagedTable, select, when,
+} from "../ui.js";
 
 const ENTITY_TYPES = ["organization", "member", "invitation", "billing_transfer", "budget_group", "grant", "spend",
   "agent", "api_key", "user"];
@@ -33,6 +35,9 @@ export function phrase(entry) {
   return capitalized(entry.type.replace(".", " ").replaceAll("_", " "));
 }
 
+const CREDIT_AMOUNT = /^-?\d+\.\d{4}$/;
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$/;
+
 function shown(value, names) {
   if (value === null || value === undefined || value === "") return "—";
   if (Array.isArray(value)) {
@@ -41,7 +46,11 @@ function shown(value, names) {
   }
   if (typeof value === "boolean") return value ? "yes" : "no";
   if (typeof value === "object") return h("code", {}, JSON.stringify(value));
-  return names.get(value) || String(value);
+  if (names.has(value)) return names.get(value);
+  // Credit amounts ("50.0000") with their unit; times in the browser's locale, as everywhere on screen.
+  if (typeof value === "string" && CREDIT_AMOUNT.test(value)) return credits(value);
+  if (typeof value === "string" && ISO_TIME.test(value)) return when(value);
+  return String(value);
 }
 
 function changes(entry, names) {
@@ -52,7 +61,7 @@ function changes(entry, names) {
 
 // Ids the screen can name: the organization, its members, agents and budget groups (what the caller may read).
 async function knownNames(ctx) {
-  const names = new Map([[ctx.org.id, ctx.org.name]]);
+  const names = new Map(ctx.cards.map((card) => [card.id, card.name]));     // your organizations
   const lists = await Promise.all([
     all(ctx.orgPath("/members")).catch(() => []),
     all(ctx.orgPath("/agents")).catch(() => []),

@@ -6,7 +6,10 @@
 // Cards are added by the provider's payment method id: in production one Stripe.js makes in the page; with
 // the development provider (localstripe, what `make run` starts) a test id such as pm_card_visa.
 import { ApiError, all, del, get, idempotencyKey, post, put } from "../api.js";
-import { badge, capitalized, confirmAction, field, form, h, input, pageHead, pagedTable, select, table, when } from "../ui.js";
+import {
+  badge, capitalized, confirmAction, credits, editableAmount, field, form, h, input, pageHead, pagedTable, plainAmount, select, table,
+  when,
+} from "../ui.js";
 import { fact } from "./budgets.js";
 
 const PAGE_SIZE = 20;
@@ -36,16 +39,9 @@ export function creditsFor(amountUsd, price) {
   if (!/^[0-9]+(\.[0-9]{1,2})?$/.test(text)) return null;
   const [whole, fraction = ""] = text.split(".");
   const cents = BigInt(whole) * 100n + BigInt(fraction.padEnd(2, "0"));
-  const credits = cents * BigInt(price);                       // hundredths of a credit: exact
-  const rest = credits % 100n;
-  return `${(credits / 100n).toLocaleString("en-US")}${rest ? `.${String(rest).padStart(2, "0")}` : ""}`;
-}
-
-// "2500.0000" as "2,500": an exact amount without the zeros that say nothing.
-function plain(amount) {
-  const [whole, fraction = ""] = amount.split(".");
-  const digits = fraction.replace(/0+$/, "");
-  return `${BigInt(whole).toLocaleString("en-US")}${digits ? `.${digits}` : ""}`;
+  const hundredths = cents * BigInt(price);                    // hundredths of a credit: exact
+  const rest = hundredths % 100n;
+  return `${(hundredths / 100n).toLocaleString("en-US")}${rest ? `.${String(rest).padStart(2, "0")}` : ""}`;
 }
 
 export async function render(ctx) {
@@ -56,8 +52,8 @@ export async function render(ctx) {
 
   const balance = h("dl", { class: "facts", "aria-live": "polite" });
   const refreshBalance = async () => {
-    const credits = await get(ctx.orgPath("/credits"));
-    balance.replaceChildren(fact("Balance", credits.balance), fact("Paid credit", credits.paid_balance),
+    const account = await get(ctx.orgPath("/credits"));
+    balance.replaceChildren(fact("Balance", credits(account.balance)), fact("Paid credit", credits(account.paid_balance)),
       fact("Price", `${price.toLocaleString("en-US")} credits per USD`));
   };
   const history = transactionsSection(ctx, nameOf);
@@ -157,8 +153,8 @@ function buySection(screen) {
   const amount = input("amount_usd", { inputmode: "decimal", placeholder: "25.00" });
   const buys = h("p", { class: "hint buys", "aria-live": "polite" });
   const showBuys = () => {
-    const credits = creditsFor(amount.value, price);
-    buys.textContent = credits === null ? `At ${price} credits per USD.` : `Buys ${credits} credits.`;
+    const bought = creditsFor(amount.value, price);
+    buys.textContent = bought === null ? `At ${price} credits per USD.` : `Buys ${bought} credits.`;
   };
   amount.addEventListener("input", showBuys);
   showBuys();
@@ -192,7 +188,7 @@ function buySection(screen) {
         showBuys();
         outcome.replaceChildren(h("p", { class: "success" },
           `Paid ${transaction.amount_usd} USD with ${cardName(transaction.payment_method)}: `,
-          h("strong", {}, `${plain(transaction.credits)} credits`), " added to the balance."));
+          h("strong", {}, credits(transaction.credits)), " added to the balance."));
       } else {
         outcome.replaceChildren(h("p", { class: "notice" },
           `The card's bank asks the customer to confirm this payment (${transaction.next_action?.type || "action needed"}). ` +
@@ -221,8 +217,8 @@ function topupSummary(settings, cards) {
   }
   const card = settings.payment_method_id ? cards.find((m) => m.id === settings.payment_method_id) : null;
   return h("p", { class: "settings-summary" },
-    `On: when a spend takes the balance to ${settings.threshold} or below, one top-up brings it back to `,
-    `${settings.target}, charged to ${card ? cardName(card) : "the default card"}`,
+    `On: when a spend takes the balance to ${credits(settings.threshold)} or below, one top-up brings it back to `,
+    `${credits(settings.target)}, charged to ${card ? cardName(card) : "the default card"}`,
     settings.monthly_cap_usd ? `, at most ${settings.monthly_cap_usd} USD a month.` : ", with no monthly cap.",
     settings.consecutive_failures ? ` ${settings.consecutive_failures} failed in a row (3 switch it off).` : "");
 }
@@ -245,8 +241,8 @@ function autoTopupSection(screen, initial) {
         monthly_cap_usd: cap === "" ? null : cap,
         payment_method_id: element.elements.payment_method_id.value || null,
       });
-      element.elements.threshold.value = settings.threshold ?? "";
-      element.elements.target.value = settings.target ?? "";
+      element.elements.threshold.value = editableAmount(settings.threshold);
+      element.elements.target.value = editableAmount(settings.target);
       element.elements.monthly_cap_usd.value = settings.monthly_cap_usd ?? "";
       showSummary();
       ctx.announce(settings.enabled ? "Auto top-up is on." : "Auto top-up is off.");
@@ -257,9 +253,9 @@ function autoTopupSection(screen, initial) {
   h("div", { class: "field check-field", "data-field": "enabled" },
     h("label", { class: "check" }, enabled, " Buy credit automatically when the balance runs low"),
     h("p", { class: "field-error", hidden: true })),
-  field("Threshold (credits)", input("threshold", { value: settings.threshold ?? "", inputmode: "decimal" }),
+  field("Threshold (credits)", input("threshold", { value: editableAmount(settings.threshold), inputmode: "decimal" }),
     "A spend that takes the balance to this amount or below starts a top-up."),
-  field("Target (credits)", input("target", { value: settings.target ?? "", inputmode: "decimal" }),
+  field("Target (credits)", input("target", { value: editableAmount(settings.target), inputmode: "decimal" }),
     "Above the threshold: a top-up brings the balance back to it in one charge (at least 5.00 USD)."),
   field("Monthly cap (USD)", input("monthly_cap_usd", { value: settings.monthly_cap_usd ?? "", inputmode: "decimal" }),
     "At most this much is charged by auto top-up in a calendar month (UTC). Empty: no cap."),
@@ -285,7 +281,7 @@ function transactionsSection(ctx, nameOf) {
     { label: "Type", cell: (t) => TYPE_LABELS[t.type] || t.type },
     { label: "Status", cell: (t) => badge(...(STATUS_BADGES[t.status] || [t.status])) },
     { label: "Amount (USD)", cell: (t) => t.amount_usd, class: "number" },
-    { label: "Credits", cell: (t) => plain(t.credits), class: "number" },
+    { label: "Credits", cell: (t) => plainAmount(t.credits), class: "number" },
     { label: "Card", cell: (t) => cardName(t.payment_method) },
     { label: "By", cell: (t) => nameOf(t.created_by) },
     { label: "Completed", cell: (t) => when(t.completed_at) },

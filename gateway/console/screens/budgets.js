@@ -2,7 +2,7 @@
 // and deleting groups; a group's page with each member's usage this month against the limit, its limits
 // edited, members put in and taken out.
 import { all, del, get, patch, post, put } from "../api.js";
-import { confirmAction, field, form, h, input, loading, pageHead, select, table, when } from "../ui.js";
+import { confirmAction, credits, editableAmount, field, form, h, input, loading, pageHead, select, table, when } from "../ui.js";
 
 export async function render(ctx, [groupId]) {
   return groupId ? renderGroup(ctx, groupId) : renderList(ctx);
@@ -22,7 +22,7 @@ function groupBody(element) {
 function groupFields(group = {}) {
   return [
     field("Name", input("name", { value: group.name ?? "" })),
-    field("Monthly limit per member", input("monthly_limit", { inputmode: "decimal", value: group.monthly_limit ?? "" }),
+    field("Monthly limit per member", input("monthly_limit", { inputmode: "decimal", value: editableAmount(group.monthly_limit) }),
       "Credits each member may spend per calendar month (UTC). Leave empty for no limit."),
     field("Builder limit", input("builder_limit", { inputmode: "numeric", value: group.builder_limit ?? "" }),
       "How many members holding Builder the group may contain. Leave empty for any number."),
@@ -36,7 +36,7 @@ async function renderList(ctx) {
     const groups = await all(ctx.orgPath("/budget-groups"));
     results.replaceChildren(table("Budget Groups", [
       { label: "Name", cell: (g) => h("a", { href: `#/budget-groups/${encodeURIComponent(g.id)}` }, g.name) },
-      { label: "Monthly limit", cell: (g) => g.monthly_limit_label, class: "number" },
+      { label: "Monthly limit", cell: (g) => monthlyLimit(g.monthly_limit), class: "number" },
       { label: "Builder limit", cell: (g) => (g.builder_limit === null ? "Any number" : String(g.builder_limit)), class: "number" },
       { label: "Members", cell: (g) => String(g.member_count), class: "number" },
       { label: "Actions", cell: (g) => h("button", { type: "button", class: "danger", onclick: () => deleteGroup(ctx, g, refresh),
@@ -49,7 +49,7 @@ async function renderList(ctx) {
       const group = await post(ctx.orgPath("/budget-groups"), groupBody(element));
       element.reset();
       await refresh();
-      ctx.announce(`Budget group ${group.name} created (${group.monthly_limit_label}).`);
+      ctx.announce(`Budget group ${group.name} created (${monthlyLimit(group.monthly_limit)}).`);
     },
   }, groupFields());
   await refresh();
@@ -82,7 +82,7 @@ async function renderGroup(ctx, groupId) {
     onSubmit: async (element) => {
       const saved = await patch(path, groupBody(element));
       await ctx.refresh();
-      ctx.announce(`${saved.name} saved: ${saved.monthly_limit_label}. Applies from the next spend on.`);
+      ctx.announce(`${saved.name} saved: ${monthlyLimit(saved.monthly_limit)}. Applies from the next spend on.`);
     },
   }, groupFields(group));
 
@@ -107,7 +107,7 @@ async function renderGroup(ctx, groupId) {
   return h("section", {},
     pageHead(group.name, h("a", { href: "#/budget-groups" }, "All budget groups")),
     h("dl", { class: "facts" },
-      fact("Monthly limit", group.monthly_limit_label),
+      fact("Monthly limit", monthlyLimit(group.monthly_limit)),
       fact("Builder limit", group.builder_limit === null ? "Any number" : String(group.builder_limit)),
       fact("Members", String(group.member_count)),
       fact("Period", group.period),
@@ -115,14 +115,19 @@ async function renderGroup(ctx, groupId) {
     h("h2", {}, "Usage this month"),
     table(`Usage in ${group.name}`, [
       { label: "Member", cell: (m) => nameOf(m.user_id) },
-      { label: "Used", cell: (m) => m.used, class: "number" },
-      { label: "Limit", cell: (m) => m.limit ?? "No limit", class: "number" },
-      { label: "Remaining", cell: (m) => m.remaining ?? "No limit", class: "number" },
+      { label: "Used", cell: (m) => credits(m.used), class: "number" },
+      { label: "Limit", cell: (m) => monthlyLimit(m.limit), class: "number" },
+      { label: "Remaining", cell: (m) => (m.remaining === null ? "No limit" : credits(m.remaining)), class: "number" },
       { label: "Actions", cell: (m) => h("button", { type: "button", onclick: () => takeOut(m.user_id),
         "aria-label": `Remove ${nameOf(m.user_id)} from the group` }, "Remove from Group") },
     ], group.members.items, "No members in this group yet."),
     candidates.length ? h("div", { class: "panel" }, h("h2", {}, "Add a member"), addForm) : null,
     h("div", { class: "panel" }, h("h2", {}, "Edit group"), editForm));
+}
+
+// A monthly limit per member as the screens say it: "5 credits", or "No limit" (null).
+function monthlyLimit(limit) {
+  return limit === null ? "No limit" : credits(limit);
 }
 
 export function fact(label, value) {

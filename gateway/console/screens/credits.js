@@ -3,7 +3,9 @@
 // refused by the member's budget group shows its reason as "budget exceeded" beside the amount, and a
 // budget with nothing left reads "Budget exceeded" in the usage table.
 import { all, get, idempotencyKey, post } from "../api.js";
-import { badge, capitalized, field, form, h, input, isoFromLocal, pageHead, pagedTable, select, table, when } from "../ui.js";
+import {
+  badge, capitalized, credits, field, form, h, input, isoFromLocal, pageHead, pagedTable, plainAmount, select, table, when,
+} from "../ui.js";
 import { fact } from "./budgets.js";
 
 const KINDS = [["", "All entries"], ["grant", "Grants"], ["spend", "Spends"], ["expiry", "Expiries"]];
@@ -11,19 +13,20 @@ const KINDS = [["", "All entries"], ["grant", "Grants"], ["spend", "Spends"], ["
 export async function renderCredits(ctx) {
   const summary = h("div", {});
   const refreshSummary = async () => {
-    const credits = await get(ctx.orgPath("/credits"));
+    const account = await get(ctx.orgPath("/credits"));
     summary.replaceChildren(
       h("dl", { class: "facts" },
-        fact("Balance", credits.balance), fact("Free credit", credits.free_balance), fact("Paid credit", credits.paid_balance),
-        fact(`Spent in ${credits.period}`, credits.spent_this_period), fact("Month resets", when(credits.resets_at))),
+        fact("Balance", credits(account.balance)), fact("Free credit", credits(account.free_balance)),
+        fact("Paid credit", credits(account.paid_balance)),
+        fact(`Spent in ${account.period}`, credits(account.spent_this_period)), fact("Month resets", when(account.resets_at))),
       h("h2", {}, "Grants holding credit"),
       table("Grants holding credit", [
         { label: "Type", cell: (g) => (g.type === "free" ? "Free" : "Paid") },
-        { label: "Amount", cell: (g) => g.amount, class: "number" },
-        { label: "Remaining", cell: (g) => g.remaining, class: "number" },
+        { label: "Amount (credits)", cell: (g) => plainAmount(g.amount), class: "number" },
+        { label: "Remaining (credits)", cell: (g) => plainAmount(g.remaining), class: "number" },
         { label: "Expires", cell: (g) => (g.expires_at ? when(g.expires_at) : "Never") },
         { label: "Added", cell: (g) => when(g.created_at) },
-      ], credits.grants, "No credit yet."));
+      ], account.grants, "No credit yet."));
   };
 
   // Names for the ledger's member and agent ids, where the caller can see them (Billing alone may not).
@@ -40,10 +43,10 @@ export async function renderCredits(ctx) {
       const grant = await post(ctx.orgPath("/credits/grants"), body, { headers: { "Idempotency-Key": idempotencyKey() } });
       element.reset();
       await Promise.all([refreshSummary(), ledger.refresh()]);
-      ctx.announce(`${grant.amount} ${grant.type} credit added.`);
+      ctx.announce(`${credits(grant.amount)} of ${grant.type} credit added.`);
     },
   },
-  field("Amount", input("amount", { inputmode: "decimal" }), "Credits, up to 4 decimal places."),
+  field("Amount (credits)", input("amount", { inputmode: "decimal" }), "Up to 4 decimal places."),
   field("Type", select("type", [["paid", "Paid"], ["free", "Free"]], "paid")),
   field("Expires at (free credit only, optional)", input("expires_at", { type: "datetime-local" }))) : null;
 
@@ -62,8 +65,8 @@ function ledgerSection(ctx, names) {
   const ledger = pagedTable("Ledger", [
     { label: "When", cell: (e) => when(e.occurred_at) },
     { label: "Kind", cell: (e) => capitalized(e.kind) },
-    { label: "Amount", cell: (e) => `${e.kind === "grant" ? "+" : "−"}${e.amount}`, class: "number" },
-    { label: "Balance after", cell: (e) => e.balance_after, class: "number" },
+    { label: "Amount (credits)", cell: (e) => `${e.kind === "grant" ? "+" : "−"}${plainAmount(e.amount)}`, class: "number" },
+    { label: "Balance after", cell: (e) => plainAmount(e.balance_after), class: "number" },
     { label: "By", cell: (e) => e.actor.email || e.actor.name || e.actor.id },
     { label: "Member", cell: (e) => (e.user_id ? names[e.user_id] || e.user_id : "—") },
     { label: "Agent", cell: (e) => (e.agent_id ? names[e.agent_id] || e.agent_id : "—") },
@@ -89,10 +92,10 @@ export async function renderMyCredit(ctx) {
     const usage = await all("/v1/me/usage");
     usageTable.replaceChildren(table("My usage this month", [
       { label: "Organization", cell: (u) => u.organization_name },
-      { label: "Used this month", cell: (u) => u.used, class: "number" },
+      { label: "Used this month", cell: (u) => credits(u.used), class: "number" },
       { label: "Budget group", cell: (u) => u.budget.budget_group_name || "None" },
-      { label: "Monthly limit", cell: (u) => u.budget.limit ?? "No limit", class: "number" },
-      { label: "Can spend now", cell: (u) => u.can_spend, class: "number" },
+      { label: "Monthly limit", cell: (u) => (u.budget.limit === null ? "No limit" : credits(u.budget.limit)), class: "number" },
+      { label: "Can spend now", cell: (u) => credits(u.can_spend), class: "number" },
       { label: "Status", cell: budgetStatus },
       { label: "Resets", cell: (u) => when(u.budget.resets_at) },
     ], usage, "No usage yet."));
@@ -123,12 +126,12 @@ async function useAgentPanel(ctx, refreshUsage) {
         { agent_id: element.elements.agent_id.value, amount: element.elements.amount.value },
         { headers: { "Idempotency-Key": idempotencyKey() } });
       await refreshUsage();
-      const left = spend.budget.remaining === null ? "" : ` ${spend.budget.remaining} left of your monthly budget.`;
-      result.textContent = `Spent ${spend.amount} in ${ctx.org.name}.${left}`;
+      const left = spend.budget.remaining === null ? "" : ` ${credits(spend.budget.remaining)} left of your monthly budget.`;
+      result.textContent = `Spent ${credits(spend.amount)} in ${ctx.org.name}.${left}`;
     },
   },
   field("Agent", select("agent_id", agents.map((agent) => [agent.id, agent.name]))),
-  field("Amount", input("amount", { inputmode: "decimal" })));
+  field("Amount (credits)", input("amount", { inputmode: "decimal" })));
   return h("div", { class: "panel" },
     h("h2", {}, `Use an agent in ${ctx.org.name}`),
     h("p", { class: "hint" }, "Charges the amount to the organization as your usage, as an agent's runtime would."),

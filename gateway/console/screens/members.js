@@ -79,6 +79,9 @@ async function billingSection(ctx, refresh) {
   const transfer = pending.items[0];
   const answer = (what, done) => async () => {
     await post(ctx.orgPath(`/billing-transfers/${encodeURIComponent(transfer.id)}/${what}`));
+    // Accepted, Billing is now one of your roles: the header and the navigation (Billing, Credits) follow
+    // once the organization's card has it (the event lag).
+    if (what === "accept") await ctx.reloadUntil((now) => Boolean(now.org?.roles.includes("billing")));
     await refresh();
     ctx.announce(done);
   };
