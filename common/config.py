@@ -100,6 +100,7 @@ class Settings:
     audit_checkpoint_seconds: float
     rate_limits: "RateLimitSettings"
     webhooks: "WebhookSettings"
+    metrics: "MetricsSettings"
 
     def database_url(self, service_name):
         """The service's database: <SERVICE>_DATABASE_URL, or a SQLite file under DATA_DIR."""
@@ -218,7 +219,21 @@ def read_settings(env):
             disable_after_seconds=number("WEBHOOK_DISABLE_AFTER_SECONDS", 5 * 24 * 3600.0, float, minimum=1),
             retry_scale=number("WEBHOOK_RETRY_SCALE", 1.0, float, minimum=0.0001),
         ),
+        metrics=MetricsSettings(
+            enabled=text("METRICS_ENABLED", "true").lower() not in ("0", "false", "no"),
+            port=number("METRICS_PORT", 0, minimum=0) or None,
+            token=text("METRICS_TOKEN"),
+        ),
     )
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus metrics (common/metrics.py, docs/metrics.md)."""
+    enabled: bool             # False: nothing is counted, no metrics are served (the bench's baseline)
+    port: int | None          # the port a process serves its metrics on (services); None: none (the gateway
+                              # serves them at /metrics on its own port)
+    token: str | None         # set: scrapes must send `Authorization: Bearer <token>`; None: open (the default)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from sqlalchemy import DateTime, String, delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from common import readmodels
+from common import metrics, readmodels
 from common.sql import conflict_insert
 from common.timeutil import utcnow
 from common.unit_of_work import effects_after_commit
@@ -101,6 +101,7 @@ def react_once(store, inbox, event, effect):
         if new:
             effect(session, event)
         effects = effects_after_commit(session)
+    metrics.events_consumed([event], {event["event_id"]} if new else ())
     for after in effects:           # e.g. an automatic top-up charged, once the reaction that started it is saved
         after()
     prune_now_and_then(store, inbox)
@@ -121,6 +122,7 @@ def react_once_each(store, inbox, events, effect):
     except IntegrityError:
         log.info("a batch of %d events clashed on a unique key: handled one by one", len(events))
         return sum(react_once(store, inbox, event, effect) for event in events)
+    metrics.events_consumed(events, new)
     for after in effects:
         after()
     prune_now_and_then(store, inbox)

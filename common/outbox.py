@@ -21,6 +21,7 @@ from nameko.extensions import DependencyProvider
 from sqlalchemy import JSON, DateTime, Integer, String, delete, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from common import metrics
 from common.db import service_store
 from common.events import CHANGE_EXCHANGE, CONSUMER_QUEUES, change_event
 from common.timeutil import parse_iso, utcnow
@@ -123,6 +124,7 @@ def _publish(producer, rows):
     wait_for_confirms = getattr(producer, "wait_for_confirms", None)
     if wait_for_confirms is not None:
         wait_for_confirms()
+    metrics.events_published(row.type for row in rows)
 
 
 def prune_published(store, outbox_model, keep=timedelta(days=7)):
@@ -188,6 +190,7 @@ class OutboxRelay(DependencyProvider):
     def setup(self):
         self.store = service_store(self.container)
         self.amqp_uri = self.container.config["AMQP_URI"]
+        metrics.watch_outbox(self.store, self.outbox_model)     # its backlog, read when scraped
         self._wakeup = eventlet.event.Event()
         self._running = False
         self._thread = None

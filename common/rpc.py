@@ -11,6 +11,7 @@ from kombu.exceptions import OperationalError
 from nameko.exceptions import UnknownService
 from nameko.rpc import RpcProxy
 
+from common import metrics
 from common.errors import EXPECTED_ERRORS, ServiceUnavailable
 from common.framework.rpc import Rpc
 
@@ -100,6 +101,7 @@ def trace_calls():
     return _traced.calls
 
 
+@metrics.timed_calls        # counted by service, method and outcome, and timed (common.metrics)
 def call(method, *args, timeout=RPC_TIMEOUT_SECONDS, **kwargs):
     """Call an RPC method proxy with a time limit, failing fast when nobody serves it.
 

@@ -18,6 +18,7 @@ import sys
 from nameko.cli.run import import_service, run
 from nameko.exceptions import CommandError
 
+from common import metrics
 from common.config import ConfigError, nameko_config, settings
 
 USAGE = "usage: python -m devtools.serve MODULE   (e.g. services.orgs.service, gateway.service)"
@@ -32,6 +33,10 @@ def main(argv=None):
     except ConfigError as exc:
         sys.exit(f"serve: {exc}")
     logging.config.dictConfig(config["LOGGING"])
+    try:
+        metrics.start_process(settings())     # on METRICS_PORT when set (common.metrics)
+    except OSError as exc:
+        sys.exit(f"serve: METRICS_PORT {settings().metrics.port}: {exc}")
     try:
         services = import_service(args[0])
     except CommandError as exc:

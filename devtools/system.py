@@ -92,6 +92,9 @@ class System:
                         WEB_SERVER_ADDRESS=f"0.0.0.0:{gateway_port}", PYTHONWARNINGS="ignore",
                         **(env or {}))
         self.processes = {}
+        # Each service process serves its metrics on a port of its own (METRICS_PORT, common.metrics), kept
+        # across its restarts; the gateway serves them at /metrics on its own port.
+        self.metrics_ports = {}
 
     def database_url(self, service_name):
         """The database the system's `service_name` processes use."""
@@ -114,8 +117,11 @@ class System:
                        self.payments.webhook_secret]
         else:
             command = [str(VENV_BIN / "python"), "-m", "devtools.serve", MODULES[name]]
+        env = self.env
+        if name in SERVICES:
+            env = dict(env, METRICS_PORT=str(self.metrics_ports.setdefault(key, free_port())))
         log = open(self.log_dir / f"{key}.log", "ab")
-        self.processes[key] = subprocess.Popen(command, env=self.env, cwd=ROOT, stdout=log,
+        self.processes[key] = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log,
                                                stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         if name == PAYMENT_PROVIDER:
@@ -164,6 +170,14 @@ class System:
                     return
             time.sleep(0.1)
         raise RuntimeError(f"{key} does not listen on port {port} after {timeout} s; see {self.log_dir / key}.log")
+
+    def metrics_targets(self):
+        """Where Prometheus scrapes each process: {job (the service, or "gateway"): ["127.0.0.1:port", ...]}
+        (a service's replicas are targets of its job), the gateway at /metrics on its own port."""
+        targets = {"gateway": [f"127.0.0.1:{self.gateway_port}"]}
+        for key, port in self.metrics_ports.items():
+            targets.setdefault(key.partition("-")[0], []).append(f"127.0.0.1:{port}")
+        return targets
 
     def health(self):
         try:

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from common import request_ids
+from common import metrics, request_ids
 from common.auth import USER_ID_KEY
 from common.config import settings
 from common.errors import EXPECTED_ERRORS, AppError
@@ -47,7 +47,8 @@ class JsonWsgiApp(web.WsgiApp):
     - one access log line per request: method, path (never the query string, which may carry anything,
       nor any header, so never the token), status, duration, the caller's id once the token was
       verified, the request's id (common.request_ids), also answered in X-Request-Id, the route's rule
-      and the RPC calls its handler made (a request is the gateway and one service: tests read them)."""
+      and the RPC calls its handler made (a request is the gateway and one service: tests read them);
+    - the request counted and timed by route and status (common.metrics), and GET /metrics answered."""
 
     def __init__(self, server):
         super().__init__(server)
@@ -65,9 +66,12 @@ class JsonWsgiApp(web.WsgiApp):
                         _printable(request.path, 300), response.status_code, (time.perf_counter() - started) * 1000,
                         _printable(environ.get(CALLER_ID) or "-", 140), environ[REQUEST_ID],
                         environ.get(web.ROUTE_RULE, "-"), ",".join(environ.get(RPC_CALLS) or ()) or "-")
+        metrics.http_answered(request.method, environ.get(web.ROUTE_RULE), response, started)
         return response
 
     def _response(self, request):
+        if request.path == metrics.PATH and metrics.enabled():
+            return metrics.gateway_answer(request)      # before routing: no worker taken (common.metrics)
         try:
             return self.route(request)
         except AppError as exc:

@@ -13,7 +13,9 @@ and why:
   (nameko.messaging.Consumer);
 - `web`: the HTTP server, WSGI app, protocol and entrypoint (nameko.web.server, nameko.web.handlers,
   eventlet.wsgi), with hooks the gateway (gateway/http.py) fills in;
-- `log_filters`: the broker outage logged once (it matches Nameko's and kombu's log messages).
+- `log_filters`: the broker outage logged once (it matches Nameko's and kombu's log messages);
+- `broker_state`: whether the broker connection is up, for the metrics (wraps two methods of
+  nameko.messaging.QueueConsumer on the class, once per process).
 
 tests/unit/framework/test_upstream.py holds a fingerprint of the installed source of every upstream
 method copied, overridden or relied on here, and the pinned versions: an upgrade that changes one fails

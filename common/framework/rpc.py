@@ -12,6 +12,8 @@
 - `Rpc.unpack_message_headers` extends `nameko.messaging.HeaderDecoder.unpack_message_headers`: the
   worker's context data also holds the request's correlation id (common.handled_requests: a command
   delivered again after it committed is not run twice).
+- `Rpc.unpack_message_headers` and `Rpc.handle_result` also tell common.metrics of the request's arrival
+  and end (RPC requests by method and outcome, and their duration).
 - `Rpc.check_signature` extends `nameko.extensions.Entrypoint.check_signature` (through
   common.framework.signature.SignatureOnce): deny by default, a method that declares no access
   (common.commands) is refused before any worker runs it. Upstream's `Rpc.handle_message` calls it
@@ -33,6 +35,7 @@ from nameko.rpc import Responder, get_rpc_exchange
 from nameko.rpc import Rpc as NamekoRpc
 from nameko.rpc import RpcConsumer as NamekoRpcConsumer
 
+from common import metrics
 from common.db import RPC_REQUEST_ID
 from common.errors import Forbidden
 from common.framework.signature import SignatureOnce
@@ -84,9 +87,11 @@ class Rpc(SignatureOnce, NamekoRpc):
         # command is recorded as handled (common.handled_requests): a redelivery cannot run it twice.
         context_data = super().unpack_message_headers(message)
         context_data[RPC_REQUEST_ID] = message.properties.get("correlation_id")
+        metrics.rpc_received(message)       # called just before the worker is spawned: its arrival
         return context_data
 
     def handle_result(self, message, worker_ctx, result, exc_info):
+        metrics.rpc_served(self.container.service_name, self.method_name, message, exc_info)
         try:
             return super().handle_result(message, worker_ctx, result, exc_info)
         except (OSError, ConnectionError, OperationalError, AMQPError) as error:

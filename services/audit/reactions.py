@@ -14,7 +14,7 @@ import logging
 
 from sqlalchemy.exc import IntegrityError
 
-from common import inbox, readmodels
+from common import inbox, metrics, readmodels
 from common.event_types import ORGANIZATION_DELETED
 from services.audit import trail
 from services.audit.models import READ_MODELS, AuditEntry
@@ -93,4 +93,5 @@ def _store(store, events, locked=False):
         CHAINS.forget()                 # what it knew of the heads may be what failed
         raise
     CHAINS.remember(stamped)
+    metrics.events_consumed(events, new, audit=True)       # and the audit lag of each
     return len(new)

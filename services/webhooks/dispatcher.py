@@ -14,6 +14,7 @@ from datetime import timedelta
 from eventlet.greenpool import GreenPool
 from nameko.extensions import DependencyProvider
 
+from common import metrics
 from common.config import settings
 from common.timeutil import utcnow
 from services.webhooks import deliveries, sender
@@ -62,7 +63,7 @@ class Dispatcher:
     def _send(self, store, delivery_id, url, secrets, message_id, body):
         outcome = sender.send(url, message_id, body, secrets, self.config.timeout_seconds,
                               self.config.allow_private_networks)
-        deliveries.record(store, delivery_id, outcome, self.config, self.clock())
+        metrics.webhook_attempted(deliveries.record(store, delivery_id, outcome, self.config, self.clock()))
         return outcome
 
     def wait(self):

@@ -102,7 +102,18 @@ UPSTREAM = [
     # ---- broker outage logged once (common/framework/log_filters.py) -------------------------------------
     Upstream("nameko.messaging.QueueConsumer.on_connection_error",
              "5a829886e37de3fa09574837a944bfc6af39979164153c7fd460ee16c1f03f90",
-             "common.framework.log_filters.BrokerOutageOnce: matches its line 'Error connecting to broker'"),
+             "common.framework.log_filters.BrokerOutageOnce: matches its line 'Error connecting to broker'; "
+             "common.framework.broker_state: wraps it on the class (the broker connection down)"),
+    # ---- the broker connection's state (common/framework/broker_state.py) ---------------------------------
+    Upstream("nameko.messaging.QueueConsumer.on_consume_ready",
+             "95d3947e4deda026001770f074139be8c6af2713e8e5ebb5aff4bfe830edafd2",
+             "common.framework.broker_state: wraps it on the class (the broker connection up)"),
+    Upstream("kombu.mixins.ConsumerMixin.consumer_context",
+             "64067136f44c52c79d76c79554e41d5bde55def319c74af9fc2fea1a9b5b7357",
+             "common.framework.broker_state: on_consume_ready is called after every (re)connection"),
+    Upstream("kombu.mixins.ConsumerMixin.establish_connection",
+             "f439a22b3a65e86d46505bcb404af3dc9bbf4f7cfbc4d6503c533596b618d3a5",
+             "common.framework.broker_state: on_connection_error is the errback of every failed (re)connection"),
     Upstream("kombu.mixins.ConsumerMixin.run",
              "26285be34de03483ff5d8fa1afb66b3784b6698cf903b4b4e83ca82ac7a87253",
              "common.framework.log_filters.BrokerOutageOnce: matches W_CONN_LOST, logged here with a traceback"),
