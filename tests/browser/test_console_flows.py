@@ -199,7 +199,8 @@ def test_budget_group_with_a_limit_and_a_refused_spend_shown_in_my_credit(system
     spend = console.find("form:has(input[name='amount'])")
     console.fill("amount", "1.25", spend)
     console.click("Use agent", within=spend)
-    console.text_appears("Spent 1.25 credits in Sehat Clinic. 3.75 credits left of your monthly budget.", css=".spend-result")
+    console.text_appears("Spent 1.25 credits in Sehat Clinic. 3.75 credits left of your monthly budget.",
+                         css=".spend-result")
     console.fill("amount", "4", spend)
     console.click("Use agent", within=spend)
     refusal = console.error_beside("amount", spend)
