@@ -16,12 +16,14 @@ from devtools.system import Broker, System, free_broker_port, free_port
 from gateway import tokens
 
 
-def arguments(count_flag, count, concurrency, description=None):
-    """--<count_flag> N --concurrency C --postgres, parsed."""
+def arguments(count_flag, count, concurrency, description=None, switches=None):
+    """--<count_flag> N --concurrency C --postgres, and the benchmark's own `switches` ({"--flag": help}), parsed."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(f"--{count_flag}", type=int, default=count)
     parser.add_argument("--concurrency", type=int, default=concurrency)
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL databases instead of SQLite")
+    for flag, help in (switches or {}).items():
+        parser.add_argument(flag, action="store_true", help=help)
     return parser.parse_args()
 
 

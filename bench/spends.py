@@ -12,6 +12,11 @@ check, expiries, budget, grants drawn, ledger entry, usage, outbox event), then 
 afterwards. The CPU each process spends per spend is printed too (from /proc).
 
     .venv/bin/python bench/spends.py [--spends 1000] [--concurrency 20] [--postgres]
+
+With --metrics-overhead it measures only what the metrics cost the spend (common.metrics, docs/metrics.md):
+two systems side by side, one with METRICS_ENABLED=false, rounds of concurrent spends alternating between
+them (so a drift of the machine weighs on both), every process of the measured one scraped every second
+while it is measured; both throughputs, their ratio (goal >= 0.95) and the CPU per spend.
 """
 import eventlet
 
@@ -161,8 +166,79 @@ def proxy_pool(config, size, context=None):
         yield checkout
 
 
+OVERHEAD_ROUNDS = 5     # rounds of each state; the medians are compared
+SCRAPE_EVERY = 1.0      # seconds: every process of the measured system, as Prometheus would (15 s in deployment)
+
+
+def metrics_overhead(args):
+    """Spends with metrics on against off: see the module's text."""
+    n, c = args.spends, args.concurrency
+    with ExitStack() as stack:
+        systems = {state: stack.enter_context(running_system(args.postgres, {"METRICS_ENABLED": enabled}))
+                   for state, enabled in (("off", "false"), ("on", "true"))}
+        print(f"{n} spends per round, {c} concurrent, {OVERHEAD_ROUNDS} rounds each of metrics off and on "
+              f"alternating, two systems side by side, {backend_name(args)}, 2-core machine")
+        spenders = {}
+        for state, system in systems.items():
+            owner = client(f"owner-{state}")
+            org, agent = organization_with_credit(system.url, owner, f"Metrics {state}")
+            spenders[state] = spender(owner, system.url, org, agent)
+            timed(spenders[state], n // 4, c)                   # warm-up, not counted
+        rounds, cpu = {"off": [], "on": []}, {"off": [], "on": []}
+        for _ in range(OVERHEAD_ROUNDS):
+            for state, system in systems.items():
+                with scraping(system if state == "on" else None) as scrapes:
+                    before = process_cpu(system)
+                    rounds[state].append(timed(spenders[state], n, c))
+                    after = process_cpu(system)
+                cpu[state].append(sum(after[name] - before[name] for name in after if name in before) * 1000 / n)
+                if state == "on" and not scrapes["pages"]:
+                    raise RuntimeError("the metrics were not scraped during the round")
+        off, on = (sorted(rounds[state], key=lambda r: r[0])[OVERHEAD_ROUNDS // 2] for state in ("off", "on"))
+        report(f"HTTP POST usage, {c} concurrent, metrics off (median of {OVERHEAD_ROUNDS})", *off)
+        report(f"HTTP POST usage, {c} concurrent, metrics on (median of {OVERHEAD_ROUNDS})", *on)
+        print(f"  metrics on: {on[0] / off[0]:.3f}x the throughput with metrics off (goal >= 0.95), p99 "
+              f"{percentile(on[1], 99):.0f} vs {percentile(off[1], 99):.0f} ms; rounds off "
+              f"{[round(r[0], 1) for r in rounds['off']]}/s, on {[round(r[0], 1) for r in rounds['on']]}/s")
+        cpu_off, cpu_on = median(cpu["off"]), median(cpu["on"])
+        print(f"  CPU per spend, every process (median): off {cpu_off:.2f} ms, on {cpu_on:.2f} ms "
+              f"({cpu_on / cpu_off:.3f}x)")
+
+
+def spender(api, url, org_id, agent_id):
+    return lambda: post_spend(api, url, org_id, agent_id).raise_for_status()
+
+
+@contextmanager
+def scraping(system):
+    """Every process of `system` (None: nothing) scraped every SCRAPE_EVERY seconds while the block runs.
+    Yields a dict holding, afterwards, the number of pages read ("pages")."""
+    figures, stopping = {"pages": 0}, []
+    urls = [] if system is None else [system.url + "/metrics", *(f"http://127.0.0.1:{port}/metrics"
+                                                                 for port in system.metrics_ports.values())]
+
+    def loop():
+        session = requests.Session()
+        while not stopping:
+            for url in urls:
+                session.get(url, timeout=10).raise_for_status()
+                figures["pages"] += 1
+            eventlet.sleep(SCRAPE_EVERY)
+
+    thread = eventlet.spawn(loop) if urls else None
+    try:
+        yield figures
+    finally:
+        stopping.append(True)
+        if thread is not None:
+            thread.wait()
+
+
 def main():
-    args = arguments("spends", 1000, 20)
+    args = arguments("spends", 1000, 20, switches={
+        "--metrics-overhead": "only spends with metrics on against off (two systems, alternating rounds)"})
+    if args.metrics_overhead:
+        return metrics_overhead(args)
     with running_system(args.postgres) as system:
         url, n, c = system.url, args.spends, args.concurrency
         owner, member, revoked = client("owner"), member_client(url, "member"), member_client(url, "revoked")
