@@ -7,6 +7,7 @@ import sys
 import time
 
 from common.config import SERVICES, ConfigError, settings
+from devtools import prometheus
 from devtools.system import Broker, BrokerStartFailed, System, is_port_free
 from gateway import tokens
 
@@ -53,6 +54,8 @@ def main():
     except Exception as exc:
         print(f"run: {exc}", file=sys.stderr)
         stop()
+    # Prometheus's configuration with this run's ports (devtools.prometheus: the shipped one, rendered).
+    (data_dir / "prometheus.yml").write_text(prometheus.render(system.metrics_targets(), token=config.metrics.token))
     token = tokens.mint("alice", "alice@example.com", "Alice")
     print(f"""
 The platform is up.
@@ -60,6 +63,7 @@ The platform is up.
   broker:   {amqp_uri}
   payments: {payments_line(config.payments)}
   data:     {data_dir}   (SQLite files; logs in {data_dir}/logs)
+  metrics:  {metrics_line(system, config)}
 
 Mint a token (JWT_SECRET must match the gateway's):
   .venv/bin/python -m gateway.tokens --sub alice --email alice@example.com --name Alice
@@ -77,6 +81,15 @@ Logs follow; Ctrl-C stops everything.
             time.sleep(0.5)
     finally:
         tail.terminate()
+
+
+def metrics_line(system, config):
+    if not config.metrics.enabled:
+        return "off (METRICS_ENABLED=false)"
+    ports = ", ".join(f"{key} {port}" for key, port in system.metrics_ports.items())
+    return (f"http://localhost:{config.gateway_port}/metrics; services on ports {ports}\n"
+            f"            prometheus --config.file={config.data_dir}/prometheus.yml "
+            f"--storage.tsdb.path={config.data_dir}/prometheus   (docs/metrics.md)")
 
 
 def payments_line(payments):

@@ -103,3 +103,20 @@ def agent_names(api, org_id, **params):
 def path(org_id, rest=""):
     """The API path of an organization, or of `rest` under it."""
     return f"/v1/organizations/{org_id}{rest}"
+
+
+def metrics_page(url):
+    """{(sample name, ((label, value), ...)): value} of a Prometheus text page (common.metrics)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        assert answer.status == 200 and answer.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = answer.read().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def metric(page, name, **labels):
+    """A sample's value in a metrics_page (0 when absent)."""
+    return page.get((name, tuple(sorted(labels.items()))), 0.0)
