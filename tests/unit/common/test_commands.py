@@ -1,5 +1,6 @@
 """The one pipeline of every RPC method (common.commands): every method of every service declares who
 may call it, an undeclared one answers nobody, and the declaration is enforced the same way everywhere."""
+import importlib
 import inspect
 
 import pytest
@@ -7,7 +8,7 @@ from nameko.containers import ServiceContainer
 from nameko.testing.services import worker_factory
 from nameko.testing.utils import get_extension
 
-from common import rpc
+from common import config, rpc
 from common.auth import Identity
 from common.commands import (
     CREDENTIAL,
@@ -25,12 +26,22 @@ from common.commands import (
 from common.errors import BadRequest, Forbidden, NotFound, Unauthenticated
 from common.permissions import Action, Scope
 from gateway.service import GatewayService
-from services.audit.service import AuditService
 from services.credits.service import CreditsService
-from services.members.service import MembersService
-from services.orgs.service import OrgsService
 
-SERVICES = (OrgsService, MembersService, CreditsService, AuditService)
+
+def service_classes():
+    """The Nameko service class of every service the platform runs (common.config.SERVICES): a service added
+    there is checked here without anyone remembering to list it."""
+    classes = []
+    for name in config.SERVICES:
+        module = importlib.import_module(f"services.{name}.service")
+        classes += [value for value in vars(module).values()
+                    if isinstance(value, type) and getattr(value, "name", None) == name]
+    return classes
+
+
+SERVICES = tuple(service_classes())
+assert {s.name for s in SERVICES} == set(config.SERVICES)
 
 
 def rpc_methods(service_cls):
