@@ -1,11 +1,12 @@
 """The broker stopped for 10 s while an organization is renamed over and over, then started again: no
 service process exits, every request meanwhile gets a JSON answer well before the RPC time-out (a 503
 while the broker is away; about 2 s here, printed among the run's figures), every service is healthy
-again within 30 s, and every rename that answered 200 has exactly one audit entry."""
+again within 30 s, and every rename that answered 200 has exactly one audit entry. Every process's
+`orgplatform_broker_up` says 0 while the broker is away and 1 once it is back (common.metrics)."""
 import time
 
 from common.rpc import RPC_TIMEOUT_SECONDS
-from tests.e2e.helpers import audit_entries, create_organization, wait_for
+from tests.e2e.helpers import audit_entries, create_organization, metric, metrics_page, wait_for
 
 OUTAGE_SECONDS = 10
 
@@ -34,6 +35,8 @@ def test_a_broker_outage_kills_no_service_and_loses_nothing(system, broker, figu
         rename(n)
         n += 1
         time.sleep(0.5)
+    down = broker_up(system)                            # every process says so in its metrics
+    assert set(down.values()) == {0}, down
     broker.start()
     back = time.monotonic()
     system.wait_healthy(timeout=30)
@@ -42,6 +45,7 @@ def test_a_broker_outage_kills_no_service_and_loses_nothing(system, broker, figu
         assert process.poll() is None, f"{name} exited with {process.returncode}"
         assert process.pid == pids[name], f"{name} was restarted"
     rename(n)                                           # works again
+    wait_for(lambda: set(broker_up(system).values()) == {1}, timeout=30, message="every process's broker_up 1")
     longest = max(seconds for _, seconds in seen)
     figure(f"broker outage: {len(seen)} requests, statuses {sorted({s for s, _ in seen})}, longest wait "
           f"{longest:.2f} s, healthy {healthy_after:.1f} s after the broker returned")
@@ -51,3 +55,11 @@ def test_a_broker_outage_kills_no_service_and_loses_nothing(system, broker, figu
         [e for e in audit_entries(alice, org, entity_type="organization") if e["type"] == "organization.renamed"]),
         timeout=30, message="one audit entry per accepted rename")
     assert sorted(e["changes"][0]["new_value"] for e in entries) == sorted(accepted)
+
+
+def broker_up(system):
+    """{process: orgplatform_broker_up} of the gateway and every service process (common.metrics)."""
+    pages = {"gateway": system.url + "/metrics",
+             **{key: f"http://127.0.0.1:{port}/metrics" for key, port in system.metrics_ports.items()
+                if key in system.processes}}
+    return {key: metric(metrics_page(url), "orgplatform_broker_up") for key, url in pages.items()}
