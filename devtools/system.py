@@ -39,9 +39,13 @@ def free_broker_port():
 
 
 def is_port_free(port):
+    """Whether a server could listen on `port` now, asked as the servers ask: with SO_REUSEADDR, as eventlet
+    (the gateway) and RabbitMQ set it, on every address. Without it, the connections of a run just stopped
+    (TIME_WAIT, up to a minute) made the port look taken although the server would bind at once."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind(("0.0.0.0", port))
             return True
         except OSError:
             return False
