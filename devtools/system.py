@@ -176,11 +176,13 @@ class System:
         raise RuntimeError(f"{key} does not listen on port {port} after {timeout} s; see {self.log_dir / key}.log")
 
     def metrics_targets(self):
-        """Where Prometheus scrapes each process: {job (the service, or "gateway"): ["127.0.0.1:port", ...]}
-        (a service's replicas are targets of its job), the gateway at /metrics on its own port."""
+        """Where Prometheus scrapes each process started and not stopped: {job (the service, or "gateway"):
+        ["127.0.0.1:port", ...]} (a service's replicas are targets of its job), the gateway at /metrics on its
+        own port."""
         targets = {"gateway": [f"127.0.0.1:{self.gateway_port}"]}
         for key, port in self.metrics_ports.items():
-            targets.setdefault(key.partition("-")[0], []).append(f"127.0.0.1:{port}")
+            if key in self.processes:
+                targets.setdefault(key.partition("-")[0], []).append(f"127.0.0.1:{port}")
         return targets
 
     def health(self):
