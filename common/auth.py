@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from nameko.extensions import DependencyProvider
 
-from common import request_ids
+from common import request_ids, tracing
 
 USER_ID_KEY = "user_id"
 USER_EMAIL_KEY = "user_email"
@@ -199,13 +199,16 @@ def context_data(identity):
 
 class Auth(DependencyProvider):
     """Gives workers the caller's identity (AuthContext). Every service and the gateway declare it, so it
-    also tells the log which request the worker serves (common.request_ids)."""
+    also tells the log which request and which span the worker serves (common.request_ids,
+    common.tracing)."""
 
     def worker_setup(self, worker_ctx):
         request_ids.serve(worker_ctx.data.get(request_ids.CONTEXT_KEY))
+        tracing.serve_worker(worker_ctx)
 
     def worker_teardown(self, worker_ctx):
         request_ids.serve(None)
+        tracing.serve(None)
 
     def get_dependency(self, worker_ctx):
         return AuthContext(worker_ctx)

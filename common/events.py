@@ -7,6 +7,9 @@ Envelope (ARCHITECTURE.md "Events and the audit trail"):
     before, after (only the changed fields; secrets never included), correlation_id (optional),
     request_id (optional: the HTTP request that made the change, common.request_ids, so a reaction's log
     lines can name it),
+    traceparent, tracestate (optional: the W3C trace context of the span that made the change, e.g. the
+    RPC call's, common.tracing; the outbox relay's publication span is its child, and each reaction's
+    span the publication's),
     state (optional: the whole current state of the memberships or agents the change touched, with
     their versions, for other services' read models; see common.readmodels)
 
@@ -21,7 +24,7 @@ from kombu import Exchange, Queue, binding
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
 from common import event_types as types
-from common import request_ids
+from common import request_ids, tracing
 from common.timeutil import iso, parse_iso, utcnow
 
 log = logging.getLogger(__name__)
@@ -95,7 +98,16 @@ def change_event(type, action, organization_id, actor, target_type, target_id,
         "correlation_id": correlation_id,
         **({"state": state} if state else {}),
         **({"request_id": request_id} if (request_id := request_ids.current()) else {}),
+        **_trace_context(),
     }
+
+
+def _trace_context():
+    """The envelope's `traceparent` (and `tracestate`): the span the worker making the change serves."""
+    context = tracing.current()
+    if context is None:
+        return {}
+    return {"traceparent": context.traceparent, **({"tracestate": context.state} if context.state else {})}
 
 
 class ActorSchema(Schema):

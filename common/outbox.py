@@ -6,6 +6,11 @@ unpublished rows in order (persistent messages, publisher confirms awaited once 
 them published only after the broker confirmed them. A crash or a broker outage between commit and
 publish loses nothing: the row stays and is sent later. A crash after publishing but before marking
 can send a row twice; consumers store events by `event_id`, so that is harmless.
+
+Each event is published in a producer span (common.tracing), the child of the span that made the change
+(the envelope's `traceparent`, recorded in the change's transaction), and carries the span's context and
+the request's id as `nameko.traceparent` and `nameko.request_id` headers: Nameko's consumers unpack them
+into their worker's context data, so a reaction continues the trace and its log lines name the request.
 """
 import json
 import logging
@@ -21,7 +26,7 @@ from nameko.extensions import DependencyProvider
 from sqlalchemy import JSON, DateTime, Integer, String, delete, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from common import metrics
+from common import metrics, tracing
 from common.db import service_store
 from common.events import CHANGE_EXCHANGE, CONSUMER_QUEUES, change_event
 from common.timeutil import parse_iso, utcnow
@@ -81,7 +86,7 @@ def emitter(outbox_model):
     return emit
 
 
-def publish_batch(store, outbox_model, producer, batch_size=100):
+def publish_batch(store, outbox_model, producer, batch_size=100, service=None):
     """Publish up to `batch_size` unpublished events, oldest first; returns how many were sent. A row is
     marked published only once the broker confirmed the whole batch; on an error nothing is marked (those
     the broker did take are sent again; consumers store by event_id).
@@ -90,7 +95,7 @@ def publish_batch(store, outbox_model, producer, batch_size=100):
     disjoint batches; the claim (row locks on outbox rows only) is held while publishing. SQLite has one
     writer per database, so there is nothing to claim, and holding its write lock while waiting for the
     broker would stop every spend of the process meanwhile: the batch is read, published and confirmed
-    outside any transaction, then marked in a short one.
+    outside any transaction, then marked in a short one. `service`: whose relay publishes (its spans').
     """
     columns = (outbox_model.id, outbox_model.type, outbox_model.event_id, outbox_model.envelope)
     unpublished = (select(*columns).where(outbox_model.published_at.is_(None))
@@ -99,7 +104,7 @@ def publish_batch(store, outbox_model, producer, batch_size=100):
         with store.read() as session:
             rows = session.execute(unpublished).all()
         if rows:
-            _publish(producer, rows)
+            _publish(producer, rows, service)
             with store.write() as session:
                 session.execute(update(outbox_model).where(outbox_model.id.in_([row.id for row in rows]))
                                 .values(published_at=utcnow()))
@@ -107,24 +112,47 @@ def publish_batch(store, outbox_model, producer, batch_size=100):
     with store.write() as session:     # nothing to send: an empty claim, as cheap as a read
         rows = session.execute(unpublished.with_for_update(skip_locked=True)).all()
         if rows:
-            _publish(producer, rows)
+            _publish(producer, rows, service)
             session.execute(update(outbox_model).where(outbox_model.id.in_([row.id for row in rows]))
                             .values(published_at=utcnow()))
         return len(rows)
 
 
-def _publish(producer, rows):
-    """Publish the rows' envelopes as persistent messages and wait for the broker's confirms (once)."""
-    for row in rows:
-        producer.publish(
-            json.dumps(row.envelope), exchange=CHANGE_EXCHANGE, routing_key=row.type,
-            content_type="application/json", delivery_mode=2, declare=[CHANGE_EXCHANGE, *CONSUMER_QUEUES],
-            message_id=row.event_id,
-        )
-    wait_for_confirms = getattr(producer, "wait_for_confirms", None)
-    if wait_for_confirms is not None:
-        wait_for_confirms()
+def _publish(producer, rows, service=None):
+    """Publish the rows' envelopes as persistent messages and wait for the broker's confirms (once); each
+    in a producer span that ends with the batch's confirms."""
+    spans = []
+    try:
+        for row in rows:
+            spans.append(span := _publication_span(service, row))
+            producer.publish(
+                json.dumps(row.envelope), exchange=CHANGE_EXCHANGE, routing_key=row.type,
+                content_type="application/json", delivery_mode=2, declare=[CHANGE_EXCHANGE, *CONSUMER_QUEUES],
+                message_id=row.event_id,
+                headers=tracing.message_headers(span.context, request_id=row.envelope.get("request_id")),
+            )
+        wait_for_confirms = getattr(producer, "wait_for_confirms", None)
+        if wait_for_confirms is not None:
+            wait_for_confirms()
+    except Exception as error:
+        for span in spans:
+            span.end(error)
+        raise
+    for span in spans:
+        span.end()
     metrics.events_published(row.type for row in rows)
+
+
+def _publication_span(service, row):
+    """The producer span of publishing `row`'s event, child of the span that made the change."""
+    span = tracing.start(service, f"publish {row.type}", tracing.PRODUCER, tracing.extract(row.envelope))
+    if span.recording:
+        span.set_attribute("messaging.system", "rabbitmq")
+        span.set_attribute("messaging.operation.type", "send")
+        span.set_attribute("messaging.destination.name", CHANGE_EXCHANGE.name)
+        span.set_attribute("messaging.rabbitmq.destination.routing_key", row.type)
+        span.set_attribute("messaging.message.id", row.event_id)
+    return span
 
 
 def prune_published(store, outbox_model, keep=timedelta(days=7)):
@@ -261,4 +289,4 @@ class OutboxRelay(DependencyProvider):
             connection.release()
 
     def publish_once(self, producer):
-        return publish_batch(self.store, self.outbox_model, producer)
+        return publish_batch(self.store, self.outbox_model, producer, service=self.container.service_name)

@@ -11,7 +11,7 @@ from kombu.exceptions import OperationalError
 from nameko.exceptions import UnknownService
 from nameko.rpc import RpcProxy
 
-from common import metrics
+from common import metrics, tracing
 from common.errors import EXPECTED_ERRORS, ServiceUnavailable
 from common.framework.rpc import Rpc
 
@@ -102,6 +102,7 @@ def trace_calls():
 
 
 @metrics.timed_calls        # counted by service, method and outcome, and timed (common.metrics)
+@tracing.rpc_client         # a client span, carried in the request's headers (common.tracing)
 def call(method, *args, timeout=RPC_TIMEOUT_SECONDS, **kwargs):
     """Call an RPC method proxy with a time limit, failing fast when nobody serves it.
 
@@ -118,7 +119,8 @@ def call(method, *args, timeout=RPC_TIMEOUT_SECONDS, **kwargs):
     if watched and not _serves(consumers := consumer_watch.consumers(amqp_uri, service)):
         raise not_running(service, consumers)
     try:
-        reply = method.call_async(*args, **kwargs)
+        with tracing.outgoing(method):
+            reply = method.call_async(*args, **kwargs)
     except UnknownService:
         raise not_running(service)
     except (OSError, AMQPError, OperationalError):     # the broker went away since it was asked

@@ -9,10 +9,10 @@ schema (gateway/schemas/), makes one or more RPC calls (bounded by common.rpc.ca
 with a schema. Permission checks happen again in the services; the gateway's are not the only line.
 """
 from nameko.dependency_providers import Config
-from nameko.messaging import consume
 
 from common.auth import Auth
 from common.events import change_event_or_none, key_revocations_queue
+from common.framework.consume import consume
 from common.heap import FrozenStartupHeap
 from common.rpc import service_proxy
 from gateway.known_keys import known_keys

@@ -13,6 +13,11 @@ per event cost it more than the change itself did (a spend: 1.8 ms of CPU for it
 it the commit); under load events arrive in bursts, and one transaction per burst costs little more than
 one per event.
 
+Traces (common.tracing): one consumer span per message, each the child of its own event's publication
+(so every event's trace holds its reaction), all started when the batch's worker is spawned and ended
+when the batch is acknowledged or requeued, with the batch's size as an attribute. The worker itself
+(its log lines, any RPC call or event it makes) serves the span of the batch's first message.
+
 Acknowledgement is per batch and only after the worker returned: every message of a batch is acked
 together, or, when the worker raised and `requeue_on_error` is set, requeued together (the handler
 stores by event id, so the ones that were stored before are found and skipped on redelivery). A batch is
@@ -23,6 +28,8 @@ from functools import partial
 
 from nameko.exceptions import ContainerBeingKilled
 from nameko.messaging import Consumer
+
+from common.framework.consume import consumed
 
 
 class BatchConsumer(Consumer):
@@ -45,16 +52,24 @@ class BatchConsumer(Consumer):
         if not batch:
             return
         bodies, messages = [body for body, _ in batch], [message for _, message in batch]
+        # A span per message, each in its own event's trace; the worker serves the first one's.
+        contexts = [self.unpack_message_headers(message) for message in messages]
+        spans = [consumed(self, message, context, len(messages))
+                 for message, context in zip(messages, contexts, strict=True)]
         try:
-            self.container.spawn_worker(self, (bodies,), {}, context_data=self.unpack_message_headers(messages[0]),
-                                        handle_result=partial(self.handle_batch_result, messages))
+            self.container.spawn_worker(self, (bodies,), {}, context_data=contexts[0],
+                                        handle_result=partial(self.handle_batch_result, messages, spans))
         except ContainerBeingKilled:
             for message in messages:
                 self.queue_consumer.requeue_message(message)
 
-    def handle_batch_result(self, messages, worker_ctx, result=None, exc_info=None):
-        for message in messages:
-            self.handle_message_processed(message, result, exc_info)
+    def handle_batch_result(self, messages, spans, worker_ctx, result=None, exc_info=None):
+        try:
+            for message in messages:
+                self.handle_message_processed(message, result, exc_info)
+        finally:
+            for span in spans:
+                span.end(exc_info[1] if exc_info else None)
         return result, exc_info
 
 

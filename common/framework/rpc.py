@@ -11,7 +11,9 @@
   the whole service container, and it stays dead after the broker is back.
 - `Rpc.unpack_message_headers` extends `nameko.messaging.HeaderDecoder.unpack_message_headers`: the
   worker's context data also holds the request's correlation id (common.handled_requests: a command
-  delivered again after it committed is not run twice).
+  delivered again after it committed is not run twice), and the trace context of the call's server span
+  (common.tracing), started there as the child of the caller's `nameko.traceparent` and ended by
+  `Rpc.handle_result` once the reply is sent.
 - `Rpc.unpack_message_headers` and `Rpc.handle_result` also tell common.metrics of the request's arrival
   and end (RPC requests by method and outcome, and their duration).
 - `Rpc.check_signature` extends `nameko.extensions.Entrypoint.check_signature` (through
@@ -35,7 +37,7 @@ from nameko.rpc import Responder, get_rpc_exchange
 from nameko.rpc import Rpc as NamekoRpc
 from nameko.rpc import RpcConsumer as NamekoRpcConsumer
 
-from common import metrics
+from common import metrics, tracing
 from common.db import RPC_REQUEST_ID
 from common.errors import Forbidden
 from common.framework.signature import SignatureOnce
@@ -73,6 +75,7 @@ class Rpc(SignatureOnce, NamekoRpc):
     time (common.handled_requests). A method that declares no access is refused (deny by default)."""
 
     rpc_consumer = RpcConsumer()
+    _spans = None                   # message -> the server span of its call, until its reply is sent
 
     def check_signature(self, args, kwargs):
         # Deny by default: a method exposed without a declaration of who may call it (common.commands)
@@ -87,6 +90,16 @@ class Rpc(SignatureOnce, NamekoRpc):
         # command is recorded as handled (common.handled_requests): a redelivery cannot run it twice.
         context_data = super().unpack_message_headers(message)
         context_data[RPC_REQUEST_ID] = message.properties.get("correlation_id")
+        # The call's server span, child of the caller's (its context is the worker's from here on).
+        service = self.container.service_name
+        if self._spans is None:
+            self._spans = {}
+        self._spans[message] = span = tracing.received(service, f"{service}.{self.method_name}", tracing.SERVER,
+                                                       context_data)
+        if span.recording:
+            span.set_attribute("rpc.system", "nameko")
+            span.set_attribute("rpc.service", service)
+            span.set_attribute("rpc.method", self.method_name)
         metrics.rpc_received(message)       # called just before the worker is spawned: its arrival
         return context_data
 
@@ -98,3 +111,7 @@ class Rpc(SignatureOnce, NamekoRpc):
             log.warning("the reply of %s.%s could not be sent and was dropped (%s); the caller will time out",
                         self.container.service_name, self.method_name, error)
             return result, exc_info
+        finally:
+            span = self._spans.pop(message, None) if self._spans else None
+            if span is not None:
+                span.end(exc_info[1] if exc_info else None)    # a refusal is an answer (tracing.failure)

@@ -11,17 +11,18 @@ named below; of upstream's own methods it overrides only the entrypoint's `__ini
 - `WebServer` overrides `nameko.web.server.WebServer.get_wsgi_app` (an instance of `wsgi_app_cls`, a hook)
   and `get_wsgi_server` (upstream's, with JsonRefusalsProtocol).
 - `WsgiApp` replaces `nameko.web.server.WsgiApp.__call__`. Upstream makes a shallow request, routes it
-  and answers a routing refusal with werkzeug's HTML. Here `__call__` makes the same shallow request and
-  answers what `respond(request)` returns (the hook: the gateway adds its JSON errors, CORS and access
-  log around `route`); `route(request)` is upstream's routing, raising what it refuses, and makes a
-  chunked body readable: eventlet de-chunks it but says so to nobody (no `wsgi.input_terminated`, see
-  `eventlet.wsgi.HttpProtocol.get_environ`), so werkzeug (`werkzeug.wsgi.get_input_stream`) handed
-  handlers an empty stream.
+  and answers a routing refusal with werkzeug's HTML. Here `__call__` makes the same shallow request, in
+  the request's server span (common.tracing: the client's traceparent continued, named by the route's
+  rule, served by the green thread for its log lines), and answers what `respond(request)` returns
+  (the hook: the gateway adds its JSON errors, CORS and access log around `route`); `route(request)` is
+  upstream's routing, raising what it refuses, and makes a chunked body readable: eventlet de-chunks it
+  but says so to nobody (no `wsgi.input_terminated`, see `eventlet.wsgi.HttpProtocol.get_environ`), so
+  werkzeug (`werkzeug.wsgi.get_input_stream`) handed handlers an empty stream.
 - `HttpEntrypoint` overrides `nameko.web.handlers.HttpRequestHandler`: `check_signature` through
   common.framework.signature.SignatureOnce, and `handle_request`, a copy of upstream's with one hook,
   `worker_context(request, context_data)`, called once the arguments and the signature are checked and
   before a worker is spawned: it adds to the worker's context data or refuses the request by raising
-  (the gateway authenticates there).
+  (the gateway authenticates there); the worker's context data then names the request's span too.
 """
 import json
 from functools import partial
@@ -34,6 +35,7 @@ from nameko.web.server import WsgiApp as NamekoWsgiApp
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request
 
+from common import request_ids, tracing
 from common.errors import BadRequest
 from common.framework.signature import SignatureOnce
 
@@ -110,7 +112,16 @@ class WsgiApp(NamekoWsgiApp):
 
     def __call__(self, environ, start_response):
         request = Request(environ, shallow=True)   # shallow: as upstream's, until an entrypoint reads it
-        return self.respond(request)(environ, start_response)
+        span = tracing.http_request_started(getattr(self.server.container, "service_name", None), environ)
+        try:
+            response = self.respond(request)
+        except Exception as error:
+            tracing.http_request_ended(span, request.method, environ.get(ROUTE_RULE), 500, error)
+            raise
+        finally:
+            request_ids.serve(None)         # if `respond` served the request's id (the gateway's does)
+        tracing.http_request_ended(span, request.method, environ.get(ROUTE_RULE), response.status_code)
+        return response(environ, start_response)
 
     def respond(self, request):
         """The response to `request`; a subclass adds around `route`. Here: upstream's answers."""
@@ -163,6 +174,7 @@ class HttpEntrypoint(SignatureOnce, HttpRequestHandler):
             args, kwargs = self.get_entrypoint_parameters(request)
             self.check_signature(args, kwargs)
             self.worker_context(request, context_data)
+            tracing.into_worker(request.environ, context_data)
             event = Event()
             self.container.spawn_worker(self, args, kwargs, context_data=context_data,
                                         handle_result=partial(self.handle_result, event))

@@ -11,7 +11,6 @@ called as the system: only the platform may grant paid credit.
 """
 import logging
 
-from nameko.messaging import consume
 from nameko.timer import timer
 
 from common.auth import Auth
@@ -20,6 +19,7 @@ from common.config import settings
 from common.contracts.billing import AutoTopupInput, PaymentMethodInput, PurchaseInput, TransactionFilters
 from common.db import Database
 from common.events import BILLING_QUEUE, change_event_or_none
+from common.framework.consume import consume
 from common.heap import FrozenStartupHeap
 from common.membership_facts import MembershipFacts
 from common.money import format_amount, parse_amount

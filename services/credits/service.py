@@ -18,7 +18,6 @@ who may call it (common.commands); the pipeline checks that before the method's 
 import logging
 from functools import partial
 
-from nameko.messaging import consume
 from nameko.timer import timer
 
 from common.auth import Auth
@@ -29,6 +28,7 @@ from common.contracts.budgets import BudgetGroupInput
 from common.contracts.credits import GrantInput, PaymentGrantInput, SpendInput
 from common.db import Database
 from common.events import CREDITS_QUEUE, change_event_or_none
+from common.framework.consume import consume
 from common.heap import FrozenStartupHeap
 from common.membership_facts import MembershipFacts
 from common.money import format_amount

@@ -17,7 +17,6 @@ read model to learn of an agent created a moment ago, between its reads and its 
 """
 import logging
 
-from nameko.messaging import consume
 from nameko.timer import timer
 
 from common.auth import SYSTEM_ACTOR, Auth
@@ -28,6 +27,7 @@ from common.contracts.invitations import InvitationInput
 from common.db import Database
 from common.errors import Conflict
 from common.events import MEMBERS_QUEUE, change_event_or_none
+from common.framework.consume import consume
 from common.heap import FrozenStartupHeap
 from common.mail import MailerProvider
 from common.outbox import OutboxRelay

@@ -11,8 +11,6 @@ are phased (`phases=True`) so that the call is made between their write transact
 (common.db). Other services' read models of agents' access are filled from snapshot_agents and confirmed
 with agent_states.
 """
-from nameko.messaging import consume
-
 from common import idempotency
 from common.auth import Auth
 from common.commands import CREDENTIAL, MEMBER, OPTIONAL, PERSON, SERVICE, SYSTEM, Partial, command, query
@@ -20,6 +18,7 @@ from common.contracts.agents import AgentInput, AgentPersonInput
 from common.contracts.organizations import OrganizationNameInput
 from common.db import Database
 from common.events import ORGS_QUEUE, change_event_or_none
+from common.framework.consume import consume
 from common.heap import FrozenStartupHeap
 from common.membership_facts import MembershipFacts
 from common.outbox import OutboxRelay

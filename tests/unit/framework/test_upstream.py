@@ -52,14 +52,23 @@ UPSTREAM = [
     Upstream("nameko.rpc.Rpc.handle_message",
              "4c370440d4272e012c5206abdd7378af38ae3cc8ba0208d488690d8009830e43",
              "common.framework.rpc.Rpc: check_signature (deny by default) runs before any worker is spawned, "
-             "unpack_message_headers gives the worker's context, handle_result sends the reply"),
+             "unpack_message_headers gives the worker's context (and starts the call's span), handle_result "
+             "sends the reply (and ends it)"),
     Upstream("nameko.rpc.Rpc.handle_result",
              "8d123cfe3640d1e7e17bb4b9e526321e16a91d5543ab97cc55eb7a8d05431300",
              "common.framework.rpc.Rpc.handle_result: wraps it, dropping a reply that cannot be sent"),
     Upstream("nameko.messaging.HeaderDecoder.unpack_message_headers",
              "77c54fd00ee1a11b641821b0f11da5ef42e954b068f40a1c455cd4f1340a60b1",
-             "common.framework.rpc.Rpc.unpack_message_headers (extends it) and "
-             "common.framework.batch_consume.BatchConsumer._dispatch (the batch's first message's headers)"),
+             "common.framework.rpc.Rpc.unpack_message_headers and common.framework.consume.Consumer"
+             ".unpack_message_headers (extend it: a span started from the `nameko.traceparent` header, stripped "
+             "of its prefix) and common.framework.batch_consume.BatchConsumer._dispatch (each message's headers)"),
+    Upstream("nameko.messaging.HeaderEncoder.get_message_headers",
+             "017cc0f837be5a402c350974741a33ba5ae9a423505bb94051f3c2fcaef9124b",
+             "common.tracing.outgoing: an RPC request's headers are the worker's context data (its traceparent) "
+             "read when the request is published, each key prefixed `nameko.`"),
+    Upstream("nameko.containers.WorkerContext.context_data",
+             "a24ffb0b25833cc0e47118e4faf34d728410f6ec6aa606faaabc76974695e226",
+             "common.tracing.outgoing: the context data sent is `data` as it is when the request is published"),
     Upstream("nameko.extensions.Entrypoint.check_signature",
              "a94fa0c55894484f7c5281e4dce4911f513d2ff56f28f2df808c8055d3e4491b",
              "common.framework.signature.SignatureOnce.check_signature: replaces it (same refusals, built once)"),
@@ -78,17 +87,21 @@ UPSTREAM = [
              "common.rpc.call: asks the broker at the proxy method's amqp_uri whether the service is consumed"),
     Upstream("nameko.rpc.MethodProxy._call",
              "bc09e7abc92db30be0154d806683b00717fcff86c7621caf3400fc761ac47476",
-             "common.rpc.call and service_proxy: UnknownService is raised only with publisher confirms"),
-    # ---- @consume_batch (common/framework/batch_consume.py) ---------------------------------------------
+             "common.rpc.call and service_proxy: UnknownService is raised only with publisher confirms; "
+             "common.tracing.outgoing: the headers are made (get_message_headers) before anything yields"),
+    # ---- @consume_batch and @consume (common/framework/batch_consume.py, consume.py) ----------------------
     Upstream("nameko.messaging.Consumer.setup",
              "456cb97abdd1365bbeae923b4cfcbc079cdcadd0bab47d5242fc1d245b150400",
              "common.framework.batch_consume.BatchConsumer.setup: extends it"),
     Upstream("nameko.messaging.Consumer.handle_message",
              "b797e7a611b7eb8e53f416c26b482d18d75fa5c769cef6f69e973d7ded4f0dc5",
-             "common.framework.batch_consume.BatchConsumer.handle_message and _dispatch: replace it"),
+             "common.framework.batch_consume.BatchConsumer.handle_message and _dispatch: replace it; "
+             "common.framework.consume.Consumer: unpack_message_headers is called once per message, before "
+             "its worker is spawned, and handle_result once it ran"),
     Upstream("nameko.messaging.Consumer.handle_result",
              "e9096c43885c48018441bbbbc88211c1d5e7a3bb9d8e6d073ce78307ce126077",
-             "common.framework.batch_consume.BatchConsumer.handle_batch_result: replaces it for a batch"),
+             "common.framework.batch_consume.BatchConsumer.handle_batch_result: replaces it for a batch; "
+             "common.framework.consume.Consumer.handle_result: extends it (the message's span ends)"),
     Upstream("nameko.messaging.Consumer.handle_message_processed",
              "3f1eff6703b61f27f07954bde36f67116c5267aa713b635c8cc141d35b8dfb7a",
              "common.framework.batch_consume.BatchConsumer.handle_batch_result: calls it per message"),

@@ -1,0 +1,61 @@
+"""`@consume(queue)`: Nameko's @consume with a consumer span per message (common.tracing), every service's
+reactions to change events use it (and the gateway's consumer of API key revocations).
+
+Overrides `nameko.messaging.Consumer` (Nameko 2.14.1): `unpack_message_headers` extended
+(`nameko.messaging.HeaderDecoder`'s: the span started as the child of the event's publication, whose
+context the outbox relay sent as the `nameko.traceparent` header, or of the command that wrote the event,
+from its envelope for an event published without the header; the span's context is the worker's from
+then on), `handle_result` extended (the span ends once the message is acknowledged or requeued). Relies on
+upstream's `Consumer.handle_message` calling `unpack_message_headers` once per message, just before
+spawning its worker.
+"""
+from nameko.messaging import Consumer as NamekoConsumer
+
+from common import tracing
+
+
+class Consumer(NamekoConsumer):
+    """Nameko's consumer, with a consumer span per message."""
+
+    _spans = None                   # message -> its span, until it is acknowledged or requeued
+
+    def unpack_message_headers(self, message):
+        context_data = super().unpack_message_headers(message)
+        if self._spans is None:
+            self._spans = {}
+        self._spans[message] = consumed(self, message, context_data)
+        return context_data
+
+    def handle_result(self, message, worker_ctx, result=None, exc_info=None):
+        try:
+            return super().handle_result(message, worker_ctx, result, exc_info)
+        finally:
+            span = self._spans.pop(message, None) if self._spans else None
+            if span is not None:
+                span.end(exc_info[1] if exc_info else None)
+
+
+def consumed(entrypoint, message, context_data, batch_size=None):
+    """The span of `entrypoint`'s worker consuming `message` (an event), child of the context the message
+    carries, written into `context_data`."""
+    service = entrypoint.container.service_name
+    envelope = None
+    if tracing.TRACEPARENT not in context_data:         # published without the header: the envelope's
+        payload = getattr(message, "payload", None)     # (decoded once already, kombu caches it)
+        envelope = payload if isinstance(payload, dict) else None
+    span = tracing.received(service, f"{service}.{entrypoint.method_name}", tracing.CONSUMER, context_data,
+                            fallback=envelope)
+    if span.recording:
+        delivery = message.delivery_info or {}
+        span.set_attribute("messaging.system", "rabbitmq")
+        span.set_attribute("messaging.operation.type", "process")
+        span.set_attribute("messaging.destination.name", delivery.get("exchange"))
+        span.set_attribute("messaging.rabbitmq.destination.routing_key", delivery.get("routing_key"))
+        span.set_attribute("messaging.message.id", message.properties.get("message_id"))
+        span.set_attribute("messaging.consumer.group.name", entrypoint.queue.name)
+        if batch_size is not None:
+            span.set_attribute("messaging.batch.message_count", batch_size)
+    return span
+
+
+consume = Consumer.decorator
