@@ -35,7 +35,7 @@ def main(argv=None):
     logging.config.dictConfig(config["LOGGING"])
     try:
         metrics.start_process(settings())     # on METRICS_PORT when set (common.metrics)
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:    # taken, not allowed, or beyond 65535
         sys.exit(f"serve: METRICS_PORT {settings().metrics.port}: {exc}")
     try:
         services = import_service(args[0])

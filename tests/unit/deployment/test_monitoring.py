@@ -2,13 +2,18 @@
 (deploy/prometheus/prometheus.yml) scrapes every process where docker-compose.yml has it serve its metrics,
 and `promtool check config` accepts it (and its local rendering, devtools.prometheus); Grafana is provisioned
 with the dashboard file, whose every query names metrics the code defines; docs/metrics.md lists every
-metric. A real Prometheus runs every panel's query against the running system in tests/e2e/test_prometheus.py.
+metric; a process serves its metrics on METRICS_PORT (devtools.serve), or stops at once when it cannot. A real
+Prometheus runs every panel's query against the running system in tests/e2e/test_prometheus.py.
 """
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,6 +24,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from common import metrics
 from common.config import SERVICES
 from devtools import prometheus
+from devtools.system import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -127,3 +133,44 @@ def test_docs_list_every_metric_and_setting():
     assert not missing, f"docs/metrics.md does not list {missing}"
     for setting in ("METRICS_PORT", "METRICS_TOKEN", "METRICS_ENABLED"):
         assert setting in text
+
+
+def serve_probe(log, **environment):
+    return subprocess.Popen([sys.executable, "-m", "devtools.serve", "tests.unit.deployment.serve_probe"], cwd=ROOT,
+                            stdout=log, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, PYTHONWARNINGS="ignore", AMQP_URI="memory://", LOG_LEVEL="INFO",
+                                     **environment))
+
+
+def test_a_process_serves_its_metrics_on_its_metrics_port_while_its_workers_run(tmp_path):
+    port = free_port()
+    log_file = tmp_path / "probe.log"
+    with log_file.open("wb") as log:
+        process = serve_probe(log, METRICS_PORT=str(port))
+    try:
+        deadline = time.monotonic() + 30
+        while "tick" not in log_file.read_text() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        ticks = log_file.read_text().count("tick")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        assert answer.status == 200 and "orgplatform_broker_up" in text and "process_cpu_seconds_total" in text
+        time.sleep(0.5)
+        assert log_file.read_text().count("tick") > ticks          # its timer (a worker every 0.1 s) runs on
+        assert f"metrics served on port {port}" in log_file.read_text()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.mark.parametrize("port, says", [("70000", "port must be 0-65535"), ("taken", "Address already in use")])
+def test_a_metrics_port_that_cannot_be_served_stops_the_process_at_once(tmp_path, port, says):
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1]) if port == "taken" else port
+        with (tmp_path / "serve.log").open("wb") as log:
+            process = serve_probe(log, METRICS_PORT=port)
+        assert process.wait(timeout=30) == 1
+    said = (tmp_path / "serve.log").read_text().strip()
+    assert said.startswith(f"serve: METRICS_PORT {port}: ") and says in said, said
