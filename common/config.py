@@ -84,6 +84,7 @@ class Settings:
     jwt_max_token_age: float  # seconds: a token whose exp is further away than this is refused
     cors_allowed_origins: tuple   # exact origins (or "*") browsers may call from; empty: no CORS headers
     log_level: str
+    log_format: str           # "plain" (one line per record) or "json" (one JSON object per line)
     max_workers: int
     app_url: str
     replicas: int             # processes of each service `make run` starts (the gateway: one)
@@ -189,6 +190,7 @@ def read_settings(env):
         jwt_max_token_age=number("JWT_MAX_TOKEN_AGE", 86400.0, float, minimum=60),
         cors_allowed_origins=origins("CORS_ALLOWED_ORIGINS"),
         log_level=text("LOG_LEVEL", "INFO"),
+        log_format=choice("LOG_FORMAT", ("PLAIN", "JSON")).lower(),
         max_workers=number("MAX_WORKERS", 10, minimum=1),
         app_url=text("APP_URL", f"http://127.0.0.1:{gateway_port}"),
         replicas=number("REPLICAS", 1, minimum=1),
@@ -315,24 +317,31 @@ def nameko_config(config):
         "WEB_SERVER_ADDRESS": config.web_server_address,
         "max_workers": config.max_workers,
         "parent_calls_tracked": 10,
-        "LOGGING": logging_config(config.log_level),
+        "LOGGING": logging_config(config.log_level, config.log_format),
     }
 
 
-def logging_config(level):
-    """One line per record on stderr, that a client cannot forge; "[request id]" after the logger's name:
-    the request the logging worker serves (common.request_ids), "-" outside one. Nameko's, kombu's and
-    amqp's own loggers at WARNING."""
+def logging_config(level, log_format="plain"):
+    """One line per record on stderr, that a client cannot forge; "[request id trace id]" after the
+    logger's name: the request the logging worker serves (common.request_ids) and the trace of the span it
+    serves (common.tracing), "-" outside one. `log_format` "json": one JSON object per line instead, with
+    the same ids and the span id (common/framework/log_format.py). Nameko's, kombu's, amqp's and the
+    OpenTelemetry SDK's own loggers at WARNING."""
     broker_outage_once = {"level": "WARNING", "filters": ["broker_outage_once"]}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         # One line per record, client text escaped and emails masked (common/framework/log_format.py).
         "formatters": {"plain": {"class": "common.framework.log_format.SafeFormatter",
-                                 "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"}},
+                                 "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(trace_id)s]: "
+                                           "%(message)s"},
+                       "json": {"class": "common.framework.log_format.JsonFormatter"}},
         "filters": {"broker_outage_once": {"()": "common.framework.log_filters.BrokerOutageOnce"},
-                    "request_id": {"()": "common.request_ids.RequestIdFilter"}},
-        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}},
+                    "request_id": {"()": "common.request_ids.RequestIdFilter"},
+                    "trace_id": {"()": "common.tracing.TraceIdFilter"},
+                    "export_failures_quiet": {"()": "common.tracing.ExportFailuresQuiet"}},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": log_format,
+                                 "filters": ["request_id", "trace_id", "export_failures_quiet"]}},
         "root": {"level": level, "handlers": ["console"]},
         "loggers": {
             "nameko": {"level": "WARNING"},
@@ -343,5 +352,7 @@ def logging_config(level):
             "nameko.containers": {"level": "ERROR"},
             "kombu": {"level": "WARNING"},
             "amqp": {"level": "WARNING"},
+            # The tracing SDK's own: its export failures said once a minute (common.tracing.ExportFailuresQuiet).
+            "opentelemetry": {"level": "WARNING"},
         },
     }

@@ -58,6 +58,7 @@ class JsonWsgiApp(web.WsgiApp):
         started = time.perf_counter()
         environ = request.environ
         environ[REQUEST_ID] = request_ids.new_request_id(environ.get("HTTP_X_REQUEST_ID"))
+        request_ids.serve(environ[REQUEST_ID])     # on the access line's prefix too (common.framework.web ends it)
         response = self.cors.preflight_response(environ) or self._response(request)
         response.headers[request_ids.HEADER] = environ[REQUEST_ID]
         protect(response)

@@ -10,9 +10,16 @@ the formatter does it on the formatted line:
   it was with the database at hand, not a list of addresses for whoever reads the logs;
 - a traceback's lines (the one multi-line part a record may have) are indented, so no line of it starts
   like a record even when an exception's message carries client text.
+
+With LOG_FORMAT=json (common.config) the same records are JSON lines (JsonFormatter): one object per record,
+{"time", "level", "logger", "message", "request_id", "trace_id", "span_id"} and "exception" (the traceback
+as one string) when there is one; email addresses masked the same way, and every character that could
+end or turn a line (controls, separators, bidirectional controls) written as a JSON escape.
 """
+import json
 import logging
 import re
+from datetime import UTC, datetime
 
 # C0, DEL and C1 controls; LINE/PARAGRAPH SEPARATOR; Arabic letter mark, LRM/RLM; embeddings and overrides
 # (U+202A–U+202E); isolates (U+2066–U+2069).
@@ -53,3 +60,44 @@ def safe_line_keeping_breaks(text):
 
 def _indented(text):
     return "\n".join(line if not line or line[0].isspace() else f"  {line}" for line in text.split("\n"))
+
+
+# What json.dumps leaves as it is (ensure_ascii=False keeps readable text readable) but must not reach a
+# line: DEL, C1 controls, line and paragraph separators, bidirectional controls. C0 controls json escapes.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _json_escaped(match):
+    return f"\\u{ord(match.group()):04x}"
+
+
+def _masked(text):
+    return EMAIL.sub(masked_email, text) if "@" in text else text
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line (LOG_FORMAT=json). The record's `request_id`, `trace_id` and
+    `span_id` come from the filters common.config.logging_config installs ("-" there: null here)."""
+
+    def format(self, record):
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+                    .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": _masked(record.getMessage()),
+            "request_id": _present(getattr(record, "request_id", None)),
+            "trace_id": _present(getattr(record, "trace_id", None)),
+            "span_id": _present(getattr(record, "span_id", None)),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = _masked(record.exc_text)
+        if record.stack_info:
+            entry["stack"] = _masked(self.formatStack(record.stack_info))
+        return _JSON_UNSAFE.sub(_json_escaped, json.dumps(entry, ensure_ascii=False, default=str))
+
+
+def _present(value):
+    return None if value in (None, "-") else value

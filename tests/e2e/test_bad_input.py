@@ -229,8 +229,8 @@ def test_the_gateway_writes_one_access_line_per_request(system):
         if any(marker in line for line in lines):
             break
         time.sleep(0.1)
-    assert any(" gateway.access [-]: GET /v1/organizations 400 " in line and f"ms caller={alice.id} request=" in line
-               for line in lines)
+    assert any(" gateway.access [" in line and "]: GET /v1/organizations 400 " in line
+               and f"ms caller={alice.id} request=" in line for line in lines)
     assert any(f"GET /v1/organizations/{marker} 401 " in line and "caller=- request=" in line for line in lines)
     token = alice.session.headers["Authorization"].split()[1]
     assert not any(f"cursor={marker}" in line or token in line for line in lines)
@@ -248,5 +248,5 @@ def test_a_request_id_follows_the_request_into_the_services_logs(system):
 
     def logged(name, text):
         return text in (system.log_dir / f"{name}.log").read_text(errors="replace")
-    wait_for(lambda: logged("gateway", f"request={request_id}") and logged("members", f"[{request_id}]"),
+    wait_for(lambda: logged("gateway", f"request={request_id}") and logged("members", f"[{request_id} "),
              timeout=10, message="the request id in the gateway's and the members service's logs")

@@ -32,7 +32,7 @@ def test_a_service_runs_configured_from_the_settings_and_stops_on_sigterm(tmp_pa
             process.kill()
             process.wait()
     said = log_file.read_text()
-    assert re.search(r"^\S+ \S+ INFO serve_probe \[-\]: tick$", said, re.MULTILINE), said
+    assert re.search(r"^\S+ \S+ INFO serve_probe \[- -\]: tick$", said, re.MULTILINE), said      # no request, no trace
     assert "debug line" not in said
 
 
