@@ -17,15 +17,25 @@ With --metrics-overhead it measures only what the metrics cost the spend (common
 two systems side by side, one with METRICS_ENABLED=false, rounds of concurrent spends alternating between
 them (so a drift of the machine weighs on both), every process of the measured one scraped every second
 while it is measured; both throughputs, their ratio (goal >= 0.95) and the CPU per spend.
+
+With --tracing-overhead it measures what traces cost the spend (common.tracing, docs/tracing.md): three
+systems side by side, rounds alternating as above (each round started by another state): tracing off (no
+OTLP endpoint: ids only, for the log lines), exporting to a sink (bench/otlp_sink.py, an OTLP/HTTP endpoint
+that reads and drops every export, in a process of its own), and exporting to nowhere (an endpoint nobody
+listens on: the exporter's failures and retries, the spans dropped). Throughputs against off and the CPU
+per spend of every process.
 """
 import eventlet
 
 eventlet.monkey_patch()  # noqa: E402
 
+import subprocess
+import sys
 import time
 import uuid
 from contextlib import ExitStack, contextmanager
 from decimal import Decimal
+from pathlib import Path
 from statistics import median
 
 import eventlet.queue
@@ -47,6 +57,7 @@ from harness import (  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from common.auth import Identity, context_data  # noqa: E402
+from devtools.system import free_port  # noqa: E402
 
 AUDIT_PROBES = 50     # spends traced into the audit trail under load
 REVOCATIONS = 10      # unassignments timed under load
@@ -205,6 +216,63 @@ def metrics_overhead(args):
               f"({cpu_on / cpu_off:.3f}x)")
 
 
+TRACING_STATES = ("off", "sink", "nowhere")
+
+
+def tracing_overhead(args):
+    """Spends with tracing off, exporting to a sink and exporting to nowhere: see the module's text."""
+    n, c = args.spends, args.concurrency
+    sink_port, nowhere_port = free_port(), free_port()
+    sink = subprocess.Popen([sys.executable, str(Path(__file__).with_name("otlp_sink.py")), str(sink_port)],
+                            stdout=subprocess.PIPE, text=True)
+    settings = {"off": {}, "sink": {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}"},
+                "nowhere": {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{nowhere_port}"}}
+    try:
+        with ExitStack() as stack:
+            systems = {state: stack.enter_context(running_system(args.postgres, settings[state]))
+                       for state in TRACING_STATES}
+            print(f"{n} spends per round, {c} concurrent, {OVERHEAD_ROUNDS} rounds each of tracing off, exporting "
+                  f"to a sink and to nowhere, alternating, three systems side by side, {backend_name(args)}, "
+                  f"2-core machine")
+            spenders = {}
+            for state, system in systems.items():
+                owner = client(f"owner-{state}")
+                org, agent = organization_with_credit(system.url, owner, f"Tracing {state}")
+                spenders[state] = spender(owner, system.url, org, agent)
+                timed(spenders[state], n // 4, c)                   # warm-up, not counted
+            rounds, cpu = {state: [] for state in systems}, {state: [] for state in systems}
+            by_process = {state: [] for state in systems}
+            for round_number in range(OVERHEAD_ROUNDS):
+                # Each round starts with another state: none is always measured first (or just after another).
+                turn = round_number % len(TRACING_STATES)
+                for state in TRACING_STATES[turn:] + TRACING_STATES[:turn]:
+                    system = systems[state]
+                    before = process_cpu(system)
+                    rounds[state].append(timed(spenders[state], n, c))
+                    after = process_cpu(system)
+                    used = {name: (after[name] - before[name]) * 1000 / n for name in after if name in before}
+                    cpu[state].append(sum(used.values()))
+                    by_process[state].append(used)
+            medians = {state: sorted(rounds[state], key=lambda r: r[0])[OVERHEAD_ROUNDS // 2] for state in systems}
+            for state in systems:
+                report(f"HTTP POST usage, {c} concurrent, tracing {state} (median of {OVERHEAD_ROUNDS})",
+                       *medians[state])
+            off = medians["off"]
+            for state in ("sink", "nowhere"):
+                print(f"  tracing to {state}: {medians[state][0] / off[0]:.3f}x the throughput with tracing off, "
+                      f"p99 {percentile(medians[state][1], 99):.0f} vs {percentile(off[1], 99):.0f} ms")
+            print("  rounds: " + "; ".join(f"{state} {[round(r[0], 1) for r in rounds[state]]}/s" for state in systems))
+            print("  CPU per spend, every process (median): " + ", ".join(
+                f"{state} {median(cpu[state]):.2f} ms" for state in systems))
+            busy = sorted(by_process["off"][0], key=lambda name: -by_process["off"][0][name])[:6]
+            print("  by process (median, ms, off/sink/nowhere): " + "; ".join(
+                f"{name} " + "/".join(f"{median(r.get(name, 0) for r in by_process[state]):.2f}" for state in systems)
+                for name in busy))
+    finally:
+        sink.terminate()
+        print(f"  {sink.communicate(timeout=10)[0].strip()}")
+
+
 def spender(api, url, org_id, agent_id):
     return lambda: post_spend(api, url, org_id, agent_id).raise_for_status()
 
@@ -236,9 +304,12 @@ def scraping(system):
 
 def main():
     args = arguments("spends", 1000, 20, switches={
-        "--metrics-overhead": "only spends with metrics on against off (two systems, alternating rounds)"})
+        "--metrics-overhead": "only spends with metrics on against off (two systems, alternating rounds)",
+        "--tracing-overhead": "only spends with tracing off, to a sink, to nowhere (three systems, alternating)"})
     if args.metrics_overhead:
         return metrics_overhead(args)
+    if args.tracing_overhead:
+        return tracing_overhead(args)
     with running_system(args.postgres) as system:
         url, n, c = system.url, args.spends, args.concurrency
         owner, member, revoked = client("owner"), member_client(url, "member"), member_client(url, "revoked")
