@@ -54,10 +54,16 @@ def find_replay(session, model, user_id, key, operation):
     record = session.execute(_stored_answer(model), {"user": user_id, "key": key}).first()
     if record is None:
         return None
-    if record.operation != operation:
+    return replay_of(record.operation, record.response, operation)
+
+
+def replay_of(stored_operation, response, operation):
+    """The answer stored under a key (read as `stored_operation` and `response`) replayed to a request made as
+    `operation`: marked replayed, or the 409 when the key was used for another request."""
+    if stored_operation != operation:
         raise Conflict("This Idempotency-Key was already used for another request.",
                        code="idempotency_key_reused", field="Idempotency-Key")
-    return {**record.response, REPLAYED: True} if isinstance(record.response, dict) else record.response
+    return {**response, REPLAYED: True} if isinstance(response, dict) else response
 
 
 def replay_headers(answer):

@@ -58,11 +58,16 @@ def record(session, outbox_model, envelope):
     # paths (a spend) the unit of work cost more than the statement.
     session.execute(_insert(outbox_model), {"event_id": envelope["event_id"], "type": envelope["type"],
                                             "envelope": envelope, "created_at": parse_iso(envelope["occurred_at"])})
-    # Tells this process's relay to wake when the worker ends (see OutboxRelay.worker_teardown).
+    recorded(outbox_model)
+    return envelope
+
+
+def recorded(outbox_model):
+    """Tell this process's relay to wake when the current worker ends (see OutboxRelay.worker_teardown): the
+    worker recorded events in `outbox_model`, or another worker of the process did for it (a spend's batch)."""
     if not hasattr(_worker, "recorded"):
         _worker.recorded = set()
     _worker.recorded.add(outbox_model)
-    return envelope
 
 
 @cache

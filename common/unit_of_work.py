@@ -88,6 +88,16 @@ class UnitOfWork:
         with self.write() as session:
             yield ReadThenWrite(read=lambda: _kept_open(session), write=lambda: _kept_open(session))
 
+    @property
+    def unrecorded_request(self):
+        """The RPC request's id while no write transaction of the command has recorded it (else None), for a
+        command whose own writes record it (the spend's batches on PostgreSQL, services/credits/spend_batches.py,
+        which then call `request_recorded`)."""
+        return None if self._recorded or self.handled_model is None else self.request_id
+
+    def request_recorded(self):
+        self._recorded = True
+
     # ---- the Idempotency-Key ---------------------------------------------------------------------------
     def replay(self, session):
         """The stored answer of an earlier request with this key (marked replayed), or None."""

@@ -13,7 +13,10 @@ class PostgresCluster:
     """A throwaway PostgreSQL cluster from the installed binaries (initdb + pg_ctl), trust auth on
     loopback. PostgreSQL refuses to run as root, so as root it runs as the `postgres` user."""
 
-    def __init__(self):
+    def __init__(self, count_statements=False):
+        """`count_statements`: load pg_stat_statements, so a benchmark can count the statements (round trips)
+        each database received (bench/spend_targets.py)."""
+        self.count_statements = count_statements
         found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
         if not found:
             raise RuntimeError("PostgreSQL server binaries not found; run scripts/setup.sh --with-postgres")
@@ -33,8 +36,11 @@ class PostgresCluster:
         self.run(str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
         self.run(str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.dir / "server.log"), "-w", "-o",
                  f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=300 "
-                 f"-c fsync=off", "start")
+                 f"-c fsync=off{self._preload()}", "start")
         return self
+
+    def _preload(self):
+        return " -c shared_preload_libraries=pg_stat_statements" if self.count_statements else ""
 
     def create_database(self, name):
         self.run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)

@@ -60,14 +60,14 @@ def _agent_access(agents):
             .where(agents.agent_id == bindparam("agent")))
 
 
-def _valid_agent_id(agent_id):
+def valid_agent_id(agent_id):
     return isinstance(agent_id, str) and 0 < len(agent_id) <= 64
 
 
 def live_agent(session, models, organization_id, agent_id):
     """The agent's access facts (organization_id, active, contributors, assignees) if it is a live agent
     of the organization, else None."""
-    if not _valid_agent_id(agent_id):
+    if not valid_agent_id(agent_id):
         return None
     agent = session.execute(_agent_access(models.agents), {"agent": agent_id}).first()
     if agent is None or not agent.active or agent.organization_id != organization_id:
@@ -86,11 +86,18 @@ def can_use(roles, agent, user_id):
 def refusal_of(session, models, user_id, organization_id, agent_id):
     """None if the user may use the agent, else the error to answer (not raised)."""
     roles = roles_in(session, models, organization_id, user_id)
+    return refusal_from(roles, lambda: live_agent(session, models, organization_id, agent_id), user_id)
+
+
+def refusal_from(roles, agent_of, user_id):
+    """The rules above, from facts read already: the user's `roles` (None: not a member, or the organization
+    was deleted) and `agent_of()`, the live agent of the organization (None when it is not one); called only
+    when the roles allow using agents at all. None if the use is allowed, else the error (not raised)."""
     if roles is None:
         return organization_not_found()
     if not (allows(roles, Action.USE_ANY_AGENT) or allows(roles, Action.USE_GRANTED_AGENTS)):
         return Forbidden("Your roles in this organization do not allow using agents.")
-    agent = live_agent(session, models, organization_id, agent_id)
+    agent = agent_of()
     if agent is None or not can_see(roles, agent, user_id):
         return agent_not_found()
     if not can_use(roles, agent, user_id):
@@ -121,7 +128,7 @@ class AgentUse:
 
     def confirm_agent(self, organization_id, agent_id):
         """Ask orgs for the agent's current state and apply it; False if orgs cannot answer."""
-        if not isinstance(organization_id, str) or not _valid_agent_id(agent_id):
+        if not isinstance(organization_id, str) or not valid_agent_id(agent_id):
             return False
         try:
             states = call(self._orgs().agent_states, organization_id, [agent_id], timeout=CONFIRM_TIMEOUT_SECONDS)

@@ -89,7 +89,11 @@ def set_settings(session, identity, organization_id, member_budget_percents, bal
 # ---- in the spend -----------------------------------------------------------------------------------
 def settings_of(session, organization_id):
     """The organization's Thresholds, or None when it set none (then the spend skips alerts)."""
-    row = session.execute(SETTINGS_OF, {"org": organization_id}).first()
+    return thresholds_of(session.execute(SETTINGS_OF, {"org": organization_id}).first())
+
+
+def thresholds_of(row):
+    """Thresholds from a row of settings (member_budget_percents, balance_floor, topup_threshold), or None."""
     if row is None or (not row.member_budget_percents and row.balance_floor is None and row.topup_threshold is None):
         return None
     return Thresholds(tuple(row.member_budget_percents), row.balance_floor, row.topup_threshold)
@@ -110,24 +114,37 @@ def crossings(thresholds, monthly_limit, used, balance):
     return found
 
 
+def planned(thresholds, organization_id, user_id, monthly_limit, used, balance, spend_id, now):
+    """The alerts a spend would raise (see `crossings`), each as (its row, its event's `after`), not written:
+    the spend writes a row and, only if it went in (not raised before this period), its event."""
+    planned = []
+    for kind, threshold, value, limit in crossings(thresholds, monthly_limit, used, balance):
+        alert = {"id": str(uuid.uuid4()), "organization_id": organization_id, "period": period_of(now),
+                 "kind": kind, "user_id": user_id if kind == MEMBER_BUDGET else "", "threshold": threshold,
+                 "value": value, "limit_amount": limit, "spend_id": spend_id, "raised_at": now}
+        shown = alert_dict(alert)
+        planned.append((alert, {k: shown[k] for k in EVENT_FIELDS}))
+    return planned
+
+
 def record_crossings(session, connection, thresholds, organization_id, user_id, monthly_limit, used, balance,
                      spend_id, now):
     """Raise an alert for each threshold the spend crossed (see `crossings`), in the spend's transaction:
     its row and, only if the row went in (not raised before this period), its audited event. Returns
     the alerts raised."""
     raised = []
-    for kind, threshold, value, limit in crossings(thresholds, monthly_limit, used, balance):
-        alert = {"id": str(uuid.uuid4()), "organization_id": organization_id, "period": period_of(now),
-                 "kind": kind, "user_id": user_id if kind == MEMBER_BUDGET else "", "threshold": threshold,
-                 "value": value, "limit_amount": limit, "spend_id": spend_id, "raised_at": now}
-        inserted = connection.execute(RAISE_ALERT[connection.dialect.name], alert).first()
-        if inserted is None:
+    for alert, after in planned(thresholds, organization_id, user_id, monthly_limit, used, balance, spend_id, now):
+        if not insert_alert(connection, alert):
             continue                    # raised already this period: no second event
-        shown = alert_dict(alert)
         emit(session, CREDITS_ALERT_RAISED, "create", organization_id, SYSTEM_ACTOR, "alert", alert["id"],
-             after={k: shown[k] for k in EVENT_FIELDS}, occurred_at=now)
-        raised.append(shown)
+             after=after, occurred_at=now)
+        raised.append(alert_dict(alert))
     return raised
+
+
+def insert_alert(connection, alert):
+    """Insert the alert's row unless its crossing was raised this period; True if it went in."""
+    return connection.execute(RAISE_ALERT[connection.dialect.name], alert).first() is not None
 
 
 # ---- the alerts raised --------------------------------------------------------------------------------

@@ -11,9 +11,13 @@ Concurrency: every change to an organization's money first locks its account row
 then re-reads what it decides on. On PostgreSQL that is SELECT ... FOR UPDATE, so two spends of one
 organization run one after the other however many credits replicas there are; on SQLite every write
 transaction already holds the database's single write lock (common.db). So a spend sees every spend
-committed before it, and "balance suffices" and "budget allows" stay true until it commits.
+committed before it, and "balance suffices" and "budget allows" stay true until it commits. A spend on
+PostgreSQL decides before it takes the lock and writes only if, under the lock, the account row's version
+(xmin, renewed by every change of the row, so by every grant, spend and expiry) is still the one it decided
+on (spend_batches.py): the same order, without holding the lock while deciding.
 """
 import uuid
+from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, case, cast, func, or_, select
 
@@ -51,6 +55,13 @@ def live_grants(now):
 # expiry comes after the expiring ones; paid grants never expire and are used oldest first).
 SPEND_ORDER = (case((Grant.type == FREE, 0), else_=1), case((Grant.expires_at.is_(None), 1), else_=0),
                Grant.expires_at, Grant.created_at, Grant.id)
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def spend_order_key(type, expires_at, created_at, id):
+    """SPEND_ORDER for a grant in hand (a spend sorts the grants it read; tests hold the two to one order)."""
+    return (0 if type == FREE else 1, 1 if expires_at is None else 0, as_utc(expires_at) or _NEVER,
+            as_utc(created_at), id)
 
 
 def _spendable_grants(session, organization_id, now, for_update=False):

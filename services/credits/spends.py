@@ -5,10 +5,16 @@ and the balance allow, then the charge. Everything it decides on besides the mon
 without a lock (the right to use the agent from the read models, a replayed Idempotency-Key, the
 member's budget group, the alert settings, credit past its expiry); the money is decided under the
 organization's account lock (ledger.py, "Concurrency"), which every spend of the organization waits
-for, so it is held for as few statements as possible (spend_statements.py): the balance and the budget,
-the grants drawn, the ledger entry, the member's usage, alerts crossed, the audit event and the stored
-answer, all or nothing. On PostgreSQL both phases are one transaction on one connection; on SQLite a
-read transaction, then the write one (common.unit_of_work.UnitOfWork.read_then_write).
+for, so it is held for as little as possible: the balance and the budget, the grants drawn, the ledger
+entry, the member's usage, alerts crossed, the audit event and the stored answer, all or nothing.
+
+The rules are `decide` (one spend, on the organization's Money), the same on both databases; what differs is
+how the money is read and the decision written. On SQLite a read transaction, then the write one
+(common.unit_of_work.UnitOfWork.read_then_write), which locks the account, reads the money and writes the
+decision with the statements of spend_statements.py. On PostgreSQL one statement reads the facts with the
+money, and spends of one organization that arrive together are decided together and written by one
+statement that checks, under the account's row lock, that the money is still what they were decided on
+(spend_batches.py: group commit per organization; docs/decisions.md 111).
 
 The spend is the one command declared with `phases=True` (common.commands): it receives the command's
 UnitOfWork, not an open write transaction, because it reads, may call another service, then writes. Its
@@ -21,20 +27,23 @@ that is an RPC call, made between the two phases, never inside a write transacti
 
 It runs again only in the one documented case: two requests with one Idempotency-Key committing at
 once, where the loser's commit fails on the key's row and the pipeline runs the whole spend once more,
-which replays the winner's answer (common.db.retry_on_unique_race).
+which replays the winner's answer (common.db.retry_on_unique_race); on PostgreSQL a batch finds such a key
+before it writes, and the spend reads again and replays it.
 """
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from common import request_ids, tracing
 from common.auth import SYSTEM_ACTOR, Identity, is_valid_user_id
 from common.contracts import load
 from common.contracts.credits import SpendInput
 from common.errors import ValidationFailed, member_not_found
+from common.events import change_event
 from common.money import format_amount
 from common.timeutil import iso, utcnow
-from services.credits import alerts, allowances
+from services.credits import alerts, allowances, spend_batches
 from services.credits import spend_statements as sql
-from services.credits.events import CREDITS_BALANCE_LOW, CREDITS_SPENT, balance_state, emit
+from services.credits.events import CREDITS_ALERT_RAISED, CREDITS_BALANCE_LOW, CREDITS_SPENT, balance_state
 from services.credits.ledger import spendable_balance, write_off_due
 
 
@@ -60,6 +69,60 @@ class SpendFacts:
     group: object                   # the member's budget group (allowances.member_group), or None
     alert_settings: object          # alerts.settings_of, or None: no alerts to check
     expired_credit: bool            # credit past its expiry not written off yet
+    money: object = None            # PostgreSQL: the organization's Money as read with the facts
+
+
+@dataclass
+class Charge:
+    """One spend asked, as `decide` takes it: who, what, when and what was read for it. `context` is the request
+    id and trace context of the worker that asked (its events carry them, whoever writes them: on PostgreSQL
+    the spends of a batch are written by one of them, spend_batches.py)."""
+    caller: object
+    spender: object
+    organization_id: str
+    agent_id: str
+    units: int
+    facts: SpendFacts
+    now: object
+    entry_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    context: dict = field(default_factory=lambda: worker_context())
+
+    def event(self, type, action, actor, target_type, target_id, after, state=None):
+        if hasattr(actor, "as_actor"):
+            actor = actor.as_actor()
+        envelope = change_event(type, action, self.organization_id, actor, target_type, target_id, after=after,
+                                occurred_at=self.now, state=state)
+        for name in WORKER_CONTEXT:
+            envelope.pop(name, None)
+        envelope.update(self.context)
+        return envelope
+
+
+WORKER_CONTEXT = ("request_id", "traceparent", "tracestate")     # what common.events.change_event takes from it
+
+
+def worker_context():
+    """The current worker's request id and trace context, as common.events.change_event puts them in events."""
+    context = {"request_id": request_ids.current()} if request_ids.current() else {}
+    trace = tracing.current()
+    if trace is not None:
+        context["traceparent"] = trace.traceparent
+        if trace.state:
+            context["tracestate"] = trace.state
+    return context
+
+
+@dataclass
+class Decision:
+    """What an accepted spend writes: its `answer`, the ledger `entry`, the grants drawn ([grant id, remaining
+    before, after]), the organization's `balance` after, the member's `usage` (user, period, before, after) and
+    the `outbox` in order: (None, event), or (alert row, its event) written only if the alert's row goes in."""
+    answer: dict
+    entry: dict
+    draws: list
+    balance: int
+    usage: tuple
+    outbox: list
 
 
 def spend(uow, caller, organization_id, agent_id, amount, user_id=None, access=None, now=None):
@@ -72,6 +135,9 @@ def spend(uow, caller, organization_id, agent_id, amount, user_id=None, access=N
     amount (nothing changes then)."""
     now = now or utcnow()
     spender = spender_of(caller, user_id)
+    if not uow.store.is_sqlite:
+        return spend_batches.spend(uow, Charge(caller, spender, organization_id, agent_id, amount, None, now),
+                                   access, _check_confirmed)
     with uow.read_then_write() as phases:
         with phases.read() as session:
             refusal = access.refusal_in(session, spender.id, organization_id, agent_id) if access else None
@@ -84,10 +150,14 @@ def spend(uow, caller, organization_id, agent_id, amount, user_id=None, access=N
             with uow.write() as session:        # rare: its own transaction, first
                 write_off_due(session, organization_id, now)
         with phases.write() as session:
-            answer = _charge(session, caller, spender, organization_id, agent_id, amount, facts, now)
+            charge = Charge(caller, spender, organization_id, agent_id, amount, facts, now)
+            decision = decide(sql.money_under_lock(session.connection(), organization_id, spender.id, now), charge)
+            if not isinstance(decision, Decision):
+                raise decision
+            sql.apply(session, decision, now)
             # A concurrent request with the same key fails here, on the key's primary key (see above).
-            uow.remember(session, answer)
-            return {"spend": answer, "replayed": False}
+            uow.remember(session, decision.answer)
+            return {"spend": decision.answer, "replayed": False}
 
 
 def _read_facts(session, uow, organization_id, spender, now):
@@ -109,40 +179,62 @@ def _check_confirmed(access, caller, refusal, spender, organization_id, agent_id
     raise refusal
 
 
-def _charge(session, caller, spender, organization_id, agent_id, units, facts, now):
-    """The money, under the account lock: the balance and the budget must allow `units`, or the 402 says
-    which binds (the usage just added rolls back with it). Returns the spend's answer."""
-    connection = session.connection()
-    balance = sql.lock_account(connection, organization_id, now)
-    used = sql.add_usage(connection, organization_id, spender.id, units, now)     # this spend included
-    allowance = allowances.Allowance(balance=balance, used=used - units, group=facts.group, now=now)
+def decide(money, charge):
+    """The rules of one spend, on both databases: the balance and the member's budget must allow its units
+    (else the 402 that says which binds, returned, not raised), then the grants drawn in spend order, the
+    ledger entry, the usage, the alerts crossed and the events. Takes the spend from `money` (sql.Money), so
+    the next spend of a batch is decided on what this one leaves. Returns a Decision or the refusal."""
+    user, units, now, group = charge.spender.id, charge.units, charge.now, charge.facts.group
+    used = money.used.get(user, 0)
+    allowance = allowances.Allowance(balance=money.balance, used=used, group=group, now=now)
     refusal = allowance.refusal(units)
     if refusal is not None:
-        raise refusal
-    allocations = sql.draw(connection, organization_id, units, now)
-    balance -= units
-    connection.execute(sql.SET_BALANCE, {"org": organization_id, "new_balance": balance, "now": now})
-    allowance.used = used
-    entry_id = str(uuid.uuid4())
-    member = spender.as_actor()        # the ledger names whose spend it is; the event, who made it
-    connection.execute(sql.ADD_ENTRY, {
-        "id": entry_id, "organization_id": organization_id, "kind": "spend", "amount": units,
-        "balance_after": balance, "actor_id": member["id"], "actor_email": member.get("email") or None,
-        "agent_id": agent_id, "grant_id": None, "grant_type": None, "allocations": allocations, "occurred_at": now})
-    answer = {"id": entry_id, "organization_id": organization_id, "agent_id": agent_id, "user_id": spender.id,
+        return refusal
+    allocations, draws = _draw(money.grants, units, now, charge.organization_id)
+    money.balance -= units
+    money.used[user] = allowance.used = used + units
+    balance, organization_id, entry_id = money.balance, charge.organization_id, charge.entry_id
+    member = charge.spender.as_actor()        # the ledger names whose spend it is; the event, who made it
+    entry = {"id": entry_id, "organization_id": organization_id, "kind": "spend", "amount": units,
+             "balance_after": balance, "actor_id": member["id"], "actor_email": member.get("email") or None,
+             "agent_id": charge.agent_id, "grant_id": None, "grant_type": None, "allocations": allocations,
+             "occurred_at": now}
+    answer = {"id": entry_id, "organization_id": organization_id, "agent_id": charge.agent_id, "user_id": user,
               "amount": format_amount(units), "occurred_at": iso(now), "budget": allowance.budget()}
-    emit(session, CREDITS_SPENT, "create", organization_id, caller, "spend", entry_id,
-         after={"amount": answer["amount"], "agent_id": agent_id, "user_id": spender.id}, occurred_at=now)
-    if facts.alert_settings is not None:     # thresholds this spend crossed (alerts.py): none, usually
-        alerts.record_crossings(session, connection, facts.alert_settings, organization_id, spender.id,
-                                facts.group.monthly_limit if facts.group else None, (used - units, used),
-                                (balance + units, balance), entry_id, now)
-        topup = facts.alert_settings.topup_threshold
-        if topup is not None and balance <= topup:      # billing tops up from this (topup_alerts.py)
-            emit(session, CREDITS_BALANCE_LOW, "update", organization_id, SYSTEM_ACTOR, "account", organization_id,
-                 after={"balance": format_amount(balance)}, occurred_at=now,
-                 state=balance_state(organization_id, balance))
-    return answer
+    outbox = [(None, charge.event(CREDITS_SPENT, "create", charge.caller, "spend", entry_id, after={
+        "amount": answer["amount"], "agent_id": charge.agent_id, "user_id": user}))]
+    settings = charge.facts.alert_settings
+    if settings is not None:     # thresholds this spend crossed (alerts.py): none, usually
+        for alert, after in alerts.planned(settings, organization_id, user, group.monthly_limit if group else None,
+                                           (used, used + units), (balance + units, balance), entry_id, now):
+            outbox.append((alert, charge.event(CREDITS_ALERT_RAISED, "create", SYSTEM_ACTOR, "alert", alert["id"],
+                                               after)))
+        if settings.topup_threshold is not None and balance <= settings.topup_threshold:
+            # billing tops up from this (topup_alerts.py)
+            outbox.append((None, charge.event(CREDITS_BALANCE_LOW, "update", SYSTEM_ACTOR, "account", organization_id,
+                                              {"balance": format_amount(balance)},
+                                              state=balance_state(organization_id, balance))))
+    return Decision(answer, entry, draws, balance, (user, money.period, used, used + units), outbox)
+
+
+def _draw(grants, units, now, organization_id):
+    """Take `units` from the grants (in spend order, product rules §4) live at `now`, lowering their remaining
+    in place; returns the allocations ([{grant_id, type, amount}]) and the draws ([grant id, before, after])."""
+    allocations, draws, left = [], [], units
+    for grant in grants:
+        grant_id, type, remaining, expires_at = grant[:4]
+        if remaining <= 0 or (expires_at is not None and expires_at <= now):
+            continue
+        take = min(left, remaining)
+        grant[2] = remaining - take
+        draws.append([grant_id, remaining, remaining - take])
+        allocations.append({"grant_id": grant_id, "type": type, "amount": format_amount(take)})
+        left -= take
+        if left == 0:
+            return allocations, draws
+    # The balance was checked under the account lock and equals the grants' sum: unreachable unless
+    # the invariant is broken, and then charging must not go on.
+    raise RuntimeError(f"account {organization_id}: grants hold less than the balance")
 
 
 def evaluate_spend(store, caller, organization_id, agent_id, amount=None, user_id=None, access=None, now=None):

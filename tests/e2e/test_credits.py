@@ -408,3 +408,36 @@ def test_concurrent_spends_never_overdraw_balance_or_budget(system):
     detail = {m["user_id"]: Decimal(m["used"]) for m in group_detail["members"]["items"]}
     for person in people:
         assert detail[person.id] == sum(amount for user, amount in accepted if user == person.id)
+
+
+def test_a_hundred_spends_of_one_organization_at_once_on_two_processes_are_exact(system):
+    """One busy organization: 100 spends at once through the gateway, taken by two credits processes (each
+    deciding the spends that wait for the organization together, spend_batches.py, and the account's row lock
+    deciding between the processes). 5 members spend 1 twenty times each in a group of 15 a month, with 70 of
+    credit: exactly 70 are accepted, none beyond a member's 15, and the balance, every member's usage and the
+    ledger say so."""
+    owner, org, agent, people = team(system, ("member",) * 5)
+    group = ok(owner.post(path(org, "/budget-groups"), json={"name": "Fifteen", "monthly_limit": "15"}), 201)
+    for person in people:
+        ok(owner.put(path(org, f"/budget-groups/{group['id']}/members/{person.id}")), 201)
+    grant(owner, org, "70", "paid")
+    system.start("credits", replica=2)
+    try:
+        def one(n):
+            person = people[n % 5]
+            response = spend(person, org, agent, "1", key=f"hot-{n}")
+            assert response.status_code in (201, 402), response.text
+            return person.id, response.status_code == 201 or response.json()["error"]["code"]
+        with ThreadPoolExecutor(100) as pool:
+            results = list(pool.map(one, range(100)))
+    finally:
+        system.stop("credits-2")
+    accepted = {person.id: sum(1 for user, outcome in results if user == person.id and outcome is True)
+                for person in people}
+    assert sum(accepted.values()) == 70 and max(accepted.values()) <= 15, accepted
+    assert {outcome for _, outcome in results if outcome is not True} <= {"insufficient_credits", "budget_exceeded"}
+    assert balance(owner, org) == Decimal("0")
+    assert len([e for e in assert_ledger_adds_up(owner, org) if e["kind"] == "spend"]) == 70
+    group_detail = ok(owner.get(path(org, f"/budget-groups/{group['id']}")))
+    assert {m["user_id"]: Decimal(m["used"]) for m in group_detail["members"]["items"]} == \
+        {user: Decimal(count) for user, count in accepted.items()}
