@@ -7,6 +7,7 @@ each count; the outbox relay's and the timers' included, as they are part of wha
 Prints figures; asserts nothing. Starts its own broker and system per backend, one after the other.
 
     .venv/bin/python bench/spend_targets.py [--spends 1000] [--concurrency 20] [--hot 100] [--only sqlite|postgres]
+    .venv/bin/python bench/spends.py --targets [--spends 1000] [--concurrency 20]
 """
 import eventlet
 
@@ -154,10 +155,15 @@ def main():
     parser.add_argument("--hot", type=int, default=100, help="concurrent clients of the one-organization figure")
     parser.add_argument("--only", choices=("sqlite", "postgres"))
     args = parser.parse_args()
-    backends = [args.only] if args.only else ["sqlite", "postgres"]
-    print(f"{args.spends} spends per figure, {args.concurrency} concurrent, one process per service, 2-core machine")
-    results = {backend: measure(backend, args.spends, args.concurrency, args.hot) for backend in backends}
-    show(results, args.concurrency, args.hot)
+    targets(args.spends, args.concurrency, args.hot, [args.only] if args.only else None)
+
+
+def targets(n=1000, c=20, hot=100, backends=None):
+    """Measure and print (bench/spends.py --targets calls this)."""
+    backends = backends or ["sqlite", "postgres"]
+    print(f"{n} spends per figure, {c} concurrent, one process per service, 2-core machine")
+    results = {backend: measure(backend, n, c, hot) for backend in backends}
+    show(results, c, hot)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,10 @@ OTLP endpoint: ids only, for the log lines), exporting to a sink (bench/otlp_sin
 that reads and drops every export, in a process of its own), and exporting to nowhere (an endpoint nobody
 listens on: the exporter's failures and retries, the spans dropped). Throughputs against off and the CPU
 per spend of every process.
+
+With --targets it prints issue 27's figures for SQLite and PostgreSQL side by side in one run
+(bench/spend_targets.py: against the ceiling at 20 concurrent, p99, sequential p50, one organization with
+100 concurrent clients against 20 organizations, CPU per spend per process, round trips per spend).
 """
 import eventlet
 
@@ -305,9 +309,13 @@ def scraping(system):
 def main():
     args = arguments("spends", 1000, 20, switches={
         "--metrics-overhead": "only spends with metrics on against off (two systems, alternating rounds)",
-        "--tracing-overhead": "only spends with tracing off, to a sink, to nowhere (three systems, alternating)"})
+        "--tracing-overhead": "only spends with tracing off, to a sink, to nowhere (three systems, alternating)",
+        "--targets": "only issue 27's figures, SQLite and PostgreSQL side by side (bench/spend_targets.py)"})
     if args.metrics_overhead:
         return metrics_overhead(args)
+    if args.targets:
+        from spend_targets import targets
+        return targets(args.spends, args.concurrency)
     if args.tracing_overhead:
         return tracing_overhead(args)
     with running_system(args.postgres) as system:

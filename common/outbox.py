@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 from functools import cache
 
@@ -97,7 +98,10 @@ def publish_batch(store, outbox_model, producer, batch_size=100, service=None):
     the broker did take are sent again; consumers store by event_id).
 
     PostgreSQL: the rows are claimed with FOR UPDATE SKIP LOCKED, so replicas of one service relay
-    disjoint batches; the claim (row locks on outbox rows only) is held while publishing. SQLite has one
+    disjoint batches; the claim (row locks on outbox rows only) is held while publishing. Two round trips a
+    batch (`_claimed`): BEGIN and the claim sent as one string, the mark and COMMIT as another, on a
+    connection the relay keeps (no pool ping per batch; a connection that fails is dropped and the next
+    batch opens another, as the relay retries). SQLite has one
     writer per database, so there is nothing to claim, and holding its write lock while waiting for the
     broker would stop every spend of the process meanwhile: the batch is read, published and confirmed
     outside any transaction, then marked in a short one. `service`: whose relay publishes (its spans').
@@ -114,13 +118,48 @@ def publish_batch(store, outbox_model, producer, batch_size=100, service=None):
                 session.execute(update(outbox_model).where(outbox_model.id.in_([row.id for row in rows]))
                                 .values(published_at=utcnow()))
         return len(rows)
-    with store.write() as session:     # nothing to send: an empty claim, as cheap as a read
-        rows = session.execute(unpublished.with_for_update(skip_locked=True)).all()
+    with _claimed(store, outbox_model, batch_size) as rows:
         if rows:
             _publish(producer, rows, service)
-            session.execute(update(outbox_model).where(outbox_model.id.in_([row.id for row in rows]))
-                            .values(published_at=utcnow()))
         return len(rows)
+
+
+_relay_connections = {}     # (database url, outbox table) -> the relay's own connection (PostgreSQL)
+
+
+@contextmanager
+def _claimed(store, outbox_model, batch_size):
+    """PostgreSQL: the oldest unpublished rows, claimed (FOR UPDATE SKIP LOCKED) until the block ends, then
+    marked published and committed; rolled back if the block raises. Two round trips (see publish_batch)."""
+    key = (store.url, outbox_model.__tablename__)
+    connection = _relay_connections.pop(key, None)
+    if connection is None:
+        connection = store.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    table, healthy = outbox_model.__tablename__, False
+    try:
+        rows = connection.exec_driver_sql(
+            f"BEGIN; SELECT id, type, event_id, envelope FROM {table} WHERE published_at IS NULL "
+            f"ORDER BY id LIMIT %(n)s FOR UPDATE SKIP LOCKED", {"n": batch_size}).all()
+        try:
+            yield rows
+        except BaseException:
+            connection.exec_driver_sql("ROLLBACK")
+            healthy = True
+            raise
+        if rows:
+            connection.exec_driver_sql(f"UPDATE {table} SET published_at = %(now)s WHERE id = ANY(%(ids)s); COMMIT",
+                                       {"now": utcnow(), "ids": [row.id for row in rows]})
+        else:
+            connection.exec_driver_sql("COMMIT")
+        healthy = True
+    finally:
+        if healthy and key not in _relay_connections:
+            _relay_connections[key] = connection
+        elif healthy:
+            connection.close()
+        else:                       # whatever state it is in: the next batch opens another
+            connection.invalidate()
+            connection.close()
 
 
 def _publish(producer, rows, service=None):

@@ -30,6 +30,7 @@ import eventlet.event
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from common.errors import AppError
 from common.handled_requests import request_interrupted
 from common.idempotency import replay_of
 from common.outbox import recorded
@@ -88,6 +89,7 @@ def spend(uow, charge, access, check_confirmed):
             facts.money = None                  # changed: the batch reads it
         charge.facts = facts
         charge.request_id, charge.key = uow.unrecorded_request, (uow.user_id, uow.key, uow.operation)
+        charge.store = uow.store
         outcome = submit(url, charge)
         if outcome is RETRY:
             continue
@@ -193,6 +195,9 @@ def _decide_and_write(url, key, batch):
     money = _with_users(kept if kept is not None and kept.period == period else pending[0].facts.money, pending)
     conflicts = 0
     while pending:
+        _in_time(pending)
+        if not pending:
+            return
         if conflicts < 2:
             if money is None:
                 money = _read_money(None, url, organization_id, pending, period)
@@ -228,6 +233,20 @@ def _decide_and_write(url, key, batch):
             pending.remove(charge)
         if len(pending) == left:
             raise RuntimeError(f"credits: an unexpected answer of credits_apply_spends: {result}")
+
+
+def _in_time(pending):
+    """Take out of the batch the spends whose store refuses to commit any more (a caller's deadline passed,
+    when the store checks one: Store.check_deadline), each with that refusal."""
+    for charge in list(pending):
+        check = getattr(charge.store, "check_deadline", None)
+        if check is None:
+            continue
+        try:
+            check()
+        except AppError as refusal:
+            charge.outcome = refusal
+            pending.remove(charge)
 
 
 def _with_users(money, pending):

@@ -188,3 +188,18 @@ def test_one_key_twice_at_once_charges_once_and_replays_the_other(credits_postgr
     assert answers[0]["spend"]["id"] == answers[1]["spend"]["id"]
     with store.read() as session:
         assert session.get(Account, ORG).balance == 90000
+
+
+def test_spends_go_on_across_a_database_restart_without_a_failed_request(credits_postgres_url, postgres):
+    """No ping per checkout: the pooled connections a restart killed are found dead by the statement itself,
+    which is sent again on a new one (spend_batches._one), so no spend fails for it."""
+    store = emptied_postgres_store(credits_postgres_url)
+    domain.add_grant(store, OLGA, ORG, "10", "paid", now=T0)
+    spends_at_once = [eventlet.spawn(domain.spend, store, BOB, ORG, AGENT, "1", f"before-{i}", None, None, at(i))
+                      for i in range(5)]            # several pooled connections
+    [thread.wait() for thread in spends_at_once]
+    postgres.run(str(postgres.bin / "pg_ctl"), "-D", str(postgres.dir / "data"), "-m", "fast", "-w", "restart")
+    answers = [domain.spend(store, BOB, ORG, AGENT, "1", f"after-{i}", now=at(10 + i)) for i in range(3)]
+    assert [a["replayed"] for a in answers] == [False] * 3
+    with store.read() as session:
+        assert session.get(Account, ORG).balance == 20000
