@@ -26,8 +26,9 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from common import handled_requests
+from common import deadlines, handled_requests
 from common.config import database_url, settings
+from common.errors import ServiceUnavailable
 
 # Idempotent; makes psycopg2 yield to the eventlet hub while waiting on the server.
 psycogreen.eventlet.patch_psycopg()
@@ -82,6 +83,7 @@ class Store:
     """A service's database: `read()` and `write()` give sessions that commit or roll back as a unit."""
 
     request_id = None       # the RPC request a worker's view serves (for_request)
+    deadline = None         # and its caller's deadline (common.deadlines): no commit past it
 
     def __init__(self, url):
         self.url = url
@@ -100,12 +102,22 @@ class Store:
     def is_sqlite(self):
         return self._sqlite
 
-    def for_request(self, request_id):
+    def for_request(self, request_id, deadline=None):
         """This store as a worker serving RPC request `request_id` sees it: the pipeline's unit of work
-        (common.unit_of_work) records the request as handled in its first write transaction."""
+        (common.unit_of_work) records the request as handled in its first write transaction, and a write
+        transaction commits only before the caller's `deadline` (check_deadline)."""
         view = copy.copy(self)
-        view.request_id = request_id
+        view.request_id, view.deadline = request_id, deadline
         return view
+
+    def check_deadline(self):
+        """Refuses (503, the transaction rolled back) a commit too close to the caller's deadline for its
+        answer to reach them: the caller times out and tells its client "not applied", which stays true."""
+        if deadlines.passed(self.deadline, deadlines.DEADLINE_MARGIN_SECONDS):
+            log.warning("a command's commit was refused: %.1f s left before its caller's deadline",
+                        self.deadline - deadlines.now())
+            raise ServiceUnavailable("The request took too long and was not applied; try again.",
+                                     code="service_unavailable")
 
     @contextmanager
     def write(self):
@@ -113,12 +125,14 @@ class Store:
         if not self._sqlite:
             with Session(self.engine, expire_on_commit=False) as session, session.begin():
                 yield session
+                self.check_deadline()
             return
         with self._write_lock:
             connection = self.engine.connect().execution_options(sqlite_begin="IMMEDIATE")
             try:
                 with Session(bind=connection, expire_on_commit=False) as session, session.begin():
                     yield session
+                    self.check_deadline()
             finally:
                 connection.close()
 
@@ -168,7 +182,8 @@ class Database(DependencyProvider):
             self.container.spawn_managed_thread(self._prune_every_hour)
 
     def get_dependency(self, worker_ctx):
-        return self.store.for_request(worker_ctx.context_data.get(RPC_REQUEST_ID))
+        context = worker_ctx.context_data
+        return self.store.for_request(context.get(RPC_REQUEST_ID), deadlines.of_context(context))
 
     def _prune_every_hour(self):
         while True:

@@ -2,6 +2,7 @@
 entrypoint itself (Nameko's, overridden) is common.framework.rpc.Rpc."""
 import threading
 import time
+from contextlib import contextmanager
 
 import eventlet
 from amqp.exceptions import AMQPError
@@ -11,7 +12,7 @@ from kombu.exceptions import OperationalError
 from nameko.exceptions import UnknownService
 from nameko.rpc import RpcProxy
 
-from common import metrics, tracing
+from common import deadlines, metrics, tracing
 from common.errors import EXPECTED_ERRORS, ServiceUnavailable
 from common.framework.rpc import Rpc
 
@@ -79,6 +80,15 @@ BROKER_UNREACHABLE = -1
 consumer_watch = _ConsumerWatch()
 
 
+def outcome_unknown(service):
+    """The request was sent, and may have been taken and applied, but its answer cannot come (the broker
+    went away while the caller waited): not the plain 503, which means "not applied"."""
+    return ServiceUnavailable(f"The request reached the message broker, which then went away: the {service} "
+                              "service may or may not have applied it. Read the resource back before retrying "
+                              "(a request with an Idempotency-Key can be sent again with the same key).",
+                              code="outcome_unknown")
+
+
 def not_running(service, consumers=0):
     if consumers == BROKER_UNREACHABLE:
         return ServiceUnavailable("The message broker is not reachable; try again in a moment.",
@@ -108,7 +118,14 @@ def call(method, *args, timeout=RPC_TIMEOUT_SECONDS, **kwargs):
 
     Nameko's in-service RpcProxy waits forever for a reply; a lost reply would hang the caller. And a
     request to a service with no running process waits in its durable queue: every second of the wait
-    the broker is asked (cached, see _ConsumerWatch) whether the service still has a consumer."""
+    the broker is asked (cached, see _ConsumerWatch) whether the service still has a consumer.
+
+    The request carries its deadline (common.deadlines): the time-out from now, or the deadline of the
+    request this worker serves when that comes first. The service drops it, or refuses to commit it, past
+    that deadline, so a call that timed out was not applied: 503 `service_unavailable`. A call whose
+    broker went away after the request was sent may have been applied: 503 `outcome_unknown`."""
+    data = getattr(getattr(method, "worker_ctx", None), "data", None)
+    deadline = deadlines.for_call(data, timeout)
     service = method.service_name
     recorded = getattr(_traced, "calls", None)
     if recorded is not None:
@@ -119,15 +136,15 @@ def call(method, *args, timeout=RPC_TIMEOUT_SECONDS, **kwargs):
     if watched and not _serves(consumers := consumer_watch.consumers(amqp_uri, service)):
         raise not_running(service, consumers)
     try:
-        with tracing.outgoing(method):
+        with tracing.outgoing(method), _carrying(method, data, deadline):
             reply = method.call_async(*args, **kwargs)
     except UnknownService:
         raise not_running(service)
     except (OSError, AMQPError, OperationalError):     # the broker went away since it was asked
         raise not_running(service, BROKER_UNREACHABLE)
-    deadline = time.monotonic() + timeout
+    give_up_at = time.monotonic() + max(0.0, deadline - deadlines.now())
     while True:
-        remaining = deadline - time.monotonic()
+        remaining = give_up_at - time.monotonic()
         if remaining <= 0:
             raise ServiceUnavailable(f"The {service} service did not answer within {timeout:g} s.",
                                      code="service_unavailable")
@@ -137,7 +154,32 @@ def call(method, *args, timeout=RPC_TIMEOUT_SECONDS, **kwargs):
         except eventlet.Timeout as exc:
             if exc is not slice_timeout:
                 raise
-            if watched and not _serves(consumers := consumer_watch.consumers(amqp_uri, service)):
-                raise not_running(service, consumers)
+            if watched and not _serves(consumer_watch.consumers(amqp_uri, service)):
+                # Sent, then nobody left to answer: the broker gone may have delivered it first, a
+                # process that stopped may have taken it, and one started again before the deadline
+                # would run it. Not "not applied", then.
+                raise outcome_unknown(service)
         finally:
             slice_timeout.cancel()
+
+
+@contextmanager
+def _carrying(method, data, deadline):
+    """Around `method.call_async(...)`: the request carries `deadline` as a header (the worker's context data
+    while Nameko makes the headers, before it first yields; then the worker's own again) and as the
+    message's expiration (the publisher is the method proxy's own, made for this call)."""
+    publisher = getattr(method, "publisher", None)
+    if publisher is not None:
+        publisher.expiration = max(0.001, deadline - deadlines.now())
+    if not isinstance(data, dict):
+        yield
+        return
+    own = data.get(deadlines.DEADLINE)
+    data[deadlines.DEADLINE] = deadlines.header_value(deadline)
+    try:
+        yield
+    finally:
+        if own is None:
+            data.pop(deadlines.DEADLINE, None)
+        else:
+            data[deadlines.DEADLINE] = own

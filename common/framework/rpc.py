@@ -20,6 +20,8 @@
   common.framework.signature.SignatureOnce): deny by default, a method that declares no access
   (common.commands) is refused before any worker runs it. Upstream's `Rpc.handle_message` calls it
   before spawning the worker.
+- `Rpc.handle_message` wraps `nameko.rpc.Rpc.handle_message`: a request past its caller's deadline
+  (common.deadlines, the `nameko.deadline` header) is acknowledged and dropped, never run late.
 """
 import logging
 
@@ -37,7 +39,7 @@ from nameko.rpc import Responder, get_rpc_exchange
 from nameko.rpc import Rpc as NamekoRpc
 from nameko.rpc import RpcConsumer as NamekoRpcConsumer
 
-from common import metrics, tracing
+from common import deadlines, metrics, tracing
 from common.db import RPC_REQUEST_ID
 from common.errors import Forbidden
 from common.framework.signature import SignatureOnce
@@ -76,6 +78,19 @@ class Rpc(SignatureOnce, NamekoRpc):
 
     rpc_consumer = RpcConsumer()
     _spans = None                   # message -> the server span of its call, until its reply is sent
+
+    def handle_message(self, body, message):
+        # A request past its deadline (common.deadlines) is dropped before any worker runs it: its caller
+        # has answered its client already (a 503 that means "not applied"). One a frozen process had taken
+        # before it froze arrives here late; one that waited in the queue the broker expires itself.
+        headers = message.headers or {}
+        deadline = deadlines.of_context({deadlines.DEADLINE: headers.get(f"nameko.{deadlines.DEADLINE}")})
+        if deadlines.passed(deadline):
+            log.warning("%s.%s: a request %.1f s past its caller's deadline was dropped unexecuted",
+                        self.container.service_name, self.method_name, deadlines.seconds_past(deadline))
+            self.rpc_consumer.queue_consumer.ack_message(message)
+            return
+        super().handle_message(body, message)
 
     def check_signature(self, args, kwargs):
         # Deny by default: a method exposed without a declaration of who may call it (common.commands)

@@ -41,11 +41,13 @@ class Seen:
 
 
 def unavailable(response):
-    """A failure a client must accept during a fault: a JSON 503 `service_unavailable`, or
-    `request_interrupted` for a request whose process died after saving it (never a 500)."""
+    """A failure a client must accept during a fault: a JSON 503 `service_unavailable` (not applied),
+    `request_interrupted` for a request whose process died after saving it, or `outcome_unknown` for one
+    sent before its service or the broker went away (never a 500)."""
     assert response.status_code == 503, f"{response.request.method} {response.url}: {response.status_code} " \
                                          f"{response.text[:500]}"
-    assert response.json()["error"]["code"] in ("service_unavailable", "request_interrupted"), response.text
+    assert response.json()["error"]["code"] in ("service_unavailable", "request_interrupted", "outcome_unknown"), \
+        response.text
 
 
 def queue_state(amqp_uri, queue):

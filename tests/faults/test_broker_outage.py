@@ -15,7 +15,7 @@ def test_a_broker_outage_kills_no_service_and_loses_nothing(system, broker, figu
     alice = system.user("alice")
     org = create_organization(alice, "Through the outage")["id"]
     pids = {name: process.pid for name, process in system.processes.items()}
-    accepted, seen = [], []
+    accepted, unknown, seen = [], [], []
 
     def rename(n):
         started = time.monotonic()
@@ -23,6 +23,8 @@ def test_a_broker_outage_kills_no_service_and_loses_nothing(system, broker, figu
         seen.append((response.status_code, time.monotonic() - started))
         if response.status_code == 200:
             accepted.append(f"Name {n}")
+        elif response.json()["error"]["code"] == "outcome_unknown":    # sent, then the broker went away
+            unknown.append(f"Name {n}")
         else:
             assert response.json()["error"]["code"] == "service_unavailable", response.text
 
@@ -51,10 +53,14 @@ def test_a_broker_outage_kills_no_service_and_loses_nothing(system, broker, figu
           f"{longest:.2f} s, healthy {healthy_after:.1f} s after the broker returned")
     assert longest < RPC_TIMEOUT_SECONDS - 2, seen        # refused from the broker's absence, not a time-out
     assert any(status == 503 for status, _ in seen)
-    entries = wait_for(lambda: (lambda found: found if len(found) == len(accepted) else None)(
+    # Every accepted rename is in the trail once; a rename answered `outcome_unknown` may be; one answered
+    # `service_unavailable` (not applied) never is.
+    entries = wait_for(lambda: (lambda found: found if len(found) >= len(accepted) else None)(
         [e for e in audit_entries(alice, org, entity_type="organization") if e["type"] == "organization.renamed"]),
         timeout=30, message="one audit entry per accepted rename")
-    assert sorted(e["changes"][0]["new_value"] for e in entries) == sorted(accepted)
+    renamed = sorted(e["changes"][0]["new_value"] for e in entries)
+    assert set(accepted) <= set(renamed) <= set(accepted) | set(unknown), (accepted, unknown, renamed)
+    assert len(renamed) == len(set(renamed))
 
 
 def broker_up(system):

@@ -48,10 +48,12 @@ UPSTREAM = [
              "common.framework.rpc._UnconfirmedPublisher: the class attribute use_confirms = False is used"),
     Upstream("nameko.amqp.publish.Publisher.publish",
              "bc95a8a2b96ba722c24920c35cc92351deccfe93d013a0ae587372be276b2396",
-             "common.framework.rpc._UnconfirmedPublisher: use_confirms decides if the broker's confirm is awaited"),
+             "common.framework.rpc._UnconfirmedPublisher: use_confirms decides if the broker's confirm is awaited; "
+             "common.rpc._carrying: the publisher's `expiration` attribute is the message's (a request's deadline)"),
     Upstream("nameko.rpc.Rpc.handle_message",
              "4c370440d4272e012c5206abdd7378af38ae3cc8ba0208d488690d8009830e43",
-             "common.framework.rpc.Rpc: check_signature (deny by default) runs before any worker is spawned, "
+             "common.framework.rpc.Rpc: wrapped (a request past its deadline dropped before any of it); "
+             "check_signature (deny by default) runs before any worker is spawned, "
              "unpack_message_headers gives the worker's context (and starts the call's span), handle_result "
              "sends the reply (and ends it)"),
     Upstream("nameko.rpc.Rpc.handle_result",
@@ -85,10 +87,16 @@ UPSTREAM = [
     Upstream("nameko.rpc.MethodProxy.amqp_uri",
              "43dce757e4023104d9a9af3f0285bf1f3b8ab2899e5848751176e3fe4e3ff62d",
              "common.rpc.call: asks the broker at the proxy method's amqp_uri whether the service is consumed"),
+    Upstream("nameko.rpc.MethodProxy.__init__",
+             "1c3efaf6d323f01b98a3ba64f2afbb510df2ba1ada40a940d234f5605d73bc7f",
+             "common.rpc._carrying: every MethodProxy makes its own publisher (setting its expiration touches "
+             "no other call)"),
     Upstream("nameko.rpc.MethodProxy._call",
              "bc09e7abc92db30be0154d806683b00717fcff86c7621caf3400fc761ac47476",
              "common.rpc.call and service_proxy: UnknownService is raised only with publisher confirms; "
-             "common.tracing.outgoing: the headers are made (get_message_headers) before anything yields"),
+             "common.tracing.outgoing and common.rpc._carrying: the headers are made (get_message_headers) "
+             "before anything yields, by the proxy's own publisher (made per MethodProxy: its expiration is "
+             "this call's)"),
     # ---- @consume_batch and @consume (common/framework/batch_consume.py, consume.py) ----------------------
     Upstream("nameko.messaging.Consumer.setup",
              "456cb97abdd1365bbeae923b4cfcbc079cdcadd0bab47d5242fc1d245b150400",
