@@ -47,11 +47,16 @@ def add_changes(session, event):
     """Add the changed fields of the event's entry (stored already, in the caller's transaction), in the
     order they are hashed (common.events.stored_changes). Plain INSERTs, not ORM objects: every change of
     the system passes here, and the unit of work cost more than the statements."""
-    changes = [dict(change, entry_event_id=event["event_id"], old_text=as_text(change["old_value"]),
-                    new_text=as_text(change["new_value"]))
-               for change in stored_changes(event)]
+    changes = change_rows(event)
     if changes:
         session.execute(insert(CHANGES).values(entry_seq=_ENTRY_OF_EVENT), changes)
+
+
+def change_rows(event):
+    """The rows of the event's changed fields (audit_changes, found by their entry's event id)."""
+    return [dict(change, entry_event_id=event["event_id"], old_text=as_text(change["old_value"]),
+                 new_text=as_text(change["new_value"]))
+            for change in stored_changes(event)]
 
 
 # ---- the hash chain (chain.py) ------------------------------------------------------------------------
@@ -113,6 +118,10 @@ class Chains:
 
     def forget(self):
         self.heads.clear()
+
+    def know(self, events):
+        """Whether this process knows the heads of every chain the events go to (and none is new)."""
+        return all(chain_of(e["organization_id"]) in self.heads for e in events)
 
     def stamp(self, session, events, locked=False):
         """The inbox rows of `events` (trail.entry's, with chain_seq, prev_hash and hash), in this order."""

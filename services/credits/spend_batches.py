@@ -27,13 +27,14 @@ import json
 from types import SimpleNamespace
 
 import eventlet.event
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from common.errors import AppError
 from common.handled_requests import request_interrupted
 from common.idempotency import replay_of
 from common.outbox import recorded
+from common.sql import autocommit_engine, one_statement
 from common.timeutil import iso, parse_iso, utcnow
 from services.credits import agent_access, alerts, spends
 from services.credits import spend_statements as sql
@@ -50,27 +51,17 @@ MONEY = text("SELECT credits_money(:org, CAST(:users AS json), :period, :now)")
 APPLY = text("SELECT credits_apply_spends(CAST(:p AS json))")
 LOCK = text("SELECT 1 FROM accounts WHERE organization_id = :org FOR UPDATE")
 
-_engines = {}
 _busy = {}      # (database url, organization) -> spends waiting while a batch of it is being decided here
 _money = {}     # (database url, organization) -> its Money after this process's last batch (while busy)
 
 
 def engine_of(url):
-    """The spends' engine: autocommit, no ping per checkout (see the module's text)."""
-    if url not in _engines:
-        _engines[url] = create_engine(url, pool_size=10, max_overflow=20, isolation_level="AUTOCOMMIT")
-    return _engines[url]
+    """The spends' engine: autocommit, no ping per checkout (common.sql.autocommit_engine)."""
+    return autocommit_engine(url)
 
 
 def _one(url, statement, params):
-    """One statement, one round trip; sent again on a fresh connection if the pooled one was dead."""
-    for attempt in (1, 2):
-        try:
-            with engine_of(url).connect() as connection:
-                return connection.execute(statement, params).scalar_one()
-        except DBAPIError as error:
-            if attempt == 2 or not error.connection_invalidated:
-                raise
+    return one_statement(url, statement, params)
 
 
 # ---- one spend ----------------------------------------------------------------------------------------

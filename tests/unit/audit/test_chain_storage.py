@@ -128,3 +128,51 @@ def test_the_development_key_is_made_once_and_a_configured_one_must_exist(tmp_pa
     (tmp_path / "rsa.pem").write_text("not a key")
     with pytest.raises(ConfigError, match="AUDIT_SIGNING_KEY_FILE"):
         checkpoints.signing_key(tmp_path / "rsa.pem", given=True)
+
+
+def test_on_postgresql_a_delivery_is_one_statement_and_stores_the_same_entries(make_store, postgres):
+    """A delivery whose chains' heads the process knows and whose events carry no state is stored by one
+    statement on PostgreSQL (reactions._store_in_one_statement): the same entries, changes and chain as
+    SQLite's path; a redelivery is stored once; a chain another process moved is stored again under its lock."""
+    import uuid
+
+    from sqlalchemy import event
+
+    from common.db import Store
+    from common.migrate import upgrade
+    from common.sql import autocommit_engine
+    url = postgres.create_database(f"audit_unit_{uuid.uuid4().hex[:8]}")
+    upgrade("audit", url)
+    stores = {"sqlite": make_store("audit"), "postgres": Store(url)}
+    batches = [[renamed("o1", "a", "b")], [renamed("o1", "b", "c"), renamed("o2", "x", "y"), renamed("o1", "c", "d")],
+               [renamed("o2", "y", "z")]]
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement.split()[0])
+    for store in stores.values():
+        reactions.CHAINS.forget()
+        for batch in batches:
+            assert reactions.handle_change_events(store, batch) == len(batch)
+        assert reactions.handle_change_events(store, batches[1]) == 0          # redelivered: stored once
+        reactions.handle_change_event(store, renamed("o1", "d", "e"))          # its head read again
+    engines = (stores["postgres"].engine, autocommit_engine(url))
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
+    try:
+        reactions.handle_change_event(stores["postgres"], renamed("o1", "e", "f"))
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)
+    assert statements == ["SELECT"]                                            # one round trip
+    reactions.handle_change_event(stores["sqlite"], renamed("o1", "e", "f"))
+    for org in ("o1", "o2"):
+        chains = [[{k: v for k, v in e.items() if k not in ("id", "received_at")} for e in stored_chain(s, org)]
+                  for s in stores.values()]
+        assert [(e["seq"], e["changes"]) for e in chains[0]] == [(e["seq"], e["changes"]) for e in chains[1]]
+        assert verify(stores["postgres"], org)["intact"]
+    with stores["postgres"].write() as session:                                 # another process appends to o1
+        session.execute(update(ChainHead).where(ChainHead.chain_id == "o1").values(seq=ChainHead.seq))
+    reactions.CHAINS.heads["o1"] = (4, "stale")                                 # where this one last saw it
+    assert reactions.handle_change_events(stores["postgres"], [renamed("o1", "f", "g")]) == 1
+    assert verify(stores["postgres"], "o1")["intact"] and verify(stores["postgres"], "o1")["head_seq"] == 6
