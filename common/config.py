@@ -86,6 +86,8 @@ class Settings:
     log_level: str
     log_format: str           # "plain" (one line per record) or "json" (one JSON object per line)
     max_workers: int
+    gateway_max_workers: int  # the gateway's workers: green threads, most of them waiting on a service
+    rpc_bulkhead: int         # RPC calls in flight per target service and process (common.rpc.Bulkheads)
     app_url: str
     replicas: int             # processes of each service `make run` starts (the gateway: one)
     invitation_sweep_seconds: float
@@ -192,6 +194,8 @@ def read_settings(env):
         log_level=text("LOG_LEVEL", "INFO"),
         log_format=choice("LOG_FORMAT", ("PLAIN", "JSON")).lower(),
         max_workers=number("MAX_WORKERS", 10, minimum=1),
+        gateway_max_workers=number("GATEWAY_MAX_WORKERS", 100, minimum=1),
+        rpc_bulkhead=number("RPC_BULKHEAD", 10, minimum=1),
         app_url=text("APP_URL", f"http://127.0.0.1:{gateway_port}"),
         replicas=number("REPLICAS", 1, minimum=1),
         invitation_sweep_seconds=number("INVITATION_SWEEP_SECONDS", 60.0, float, minimum=0.1),
@@ -310,12 +314,14 @@ def database_url(service_name, environ=None):
     return settings(environ).database_url(service_name)
 
 
-def nameko_config(config):
-    """Nameko's configuration of every service and of the gateway (their `container.config`), from `config`."""
+def nameko_config(config, gateway=False):
+    """Nameko's configuration of every service and of the gateway (their `container.config`), from `config`.
+    The gateway has more workers: its requests wait on services, each service's share bounded by its
+    bulkhead (common.rpc), so one hung service cannot take every worker."""
     return {
         "AMQP_URI": config.amqp_uri,
         "WEB_SERVER_ADDRESS": config.web_server_address,
-        "max_workers": config.max_workers,
+        "max_workers": config.gateway_max_workers if gateway else config.max_workers,
         "parent_calls_tracked": 10,
         "LOGGING": logging_config(config.log_level, config.log_format),
     }

@@ -5,6 +5,7 @@ import time
 from contextlib import contextmanager
 
 import eventlet
+import eventlet.semaphore
 from amqp.exceptions import AMQPError
 from amqp.exceptions import NotFound as QueueNotFound
 from kombu import Connection
@@ -13,6 +14,7 @@ from nameko.exceptions import UnknownService
 from nameko.rpc import RpcProxy
 
 from common import deadlines, metrics, tracing
+from common.config import settings
 from common.errors import EXPECTED_ERRORS, ServiceUnavailable
 from common.framework.rpc import Rpc
 
@@ -79,6 +81,53 @@ class _ConsumerWatch:
 BROKER_UNREACHABLE = -1
 consumer_watch = _ConsumerWatch()
 
+# How long a call waits for room in its service's bulkhead before it is refused (the usual fail-fast time).
+BULKHEAD_WAIT_SECONDS = 3.0
+
+
+class Bulkheads:
+    """At most `limit` calls in flight per target service in this process (RPC_BULKHEAD). Why: the gateway's
+    workers are shared by every route, and a hung service would hold each request sent to it for the whole
+    time-out; without a bound, 10 such requests took every worker and `/health`, `/openapi.json` and
+    credits' routes waited behind them. With one, a call finding its service's share taken waits up to
+    BULKHEAD_WAIT_SECONDS for room, then answers 503 without being sent (not applied); requests to other
+    services never wait for it (the gateway has workers for several services' shares: GATEWAY_MAX_WORKERS)."""
+
+    def __init__(self, limit=None):
+        self._limit = limit
+        self._gates = {}
+
+    @property
+    def limit(self):
+        if self._limit is None:
+            self._limit = settings().rpc_bulkhead
+        return self._limit
+
+    def _gate(self, service):
+        gate = self._gates.get(service)
+        if gate is None:
+            gate = self._gates.setdefault(service, eventlet.semaphore.Semaphore(self.limit))
+        return gate
+
+    def full(self, service):
+        """Whether every place of `service`'s share is taken now (its calls are waiting on it)."""
+        return self._gate(service).balance <= 0
+
+    @contextmanager
+    def entered(self, service, wait=None):
+        gate = self._gate(service)
+        if not gate.acquire(timeout=BULKHEAD_WAIT_SECONDS if wait is None else wait):
+            raise ServiceUnavailable(f"The {service} service is not keeping up: {self.limit} requests to it are "
+                                     "still waiting for its answer. Nothing was done; try again in a moment.",
+                                     code="service_unavailable")
+        try:
+            yield
+        finally:
+            gate.release()
+
+
+bulkheads = Bulkheads()
+
 
 def outcome_unknown(service):
     """The request was sent, and may have been taken and applied, but its answer cannot come (the broker
@@ -135,6 +184,12 @@ def call(method, *args, timeout=RPC_TIMEOUT_SECONDS, **kwargs):
     watched = isinstance(amqp_uri, str)
     if watched and not _serves(consumers := consumer_watch.consumers(amqp_uri, service)):
         raise not_running(service, consumers)
+    with bulkheads.entered(service):
+        return _send_and_wait(method, args, kwargs, service, data, deadline, timeout, amqp_uri if watched else None)
+
+
+def _send_and_wait(method, args, kwargs, service, data, deadline, timeout, amqp_uri):
+    watched = amqp_uri is not None
     try:
         with tracing.outgoing(method), _carrying(method, data, deadline):
             reply = method.call_async(*args, **kwargs)

@@ -29,7 +29,7 @@ def main(argv=None):
     if len(args) != 1 or args[0].startswith("-"):
         sys.exit(USAGE)
     try:
-        config = nameko_config(settings())
+        config = nameko_config(settings(), gateway=args[0].split(".")[0] == "gateway")
     except ConfigError as exc:
         sys.exit(f"serve: {exc}")
     logging.config.dictConfig(config["LOGGING"])

@@ -1,6 +1,7 @@
 """Deadlines of RPC requests (common.deadlines, issue 24): the caller sends its deadline as a header and as
 the message's expiration; the RPC entrypoint drops a request past it unexecuted; a command's write
-transaction commits only with the reply's margin left, else rolls back and answers 503."""
+transaction commits only with the reply's margin left, else rolls back and answers 503. And the bulkhead
+(common.rpc.Bulkheads): at most its share of calls in flight per service, the rest refused unsent."""
 from types import SimpleNamespace
 
 import pytest
@@ -131,3 +132,34 @@ def test_a_command_commits_only_with_the_reply_s_margin_left(store):
 def test_a_deadline_that_is_not_a_number_counts_as_none():
     assert deadlines.of_context({deadlines.DEADLINE: "soon"}) is None
     assert deadlines.of_context(None) is None and not deadlines.passed(None)
+
+
+# ---- the bulkhead -------------------------------------------------------------------------------------
+def test_a_bulkhead_lets_its_share_through_refuses_the_rest_unsent_and_leaves_other_services_alone(monkeypatch):
+    import eventlet
+
+    heads = rpc.Bulkheads(limit=2)
+    monkeypatch.setattr(rpc, "bulkheads", heads)
+    release = eventlet.event.Event()
+
+    class Hung(Method):
+        amqp_uri = None
+
+        def call_async(self, *args):
+            sent.append(self.service_name)
+            return SimpleNamespace(result=release.wait)
+    sent = []
+    holding = [eventlet.spawn(rpc.call, Hung({}), timeout=30) for _ in range(2)]
+    eventlet.sleep(0)
+    assert heads.full("orgs") and sent == ["orgs", "orgs"]
+    with pytest.raises(ServiceUnavailable) as refused:
+        with heads.entered("orgs", wait=0.05):
+            pass
+    assert refused.value.code == "service_unavailable" and "not keeping up" in refused.value.message
+    members = Method({})
+    members.service_name = "members"
+    assert rpc.call(members) == "done" and not heads.full("members")      # another service: not held up
+    release.send(None)
+    for thread in holding:
+        thread.wait()
+    assert not heads.full("orgs")
