@@ -62,12 +62,23 @@ def _statement_counter(cluster):
     with engine.connect() as connection:
         connection.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
 
-    def statements():
+    def statements(top=False):
         with engine.connect() as connection:
+            if top:     # each database's statements, most called first
+                return connection.execute(text(
+                    "SELECT d.datname, s.calls, left(regexp_replace(s.query, '\\s+', ' ', 'g'), 70) "
+                    "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+                    "WHERE d.datname IN ('credits', 'audit') ORDER BY d.datname, s.calls DESC")).all()
             return dict(connection.execute(text(
                 "SELECT d.datname, sum(s.calls)::bigint FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
                 "GROUP BY d.datname")).all())
+    statements.reset = lambda: _reset(engine)
     return statements
+
+
+def _reset(engine):
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_stat_statements_reset()"))
 
 
 def measure(backend, n, c, hot):
@@ -89,6 +100,11 @@ def measure(backend, n, c, hot):
                           if name in before_cpu}
         figures["round_trips"] = {name: (after_statements[name] - before_statements.get(name, 0)) / n
                                   for name in after_statements if name in ("credits", "audit")}
+        if backend == "postgres":       # what they are, per spend (a string of two statements counts two)
+            statements.reset()
+            timed(spend_as(member, org, agent), n, c)
+            figures["statements"] = [(db, calls / n, query) for db, calls, query in statements(top=True)
+                                     if calls / n >= 0.05]
 
         # One organization with `hot` clients (each its own member) against the same load over SPREAD organizations.
         members = [member_client(url, f"hot-{i}") for i in range(hot)]
@@ -142,6 +158,9 @@ def show(results, c, hot):
     row("round trips per spend: credits", lambda f: f"{f['round_trips']['credits']:.1f}" if f["round_trips"] else "-")
     row("  audit", lambda f: f"{f['round_trips']['audit']:.2f}" if f["round_trips"] else "-")
     row("balance exact", lambda f: "yes" if f["balance_ok"] else "NO")
+    for backend in backends:
+        for db, per_spend, query in results[backend].get("statements", []):
+            rows.append((f"  {db}: {per_spend:.2f} per spend", query, *([""] * (len(backends) - 1))))
     width = max(len(r[0]) for r in rows)
     print(f"{'':{width}}  " + "  ".join(f"{b:42s}" for b in backends))
     for label, *cells in rows:

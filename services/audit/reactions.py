@@ -15,6 +15,7 @@ import json
 import logging
 from datetime import datetime
 
+import eventlet.semaphore
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -42,9 +43,21 @@ STORE_DELIVERY = text("SELECT audit_store_delivery(CAST(:p AS json))")
 CHAIN_MOVED, STORED_BEFORE = "AU001", "AU002"       # what audit_store_delivery raises (migration 0007)
 
 
+_one_at_a_time = {}      # database url -> the green lock of its deliveries stored in one statement
+
+
 def _store_in_one_statement(store, events):
     """PostgreSQL, a delivery whose chains' heads this process knows and whose events carry no state (nearly
-    every one): `_store` in one statement and one round trip (migration 0007), the same rows written."""
+    every one): `_store` in one statement and one round trip (migration 0007), the same rows written. The
+    process's deliveries go one at a time (one round trip each): two at once would place their entries from
+    the same heads, and the second would fail over to the locked way (ChainMoved)."""
+    with _one_at_a_time.setdefault(store.url, eventlet.semaphore.Semaphore()):
+        if not CHAINS.know(events):             # forgotten by the one before: the way that reads the heads
+            return _store(store, events, read_heads=True)
+        return _stored_in_one_statement(store, events)
+
+
+def _stored_in_one_statement(store, events):
     stamped = CHAINS.stamp(None, events)
     heads = [{"chain_id": chain_id, "seen": stamped.before[chain_id][0], "seq": stamped.after[chain_id][0],
               "hash": stamped.after[chain_id][1]} for chain_id in sorted(stamped.after)]
@@ -116,11 +129,12 @@ def handle_change_event(store, event):
         return _store(store, [event], locked=True) == 1
 
 
-def _store(store, events, locked=False):
+def _store(store, events, locked=False, read_heads=False):
     """The one rule of common.inbox with the trail's own records: the entries (each with its place in its
     chain, the chains' heads moved first) inserted first of what the event does, their effects only if they
     are all new. A single event stored before is 0; in a batch it is _Redelivered (nothing kept)."""
-    if not locked and not store.is_sqlite and CHAINS.know(events) and not any(_carries_state(e) for e in events):
+    if not (locked or read_heads or store.is_sqlite) and CHAINS.know(events) \
+            and not any(_carries_state(e) for e in events):
         return _store_in_one_statement(store, events)
     try:
         with store.write() as session:

@@ -176,3 +176,20 @@ def test_on_postgresql_a_delivery_is_one_statement_and_stores_the_same_entries(m
     reactions.CHAINS.heads["o1"] = (4, "stale")                                 # where this one last saw it
     assert reactions.handle_change_events(stores["postgres"], [renamed("o1", "f", "g")]) == 1
     assert verify(stores["postgres"], "o1")["intact"] and verify(stores["postgres"], "o1")["head_seq"] == 6
+    # Deliveries of one chain stored at once by one process (several workers): one after the other, none
+    # failing over to the locked way.
+    import eventlet
+    locked = []
+    real_store = reactions._store
+
+    def watched(store, events, locked_=False, **kwargs):
+        locked.append(locked_)
+        return real_store(store, events, locked_, **kwargs)
+    reactions._store = watched
+    try:
+        threads = [eventlet.spawn(reactions.handle_change_events, stores["postgres"], [renamed("o1", str(i), "x")])
+                   for i in range(6)]
+        assert [thread.wait() for thread in threads] == [1] * 6
+    finally:
+        reactions._store = real_store
+    assert not any(locked) and verify(stores["postgres"], "o1")["head_seq"] == 12
