@@ -23,10 +23,17 @@ named below; of upstream's own methods it overrides only the entrypoint's `__ini
   `worker_context(request, context_data)`, called once the arguments and the signature are checked and
   before a worker is spawned: it adds to the worker's context data or refuses the request by raising
   (the gateway authenticates there); the worker's context data then names the request's span too.
+- A graceful stop (`Draining`): `HttpEntrypoint.stop` (upstream's, preceded by `WebServer.drain`) runs
+  first when the container stops (`nameko.containers.ServiceContainer.stop` stops entrypoints before
+  workers and dependencies); `WebServer.process_request` (upstream's, wrapped) and
+  `JsonRefusalsProtocol.handle_one_response` (eventlet's, wrapped) tell it which connections are open and
+  which are answering a request.
 """
 import json
+import socket
 from functools import partial
 
+import eventlet
 from eventlet.event import Event
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import HttpOnlyProtocol
@@ -100,11 +107,85 @@ class _JsonRefusals:
 
 class JsonRefusalsProtocol(HttpOnlyProtocol):
     """Nameko's HTTP protocol, except that what eventlet refuses itself (an over-long URL or header line,
-    too many headers, a malformed Content-Length) is answered as a JSON error like every other."""
+    too many headers, a malformed Content-Length) is answered as a JSON error like every other; and that
+    each request is counted while it is answered (its route run and its answer written), for a graceful
+    stop (Draining)."""
 
     def setup(self):
         super().setup()
         self.wfile = _JsonRefusals(self.wfile)
+
+    def handle_one_response(self):
+        draining = getattr(self.server, "draining", None)
+        if draining is None:
+            return super().handle_one_response()
+        draining.answering(self.connection)
+        try:
+            if draining.started:
+                self.close_connection = 1       # this answer is the connection's last: `Connection: close`
+            return super().handle_one_response()
+        finally:
+            if draining.started:
+                self.close_connection = 1
+            draining.answered(self.connection)
+
+
+class Draining:
+    """A graceful stop of the web server (issue 24): stop accepting, answer every request already being
+    answered, close each keep-alive connection once its current answer is written (or at once when it is
+    idle between requests), then let the process stop. Before, a SIGTERM under keep-alive clients killed
+    the connections' threads with answers unwritten: the spends were charged and their clients got
+    "Remote end closed connection without response".
+
+    It runs first thing when the container stops (the entrypoints' stop, HttpEntrypoint.stop), while
+    workers and their RPC proxies still work; a request still unanswered after DRAIN_SECONDS (beyond any
+    RPC time-out) is left to the container's stop."""
+
+    DRAIN_SECONDS = 30.0
+
+    def __init__(self):
+        self.started = False
+        self._connections = {}          # socket -> whether a request of it is being answered now
+        self._done = Event()
+
+    def opened(self, connection):
+        self._connections[connection] = False
+
+    def closed(self, connection):
+        self._connections.pop(connection, None)
+        self._check_done()
+
+    def answering(self, connection):
+        self._connections[connection] = True
+
+    def answered(self, connection):
+        self._connections[connection] = False
+        if self.started:
+            self._close(connection)
+        self._check_done()
+
+    def drain(self, stop_accepting):
+        """Called by every entrypoint's stop; the first one drains, the others wait for it."""
+        if not self.started:
+            self.started = True
+            stop_accepting()
+            for connection, busy in list(self._connections.items()):
+                if not busy:
+                    self._close(connection)     # idle between requests: no answer owed on it
+            self._check_done()
+        with eventlet.Timeout(self.DRAIN_SECONDS, False):
+            self._done.wait()
+
+    def _check_done(self):
+        if self.started and not any(self._connections.values()) and not self._done.ready():
+            self._done.send(True)
+
+    @staticmethod
+    def _close(connection):
+        try:
+            connection.shutdown(socket.SHUT_RDWR)       # its thread's read of a next request ends
+        except OSError:
+            pass
 
 
 class WsgiApp(NamekoWsgiApp):
@@ -145,7 +226,8 @@ class WsgiApp(NamekoWsgiApp):
 
 
 class WebServer(NamekoWebServer):
-    """Nameko's web server, serving `wsgi_app_cls` (a subclass of WsgiApp above) with JsonRefusalsProtocol."""
+    """Nameko's web server, serving `wsgi_app_cls` (a subclass of WsgiApp above) with JsonRefusalsProtocol,
+    stopping gracefully (Draining: `drain`, called by the entrypoints' stop)."""
 
     wsgi_app_cls = WsgiApp
 
@@ -153,7 +235,33 @@ class WebServer(NamekoWebServer):
         return self.wsgi_app_cls(self)
 
     def get_wsgi_server(self, sock, wsgi_app, protocol=None, debug=False):
-        return super().get_wsgi_server(sock, wsgi_app, protocol=JsonRefusalsProtocol, debug=debug)
+        server = super().get_wsgi_server(sock, wsgi_app, protocol=JsonRefusalsProtocol, debug=debug)
+        server.draining = self.draining = Draining()
+        return server
+
+    def process_request(self, sock, address):
+        draining = getattr(self, "draining", None)
+        if draining is None:
+            return super().process_request(sock, address)
+        draining.opened(sock)
+        try:
+            return super().process_request(sock, address)
+        finally:
+            draining.closed(sock)
+
+    def drain(self):
+        draining = getattr(self, "draining", None)
+        if draining is not None:
+            draining.drain(self._stop_accepting)
+
+    def _stop_accepting(self):
+        # What upstream's stop does first (the accept loop ended, the listening socket closed); its stop
+        # does it again, harmlessly, later.
+        self._is_accepting = False
+        if self._gt is not None:
+            self._gt.kill()
+        if self._sock is not None:
+            self._sock.close()
 
 
 class HttpEntrypoint(SignatureOnce, HttpRequestHandler):
@@ -161,6 +269,12 @@ class HttpEntrypoint(SignatureOnce, HttpRequestHandler):
     (an instance of a subclass of WebServer above, with its own `wsgi_app_cls`)."""
 
     server = WebServer()
+
+    def stop(self):
+        # First thing when the container stops, while workers can still call services: a graceful stop
+        # of the server (WebServer.drain), then upstream's (the entrypoint unregistered).
+        self.server.drain()
+        super().stop()
 
     def worker_context(self, request, context_data):
         """Called before a worker is spawned for `request`: adds to `context_data`, or raises to refuse."""

@@ -154,6 +154,29 @@ UPSTREAM = [
     Upstream("werkzeug.wsgi.get_input_stream",
              "65d500f7f3733d8c8f9c581983f882f3938ce0a6d3583c837920cf3692cd333b",
              "common.framework.web.WsgiApp.route: a chunked body is read once wsgi.input_terminated is set"),
+    Upstream("nameko.web.server.WebServer.process_request",
+             "6e5a4280edac36634fe6ba61e0318c5ff9cae1bf5d0f683c30c0fcb6f16654ab",
+             "common.framework.web.WebServer.process_request: wraps it, each connection known to Draining while "
+             "it is open"),
+    Upstream("nameko.web.server.WebServer.stop",
+             "013900cd11659d902253bdc47d1176174ed4dfc5ea91de7b7f39180939bbfd07",
+             "common.framework.web.WebServer._stop_accepting: does its first steps (_is_accepting, _gt, _sock) "
+             "early, for a graceful stop"),
+    Upstream("eventlet.wsgi.HttpProtocol.handle_one_response",
+             "da3b5481ec3e8f903fd1462d3a512774c89d4c5d40b484e2e5773c6b917afd09",
+             "common.framework.web.JsonRefusalsProtocol.handle_one_response: wraps it (a request counted while "
+             "answered); close_connection set before it makes the answer the connection's last"),
+    Upstream("eventlet.wsgi.HttpProtocol.handle",
+             "b4247cafb31cb9646cbd95412fcd3cf2c3cb0b3f76a4f3d9b186541a76a0eecc",
+             "common.framework.web.Draining: the connection's loop ends on close_connection, or when the read "
+             "of the next request line ends (the socket shut down)"),
+    Upstream("nameko.web.handlers.HttpRequestHandler.stop",
+             "f670099d233a712621caf34a15fdbf59026a706f9ffa34f93be2d200621939d3",
+             "common.framework.web.HttpEntrypoint.stop: drains the server first, then calls it"),
+    Upstream("nameko.containers.ServiceContainer.stop",
+             "5416b786c5aa34c283b23657a936bd9d8049342880304145d77e46511505a615",
+             "common.framework.web.HttpEntrypoint.stop: the entrypoints stop first, while workers and their "
+             "dependencies still run, so draining there still answers requests"),
     Upstream("nameko.web.server.WebServer.start",
              "4f0c8acba27837e25288274c434b7aeff8302f23176f6a2003a47a2dfdd882a2",
              "common.framework.web.WebServer: start builds the server from get_wsgi_server(sock, get_wsgi_app())"),
