@@ -12,9 +12,12 @@ Two steps, split by what each needs:
   is checked with what members answers about its id (`members.authenticate_api_key`) and becomes the
   worker's identity; a key may then call the route only in its own organization and with `key_scope`
   (403 otherwise, 404 for another organization); a person is signed in (`orgs.sign_in`, which creates
-  their Individual organization) the first time this process sees them.
+  their Individual organization) the first time this process sees them, or later if orgs is away then
+  (`sign_in`: the request goes on, decided by its service's own facts).
 """
 import functools
+import logging
+import time
 from collections import OrderedDict
 
 from eventlet.event import Event
@@ -22,7 +25,7 @@ from eventlet.event import Event
 from common import auth
 from common.authz import check_key_allowed
 from common.config import settings
-from common.errors import Forbidden, Unauthenticated
+from common.errors import Forbidden, ServiceUnavailable, Unauthenticated
 from common.rpc import call
 from gateway import tokens
 from gateway.known_keys import key_id_of, known_keys
@@ -32,6 +35,8 @@ from gateway.rate_limits import rate_limits
 # devtools.serve reads them before anything else) rather than answering 500s with settings tokens cannot be
 # checked by: JWT_JWKS without JWT_ISSUER and JWT_AUDIENCE, a JWT_JWKS that is neither a URL nor a path.
 settings()
+
+log = logging.getLogger(__name__)
 
 # Users this process has already signed in (their Individual organization exists). Only an
 # optimisation: sign-in is idempotent, and another replica simply does it once more.
@@ -120,6 +125,34 @@ def check_key_route(identity, key_scope, organization_id):
     check_key_allowed(identity, organization_id, key_scope)
 
 
+# How long after orgs failed to answer a sign-in the next ones are not asked of it (seconds).
+SIGN_IN_RETRY_SECONDS = 10.0
+_sign_in_failed_at = None
+
+
+def sign_in(service, identity):
+    """The person's first sight in this process: orgs makes sure their user record, Individual organization
+    and its membership exist (orgs.sign_in, idempotent). With orgs not answering (down, hung, or said so
+    less than SIGN_IN_RETRY_SECONDS ago) the request goes on without it, and a later request signs the
+    person in: the service the route calls decides from its own facts, so a member already known to it
+    (their spend, say: credits' read models) is not refused because orgs is away, also right after this
+    process restarted; someone it does not know is refused as any stranger."""
+    global _sign_in_failed_at
+    if _sign_in_failed_at is not None and time.monotonic() - _sign_in_failed_at < SIGN_IN_RETRY_SECONDS:
+        return
+    try:
+        call(service.orgs.sign_in)
+    except ServiceUnavailable as refusal:
+        _sign_in_failed_at = time.monotonic()
+        log.warning("sign-in left for later: %s", refusal.message)
+        return
+    _sign_in_failed_at = None
+    _signed_in[identity] = True
+    if len(_signed_in) > _SIGNED_IN_MAX:
+        _signed_in.popitem(last=False)
+
+
+
 def caller_settled_first(handler, key_scope=None):
     """The handler, preceded by settling its caller: a key verified and kept to its organization and
     `key_scope`, or a person's first sign-in in this process.
@@ -143,9 +176,6 @@ def caller_settled_first(handler, key_scope=None):
             request.environ[CALLER_ID] = identity.id
             check_key_route(identity, key_scope, path_values.get("org_id"))
         elif identity not in _signed_in:
-            call(service.orgs.sign_in)
-            _signed_in[identity] = True
-            if len(_signed_in) > _SIGNED_IN_MAX:
-                _signed_in.popitem(last=False)
+            sign_in(service, identity)
         return handler(service, request, **path_values)
     return settled_handler

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.e2e.helpers import create_agent, create_organization, path
+from tests.e2e.helpers import create_agent, create_organization, path, wait_for
 from tests.e2e.test_credits import grant
 
 pytestmark = pytest.mark.parametrize("system", ["sqlite"], indirect=True)
@@ -64,3 +64,27 @@ def test_a_gateway_stopped_under_keep_alive_clients_answers_every_spend_it_charg
     assert set(answered) == {201}, answered
     assert len(unanswered) == CLIENTS                   # every client's last request met the stop
     assert replayed == 0, f"{replayed} spends were charged and never answered"
+
+
+def test_a_gateway_restarted_while_orgs_and_members_are_down_still_takes_a_members_spend(system, figure):
+    """Its memory of who signed in is gone with the restart; sign-in (orgs) is away: the spend goes on, decided
+    by credits from its own read models, and the member is signed in once orgs is back."""
+    alice = system.user("alice")
+    org = create_organization(alice, "Restarted gateway")["id"]
+    grant(alice, org, "100")
+    agent = create_agent(alice, org, "Triage nurse")["id"]
+    assert alice.post(path(org, "/usage"), json={"agent_id": agent, "amount": "1"},
+                     headers={"Idempotency-Key": uuid.uuid4().hex}).status_code == 201
+    try:
+        for name in ("orgs", "members", "gateway"):
+            system.stop(name)
+        system.start("gateway")
+        wait_for(lambda: system.health() is not None, message="the restarted gateway answering")
+        answer = alice.post(path(org, "/usage"), json={"agent_id": agent, "amount": "1"},
+                           headers={"Idempotency-Key": uuid.uuid4().hex})
+        assert answer.status_code == 201, answer.text
+        figure(f"gateway restarted with orgs and members stopped: a member's spend answered {answer.status_code}")
+    finally:
+        for name in ("orgs", "members"):
+            system.start(name)
+        system.wait_healthy(timeout=60)

@@ -218,6 +218,7 @@ class FakeSignIn:
 @pytest.fixture
 def fresh_process(monkeypatch):
     monkeypatch.setattr(authentication, "_signed_in", OrderedDict())
+    monkeypatch.setattr(authentication, "_sign_in_failed_at", None)
 
 
 def handler_with(sign_in, identity):
@@ -237,13 +238,19 @@ def test_a_user_is_signed_in_once_per_process_before_the_handler(fresh_process, 
     assert sign_in.calls == 2
 
 
-def test_a_failed_sign_in_is_the_answer_and_is_tried_again(fresh_process, alice):
+def test_with_orgs_away_the_request_goes_on_and_the_sign_in_is_tried_again_later(fresh_process, monkeypatch, alice):
+    """Issue 24: sign-in must not make every route depend on orgs (a spend is credits' alone). A failed
+    sign-in is not remembered as done; for SIGN_IN_RETRY_SECONDS orgs is not asked again (a hung orgs
+    would cost every request its time-out), then it is."""
     sign_in = FakeSignIn(ServiceUnavailable("The orgs service is not running."))
     as_alice, ran = handler_with(sign_in, alice)
-    for _ in range(2):
-        with pytest.raises(ServiceUnavailable):
-            as_alice()
-    assert sign_in.calls == 2 and ran == []
+    assert as_alice(org_id="o1") == "answer" and as_alice(org_id="o1") == "answer"
+    assert sign_in.calls == 1 and ran == [{"org_id": "o1"}] * 2
+    monkeypatch.setattr(authentication, "SIGN_IN_RETRY_SECONDS", 0)
+    sign_in.error = None                                        # orgs is back
+    as_alice()
+    as_alice()
+    assert sign_in.calls == 2 and alice in authentication._signed_in
 
 
 def test_through_a_running_gateway_the_worker_carries_the_identity(container_factory, web_config, monkeypatch,
