@@ -254,6 +254,7 @@ class OutboxRelay(DependencyProvider):
     while writing" rule of common.db allows for these locks alone: no request ever waits on an outbox row.)"""
 
     PRUNE_EVERY_SECONDS = 3600
+    BATCH_SIZE = 100
 
     def __init__(self, outbox_model, interval=1.0):
         self.outbox_model = outbox_model
@@ -308,7 +309,9 @@ class OutboxRelay(DependencyProvider):
                 if connection is None:
                     connection = Connection(self.amqp_uri)
                     producer = BatchConfirmingProducer(connection)
-                while self._running and self.publish_once(producer) > 0:
+                # Again at once only after a full batch: rows committed since the claim woke the relay (each
+                # worker that recorded one does at its end), so a claim that would find nothing is not made.
+                while self._running and self.publish_once(producer) >= self.BATCH_SIZE:
                     pass
                 if time.monotonic() >= next_prune:
                     prune_published(self.store, self.outbox_model)
@@ -333,4 +336,5 @@ class OutboxRelay(DependencyProvider):
             connection.release()
 
     def publish_once(self, producer):
-        return publish_batch(self.store, self.outbox_model, producer, service=self.container.service_name)
+        return publish_batch(self.store, self.outbox_model, producer, batch_size=self.BATCH_SIZE,
+                             service=self.container.service_name)
