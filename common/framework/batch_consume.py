@@ -29,7 +29,7 @@ from functools import partial
 from nameko.exceptions import ContainerBeingKilled
 from nameko.messaging import Consumer
 
-from common.framework.consume import consumed
+from common.framework.consume import ACK_FAILURES, consumed, unacknowledged
 
 
 class BatchConsumer(Consumer):
@@ -67,6 +67,8 @@ class BatchConsumer(Consumer):
         try:
             for message in messages:
                 self.handle_message_processed(message, result, exc_info)
+        except ACK_FAILURES as error:
+            unacknowledged(self, error)         # the rest of the batch comes again with the broker
         finally:
             for span in spans:
                 span.end(exc_info[1] if exc_info else None)

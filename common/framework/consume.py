@@ -5,13 +5,32 @@ Overrides `nameko.messaging.Consumer` (Nameko 2.14.1): `unpack_message_headers` 
 (`nameko.messaging.HeaderDecoder`'s: the span started as the child of the event's publication, whose
 context the outbox relay sent as the `nameko.traceparent` header, or of the command that wrote the event,
 from its envelope for an event published without the header; the span's context is the worker's from
-then on), `handle_result` extended (the span ends once the message is acknowledged or requeued). Relies on
-upstream's `Consumer.handle_message` calling `unpack_message_headers` once per message, just before
-spawning its worker.
+then on), `handle_result` extended (the span ends once the message is acknowledged or requeued; an
+acknowledgement the broker cannot take is dropped with a warning, `unacknowledged`). Relies on upstream's
+`Consumer.handle_message` calling `unpack_message_headers` once per message, just before spawning its
+worker.
 """
+import logging
+
+from amqp.exceptions import AMQPError
+from kombu.exceptions import OperationalError
 from nameko.messaging import Consumer as NamekoConsumer
 
 from common import tracing
+
+log = logging.getLogger(__name__)
+
+# What acknowledging (or requeueing) a message raises when the broker went away meanwhile.
+ACK_FAILURES = (OSError, OperationalError, AMQPError)
+
+
+def unacknowledged(entrypoint, error):
+    """An acknowledgement lost with the broker: the broker delivers the message again once it is back, and
+    the reaction, idempotent (common.inbox), does not act twice. Why not let it raise: upstream lets the
+    error escape the worker, which kills the whole service container (seen: members exited mid broker
+    outage, a reaction's ack on a reset connection)."""
+    log.warning("%s.%s: a message could not be acknowledged (%s); it will be delivered again",
+                entrypoint.container.service_name, entrypoint.method_name, error)
 
 
 class Consumer(NamekoConsumer):
@@ -29,6 +48,9 @@ class Consumer(NamekoConsumer):
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
         try:
             return super().handle_result(message, worker_ctx, result, exc_info)
+        except ACK_FAILURES as error:
+            unacknowledged(self, error)
+            return result, exc_info
         finally:
             span = self._spans.pop(message, None) if self._spans else None
             if span is not None:

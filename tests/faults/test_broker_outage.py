@@ -31,15 +31,17 @@ def test_a_broker_outage_kills_no_service_and_loses_nothing(system, broker, figu
     for n in range(3):
         rename(n)
     broker.stop()
-    outage_ends = time.monotonic() + OUTAGE_SECONDS
-    n = 3
-    while time.monotonic() < outage_ends:
-        rename(n)
-        n += 1
-        time.sleep(0.5)
-    down = broker_up(system)                            # every process says so in its metrics
-    assert set(down.values()) == {0}, down
-    broker.start()
+    try:
+        outage_ends = time.monotonic() + OUTAGE_SECONDS
+        n = 3
+        while time.monotonic() < outage_ends:
+            rename(n)
+            n += 1
+            time.sleep(0.5)
+        down = broker_up(system)                        # every process says so in its metrics
+        assert set(down.values()) == {0}, down
+    finally:
+        broker.start()                                  # whatever failed, the session's other tests need it
     back = time.monotonic()
     system.wait_healthy(timeout=30)
     healthy_after = time.monotonic() - back

@@ -1,0 +1,37 @@
+"""common.framework.consume and batch_consume: an acknowledgement the broker cannot take (it went away while
+the reaction ran) is dropped with a warning, instead of killing the service's container as upstream's
+consumers do; the message comes again once the broker is back, and the reaction is idempotent."""
+from types import SimpleNamespace
+
+import pytest
+from nameko.messaging import Consumer as NamekoConsumer
+
+from common.framework.batch_consume import BatchConsumer
+from common.framework.consume import Consumer
+
+
+class ResetQueueConsumer:
+    def ack_message(self, message):
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    requeue_message = ack_message
+
+
+def entrypoint(cls):
+    point = cls.__new__(cls)
+    point.queue_consumer = ResetQueueConsumer()
+    point.container = SimpleNamespace(service_name="members")
+    point.method_name = "on_change_event"
+    point.requeue_on_error = False
+    return point
+
+
+def test_an_acknowledgement_lost_with_the_broker_is_a_warning_not_a_dead_service(caplog):
+    assert entrypoint(Consumer).handle_result("message", None, "done", None) == ("done", None)
+    assert entrypoint(BatchConsumer).handle_batch_result(["m1", "m2"], [], None, "done", None) == ("done", None)
+    assert caplog.text.count("members.on_change_event: a message could not be acknowledged") == 2
+
+
+def test_nameko_s_own_consumer_would_raise_and_kill_the_container():
+    with pytest.raises(ConnectionResetError):
+        entrypoint(NamekoConsumer).handle_result("message", None, "done", None)
