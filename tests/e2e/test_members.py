@@ -14,6 +14,7 @@ from common.timeutil import utcnow
 from gateway import tokens
 from services.members.models import Invitation
 from services.orgs.models import ActiveOrganization
+from tests.conftest import Api
 from tests.e2e.helpers import (
     audit_entries,
     card_becomes,
@@ -324,3 +325,15 @@ def test_leaving_ones_individual_organization_says_so(system):
     assert error_code(loner.delete(f"/v1/organizations/{individual}/members/{loner.id}"), 409) == \
         "individual_organization"
     assert ok(loner.get("/v1/me"))["active_organization_id"] == individual
+
+
+def test_a_changed_name_in_a_token_reaches_the_member_lists(system):
+    """Issue 24: the gateway's memory of who signed in keys on the whole identity, so a token bringing a new
+    name (or email) signs the person in again and members refreshes their record: the list shows it."""
+    alice = system.user("alice")
+    org = create_organization(alice, "Names")["id"]
+    budi = join(system, alice, org, ["member"], "budi")
+    ok(Api(system.url, budi.id, budi.email, "").get("/v1/me"))               # once signed in with no name
+    ok(Api(system.url, budi.id, budi.email, "Budi Santoso").get("/v1/me"))   # then with one
+    names = lambda: [m["name"] for m in ok(alice.get(f"/v1/organizations/{org}/members"))["items"]]  # noqa: E731
+    wait_for(lambda: "Budi Santoso" in names(), timeout=10, message="the new name in the member list")
