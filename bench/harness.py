@@ -39,8 +39,10 @@ def running_system(postgres=False, settings=None):
             from devtools.postgres import PostgresCluster
             cluster = PostgresCluster().start()
             env = {f"{s.upper()}_DATABASE_URL": cluster.create_database(s) for s in SERVICES}
+        # One gateway process unless the benchmark says otherwise (make run's default is one per core), so
+        # figures stay comparable with those measured before GATEWAY_PROCESSES.
         system = System(workdir, broker.amqp_uri, free_port(),
-                        dict(env, LOCALSTRIPE_PORT=str(free_port()), **(settings or {})))
+                        dict(env, LOCALSTRIPE_PORT=str(free_port()), **{"GATEWAY_PROCESSES": "1", **(settings or {})}))
         system.postgres_dir = cluster.dir if cluster else None      # for process_cpu
         try:
             yield system.start_all()

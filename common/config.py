@@ -87,6 +87,7 @@ class Settings:
     log_format: str           # "plain" (one line per record) or "json" (one JSON object per line)
     max_workers: int
     gateway_max_workers: int  # the gateway's workers: green threads, most of them waiting on a service
+    gateway_processes: int    # gateway processes `make run` starts on the one port (SO_REUSEPORT)
     rpc_bulkhead: int         # RPC calls in flight per target service and process (common.rpc.Bulkheads)
     app_url: str
     replicas: int             # processes of each service `make run` starts (the gateway: one)
@@ -195,6 +196,7 @@ def read_settings(env):
         log_format=choice("LOG_FORMAT", ("PLAIN", "JSON")).lower(),
         max_workers=number("MAX_WORKERS", 10, minimum=1),
         gateway_max_workers=number("GATEWAY_MAX_WORKERS", 100, minimum=1),
+        gateway_processes=number("GATEWAY_PROCESSES", os.cpu_count() or 1, minimum=1),
         rpc_bulkhead=number("RPC_BULKHEAD", 10, minimum=1),
         app_url=text("APP_URL", f"http://127.0.0.1:{gateway_port}"),
         replicas=number("REPLICAS", 1, minimum=1),

@@ -45,7 +45,8 @@ def main():
     signal.signal(signal.SIGTERM, stop)
     try:
         system.start_all()
-        # More processes of every service share its queues (replicas); the gateway keeps its one port.
+        # More processes of every service share its queues (replicas); GATEWAY_PROCESSES gateway processes
+        # share its one port (System.start_all).
         for replica in range(2, config.replicas + 1):
             for name in SERVICES:
                 system.start(name, replica)
@@ -59,7 +60,8 @@ def main():
     token = tokens.mint("alice", "alice@example.com", "Alice")
     print(f"""
 The platform is up.
-  gateway:  http://localhost:{gateway_port}   (health: /health, API document: /openapi.json)
+  gateway:  http://localhost:{gateway_port}   (health: /health, API document: /openapi.json; \
+{config.gateway_processes} process{"es" if config.gateway_processes > 1 else ""}, GATEWAY_PROCESSES)
   broker:   {amqp_uri}
   payments: {payments_line(config.payments)}
   data:     {data_dir}   (SQLite files; logs in {data_dir}/logs)
@@ -87,7 +89,9 @@ def metrics_line(system, config):
     if not config.metrics.enabled:
         return "off (METRICS_ENABLED=false)"
     ports = ", ".join(f"{key} {port}" for key, port in system.metrics_ports.items())
-    return (f"http://localhost:{config.gateway_port}/metrics; services on ports {ports}\n"
+    gateway = (f"http://localhost:{config.gateway_port}/metrics" if config.gateway_processes == 1
+               else "each gateway process on its port below")
+    return (f"{gateway}; processes on ports {ports}\n"
             f"            prometheus --config.file={config.data_dir}/prometheus.yml "
             f"--storage.tsdb.path={config.data_dir}/prometheus   (docs/metrics.md)")
 

@@ -112,6 +112,10 @@ class System:
     def payments(self):
         return settings(self.env).payments
 
+    @property
+    def gateway_processes(self):
+        return settings(self.env).gateway_processes
+
     def start(self, name, replica=None):
         """Start a service (or, with `replica`, one more process of it: replicas share its queues)."""
         key = name if replica is None else f"{name}-{replica}"
@@ -122,7 +126,9 @@ class System:
         else:
             command = [str(VENV_BIN / "python"), "-m", "devtools.serve", MODULES[name]]
         env = self.env
-        if name in SERVICES:
+        # Several gateway processes share one port (SO_REUSEPORT: eventlet sets it), so a scrape of its
+        # /metrics reaches any one of them: then each serves its metrics on a port of its own too.
+        if name in SERVICES or (name == "gateway" and self.gateway_processes > 1):
             env = dict(env, METRICS_PORT=str(self.metrics_ports.setdefault(key, free_port())))
         log = open(self.log_dir / f"{key}.log", "ab")
         self.processes[key] = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log,
@@ -150,6 +156,8 @@ class System:
             self.start(PAYMENT_PROVIDER)
         for name in (*SERVICES, "gateway"):
             self.start(name)
+        for replica in range(2, self.gateway_processes + 1):       # GATEWAY_PROCESSES on the one port
+            self.start("gateway", replica)
         self.wait_healthy(timeout)
         return self
 
@@ -177,12 +185,13 @@ class System:
 
     def metrics_targets(self):
         """Where Prometheus scrapes each process started and not stopped: {job (the service, or "gateway"):
-        ["127.0.0.1:port", ...]} (a service's replicas are targets of its job), the gateway at /metrics on its
-        own port."""
-        targets = {"gateway": [f"127.0.0.1:{self.gateway_port}"]}
+        ["127.0.0.1:port", ...]} (a service's replicas are targets of its job), one gateway process at
+        /metrics on its own port, several each on its metrics port."""
+        targets = {}
         for key, port in self.metrics_ports.items():
             if key in self.processes:
                 targets.setdefault(key.partition("-")[0], []).append(f"127.0.0.1:{port}")
+        targets.setdefault("gateway", [f"127.0.0.1:{self.gateway_port}"])
         return targets
 
     def health(self):

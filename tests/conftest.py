@@ -17,6 +17,11 @@ from devtools.postgres import PostgresCluster
 from devtools.system import Broker, System, free_broker_port, free_port
 from gateway import tokens
 
+# One gateway process per test system (make run's default is one per core): the gateway's memory is per
+# process (rate limits, keys kept a minute), and the tests that count on it talk to one. A test of several
+# starts the others itself (tests/faults/test_gateway_stopped.py).
+os.environ.setdefault("GATEWAY_PROCESSES", "1")
+
 
 # ---- the environment of this process ------------------------------------------------------------------
 class Environment:

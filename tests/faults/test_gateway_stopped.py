@@ -88,3 +88,35 @@ def test_a_gateway_restarted_while_orgs_and_members_are_down_still_takes_a_membe
         for name in ("orgs", "members"):
             system.start(name)
         system.wait_healthy(timeout=60)
+
+
+def test_two_gateway_processes_share_one_port_and_one_stops_while_the_other_serves(system, figure):
+    """GATEWAY_PROCESSES (issue 24): a second gateway process binds the same port (SO_REUSEPORT), the
+    kernel spreads new connections over both, and one stopped leaves the other serving every request."""
+    alice = system.user("alice")
+    logs = {key: system.log_dir / f"{key}.log" for key in ("gateway", "gateway-2")}
+
+    def served(key):
+        return logs[key].read_text(errors="replace").count(f"caller={alice.id}")
+
+    def fresh_connection_get():
+        return requests.get(system.url + "/v1/me", headers=dict(alice.session.headers), timeout=30)
+
+    ok_first = fresh_connection_get().status_code         # alice signed in (the first process or the other)
+    system.start("gateway", 2)
+    try:
+        # Each try is a new connection, which the kernel gives to either process once both listen.
+        wait_for(lambda: fresh_connection_get().status_code == 200 and served("gateway-2") > 0,
+                 timeout=30, message="the second gateway process serving")
+        answers = [fresh_connection_get().status_code for _ in range(40)]
+        assert set(answers) == {200} and served("gateway") > 0 and served("gateway-2") > 0
+        system.stop("gateway")                                # gracefully: its twin serves on
+        after = [fresh_connection_get().status_code for _ in range(20)]
+        assert set(after) == {200}, after
+        figure(f"two gateway processes on one port: {served('gateway')} and {served('gateway-2')} of alice's "
+               f"requests; with the first stopped, 20 of 20 answered by the second")
+    finally:
+        system.start("gateway")
+        wait_for(lambda: system.health() is not None, message="the first gateway process back")
+        system.stop("gateway-2")
+    assert ok_first == 200

@@ -23,7 +23,11 @@ def test_compose_file_has_every_piece_and_scales():
         if name != "gateway":
             assert "ports" not in spec
             assert spec["environment"][f"{name.upper()}_DATABASE_URL"].endswith(f"/{name}")
-    assert services["gateway"]["ports"]
+    # The gateway scales behind the edge, which holds the published port (deploy/edge/nginx.conf).
+    assert "ports" not in services["gateway"] and services["gateway"]["deploy"]["replicas"]
+    assert services["edge"]["ports"] == ["${GATEWAY_PORT:-8000}:8000"]
+    edge = (ROOT / "deploy/edge/nginx.conf").read_text()
+    assert "proxy_pass http://$gateway;" in edge and "resolver 127.0.0.11" in edge
     init_sql = (ROOT / "deploy/postgres-init.sql").read_text()
     for name in SERVICES:
         assert f"CREATE DATABASE {name}" in init_sql
