@@ -28,22 +28,24 @@ def arguments(count_flag, count, concurrency, description=None, switches=None):
 
 
 @contextmanager
-def running_system(postgres=False, settings=None):
+def running_system(postgres=False, settings=None, count_statements=False):
     """A private broker and the whole system (PostgreSQL databases with `postgres`, environment `settings`
-    added), stopped afterwards."""
+    added), stopped afterwards; `system.postgres_cluster` is the cluster (None on SQLite), with
+    pg_stat_statements loaded when `count_statements`."""
     workdir = tempfile.mkdtemp(prefix="orgplatform-bench-")
     broker = Broker(f"{workdir}/rabbitmq", free_broker_port()).start()
     cluster, env = None, {}
     try:
         if postgres:
             from devtools.postgres import PostgresCluster
-            cluster = PostgresCluster().start()
+            cluster = PostgresCluster(count_statements=count_statements).start()
             env = {f"{s.upper()}_DATABASE_URL": cluster.create_database(s) for s in SERVICES}
         # One gateway process unless the benchmark says otherwise (make run's default is one per core), so
         # figures stay comparable with those measured before GATEWAY_PROCESSES.
         system = System(workdir, broker.amqp_uri, free_port(),
                         dict(env, LOCALSTRIPE_PORT=str(free_port()), **{"GATEWAY_PROCESSES": "1", **(settings or {})}))
         system.postgres_dir = cluster.dir if cluster else None      # for process_cpu
+        system.postgres_cluster = cluster
         try:
             yield system.start_all()
         finally:

@@ -14,45 +14,24 @@ import eventlet
 eventlet.monkey_patch()  # noqa: E402
 
 import argparse
-import tempfile
 from contextlib import contextmanager
 from decimal import Decimal
 from statistics import median
 
 from ceiling import run_ceiling
-from harness import client, percentile, process_cpu, timed
+from harness import client, percentile, process_cpu, running_system, timed
 from spends import member_client, organization_with_credit, post_spend
 from sqlalchemy import create_engine, text
-
-from common.config import SERVICES
-from devtools.system import Broker, System, free_broker_port, free_port
 
 SPREAD = 20             # organizations the spread load goes round
 
 
 @contextmanager
 def running(backend):
-    """A private broker and system on `backend`; yields (system, statements) where statements() gives the
-    statements each PostgreSQL database received so far ({} on SQLite)."""
-    workdir = tempfile.mkdtemp(prefix=f"orgplatform-targets-{backend}-")
-    broker = Broker(f"{workdir}/rabbitmq", free_broker_port()).start()
-    cluster, env = None, {}
-    try:
-        if backend == "postgres":
-            from devtools.postgres import PostgresCluster
-            cluster = PostgresCluster(count_statements=True).start()
-            env = {f"{s.upper()}_DATABASE_URL": cluster.create_database(s) for s in SERVICES}
-        system = System(workdir, broker.amqp_uri, free_port(), dict(env, LOCALSTRIPE_PORT=str(free_port())))
-        system.postgres_dir = cluster.dir if cluster else None      # for process_cpu
-        statements = _statement_counter(cluster)
-        try:
-            yield system.start_all(), statements
-        finally:
-            system.stop_all()
-    finally:
-        broker.stop()
-        if cluster:
-            cluster.stop()
+    """A private broker and system on `backend` (bench/harness.py); yields (system, statements) where
+    statements() gives the statements each PostgreSQL database received so far ({} on SQLite)."""
+    with running_system(backend == "postgres", count_statements=True) as system:
+        yield system, _statement_counter(system.postgres_cluster)
 
 
 def _statement_counter(cluster):
