@@ -11,8 +11,8 @@ import sys
 from statistics import median
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import arguments, backend_name, client, percentile, process_cpu, report, running_system, timed  # noqa: E402
-from spends import organization_with_credit, spender  # noqa: E402
+from harness import arguments, backend_name, percentile, report, running_system  # noqa: E402
+from spends import measured, warmed_spenders  # noqa: E402
 
 ROUNDS = 3
 PROCESSES = (1, 2)
@@ -28,15 +28,10 @@ def main():
     for _ in range(ROUNDS):
         for count in PROCESSES:
             with running_system(args.postgres, {"GATEWAY_PROCESSES": str(count)}) as system:
-                owner = client(f"owner-{count}")
-                org, agent = organization_with_credit(system.url, owner, f"Gateways {count}")
-                spend = spender(owner, system.url, org, agent)
-                timed(spend, n // 4, c)                             # warm-up, not counted
-                before = process_cpu(system)
-                rounds[count].append(timed(spend, n, c))
-                after = process_cpu(system)
-                gateways = [key for key in after if key.startswith("gateway")]
-                cpu[count].append(sum(after[key] - before[key] for key in gateways) * 1000 / n)
+                [spend] = warmed_spenders({count: system}, "Gateways", n, c).values()
+                result, used = measured(system, spend, n, c)
+                rounds[count].append(result)
+                cpu[count].append(sum(ms for name, ms in used.items() if name.startswith("gateway")))
     for count in PROCESSES:
         middle = sorted(rounds[count], key=lambda r: r[0])[ROUNDS // 2]
         report(f"HTTP POST usage, {c} concurrent, {count} gateway process(es) (median)", *middle)

@@ -185,6 +185,26 @@ OVERHEAD_ROUNDS = 5     # rounds of each state; the medians are compared
 SCRAPE_EVERY = 1.0      # seconds: every process of the measured system, as Prometheus would (15 s in deployment)
 
 
+def warmed_spenders(systems, label, n, c):
+    """A spender for each of `systems` ({state: system}): an owner's organization with credit and an agent,
+    warmed up with n // 4 spends (not counted)."""
+    spenders = {}
+    for state, system in systems.items():
+        owner = client(f"owner-{state}")
+        org, agent = organization_with_credit(system.url, owner, f"{label} {state}")
+        spenders[state] = spender(owner, system.url, org, agent)
+        timed(spenders[state], n // 4, c)
+    return spenders
+
+
+def measured(system, spend, n, c):
+    """A round of n spends on `system`: ((rate, latencies), {process: CPU ms per spend})."""
+    before = process_cpu(system)
+    result = timed(spend, n, c)
+    after = process_cpu(system)
+    return result, {name: (after[name] - before[name]) * 1000 / n for name in after if name in before}
+
+
 def metrics_overhead(args):
     """Spends with metrics on against off: see the module's text."""
     n, c = args.spends, args.concurrency
@@ -193,20 +213,14 @@ def metrics_overhead(args):
                    for state, enabled in (("off", "false"), ("on", "true"))}
         print(f"{n} spends per round, {c} concurrent, {OVERHEAD_ROUNDS} rounds each of metrics off and on "
               f"alternating, two systems side by side, {backend_name(args)}, 2-core machine")
-        spenders = {}
-        for state, system in systems.items():
-            owner = client(f"owner-{state}")
-            org, agent = organization_with_credit(system.url, owner, f"Metrics {state}")
-            spenders[state] = spender(owner, system.url, org, agent)
-            timed(spenders[state], n // 4, c)                   # warm-up, not counted
+        spenders = warmed_spenders(systems, "Metrics", n, c)
         rounds, cpu = {"off": [], "on": []}, {"off": [], "on": []}
         for _ in range(OVERHEAD_ROUNDS):
             for state, system in systems.items():
                 with scraping(system if state == "on" else None) as scrapes:
-                    before = process_cpu(system)
-                    rounds[state].append(timed(spenders[state], n, c))
-                    after = process_cpu(system)
-                cpu[state].append(sum(after[name] - before[name] for name in after if name in before) * 1000 / n)
+                    result, used = measured(system, spenders[state], n, c)
+                rounds[state].append(result)
+                cpu[state].append(sum(used.values()))
                 if state == "on" and not scrapes["pages"]:
                     raise RuntimeError("the metrics were not scraped during the round")
         off, on = (sorted(rounds[state], key=lambda r: r[0])[OVERHEAD_ROUNDS // 2] for state in ("off", "on"))
@@ -238,23 +252,15 @@ def tracing_overhead(args):
             print(f"{n} spends per round, {c} concurrent, {OVERHEAD_ROUNDS} rounds each of tracing off, exporting "
                   f"to a sink and to nowhere, alternating, three systems side by side, {backend_name(args)}, "
                   f"2-core machine")
-            spenders = {}
-            for state, system in systems.items():
-                owner = client(f"owner-{state}")
-                org, agent = organization_with_credit(system.url, owner, f"Tracing {state}")
-                spenders[state] = spender(owner, system.url, org, agent)
-                timed(spenders[state], n // 4, c)                   # warm-up, not counted
+            spenders = warmed_spenders(systems, "Tracing", n, c)
             rounds, cpu = {state: [] for state in systems}, {state: [] for state in systems}
             by_process = {state: [] for state in systems}
             for round_number in range(OVERHEAD_ROUNDS):
                 # Each round starts with another state: none is always measured first (or just after another).
                 turn = round_number % len(TRACING_STATES)
                 for state in TRACING_STATES[turn:] + TRACING_STATES[:turn]:
-                    system = systems[state]
-                    before = process_cpu(system)
-                    rounds[state].append(timed(spenders[state], n, c))
-                    after = process_cpu(system)
-                    used = {name: (after[name] - before[name]) * 1000 / n for name in after if name in before}
+                    result, used = measured(systems[state], spenders[state], n, c)
+                    rounds[state].append(result)
                     cpu[state].append(sum(used.values()))
                     by_process[state].append(used)
             medians = {state: sorted(rounds[state], key=lambda r: r[0])[OVERHEAD_ROUNDS // 2] for state in systems}
