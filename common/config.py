@@ -74,6 +74,8 @@ class Settings:
     rabbitmq_port: int
     amqp_uri: str
     amqp_uri_given: bool      # False: `make run` starts its own broker on rabbitmq_port
+    broker: "BrokerSettings"
+    operator_token: str | None     # guards the operations routes (/v1/operations/...); None: they refuse
     jwt_secret: str
     jwt_secret_given: bool    # False: the development default (not accepted beside a JWKS, gateway.tokens)
     api_key_hash_secret: str  # the key of API keys' HMAC (services/members/api_keys.py); members and gateway
@@ -175,14 +177,26 @@ def read_settings(env):
     gateway_port = number("GATEWAY_PORT", 8000, minimum=1)
     rabbitmq_port = number("RABBITMQ_PORT", 5672, minimum=1)
     amqp_uri = text("AMQP_URI")
+    broker_nodes = number("BROKER_NODES", 1, minimum=1)
+    if broker_nodes > 7:
+        raise ConfigError(f"BROKER_NODES must be from 1 to 7, not {broker_nodes}")
+    if amqp_uri is None:
+        # `make run` starts BROKER_NODES nodes on RABBITMQ_PORT, +1, ... (devtools.system.Broker): every
+        # process is given all of them, kombu's failover moves a connection to the next when its node dies.
+        amqp_uri = ";".join(f"amqp://guest:guest@127.0.0.1:{rabbitmq_port + n}/" for n in range(broker_nodes))
+        amqp_uri_given = False
+    else:
+        amqp_uri_given = True
     data_dir = Path(text("DATA_DIR", PROJECT_ROOT / "data")).resolve()
     return Settings(
         data_dir=data_dir,
         gateway_port=gateway_port,
         web_server_address=text("WEB_SERVER_ADDRESS", f"0.0.0.0:{gateway_port}"),
         rabbitmq_port=rabbitmq_port,
-        amqp_uri=amqp_uri or f"amqp://guest:guest@127.0.0.1:{rabbitmq_port}/",
-        amqp_uri_given=amqp_uri is not None,
+        amqp_uri=amqp_uri,
+        amqp_uri_given=amqp_uri_given,
+        broker=read_broker_settings(text, number, amqp_uri, broker_nodes),
+        operator_token=text("OPERATOR_TOKEN"),
         jwt_secret=text("JWT_SECRET", DEV_JWT_SECRET),
         jwt_secret_given=text("JWT_SECRET") is not None,
         api_key_hash_secret=text("API_KEY_HASH_SECRET", DEV_API_KEY_HASH_SECRET),
@@ -233,6 +247,26 @@ def read_settings(env):
             token=text("METRICS_TOKEN"),
         ),
     )
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """RabbitMQ: how many nodes `make run` starts, and how the durable queues are declared (common/queues.py,
+    docs/operations.md "A RabbitMQ cluster")."""
+    nodes: int                # nodes `make run` starts and clusters (BROKER_NODES); 1: one node, as before
+    hosts: int                # nodes AMQP_URI names (several, ";"-separated: a cluster, kombu's failover)
+    queue_type: str           # "classic" or "quorum": the durable queues (RPC, events, dead letters)
+    delivery_limit: int       # quorum: deliveries of a message before it is dead-lettered
+
+
+def read_broker_settings(text, number, amqp_uri, nodes):
+    hosts = len([part for part in amqp_uri.split(";") if part.strip()])
+    # On a cluster the queues are replicated (quorum) unless told otherwise: a classic queue lives on one node.
+    queue_type = text("BROKER_QUEUE_TYPE", "quorum" if hosts > 1 else "classic").lower()
+    if queue_type not in ("classic", "quorum"):
+        raise ConfigError(f"BROKER_QUEUE_TYPE must be classic or quorum, not {text('BROKER_QUEUE_TYPE')!r}")
+    return BrokerSettings(nodes=nodes, hosts=hosts, queue_type=queue_type,
+                          delivery_limit=number("BROKER_DELIVERY_LIMIT", 20, minimum=1))
 
 
 @dataclass(frozen=True)
