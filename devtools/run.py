@@ -1,6 +1,7 @@
 """`make run`: RabbitMQ (unless AMQP_URI points elsewhere), every service and the gateway, in the
 foreground, each process restarted with back-off if it exits. Ctrl-C stops all of it, RabbitMQ
 included."""
+import secrets
 import signal
 import subprocess
 import sys
@@ -25,10 +26,12 @@ def main():
     broker = None
     if not config.amqp_uri_given:
         try:
-            broker = Broker(data_dir / "rabbitmq", config.rabbitmq_port).start()
+            broker = Broker(data_dir / "rabbitmq", config.rabbitmq_port, config.broker.nodes).start()
         except BrokerStartFailed as exc:
             sys.exit(f"run: {exc}")
-    system = System(data_dir, amqp_uri, gateway_port)
+    # The operations routes (dead letters, ...) answer only to OPERATOR_TOKEN: one for this run unless given.
+    operator_token = config.operator_token or secrets.token_urlsafe(24)
+    system = System(data_dir, amqp_uri, gateway_port, env={"OPERATOR_TOKEN": operator_token})
     stopping = []
 
     def stop(*_):
@@ -62,7 +65,8 @@ def main():
 The platform is up.
   gateway:  http://localhost:{gateway_port}   (health: /health, API document: /openapi.json; \
 {config.gateway_processes} process{"es" if config.gateway_processes > 1 else ""}, GATEWAY_PROCESSES)
-  broker:   {amqp_uri}
+  broker:   {broker_line(config)}
+  operator: export OPERATOR_TOKEN={operator_token}   (the operations routes: docs/operations.md)
   payments: {payments_line(config.payments)}
   data:     {data_dir}   (SQLite files; logs in {data_dir}/logs)
   metrics:  {metrics_line(system, config)}
@@ -83,6 +87,12 @@ Logs follow; Ctrl-C stops everything.
             time.sleep(0.5)
     finally:
         tail.terminate()
+
+
+def broker_line(config):
+    nodes = config.broker.hosts
+    return (f"{config.amqp_uri}" if nodes == 1 else
+            f"{nodes} nodes, {config.broker.queue_type} queues: {config.amqp_uri}")
 
 
 def metrics_line(system, config):

@@ -28,14 +28,15 @@ def free_port():
         return s.getsockname()[1]
 
 
-def free_broker_port():
-    """A free AMQP port whose Erlang distribution port (+20000, see rabbitmq.sh) is free too."""
+def free_broker_port(nodes=1):
+    """A free AMQP port, the first of `nodes` consecutive ones, whose Erlang distribution ports (+20000, see
+    rabbitmq.sh) are free too."""
     import random
     for _ in range(200):
-        port = random.randrange(20000, 45000)
-        if all(is_port_free(p) for p in (port, port + 20000)):
+        port = random.randrange(20000, 45000 - nodes)
+        if all(is_port_free(p) for n in range(nodes) for p in (port + n, port + n + 20000)):
             return port
-    raise RuntimeError("no free port pair for RabbitMQ")
+    raise RuntimeError("no free ports for RabbitMQ")
 
 
 def is_port_free(port):
@@ -63,23 +64,95 @@ class BrokerStartFailed(RuntimeError):
     """scripts/rabbitmq.sh could not start the node (it printed why: a port taken or out of range, ...)."""
 
 
-class Broker:
-    """A private RabbitMQ node (scripts/rabbitmq.sh) with its files under `directory`; its node name
-    derives from the port (orgplatform-PORT), so nodes on different ports never collide."""
+class BrokerNode:
+    """One private RabbitMQ node (scripts/rabbitmq.sh) with its files under `directory`; its name derives
+    from its port (orgplatform-PORT@localhost), so nodes on different ports never collide."""
 
-    def __init__(self, directory, port):
-        self.directory, self.port = Path(directory), port
+    def __init__(self, directory, port, cookie=None):
+        self.directory, self.port, self.cookie = Path(directory), port, cookie
+        self.name = f"orgplatform-{port}@localhost"
         self.amqp_uri = f"amqp://guest:guest@127.0.0.1:{port}/"
 
+    def _script(self, *args, check=False):
+        env = dict(os.environ, **({"RABBITMQ_CLUSTER_COOKIE": self.cookie} if self.cookie else {}))
+        return subprocess.run(["bash", str(ROOT / "scripts/rabbitmq.sh"), args[0], str(self.directory), *args[1:]],
+                              env=env, check=check)
+
     def start(self):
-        result = subprocess.run(["bash", str(ROOT / "scripts/rabbitmq.sh"), "start", str(self.directory),
-                                 str(self.port)])
-        if result.returncode != 0:
+        if self._script("start", str(self.port)).returncode != 0:
             raise BrokerStartFailed(f"RabbitMQ did not start on port {self.port} (see the message above)")
         return self
 
+    def join(self, seed):
+        if self._script("join", seed.name).returncode != 0:
+            raise BrokerStartFailed(f"RabbitMQ node {self.name} could not join {seed.name}'s cluster")
+
     def stop(self):
-        subprocess.run(["bash", str(ROOT / "scripts/rabbitmq.sh"), "stop", str(self.directory)], check=False)
+        self._script("stop")
+
+    def kill(self):
+        """SIGKILL, as a machine that died: no goodbye to its peers or clients."""
+        self._script("kill")
+
+    def ctl(self, *args):
+        """rabbitmqctl's standard output for this node (e.g. "list_queues", "name", "leader")."""
+        env = dict(os.environ, HOME=str(self.directory / "home"))
+        env.pop("LD_PRELOAD", None)
+        return subprocess.run(["/usr/lib/rabbitmq/bin/rabbitmqctl", "-q", "-n", self.name, *args], env=env,
+                              check=True, capture_output=True, text=True).stdout
+
+
+class Broker:
+    """RabbitMQ for a system: one private node (`nodes=1`, files under `directory`) or a cluster of `nodes`
+    on consecutive ports (files under `directory`/node-1, node-2, ...), joined at first start, sharing one
+    Erlang cookie; `amqp_uri` names every node, `;`-separated (kombu's failover: a connection whose node dies
+    moves to the next). Started again, a cluster's nodes start together: each waits for the others it was
+    clustered with."""
+
+    def __init__(self, directory, port, nodes=1):
+        self.directory, self.port = Path(directory), port
+        if nodes == 1:
+            self.nodes = [BrokerNode(self.directory, port)]
+        else:
+            cookie = self._cookie(self.directory)
+            self.nodes = [BrokerNode(self.directory / f"node-{n + 1}", port + n, cookie) for n in range(nodes)]
+        self.amqp_uri = ";".join(node.amqp_uri for node in self.nodes)
+
+    @staticmethod
+    def _cookie(directory):
+        import secrets
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "cluster-cookie"
+        if not path.exists():
+            path.write_text(secrets.token_hex(20))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def start(self):
+        if len(self.nodes) == 1:
+            self.nodes[0].start()
+            return self
+        # Together: a node that was clustered waits (not listening) for its peers before it serves.
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            failures = [error for error in pool.map(_started, self.nodes) if error]
+        if failures:
+            raise failures[0]
+        for node in self.nodes[1:]:
+            node.join(self.nodes[0])
+        return self
+
+    def stop(self):
+        for node in self.nodes:
+            node.stop()
+
+
+def _started(node):
+    try:
+        node.start()
+    except BrokerStartFailed as error:
+        return error
+    return None
 
 
 class System:

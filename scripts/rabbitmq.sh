@@ -3,7 +3,11 @@
 # (the Erlang crash dump included) under one folder. `make run` and the test suite each start their
 # own, so they never collide; two `make run`s with different RABBITMQ_PORTs neither.
 #   rabbitmq.sh start DIR PORT [NODENAME]   (returns once the AMQP port accepts connections)
+#   rabbitmq.sh join DIR SEED_NODENAME      (makes the running node in DIR a member of SEED's cluster)
 #   rabbitmq.sh stop DIR
+#   rabbitmq.sh kill DIR                    (SIGKILL, as a crashed machine: the fault tests)
+# Nodes of one cluster must share their Erlang cookie: RABBITMQ_CLUSTER_COOKIE, when set, is written as the
+# node's cookie before it starts (devtools.system.Broker gives every node of a cluster the same one).
 # The node name defaults to orgplatform-PORT: two nodes on one machine need different names (a second
 # node under the same name fails to start and leaves only an Erlang crash dump behind).
 # Debian's /usr/sbin/rabbitmq-server wrapper re-runs the node as the `rabbitmq` user, which cannot
@@ -34,6 +38,12 @@ start)
     fi
   done
   mkdir -p "$dir/mnesia" "$dir/log" "$dir/home"
+  if [ -n "${RABBITMQ_CLUSTER_COOKIE:-}" ]; then
+    rm -f "$dir/home/.erlang.cookie"
+    (umask 077; printf '%s' "$RABBITMQ_CLUSTER_COOKIE" > "$dir/home/.erlang.cookie")
+    chmod 400 "$dir/home/.erlang.cookie"
+  fi
+  echo "$node@localhost" > "$dir/nodename"
   echo '[].' > "$dir/enabled_plugins"
   cat > "$dir/rabbitmq.conf" <<CONF
 listeners.tcp.default = 127.0.0.1:$port
@@ -60,6 +70,20 @@ CONF
     sleep 0.25
   done
   echo "rabbitmq: not listening after 60 s, see $dir/log" >&2; exit 1 ;;
+join)
+  seed=${3:?seed node name}; node=$(cat "$dir/nodename")
+  ctl() { env -u LD_PRELOAD HOME="$dir/home" /usr/lib/rabbitmq/bin/rabbitmqctl -q -n "$node" "$@"; }
+  # A node that is a member already (a cluster started again) is left alone: joining stops its app.
+  if ctl cluster_status --formatter json | grep -q "\"$seed\""; then echo "rabbitmq: $node is in $seed's cluster"; exit 0; fi
+  ctl stop_app && ctl join_cluster "$seed" && ctl start_app
+  echo "rabbitmq: $node joined $seed's cluster" ;;
+kill)
+  if is_running; then
+    pid=$(cat "$pidfile")
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid"
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  fi
+  rm -f "$pidfile"; echo "rabbitmq: killed" ;;
 stop)
   if is_running; then
     pid=$(cat "$pidfile")
@@ -69,5 +93,5 @@ stop)
     kill -KILL -- "-$pid" 2>/dev/null || true
   fi
   rm -f "$pidfile"; echo "rabbitmq: stopped" ;;
-*) echo "usage: $0 start DIR PORT [NODENAME] | stop DIR" >&2; exit 2 ;;
+*) echo "usage: $0 start DIR PORT [NODENAME] | join DIR SEED_NODENAME | stop DIR | kill DIR" >&2; exit 2 ;;
 esac
