@@ -16,7 +16,14 @@ from nameko.rpc import RpcProxy
 from common import deadlines, metrics, tracing
 from common.config import settings
 from common.errors import EXPECTED_ERRORS, ServiceUnavailable
+from common.framework.replies import ReplyListener, ReplyLost
 from common.framework.rpc import Rpc
+
+
+class _RpcProxy(RpcProxy):
+    """Nameko's RpcProxy with our reply listener (common.framework.replies: a non-durable reply queue, and the
+    calls waiting when its connection was lost told so at once)."""
+    rpc_reply_listener = ReplyListener()
 
 
 def service_proxy(service_name):
@@ -25,7 +32,7 @@ def service_proxy(service_name):
     never ran; `call` below asks the broker whether the service has a consumer instead, and fails fast
     the same way when a request is lost with the broker (replies go without confirms too:
     common.framework.rpc.RpcConsumer). Always called through `call`."""
-    return RpcProxy(service_name, use_confirms=False)
+    return _RpcProxy(service_name, use_confirms=False)
 
 
 def rpc(fn):
@@ -206,6 +213,10 @@ def _send_and_wait(method, args, kwargs, service, data, deadline, timeout, amqp_
         slice_timeout = eventlet.Timeout(min(CONSUMER_CHECK_SECONDS, remaining))
         try:
             return reply.result()
+        except ReplyLost:
+            # The connection the reply would come on was lost (its broker node died) after the request was
+            # sent: it may have been applied.
+            raise outcome_unknown(service) from None
         except eventlet.Timeout as exc:
             if exc is not slice_timeout:
                 raise
