@@ -28,12 +28,12 @@ def arguments(count_flag, count, concurrency, description=None, switches=None):
 
 
 @contextmanager
-def running_system(postgres=False, settings=None, count_statements=False):
-    """A private broker and the whole system (PostgreSQL databases with `postgres`, environment `settings`
-    added), stopped afterwards; `system.postgres_cluster` is the cluster (None on SQLite), with
-    pg_stat_statements loaded when `count_statements`."""
+def running_system(postgres=False, settings=None, count_statements=False, broker_nodes=1):
+    """A private broker (a cluster of `broker_nodes`) and the whole system (PostgreSQL databases with
+    `postgres`, environment `settings` added), stopped afterwards; `system.postgres_cluster` is the cluster
+    (None on SQLite), with pg_stat_statements loaded when `count_statements`."""
     workdir = tempfile.mkdtemp(prefix="orgplatform-bench-")
-    broker = Broker(f"{workdir}/rabbitmq", free_broker_port()).start()
+    broker = Broker(f"{workdir}/rabbitmq", free_broker_port(broker_nodes), broker_nodes).start()
     cluster, env = None, {}
     try:
         if postgres:
@@ -60,10 +60,10 @@ def process_cpu(system):
     """CPU seconds used so far by each process of the system, by its broker's Erlang VM and, on PostgreSQL,
     by the database server (from /proc)."""
     pids = {name: process.pid for name, process in system.processes.items()}
-    beam = subprocess.run(["pgrep", "-f", f"beam.smp.*{system.data_dir}"], capture_output=True, text=True)
-    if beam.stdout.split():
-        pids["rabbitmq"] = int(beam.stdout.split()[0])
+    beams = subprocess.run(["pgrep", "-f", f"beam.smp.*{system.data_dir}"], capture_output=True, text=True)
     used = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    if beams.stdout.split():                # a cluster's nodes together
+        used["rabbitmq"] = sum(_cpu_seconds(int(pid)) or 0.0 for pid in beams.stdout.split())
     postgres_dir = getattr(system, "postgres_dir", None)
     if postgres_dir is not None:
         # The server: the postmaster and its children (a backend per pooled connection, the WAL writer...).

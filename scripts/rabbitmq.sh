@@ -49,6 +49,10 @@ start)
 listeners.tcp.default = 127.0.0.1:$port
 loopback_users = none
 disk_free_limit.absolute = 50MB
+# A cluster: a node cut off from the majority pauses rather than serving a split copy; quorum queues' leaders
+# are spread over the nodes (not all on the one the services happened to connect to first).
+cluster_partition_handling = pause_minority
+queue_leader_locator = balanced
 CONF
   # HOME holds the Erlang cookie; the distribution port is derived from the AMQP port (+20000). The node
   # keeps the machine's real clock (-u LD_PRELOAD): under scripts/test_clock_ahead.sh's libfaketime the
