@@ -14,8 +14,10 @@ Envelope (ARCHITECTURE.md "Events and the audit trail"):
     their versions, for other services' read models; see common.readmodels)
 
 Every service publishes to the `change-events` exchange with the event type as routing key. Each
-consumer has one durable queue bound to it. The relay declares those queues before it publishes, so an
-event is never dropped for lack of a bound queue, even if the consumer has never started.
+consumer has one durable queue bound to it, declared as common.queues says (classic, or quorum with a
+delivery limit and the dead-letter queue behind it). The relay declares those queues (and the dead
+letters' exchange and queue) before it publishes, so an event is never dropped for lack of a bound queue,
+even if the consumer has never started.
 """
 import logging
 import uuid
@@ -25,6 +27,7 @@ from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
 from common import event_types as types
 from common import request_ids, tracing
+from common.queues import durable_queue
 from common.timeutil import iso, parse_iso, utcnow
 
 log = logging.getLogger(__name__)
@@ -32,12 +35,12 @@ log = logging.getLogger(__name__)
 CHANGE_EXCHANGE = Exchange("change-events", type="topic", durable=True)
 
 # The audit service stores every change event.
-AUDIT_QUEUE = Queue("audit.change-events", exchange=CHANGE_EXCHANGE, routing_key="#", durable=True)
+AUDIT_QUEUE = durable_queue("audit.change-events", exchange=CHANGE_EXCHANGE, routing_key="#")
 # Every queue below that feeds a read model (common.readmodels) binds the events that carry its state.
 # The members service forgets the memberships of a deleted organization, and keeps which budget group
 # each member is in (fed by credits), organizations and agents (fed by orgs): its read models. Its own
 # invitation events call for the invitation's email (services/members/emails.py).
-MEMBERS_QUEUE = Queue("members.change-events", exchange=CHANGE_EXCHANGE, durable=True, bindings=[
+MEMBERS_QUEUE = durable_queue("members.change-events", exchange=CHANGE_EXCHANGE, bindings=[
     binding(CHANGE_EXCHANGE, routing_key=key)
     for key in (*types.ORGANIZATION_STATE_CARRIERS, *types.BUDGET_GROUP_MEMBER_STATE_CARRIERS,
                 *types.AGENT_STATE_CARRIERS, types.INVITATION_CREATED, types.INVITATION_RESENT)
@@ -46,12 +49,12 @@ MEMBERS_QUEUE = Queue("members.change-events", exchange=CHANGE_EXCHANGE, durable
 # takes away their access to agents (also a contributor's, on losing Builder); it assigns an accepted
 # invitation's agents.
 # Orgs also keeps the memberships it decides on (its read model).
-ORGS_QUEUE = Queue("orgs.change-events", exchange=CHANGE_EXCHANGE, durable=True, bindings=[
+ORGS_QUEUE = durable_queue("orgs.change-events", exchange=CHANGE_EXCHANGE, bindings=[
     binding(CHANGE_EXCHANGE, routing_key=key) for key in types.MEMBERSHIP_STATE_CARRIERS
 ])
 # The credits service takes a member who left or was removed out of their budget group, and keeps the
 # memberships and agents' access a spend is decided on, and organizations' names (its read models).
-CREDITS_QUEUE = Queue("credits.change-events", exchange=CHANGE_EXCHANGE, durable=True, bindings=[
+CREDITS_QUEUE = durable_queue("credits.change-events", exchange=CHANGE_EXCHANGE, bindings=[
     binding(CHANGE_EXCHANGE, routing_key=key)
     for key in (*types.MEMBERSHIP_STATE_CARRIERS, *types.ORGANIZATION_STATE_CARRIERS, *types.AGENT_STATE_CARRIERS,
                 types.AUTO_TOPUP_UPDATED, types.AUTO_TOPUP_FAILED, types.AUTO_TOPUP_CAP_REACHED,
@@ -59,13 +62,13 @@ CREDITS_QUEUE = Queue("credits.change-events", exchange=CHANGE_EXCHANGE, durable
 ])
 # The billing service keeps the memberships it decides who may pay on (its read model), and hears of the spends
 # that leave the balance at or below the auto top-up threshold (credits.balance_low: it tops up then).
-BILLING_QUEUE = Queue("billing.change-events", exchange=CHANGE_EXCHANGE, durable=True, bindings=[
+BILLING_QUEUE = durable_queue("billing.change-events", exchange=CHANGE_EXCHANGE, bindings=[
     binding(CHANGE_EXCHANGE, routing_key=key)
     for key in (*types.MEMBERSHIP_STATE_CARRIERS, types.ORGANIZATION_DELETED, types.CREDITS_BALANCE_LOW)
 ])
 # The webhooks service delivers every change event an endpoint subscribes to (SPEC §12), and keeps the
 # memberships it decides who may manage endpoints on (its read model).
-WEBHOOKS_QUEUE = Queue("webhooks.change-events", exchange=CHANGE_EXCHANGE, routing_key="#", durable=True)
+WEBHOOKS_QUEUE = durable_queue("webhooks.change-events", exchange=CHANGE_EXCHANGE, routing_key="#")
 CONSUMER_QUEUES = (AUDIT_QUEUE, MEMBERS_QUEUE, ORGS_QUEUE, CREDITS_QUEUE, BILLING_QUEUE, WEBHOOKS_QUEUE)
 
 

@@ -30,9 +30,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 from common import metrics, tracing
 from common.db import service_store
 from common.events import CHANGE_EXCHANGE, CONSUMER_QUEUES, change_event
+from common.queues import DEAD_LETTER_QUEUE
 from common.timeutil import parse_iso, utcnow
 
 log = logging.getLogger(__name__)
+
+# Declared before publishing (once per channel): an event is never dropped for lack of its queues, and a
+# quorum queue's dead letters never for lack of theirs (common.queues).
+_DECLARED = [CHANGE_EXCHANGE, *CONSUMER_QUEUES, DEAD_LETTER_QUEUE]
 
 
 class OutboxMixin:
@@ -171,7 +176,7 @@ def _publish(producer, rows, service=None):
             spans.append(span := _publication_span(service, row))
             producer.publish(
                 json.dumps(row.envelope), exchange=CHANGE_EXCHANGE, routing_key=row.type,
-                content_type="application/json", delivery_mode=2, declare=[CHANGE_EXCHANGE, *CONSUMER_QUEUES],
+                content_type="application/json", delivery_mode=2, declare=_DECLARED,
                 message_id=row.event_id,
                 headers=tracing.message_headers(span.context, request_id=row.envelope.get("request_id")),
             )

@@ -1,5 +1,12 @@
 """Overrides of Nameko's RPC entrypoint (Nameko 2.14.1, `nameko.rpc`):
 
+- `RpcConsumer.setup` replaces `nameko.rpc.RpcConsumer.setup`: the service's queue (the same name
+  `rpc-<service>`, exchange and routing key) is declared as common.queues says (classic, or quorum with a
+  delivery limit and dead letters), not upstream's plain durable queue. Before the container starts it
+  also declares the dead letters' exchange and queue, and checks that the container's durable queues (this
+  one and its event queues) exist as the settings declare them: one of the other type stops the start with
+  a message naming the conversion command (common.queues.check_declared), instead of a PRECONDITION_FAILED
+  traceback from the consumer.
 - `RpcConsumer.handle_result` is a copy of `nameko.rpc.RpcConsumer.handle_result` whose Responder
   (`nameko.rpc.Responder`, its `publisher_cls`) publishes the reply without waiting for the broker's
   publisher confirm (`nameko.amqp.publish.Publisher.use_confirms`). Why: a confirm protects nothing
@@ -26,6 +33,7 @@
 import logging
 
 from amqp.exceptions import AMQPError
+from kombu import Queue
 from kombu.exceptions import OperationalError
 from nameko.amqp.publish import Publisher
 from nameko.constants import (
@@ -35,11 +43,11 @@ from nameko.constants import (
     LOGIN_METHOD_CONFIG_KEY,
     SERIALIZER_CONFIG_KEY,
 )
-from nameko.rpc import Responder, get_rpc_exchange
+from nameko.rpc import RPC_QUEUE_TEMPLATE, Responder, get_rpc_exchange
 from nameko.rpc import Rpc as NamekoRpc
 from nameko.rpc import RpcConsumer as NamekoRpcConsumer
 
-from common import deadlines, metrics, tracing
+from common import deadlines, metrics, queues, tracing
 from common.db import RPC_REQUEST_ID
 from common.errors import Forbidden
 from common.framework.signature import SignatureOnce
@@ -56,7 +64,20 @@ class _Responder(Responder):
 
 
 class RpcConsumer(NamekoRpcConsumer):
-    """Nameko's, except that a reply is published without waiting for the broker's publisher confirm."""
+    """Nameko's, except that its queue is declared as common.queues says (checked before the start), and a
+    reply is published without waiting for the broker's publisher confirm."""
+
+    def setup(self):
+        # Upstream's, with common.queues.durable_queue for its plain durable Queue, then the check.
+        if self.queue is None:
+            config, service_name = self.container.config, self.container.service_name
+            self.queue = queues.durable_queue(RPC_QUEUE_TEMPLATE.format(service_name),
+                                              exchange=get_rpc_exchange(config), routing_key=f"{service_name}.*")
+            self.queue_consumer.register_provider(self)
+            self._registered = True
+            durable = [entrypoint.queue for entrypoint in self.container.entrypoints
+                       if isinstance(getattr(entrypoint, "queue", None), Queue) and entrypoint.queue.durable]
+            queues.check_declared(config[AMQP_URI_CONFIG_KEY], [self.queue, *durable])
 
     def handle_result(self, message, result, exc_info):
         # Upstream's, with _Responder for nameko.rpc.Responder.

@@ -34,6 +34,9 @@ Upstream = namedtuple("Upstream", "name sha256 recheck")
 
 UPSTREAM = [
     # ---- RPC (common/framework/rpc.py, common/framework/signature.py, common/rpc.py) ----------------------
+    Upstream("nameko.rpc.RpcConsumer.setup",
+             "055364c72ecd9d8a744a431638b409f4a960baf2fdc9702e3b70e60a4fdb7748",
+             "common.framework.rpc.RpcConsumer.setup: a copy of it, with common.queues.durable_queue's Queue"),
     Upstream("nameko.rpc.RpcConsumer.handle_result",
              "d6c4437e766e61883dd4d3a19b55ed6cbfc779aadacef6835bbb305784f6d6ee",
              "common.framework.rpc.RpcConsumer.handle_result: a copy of it, with the unconfirmed _Responder"),
