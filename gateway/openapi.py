@@ -235,8 +235,9 @@ def _error_statuses(route):
         statuses[409] = "idempotency_key_reused: the Idempotency-Key was used with another body"
     if route.body is not None or route.query_schema is not None or route.query:
         statuses[422] = "validation_error and the rules' own codes: a value breaks a rule"
-    for status in route.errors:
-        statuses.setdefault(status, DECLARED_ERRORS.get(status, "error"))
+    for status in route.errors:     # a tuple of statuses, or a dict of them with what answers each
+        described = route.errors[status] if isinstance(route.errors, dict) else None
+        statuses.setdefault(status, described or DECLARED_ERRORS.get(status, "error"))
     if not route.public:
         # Any route may meet an API key: outside the key's scopes (or on a route no key may call) it is 403.
         statuses.setdefault(403, "forbidden")

@@ -1,13 +1,25 @@
-"""Routes that need no sign-in: the health check, the OpenAPI document, and the JSON 404 of any other path."""
+"""Routes that need no sign-in: the health check, the OpenAPI document, the JSON 404 of any other path, and
+the operator's routes under /v1/operations/, which take the operator's token (OPERATOR_TOKEN) instead of a
+person's: the dead letters (docs/operations.md, "Quorum queues and dead letters")."""
+import hmac
+
 import eventlet
 from kombu import Connection
 
-from common.config import SERVICES
-from common.errors import AppError, NotFound
+from common import queues
+from common.config import SERVICES, settings
+from common.errors import AppError, Forbidden, NotFound, ServiceUnavailable, Unauthenticated
 from common.rpc import bulkheads, call
 from gateway.http import http, json_response, route
 from gateway.openapi import document
-from gateway.schemas.operations import Health
+from gateway.request_input import load
+from gateway.schemas.operations import DeadLetterPage, DeadLetterQuery, Health
+
+OPERATOR_ERRORS = {
+    401: "operator_token_required or invalid_operator_token: no `Authorization: Bearer <OPERATOR_TOKEN>`, or "
+         "another token",
+    403: "operations_disabled: OPERATOR_TOKEN is not set, so the operations routes refuse everything",
+    503: "broker_unavailable: RabbitMQ did not answer"}
 
 
 class OperationRoutes:
@@ -24,6 +36,20 @@ class OperationRoutes:
         healthy = report["rabbitmq"] == "ok" and all(v == "ok" for v in report["services"].values())
         report["status"] = "ok" if healthy else "degraded"
         return json_response(Health().dump(report), 200 if healthy else 503)
+
+    @route("GET", "/v1/operations/dead-letters",
+           "The messages in the dead-letter queue, left there (operators: Authorization: Bearer OPERATOR_TOKEN)",
+           public=True, response=DeadLetterPage(), query_schema=DeadLetterQuery(),
+           query={"limit": "1-200, default 50"}, errors=OPERATOR_ERRORS)
+    def dead_letters(self, request):
+        operator_only(request)
+        limit = load(DeadLetterQuery(), request.args.to_dict())["limit"]
+        try:
+            with eventlet.Timeout(10):
+                total, letters = queues.peek_dead_letters(self.config["AMQP_URI"], limit)
+        except (Exception, eventlet.Timeout):      # eventlet.Timeout is not an Exception
+            raise ServiceUnavailable("The message broker is not reachable.", code="broker_unavailable") from None
+        return json_response(DeadLetterPage().dump({"total": total, "dead_letters": letters}))
 
     @route("GET", "/openapi.json", "This document", public=True)
     def openapi(self, request):
@@ -57,3 +83,17 @@ def _broker_status(amqp_uri):
         return "ok"
     except BaseException:   # eventlet.Timeout is not an Exception
         return "unreachable"
+
+
+def operator_only(request):
+    """The operator's token, compared in constant time; none configured refuses everyone."""
+    expected = settings().operator_token
+    if expected is None:
+        raise Forbidden("The operations routes are disabled: set OPERATOR_TOKEN to enable them.",
+                        code="operations_disabled")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise Unauthenticated("Send the operator's token: Authorization: Bearer <OPERATOR_TOKEN>.",
+                              code="operator_token_required")
+    if not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise Unauthenticated("That is not the operator's token.", code="invalid_operator_token")

@@ -24,6 +24,7 @@ from gateway.service import GatewayService
 ENTRYPOINTS = {
     ("GET", "/health", "health"),
     ("GET", "/openapi.json", "openapi"),
+    ("GET", "/v1/operations/dead-letters", "dead_letters"),
     ("GET,POST,PUT,PATCH,DELETE", "/<path:path>", "unknown_route"),
     ("GET", "/console", "console_without_slash"),
     ("GET", "/console/", "console_page"),
@@ -108,7 +109,7 @@ ENTRYPOINTS = {
      "retry_webhook_delivery"),
     ("POST", "/v1/organizations/<org_id>/webhooks/<endpoint_id>/test", "send_webhook_test"),
 }
-PUBLIC = {"health", "openapi", "unknown_route", "console_without_slash", "console_page", "console_file",
+PUBLIC = {"health", "openapi", "dead_letters", "unknown_route", "console_without_slash", "console_page", "console_file",
           "console_settings", "dev_token", "stripe_webhook", "audit_public_key"}
 PATH_VARIABLE = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 
@@ -143,7 +144,7 @@ def error_of(response):
 
 def test_the_container_finds_every_route_once_on_the_mixins(entrypoints):
     found = [(entrypoint.method, entrypoint.url, entrypoint.method_name) for entrypoint in entrypoints]
-    assert len(found) == len(ENTRYPOINTS) == 83
+    assert len(found) == len(ENTRYPOINTS) == 84
     assert set(found) == ENTRYPOINTS
     assert {entrypoint.method_name for entrypoint in entrypoints if entrypoint.public} == PUBLIC
 

@@ -1,0 +1,37 @@
+"""The operations routes take the operator's token (OPERATOR_TOKEN), compared in constant time; none set
+refuses everyone."""
+import pytest
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
+
+from common.errors import Forbidden, Unauthenticated
+from gateway.routes.operations import operator_only
+
+
+def request(authorization=None):
+    headers = {"Authorization": authorization} if authorization is not None else {}
+    return Request(EnvironBuilder(path="/v1/operations/dead-letters", headers=headers).get_environ())
+
+
+def test_without_an_operator_token_the_routes_refuse_everything(environment):
+    environment.unset("OPERATOR_TOKEN")
+    with pytest.raises(Forbidden) as refused:
+        operator_only(request("Bearer anything"))
+    assert refused.value.code == "operations_disabled" and "OPERATOR_TOKEN" in refused.value.message
+
+
+@pytest.mark.parametrize("authorization, code", [
+    (None, "operator_token_required"), ("Bearer ", "operator_token_required"),
+    ("Basic s3cret-operator", "operator_token_required"), ("Bearer s3cret-operatoR", "invalid_operator_token"),
+    ("Bearer s3cret", "invalid_operator_token")])
+def test_a_missing_or_wrong_token_is_401(environment, authorization, code):
+    environment.set(OPERATOR_TOKEN="s3cret-operator")
+    with pytest.raises(Unauthenticated) as refused:
+        operator_only(request(authorization))
+    assert refused.value.code == code
+
+
+def test_the_operators_token_passes(environment):
+    environment.set(OPERATOR_TOKEN="s3cret-operator")
+    operator_only(request("Bearer s3cret-operator"))
+    operator_only(request("bearer s3cret-operator"))
