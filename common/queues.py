@@ -204,33 +204,45 @@ def _move(connection, source, target):
     headers as they are, each acknowledged at the source once the broker confirmed it at the target.
     Returns how many."""
     channel = connection.channel()
-    channel.confirm_select()        # py-amqp: basic_publish then waits for the broker's confirm
     moved = 0
     while (message := channel.basic_get(source, no_ack=False)) is not None:
-        channel.basic_publish(amqp.Message(message.body, **message.properties), exchange="", routing_key=target)
+        channel.basic_publish_confirm(amqp.Message(message.body, **message.properties), exchange="",
+                                      routing_key=target, confirm_timeout=30)
         channel.basic_ack(message.delivery_tag)
         moved += 1
     channel.close()
     return moved
 
 
+def _move_all(connection, source, target):
+    """_move until `source` is empty and deleted (a message published meanwhile is moved too)."""
+    moved = _move(connection, source, target)
+    while not _delete_empty(connection, source):
+        moved += _move(connection, source, target)
+    return moved
+
+
 def _delete_empty(connection, name):
-    """Delete queue `name` if it is empty; False if messages arrived meanwhile (nothing deleted)."""
-    channel = connection.channel()
-    try:
-        channel.queue_delete(name, if_empty=True)
-    except PreconditionFailed:
+    """Delete queue `name` if it is empty; False if messages arrived meanwhile (nothing deleted). Asked with
+    a count, then a plain delete: quorum queues refuse `if-empty` (NOT_IMPLEMENTED, closing the connection),
+    and nothing publishes while the services are stopped."""
+    counts = _counts(connection, name)
+    if counts is None:
+        return True
+    if counts[0]:
         return False
+    channel = connection.channel()
+    channel.queue_delete(name)
     channel.close()
     return True
 
 
 def convert(amqp_uri, queues=None, out=print):
     """Declare every queue in `queues` (every_durable_queue()) as the settings say, moving the messages of one
-    that exists otherwise aside (into `<name>.converting`), deleting it, declaring it anew (with its
-    bindings) and moving them back. Refuses, before touching anything, while a queue to convert has
-    consumers. Idempotent, and resumable: a `.converting` queue left by an interrupted run is emptied into
-    its queue. Returns 0, or 1 when it refused."""
+    that exists otherwise aside (into `<name>.converting`, a classic queue), deleting it, declaring it anew
+    (with its bindings) and moving them back. Refuses, before touching anything, while a queue to convert
+    has consumers. Idempotent, and resumable: a `.converting` queue left by an interrupted run is emptied
+    into its queue. Returns 0, or 1 when it refused."""
     queues = every_durable_queue() if queues is None else queues
     wanted = settings().broker.queue_type
     with Connection(amqp_uri) as kombu_connection:
@@ -241,7 +253,8 @@ def convert(amqp_uri, queues=None, out=print):
                 and (counts := _counts(connection, name)) and counts[1]]
         if busy:
             for name, consumers in busy:
-                out(f"refused: {name} has {consumers} consumer(s); stop every service (and gateway) first")
+                out(f"refused: {name} has {consumers} consumer(s): stop every service and gateway first; "
+                    "nothing was changed")
             return 1
         for queue in queues:
             name, temporary = queue.name, queue.name + _TEMPORARY_SUFFIX
@@ -250,22 +263,17 @@ def convert(amqp_uri, queues=None, out=print):
                 channel = connection.channel()
                 channel.queue_declare(temporary, durable=True, auto_delete=False)
                 channel.close()
-                moved = _move(connection, name, temporary)
-                while not _delete_empty(connection, name):         # published to meanwhile
-                    moved += _move(connection, name, temporary)
-                out(f"{name}: {moved} message(s) moved aside to {temporary}, queue deleted")
+                _move_all(connection, name, temporary)      # ... and the queue deleted
             queue(kombu_connection.default_channel).declare()        # with its exchange and bindings
-            if state is None:
+            back = _move_all(connection, temporary, name) if _counts(connection, temporary) is not None else None
+            if state is False:
+                out(f"{name}: converted to {wanted}, {back} message(s) kept (moved through {temporary})")
+            elif back is not None:
+                out(f"{name}: {wanted}; {back} message(s) moved back from {temporary} (an interrupted run's)")
+            elif state is None:
                 out(f"{name}: declared ({wanted})")
-            elif state is False:
-                out(f"{name}: declared again ({wanted})")
             else:
                 out(f"{name}: already {wanted}, nothing to do")
-            if _counts(connection, temporary) is not None:
-                back = _move(connection, temporary, name)
-                while not _delete_empty(connection, temporary):
-                    back += _move(connection, temporary, name)
-                out(f"{name}: {back} message(s) moved back from {temporary}, {temporary} deleted")
     return 0
 
 
