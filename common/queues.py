@@ -87,11 +87,6 @@ class QueueDeclaredOtherwise(RuntimeError):
     """A queue exists on the broker with another type or other arguments than the settings say."""
 
 
-def declare_dead_letters(channel):
-    """The dead-letter exchange and queue (idempotent)."""
-    DEAD_LETTER_QUEUE(channel).declare()
-
-
 def check_declared(amqp_uri, queues, timeout=5):
     """At a service's start: declare the dead letters' exchange and queue, then `queues`. A queue of the other
     type (or another delivery limit) raises QueueDeclaredOtherwise naming the conversion command, instead of
@@ -100,10 +95,9 @@ def check_declared(amqp_uri, queues, timeout=5):
     try:
         with Connection(amqp_uri, connect_timeout=timeout) as connection:
             connection.ensure_connection(max_retries=1)
-            declare_dead_letters(connection.default_channel)
-            for queue in queues:
+            for queue in [DEAD_LETTER_QUEUE, *queues]:
                 try:
-                    queue(connection.default_channel).declare()
+                    queue(connection.channel()).declare()
                 except PreconditionFailed as refusal:
                     raise QueueDeclaredOtherwise(mismatch_message(queue.name, refusal)) from None
     except QueueDeclaredOtherwise:
