@@ -1,11 +1,14 @@
 """The operations routes take the operator's token (OPERATOR_TOKEN), compared in constant time; none set
 refuses everyone."""
+from types import SimpleNamespace
+
 import pytest
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
-from common.errors import Forbidden, Unauthenticated
-from gateway.routes.operations import operator_only
+from common.errors import Forbidden, ServiceUnavailable, Unauthenticated
+from devtools.system import free_port
+from gateway.routes.operations import OperationRoutes, operator_only
 
 
 def request(authorization=None):
@@ -35,3 +38,11 @@ def test_the_operators_token_passes(environment):
     environment.set(OPERATOR_TOKEN="s3cret-operator")
     operator_only(request("Bearer s3cret-operator"))
     operator_only(request("bearer s3cret-operator"))
+
+
+def test_a_broker_that_cannot_be_reached_is_503(environment):
+    environment.set(OPERATOR_TOKEN="s3cret-operator")
+    routes = SimpleNamespace(config={"AMQP_URI": f"amqp://guest:guest@127.0.0.1:{free_port()}/"})
+    with pytest.raises(ServiceUnavailable) as refused:
+        OperationRoutes.dead_letters.__wrapped__(routes, request("Bearer s3cret-operator"))
+    assert refused.value.code == "broker_unavailable"
