@@ -75,8 +75,9 @@ CONSUMER_QUEUES = (AUDIT_QUEUE, MEMBERS_QUEUE, ORGS_QUEUE, CREDITS_QUEUE, BILLIN
 def key_revocations_queue():
     """A queue of one gateway process's own for api_key.revoked (gateway.known_keys): every process must
     see every revocation, so each binds a queue named for itself. Not durable, and gone a minute after its
-    process stopped consuming (x-expires), so dead processes leave nothing behind; kept through a short
-    connection loss (unlike an auto-delete queue), so a revocation made meanwhile still arrives."""
+    process stopped consuming (x-expires), so dead processes leave nothing behind. A new one (a new name) after
+    each reconnection of its process (common.framework.replies: the old one may have died with its broker
+    node), when the process forgets the keys it kept, as a revocation sent meanwhile may be lost."""
     return Queue(f"gateway.api-key-revocations.{uuid.uuid4().hex[:12]}", exchange=CHANGE_EXCHANGE,
                  routing_key=types.API_KEY_REVOKED, durable=False, queue_arguments={"x-expires": 60_000})
 

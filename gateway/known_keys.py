@@ -105,6 +105,12 @@ class KnownKeys:
         _trim(self._revoked)
 
 
+    def forget_all(self):
+        """A revocation may have been missed (the process's queue of them was lost with its broker node):
+        every key is asked of members again at its next use. What is known revoked stays revoked."""
+        self._keys.clear()
+
+
 def _trim(ordered):
     while len(ordered) > MAX_KEYS:
         ordered.popitem(last=False)

@@ -12,7 +12,7 @@ from nameko.dependency_providers import Config
 
 from common.auth import Auth
 from common.events import change_event_or_none, key_revocations_queue
-from common.framework.consume import consume
+from common.framework.replies import consume_own_queue
 from common.heap import FrozenStartupHeap
 from common.rpc import service_proxy
 from gateway.known_keys import known_keys
@@ -44,7 +44,9 @@ class GatewayService(operations.OperationRoutes, me.MeRoutes, organizations.Orga
 
     # A revoked API key stops working at once in every gateway process, not when its minute in
     # gateway.known_keys runs out.
-    @consume(key_revocations_queue())
+    # On a queue of its own, declared anew after a reconnection (common.framework.replies): the keys kept
+    # are forgotten then, as a revocation sent meanwhile may have been lost.
+    @consume_own_queue(queue_factory=key_revocations_queue, on_renewed=known_keys.forget_all)
     def on_api_key_revoked(self, message):
         event = change_event_or_none(message)
         if event is not None:

@@ -123,6 +123,17 @@ UPSTREAM = [
     Upstream("nameko.messaging.QueueConsumer.prefetch_count",
              "ccd8a8dfa1eaa5e087e03209c92b666db8239c0d942ddf6dea3a7e6470df5d99",
              "common.framework.batch_consume: a batch is at most the prefetch count, max_workers"),
+    # ---- queues of a process's own, declared anew after a reconnection (common/framework/replies.py) -------
+    Upstream("nameko.rpc.ReplyListener.setup",
+             "00b93fa29cbb71cbcfcebd2a5ba68310a3a0286859766ed7414791758480c2aa",
+             "common.framework.replies.ReplyListener.setup: upstream's queue name, exchange and arguments, "
+             "declared non-durable; its routing_key is each call's reply_to (MethodProxy._call reads it per call)"),
+    Upstream("nameko.messaging.QueueConsumer.get_consumers",
+             "c64c79c9fb67f4823f10d729e0d34be2c51d8a9399912e7bfed59d10086089b8",
+             "common.framework.replies.OwnQueues: called after every (re)connection, reads provider.queue"),
+    Upstream("nameko.messaging.Consumer.__init__",
+             "25cdedc9d235f2c2ef240d04eab2d4d64c2ee484076bf80269dafac3b94e9bd3",
+             "common.framework.replies.OwnQueueConsumer: (queue, requeue_on_error, **kwargs), queue kept as .queue"),
     # ---- broker outage logged once (common/framework/log_filters.py) -------------------------------------
     Upstream("nameko.messaging.QueueConsumer.on_connection_error",
              "5a829886e37de3fa09574837a944bfc6af39979164153c7fd460ee16c1f03f90",
