@@ -30,6 +30,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from common import metrics, tracing
 from common.db import service_store
 from common.events import CHANGE_EXCHANGE, CONSUMER_QUEUES, change_event
+from common.framework.consume import ACK_FAILURES as BROKER_GONE
 from common.queues import DEAD_LETTER_QUEUE
 from common.timeutil import parse_iso, utcnow
 
@@ -330,7 +331,8 @@ class OutboxRelay(DependencyProvider):
                     failing_since = time.monotonic()
                     log.warning("outbox relay of %s cannot publish (%s); the events wait in the outbox and it "
                                 "retries every %g s", self.container.service_name, error, self.interval,
-                                exc_info=True)
+                                # A broker gone is said in a line; anything else (the database...) with its traceback.
+                                exc_info=not isinstance(error, BROKER_GONE))
                 if connection is not None:
                     connection.release()
                 connection = None
