@@ -128,3 +128,20 @@ def test_sqlite_commits_are_synced_as_configured(tmp_path, environment):
         environment.set(SQLITE_SYNCHRONOUS=setting)
         with Store(f"sqlite:///{tmp_path / setting}.sqlite").read() as session:
             assert session.execute(text("PRAGMA synchronous")).scalar() == level
+
+
+def test_a_cluster_of_broker_nodes_is_named_in_the_amqp_uri_and_gets_quorum_queues():
+    one = settings({"RABBITMQ_PORT": "5700"})
+    assert one.amqp_uri == "amqp://guest:guest@127.0.0.1:5700/" and one.broker.queue_type == "classic"
+    three = settings({"RABBITMQ_PORT": "5700", "BROKER_NODES": "3"})
+    assert three.amqp_uri.split(";") == [f"amqp://guest:guest@127.0.0.1:{port}/" for port in (5700, 5701, 5702)]
+    assert (three.broker.hosts, three.broker.queue_type, three.broker.delivery_limit) == (3, "quorum", 20)
+    given = settings({"AMQP_URI": "amqp://u:p@a:5672/;amqp://u:p@b:5672/", "BROKER_QUEUE_TYPE": "classic"})
+    assert given.amqp_uri_given and given.broker.hosts == 2 and given.broker.queue_type == "classic"
+
+
+@pytest.mark.parametrize("name, value", [("BROKER_NODES", "8"), ("BROKER_NODES", "0"),
+                                         ("BROKER_QUEUE_TYPE", "stream"), ("BROKER_DELIVERY_LIMIT", "0")])
+def test_broker_settings_that_cannot_be_used(name, value):
+    with pytest.raises(ConfigError, match=name):
+        settings({name: value})
