@@ -1,6 +1,9 @@
 """common.framework.batch_consume on the real broker: messages that arrive together reach one worker as a
 list, at most the prefetch count (max_workers) at a time, each acknowledged once its batch's worker
-returned; a batch whose worker raises goes back to the queue whole and comes again."""
+returned; a batch of one whose worker raises goes back to the queue and comes again, a larger batch whose
+worker raises is run again message by message, so that on a quorum queue with a delivery limit a poison
+message is dead-lettered alone and the healthy ones batched with it are stored."""
+import json
 import time
 import uuid
 
@@ -63,7 +66,7 @@ def test_messages_that_arrive_together_are_one_batch_each_acknowledged_once(brok
         container.stop()
 
 
-def test_a_batch_whose_worker_raises_is_requeued_whole_and_comes_again(broker):
+def test_messages_whose_worker_raises_are_requeued_and_come_again(broker):
     BatchCollector.failures_left[0] = 2
     container = run_collector(broker)
     try:
@@ -74,3 +77,68 @@ def test_a_batch_whose_worker_raises_is_requeued_whole_and_comes_again(broker):
         assert BatchCollector.failures_left[0] == 0
     finally:
         container.stop()
+
+
+# ---- a poison message on a quorum queue with a delivery limit ------------------------------------------
+POISON = -1
+DELIVERY_LIMIT = 2
+POISON_RUN = f"test-poison-{uuid.uuid4().hex}"
+POISON_EXCHANGE = Exchange(f"{POISON_RUN}-events", type="topic", durable=False, auto_delete=True)
+DEAD_LETTERS = Exchange(f"{POISON_RUN}-dead-letters", type="fanout", durable=False, auto_delete=True)
+DEAD_LETTER_QUEUE = Queue(f"{POISON_RUN}-dead-letters", exchange=DEAD_LETTERS, durable=False, auto_delete=False)
+QUORUM_QUEUE = Queue(f"{POISON_RUN}-events", exchange=POISON_EXCHANGE, routing_key="#", durable=True,
+                     auto_delete=False, queue_arguments={  # as common.queues declares them in quorum mode
+                         "x-queue-type": "quorum", "x-delivery-limit": DELIVERY_LIMIT,
+                         "x-dead-letter-exchange": DEAD_LETTERS.name})
+
+
+class PoisonedCollector:
+    name = "poisoned_collector"
+    stored = []                 # what a worker that returned stored
+    failed = []                 # the batches whose worker raised
+
+    @consume_batch(QUORUM_QUEUE, requeue_on_error=True)
+    def take(self, bodies):
+        numbers = [body["n"] for body in bodies]
+        if POISON in numbers:
+            self.failed.append(numbers)
+            raise ValueError("simulated: an event the handler always fails on")
+        self.stored.extend(numbers)
+
+
+def dead_letters(broker):
+    with Connection(broker.amqp_uri) as connection:
+        channel = connection.default_channel
+        letters = []
+        while (message := channel.basic_get(DEAD_LETTER_QUEUE.name, no_ack=False)) is not None:
+            letters.append(json.loads(message.body)["n"])
+        return letters                  # not acknowledged: back in the queue once the channel closes
+
+
+def test_a_poison_message_batched_with_healthy_ones_is_dead_lettered_alone_on_a_quorum_queue(broker):
+    with Connection(broker.amqp_uri) as connection:
+        DEAD_LETTER_QUEUE(connection.default_channel).declare()
+        QUORUM_QUEUE(connection.default_channel).declare()
+    container = ServiceContainer(PoisonedCollector, {"AMQP_URI": broker.amqp_uri, "max_workers": MAX_WORKERS})
+    try:
+        # Published in one go before the consumer starts: the broker hands them out in batches of up to
+        # MAX_WORKERS, the poison among healthy ones.
+        with Connection(broker.amqp_uri) as connection:
+            producer = connection.Producer()
+            for n in [0, 1, 2, POISON, 3, 4, 5, 6, 7, 8]:
+                producer.publish({"n": n}, exchange=POISON_EXCHANGE, routing_key="n", serializer="json",
+                                 declare=[POISON_EXCHANGE])
+        container.start()
+        wait_for(lambda: POISON in dead_letters(broker), timeout=20, message="the poison dead-lettered")
+        time.sleep(0.5)                 # anything else dead-lettered or stored twice would show by now
+        assert dead_letters(broker) == [POISON]     # the poison alone, none of the healthy ones with it
+        wait_for(lambda: len(PoisonedCollector.stored) >= 9, timeout=20, message="the 9 healthy messages")
+        assert sorted(PoisonedCollector.stored) == list(range(9))
+        # The poison did fail in a batch with healthy messages (else this showed nothing).
+        assert any(len(batch) > 1 for batch in PoisonedCollector.failed), PoisonedCollector.failed
+    finally:
+        container.stop()
+        with Connection(broker.amqp_uri) as connection:
+            channel = connection.default_channel
+            channel.queue_delete(QUORUM_QUEUE.name)
+            channel.queue_delete(DEAD_LETTER_QUEUE.name)

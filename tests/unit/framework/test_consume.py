@@ -28,7 +28,8 @@ def entrypoint(cls):
 
 def test_an_acknowledgement_lost_with_the_broker_is_a_warning_not_a_dead_service(caplog):
     assert entrypoint(Consumer).handle_result("message", None, "done", None) == ("done", None)
-    assert entrypoint(BatchConsumer).handle_batch_result(["m1", "m2"], [], None, "done", None) == ("done", None)
+    batch = [("body 1", "m1"), ("body 2", "m2")]
+    assert entrypoint(BatchConsumer).handle_batch_result(batch, [], None, "done", None) == ("done", None)
     assert caplog.text.count("members.on_change_event: a message could not be acknowledged") == 2
 
 

@@ -119,7 +119,8 @@ UPSTREAM = [
     Upstream("nameko.messaging.QueueConsumer.handle_message",
              "758d20be43f8d5735269cc71c10860bf766fc7178fabcaaf913e3753318d6e2e",
              "common.framework.batch_consume: each message reaches handle_message in its own managed thread, so "
-             "what arrived together is pending when _dispatch runs"),
+             "what arrived together is pending when _dispatch runs; BatchConsumer._run_alone spawns each message "
+             "of a failed batch from a managed thread of its own in the same way"),
     Upstream("nameko.messaging.QueueConsumer.prefetch_count",
              "ccd8a8dfa1eaa5e087e03209c92b666db8239c0d942ddf6dea3a7e6470df5d99",
              "common.framework.batch_consume: a batch is at most the prefetch count, max_workers"),
