@@ -12,6 +12,7 @@ from common.errors import AppError, Forbidden, NotFound, ServiceUnavailable, Una
 from common.rpc import bulkheads, call
 from gateway.http import http, json_response, route
 from gateway.openapi import document
+from gateway.rate_limits import rate_limits
 from gateway.request_input import load
 from gateway.schemas.operations import DeadLetterPage, DeadLetterQuery, Health
 
@@ -19,6 +20,7 @@ OPERATOR_ERRORS = {
     401: "operator_token_required or invalid_operator_token: no `Authorization: Bearer <OPERATOR_TOKEN>`, or "
          "another token",
     403: "operations_disabled: OPERATOR_TOKEN is not set, so the operations routes refuse everything",
+    429: "too_many_failures: too many refused credentials from this address (wrong operator tokens count)",
     503: "broker_unavailable: RabbitMQ did not answer"}
 
 
@@ -95,5 +97,9 @@ def operator_only(request):
     if scheme.lower() != "bearer" or not given.strip():
         raise Unauthenticated("Send the operator's token: Authorization: Bearer <OPERATOR_TOKEN>.",
                               code="operator_token_required")
+    # Wrong tokens count against the client address as every refused credential does (429 past the limit).
+    address = rate_limits.client_address(request.environ)
+    rate_limits.check_not_blocked(address)
     if not hmac.compare_digest(given.strip().encode(), expected.encode()):
-        raise Unauthenticated("That is not the operator's token.", code="invalid_operator_token")
+        raise rate_limits.failed(Unauthenticated("That is not the operator's token.", code="invalid_operator_token"),
+                                 address)

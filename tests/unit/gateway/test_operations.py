@@ -6,7 +6,7 @@ import pytest
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
-from common.errors import Forbidden, ServiceUnavailable, Unauthenticated
+from common.errors import AppError, Forbidden, ServiceUnavailable, Unauthenticated
 from devtools.system import free_port
 from gateway.routes.operations import OperationRoutes, operator_only
 
@@ -32,6 +32,20 @@ def test_a_missing_or_wrong_token_is_401(environment, authorization, code):
     with pytest.raises(Unauthenticated) as refused:
         operator_only(request(authorization))
     assert refused.value.code == code
+
+
+def test_wrong_tokens_count_against_the_address_like_every_refused_credential(environment):
+    environment.set(OPERATOR_TOKEN="s3cret-operator")
+    guesser = {"REMOTE_ADDR": "198.51.100.77"}
+    codes = []
+    for n in range(70):
+        environ = EnvironBuilder(path="/v1/operations/dead-letters", headers={"Authorization": f"Bearer guess-{n}"},
+                                 environ_base=guesser).get_environ()
+        with pytest.raises(AppError) as refused:
+            operator_only(Request(environ))
+        codes.append(refused.value.code)
+    assert codes[0] == "invalid_operator_token" and codes[-1] == "too_many_failures"
+    assert set(codes) == {"invalid_operator_token", "too_many_failures"}
 
 
 def test_the_operators_token_passes(environment):
