@@ -28,7 +28,7 @@ from tests.faults.helpers import Seen, change_key, lost_and_duplicated, trail_ho
 
 CLIENTS = 10
 PAUSE = 0.1                  # between one client's requests
-BEFORE, DOWN, AFTER = 3.0, 8.0, 5.0   # seconds of traffic before a kill, with the node down, after its restart
+BEFORE, DOWN, AFTER = 2.0, 5.0, 4.0   # seconds of traffic before a kill, with the node down, after its restart
 RECOVERY_BOUND = 10.0        # requests succeed again within this of a kill
 GRANTED, AMOUNT = Decimal("100000"), Decimal("0.25")
 QUEUES = [f"rpc-{name}" for name in SERVICES] + [queue.name for queue in CONSUMER_QUEUES]
