@@ -1,11 +1,23 @@
-"""A 3-node RabbitMQ cluster with quorum queues (BROKER_NODES=3 as `make run` starts it), mixed traffic from
-10 clients (renames of one organization, invitations and spends, the last two under Idempotency-Keys
-retried with the same key after a failure), and one broker node killed (SIGKILL) and started again: first
-the node every process is connected to (the first AMQP_URI names), then the one that leads the most of the
-queues (quorum queues' leaders are spread over the nodes). No service process exits and none logs a
-traceback; every request answers 2xx or a JSON 503 (never a 500); requests succeed again within 10 s of
-each kill (measured and printed); every change that answered 2xx is in the audit trail exactly once; no key
-is charged or invited twice; the balance adds up."""
+"""A 3-node RabbitMQ cluster with quorum queues (BROKER_NODES=3 as `make run` starts it, SQLite), one for the
+module (each test's setup costs a cluster and a system, about 20 s):
+
+- A poison message: an event a reaction always fails on (an agent.created whose agent state lacks its
+  fields: members and credits, which keep agents' access, raise on it and requeue it) is delivered
+  BROKER_DELIVERY_LIMIT + 1 times, then dead-lettered into the `dead-letters` queue, once per queue it
+  died in; changes made meanwhile and afterwards reach the audit trail and the read models; the operator's
+  route lists it (its queue, event id, reason) without consuming it, and refuses any other token.
+- A broker node killed: mixed traffic from 10 clients (renames of one organization, invitations and spends,
+  the last two under Idempotency-Keys retried with the same key after a failure), and one node killed
+  (SIGKILL) and started again: first the node every process is connected to (the first AMQP_URI names),
+  then the one that leads the most of the queues (quorum queues' leaders are spread over the nodes). No
+  service process exits and none logs a traceback; every request answers 2xx or a JSON 503 (never a 500);
+  requests succeed again within 10 s of each kill (measured and printed); every change that answered 2xx
+  is in the audit trail exactly once; no key is charged or invited twice; the balance adds up.
+
+The dead letters' tests run first: they count what the dead-letter queue holds, and requests that expire
+during a kill would be dead-lettered too."""
+
+import json
 import shutil
 import tempfile
 import threading
@@ -16,13 +28,23 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
+import requests
+from kombu import Connection
 
 from common.config import SERVICES
-from common.events import CONSUMER_QUEUES
+from common.events import CHANGE_EXCHANGE, CONSUMER_QUEUES, CREDITS_QUEUE, MEMBERS_QUEUE, change_event
 from devtools.system import Broker, free_broker_port, free_port
 from gateway import tokens
 from tests.conftest import RunningSystem
-from tests.e2e.helpers import audit_entries, create_agent, create_organization, join, ok, wait_for
+from tests.e2e.helpers import (
+    audit_entries,
+    create_agent,
+    create_organization,
+    error_code,
+    join,
+    ok,
+    wait_for,
+)
 from tests.e2e.test_credits import assert_ledger_adds_up, balance, ledger, spend
 from tests.faults.helpers import Seen, change_key, lost_and_duplicated, trail_holds, unavailable
 
@@ -32,6 +54,9 @@ BEFORE, DOWN, AFTER = 2.0, 5.0, 4.0   # seconds of traffic before a kill, with t
 RECOVERY_BOUND = 10.0        # requests succeed again within this of a kill
 GRANTED, AMOUNT = Decimal("100000"), Decimal("0.25")
 QUEUES = [f"rpc-{name}" for name in SERVICES] + [queue.name for queue in CONSUMER_QUEUES]
+DELIVERY_LIMIT = 3           # small, so the poison is dead-lettered soon (a kill redelivers a message once)
+OPERATOR_TOKEN = "operator-" + uuid.uuid4().hex
+DEAD_LETTERS = "/v1/operations/dead-letters"
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +65,8 @@ def cluster_system(tmp_path_factory):
     directory = tempfile.mkdtemp(prefix="orgplatform-cluster-")
     broker = Broker(directory, free_broker_port(3), nodes=3).start()
     running = RunningSystem(tmp_path_factory.mktemp("cluster-system"), broker.amqp_uri, free_port(),
-                            dict(JWT_SECRET=tokens.secret(), LOCALSTRIPE_PORT=str(free_port())))
+                            dict(JWT_SECRET=tokens.secret(), LOCALSTRIPE_PORT=str(free_port()),
+                                 BROKER_DELIVERY_LIMIT=str(DELIVERY_LIMIT), OPERATOR_TOKEN=OPERATOR_TOKEN))
     try:
         assert running.env["AMQP_URI"].count(";") == 2
         running.start_all()
@@ -57,6 +83,84 @@ def leaders(node):
     return {row[0]: row[2] for row in rows if len(row) == 3 and row[0] in QUEUES and row[1] == "quorum"}
 
 
+def operator_get(system, token=OPERATOR_TOKEN, **params):
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return requests.get(system.url + DEAD_LETTERS, headers=headers, params=params, timeout=30)
+
+
+def queue_depths(amqp_uri, names):
+    with Connection(amqp_uri) as connection:
+        channel = connection.channel()
+        return {name: channel.queue_declare(name, passive=True).message_count for name in names}
+
+
+def test_a_poison_event_ends_in_the_dead_letter_queue_and_the_others_flow_on(cluster_system, figure):
+    system, broker = cluster_system
+    alice = system.user("alice")
+    org = create_organization(alice, "Poisoned")["id"]
+    assert ok(operator_get(system)) == {"total": 0, "dead_letters": []}
+
+    # The queues are quorum queues with the delivery limit (declared otherwise, the broker would refuse).
+    with Connection(broker.amqp_uri) as connection:
+        for queue in (MEMBERS_QUEUE, CREDITS_QUEUE):
+            connection.channel().queue_declare(queue.name, durable=True, auto_delete=False, arguments={
+                "x-queue-type": "quorum", "x-delivery-limit": DELIVERY_LIMIT, "x-dead-letter-exchange": "dead-letters",
+                "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"})
+
+    poison = change_event("agent.created", "create", org, {"id": alice.id, "email": alice.email}, "agent",
+                          str(uuid.uuid4()), after={"name": "Poison"},
+                          state={"agents": [{"agent_id": str(uuid.uuid4())}]})    # no organization, no version
+    started = time.monotonic()
+    with Connection(broker.amqp_uri, transport_options={"confirm_publish": True}) as connection:
+        connection.Producer().publish(json.dumps(poison), exchange=CHANGE_EXCHANGE, routing_key="agent.created",
+                                      content_type="application/json", delivery_mode=2,
+                                      message_id=poison["event_id"])
+    # Meanwhile: changes whose events go through the same queues.
+    ok(alice.patch(f"/v1/organizations/{org}", json={"name": "Still flowing"}))
+    agent = create_agent(alice, org, "Healthy agent")["id"]
+
+    listed = wait_for(lambda: (lambda body: body if body["total"] >= 2 else None)(ok(operator_get(system))),
+                      timeout=30, message="the poison event dead-lettered from members and credits")
+    figure(f"a poison event dead-lettered from both queues {time.monotonic() - started:.1f} s after it was "
+           f"published (delivery limit {DELIVERY_LIMIT})")
+    assert listed["total"] == 2
+    assert sorted(letter["queue"] for letter in listed["dead_letters"]) == ["credits.change-events",
+                                                                             "members.change-events"]
+    for letter in listed["dead_letters"]:
+        assert (letter["event_id"], letter["type"], letter["reason"], letter["routing_key"]) == (
+            poison["event_id"], "agent.created", "delivery_limit", "agent.created")
+        assert letter["delivery_count"] == DELIVERY_LIMIT + 1 and letter["deaths"] == 1
+        assert letter["body"]["state"] == poison["state"] and letter["dead_lettered_at"].endswith("Z")
+    # Listed, not consumed: the same two again; and nothing of it is left looping in the consumers' queues.
+    assert ok(operator_get(system, limit=1)) == {"total": 2, "dead_letters": listed["dead_letters"][:1]}
+    assert ok(operator_get(system))["total"] == 2
+    wait_for(lambda: set(queue_depths(broker.amqp_uri, ["members.change-events", "credits.change-events"]).values())
+             == {0}, message="the consumers' queues empty")
+
+    # Afterwards too: the trail holds every change (and the poison's own entry: audit stores any event),
+    # and credits' read models know the new agent and the member (a spend through it succeeds).
+    ok(alice.patch(f"/v1/organizations/{org}", json={"name": "After the poison"}))
+    wanted = {"organization.renamed", "agent.created"}
+    entries = wait_for(lambda: (lambda e: e if len([x for x in e if x["type"] in wanted]) >= 4 else None)(
+        audit_entries(alice, org)), message="the trail")
+    assert [e["changes"] for e in entries if e["type"] == "organization.renamed"][0][0]["new_value"] == \
+        "After the poison"
+    ok(alice.post(f"/v1/organizations/{org}/credits/grants", json={"amount": "10", "type": "paid"}), 201)
+    wait_for(lambda: alice.post(f"/v1/organizations/{org}/usage", json={"agent_id": agent, "amount": "1.5"},
+                                headers={"Idempotency-Key": f"after-poison-{uuid.uuid4().hex}"}).status_code == 201,
+             message="a spend through the new agent")
+
+
+def test_the_dead_letters_take_the_operators_token(cluster_system):
+    system, _ = cluster_system
+    assert error_code(operator_get(system, token=None), 401) == "operator_token_required"
+    assert error_code(operator_get(system, token=OPERATOR_TOKEN + "x"), 401) == "invalid_operator_token"
+    assert error_code(operator_get(system, token=tokens.mint("u1", "u1@example.com")), 401) == "invalid_operator_token"
+    assert error_code(operator_get(system, limit=0), 422) == "validation_error"
+    assert error_code(operator_get(system, limit=201), 422) == "validation_error"
+    assert error_code(operator_get(system, limit="many"), 422) == "validation_error"
+
+
 def test_a_broker_node_killed_under_mixed_traffic_loses_and_doubles_nothing(cluster_system, figure):
     system, broker = cluster_system
     led = leaders(broker.nodes[0])
@@ -71,6 +175,8 @@ def test_a_broker_node_killed_under_mixed_traffic_loses_and_doubles_nothing(clus
     wait_for(lambda: ok(spender.post(f"{base}/usage", json={"agent_id": agent, "amount": "0.01", "dry_run": True}))
              ["allowed"], message="the spender may spend")
     pids = {name: process.pid for name, process in system.processes.items()}
+    # What each process logs from here on (the poison of the test before left its reactions' tracebacks).
+    log_offsets = {name: (system.log_dir / f"{name}.log").stat().st_size for name in system.processes}
 
     seen, stop = Seen(), threading.Event()
     answers = []                     # (sent at, answered at, succeeded) of every request
@@ -152,7 +258,9 @@ def test_a_broker_node_killed_under_mixed_traffic_loses_and_doubles_nothing(clus
 
     for name, process in system.processes.items():
         assert process.poll() is None and process.pid == pids[name], f"{name} exited or was restarted"
-        log = (system.log_dir / f"{name}.log").read_text()
+        with open(system.log_dir / f"{name}.log") as log_file:
+            log_file.seek(log_offsets[name])
+            log = log_file.read()
         assert "Traceback" not in log, (name, log[-3000:])
 
     expected = ([("organization.renamed", name) for name in renamed] +
