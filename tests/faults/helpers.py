@@ -50,6 +50,20 @@ def unavailable(response):
         response.text
 
 
+def until_answered(send, request, answers, within=60):
+    """Send `request` through `send` (which records it: Seen.send) again after each failure a client must
+    accept (a JSON 503, `unavailable`) until it answers one of `answers`: a retry under the same
+    Idempotency-Key."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        response = send(request)
+        if response.status_code in answers:
+            return response
+        unavailable(response)
+        time.sleep(0.2)
+    raise AssertionError(f"no answer in {answers} within {within} s")
+
+
 def queue_state(amqp_uri, queue):
     """(messages ready, consumers) of a queue, as the broker reports them."""
     with Connection(amqp_uri) as connection:

@@ -26,6 +26,7 @@ from tests.faults.helpers import (
     new_value,
     trail_holds,
     unavailable,
+    until_answered,
     wait_for_consumers,
 )
 
@@ -68,25 +69,14 @@ def test_a_process_of_each_service_killed_while_its_twin_serves_loses_and_double
             unavailable(response)
             rename_failed.append(name)
 
-    def until_answered(request, answers):
-        """Send `request` again after each failure (a JSON 503) until it answers one of `answers`."""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            response = seen.send(request)
-            if response.status_code in answers:
-                return response
-            unavailable(response)
-            time.sleep(0.2)
-        raise AssertionError(f"no answer in {answers} within 60 s")
-
     def edit_roles(person):
         roles = ROLE_STEPS[len(edits[person.id]) % len(ROLE_STEPS)]
-        until_answered(lambda: owner.patch(f"{base}/members/{person.id}", json={"roles": roles}), (200,))
+        until_answered(seen.send, lambda: owner.patch(f"{base}/members/{person.id}", json={"roles": roles}), (200,))
         edits[person.id].append(tuple(sorted(roles)))
 
     def spend_once(person):
         key = uuid.uuid4().hex
-        response = until_answered(lambda: spend(person, org, agent, str(AMOUNT), key), (201, 402))
+        response = until_answered(seen.send, lambda: spend(person, org, agent, str(AMOUNT), key), (201, 402))
         if response.status_code == 402:
             assert person is capped and response.json()["error"]["code"] == "budget_exceeded", response.text
         charges[key] = (person.id, response.json()["id"] if response.status_code == 201 else None)
