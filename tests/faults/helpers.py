@@ -54,14 +54,15 @@ def until_answered(send, request, answers, within=60):
     """Send `request` through `send` (which records it: Seen.send) again after each failure a client must
     accept (a JSON 503, `unavailable`) until it answers one of `answers`: a retry under the same
     Idempotency-Key."""
-    deadline = time.monotonic() + within
+    deadline, response = time.monotonic() + within, None
     while time.monotonic() < deadline:
         response = send(request)
         if response.status_code in answers:
             return response
         unavailable(response)
         time.sleep(0.2)
-    raise AssertionError(f"no answer in {answers} within {within} s")
+    last = f"{response.request.method} {response.url}: {response.text[:300]}" if response is not None else "none"
+    raise AssertionError(f"no answer in {answers} within {within} s; the last: {last}")
 
 
 def queue_state(amqp_uri, queue):
