@@ -94,7 +94,7 @@ class BatchConsumer(Consumer):
                 for _, message in batch:
                     self.handle_message_processed(message, result, exc_info)
         except ACK_FAILURES as error:
-            unacknowledged(self, error)         # the rest of the batch comes again with the broker
+            unacknowledged(self, error, batch[0][1])    # the rest of the batch comes again with the broker
         finally:
             for span in spans:
                 span.end(exc_info[1] if exc_info else None)

@@ -11,6 +11,7 @@ acknowledgement the broker cannot take is dropped with a warning, `unacknowledge
 worker.
 """
 import logging
+import socket
 
 from amqp.exceptions import AMQPError
 from kombu.exceptions import OperationalError
@@ -24,13 +25,31 @@ log = logging.getLogger(__name__)
 ACK_FAILURES = (OSError, OperationalError, AMQPError)
 
 
-def unacknowledged(entrypoint, error):
+def unacknowledged(entrypoint, error, message=None):
     """An acknowledgement lost with the broker: the broker delivers the message again once it is back, and
     the reaction, idempotent (common.inbox), does not act twice. Why not let it raise: upstream lets the
     error escape the worker, which kills the whole service container (seen: members exited mid broker
-    outage, a reaction's ack on a reset connection)."""
+    outage, a reaction's ack on a reset connection).
+
+    The connection is dead, so it is shut down for reading too: the queue consumer's green thread reading
+    from the same socket then fails at once and reconnects. Why: on a cluster, after a node was killed
+    while acks were being written, a service's queue consumer was seen never to reconnect (no "connection
+    lost" line, its queues without a consumer for good), its acks having failed on the dead socket first."""
     log.warning("%s.%s: a message could not be acknowledged (%s); it will be delivered again",
                 entrypoint.container.service_name, entrypoint.method_name, error)
+    shut_down_connection_of(message)
+
+
+def shut_down_connection_of(message):
+    """Shut the socket of `message`'s connection if a write on it failed (py-amqp's transport then says it is
+    not connected), so its reader fails too; a connection still writable is left alone."""
+    transport = getattr(getattr(getattr(message, "channel", None), "connection", None), "transport", None)
+    sock = getattr(transport, "sock", None)
+    if sock is not None and getattr(transport, "connected", True) is False:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass                            # already shut: the reader has seen it
 
 
 class Consumer(NamekoConsumer):
@@ -49,7 +68,7 @@ class Consumer(NamekoConsumer):
         try:
             return super().handle_result(message, worker_ctx, result, exc_info)
         except ACK_FAILURES as error:
-            unacknowledged(self, error)
+            unacknowledged(self, error, message)
             return result, exc_info
         finally:
             span = self._spans.pop(message, None) if self._spans else None

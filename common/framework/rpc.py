@@ -50,6 +50,7 @@ from nameko.rpc import RpcConsumer as NamekoRpcConsumer
 from common import deadlines, metrics, queues, tracing
 from common.db import RPC_REQUEST_ID
 from common.errors import Forbidden
+from common.framework.consume import shut_down_connection_of
 from common.framework.signature import SignatureOnce
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,7 @@ class Rpc(SignatureOnce, NamekoRpc):
         except (OSError, ConnectionError, OperationalError, AMQPError) as error:
             log.warning("the reply of %s.%s could not be sent and was dropped (%s); the caller will time out",
                         self.container.service_name, self.method_name, error)
+            shut_down_connection_of(message)    # if it was the request's ack that failed: its reader reconnects
             return result, exc_info
         finally:
             span = self._spans.pop(message, None) if self._spans else None

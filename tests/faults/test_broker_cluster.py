@@ -8,7 +8,7 @@ module (each test's setup costs a cluster and a system, about 20 s):
   route lists it (its queue, event id, reason) without consuming it, and refuses any other token.
 - A broker node killed: mixed traffic from 10 clients (renames of one organization, invitations and spends,
   the last two under Idempotency-Keys retried with the same key after a failure), and one node killed
-  (SIGKILL) and started again: first the node every process is connected to (the first AMQP_URI names),
+  (SIGKILL) and started again, one at a time: first the node every process is connected to (the first AMQP_URI names),
   then the one that leads the most of the queues (quorum queues' leaders are spread over the nodes). No
   service process exits and none logs a traceback; every request answers 2xx or a JSON 503 (never a 500);
   requests succeed again within 10 s of each kill (measured and printed); every change that answered 2xx
@@ -81,6 +81,13 @@ def leaders(node):
     """{queue: the node leading it} of the queues the traffic uses, as the cluster reports it."""
     rows = (line.split("\t") for line in node.ctl("list_queues", "name", "type", "leader").splitlines())
     return {row[0]: row[2] for row in rows if len(row) == 3 and row[0] in QUEUES and row[1] == "quorum"}
+
+
+def all_members_online(node):
+    """Whether each queue the traffic uses has its three members online, as `node` reports it."""
+    rows = [line.split("\t") for line in node.ctl("list_queues", "name", "online").splitlines()]
+    online = {row[0]: row[1].count("@") for row in rows if len(row) == 2}
+    return all(online.get(queue) == 3 for queue in QUEUES)
 
 
 def operator_get(system, token=OPERATOR_TOKEN, **params):
@@ -229,6 +236,10 @@ def test_a_broker_node_killed_under_mixed_traffic_loses_and_doubles_nothing(clus
         node.kill()
         time.sleep(DOWN)
         node.start()                                 # it rejoins its cluster
+        # One fault at a time: the next kill waits until every queue has its three members again (a node
+        # killed while the one restarted a moment ago is still rejoining would leave no majority).
+        wait_for(lambda: all_members_online(node), timeout=60, interval=0.5,
+                 message="every quorum queue's three members online")
         time.sleep(AFTER)
         # From the kill on: the first request after which every request sent succeeded.
         after = sorted((sent, ok_) for sent, _, ok_ in answers if sent >= killed_at - 10)

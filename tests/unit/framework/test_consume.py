@@ -36,3 +36,25 @@ def test_an_acknowledgement_lost_with_the_broker_is_a_warning_not_a_dead_service
 def test_nameko_s_own_consumer_would_raise_and_kill_the_container():
     with pytest.raises(ConnectionResetError):
         entrypoint(NamekoConsumer).handle_result("message", None, "done", None)
+
+
+def test_a_connection_that_failed_to_write_is_shut_for_its_reader_too():
+    import socket
+    from types import SimpleNamespace
+
+    from common.framework.consume import shut_down_connection_of
+
+    ours, peer = socket.socketpair()
+    try:
+        transport = SimpleNamespace(sock=ours, connected=True)
+        message = SimpleNamespace(channel=SimpleNamespace(connection=SimpleNamespace(transport=transport)))
+        shut_down_connection_of(message)                 # still writable: left alone
+        peer.sendall(b"x")
+        assert ours.recv(1) == b"x"
+        transport.connected = False                      # py-amqp says so after a failed write
+        shut_down_connection_of(message)
+        assert ours.recv(1) == b""                       # its reader sees the end at once
+        shut_down_connection_of(message)                 # twice: nothing raised
+    finally:
+        ours.close()
+        peer.close()
