@@ -167,10 +167,7 @@ def describe_dead_letter(message, broker=None):
 def _declared_as_wanted(connection, queue):
     """True if `queue` exists as declared, False if it exists otherwise, None if it does not exist.
     Asked with a declaration of the wanted arguments on a channel of its own (a refusal closes it)."""
-    channel = connection.channel()
-    try:
-        channel.queue_declare(queue.name, passive=True)
-    except NotFound:
+    if _counts(connection, queue.name) is None:
         return None
     channel = connection.channel()
     arguments = queue.queue_arguments or {"x-queue-type": "classic"}
