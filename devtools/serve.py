@@ -7,14 +7,20 @@ configuration made from the settings (common.config.nameko_config) rather than r
 make run, the tests (devtools.system) and the containers (docker-compose.yml) start every process so.
 Nameko's own runner runs them: SIGTERM stops the services gracefully, Ctrl-C (SIGINT) too, a second
 Ctrl-C kills them. A setting that cannot be used ends the process at once with a message naming it.
+SIGUSR2 writes the stack of every green thread to the log (`kill -USR2 PID`): what a process that seems
+stuck is waiting for, without stopping it.
 """
 import eventlet
 
 eventlet.monkey_patch()  # before anything else is imported, as `nameko run` does
 
+import gc
 import logging.config
+import signal
 import sys
+import traceback
 
+import greenlet
 from nameko.cli.run import import_service, run
 from nameko.exceptions import CommandError
 
@@ -22,6 +28,14 @@ from common import metrics
 from common.config import ConfigError, nameko_config, settings
 
 USAGE = "usage: python -m devtools.serve MODULE   (e.g. services.orgs.service, gateway.service)"
+
+
+def log_green_threads(signum=None, frame=None):
+    """Every green thread's stack, one log record (the handler of SIGUSR2)."""
+    stacks = [f"green thread {index}:\n" + "".join(traceback.format_stack(thread.gr_frame))
+              for index, thread in enumerate(obj for obj in gc.get_objects()
+                                             if isinstance(obj, greenlet.greenlet) and obj.gr_frame is not None)]
+    logging.getLogger("devtools.serve").warning("%d green threads (SIGUSR2):\n%s", len(stacks), "\n".join(stacks))
 
 
 def main(argv=None):
@@ -33,6 +47,7 @@ def main(argv=None):
     except ConfigError as exc:
         sys.exit(f"serve: {exc}")
     logging.config.dictConfig(config["LOGGING"])
+    signal.signal(signal.SIGUSR2, log_green_threads)
     try:
         metrics.start_process(settings())     # on METRICS_PORT when set (common.metrics)
     except (OSError, OverflowError) as exc:    # taken, not allowed, or beyond 65535

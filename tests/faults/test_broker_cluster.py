@@ -19,6 +19,8 @@ during a kill would be dead-lettered too."""
 
 import json
 import shutil
+import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -88,6 +90,24 @@ def all_members_online(node):
     rows = [line.split("\t") for line in node.ctl("list_queues", "name", "online").splitlines()]
     online = {row[0]: row[1].count("@") for row in rows if len(row) == 2}
     return all(online.get(queue) == 3 for queue in QUEUES)
+
+
+def diagnose(system, broker):
+    """After a failure, for its reader: every process writes its green threads' stacks to its log (SIGUSR2,
+    devtools.serve), and each node's connections and consumers go to broker.log beside the processes' logs."""
+    for process in system.processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGUSR2)
+    with open(system.log_dir / "broker.log", "a") as out:
+        for node in broker.nodes:
+            for command in (("list_connections", "name", "user", "state"),
+                            ("list_consumers", "queue_name", "channel_pid", "active")):
+                try:
+                    out.write(f"--- {node.name}: {' '.join(command)}\n{node.ctl(*command)}\n")
+                except subprocess.CalledProcessError as exc:
+                    out.write(f"--- {node.name}: {command[0]} failed: {exc.stderr}\n")
+    time.sleep(1)                                    # the stacks written
+    return f"see {system.log_dir}"
 
 
 def operator_get(system, token=OPERATOR_TOKEN, **params):
@@ -257,7 +277,10 @@ def test_a_broker_node_killed_under_mixed_traffic_loses_and_doubles_nothing(clus
                              f"the node leading the most queues ({busiest})")
         finally:
             stop.set()
-            [job.result() for job in clients]
+            try:
+                [job.result() for job in clients]
+            except Exception as exc:
+                raise AssertionError(f"a client gave up ({diagnose(system, broker)})") from exc
 
     for name, process in system.processes.items():
         assert process.poll() is None and process.pid == pids[name], f"{name} exited or was restarted"
