@@ -1,6 +1,7 @@
 """devtools.serve, what starts every process of the system: it runs a module's service with Nameko's
 configuration made from the settings (the log format and LOG_LEVEL here), writes its green threads' stacks
-to the log on SIGUSR2 and carries on, stops gracefully on SIGTERM, and refuses a setting that cannot be used with a message naming it."""
+to the log on SIGUSR2 and carries on, stops gracefully on SIGTERM, and refuses a setting that cannot be
+used with a message naming it."""
 import os
 import re
 import signal
