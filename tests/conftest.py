@@ -23,6 +23,37 @@ from gateway import tokens
 os.environ.setdefault("GATEWAY_PROCESSES", "1")
 
 
+# ---- two lanes at once (make test) -----------------------------------------------------------------------
+# make test runs the suite as two pytest processes side by side (scripts/test.sh), each with its own broker
+# and systems: the suite mostly waits (for processes, time-outs, a browser), so two lanes use the two cores.
+# `--lane postgres` takes every test run on PostgreSQL, the unit tests and the tests that start a broker of
+# their own (about even with the other lane: 10-11 minutes each on 2 cores); `--lane others` the rest.
+# Without --lane, one process runs everything, as before.
+POSTGRES_LANE_PATHS = ("tests/unit/", "tests/faults/test_broker_cluster.py", "tests/e2e/test_queue_type_change.py")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--lane", choices=("postgres", "others"), default=None,
+                     help="one of make test's two lanes: the PostgreSQL tests (and the unit tests...), or the rest")
+
+
+def in_postgres_lane(item):
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return any(value == "postgres" for value in params.values() if isinstance(value, str)) or \
+        item.nodeid.startswith(POSTGRES_LANE_PATHS)
+
+
+def pytest_collection_modifyitems(config, items):
+    lane = config.getoption("lane")
+    if lane is None:
+        return
+    kept, dropped = [], []
+    for item in items:
+        (kept if in_postgres_lane(item) == (lane == "postgres") else dropped).append(item)
+    config.hook.pytest_deselected(items=dropped)
+    items[:] = kept
+
+
 # ---- the environment of this process ------------------------------------------------------------------
 class Environment:
     """Environment variables changed for one test, and the settings read again after each change."""
@@ -167,10 +198,17 @@ _FIGURES = []
 
 @pytest.fixture
 def figure(request):
-    """figure("what was measured") adds a line to the run's closing section "figures measured by tests"."""
+    """figure("what was measured") adds a line to the run's closing section "figures measured by tests".
+    It travels in the test's report (user_properties), so figures measured in pytest-xdist's workers reach
+    the run's summary too."""
     def record(text):
-        _FIGURES.append(f"{request.node.nodeid}: {text}")
+        request.node.user_properties.append(("figure", text))
     return record
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "teardown":
+        _FIGURES.extend(f"{report.nodeid}: {text}" for name, text in report.user_properties if name == "figure")
 
 
 def pytest_terminal_summary(terminalreporter):

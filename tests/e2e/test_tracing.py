@@ -125,7 +125,12 @@ def log_entries(system, name):
 def test_one_trace_id_from_the_gateway_through_a_service_to_its_reactions(traced):
     system, receiver = traced
     owner = user(system)
-    ok(owner.get(f"{system.url}/v1/me", timeout=30))     # signed in first: the traced request makes one organization
+    # Signed in first (the traced request makes one organization), and the sign-in's own events (the personal
+    # organization) audited: batched with the traced request's, they would give audit's batch their request id.
+    signed_in = owner.get(f"{system.url}/v1/me", timeout=30)
+    ok(signed_in)
+    wait_for(lambda: any(e["request_id"] == signed_in.headers["X-Request-Id"] for e in log_entries(system, "audit")),
+             message="the sign-in's events audited")
     trace_id, client_span = secrets.token_hex(16), secrets.token_hex(8)
     answer = owner.post(f"{system.url}/v1/organizations", json={"name": "Traced Clinic"}, timeout=30,
                         headers={"traceparent": f"00-{trace_id}-{client_span}-01", "tracestate": "vendor=1"})
