@@ -36,7 +36,7 @@ def unacknowledged(entrypoint, error, message=None):
     while acks were being written, a service's queue consumer was seen never to reconnect (no "connection
     lost" line, its queues without a consumer for good), its acks having failed on the dead socket first."""
     log.warning("%s.%s: a message could not be acknowledged (%s); it will be delivered again",
-                entrypoint.container.service_name, entrypoint.method_name, error)
+                entrypoint.container.service_name, getattr(entrypoint, "method_name", "rpc_replies"), error)
     shut_down_connection_of(message)
 
 

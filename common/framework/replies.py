@@ -23,7 +23,7 @@ from kombu import Queue
 from nameko.messaging import QueueConsumer
 from nameko.rpc import ReplyListener as NamekoReplyListener
 
-from common.framework.consume import Consumer
+from common.framework.consume import ACK_FAILURES, Consumer, unacknowledged
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,20 @@ class ReplyListener(NamekoReplyListener):
         self.routing_key = routing_key  # the proxies' reply_to, read at each call
         self.queue = Queue(name, exchange=self.queue.exchange, routing_key=routing_key, durable=False,
                            queue_arguments=self.queue.queue_arguments)
+
+    def handle_message(self, body, message):
+        """Upstream's, whose acknowledgement of a reply on a connection just lost escaped its thread and
+        killed the whole container (seen: the gateway, when a broker node was killed under load). The reply
+        has arrived: its caller gets it; the acknowledgement is dropped (the reply queue is renamed on the
+        new connection, nothing comes again on the old one)."""
+        try:
+            self.queue_consumer.ack_message(message)
+        except ACK_FAILURES as error:
+            unacknowledged(self, error, message)
+        correlation_id = message.properties.get("correlation_id")
+        client_event = self._reply_events.pop(correlation_id, None)
+        if client_event is not None:
+            client_event.send(body)
 
     def connection_renewed(self):
         waiting, self._reply_events = self._reply_events, {}

@@ -83,3 +83,21 @@ def test_only_a_reconnection_renews_the_queues():
     queues._consumers_ready.send(None)
     queues.get_consumers(consumer_cls, channel=None)            # connected again
     assert renewed == [True]
+
+
+def test_a_reply_whose_acknowledgement_fails_still_reaches_its_caller_and_kills_nothing(container, caplog):
+    # Upstream's acknowledgement raised out of the listener's thread and killed the container (the gateway,
+    # when a broker node was killed).
+    listener = get_extension(container, ReplyListener)
+    listener.setup()
+    waiting = listener.get_reply_event("correlation-1")
+
+    def ack_message(message):
+        raise ConnectionResetError(104, "Connection reset by peer")
+    listener.queue_consumer.ack_message = ack_message
+    message = SimpleNamespace(properties={"correlation_id": "correlation-1"}, channel=None)
+
+    listener.handle_message({"result": 7}, message)
+
+    assert waiting.wait() == {"result": 7}
+    assert "caller.rpc_replies: a message could not be acknowledged" in caplog.text

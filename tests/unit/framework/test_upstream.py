@@ -129,6 +129,10 @@ UPSTREAM = [
              "00b93fa29cbb71cbcfcebd2a5ba68310a3a0286859766ed7414791758480c2aa",
              "common.framework.replies.ReplyListener.setup: upstream's queue name, exchange and arguments, "
              "declared non-durable; its routing_key is each call's reply_to (MethodProxy._call reads it per call)"),
+    Upstream("nameko.rpc.ReplyListener.handle_message",
+             "5c3213fc9256194f8e98a8d1961505ba7e05a1ba522a59d88dc3fc20ec71d1c3",
+             "common.framework.replies.ReplyListener.handle_message: upstream's, its acknowledgement's failure caught; "
+             "the reply sent to the event of its correlation_id"),
     Upstream("nameko.messaging.QueueConsumer.get_consumers",
              "c64c79c9fb67f4823f10d729e0d34be2c51d8a9399912e7bfed59d10086089b8",
              "common.framework.replies.OwnQueues: called after every (re)connection, reads provider.queue"),
