@@ -50,7 +50,7 @@ from nameko.rpc import RpcConsumer as NamekoRpcConsumer
 from common import deadlines, metrics, queues, tracing
 from common.db import RPC_REQUEST_ID
 from common.errors import Forbidden
-from common.framework.consume import shut_down_connection_of
+from common.framework.consume import ACK_FAILURES, shut_down_connection_of, unacknowledged
 from common.framework.signature import SignatureOnce
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,10 @@ class Rpc(SignatureOnce, NamekoRpc):
         if deadlines.passed(deadline):
             log.warning("%s.%s: a request %.1f s past its caller's deadline was dropped unexecuted",
                         self.container.service_name, self.method_name, deadlines.seconds_past(deadline))
-            self.rpc_consumer.queue_consumer.ack_message(message)
+            try:
+                self.rpc_consumer.queue_consumer.ack_message(message)
+            except ACK_FAILURES as error:      # the broker delivers it again, to be dropped again
+                unacknowledged(self, error, message)
             return
         super().handle_message(body, message)
 

@@ -102,6 +102,20 @@ def test_a_request_past_its_deadline_is_dropped_unexecuted_and_acknowledged(capl
     assert len(spawned) == 2 and point.rpc_consumer.acked == [late]
 
 
+def test_a_late_request_whose_acknowledgement_fails_is_dropped_without_killing_anything(caplog):
+    # The broker's connection lost meanwhile: the broker delivers it again, and it is dropped again.
+    spawned.clear()
+    point = entrypoint()
+
+    def ack_message(message):
+        raise BrokenPipeError(32, "Broken pipe")
+    point.rpc_consumer.queue_consumer = SimpleNamespace(ack_message=ack_message)
+    late = SimpleNamespace(headers={"nameko.deadline": deadlines.header_value(deadlines.now() - 3)}, channel=None)
+    point.handle_message({"args": [], "kwargs": {}}, late)
+    assert spawned == []
+    assert "orgs.rename_organization: a message could not be acknowledged" in caplog.text
+
+
 # ---- the commit -----------------------------------------------------------------------------------------
 @pytest.fixture
 def store(tmp_path):
