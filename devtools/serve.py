@@ -33,9 +33,23 @@ USAGE = "usage: python -m devtools.serve MODULE   (e.g. services.orgs.service, g
 def log_green_threads(signum=None, frame=None):
     """Every green thread's stack, one log record (the handler of SIGUSR2)."""
     stacks = [f"green thread {index}:\n" + "".join(traceback.format_stack(thread.gr_frame))
-              for index, thread in enumerate(obj for obj in gc.get_objects()
-                                             if isinstance(obj, greenlet.greenlet) and obj.gr_frame is not None)]
+              for index, thread in enumerate(green_threads())]
     logging.getLogger("devtools.serve").warning("%d green threads (SIGUSR2):\n%s", len(stacks), "\n".join(stacks))
+
+
+def green_threads():
+    """The suspended green threads of this process. Those made at start-up are frozen out of the garbage
+    collector's sight (common.heap): unfrozen for the look, then frozen again with the rest."""
+    frozen = gc.get_freeze_count() > 0
+    if frozen:
+        gc.unfreeze()
+    try:
+        # type(), not isinstance(): a dead weak proxy among the objects raises on any attribute asked.
+        return [obj for obj in gc.get_objects()
+                if issubclass(type(obj), greenlet.greenlet) and obj.gr_frame is not None]
+    finally:
+        if frozen:
+            gc.freeze()
 
 
 def main(argv=None):

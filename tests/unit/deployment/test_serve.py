@@ -53,3 +53,21 @@ def test_a_setting_that_cannot_be_used_stops_it_at_once(tmp_path):
         process = serve("gateway.service", log, GATEWAY_PORT="abc")
     assert process.wait(timeout=30) == 1
     assert (tmp_path / "serve.log").read_text().strip() == "serve: GATEWAY_PORT must be a whole number, not 'abc'"
+
+
+def test_the_stacks_include_green_threads_frozen_out_of_the_collectors_sight():
+    # Every service freezes what it made at start-up (common.heap), its queue consumers' threads among them.
+    import gc
+
+    import eventlet
+
+    from devtools.serve import green_threads
+    waiting = eventlet.spawn(eventlet.sleep, 30)
+    eventlet.sleep(0)
+    gc.freeze()
+    try:
+        assert any(thread is waiting for thread in green_threads())
+        assert gc.get_freeze_count() > 0                    # frozen again afterwards
+    finally:
+        gc.unfreeze()
+        waiting.kill()
