@@ -45,12 +45,13 @@ from functools import partial
 from nameko.exceptions import ContainerBeingKilled
 from nameko.messaging import Consumer
 
-from common.framework.consume import ACK_FAILURES, consumed, unacknowledged
+from common.framework.consume import ACK_FAILURES, QueueConsumer, consumed, unacknowledged
 
 log = logging.getLogger(__name__)
 
 
 class BatchConsumer(Consumer):
+    queue_consumer = QueueConsumer()        # the service's one (common.framework.consume)
 
     def setup(self):
         super().setup()

@@ -16,6 +16,7 @@ import socket
 from amqp.exceptions import AMQPError
 from kombu.exceptions import OperationalError
 from nameko.messaging import Consumer as NamekoConsumer
+from nameko.messaging import QueueConsumer as NamekoQueueConsumer
 
 from common import tracing
 
@@ -37,23 +38,61 @@ def unacknowledged(entrypoint, error, message=None):
     lost" line, its queues without a consumer for good), its acks having failed on the dead socket first."""
     log.warning("%s.%s: a message could not be acknowledged (%s); it will be delivered again",
                 entrypoint.container.service_name, getattr(entrypoint, "method_name", "rpc_replies"), error)
-    shut_down_connection_of(message)
+    connection_lost(entrypoint, message)
+
+
+def connection_lost(entrypoint, message):
+    """A write on the connection `message` came on failed (its acknowledgement, its reply): its socket is shut,
+    and the queue consumer reading it is told to connect again (QueueConsumer.renew_connection)."""
+    if not shut_down_connection_of(message):
+        return                              # its connection still writes: not this one that failed
+    queue_consumer = getattr(entrypoint, "queue_consumer", None) or \
+        getattr(getattr(entrypoint, "rpc_consumer", None), "queue_consumer", None)
+    if isinstance(queue_consumer, QueueConsumer):
+        queue_consumer.renew_connection()
 
 
 def shut_down_connection_of(message):
     """Shut the socket of `message`'s connection if a write on it failed (py-amqp's transport then says it is
-    not connected), so its reader fails too; a connection still writable is left alone."""
+    not connected), so its reader fails too, and say so; a connection still writable is left alone."""
     transport = getattr(getattr(getattr(message, "channel", None), "connection", None), "transport", None)
     sock = getattr(transport, "sock", None)
-    if sock is not None and getattr(transport, "connected", True) is False:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass                            # already shut: the reader has seen it
+    if sock is None or getattr(transport, "connected", True) is not False:
+        return False
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass                                # already shut: the reader has seen it
+    return True
+
+
+class QueueConsumer(NamekoQueueConsumer):
+    """Nameko's queue consumer (one per service process, the connection its entrypoints consume on), which
+    connects again as soon as a write on its connection failed elsewhere: `renew_connection()`, called by
+    the thread whose acknowledgement (or reply) failed, makes its next loop end the connection as lost.
+
+    Why: on a cluster, after a node was killed, a service's consumer was seen to go on reading its dead
+    connection, its green thread waiting in recv (stacks by SIGUSR2) with no "connection lost" line, while
+    its acks failed on that same connection; its queues had no consumer for 20 s to over a minute (the RPC
+    routes of the service answered "not running"). Shutting the socket for reading did not wake it. The
+    loop comes back to `on_iteration` at least once a second (kombu's drain_events time-out)."""
+
+    _renew = False
+
+    def renew_connection(self):
+        self._renew = True
+
+    def on_iteration(self):
+        if self._renew:
+            self._renew = False
+            raise ConnectionResetError("a write on the consumer's connection failed; connecting again")
+        super().on_iteration()
 
 
 class Consumer(NamekoConsumer):
-    """Nameko's consumer, with a consumer span per message."""
+    """Nameko's consumer, with a consumer span per message, on `QueueConsumer` above."""
+
+    queue_consumer = QueueConsumer()
 
     _spans = None                   # message -> its span, until it is acknowledged or requeued
 

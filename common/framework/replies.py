@@ -20,10 +20,9 @@ import logging
 import uuid
 
 from kombu import Queue
-from nameko.messaging import QueueConsumer
 from nameko.rpc import ReplyListener as NamekoReplyListener
 
-from common.framework.consume import ACK_FAILURES, Consumer, unacknowledged
+from common.framework.consume import ACK_FAILURES, Consumer, QueueConsumer, unacknowledged
 
 log = logging.getLogger(__name__)
 

@@ -50,7 +50,7 @@ from nameko.rpc import RpcConsumer as NamekoRpcConsumer
 from common import deadlines, metrics, queues, tracing
 from common.db import RPC_REQUEST_ID
 from common.errors import Forbidden
-from common.framework.consume import ACK_FAILURES, shut_down_connection_of, unacknowledged
+from common.framework.consume import ACK_FAILURES, QueueConsumer, connection_lost, unacknowledged
 from common.framework.signature import SignatureOnce
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,10 @@ class _Responder(Responder):
 
 class RpcConsumer(NamekoRpcConsumer):
     """Nameko's, except that its queue is declared as common.queues says (checked before the start), and a
-    reply is published without waiting for the broker's publisher confirm."""
+    reply is published without waiting for the broker's publisher confirm. On common.framework.consume's
+    QueueConsumer, as every consumer of the service."""
+
+    queue_consumer = QueueConsumer()
 
     def setup(self):
         # Upstream's, with common.queues.durable_queue for its plain durable Queue, then the check.
@@ -150,7 +153,7 @@ class Rpc(SignatureOnce, NamekoRpc):
         except (OSError, ConnectionError, OperationalError, AMQPError) as error:
             log.warning("the reply of %s.%s could not be sent and was dropped (%s); the caller will time out",
                         self.container.service_name, self.method_name, error)
-            shut_down_connection_of(message)    # if it was the request's ack that failed: its reader reconnects
+            connection_lost(self, message)      # if it was the request's ack that failed: its reader reconnects
             return result, exc_info
         finally:
             span = self._spans.pop(message, None) if self._spans else None

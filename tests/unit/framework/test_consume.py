@@ -58,3 +58,38 @@ def test_a_connection_that_failed_to_write_is_shut_for_its_reader_too():
     finally:
         ours.close()
         peer.close()
+
+
+def test_an_acknowledgement_failed_on_a_dead_connection_makes_its_queue_consumer_connect_again():
+    import socket
+
+    from kombu.transport.pyamqp import Transport
+
+    from common.framework.consume import QueueConsumer
+    from common.framework.rpc import RpcConsumer
+
+    # Every consumer of a service is on this one queue consumer (one connection per process).
+    assert type(Consumer.queue_consumer) is type(BatchConsumer.queue_consumer) is type(RpcConsumer.queue_consumer) \
+        is QueueConsumer
+    ours, peer = socket.socketpair()
+    try:
+        queue_consumer = QueueConsumer.__new__(QueueConsumer)
+        queue_consumer._consumers, queue_consumer._pending_remove_providers = {"provider": "consumer"}, {}
+        point = entrypoint(Consumer)
+        point.queue_consumer = queue_consumer
+        queue_consumer.ack_message = ResetQueueConsumer().ack_message
+        transport = SimpleNamespace(sock=ours, connected=True)
+        message = SimpleNamespace(channel=SimpleNamespace(connection=SimpleNamespace(transport=transport)))
+
+        point.handle_result(message, None, "done", None)      # the connection still writes: not it
+        queue_consumer.on_iteration()
+
+        transport.connected = False                           # py-amqp says so after a failed write
+        point.handle_result(message, None, "done", None)
+        with pytest.raises(ConnectionResetError) as lost:     # kombu's loop takes it as a lost connection
+            queue_consumer.on_iteration()
+        assert isinstance(lost.value, Transport.connection_errors)
+        queue_consumer.on_iteration()                         # once: the new connection is left alone
+    finally:
+        ours.close()
+        peer.close()

@@ -129,6 +129,10 @@ UPSTREAM = [
              "00b93fa29cbb71cbcfcebd2a5ba68310a3a0286859766ed7414791758480c2aa",
              "common.framework.replies.ReplyListener.setup: upstream's queue name, exchange and arguments, "
              "declared non-durable; its routing_key is each call's reply_to (MethodProxy._call reads it per call)"),
+    Upstream("nameko.messaging.QueueConsumer.on_iteration",
+             "0338632c5cf386761f07aaacd990033761eff55b2ed52a10080ec440a433a59a",
+             "common.framework.consume.QueueConsumer.on_iteration: called by kombu's consume loop at least once a "
+             "second (drain_events' time-out); an error in its connection_errors raised there reconnects"),
     Upstream("nameko.rpc.ReplyListener.handle_message",
              "5c3213fc9256194f8e98a8d1961505ba7e05a1ba522a59d88dc3fc20ec71d1c3",
              "common.framework.replies.ReplyListener.handle_message: upstream's, its acknowledgement's failure caught; "
