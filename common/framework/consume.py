@@ -32,10 +32,8 @@ def unacknowledged(entrypoint, error, message=None):
     error escape the worker, which kills the whole service container (seen: members exited mid broker
     outage, a reaction's ack on a reset connection).
 
-    The connection is dead, so it is shut down for reading too: the queue consumer's green thread reading
-    from the same socket then fails at once and reconnects. Why: on a cluster, after a node was killed
-    while acks were being written, a service's queue consumer was seen never to reconnect (no "connection
-    lost" line, its queues without a consumer for good), its acks having failed on the dead socket first."""
+    The connection is dead: its queue consumer is told to connect again (`connection_lost`), as its own read
+    was seen not to notice (QueueConsumer below)."""
     log.warning("%s.%s: a message could not be acknowledged (%s); it will be delivered again",
                 entrypoint.container.service_name, getattr(entrypoint, "method_name", "rpc_replies"), error)
     connection_lost(entrypoint, message)

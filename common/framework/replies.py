@@ -1,7 +1,7 @@
 """Queues of one process's own (Nameko 2.14.1): its RPC reply queue (`nameko.rpc.ReplyListener`, overridden
 here for every RPC proxy: common.rpc.service_proxy) and the gateway's queue of API key revocations
 (`OwnQueueConsumer`). They are classic and non-durable (upstream's reply queue is durable, with `x-expires`),
-consumed through `OwnQueues`, Nameko's `nameko.messaging.QueueConsumer` with `get_consumers` extended: after
+consumed through `OwnQueues`, common.framework.consume's QueueConsumer with `get_consumers` extended: after
 a reconnection (any call but the first), every such queue is declared anew under a new name, and its
 provider is told (`connection_renewed`).
 
