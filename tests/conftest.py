@@ -199,8 +199,7 @@ _FIGURES = []
 @pytest.fixture
 def figure(request):
     """figure("what was measured") adds a line to the run's closing section "figures measured by tests".
-    It travels in the test's report (user_properties), so figures measured in pytest-xdist's workers reach
-    the run's summary too."""
+    It travels in the test's report (user_properties), read back by pytest_runtest_logreport below."""
     def record(text):
         request.node.user_properties.append(("figure", text))
     return record

@@ -272,8 +272,7 @@ def test_a_broker_node_killed_under_mixed_traffic_loses_and_doubles_nothing(clus
                  message="every quorum queue's three members online")
         time.sleep(AFTER)
         # From the kill on: the first request after which every request sent succeeded.
-        after = sorted((sent, ok_, why) for sent, _, ok_, why in answers if sent >= killed_at - 10)
-        failed = [(sent, why) for sent, ok_, why in after if not ok_]
+        failed = [(sent, why) for sent, _, ok_, why in answers if sent >= killed_at - 10 and not ok_]
         recovered = max(0.0, max(sent for sent, _ in failed) - killed_at) if failed else 0.0
         # What failed, second by second from the kill: read when the bound is missed.
         timeline = Counter((int(sent - killed_at), why) for sent, why in failed)
